@@ -1,0 +1,153 @@
+"""JSON API: POST /api/predict (images -> top-k) and GET /api/model (what is being served)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+
+from proxy.client import (
+    ModelServerError,
+    ModelTarget,
+    Prediction,
+    class_names_in_index_order,
+)
+from proxy.config import ProxyConfig
+from proxy.errors import ApiError
+from proxy.preprocess import IMAGE_SIZE, ImageError, to_pixels
+from proxy.services import Services, services
+from proxy.uploads import Upload, read_uploads
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@bp.post("/predict")
+def predict() -> Response:
+    """Classify one or more uploaded images; answers DESIGN.md's "Proxy JSON API"."""
+    started = time.perf_counter()
+    svc = services()
+    target = target_from_query(request.args, svc.config)
+    k = top_k_from_query(request.args, svc.config.top_k)
+    uploads = read_uploads(request, svc.config.max_images)
+    pixels = np.stack([_pixels_of(upload, svc.config.max_pixels) for upload in uploads])
+    decoded = time.perf_counter()
+    prediction = svc.client.predict(pixels, target)
+    answered = time.perf_counter()
+    svc.metrics.model_latency.labels(svc.config.protocol).observe(answered - decoded)
+    svc.metrics.images.inc(len(uploads))
+    model = {"name": prediction.name, "version": prediction.version}
+    if target.label:
+        model["label"] = target.label
+    return jsonify(
+        model=model,
+        results=[
+            {"filename": upload.filename, "top": top_k(prediction, row, k)}
+            for row, upload in enumerate(uploads)
+        ],
+        elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
+        timing_ms={
+            "preprocess": round((decoded - started) * 1000, 2),
+            "model_server": round((answered - decoded) * 1000, 2),
+        },
+    )
+
+
+@bp.get("/model")
+def model() -> Response:
+    """Versions and their states, labels that resolve, class names, and the proxy's limits."""
+    svc = services()
+    config = svc.config
+    versions = svc.client.status(config.model_name)
+    default = default_target(config)
+    available = any(v.state == "AVAILABLE" for v in versions)
+    return jsonify(
+        name=config.model_name,
+        protocol=config.protocol,
+        versions=[{"version": v.version, "state": v.state, "error": v.error} for v in versions],
+        labels=_resolve_labels(svc) if available else {},
+        classes=_class_names(svc, default) if available else [],
+        default={"version": default.version, "label": default.label},
+        limits={
+            "max_upload_bytes": config.max_upload_bytes,
+            "max_pixels": config.max_pixels,
+            "max_images": config.max_images,
+            "top_k": config.top_k,
+        },
+    )
+
+
+def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:
+    """`?version=N` or `?label=L` (not both); neither = the configured default."""
+    version, label = args.get("version", ""), args.get("label", "")
+    if version and label:
+        raise ApiError("give either version or label, not both")
+    if version:
+        if not version.isdigit():
+            raise ApiError(f"version must be a whole number, not {version!r}")
+        return ModelTarget(config.model_name, version=int(version))
+    if label:
+        if not LABEL_PATTERN.fullmatch(label):
+            raise ApiError("label may only use letters, digits, '_', '-' and '.'")
+        return ModelTarget(config.model_name, label=label)
+    return default_target(config)
+
+
+def default_target(config: ProxyConfig) -> ModelTarget:
+    return ModelTarget(config.model_name, config.default_version, config.default_label)
+
+
+def top_k_from_query(args: dict, default: int) -> int:
+    raw = args.get("k", "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= 10:
+        raise ApiError("k must be a whole number from 1 to 10")
+    return int(raw)
+
+
+def top_k(prediction: Prediction, row: int, k: int) -> list[dict]:
+    """The first k (label, probability) pairs of one image; rows are already sorted."""
+    labels = prediction.classes[row][:k]
+    scores = prediction.scores[row][:k]
+    return [
+        {"label": label, "probability": round(float(p), 6)}
+        for label, p in zip(labels, scores, strict=True)
+    ]
+
+
+def _pixels_of(upload: Upload, max_pixels: int) -> np.ndarray:
+    """Preprocess one upload; errors name the file so a batch says which image failed."""
+    try:
+        return to_pixels(upload.data, max_pixels)
+    except ImageError as exc:
+        raise type(exc)(f"{upload.filename}: {exc}") from exc
+
+
+def _resolve_labels(svc: Services) -> dict[str, int]:
+    """Labels from the config that the model server currently resolves."""
+    labels = {}
+    for label in svc.config.known_labels:
+        try:
+            target = ModelTarget(svc.config.model_name, label=label)
+            labels[label] = svc.client.resolve_version(target)
+        except ModelServerError:
+            continue
+    return labels
+
+
+def _class_names(svc: Services, target: ModelTarget) -> list[str]:
+    """Class names in index order, from one prediction on a blank image (cached per version)."""
+    version = svc.client.resolve_version(target)
+    with svc.lock:
+        cached = svc.class_names.get(version)
+    if cached is None:
+        blank = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        pinned = ModelTarget(target.name, version=version)
+        cached = class_names_in_index_order(svc.client.predict(blank, pinned))
+        with svc.lock:
+            svc.class_names[version] = cached
+    return cached

@@ -1,0 +1,68 @@
+"""Every setting of the proxy, read from environment variables in one place.
+
+Defaults match DESIGN.md (model `cifar10`, gRPC 8500, REST 8501 on loopback), so
+`create_app()` with no environment talks to a local model server.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PROTOCOLS = ("grpc", "rest")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Settings of one proxy process; see `from_env` for the variable names."""
+
+    grpc_address: str = "127.0.0.1:8500"
+    rest_url: str = "http://127.0.0.1:8501"
+    protocol: str = "grpc"
+    model_name: str = "cifar10"
+    # Which version answers when a request names none: a number, a label, or neither
+    # (neither = the model server's highest AVAILABLE version).
+    default_version: int | None = None
+    default_label: str | None = None
+    # Labels shown by GET /api/model (TF Serving has no call that lists them).
+    known_labels: tuple[str, ...] = ("stable", "canary")
+    timeout_s: float = 5.0
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_images: int = 16
+    top_k: int = 3
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"PROXY_PROTOCOL must be one of {PROTOCOLS}, not {self.protocol!r}")
+        if self.default_version is not None and self.default_label:
+            raise ValueError("set MODEL_VERSION or MODEL_LABEL, not both")
+        if not 1 <= self.top_k <= 10:
+            raise ValueError("TOP_K must be between 1 and 10")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProxyConfig:
+        """Build the config from environment variables (unset or empty = default)."""
+        env = os.environ if env is None else env
+        d = cls()
+
+        def get(name: str, default: str) -> str:
+            return env.get(name) or default
+
+        version = env.get("MODEL_VERSION") or None
+        labels = get("MODEL_LABELS", ",".join(d.known_labels))
+        return cls(
+            grpc_address=get("MODEL_SERVER_GRPC", d.grpc_address),
+            rest_url=get("MODEL_SERVER_REST", d.rest_url).rstrip("/"),
+            protocol=get("PROXY_PROTOCOL", d.protocol).lower(),
+            model_name=get("MODEL_NAME", d.model_name),
+            default_version=int(version) if version else None,
+            default_label=env.get("MODEL_LABEL") or None,
+            known_labels=tuple(x.strip() for x in labels.split(",") if x.strip()),
+            timeout_s=float(get("MODEL_SERVER_TIMEOUT_S", str(d.timeout_s))),
+            max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(d.max_upload_bytes))),
+            max_pixels=int(get("MAX_PIXELS", str(d.max_pixels))),
+            max_images=int(get("MAX_IMAGES", str(d.max_images))),
+            top_k=int(get("TOP_K", str(d.top_k))),
+        )

@@ -1,0 +1,82 @@
+"""Prometheus metrics: requests, latency, errors by kind, model server time.
+
+Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (scripts/serve.py does) so
+/metrics adds up every worker; without it each worker reports only its own counts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    """The proxy's metric families, registered in their own registry (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "proxy_http_requests",
+            "HTTP requests handled, by route, method and status code.",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "proxy_http_request_duration_seconds",
+            "Time from request to response, by route.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "proxy_errors",
+            "Error responses by kind (bad_image, too_large, model_unavailable, ...).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.model_latency = Histogram(
+            "proxy_model_server_duration_seconds",
+            "Time spent waiting for the model server's Predict.",
+            ["protocol"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.images = Counter(
+            "proxy_images_classified", "Images classified.", registry=self.registry
+        )
+
+    def install(self, app: Flask) -> None:
+        """Time every request and count it by route and status."""
+
+        @app.before_request
+        def _start_timer() -> None:
+            g.request_started = time.perf_counter()
+
+        @app.after_request
+        def _record(response: Response) -> Response:
+            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            started = g.get("request_started")
+            if started is not None:
+                self.latency.labels(endpoint).observe(time.perf_counter() - started)
+            self.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+            return response
+
+    def render(self) -> tuple[bytes, str]:
+        """Prometheus text for /metrics: all workers' files in multiprocess mode, else ours."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,40 @@
+"""Operations endpoints: liveness, readiness (model AVAILABLE) and Prometheus metrics."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from proxy.client import ModelServerError
+from proxy.errors import error_response
+from proxy.services import services
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is alive and answering (no model server call)."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> Response | tuple[Response, int]:
+    """Ready = the model server answers and has an AVAILABLE version of our model."""
+    svc = services()
+    name = svc.config.model_name
+    try:
+        versions = svc.client.status(name)
+    except ModelServerError as exc:
+        return error_response(f"not ready: {exc}", 503, "not_ready")
+    available = [v.version for v in versions if v.state == "AVAILABLE"]
+    if not available:
+        message = f"not ready: model {name!r} has no AVAILABLE version"
+        return error_response(message, 503, "not_ready")
+    return jsonify(status="ready", model=name, available_versions=available)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text format."""
+    body, content_type = services().metrics.render()
+    return Response(body, content_type=content_type)

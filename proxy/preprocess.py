@@ -1,0 +1,160 @@
+"""Uploaded image bytes -> the uint8 [32,32,3] tensor the `pixels` signature takes.
+
+Mirrors the in-graph preprocessing of `serving_default` (decode, center-crop to a square,
+bilinear resize with antialiasing to 32x32) so that both signatures agree, and adds what a
+browser upload needs on top: EXIF orientation, every Pillow mode to RGB, limits checked on
+the header before the pixels are decoded. Works on bytes in memory only.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import (
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageOps,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
+
+IMAGE_SIZE = 32
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+# JPEGs whose square crop is at least this many pixels a side are decoded at 1/2..1/8 scale
+# in the DCT domain (libjpeg "draft" mode): much faster for camera photos, and still 8x the
+# output size, so the antialiased 32x32 result hardly changes.
+DRAFT_MIN_SIDE = 8 * IMAGE_SIZE
+WHITE = (255, 255, 255)
+# Importing a plugin registers its decoder; Image.open alone preloads only a few formats and
+# Image.init() would load ~40. Phone "MPO" JPEGs open through the JPEG plugin.
+DECODERS = (
+    BmpImagePlugin,
+    GifImagePlugin,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
+
+
+class ImageError(Exception):
+    """An upload we cannot turn into a tensor; carries the HTTP status to answer with."""
+
+    http_status = 400
+    kind = "bad_image"
+
+
+class ImageTooLarge(ImageError):
+    http_status = 413
+    kind = "too_large"
+
+
+class UnsupportedImage(ImageError):
+    http_status = 415
+    kind = "unsupported_media"
+
+
+def to_pixels(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode one image and return its uint8 [32,32,3] tensor."""
+    image = open_image(data, max_pixels)
+    try:
+        _draft_jpeg(image)
+        image = ImageOps.exif_transpose(image)
+        rgb = to_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError("the image file is corrupt or truncated") from exc
+    return np.asarray(resize_center_square(rgb, IMAGE_SIZE), dtype=np.uint8)
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Read only the header, and refuse decompression bombs before any pixel is decoded."""
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(_too_many_pixels(max_pixels)) from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedImage(
+            "this file is not an image we can read (use JPEG, PNG, GIF, BMP, WebP or TIFF)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError("the image file is corrupt") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(_too_many_pixels(max_pixels, width, height))
+    if width < 1 or height < 1:
+        raise ImageError("the image has no pixels")
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: transparency over white, high bit depths scaled down."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        image = Image.fromarray(_to_uint8(np.asarray(image)), mode="L")
+    if _has_alpha(image):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*WHITE, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def resize_center_square(image: Image.Image, size: int) -> Image.Image:
+    """Center-crop to a square and resize with an antialiased bilinear (triangle) filter.
+
+    Same geometry as tf.image's center crop (offset = (long - short) // 2) followed by
+    tf.image.resize(method="bilinear", antialias=True); Pillow's BILINEAR widens its kernel
+    by the scale factor when shrinking, which is exactly TF's antialias behaviour.
+    """
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    box = (left, top, left + side, top + side)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
+
+
+def _draft_jpeg(image: Image.Image) -> None:
+    """Let libjpeg decode big JPEGs at a reduced scale (keeps the crop >= DRAFT_MIN_SIDE)."""
+    if image.format not in ("JPEG", "MPO"):
+        return
+    width, height = image.size
+    short = min(width, height)
+    if short < 2 * DRAFT_MIN_SIDE:
+        return
+    scale = DRAFT_MIN_SIDE / short
+    image.draft(image.mode, (int(width * scale) + 1, int(height * scale) + 1))
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """16/32-bit integer and float grey levels to 0..255.
+
+    Integers above 255 are taken as 16-bit (>> 8, as TF's decode_png does for 16-bit PNGs);
+    floats up to 1.0 as 0..1, larger floats as 0..255.
+    """
+    if array.dtype.kind == "f":
+        peak = float(np.nanmax(array)) if array.size else 0.0
+        scaled = array * 255.0 if peak <= 1.0 else array
+        return np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8)
+    wide = array.astype(np.int64)
+    if wide.size and wide.max() > 255:
+        wide = np.clip(wide, 0, 65535) >> 8
+    return np.clip(wide, 0, 255).astype(np.uint8)
+
+
+def _too_many_pixels(limit: int, width: int | None = None, height: int | None = None) -> str:
+    size = f" ({width}x{height})" if width else ""
+    return f"the image has too many pixels{size}; the limit is {limit / 1e6:g} megapixels"

@@ -1,0 +1,75 @@
+"""Getting image bytes out of a request, in memory only.
+
+Werkzeug spools multipart files over 500 kB to a temporary file; `InMemoryRequest` keeps
+them in RAM instead (the body is already capped by MAX_CONTENT_LENGTH), so an upload never
+touches the disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from typing import IO
+
+from flask import Request
+
+from proxy.errors import ApiError
+
+USAGE = 'send images as multipart field "file" or as JSON {"images": ["<base64>", ...]}'
+
+
+class InMemoryRequest(Request):
+    """A Flask request whose uploaded files live in BytesIO, never in a temp file."""
+
+    def _get_file_stream(  # type: ignore[override]
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        return io.BytesIO()
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    data: bytes
+
+
+def read_uploads(request: Request, max_images: int) -> list[Upload]:
+    """The images of a predict request: multipart `file` fields or JSON base64 strings."""
+    if request.mimetype == "multipart/form-data":
+        uploads = [
+            Upload(f.filename or f"image-{i + 1}", f.read())
+            for i, f in enumerate(request.files.getlist("file"))
+        ]
+    elif request.is_json:
+        uploads = _from_json(request.get_json(silent=True))
+    else:
+        raise ApiError(USAGE, 415, "unsupported_media")
+    if not uploads:
+        raise ApiError(f"no image in the request: {USAGE}")
+    if len(uploads) > max_images:
+        raise ApiError(f"too many images in one request (limit {max_images})", 413, "too_large")
+    return uploads
+
+
+def _from_json(body: object) -> list[Upload]:
+    if not isinstance(body, dict) or not isinstance(body.get("images"), list):
+        raise ApiError(f"the JSON body is not valid: {USAGE}")
+    return [Upload(f"image-{i + 1}", _b64decode(item, i)) for i, item in enumerate(body["images"])]
+
+
+def _b64decode(item: object, index: int) -> bytes:
+    """Standard base64, with or without a `data:image/...;base64,` prefix."""
+    if not isinstance(item, str):
+        raise ApiError(f"images[{index}] is not a base64 string")
+    if item.startswith("data:"):
+        item = item.partition(",")[2]
+    try:
+        return base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(f"images[{index}] is not valid base64") from exc
