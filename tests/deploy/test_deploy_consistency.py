@@ -1,0 +1,223 @@
+"""Compose, the Kubernetes manifests, serving_config/, the Dockerfiles and the proxy's defaults
+agree on ports, model name, base path, config file paths and versions."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import PurePosixPath
+
+import dockerfile
+from deploy_files import (
+    DOCKERFILES,
+    REPO,
+    SERVING_CONFIG,
+    bind_mounts,
+    compose_service,
+    container,
+    flags,
+    manifest,
+    pinned_version,
+    pyproject,
+)
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from modelserver.protos_gen import tfs_monitoring_config_pb2
+from proxy.config import ProxyConfig
+
+MODEL = "cifar10"
+GRPC, REST, PROXY = 8500, 8501, 5000
+
+
+def tfserving_args() -> dict[str, str]:
+    return flags(compose_service("tfserving")["command"])
+
+
+def models_config() -> model_server_config_pb2.ModelServerConfig:
+    text = (SERVING_CONFIG / "models.config").read_text()
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def test_tfserving_image_matches_pinned_tensorflow():
+    expected = f"tensorflow/serving:{pinned_version('tensorflow')}"
+    assert compose_service("tfserving")["image"] == expected
+    assert container("tfserving")["image"] == expected
+
+
+def test_compose_and_kubernetes_run_tfserving_with_the_same_flags():
+    assert compose_service("tfserving")["entrypoint"] == ["tensorflow_model_server"]
+    k8s = container("tfserving")
+    assert k8s["command"] == ["tensorflow_model_server"]
+    assert k8s["args"] == compose_service("tfserving")["command"]
+
+
+def test_tfserving_flags_cover_the_issue():
+    args = tfserving_args()
+    assert (args["port"], args["rest_api_port"]) == (str(GRPC), str(REST))
+    assert int(args["model_config_file_poll_wait_seconds"]) > 0
+    assert args["enable_batching"] == "true"
+    for name in ("model_config_file", "monitoring_config_file", "batching_parameters_file"):
+        assert name in args
+
+
+def test_config_file_flags_point_into_the_mounted_serving_config():
+    mounts = bind_mounts(compose_service("tfserving"))
+    k8s_mounts = {m["name"]: m for m in container("tfserving")["volumeMounts"]}
+    config_map = manifest("ConfigMap", "tfserving-config")
+    files = {k: v for k, v in tfserving_args().items() if k.endswith("_file")}
+    for path in map(PurePosixPath, files.values()):
+        host_dir, read_only = mounts[str(path.parent)]
+        assert host_dir == SERVING_CONFIG and read_only
+        assert (SERVING_CONFIG / path.name).is_file(), f"serving_config/{path.name} missing"
+        # Kubernetes: the same path comes from the ConfigMap generated from serving_config/.
+        assert k8s_mounts["config"]["mountPath"] == str(path.parent)
+        assert config_map["data"][path.name] == (SERVING_CONFIG / path.name).read_text()
+
+
+def test_models_config_names_the_model_at_the_mounted_absolute_base_path():
+    (model,) = models_config().model_config_list.config
+    assert (model.name, model.base_path) == (MODEL, f"/models/{MODEL}")
+    assert model.model_platform == "tensorflow"
+    # compose mounts ./models read-only at /models; Kubernetes mounts the PVC there.
+    host_dir, read_only = bind_mounts(compose_service("tfserving"))["/models"]
+    assert host_dir == REPO / "models" and read_only
+    models_mount = next(m for m in container("tfserving")["volumeMounts"] if m["name"] == "models")
+    assert models_mount == {"name": "models", "mountPath": "/models", "readOnly": True}
+    seed = manifest("Deployment", "tfserving")["spec"]["template"]["spec"]["initContainers"][0]
+    assert seed["args"][-1] == model.base_path
+
+
+def test_health_checks_wait_for_an_available_model_on_the_rest_port():
+    compose_test = compose_service("tfserving")["healthcheck"]["test"]
+    readiness = container("tfserving")["readinessProbe"]["exec"]["command"]
+    assert compose_test == ["CMD", *readiness]
+    script = readiness[-1]
+    assert f"/dev/tcp/127.0.0.1/{REST}" in script
+    assert f"GET /v1/models/{MODEL} " in script and "AVAILABLE" in script
+
+
+def test_tfserving_ports_are_loopback_only_in_compose_and_internal_in_kubernetes():
+    assert compose_service("tfserving")["ports"] == [
+        f"127.0.0.1:{GRPC}:{GRPC}",
+        f"127.0.0.1:{REST}:{REST}",
+    ]
+    ports = {p["name"]: p["containerPort"] for p in container("tfserving")["ports"]}
+    assert ports == {"grpc": GRPC, "http": REST}
+    service = manifest("Service", "tfserving")["spec"]
+    assert service["type"] == "ClusterIP"
+    assert {p["name"]: p["port"] for p in service["ports"]} == ports
+
+
+def test_proxy_reaches_tfserving_through_the_service_with_its_own_variable_names():
+    compose_env = compose_service("proxy")["environment"]
+    k8s_env = {e["name"]: e["value"] for e in container("proxy")["env"]}
+    assert compose_env == k8s_env
+    config = ProxyConfig.from_env(k8s_env)
+    assert config.grpc_address == f"tfserving:{GRPC}"
+    assert config.rest_url == f"http://tfserving:{REST}"
+    assert config.model_name == MODEL
+    # The proxy's defaults (no environment: `make serve`) use the same ports and model.
+    default = ProxyConfig()
+    assert default.grpc_address.endswith(f":{GRPC}") and default.rest_url.endswith(f":{REST}")
+    assert default.model_name == MODEL
+
+
+def test_proxy_port_and_probes():
+    assert compose_service("proxy")["ports"] == [f"${{PROXY_PUBLISH:-{PROXY}}}:{PROXY}"]
+    assert compose_service("proxy")["environment"]["PROXY_PORT"] == str(PROXY)
+    proxy = container("proxy")
+    assert proxy["ports"] == [{"name": "http", "containerPort": PROXY}]
+    assert proxy["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert proxy["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
+    assert manifest("Deployment", "proxy")["spec"]["replicas"] == 2
+
+
+def test_networkpolicy_admits_only_the_proxy_and_labelled_clients_to_tfserving():
+    policy = manifest("NetworkPolicy", "tfserving-clients")["spec"]
+    tfserving_pods = manifest("Deployment", "tfserving")["spec"]["template"]["metadata"]
+    proxy_pods = manifest("Deployment", "proxy")["spec"]["template"]["metadata"]
+    assert policy["podSelector"]["matchLabels"].items() <= tfserving_pods["labels"].items()
+    (rule,) = policy["ingress"]
+    selectors = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+    assert selectors[0].items() <= proxy_pods["labels"].items()
+    assert selectors[1] == {"cifar10.tfserving/client": "allowed"}
+    assert {p["port"] for p in rule["ports"]} == {"grpc", "http"}
+
+
+def test_prometheus_scrape_annotations_match_monitoring_config():
+    text = (SERVING_CONFIG / "monitoring.config").read_text()
+    monitoring = text_format.Parse(text, tfs_monitoring_config_pb2.MonitoringConfig())
+    assert monitoring.prometheus_config.enable
+    annotations = manifest("Deployment", "tfserving")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == monitoring.prometheus_config.path
+    assert annotations["prometheus.io/port"] == str(REST)
+
+
+def test_gunicorn_serves_the_proxy_app_factory():
+    cmd = [c for c in dockerfile.parse_file(str(DOCKERFILES["proxy"])) if c.cmd == "CMD"][-1]
+    target = re.search(r"'(\w+(?:\.\w+)*):(\w+)\(\)'", cmd.value[-1])
+    module, factory = target.groups()
+    assert callable(getattr(importlib.import_module(module), factory))
+
+
+def test_images_share_one_pinned_base_and_run_as_non_root():
+    for path in DOCKERFILES.values():
+        commands = dockerfile.parse_file(str(path))
+        (base,) = [c.value[0] for c in commands if c.cmd == "ARG" and "PYTHON_IMAGE" in c.value[0]]
+        assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-\w+", base), path
+        user = [c.value[0] for c in commands if c.cmd == "USER"][-1]
+        assert user.split(":")[0] not in ("root", "0"), path
+
+
+def test_proxy_image_installs_only_the_tensorflow_free_proxy_extra():
+    text = DOCKERFILES["proxy"].read_text()
+    assert "['optional-dependencies']['proxy']" in text and "-c constraints.txt" in text
+    proxy_extra = pyproject()["project"]["optional-dependencies"]["proxy"]
+    assert not [r for r in proxy_extra if r.startswith("tensorflow")]
+    healthcheck = next(
+        c for c in dockerfile.parse_file(str(DOCKERFILES["proxy"])) if c.cmd == "HEALTHCHECK"
+    )
+    assert "/healthz" in healthcheck.value[-1]
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides;
+    `*` stays within one path segment, `**` spans any number."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        glob = pattern.removeprefix("!").strip("/")
+        regex = re.escape(glob).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*")
+        regex = regex.replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        if any(re.fullmatch(regex, c) for c in candidates):
+            ignored = not negated
+    return ignored
+
+
+def test_dockerignore_keeps_runs_data_caches_and_venv_out_but_lets_copied_files_in():
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    for path in (
+        "runs/default/model.keras",
+        "data/cifar10.tar.gz",
+        ".venv/bin/python",
+        ".git/HEAD",
+        ".cache/x",
+        "proxy/__pycache__/app.cpython-311.pyc",
+        "tests/conftest.py",
+        "models/cifar10/.tmp-2/saved_model.pb",
+    ):
+        assert dockerignored(path, patterns), f"{path} would enter the build context"
+    copied = [
+        source
+        for path in DOCKERFILES.values()
+        for c in dockerfile.parse_file(str(path))
+        if c.cmd == "COPY" and not any(f.startswith("--from") for f in c.flags)
+        for source in c.value[:-1]
+    ]
+    for source in [*copied, "models/cifar10/1/saved_model.pb"]:
+        assert not dockerignored(source.rstrip("/"), patterns), f"{source} is ignored"

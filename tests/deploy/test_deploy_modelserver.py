@@ -1,0 +1,98 @@
+"""The local model server, started with exactly the flags and config files docker-compose.yml
+gives tensorflow/serving, serves the model: the configs parse and the health check works.
+
+Only the ports (free loopback ports) and paths change: container paths of compose's bind mounts
+become the host folders, and /models (base_path in models.config) maps to a temp model base via
+the local server's documented --model_base_path_prefix_map extension.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import PurePosixPath
+
+import pytest
+import requests
+from deploy_files import REPO, bind_mounts, compose_service, flags
+
+MODEL = "cifar10"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def local_args(grpc_port: int, rest_port: int, models_root) -> list[str]:
+    """compose's tfserving command, translated for a process on this machine."""
+    mounts = bind_mounts(compose_service("tfserving"))
+    args = []
+    for name, value in flags(compose_service("tfserving")["command"]).items():
+        parent = str(PurePosixPath(value).parent)
+        if name == "port":
+            value = str(grpc_port)
+        elif name == "rest_api_port":
+            value = str(rest_port)
+        elif parent in mounts:
+            value = str(mounts[parent][0] / PurePosixPath(value).name)
+        args.append(f"--{name}={value}")
+    return [*args, "--host=127.0.0.1", f"--model_base_path_prefix_map=/models={models_root}"]
+
+
+@pytest.fixture
+def server(tiny_model_base, tmp_path):
+    """`python -m modelserver` with compose's flags; yields its REST port once the model is
+    AVAILABLE."""
+    grpc_port, rest_port = free_port(), free_port()
+    args = local_args(grpc_port, rest_port, tiny_model_base.parent)
+    log = (tmp_path / "modelserver.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelserver", *args], cwd=REPO, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, (tmp_path / "modelserver.log").read_text()
+            try:
+                status = requests.get(f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}", timeout=2)
+                if "AVAILABLE" in status.text:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "modelserver.log").read_text()
+            time.sleep(0.5)
+        yield rest_port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_compose_healthcheck_passes_against_the_served_model(server):
+    # The exact healthcheck command of docker-compose.yml (bash, /dev/tcp), on our REST port.
+    _, *command = compose_service("tfserving")["healthcheck"]["test"]
+    command[-1] = command[-1].replace("/8501", f"/{server}")
+    assert subprocess.run(command, timeout=10).returncode == 0
+
+
+def test_model_answers_predict_and_monitoring_page_is_on(server):
+    image = [[[0, 0, 0]] * 32] * 32
+    answer = requests.post(
+        f"http://127.0.0.1:{server}/v1/models/{MODEL}:predict",
+        json={"signature_name": "pixels", "inputs": {"images": [image]}},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["outputs"]["probabilities"][0]) == 10
+    # monitoring.config (prometheus_config) was read: the metrics page exists.
+    metrics = requests.get(f"http://127.0.0.1:{server}/monitoring/prometheus/metrics", timeout=5)
+    assert metrics.status_code == 200
+    assert ":tensorflow:serving:request_count" in metrics.text
