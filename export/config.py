@@ -1,0 +1,26 @@
+"""Every name and default of the export area, in one place (names are DESIGN.md's contract)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODEL_NAME = "cifar10"
+DEFAULT_BASE_PATH = Path("models/cifar10")
+IMAGE_SIZE = 32
+
+# Signatures and their tensor names (DESIGN.md "Interfaces").
+SERVING_SIGNATURE = "serving_default"
+PIXELS_SIGNATURE = "pixels"
+BYTES_INPUT = "image_bytes"
+PIXELS_INPUT = "images"
+OUTPUT_NAMES = ("probabilities", "classes", "scores")
+
+# Files inside a SavedModel folder besides TensorFlow's own.
+WARMUP_FILE = Path("assets.extra/tf_serving_warmup_requests")
+LABELS_ASSET = Path("assets/labels.txt")
+INFO_ASSET = Path("assets/model_info.json")
+
+# TTA levels as in training.inference: 0 none, 1 flip, 2 flip + 1-pixel translations.
+TTA_CHOICES = ("auto", "0", "1", "2")
+# meta.json key holding the test accuracy of each TTA level (written by training.report).
+TTA_ACCURACY_KEYS = {0: "test_accuracy", 1: "test_accuracy_flip", 2: "test_accuracy_tta"}

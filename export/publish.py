@@ -1,0 +1,136 @@
+"""Atomic versioned publishing into a TF Serving base path.
+
+A version is written into ``<base>/.tmp-<pid>-<n>`` (TF Serving only loads children whose
+name parses as an integer, so it ignores this one), every file and folder is fsync'ed, and the
+folder is then renamed to its number: one ``rename(2)``, so a server polling the base path sees
+either no version or a complete one. Pruning renames a version to a hidden name first, for the
+same reason, and deletes it afterwards. A lock file serialises concurrent publishers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+LOCK_NAME = ".publish.lock"
+_counter = itertools.count()
+
+
+class VersionExistsError(FileExistsError):
+    """The requested version folder already exists: publishing never overwrites one."""
+
+
+def versions(base_path: str | Path) -> list[int]:
+    """The integer version folders of a base path, ascending (as TF Serving parses them)."""
+    base = Path(base_path)
+    if not base.is_dir():
+        return []
+    return sorted(int(p.name) for p in base.iterdir() if _is_version_name(p.name) and p.is_dir())
+
+
+def latest_version_dir(base_path: str | Path) -> Path:
+    found = versions(base_path)
+    if not found:
+        raise FileNotFoundError(f"no numbered version folder in {base_path}")
+    return _version_dir(Path(base_path), found[-1])
+
+
+def publish(
+    write: Callable[[Path], object],
+    base_path: str | Path,
+    version: int | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Run `write(tmp_dir)`, then move tmp_dir into place as `version` (default: next integer).
+
+    Returns the new version folder. Raises VersionExistsError rather than replace a version.
+    """
+    base = Path(base_path)
+    base.mkdir(parents=True, exist_ok=True)
+    if version is not None:
+        _refuse_existing(base, version)  # fail before the (slow) write, and again under the lock
+    tmp = base / f".tmp-{os.getpid()}-{next(_counter)}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        _fsync_tree(tmp)
+        with _locked(base):
+            target = version if version is not None else max(versions(base), default=0) + 1
+            _refuse_existing(base, target)
+            final = _version_dir(base, target)
+            os.rename(tmp, final)
+            _fsync_dir(base)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep is not None:
+        prune(base, keep)
+    return final
+
+
+def prune(base_path: str | Path, keep: int) -> list[int]:
+    """Remove all but the `keep` highest versions; returns the removed version numbers."""
+    if keep < 1:
+        raise ValueError("--keep must be at least 1: a base path without versions serves nothing")
+    base = Path(base_path)
+    with _locked(base):
+        doomed = versions(base)[:-keep]
+        hidden = []
+        for v in doomed:
+            gone = base / f".deleting-{v}-{os.getpid()}"
+            os.rename(_version_dir(base, v), gone)
+            hidden.append(gone)
+        _fsync_dir(base)
+    for folder in hidden:
+        shutil.rmtree(folder)
+    return doomed
+
+
+def _is_version_name(name: str) -> bool:
+    return name.isascii() and name.isdigit()
+
+
+def _version_dir(base: Path, version: int) -> Path:
+    return base / str(version)
+
+
+def _refuse_existing(base: Path, version: int) -> None:
+    if version < 0:
+        raise ValueError(f"version must be a non-negative integer, got {version}")
+    if version in versions(base):
+        raise VersionExistsError(f"version {version} already exists in {base}; not overwriting it")
+
+
+@contextlib.contextmanager
+def _locked(base: Path) -> Iterator[None]:
+    with open(base / LOCK_NAME, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file, then every folder (children before parents), to disk."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(folder))
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,172 @@
+"""A Keras classifier as a TF-Serving SavedModel whose preprocessing lives in the graph.
+
+Signatures (names and dtypes are DESIGN.md's contract; N is a free batch dimension):
+
+* ``serving_default``: input ``image_bytes`` DT_STRING [N], each an encoded JPEG, PNG, GIF or
+  BMP of any size. Per image the graph does exactly this:
+
+  1. ``tf.io.decode_image(data, channels=3, expand_animations=False)`` -> uint8 [H, W, 3].
+     Grayscale is replicated to R=G=B; an alpha channel is *dropped* (not composited onto a
+     background), as Pillow's ``Image.convert("RGB")`` does; palette images are expanded;
+     a GIF gives its first frame. EXIF orientation is *not* applied (TensorFlow ignores it).
+  2. Center-crop to a square of side ``s = min(H, W)``: rows ``(H - s) // 2`` to ``+ s``,
+     columns ``(W - s) // 2`` to ``+ s`` (Pillow: ``box=(left, top, left + s, top + s)``).
+  3. If ``s != 32``: ``tf.image.resize(square, [32, 32], method="bilinear", antialias=True)``
+     (a triangle filter widened by the downscale factor, half-pixel centres: Pillow's
+     ``Image.resize((32, 32), Image.BILINEAR, box=...)`` computes the same filter), then
+     ``floor(x + 0.5)`` clipped to 0..255 and cast to uint8. If ``s == 32`` the crop is used
+     as is. Pillow rounds to uint8 between its horizontal and vertical passes, so its pixels
+     may differ from these by one or two levels on resized images.
+  4. The uint8 [N, 32, 32, 3] batch goes through the ``pixels`` computation below.
+
+  A string that is not a decodable image fails the whole request with INVALID_ARGUMENT
+  ("Unknown image file format. One of JPEG, PNG, GIF, BMP required." or the decoder's own
+  message for a damaged file); it never crashes the server.
+
+* ``pixels``: input ``images`` DT_UINT8 [N, 32, 32, 3] (RGB, what a client that decodes itself
+  sends, e.g. the proxy: EXIF-transpose, convert("RGB"), center-crop, antialiased resize).
+  The Keras model normalises with the training mean/std (its first layer); with test-time
+  augmentation the logits of the flipped (and 1-pixel reflect-shifted) copies are averaged,
+  exactly as ``training.inference.make_logits_fn``.
+
+Both return ``probabilities`` float32 [N, C] (softmax, in class-index order), ``classes``
+string [N, C] (class names sorted by probability, best first; ties keep class order) and
+``scores`` float32 [N, C] (the probabilities sorted the same way).
+
+The class names, normalisation statistics and export information are stored as variables
+(``class_names``, ``mean``, ``std``, ``info`` on the loaded object) and as plain files
+``assets/labels.txt`` and ``assets/model_info.json``, so no client needs a side file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from export.config import (
+    BYTES_INPUT,
+    IMAGE_SIZE,
+    INFO_ASSET,
+    LABELS_ASSET,
+    PIXELS_INPUT,
+    PIXELS_SIGNATURE,
+    SERVING_SIGNATURE,
+    TTA_ACCURACY_KEYS,
+)
+from export.warmup import write_warmup_requests
+from training.inference import make_logits_fn
+
+PIXELS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name=PIXELS_INPUT)
+BYTES_SPEC = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
+
+
+def decode_to_square(data: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
+    """One encoded image (scalar string) -> uint8 [size, size, 3]: steps 1-3 of the docstring."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = image[top : top + side, left : left + side]
+
+    def resize() -> tf.Tensor:
+        resized = tf.image.resize(square, [size, size], method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.floor(resized + 0.5), 0.0, 255.0), tf.uint8)
+
+    square = tf.cond(side == size, lambda: square, resize)
+    return tf.ensure_shape(square, [size, size, 3])
+
+
+def decode_batch(image_bytes: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
+    """Encoded images [N] -> uint8 [N, size, size, 3]."""
+    return tf.map_fn(
+        lambda data: decode_to_square(data, size),
+        image_bytes,
+        fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8),
+    )
+
+
+class ServingModule(tf.Module):
+    """The exported object: the Keras model, its metadata and the two serving signatures."""
+
+    def __init__(self, model: keras.Model, class_names: Sequence[str], meta: dict, tta: int):
+        super().__init__(name="cifar10_serving")
+        self.model = model
+        self.class_names = tf.Variable(list(class_names), trainable=False, name="class_names")
+        self.mean = tf.Variable(meta["mean"], dtype=tf.float32, trainable=False, name="mean")
+        self.std = tf.Variable(meta["std"], dtype=tf.float32, trainable=False, name="std")
+        self.info = tf.Variable(json.dumps(export_info(meta, tta)), trainable=False, name="info")
+        self._logits = make_logits_fn(model, tta)
+
+    def _predict(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        probabilities = tf.nn.softmax(tf.cast(self._logits(images), tf.float32), axis=-1)
+        order = tf.argsort(probabilities, axis=-1, direction="DESCENDING", stable=True)
+        return {
+            "probabilities": probabilities,
+            "classes": tf.gather(self.class_names, order),
+            "scores": tf.gather(probabilities, order, batch_dims=1),
+        }
+
+    @tf.function(input_signature=[PIXELS_SPEC])
+    def pixels(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._predict(images)
+
+    @tf.function(input_signature=[BYTES_SPEC])
+    def serving_default(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._predict(decode_batch(image_bytes))
+
+
+def choose_tta(meta: dict, requested: str = "auto") -> int:
+    """The TTA level to bake in: the one with the best recorded test accuracy when "auto".
+
+    Ties go to the cheaper level; a run without recorded accuracies gets no TTA.
+    """
+    if requested != "auto":
+        return int(requested)
+    recorded = {level: meta[key] for level, key in TTA_ACCURACY_KEYS.items() if key in meta}
+    if not recorded:
+        return 0
+    return max(sorted(recorded), key=lambda level: recorded[level])
+
+
+def export_info(meta: dict, tta: int) -> dict:
+    """What the SavedModel says about itself (assets/model_info.json and the `info` variable)."""
+    accuracy_key = TTA_ACCURACY_KEYS[tta]
+    return {
+        "class_names": list(meta["class_names"]),
+        "mean": list(meta["mean"]),
+        "std": list(meta["std"]),
+        "arch": meta.get("arch"),
+        "params": meta.get("params"),
+        "seed": meta.get("seed"),
+        "data": meta.get("data"),
+        "tta": tta,
+        "expected_test_accuracy": meta.get(accuracy_key),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def save_savedmodel(
+    model: keras.Model, meta: dict, out_dir: str | Path, tta: int = 0, warmup: bool = True
+) -> Path:
+    """Write the SavedModel (+ assets and warm-up records) to `out_dir` and return it."""
+    out_dir = Path(out_dir)
+    module = ServingModule(model, meta["class_names"], meta, tta)
+    signatures = {SERVING_SIGNATURE: module.serving_default, PIXELS_SIGNATURE: module.pixels}
+    tf.saved_model.save(module, str(out_dir), signatures=signatures)
+    (out_dir / LABELS_ASSET).parent.mkdir(exist_ok=True)
+    (out_dir / LABELS_ASSET).write_text("\n".join(meta["class_names"]) + "\n")
+    (out_dir / INFO_ASSET).write_text(json.dumps(export_info(meta, tta), indent=2) + "\n")
+    if warmup:
+        write_warmup_requests(out_dir)
+    return out_dir
+
+
+def read_info(saved_model_dir: str | Path) -> dict:
+    """The export information of a SavedModel folder, without loading TensorFlow's graph."""
+    return json.loads((Path(saved_model_dir) / INFO_ASSET).read_text())

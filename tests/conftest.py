@@ -1,0 +1,115 @@
+"""Fixtures shared by every test area (owned by export; keep it small and fast).
+
+* ``tiny_model_base``: a fresh base path ``<tmp>/cifar10`` holding version ``1/``, a small
+  *untrained* model exported with the real signatures (``export.savedmodel``) and warm-up file.
+* ``add_model_version(base_path, version, seed=None)``: publish another tiny version atomically
+  (seed defaults to the version number, so versions answer differently; same seed, same answers).
+* ``cifar_sample``: 300 real CIFAR-10 test JPEGs (30 per class) as bytes + labels + class names,
+  read straight from ``../shared/data``; skips when the file is absent.
+* ``tiny_run_dir``: a real 1-epoch ``training.train`` run on 1,024 images (~30-60 s, once).
+
+TensorFlow is imported inside the fixtures, so areas that never use them (the proxy) do not
+pay for it at collection.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+# CIFAR-10 training statistics (0..255 units), close enough for an untrained model.
+CIFAR_MEAN = [125.3, 123.0, 113.9]
+CIFAR_STD = [63.0, 62.1, 66.7]
+
+
+def _build_tiny_savedmodel(out_dir: Path, seed: int) -> Path:
+    import keras
+
+    from export.savedmodel import save_savedmodel
+    from training.models import build_model
+
+    keras.utils.set_random_seed(seed)
+    model = build_model("fast", len(CIFAR_CLASSES), CIFAR_MEAN, CIFAR_STD, widths=(8, 16, 16))
+    meta = {
+        "class_names": list(CIFAR_CLASSES),
+        "mean": CIFAR_MEAN,
+        "std": CIFAR_STD,
+        "arch": "fast",
+        "seed": seed,
+        "params": model.count_params(),
+    }
+    return save_savedmodel(model, meta, out_dir, tta=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_savedmodel(tmp_path_factory) -> Callable[[int], Path]:
+    """seed -> folder of a tiny SavedModel built once per session (copy it, do not modify it)."""
+    built: dict[int, Path] = {}
+
+    def get(seed: int = 1) -> Path:
+        if seed not in built:
+            folder = tmp_path_factory.mktemp(f"tiny{seed}") / "savedmodel"
+            built[seed] = _build_tiny_savedmodel(folder, seed)
+        return built[seed]
+
+    return get
+
+
+@pytest.fixture
+def add_model_version(tiny_savedmodel) -> Callable[..., Path]:
+    """Publish a tiny model as `version` under a base path (atomically, like `export`)."""
+    from export.publish import publish
+
+    def add(base_path: Path, version: int, seed: int | None = None) -> Path:
+        source = tiny_savedmodel(version if seed is None else seed)
+        return publish(
+            lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True), base_path, version
+        )
+
+    return add
+
+
+@pytest.fixture
+def tiny_model_base(tmp_path, add_model_version) -> Path:
+    """`<tmp>/cifar10` with version 1 of the tiny model (seed 1)."""
+    base = tmp_path / "cifar10"
+    add_model_version(base, 1)
+    return base
+
+
+@pytest.fixture(scope="session")
+def cifar_sample():
+    """30 test JPEGs per class: `.data` (bytes), `.labels`, `.class_names`, `.names`."""
+    if not CIFAR_TAR.exists():
+        pytest.skip(f"{CIFAR_TAR} is absent")
+    from export.encoded import read_encoded
+
+    return read_encoded(CIFAR_TAR, "test").per_class(30)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory) -> Path:
+    """A finished (barely trained) run folder made by the real training CLI."""
+    if not CIFAR_TAR.exists():
+        pytest.skip(f"{CIFAR_TAR} is absent")
+    run_dir = tmp_path_factory.mktemp("run") / "tiny"
+    cmd = [
+        sys.executable, "-m", "training.train", "--data", str(CIFAR_TAR), "--run-dir", str(run_dir),
+        "--train-subset", "1024", "--test-subset", "500", "--epochs", "1", "--batch-size", "256",
+        "--precision", "float32",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not (run_dir / "meta.json").exists():
+        output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        pytest.fail(f"training.train failed ({done.returncode}):\n{output}")
+    return run_dir
