@@ -1,0 +1,417 @@
+// Page logic: collect images (picker, drop, paste, camera), POST them to /api/predict one by
+// one, and render the top classes as animated bars. Vanilla JS, no build step, no network
+// access beyond this origin (CSP forbids it anyway).
+"use strict";
+
+const settings = {
+  topK: Number(document.body.dataset.topK) || 3,
+  maxUploadBytes: Number(document.body.dataset.maxUploadBytes) || 10 * 1024 * 1024,
+  maxImages: Number(document.body.dataset.maxImages) || 16,
+  parallel: 4,
+  liveIntervalMs: 500,
+};
+
+const CLASS_HUES = {
+  airplane: "#4f8cff", automobile: "#ff6b6b", bird: "#ffb020", cat: "#b36bff", deer: "#c98a4b",
+  dog: "#ff8f4f", frog: "#3fbf6f", horse: "#8d6e63", ship: "#2bb3c0", truck: "#e0559b",
+};
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  badge: $("model-badge"),
+  dropzone: $("dropzone"),
+  fileInput: $("file-input"),
+  pick: $("pick-button"),
+  cameraButton: $("camera-button"),
+  clear: $("clear-button"),
+  cameraPanel: $("camera-panel"),
+  video: $("camera-video"),
+  capture: $("capture-button"),
+  liveToggle: $("live-toggle"),
+  livePill: $("live-pill"),
+  cameraMessage: $("camera-message"),
+  grid: $("grid"),
+  empty: $("empty-state"),
+  stats: $("stats"),
+  announcer: $("announcer"),
+  template: $("card-template"),
+  classCloud: $("class-cloud"),
+};
+
+const state = { stream: null, liveTimer: null, liveBusy: false, liveCard: null, latencies: [], counter: 0 };
+
+// ---------- model badge ----------
+
+async function refreshModel() {
+  try {
+    const response = await fetch("/api/model", { headers: { Accept: "application/json" } });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    const live = body.versions.filter((v) => v.state === "AVAILABLE").map((v) => v.version);
+    setBadge(live.length ? "ok" : "down",
+      live.length ? `${body.name} · version ${Math.max(...live)} · ${body.protocol.toUpperCase()}`
+        : `${body.name} · no version available yet`);
+    renderClassCloud(body.classes);
+    return live.length > 0;
+  } catch (error) {
+    setBadge("down", "Model server unavailable · retrying");
+    return false;
+  }
+}
+
+function setBadge(kind, text) {
+  ui.badge.classList.remove("ok", "down");
+  ui.badge.classList.add(kind);
+  ui.badge.querySelector(".badge-text").textContent = text;
+}
+
+function renderClassCloud(classes) {
+  if (!classes || !classes.length || ui.classCloud.childElementCount) return;
+  for (const name of classes) {
+    const chip = document.createElement("span");
+    chip.className = "chip";
+    chip.textContent = name;
+    chip.style.setProperty("--chip", CLASS_HUES[name] || "var(--accent)");
+    ui.classCloud.append(chip);
+  }
+}
+
+async function watchModel() {
+  const ok = await refreshModel();
+  setTimeout(watchModel, ok ? 30000 : 5000);
+}
+
+// ---------- cards ----------
+
+function newCard(blob, name) {
+  const node = ui.template.content.firstElementChild.cloneNode(true);
+  const image = node.querySelector(".card-image");
+  const url = URL.createObjectURL(blob);
+  image.src = url;
+  image.alt = `Uploaded image ${name}`;
+  image.addEventListener("load", () => drawThumb(image, node.querySelector(".card-thumb")), { once: true });
+  node.querySelector(".card-name").textContent = name;
+  node.classList.add("loading");
+  node.dataset.url = url;
+  ui.empty.hidden = true;
+  ui.clear.disabled = false;
+  ui.grid.prepend(node);
+  return node;
+}
+
+// The 32x32 center crop the model sees, drawn pixelated in the corner of the preview.
+function drawThumb(image, canvas) {
+  const side = Math.min(image.naturalWidth, image.naturalHeight);
+  if (!side) return;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(image, (image.naturalWidth - side) / 2, (image.naturalHeight - side) / 2, side, side, 0, 0, 32, 32);
+}
+
+function showResult(card, result, body) {
+  card.classList.remove("loading");
+  card.querySelector(".card-error").hidden = true;
+  const bars = card.querySelector(".bars");
+  const rows = result.top.map((entry) => barRow(entry));
+  bars.replaceChildren(...rows);
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    rows.forEach((row, i) => {
+      row.querySelector(".bar-fill").style.width = `${(result.top[i].probability * 100).toFixed(1)}%`;
+    });
+  }));
+  card.querySelector(".card-meta").textContent =
+    `model v${body.model.version} · ${body.elapsed_ms.toFixed(0)} ms server time`;
+  const best = result.top[0];
+  ui.announcer.textContent = `${result.filename}: ${best.label}, ${percent(best.probability)}`;
+}
+
+function barRow(entry) {
+  const row = document.createElement("li");
+  row.className = "bar-row";
+  const label = document.createElement("span");
+  label.className = "bar-label";
+  label.textContent = entry.label;
+  const value = document.createElement("span");
+  value.className = "bar-value";
+  value.textContent = percent(entry.probability);
+  const track = document.createElement("span");
+  track.className = "bar-track";
+  track.setAttribute("role", "meter");
+  track.setAttribute("aria-label", `${entry.label} probability`);
+  track.setAttribute("aria-valuemin", "0");
+  track.setAttribute("aria-valuemax", "100");
+  track.setAttribute("aria-valuenow", (entry.probability * 100).toFixed(1));
+  const fill = document.createElement("span");
+  fill.className = "bar-fill";
+  track.append(fill);
+  row.append(label, value, track);
+  return row;
+}
+
+function showError(card, message) {
+  card.classList.remove("loading");
+  const error = card.querySelector(".card-error");
+  error.textContent = message;
+  error.hidden = false;
+  card.querySelector(".bars").replaceChildren();
+  ui.announcer.textContent = message;
+}
+
+const percent = (p) => `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+
+// ---------- talking to the proxy ----------
+
+async function predict(blob, name) {
+  const form = new FormData();
+  form.append("file", blob, name);
+  const started = performance.now();
+  let response;
+  try {
+    response = await fetch("/api/predict", { method: "POST", body: form });
+  } catch (error) {
+    throw new Error("The proxy cannot be reached. Is the server running?");
+  }
+  let body;
+  try {
+    body = await response.json();
+  } catch (error) {
+    throw new Error(`Unexpected answer from the server (HTTP ${response.status}).`);
+  }
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  recordLatency(performance.now() - started);
+  return body;
+}
+
+function recordLatency(ms) {
+  state.latencies.push(ms);
+  if (state.latencies.length > 50) state.latencies.shift();
+  const sorted = [...state.latencies].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  ui.stats.textContent = `${ui.grid.childElementCount} image${ui.grid.childElementCount === 1 ? "" : "s"} · ` +
+    `last ${ms.toFixed(0)} ms · median ${median.toFixed(0)} ms round trip`;
+}
+
+async function classifyOne(blob, name, card) {
+  try {
+    const body = await predict(blob, name);
+    showResult(card, body.results[0], body);
+  } catch (error) {
+    showError(card, error.message);
+  }
+}
+
+async function classifyFiles(fileList) {
+  const files = [...fileList].filter((f) => f.type.startsWith("image/") || f.type === "");
+  if (!files.length) {
+    ui.announcer.textContent = "No image files found in what you dropped or pasted.";
+    return;
+  }
+  const jobs = files.map((file, i) => {
+    const name = file.name || `pasted-${++state.counter}.png`;
+    const card = newCard(file, name);
+    if (file.size > settings.maxUploadBytes) {
+      return () => showError(card, `Too large: the limit is ${(settings.maxUploadBytes / 1e6).toFixed(0)} MB.`);
+    }
+    return () => classifyOne(file, name, card);
+  });
+  await runLimited(jobs, settings.parallel);
+}
+
+async function runLimited(jobs, limit) {
+  const queue = [...jobs];
+  const workers = Array.from({ length: Math.min(limit, queue.length) }, async () => {
+    while (queue.length) await queue.shift()();
+  });
+  await Promise.all(workers);
+}
+
+// ---------- inputs: picker, drop, paste ----------
+
+function wireInputs() {
+  ui.pick.addEventListener("click", () => ui.fileInput.click());
+  ui.dropzone.addEventListener("click", () => ui.fileInput.click());
+  ui.dropzone.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      ui.fileInput.click();
+    }
+  });
+  ui.fileInput.addEventListener("change", () => {
+    classifyFiles(ui.fileInput.files);
+    ui.fileInput.value = "";
+  });
+
+  let depth = 0;
+  window.addEventListener("dragenter", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    depth += 1;
+    ui.dropzone.classList.add("dragging");
+  });
+  window.addEventListener("dragleave", () => {
+    depth = Math.max(0, depth - 1);
+    if (!depth) ui.dropzone.classList.remove("dragging");
+  });
+  window.addEventListener("dragover", (event) => {
+    if (hasFiles(event)) event.preventDefault();
+  });
+  window.addEventListener("drop", (event) => {
+    event.preventDefault();
+    depth = 0;
+    ui.dropzone.classList.remove("dragging");
+    if (event.dataTransfer && event.dataTransfer.files.length) classifyFiles(event.dataTransfer.files);
+  });
+
+  document.addEventListener("paste", (event) => {
+    const items = event.clipboardData ? [...event.clipboardData.items] : [];
+    const files = items.filter((i) => i.kind === "file").map((i) => i.getAsFile()).filter(Boolean);
+    if (files.length) {
+      event.preventDefault();
+      classifyFiles(files);
+    }
+  });
+
+  ui.clear.addEventListener("click", clearResults);
+}
+
+const hasFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+
+function clearResults() {
+  for (const card of ui.grid.querySelectorAll(".card")) {
+    if (card === state.liveCard) continue;
+    URL.revokeObjectURL(card.dataset.url);
+    card.remove();
+  }
+  if (!ui.grid.childElementCount) {
+    ui.empty.hidden = false;
+    ui.clear.disabled = true;
+  }
+  state.latencies = [];
+  ui.stats.textContent = "";
+  ui.announcer.textContent = "Results cleared.";
+}
+
+// ---------- camera ----------
+
+function cameraMessage(text) {
+  ui.cameraMessage.textContent = text;
+  ui.cameraMessage.hidden = !text;
+}
+
+async function toggleCamera() {
+  if (state.stream) {
+    stopCamera();
+    return;
+  }
+  cameraMessage("");
+  if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    cameraMessage("The camera needs a secure page: open this site via https:// or http://localhost, in a browser with camera support.");
+    return;
+  }
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({
+      video: { facingMode: "environment", width: { ideal: 1280 }, height: { ideal: 960 } },
+      audio: false,
+    });
+  } catch (error) {
+    cameraMessage(cameraErrorText(error));
+    return;
+  }
+  ui.video.srcObject = state.stream;
+  await ui.video.play().catch(() => {});
+  ui.cameraPanel.hidden = false;
+  ui.cameraButton.setAttribute("aria-expanded", "true");
+  ui.cameraButton.lastChild.textContent = " Stop camera";
+  ui.capture.focus();
+}
+
+function cameraErrorText(error) {
+  switch (error && error.name) {
+    case "NotAllowedError":
+    case "SecurityError":
+      return "Camera permission was denied. Allow camera access for this site in your browser settings, then try again.";
+    case "NotFoundError":
+    case "OverconstrainedError":
+      return "No camera was found on this device. You can still choose, drop or paste images.";
+    case "NotReadableError":
+      return "The camera is busy in another application. Close it there and try again.";
+    default:
+      return `The camera could not start (${(error && error.message) || "unknown error"}).`;
+  }
+}
+
+function stopCamera() {
+  setLive(false);
+  if (state.stream) state.stream.getTracks().forEach((track) => track.stop());
+  state.stream = null;
+  ui.video.srcObject = null;
+  ui.cameraPanel.hidden = true;
+  ui.cameraButton.setAttribute("aria-expanded", "false");
+  ui.cameraButton.lastChild.textContent = " Use camera";
+}
+
+function grabFrame() {
+  const video = ui.video;
+  if (!video.videoWidth) return Promise.resolve(null);
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.88));
+}
+
+async function captureOnce() {
+  const blob = await grabFrame();
+  if (!blob) return;
+  const name = `camera-${++state.counter}.jpg`;
+  await classifyOne(blob, name, newCard(blob, name));
+}
+
+async function liveTick() {
+  if (state.liveBusy) return;
+  state.liveBusy = true;
+  try {
+    const blob = await grabFrame();
+    if (!blob) return;
+    if (!state.liveCard || !state.liveCard.isConnected) {
+      state.liveCard = newCard(blob, "Live camera");
+      state.liveCard.classList.add("live");
+    } else {
+      const image = state.liveCard.querySelector(".card-image");
+      URL.revokeObjectURL(state.liveCard.dataset.url);
+      state.liveCard.dataset.url = URL.createObjectURL(blob);
+      image.src = state.liveCard.dataset.url;
+      image.addEventListener("load", () => drawThumb(image, state.liveCard.querySelector(".card-thumb")), { once: true });
+    }
+    await classifyOne(blob, "Live camera", state.liveCard);
+  } finally {
+    state.liveBusy = false;
+  }
+}
+
+function setLive(on) {
+  ui.liveToggle.checked = on;
+  ui.livePill.hidden = !on;
+  clearInterval(state.liveTimer);
+  state.liveTimer = on ? setInterval(liveTick, settings.liveIntervalMs) : null;
+  if (!on && state.liveCard) {
+    state.liveCard.classList.remove("live");
+    state.liveCard = null;
+  }
+}
+
+function wireCamera() {
+  ui.cameraButton.addEventListener("click", toggleCamera);
+  ui.capture.addEventListener("click", captureOnce);
+  ui.liveToggle.addEventListener("change", () => setLive(ui.liveToggle.checked));
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden && state.liveTimer) setLive(false);
+  });
+}
+
+// ---------- start ----------
+
+$("limit-mb").textContent = (settings.maxUploadBytes / 1e6).toFixed(0);
+wireInputs();
+wireCamera();
+watchModel();
