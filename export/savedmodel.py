@@ -5,10 +5,19 @@ Signatures (names and dtypes are DESIGN.md's contract; N is a free batch dimensi
 * ``serving_default``: input ``image_bytes`` DT_STRING [N], each an encoded JPEG, PNG, GIF or
   BMP of any size. Per image the graph does exactly this:
 
-  1. ``tf.io.decode_image(data, channels=3, expand_animations=False)`` -> uint8 [H, W, 3].
-     Grayscale is replicated to R=G=B; an alpha channel is *dropped* (not composited onto a
-     background), as Pillow's ``Image.convert("RGB")`` does; palette images are expanded;
-     a GIF gives its first frame. EXIF orientation is *not* applied (TensorFlow ignores it).
+  1. Decode to uint8 RGB [H, W, 3] with ``tf.io.decode_image(..., expand_animations=False)``
+     (JPEG, PNG, GIF, BMP; TensorFlow 2.21 also reads WebP and JPEG XL). Grayscale is
+     replicated to R=G=B; palette images are expanded; 16-bit PNGs keep their high byte; a
+     GIF gives its first frame. PNG and WebP (the formats whose alpha means transparency)
+     are decoded with their own channels and any alpha is composited onto white:
+     ``floor(c * a / 255 + 255 * (1 - a / 255) + 0.5)``. Every other format is decoded with
+     ``channels=3``, JPEG with ``dct_method="INTEGER_ACCURATE"`` (libjpeg's ISLOW, Pillow's
+     default: the decoded pixels are bit-identical to Pillow's), BMP with 24/32-bit colour
+     (the fourth byte ignored, as Pillow does) or an 8-bit palette (looked up in the graph;
+     1- and 4-bit BMPs are refused with INVALID_ARGUMENT). The format is chosen by the
+     magic bytes, not by a file name.
+     EXIF orientation is *not* applied (TensorFlow ignores it); clients that rotate by EXIF
+     (the proxy does) should send pixels.
   2. Center-crop to a square of side ``s = min(H, W)``: rows ``(H - s) // 2`` to ``+ s``,
      columns ``(W - s) // 2`` to ``+ s`` (Pillow: ``box=(left, top, left + s, top + s)``).
   3. If ``s != 32``: ``tf.image.resize(square, [32, 32], method="bilinear", antialias=True)``
@@ -64,9 +73,76 @@ PIXELS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name=PI
 BYTES_SPEC = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
 
 
+def decode_rgb(data: tf.Tensor) -> tf.Tensor:
+    """One encoded image (scalar string) -> uint8 [H, W, 3]: step 1 of the module docstring."""
+    decoders = [
+        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
+        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: _over_white(tf.io.decode_image(data, expand_animations=False)),
+        lambda: _decode_bmp(data),
+    ]
+    return tf.switch_case(_format_branch(data), decoders)
+
+
+def _format_branch(data: tf.Tensor) -> tf.Tensor:
+    """0 other (GIF, JPEG XL, or not an image), 1 JPEG, 2 PNG or WebP, 3 BMP, by magic bytes."""
+    head = tf.strings.substr(data, 0, 8)
+    is_jpeg = tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff"
+    is_png = head == b"\x89PNG\r\n\x1a\n"
+    is_webp = tf.logical_and(
+        tf.strings.substr(head, 0, 4) == b"RIFF", tf.strings.substr(data, 8, 4) == b"WEBP"
+    )
+    is_bmp = tf.strings.substr(head, 0, 2) == b"BM"
+    branch = tf.where(is_jpeg, 1, tf.where(tf.logical_or(is_png, is_webp), 2, 0))
+    return tf.where(is_bmp, 3, branch)
+
+
+def _decode_bmp(data: tf.Tensor) -> tf.Tensor:
+    """BMP with 24/32-bit colour or an 8-bit palette (TensorFlow returns the palette indices)."""
+    image = tf.io.decode_bmp(data)
+    return tf.cond(
+        tf.shape(image)[-1] == 1,
+        lambda: tf.gather(_bmp_palette(data), tf.cast(image[..., 0], tf.int32)),
+        lambda: image[..., :3],
+    )
+
+
+def _bmp_palette(data: tf.Tensor) -> tf.Tensor:
+    """uint8 [colours, 3] RGB from the BGRX table after the BMP info header."""
+
+    def uint32_at(offset: int | tf.Tensor) -> tf.Tensor:
+        raw = tf.io.decode_raw(tf.strings.substr(data, offset, 4), tf.int32, little_endian=True)
+        return raw[0]
+
+    header_size, colours_used = uint32_at(14), uint32_at(46)
+    colours = tf.where(colours_used > 0, colours_used, 256)
+    table = tf.io.decode_raw(tf.strings.substr(data, 14 + header_size, 4 * colours), tf.uint8)
+    return tf.reverse(tf.reshape(table, [-1, 4])[:, :3], axis=[1])
+
+
+def _over_white(image: tf.Tensor) -> tf.Tensor:
+    """uint8 [H, W, 1..4] -> RGB, compositing any alpha channel onto white (as browsers show it)."""
+    channels = tf.shape(image)[-1]
+    has_alpha = tf.equal(channels % 2, 0)  # 2 = grey + alpha, 4 = RGB + alpha
+    colour_channels = channels - tf.cast(has_alpha, tf.int32)
+    colour = tf.cast(image[..., :colour_channels], tf.float32)
+    alpha = tf.cond(
+        has_alpha,
+        lambda: tf.cast(image[..., -1:], tf.float32) / 255.0,
+        lambda: tf.ones_like(colour[..., :1]),
+    )
+    blended = colour * alpha + 255.0 * (1.0 - alpha)
+    rgb = tf.broadcast_to(blended, tf.concat([tf.shape(blended)[:-1], [3]], 0))  # grey -> RGB
+    return _round_to_uint8(rgb)
+
+
+def _round_to_uint8(x: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.clip_by_value(tf.floor(x + 0.5), 0.0, 255.0), tf.uint8)
+
+
 def decode_to_square(data: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
     """One encoded image (scalar string) -> uint8 [size, size, 3]: steps 1-3 of the docstring."""
-    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    image = decode_rgb(data)
     image.set_shape([None, None, 3])
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     side = tf.minimum(height, width)
@@ -75,7 +151,7 @@ def decode_to_square(data: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
 
     def resize() -> tf.Tensor:
         resized = tf.image.resize(square, [size, size], method="bilinear", antialias=True)
-        return tf.cast(tf.clip_by_value(tf.floor(resized + 0.5), 0.0, 255.0), tf.uint8)
+        return _round_to_uint8(resized)
 
     square = tf.cond(side == size, lambda: square, resize)
     return tf.ensure_shape(square, [size, size, 3])
