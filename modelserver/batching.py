@@ -1,0 +1,226 @@
+"""Server-side batching (--enable_batching): concurrent requests to the same signature of the
+same version are merged into one model call.
+
+Follows TF Serving's BatchingSession + SharedBatchScheduler (reference §6): a batch closes when
+it reaches `max_batch_size` or its oldest request has waited `batch_timeout_micros`, and a free
+batch thread takes it; batches are padded up to the next `allowed_batch_sizes` entry with copies
+of the first row. Requests block on an Event while `num_batch_threads` threads run batches, so
+idle threads cost nothing and the GIL is free while TensorFlow computes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from modelserver.config import BatchingOptions
+from modelserver.metrics import Metrics
+from modelserver.servable import Signature
+from modelserver.status import ServingError, invalid_argument
+
+Outputs = dict[str, np.ndarray]
+RunFn = Callable[[Signature, Mapping[str, np.ndarray]], Outputs]
+
+
+@dataclass
+class _Task:
+    signature: Signature
+    inputs: Mapping[str, np.ndarray]
+    size: int
+    shape_key: tuple
+    enqueued: float = field(default_factory=time.monotonic)
+    done: threading.Event = field(default_factory=threading.Event)
+    outputs: Outputs | None = None
+    error: ServingError | None = None
+
+
+def batch_size_of(inputs: Mapping[str, np.ndarray]) -> int:
+    """The shared first dimension of all inputs (BatchingSession requires one)."""
+    sizes = {value.shape[0] if value.ndim else -1 for value in inputs.values()}
+    if len(sizes) != 1 or -1 in sizes:
+        raise invalid_argument(
+            "Batching session Run() input tensors must have equal 0th-dimension size"
+        )
+    return sizes.pop()
+
+
+class Batcher:
+    """One batching queue per signature of one servable, served by its own batch threads."""
+
+    def __init__(self, run: RunFn, options: BatchingOptions, metrics: Metrics, model: str) -> None:
+        self._run, self._options, self._metrics, self._model = run, options, metrics, model
+        self._queues: dict[str, deque[_Task]] = {}
+        self._queued_sizes: dict[str, int] = {}
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{options.thread_pool_name}-{i}", daemon=True)
+            for i in range(options.num_batch_threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # ----- request side --------------------------------------------------------------------
+
+    def submit(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> Outputs:
+        """Queues the request, waits for its batch, returns this request's slice of outputs."""
+        size = batch_size_of(inputs)
+        limit = self._options.max_batch_size
+        if size > limit:
+            if not self._options.enable_large_batch_splitting:
+                # Issue #1401: too-large client batches fail unless splitting is enabled.
+                raise invalid_argument(
+                    f"Task size {size} is larger than maximum input batch size {limit}"
+                )
+            return self._submit_split(signature, inputs, size)
+        task = _Task(signature, inputs, size, _shape_key(inputs))
+        with self._cond:
+            if self._stopping:  # unloading: in-flight requests still get an answer
+                return self._run(signature, inputs)
+            queued = self._queued_sizes.get(signature.name, 0)
+            if queued + size > self._options.max_enqueued_batches * limit:
+                raise ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    "The batch scheduling queue to which this task was submitted is full",
+                )
+            self._queues.setdefault(signature.name, deque()).append(task)
+            self._queued_sizes[signature.name] = queued + size
+            self._cond.notify()
+        task.done.wait()
+        if task.error is not None:
+            raise task.error
+        return task.outputs
+
+    def _submit_split(self, signature: Signature, inputs, size: int) -> Outputs:
+        step = min(self._options.max_execution_batch_size, self._options.max_batch_size)
+        parts = [
+            self.submit(signature, {k: v[start : start + step] for k, v in inputs.items()})
+            for start in range(0, size, step)
+        ]
+        return {alias: np.concatenate([p[alias] for p in parts]) for alias in parts[0]}
+
+    def stop(self) -> None:
+        """Finishes queued work, then lets the threads exit."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+
+    # ----- batch threads -------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+            self._process(batch)
+
+    def _next_batch(self) -> list[_Task] | None:
+        """Waits (holding the condition) until a batch is due; None once stopped and drained."""
+        timeout = self._options.batch_timeout_micros / 1e6
+        while True:
+            queue_name = self._oldest_queue()
+            if queue_name is None:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+                continue
+            queue = self._queues[queue_name]
+            count, total = self._fitting_tasks(queue)
+            wait_left = queue[0].enqueued + timeout - time.monotonic()
+            if total >= self._options.max_batch_size or wait_left <= 0 or self._stopping:
+                tasks = [queue.popleft() for _ in range(count)]
+                self._queued_sizes[queue_name] -= total
+                return tasks
+            self._cond.wait(wait_left)
+
+    def _oldest_queue(self) -> str | None:
+        heads = [(q[0].enqueued, name) for name, q in self._queues.items() if q]
+        return min(heads)[1] if heads else None
+
+    def _fitting_tasks(self, queue: deque[_Task]) -> tuple[int, int]:
+        """How many head tasks (same input shapes as the first) fit in one batch."""
+        key, total, count = queue[0].shape_key, 0, 0
+        for task in queue:
+            if task.shape_key != key or total + task.size > self._options.max_batch_size:
+                break
+            total += task.size
+            count += 1
+        return count, total
+
+    def _process(self, tasks: list[_Task]) -> None:
+        signature = tasks[0].signature
+        started = time.monotonic()
+        for task in tasks:
+            self._metrics.queuing_latency.observe(
+                (started - task.enqueued) * 1e6, self._options.thread_pool_name
+            )
+        total = sum(task.size for task in tasks)
+        padded = self._padded_size(total)
+        merged = {
+            alias: _pad(np.concatenate([t.inputs[alias] for t in tasks]), padded)
+            for alias in tasks[0].inputs
+        }
+        self._record_batch(signature.name, total, padded, tasks)
+        try:
+            outputs = self._run(signature, merged)
+        except ServingError as error:
+            self._fail_or_retry_alone(tasks, error)
+            return
+        offset = 0
+        for task in tasks:
+            task.outputs = {
+                alias: value[offset : offset + task.size] if value.ndim else value
+                for alias, value in outputs.items()
+            }
+            offset += task.size
+            task.done.set()
+
+    def _fail_or_retry_alone(self, tasks: list[_Task], error: ServingError) -> None:
+        """A merged batch failed (e.g. one request sent bytes that are not an image). Unlike
+        TF Serving, which fails every request in that batch, rerun each request on its own so
+        only the bad one gets the error and everyone else keeps being served."""
+        if len(tasks) == 1:
+            tasks[0].error = error
+            tasks[0].done.set()
+            return
+        for task in tasks:
+            try:
+                task.outputs = self._run(task.signature, task.inputs)
+            except ServingError as own_error:
+                task.error = own_error
+            task.done.set()
+
+    def _padded_size(self, total: int) -> int:
+        for allowed in self._options.allowed_batch_sizes:
+            if allowed >= total:
+                return allowed
+        return total
+
+    def _record_batch(self, op_name: str, total: int, padded: int, tasks: list[_Task]) -> None:
+        metrics = self._metrics
+        metrics.wrapped_run_count.inc()
+        metrics.processed_batch_size.observe(padded, self._model, op_name)
+        metrics.padding_size.observe(padded - total, self._model, op_name)
+        for task in tasks:
+            metrics.input_batch_size.observe(task.size, self._model, op_name)
+
+
+def _shape_key(inputs: Mapping[str, np.ndarray]) -> tuple:
+    return tuple(
+        sorted((alias, value.dtype.str, value.shape[1:]) for alias, value in inputs.items())
+    )
+
+
+def _pad(value: np.ndarray, size: int) -> np.ndarray:
+    """Pads the batch with copies of its first row (batching_session.cc)."""
+    missing = size - value.shape[0]
+    if missing <= 0:
+        return value
+    return np.concatenate([value, np.repeat(value[:1], missing, axis=0)])

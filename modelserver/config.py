@@ -1,0 +1,280 @@
+"""All server configuration: command-line flags (tensorflow_model_server's names) and the
+text-format config files they point at, resolved once into dataclasses at start-up.
+
+Text protos are parsed with real protos: `ModelServerConfig` from tensorflow-serving-api, and
+`BatchingParameters` / `MonitoringConfig` from copies of TF Serving's .proto files in
+modelserver/protos (same package, names and field numbers; PyPI does not ship them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from modelserver.protos_gen import tfs_batching_parameters_pb2, tfs_monitoring_config_pb2
+from modelserver.status import failed_precondition, invalid_argument
+
+PREFIX_MAP_ENV = "MODELSERVER_BASE_PATH_PREFIX_MAP"
+DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
+TENSORFLOW_PLATFORM = "tensorflow"
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    """Resolved `BatchingParameters`; defaults are TF Serving's (SharedBatchScheduler)."""
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    thread_pool_name: str = "model_server_batch_threads"
+    allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool = False
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int = 1000
+
+
+@dataclass
+class ServerOptions:
+    """Every flag. Names match tensorflow_model_server (model_servers/main.cc) except the
+    ones marked as local extensions."""
+
+    port: int = 8500
+    # The binary's default is 0 (REST off); the tensorflow/serving image always passes 8501,
+    # and this server stands in for that image, so 8501 it is. 0 still turns REST off.
+    rest_api_port: int = 8501
+    rest_api_num_threads: int = 64
+    rest_api_timeout_in_ms: int = 30000
+    rest_api_enable_cors_support: bool = False
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
+    model_config_file: str = ""
+    model_config_file_poll_wait_seconds: float = 0
+    model_name: str = "default"
+    model_base_path: str = ""
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
+    file_system_poll_wait_seconds: float = 1
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
+    grpc_max_threads: int = 64
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    monitoring_config_file: str = ""
+    allow_version_labels_for_unavailable_models: bool = False
+    saved_model_tags: str = "serve"
+    # Local extensions (not in tensorflow_model_server):
+    model_base_path_prefix_map: str = ""
+    max_request_bytes: int = 64 * 1024 * 1024
+    host: str = "0.0.0.0"
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+_LOCAL_HELP = {
+    "model_base_path_prefix_map": (
+        "LOCAL EXTENSION. Comma-separated FROM=TO pairs: a base_path starting with FROM is "
+        "read from TO instead, e.g. /models=./models so serving_config/models.config (written "
+        "for the container, base_path /models/cifar10) works on a laptop. Absolute-path "
+        f"validation still applies to the path as written. Env: {PREFIX_MAP_ENV}."
+    ),
+    "max_request_bytes": "LOCAL EXTENSION. Largest request body (REST) / message (gRPC).",
+    "host": "LOCAL EXTENSION. Address to bind both ports to.",
+}
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    """One argparse flag per ServerOptions field; `--flag=value` and `--flag value` both work,
+    and a bare boolean `--flag` means true (as with TF's flag parser)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m modelserver",
+        description="TF-Serving-compatible model server (gRPC + REST) for SavedModels.",
+    )
+    for name, default in vars(ServerOptions()).items():
+        help_text = _LOCAL_HELP.get(name, f"default: {default!r}")
+        if isinstance(default, bool):
+            parser.add_argument(
+                f"--{name}", type=_bool, nargs="?", const=True, default=default, help=help_text
+            )
+        else:
+            parser.add_argument(f"--{name}", type=type(default), default=default, help=help_text)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    return parser
+
+
+def parse_flags(argv: Sequence[str] | None = None) -> ServerOptions:
+    args = vars(build_arg_parser().parse_args(argv))
+    args.pop("version")
+    options = ServerOptions(**args)
+    if not options.model_base_path_prefix_map:
+        options.model_base_path_prefix_map = os.environ.get(PREFIX_MAP_ENV, "")
+    return options
+
+
+def read_text_proto(path: str, message):
+    """Parses a text-format proto file into `message`; errors name the file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise invalid_argument(f"Could not read {path}: {error}") from error
+    try:
+        return text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        raise invalid_argument(
+            f"Could not parse {path} as {message.DESCRIPTOR.name}: {error}"
+        ) from error
+
+
+def load_model_server_config(options: ServerOptions) -> model_server_config_pb2.ModelServerConfig:
+    """The ModelServerConfig the server starts with (`--model_config_file` wins over
+    `--model_name/--model_base_path`, as in main.cc)."""
+    if options.model_config_file:
+        return read_text_proto(
+            options.model_config_file, model_server_config_pb2.ModelServerConfig()
+        )
+    if not options.model_base_path:
+        raise invalid_argument(
+            "Both server_options.model_base_path and server_options.model_config_file are empty!"
+        )
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add()
+    model.name = options.model_name
+    model.base_path = options.model_base_path
+    model.model_platform = TENSORFLOW_PLATFORM
+    return config
+
+
+def _is_relative(path: str) -> bool:
+    return "://" not in path and not path.startswith("/")
+
+
+def validate_model_config_list(config: model_server_config_pb2.ModelConfigList) -> None:
+    """The checks server_core.cc makes before accepting a config (reference §1)."""
+    names: set[str] = set()
+    for model in config.config:
+        if model.name in names:
+            raise invalid_argument(
+                f"Illegal to list model {model.name} multiple times in config list"
+            )
+        names.add(model.name)
+    for model in config.config:
+        if _is_relative(model.base_path):
+            raise invalid_argument(
+                f"Expected model {model.name} to have an absolute path or URI; "
+                f"got base_path()={model.base_path}"
+            )
+    for model in config.config:
+        platform = model.model_platform
+        if model.model_type and platform:
+            raise invalid_argument(
+                "Illegal setting both ModelServerConfig::model_type (deprecated) and "
+                f"ModelServerConfig::model_platform, model name is {model.name}"
+            )
+        if model.model_type == model_server_config_pb2.TENSORFLOW:
+            platform = TENSORFLOW_PLATFORM
+        if not platform:
+            raise invalid_argument(
+                "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+                f"ModelServerConfig::model_platform, model name is {model.name}"
+            )
+        if platform != TENSORFLOW_PLATFORM:
+            raise failed_precondition(f"PlatformConfigMap has no entry for platform {platform}")
+
+
+class BasePathMap:
+    """LOCAL EXTENSION: maps container paths (/models/...) to folders on this machine."""
+
+    def __init__(self, spec: str, cwd: Path | None = None) -> None:
+        self._pairs: list[tuple[str, Path]] = []
+        cwd = cwd or Path.cwd()
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            source, sep, target = item.partition("=")
+            if not sep or not source.startswith("/"):
+                raise invalid_argument(
+                    f"--model_base_path_prefix_map entry {item!r} must look like /models=./models"
+                )
+            self._pairs.append((source.rstrip("/"), (cwd / target).resolve()))
+
+    def __call__(self, base_path: str) -> str:
+        for source, target in self._pairs:
+            if base_path == source or base_path.startswith(source + "/"):
+                return str(target) + base_path[len(source) :]
+        return base_path
+
+
+def load_batching_options(options: ServerOptions) -> BatchingOptions | None:
+    """None when batching is off. Same start-up errors as server.cc / bundle_factory_util.cc."""
+    if not options.enable_batching:
+        if options.batching_parameters_file:
+            raise invalid_argument(
+                "server_options.batching_parameters_file is set without setting "
+                "server_options.enable_batching to true."
+            )
+        return None
+    if not options.batching_parameters_file:
+        return BatchingOptions()
+    params = read_text_proto(
+        options.batching_parameters_file, tfs_batching_parameters_pb2.BatchingParameters()
+    )
+    defaults = BatchingOptions()
+
+    def wrapped(name: str, default):
+        return getattr(params, name).value if params.HasField(name) else default
+
+    resolved = BatchingOptions(
+        max_batch_size=wrapped("max_batch_size", defaults.max_batch_size),
+        batch_timeout_micros=wrapped("batch_timeout_micros", defaults.batch_timeout_micros),
+        max_enqueued_batches=wrapped("max_enqueued_batches", defaults.max_enqueued_batches),
+        num_batch_threads=wrapped("num_batch_threads", defaults.num_batch_threads),
+        thread_pool_name=wrapped("thread_pool_name", defaults.thread_pool_name),
+        allowed_batch_sizes=tuple(params.allowed_batch_sizes),
+        pad_variable_length_inputs=params.pad_variable_length_inputs,
+        enable_large_batch_splitting=wrapped("enable_large_batch_splitting", False),
+        max_execution_batch_size=wrapped(
+            "max_execution_batch_size", defaults.max_execution_batch_size
+        ),
+    )
+    _validate_batching(resolved)
+    return resolved
+
+
+def _validate_batching(batching: BatchingOptions) -> None:
+    if batching.max_batch_size < 1 or batching.num_batch_threads < 1:
+        raise invalid_argument("max_batch_size and num_batch_threads must be >= 1")
+    if batching.max_enqueued_batches < 1 or batching.batch_timeout_micros < 0:
+        raise invalid_argument("max_enqueued_batches must be >= 1, batch_timeout_micros >= 0")
+    sizes = batching.allowed_batch_sizes
+    if sizes:
+        if list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
+            raise invalid_argument("allowed_batch_sizes entries must be in increasing order")
+        if sizes[-1] != batching.max_batch_size:
+            # servables/tensorflow/bundle_factory_util.cc
+            raise invalid_argument(
+                "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+                f"{sizes[-1]}; expected {batching.max_batch_size}"
+            )
+
+
+def load_prometheus_path(options: ServerOptions) -> str | None:
+    """The metrics path when `--monitoring_config_file` enables Prometheus, else None."""
+    if not options.monitoring_config_file:
+        return None
+    config = read_text_proto(
+        options.monitoring_config_file, tfs_monitoring_config_pb2.MonitoringConfig()
+    )
+    if not config.prometheus_config.enable:
+        return None
+    return config.prometheus_config.path or DEFAULT_PROMETHEUS_PATH

@@ -1,0 +1,207 @@
+"""gRPC front end: tensorflow.serving.PredictionService and ModelService (reference §4)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
+
+from modelserver.predict import Predictor
+from modelserver.status import ServingError, failed_precondition, invalid_argument
+from modelserver.tensors import ndarray_to_proto, proto_to_ndarray
+from modelserver.versions import VersionManager
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadataImpl::kSignatureDef
+
+
+def model_spec_target(spec) -> tuple[str, int | None, str | None]:
+    """(name, version, label) of a ModelSpec; label and version are a oneof."""
+    choice = spec.WhichOneof("version_choice")
+    version = spec.version.value if choice == "version" else None
+    label = spec.version_label if choice == "version_label" else None
+    return spec.name, version, label
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, predictor: Predictor) -> None:
+        self._predictor = predictor
+        self._metrics = predictor.metrics
+
+    def Predict(self, request, context):
+        return self._call(request, context, "Predict", self._predict)
+
+    def GetModelMetadata(self, request, context):
+        try:
+            return self._metadata(request)
+        except ServingError as error:
+            context.abort(error.code, error.grpc_message)
+
+    def Classify(self, request, context):
+        return self._call(request, context, "Classify", self._unimplemented("Classify"))
+
+    def Regress(self, request, context):
+        return self._call(request, context, "Regress", self._unimplemented("Regress"))
+
+    def MultiInference(self, request, context):
+        try:
+            self._unimplemented("MultiInference")(request)
+        except ServingError as error:
+            context.abort(error.code, error.grpc_message)
+
+    def _call(self, request, context, api: str, handler: Callable):
+        """Runs `handler` with TF Serving's request_count / request_latency bookkeeping
+        (model_servers/prediction_service_impl.cc)."""
+        started = time.perf_counter()
+        name = request.model_spec.name
+        try:
+            response = handler(request)
+        except ServingError as error:
+            self._metrics.request_count.inc(name, error.code.name)
+            context.abort(error.code, error.grpc_message)
+        self._metrics.request_latency.observe(
+            (time.perf_counter() - started) * 1e6, name, api, "GRPC"
+        )
+        self._metrics.request_count.inc(name, "OK")
+        return response
+
+    def _predict(self, request) -> predict_pb2.PredictResponse:
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        servable = self._predictor.servable(*model_spec_target(request.model_spec))
+        signature_name = request.model_spec.signature_name or "serving_default"
+        signature = servable.signature(signature_name)
+        if signature is None:
+            raise failed_precondition(f'Serving signature key "{signature_name}" not found.')
+        inputs = {alias: proto_to_ndarray(tensor) for alias, tensor in request.inputs.items()}
+        result = self._predictor.predict(servable, signature, inputs, request.output_filter)
+        response = predict_pb2.PredictResponse()
+        # MakeModelSpec (servables/tensorflow/util.cc): name, version used, resolved signature.
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature_name
+        for alias, value in result.outputs.items():
+            response.outputs[alias].CopyFrom(ndarray_to_proto(value, signature.output_dtype(alias)))
+        return response
+
+    def _metadata(self, request) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        if not request.metadata_field:
+            raise invalid_argument(
+                "GetModelMetadataRequest must specify at least one metadata_field"
+            )
+        for field in request.metadata_field:
+            if field != SIGNATURE_DEF_FIELD:
+                raise invalid_argument(f"Metadata field {field} is not supported")
+        servable = self._predictor.servable(*model_spec_target(request.model_spec))
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, definition in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(definition)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        return response
+
+    @staticmethod
+    def _unimplemented(api: str) -> Callable:
+        def handler(request):
+            raise ServingError(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"{api} is not implemented by this server; use Predict "
+                "(the model's signatures are predict-style)",
+            )
+
+        return handler
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager: VersionManager, reload_config: Callable) -> None:
+        self._manager = manager
+        self._reload_config = reload_config
+
+    def GetModelStatus(self, request, context):
+        try:
+            return model_status_response(self._manager, request)
+        except ServingError as error:
+            context.abort(error.code, error.grpc_message)
+
+    def HandleReloadConfigRequest(self, request, context):
+        """Replaces the whole model config; blocks until newly added models are loaded."""
+        response = model_management_pb2.ReloadConfigResponse()
+        try:
+            if request.config.WhichOneof("config") != "model_config_list":
+                raise invalid_argument(
+                    "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                    "Only ModelConfigList is currently supported"
+                )
+            self._reload_config(request.config)
+        except ServingError as error:
+            log.error("ReloadConfig failed: %s", error.message)
+            response.status.CopyFrom(status_proto(error))
+            context.set_code(error.code)
+            context.set_details(error.grpc_message)
+            return response
+        response.status.CopyFrom(status_pb2.StatusProto())
+        return response
+
+
+def status_proto(error: ServingError | None) -> status_pb2.StatusProto:
+    if error is None:
+        return status_pb2.StatusProto()
+    return status_pb2.StatusProto(error_code=error.code.value[0], error_message=error.message)
+
+
+def model_status_response(
+    manager: VersionManager, request
+) -> get_model_status_pb2.GetModelStatusResponse:
+    """model_servers/get_model_status_impl.cc: a label in the spec is ignored (reference §3.4)."""
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    spec = request.model_spec
+    version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for number, status in manager.status(spec.name, version):
+        entry = response.model_version_status.add()
+        entry.version = number
+        entry.state = get_model_status_pb2.ModelVersionStatus.State.Value(status.state)
+        entry.status.CopyFrom(status_proto(status.error))
+    return response
+
+
+def start_grpc_server(
+    address: str,
+    prediction: PredictionService,
+    model: ModelService,
+    max_threads: int,
+    max_message_bytes: int,
+) -> grpc.Server:
+    """A thread-pool gRPC server; threads block in the batcher, so keep many of them."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"could not bind gRPC to {address}")
+    server.start()
+    return server

@@ -1,0 +1,345 @@
+"""REST front end on a threaded HTTP/1.1 server (stdlib `ThreadingHTTPServer`, keep-alive):
+TF Serving's routes, JSON shapes, status codes and error bodies (reference §3), plus the
+Prometheus page when monitoring is enabled (§5).
+
+`RestApi.handle` is the whole API as a plain function of (method, path, headers, body); the
+handler class only moves bytes, so HTTP plumbing and API behaviour stay separate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+import grpc
+from google.protobuf import json_format
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+from modelserver import rest_json
+from modelserver.grpc_api import model_status_response
+from modelserver.metrics import Metrics
+from modelserver.predict import Predictor
+from modelserver.servable import Servable
+from modelserver.status import ServingError, failed_precondition, invalid_argument
+
+log = logging.getLogger(__name__)
+
+# model_servers/http_rest_api_util.h (RE2::FullMatch semantics -> re.fullmatch).
+_API_PATH = re.compile(r"(?i)/v1/.*")
+_PREDICTION_PATH = re.compile(
+    r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+    r":(classify|regress|predict)"
+)
+_STATUS_PATH = re.compile(
+    r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?"
+)
+_INT64_MAX = 2**63 - 1
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
+# libevent's page for paths outside /v1 (util/net_http/server/internal/evhttp_server.cc).
+_NOT_FOUND_PAGE = (
+    "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1>"
+    "<p>The requested URL {path} was not found on this server.</p></body></html>\n"
+)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Route:
+    model: str
+    version: int | None
+    label: str | None
+    verb: str  # predict / classify / regress for POST; "metadata" or "" for GET
+
+
+class RestApi:
+    def __init__(
+        self,
+        predictor: Predictor,
+        metrics: Metrics,
+        prometheus_path: str | None,
+        enable_cors: bool,
+    ) -> None:
+        self._predictor = predictor
+        self._manager = predictor.manager
+        self._metrics = metrics
+        self._prometheus_path = prometheus_path
+        self._enable_cors = enable_cors
+
+    def handle(self, method: str, target: str, headers, body: bytes) -> Response:
+        path = urlsplit(target).path
+        if self._prometheus_path and path == self._prometheus_path and method == "GET":
+            page = self._metrics.render().encode()
+            return Response(200, page, {"Content-Type": "text/plain; charset=utf-8"})
+        if not _API_PATH.fullmatch(path):
+            return Response(404, _NOT_FOUND_PAGE.format(path=path).encode(),
+                            {"Content-Type": "text/html"})  # fmt: skip
+        started = time.perf_counter()
+        response, model, verb, code = self._api(method, path, headers, body)
+        response.headers["Content-Type"] = "application/json"
+        if self._enable_cors:
+            response.headers.update(_CORS_HEADERS)
+        # model_servers/http_server.cc: every /v1 request counted; latency only when OK.
+        if response.status == 200:
+            elapsed = (time.perf_counter() - started) * 1e6
+            self._metrics.request_latency.observe(elapsed, model, verb, "REST")
+        self._metrics.request_count.inc(model, code)
+        return response
+
+    def _api(self, method: str, path: str, headers, body: bytes):
+        """(response, model name, API verb for metrics, status code name)."""
+        if method == "OPTIONS":
+            if re.search(r"https?://", headers.get("Origin", "")):
+                return Response(200), "", "", "OK"
+            error = failed_precondition("Origin header is missing in CORS preflight")
+            return self._error(error), "", "", error.code.name
+        route = None
+        try:
+            route = self._route(method, path)
+            if route is None:
+                raise invalid_argument(f"Malformed request: {method} {path}")
+            text = self._dispatch(method, route, body)
+        except _EmptyBodyError as error:
+            return Response(400), error.model, "", "INVALID_ARGUMENT"
+        except ServingError as error:
+            model = route.model if route else ""
+            verb = route.verb if route and method == "POST" else ""
+            return self._error(error), model, verb, error.code.name
+        verb = route.verb if method == "POST" else ""
+        return Response(200, text.encode()), route.model, verb, "OK"
+
+    @staticmethod
+    def _error(error: ServingError) -> Response:
+        return Response(error.http_status, rest_json.error_body(error.message).encode())
+
+    @staticmethod
+    def _route(method: str, path: str) -> _Route | None:
+        """ParseModelInfo (model_servers/http_rest_api_util.cc)."""
+        pattern = {"POST": _PREDICTION_PATH, "GET": _STATUS_PATH}.get(method)
+        match = pattern.fullmatch(path) if pattern else None
+        if match is None:
+            return None
+        name, version_text, label, verb = match.groups()
+        model = unquote(name or "")
+        version = None
+        if version_text:
+            version = int(version_text)
+            if version > _INT64_MAX:
+                # ParseModelInfo returns before MakeJsonFromStatus: 400 with an empty body.
+                raise _EmptyBodyError(model)
+        return _Route(model, version, unquote(label) if label else None, verb or "")
+
+    def _dispatch(self, method: str, route: _Route, body: bytes) -> str:
+        if method == "GET":
+            if not route.model:
+                raise invalid_argument("Missing model name in request.")
+            if route.verb == "metadata":
+                return self._metadata(route)
+            return self._status(route)
+        if route.verb == "predict":
+            return self._predict(route, body)
+        if route.verb in ("classify", "regress"):
+            return self._classify_or_regress(route, body)
+        # The verb group is case-insensitive but dispatch compares to lower case, so
+        # ":PREDICT" stays a "Malformed request" exactly as in http_rest_api_handler.cc.
+        raise invalid_argument(f"Malformed request: POST {route}")
+
+    def _status(self, route: _Route) -> str:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = route.model
+        if route.version is not None:
+            request.model_spec.version.value = route.version
+        response = model_status_response(self._manager, request)
+        return json_format.MessageToJson(
+            response,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+
+    def _metadata(self, route: _Route) -> str:
+        """Hand-assembled like http_rest_api_util.cc: note the doubled "signature_def" key."""
+        servable = self._predictor.servable(route.model, route.version, route.label)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, definition in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(definition)
+        signatures = json_format.MessageToDict(
+            signature_map,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+        document = {
+            "model_spec": {
+                "name": servable.name,
+                "signature_name": "",
+                "version": str(servable.version),
+            },
+            "metadata": {"signature_def": signatures},
+        }
+        return json.dumps(document, indent=1)
+
+    def _predict(self, route: _Route, body: bytes) -> str:
+        """ProcessPredictRequest: JSON first, then model and signature, then tensors, so
+        malformed JSON to an unknown model is a 400, not a 404 (reference §3.6)."""
+        document = rest_json.parse_document(body)
+        signature_name = rest_json.signature_name_of(document) or "serving_default"
+        servable = self._predictor.servable(route.model, route.version, route.label)
+        signature = self._signature(servable, signature_name)
+        inputs, row_format = rest_json.predict_inputs(document, signature.definition.inputs)
+        result = self._predictor.predict(servable, signature, inputs)
+        dtypes = {alias: signature.output_dtype(alias) for alias in result.outputs}
+        if row_format:
+            return rest_json.row_response(result.outputs, dtypes)
+        return rest_json.columnar_response(result.outputs, dtypes)
+
+    @staticmethod
+    def _signature(servable: Servable, name: str):
+        signature = servable.signature(name)
+        if signature is None:
+            raise invalid_argument(f'Serving signature name: "{name}" not found in signature def')
+        return signature
+
+    def _classify_or_regress(self, route: _Route, body: bytes) -> str:
+        """The request checks of FillClassifyRegressRequestFromJson and the signature checks
+        of classifier.cc / regressor.cc; the call itself is not implemented here (our models
+        have predict-style signatures, on which TF Serving answers 400 as well)."""
+        document = rest_json.parse_document(body)
+        signature_name = rest_json.signature_name_of(document) or "serving_default"
+        examples = document.get("examples")
+        if "examples" not in document:
+            raise invalid_argument(
+                f"JSON Value: {rest_json.debug_string(document)} When method is "
+                f"{route.verb}, key 'examples' is expected and was not found"
+            )
+        if not isinstance(examples, list):
+            raise invalid_argument(
+                f"JSON Value: {rest_json.debug_string(document)} Expecting 'examples' "
+                "value to be an list/array"
+            )
+        if not examples:
+            raise invalid_argument(
+                f"JSON Value: {rest_json.debug_string(document)} 'examples' value is an empty array"
+            )
+        servable = self._predictor.servable(route.model, route.version, route.label)
+        signature = self._signature(servable, signature_name)
+        definition = signature.definition
+        if len(definition.inputs) != 1:
+            raise invalid_argument("Expected one input Tensor.")
+        outputs = len(definition.outputs)
+        if route.verb == "classify" and outputs not in (1, 2):
+            raise invalid_argument(f"Expected one or two output Tensors, found {outputs}")
+        if route.verb == "regress" and outputs != 1:
+            raise invalid_argument("Expected one output Tensor.")
+        raise ServingError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{route.verb} is not implemented by this server; use :predict",
+        )
+
+
+class _EmptyBodyError(Exception):
+    def __init__(self, model: str) -> None:
+        super().__init__(model)
+        self.model = model
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Moves bytes between the socket and `RestApi.handle`."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "modelserver"
+    api: RestApi
+    max_body_bytes: int
+
+    def _serve(self) -> None:
+        try:
+            body = self._read_body()
+        except _BodyTooLarge as error:
+            self.close_connection = True
+            message = rest_json.error_body(str(error)).encode()
+            self._send(Response(413, message, {"Content-Type": "application/json"}))
+            return
+        except (ValueError, OSError, EOFError, zlib.error) as error:
+            self.close_connection = True
+            message = rest_json.error_body(f"Unreadable request body: {error}").encode()
+            self._send(Response(400, message, {"Content-Type": "application/json"}))
+            return
+        self._send(self.api.handle(self.command, self.path, self.headers, body))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def _read_body(self) -> bytes:
+        limit = self.max_body_bytes
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = self._read_chunked(limit)
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > limit:
+                raise _BodyTooLarge(length, limit)
+            body = self.rfile.read(length) if length else b""
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = inflater.decompress(body, limit + 1)
+            if len(body) > limit:
+                raise _BodyTooLarge(len(body), limit)
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts, total = [], 0
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline().strip():  # trailers
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                raise _BodyTooLarge(total, limit)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline()
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+class _BodyTooLarge(Exception):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"Request body of {size} bytes exceeds the limit of {limit} bytes (--max_request_bytes)"
+        )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+
+def start_rest_server(host: str, port: int, api: RestApi, max_body_bytes: int) -> _Server:
+    """Binds and returns the server; the caller runs `serve_forever` on a thread."""
+    handler = type("Handler", (_Handler,), {"api": api, "max_body_bytes": max_body_bytes})
+    return _Server((host, port), handler)

@@ -1,0 +1,439 @@
+"""JSON <-> tensors for the REST API, following util/json_tensor.cc rule by rule
+(reference §3.6): request parsing with TF Serving's error messages, and responses with its
+float formatting (6 significant digits unless that does not round-trip)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+import numpy as np
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+
+from modelserver.status import ServingError, invalid_argument
+from modelserver.tensors import dtype_string, numpy_dtype
+
+_DEBUG_STRING_LIMIT = 256  # kMaxJsonDebugStringBytes
+_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+# Python's json messages -> RapidJSON's GetParseError_En texts.
+_PARSE_ERRORS = {
+    "Expecting value": "Invalid value.",
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Unterminated string starting at": "Missing a closing quotation mark in string.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid control character at": "Invalid encoding in string.",
+}
+
+
+# ----- request ------------------------------------------------------------------------------
+
+
+def parse_document(body: bytes) -> Any:
+    """ParseJson: NaN/Infinity allowed, bytes after the top-level value ignored
+    (kParseNanAndInfFlag | kParseStopWhenDoneFlag)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise invalid_argument(
+            f"JSON Parse error: Invalid encoding in string. at offset: {error.start}"
+        ) from error
+    stripped = text.lstrip(" \t\r\n")
+    if not stripped:
+        raise invalid_argument("JSON Parse error: The document is empty")
+    try:
+        document, _ = json.JSONDecoder().raw_decode(stripped)
+    except json.JSONDecodeError as error:
+        message = next(
+            (v for k, v in _PARSE_ERRORS.items() if error.msg.startswith(k)),
+            "Missing a comma or ']' after an array element."
+            if "delimiter" in error.msg
+            else "Invalid value.",
+        )
+        offset = error.pos + len(text) - len(stripped)
+        raise invalid_argument(f"JSON Parse error: {message} at offset: {offset}") from error
+    if not isinstance(document, dict):
+        raise _format_error(document, "Is not object")
+    return document
+
+
+def signature_name_of(document: dict) -> str:
+    """The optional "signature_name" (FillSignature)."""
+    name = document.get("signature_name", "")
+    if not isinstance(name, str):
+        raise invalid_argument(
+            f"JSON Value: {debug_string(document)} not formatted correctly. "
+            "'signature_name' key must be a string value."
+        )
+    return name
+
+
+def predict_inputs(
+    document: dict, inputs: Mapping[str, meta_graph_pb2.TensorInfo]
+) -> tuple[dict[str, np.ndarray], bool]:
+    """(tensors by input alias, row_format) from "instances" or "inputs"."""
+    if "instances" in document:
+        if "inputs" in document:
+            raise _format_error(
+                document,
+                "Not formatted correctly expecting only one of 'inputs' or 'instances' keys "
+                "to exist ",
+            )
+        instances = document["instances"]
+        if not isinstance(instances, list):
+            raise _format_error(document, "Expecting 'instances' to be an list/array")
+        if not instances:
+            raise _format_error(document, "No values in 'instances' array")
+        return _from_instances(instances, inputs), True
+    if "inputs" in document:
+        return _from_inputs(document["inputs"], inputs), False
+    raise invalid_argument("Missing 'inputs' or 'instances' key")
+
+
+def _is_b64_object(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def _is_element_object(value: Any) -> bool:
+    return isinstance(value, dict) and not _is_b64_object(value)
+
+
+def _from_instances(instances: list, inputs: Mapping[str, meta_graph_pb2.TensorInfo]):
+    """FillTensorMapFromInstancesList: one element per batch item."""
+    if not isinstance(instances[0], dict) and len(inputs) > 1:
+        raise invalid_argument(
+            "instances is a plain list, but expecting list of objects as multiple input "
+            "tensors required as per tensorinfo_map"
+        )
+    objects = _is_element_object(instances[0])
+    names = sorted(inputs)
+    items: dict[str, list] = {name: [] for name in names}
+    shapes: dict[str, list[int]] = {}
+    for index, element in enumerate(instances):
+        if objects:
+            if not _is_element_object(element):
+                raise invalid_argument(
+                    f"Expecting object but got list at item {index} of input list"
+                )
+            for key, value in element.items():
+                try:
+                    flat = _instance_item(value, key, inputs, shapes)
+                except ServingError as error:
+                    raise invalid_argument(
+                        f"Failed to process element: {index} key: {key} of 'instances' list. "
+                        f"Error: {_status_string(error)}"
+                    ) from error
+                items[key].extend(flat)
+            if sorted(element) != names:
+                raise invalid_argument(
+                    f"Failed to process element: {index} of 'instances' list. JSON object: "
+                    f"{debug_string(element)} keys must be equal to: {','.join(names)}"
+                )
+        else:
+            if _is_element_object(element):
+                raise invalid_argument(
+                    f"Expecting value/list but got object at item {index} of input list"
+                )
+            try:
+                items[names[0]].extend(_instance_item(element, names[0], inputs, shapes))
+            except ServingError as error:
+                raise invalid_argument(
+                    f"Failed to process element: {index} of 'instances' list. "
+                    f"Error: {_status_string(error)}"
+                ) from error
+    return {
+        name: _to_array(items[name], [len(instances), *shapes[name]], inputs[name].dtype)
+        for name in names
+        if name in shapes
+    }
+
+
+def _instance_item(value, name: str, inputs, shapes: dict[str, list[int]]) -> list:
+    """AddInstanceItem: every item of one input must have the same shape."""
+    if name not in inputs:
+        raise invalid_argument(f"JSON object: does not have named input: {name}")
+    shape = _dense_shape(value)
+    flat: list = []
+    _fill(value, 0, inputs[name].dtype, shape, flat)
+    if name not in shapes:
+        shapes[name] = shape
+    elif math.prod(shapes[name]) != len(flat):
+        raise invalid_argument(
+            f"Expecting tensor size: {math.prod(shapes[name])} but got: {len(flat)}"
+        )
+    elif shapes[name] != shape:
+        raise invalid_argument(
+            f"Expecting shape [{','.join(map(str, shapes[name]))}] but got: "
+            f"[{','.join(map(str, shape))}]"
+        )
+    return flat
+
+
+def _from_inputs(value, inputs: Mapping[str, meta_graph_pb2.TensorInfo]) -> dict[str, np.ndarray]:
+    """FillTensorMapFromInputsMap: whole tensors; extra keys are silently ignored."""
+    if not isinstance(value, dict) or _is_b64_object(value):
+        if len(inputs) > 1:
+            raise invalid_argument(
+                "inputs is a plain value/list, but expecting an object as multiple input "
+                "tensors required as per tensorinfo_map"
+            )
+        name = next(iter(inputs))
+        return {name: _tensor(value, inputs[name].dtype)}
+    tensors = {}
+    for name in sorted(inputs):
+        if name not in value:
+            raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
+        tensors[name] = _tensor(value[name], inputs[name].dtype)
+    return tensors
+
+
+def _tensor(value, dtype: int) -> np.ndarray:
+    shape = _dense_shape(value)
+    flat: list = []
+    _fill(value, 0, dtype, shape, flat)
+    return _to_array(flat, shape, dtype)
+
+
+def _dense_shape(value) -> list[int]:
+    """GetDenseTensorShape: sizes along the first element of each level."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _fill(value, level: int, dtype: int, shape: list[int], out: list) -> None:
+    """FillTensorProto: a dense, rectangular nest of lists with values at the leaves."""
+    rank = len(shape)
+    if not isinstance(value, list):
+        if level != rank:
+            raise invalid_argument(
+                f"JSON Value: {debug_string(value)} found at incorrect level: {level + 1} in "
+                f"the JSON DOM. Expected at level: {rank}"
+            )
+        if isinstance(value, dict):
+            if dtype != types_pb2.DT_STRING:
+                raise _type_error(value, dtype)
+            out.append(_decode_b64(value))
+        else:
+            out.append(_scalar(value, dtype))
+        return
+    if level >= rank:
+        raise invalid_argument(f"Encountered list at unexpected level: {level} expected < {rank}")
+    if len(value) != shape[level]:
+        raise invalid_argument(
+            f"Encountered list at unexpected size: {len(value)} at level: {level} "
+            f"expected size: {shape[level]}"
+        )
+    for item in value:
+        _fill(item, level + 1, dtype, shape, out)
+
+
+_INT_RANGES = {
+    types_pb2.DT_INT32: (-(2**31), 2**31 - 1),
+    types_pb2.DT_INT16: (-(2**31), 2**31 - 1),  # RapidJSON IsInt(): any int32 is accepted
+    types_pb2.DT_INT8: (-(2**31), 2**31 - 1),
+    types_pb2.DT_UINT8: (-(2**31), 2**31 - 1),
+    types_pb2.DT_INT64: (-(2**63), 2**63 - 1),
+    types_pb2.DT_UINT32: (0, 2**32 - 1),
+    types_pb2.DT_UINT64: (0, 2**64 - 1),
+}
+
+
+def _scalar(value, dtype: int):
+    """AddValueToTensor: JSON type must match the dtype exactly (1.0 is not an int)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+        if not is_number:
+            raise _type_error(value, dtype)
+        return float(value)
+    if dtype in _INT_RANGES:
+        low, high = _INT_RANGES[dtype]
+        if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+            raise _type_error(value, dtype)
+        return value
+    if dtype == types_pb2.DT_BOOL:
+        if not isinstance(value, bool):
+            raise _type_error(value, dtype)
+        return value
+    if dtype == types_pb2.DT_STRING:
+        if not isinstance(value, str):
+            raise _type_error(value, dtype)
+        return value.encode("utf-8")
+    raise ServingError(
+        grpc.StatusCode.UNIMPLEMENTED,
+        f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_string(dtype)}",
+    )
+
+
+def _decode_b64(value) -> bytes:
+    """JsonDecodeBase64Object: exactly {"b64": "<standard base64>"} (URL-safe fails, #1141)."""
+    if not _is_b64_object(value):
+        raise invalid_argument(
+            f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
+        )
+    text = value["b64"]
+    if not _B64.fullmatch(text) or len(text.rstrip("=")) % 4 == 1:
+        raise invalid_argument("Unable to base64 decode")
+    try:
+        return base64.b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
+    except binascii.Error as error:
+        raise invalid_argument("Unable to base64 decode") from error
+
+
+def _to_array(flat: list, shape: list[int], dtype: int) -> np.ndarray:
+    np_dtype = numpy_dtype(dtype)
+    if np_dtype.kind == "O":
+        array = np.empty(len(flat), dtype=object)
+        array[:] = flat
+        return array.reshape(shape)
+    # Integers wider than the dtype wrap, as TF's int_val -> uint8 conversion does.
+    wide = np.int64 if np_dtype.kind == "i" else None
+    return np.asarray(flat, dtype=wide or np_dtype).astype(np_dtype).reshape(shape)
+
+
+def _type_error(value, dtype: int) -> ServingError:
+    return invalid_argument(
+        f"JSON Value: {debug_string(value)} Type: {_json_type(value)} is not of expected "
+        f"type: {dtype_string(dtype)}"
+    )
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _format_error(value, message: str) -> ServingError:
+    return invalid_argument(f"JSON Value: {debug_string(value)} {message}")
+
+
+def _status_string(error: ServingError) -> str:
+    return f"{error.code.name}: {error.message}"  # absl::Status::ToString()
+
+
+def debug_string(value) -> str:
+    """JsonValueToDebugString: compact JSON cut at 256 bytes."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return text[:_DEBUG_STRING_LIMIT]
+
+
+# ----- response -----------------------------------------------------------------------------
+
+
+def _float32_round_trips(text: str, value: float) -> bool:
+    return struct.unpack("f", struct.pack("f", float(text)))[0] == value
+
+
+def format_decimal(value: float, is_float32: bool) -> str:
+    """WriteDecimal: %g (6 digits); max_digits10 when that does not round-trip; whole
+    numbers get ".0"; NaN / Infinity / -Infinity for non-finite values."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "-Infinity" if value < 0 else "Infinity"
+    text = f"{value:g}"
+    round_trips = _float32_round_trips(text, value) if is_float32 else float(text) == value
+    if not round_trips:
+        text = ("%.9g" if is_float32 else "%.17g") % value
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def _value_writer(dtype: int, as_b64: bool):
+    if dtype in (types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE):
+        is_float32 = dtype == types_pb2.DT_FLOAT
+        return lambda v: format_decimal(v, is_float32)
+    if dtype == types_pb2.DT_BOOL:
+        return lambda v: "true" if v else "false"
+    if dtype == types_pb2.DT_STRING:
+        if as_b64:
+            return lambda v: '{"b64": "' + base64.b64encode(v).decode("ascii") + '"}'
+        return lambda v: json.dumps(v.decode("utf-8", errors="replace"), ensure_ascii=False)
+    if dtype in _INT_RANGES:
+        return str
+    raise invalid_argument(f"Failed to write JSON value for tensor type: {dtype_string(dtype)}")
+
+
+def _tensor_text(value: np.ndarray, writer) -> str:
+    if value.ndim == 0:
+        return writer(value.item())
+    if value.ndim == 1:
+        return "[" + ", ".join(writer(v) for v in value.tolist()) + "]"
+    return "[" + ", ".join(_tensor_text(row, writer) for row in value) + "]"
+
+
+def _writers(outputs: Mapping[str, np.ndarray], dtypes: Mapping[str, int]):
+    # IsNamedTensorBytes: DT_STRING outputs whose alias ends in "_bytes" are base64 objects.
+    return {
+        alias: _value_writer(dtypes[alias], dtypes[alias] == types_pb2.DT_STRING
+                             and alias.endswith("_bytes"))
+        for alias in outputs
+    }  # fmt: skip
+
+
+def row_response(outputs: Mapping[str, np.ndarray], dtypes: Mapping[str, int]) -> str:
+    """MakeRowFormatJsonFromTensors: {"predictions": [...]}, one entry per batch item."""
+    writers = _writers(outputs, dtypes)
+    batch = -1
+    for alias, value in outputs.items():
+        if value.ndim == 0:
+            raise invalid_argument(f"Tensor name: {alias} has no shape information ")
+        if batch >= 0 and value.shape[0] != batch:
+            raise invalid_argument(
+                f"Tensor name: {alias} has inconsistent batch size: {value.shape[0]} "
+                f"expecting: {batch}"
+            )
+        batch = value.shape[0]
+    items = []
+    for index in range(max(batch, 0)):
+        if len(outputs) > 1:
+            fields = ", ".join(
+                f"{json.dumps(alias)}: {_tensor_text(value[index], writers[alias])}"
+                for alias, value in outputs.items()
+            )
+            items.append("{" + fields + "}")
+        else:
+            alias, value = next(iter(outputs.items()))
+            items.append(_tensor_text(value[index], writers[alias]))
+    return '{\n    "predictions": [' + ",\n        ".join(items) + "]\n}"
+
+
+def columnar_response(outputs: Mapping[str, np.ndarray], dtypes: Mapping[str, int]) -> str:
+    """MakeColumnarFormatJsonFromTensors: {"outputs": {alias: tensor}} or the bare tensor."""
+    writers = _writers(outputs, dtypes)
+    if len(outputs) == 1:
+        alias, value = next(iter(outputs.items()))
+        return '{\n    "outputs": ' + _tensor_text(value, writers[alias]) + "\n}"
+    fields = ",\n        ".join(
+        f"{json.dumps(alias)}: {_tensor_text(value, writers[alias])}"
+        for alias, value in outputs.items()
+    )
+    return '{\n    "outputs": {\n        ' + fields + "\n    }\n}"
+
+
+def error_body(message: str) -> str:
+    """MakeJsonFromStatus: a pretty-printed {"error": message}."""
+    return '{\n    "error": ' + json.dumps(message, ensure_ascii=False) + "\n}"

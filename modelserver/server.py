@@ -1,0 +1,153 @@
+"""Wires the pieces together: config -> version manager -> gRPC + REST front ends.
+
+Start-up follows tensorflow_model_server: the ports open only after every configured model's
+aspired versions are AVAILABLE (or failed: then start-up fails), reference §0.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.config import model_server_config_pb2
+
+from modelserver.batching import Batcher
+from modelserver.config import (
+    BasePathMap,
+    ServerOptions,
+    load_batching_options,
+    load_model_server_config,
+    load_prometheus_path,
+    read_text_proto,
+)
+from modelserver.grpc_api import ModelService, PredictionService, start_grpc_server
+from modelserver.metrics import Metrics
+from modelserver.predict import Predictor
+from modelserver.rest_api import RestApi, start_rest_server
+from modelserver.servable import Servable
+from modelserver.status import ServingError, from_exception
+from modelserver.versions import ManagerOptions, VersionManager
+
+log = logging.getLogger(__name__)
+
+
+def configure_tensorflow(options: ServerOptions) -> None:
+    """Thread pools must be sized before TensorFlow runs its first op (0 = TF's choice)."""
+    tf.config.threading.set_intra_op_parallelism_threads(options.tensorflow_intra_op_parallelism)
+    tf.config.threading.set_inter_op_parallelism_threads(options.tensorflow_inter_op_parallelism)
+
+
+class ModelServer:
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.metrics = Metrics()
+        self.batching = load_batching_options(options)
+        self.prometheus_path = load_prometheus_path(options)
+        self.manager = VersionManager(
+            loader=self._load_servable,
+            options=ManagerOptions(
+                file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+                max_num_load_retries=options.max_num_load_retries,
+                load_retry_interval_seconds=options.load_retry_interval_micros / 1e6,
+                allow_version_labels_for_unavailable_models=(
+                    options.allow_version_labels_for_unavailable_models
+                ),
+            ),
+            map_base_path=BasePathMap(options.model_base_path_prefix_map),
+        )
+        self.predictor = Predictor(self.manager, self.metrics)
+        self._grpc: grpc.Server | None = None
+        self._rest = None
+        self._stopped = threading.Event()
+
+    def _load_servable(self, name: str, version: int, path: Path) -> Servable:
+        """Load, warm up (assets.extra/tf_serving_warmup_requests), attach the batcher."""
+        try:
+            tags = [tag.strip() for tag in self.options.saved_model_tags.split(",") if tag.strip()]
+            servable = Servable(name, version, path, tags)
+            if self.options.enable_model_warmup:
+                records = servable.warm_up(self.options.num_request_iterations_for_warmup)
+                if records:
+                    log.info("Finished reading %d warmup records for %s version %d",
+                             records, name, version)  # fmt: skip
+        except Exception as error:
+            raise from_exception(error) from error
+        if self.batching is not None:
+            servable.batcher = Batcher(servable.run, self.batching, self.metrics, name)
+        log.info("Signatures of %s version %d: %s", name, version, sorted(servable.signatures))
+        return servable
+
+    def start(self) -> None:
+        """Loads the models, then opens the ports. Raises ServingError on a bad start."""
+        config = load_model_server_config(self.options)
+        self.manager.apply_config(config, wait=True)
+        self._start_grpc()
+        self._start_rest()
+        if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
+            threading.Thread(
+                target=self._poll_config_file, args=(config,), name="config-poller", daemon=True
+            ).start()
+
+    def _start_grpc(self) -> None:
+        address = f"{self.options.host}:{self.options.port}"
+        self._grpc = start_grpc_server(
+            address,
+            PredictionService(self.predictor),
+            ModelService(self.manager, self.reload_config),
+            self.options.grpc_max_threads,
+            self.options.max_request_bytes,
+        )
+        log.info("Running gRPC ModelServer at %s ...", address)
+
+    def _start_rest(self) -> None:
+        port = self.options.rest_api_port
+        if port == 0:
+            return
+        if port == self.options.port:
+            # model_servers/server.cc: same port for both -> REST skipped with an error log.
+            log.error("--rest_api_port cannot be the same as --port. Please use a different "
+                      "port for HTTP/REST API. Skipped exporting HTTP/REST API.")  # fmt: skip
+            return
+        api = RestApi(self.predictor, self.metrics, self.prometheus_path,
+                      self.options.rest_api_enable_cors_support)  # fmt: skip
+        self._rest = start_rest_server(self.options.host, port, api, self.options.max_request_bytes)
+        threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
+        log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.host, port)
+        if self.prometheus_path:
+            log.info("Prometheus metrics at http://%s:%d%s", self.options.host, port,
+                     self.prometheus_path)  # fmt: skip
+
+    def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
+        """HandleReloadConfigRequest and the config-file poller end here."""
+        log.info("Reloading model config: %s", [m.name for m in config.model_config_list.config])
+        self.manager.apply_config(config, wait=True)
+
+    def _poll_config_file(self, applied: model_server_config_pb2.ModelServerConfig) -> None:
+        interval = self.options.model_config_file_poll_wait_seconds
+        while not self._stopped.wait(interval):
+            try:
+                config = read_text_proto(
+                    self.options.model_config_file, model_server_config_pb2.ModelServerConfig()
+                )
+                if config != applied:
+                    self.reload_config(config)
+                    applied = config
+            except ServingError as error:
+                log.error("Config file reload failed: %s", error.message)
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def stop(self) -> None:
+        """Stops accepting requests, lets in-flight ones finish briefly, unloads."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._rest is not None:
+            self._rest.shutdown()
+        if self._grpc is not None:
+            self._grpc.stop(grace=2).wait()
+        self.manager.stop()
