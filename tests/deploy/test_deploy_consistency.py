@@ -17,6 +17,7 @@ from deploy_files import (
     container,
     flags,
     manifest,
+    manifests,
     pinned_version,
     pyproject,
 )
@@ -226,3 +227,27 @@ def test_dockerignore_keeps_runs_data_caches_and_venv_out_but_lets_copied_files_
     ]
     for source in [*copied, "models/cifar10/1/saved_model.pb"]:
         assert not dockerignored(source.rstrip("/"), patterns), f"{source} is ignored"
+
+
+def test_selectors_and_references_resolve_to_rendered_resources():
+    pods = [
+        d["spec"]["template"]["metadata"]["labels"]
+        for d in manifests()
+        if d["kind"] == "Deployment"
+    ]
+    for doc in manifests():
+        spec = doc.get("spec", {})
+        selector = spec.get("selector")
+        if doc["kind"] in ("Service", "PodDisruptionBudget", "Deployment"):
+            selector = selector.get("matchLabels", selector)
+            assert any(selector.items() <= labels.items() for labels in pods), doc["metadata"]
+    hpa = manifest("HorizontalPodAutoscaler", "proxy")["spec"]
+    assert manifest("Deployment", hpa["scaleTargetRef"]["name"])
+    assert hpa["minReplicas"] == manifest("Deployment", "proxy")["spec"]["replicas"]
+    (path,) = manifest("Ingress", "proxy")["spec"]["rules"][0]["http"]["paths"]
+    backend = path["backend"]["service"]
+    service_ports = manifest("Service", backend["name"])["spec"]["ports"]
+    assert backend["port"]["name"] in [p["name"] for p in service_ports]
+    volumes = manifest("Deployment", "tfserving")["spec"]["template"]["spec"]["volumes"]
+    (claim,) = [v["persistentVolumeClaim"] for v in volumes if "persistentVolumeClaim" in v]
+    assert manifest("PersistentVolumeClaim", claim["claimName"])
