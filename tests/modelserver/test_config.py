@@ -1,0 +1,138 @@
+"""Flags, config files and version-folder rules, checked in-process (no server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tensorflow_serving")
+
+from google.protobuf import text_format
+from tensorflow_serving.config import (
+    file_system_storage_path_source_pb2,
+    model_server_config_pb2,
+)
+
+from modelserver.config import (
+    BasePathMap,
+    ServerOptions,
+    load_batching_options,
+    load_model_server_config,
+    load_prometheus_path,
+    parse_flags,
+    validate_model_config_list,
+)
+from modelserver.status import ServingError
+from modelserver.versions import aspired_versions, parse_version
+
+SERVING_CONFIG = Path(__file__).resolve().parents[2] / "serving_config"
+
+
+def test_flags_use_tensorflow_model_server_names_and_forms():
+    options = parse_flags(
+        ["--port=9000", "--rest_api_port", "9001", "--enable_batching", "--model_name=m",
+         "--model_base_path=/models/m", "--file_system_poll_wait_seconds=0",
+         "--enable_model_warmup=false"]
+    )  # fmt: skip
+    assert (options.port, options.rest_api_port) == (9000, 9001)
+    assert options.enable_batching is True and options.enable_model_warmup is False
+    assert options.file_system_poll_wait_seconds == 0
+    assert ServerOptions().port == 8500 and ServerOptions().rest_api_port == 8501
+
+
+def test_shipped_serving_config_files_parse_with_the_real_protos():
+    options = ServerOptions(
+        model_config_file=str(SERVING_CONFIG / "models.config"),
+        enable_batching=True,
+        batching_parameters_file=str(SERVING_CONFIG / "batching.config"),
+        monitoring_config_file=str(SERVING_CONFIG / "monitoring.config"),
+    )
+    config = load_model_server_config(options)
+    validate_model_config_list(config.model_config_list)
+    (model,) = config.model_config_list.config
+    assert (model.name, model.base_path) == ("cifar10", "/models/cifar10")
+    assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    batching = load_batching_options(options)
+    assert batching.max_batch_size == 32 and batching.num_batch_threads >= 1
+    assert load_prometheus_path(options) == "/monitoring/prometheus/metrics"
+
+
+def _config(text: str) -> model_server_config_pb2.ModelConfigList:
+    return text_format.Parse(text, model_server_config_pb2.ModelConfigList())
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('config { name: "m" base_path: "models/m" model_platform: "tensorflow" }',
+         "Expected model m to have an absolute path or URI; got base_path()=models/m"),
+        ('config { name: "m" base_path: "/a" model_platform: "tensorflow" } '
+         'config { name: "m" base_path: "/b" model_platform: "tensorflow" }',
+         "Illegal to list model m multiple times in config list"),
+        ('config { name: "m" base_path: "/a" }',
+         "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
+         "ModelServerConfig::model_platform, model name is m"),
+    ],
+)  # fmt: skip
+def test_invalid_model_config_lists_are_rejected_like_server_core(text, message):
+    with pytest.raises(ServingError) as caught:
+        validate_model_config_list(_config(text))
+    assert caught.value.message == message
+
+
+def test_base_path_map_is_a_prefix_replacement(tmp_path):
+    mapped = BasePathMap(f"/models={tmp_path}/m,/other=rel", cwd=tmp_path)
+    assert mapped("/models/cifar10") == f"{tmp_path}/m/cifar10"
+    assert mapped("/models") == f"{tmp_path}/m"
+    assert mapped("/modelsX/a") == "/modelsX/a"
+    assert mapped("/other/x") == f"{tmp_path}/rel/x"
+    with pytest.raises(ServingError):
+        BasePathMap("models=./models")
+
+
+def test_batching_file_without_enable_batching_is_a_startup_error(tmp_path):
+    path = tmp_path / "b.config"
+    path.write_text("max_batch_size { value: 8 }")
+    with pytest.raises(ServingError, match="batching_parameters_file is set without"):
+        load_batching_options(ServerOptions(batching_parameters_file=str(path)))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_batch_size { value: 8 } allowed_batch_sizes: 4",
+         "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; "
+         "expected 8"),
+        ("max_batch_size: 8", "Could not parse"),
+    ],
+)  # fmt: skip
+def test_bad_batching_files_are_rejected(tmp_path, text, message):
+    path = tmp_path / "b.config"
+    path.write_text(text)
+    options = ServerOptions(enable_batching=True, batching_parameters_file=str(path))
+    with pytest.raises(ServingError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_batching_options(options)
+
+
+def test_version_folder_names_parse_like_simple_atoi():
+    assert [parse_version(n) for n in ["1", "0007", " 3 ", "+4"]] == [1, 7, 3, 4]
+    assert [
+        parse_version(n) for n in ["1.tmp", ".tmp-3", "tmp", "", "1_0", "99999999999999999999"]
+    ] == [None] * 6  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("", {5}),
+        ("latest { num_versions: 2 }", {5, 3}),
+        ("all {}", {1, 3, 5}),
+        ("specific { versions: 1 versions: 4 }", {1}),
+    ],
+)
+def test_version_policies_choose_aspired_versions(policy, expected):
+    proto = text_format.Parse(
+        policy, file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+    )  # fmt: skip
+    assert aspired_versions(proto, [1, 3, 5], "m") == expected

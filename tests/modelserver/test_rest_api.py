@@ -1,0 +1,279 @@
+"""REST API over real HTTP against a real server process (reference §3)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+
+import numpy as np
+import pytest
+import requests
+from conftest import MODEL, encode_image
+
+B64_PNG = base64.b64encode(encode_image("PNG")).decode()
+B64_JPEG = base64.b64encode(encode_image("JPEG", seed=1)).decode()
+PIXELS = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).tolist()
+
+
+@pytest.fixture(scope="module")
+def rest(api_server):
+    session = requests.Session()
+
+    def call(method: str, path: str, **kwargs) -> requests.Response:
+        return session.request(method, f"{api_server.rest}{path}", timeout=30, **kwargs)
+
+    yield call
+    session.close()
+
+
+def predict(rest, body, path: str = f"/v1/models/{MODEL}:predict") -> requests.Response:
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return rest("POST", path, data=data)
+
+
+def test_model_status_is_tf_serving_protobuf_json(rest):
+    response = rest("GET", f"/v1/models/{MODEL}")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert "Access-Control-Allow-Origin" not in response.headers  # CORS is off by default
+    assert response.json() == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE",
+             "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }  # fmt: skip
+    assert rest("GET", f"/v1/models/{MODEL}/versions/1").json() == response.json()
+    # A label is ignored by the status API: every version comes back, even for unknown labels.
+    assert rest("GET", f"/v1/models/{MODEL}/labels/nope").json() == response.json()
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/v1/models/nope", "Could not find any versions of model nope"),
+        (f"/v1/models/{MODEL}/versions/9", f"Could not find version 9 of model {MODEL}"),
+    ],
+)
+def test_status_of_unknown_model_or_version_is_404(rest, path, message):
+    response = rest("GET", path)
+    assert (response.status_code, response.json()) == (404, {"error": message})
+
+
+def test_metadata_lists_every_signature_def(rest):
+    response = rest("GET", f"/v1/models/{MODEL}/metadata")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["model_spec"] == {"name": MODEL, "signature_name": "", "version": "1"}
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    assert {"serving_default", "pixels", "__saved_model_init_op"} <= set(signatures)
+    image_bytes = signatures["serving_default"]["inputs"]["image_bytes"]
+    assert image_bytes["dtype"] == "DT_STRING"
+    assert image_bytes["tensor_shape"] == {
+        "dim": [{"size": "-1", "name": ""}],
+        "unknown_rank": False,
+    }
+    pixels = signatures["pixels"]
+    assert pixels["inputs"]["images"]["dtype"] == "DT_UINT8"
+    assert pixels["method_name"] == "tensorflow/serving/predict"
+    assert set(pixels["outputs"]) == {"probabilities", "classes", "scores"}
+    assert pixels["outputs"]["classes"]["dtype"] == "DT_STRING"
+    assert [d["size"] for d in pixels["outputs"]["scores"]["tensor_shape"]["dim"]] == ["-1", "10"]
+    assert rest("GET", f"/v1/models/{MODEL}/versions/1/metadata").json() == body
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        (f"/v1/models/{MODEL}/versions/9/metadata", 404,
+         f"Servable not found for request: Specific({MODEL}, 9)"),
+        ("/v1/models/nope/metadata", 404, "Servable not found for request: Latest(nope)"),
+        (f"/v1/models/{MODEL}/labels/nope/metadata", 400, "Unrecognized servable version label: nope"),
+    ],
+)  # fmt: skip
+def test_metadata_errors(rest, path, status, message):
+    response = rest("GET", path)
+    assert (response.status_code, response.json()) == (status, {"error": message})
+
+
+def _check_prediction(item: dict) -> None:
+    assert set(item) == {"probabilities", "classes", "scores"}
+    probabilities, scores = np.array(item["probabilities"]), np.array(item["scores"])
+    assert probabilities.shape == scores.shape == (10,)
+    assert abs(probabilities.sum() - 1) < 1e-4
+    assert np.all(np.diff(scores) <= 0)  # sorted, best first
+    assert sorted(item["classes"]) == sorted(
+        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    )
+
+
+def test_row_format_b64_images_give_one_prediction_per_image(rest):
+    response = predict(rest, {"instances": [{"b64": B64_PNG}, {"b64": B64_JPEG}]})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert len(predictions) == 2
+    for item in predictions:
+        _check_prediction(item)
+
+
+def test_columnar_and_row_formats_agree_for_pixels(rest):
+    row = predict(rest, {"signature_name": "pixels", "instances": PIXELS})
+    named_row = predict(
+        rest, {"signature_name": "pixels", "instances": [{"images": p} for p in PIXELS]}
+    )
+    columnar = predict(rest, {"signature_name": "pixels", "inputs": PIXELS})
+    named = predict(rest, {"signature_name": "pixels", "inputs": {"images": PIXELS, "extra": 1}})
+    assert row.status_code == columnar.status_code == 200, (row.text, columnar.text)
+    assert row.json() == named_row.json()
+    outputs = columnar.json()["outputs"]
+    assert named.json()["outputs"] == outputs  # extra keys in "inputs" are ignored
+    assert [p["scores"] for p in row.json()["predictions"]] == outputs["scores"]
+    for index in range(2):
+        _check_prediction({k: v[index] for k, v in outputs.items()})
+
+
+def test_version_path_and_versioned_predictions(rest):
+    response = predict(rest, {"signature_name": "pixels", "inputs": PIXELS},
+                       f"/v1/models/{MODEL}/versions/1:predict")  # fmt: skip
+    assert response.status_code == 200
+
+
+def test_floats_are_printed_with_six_digits_unless_that_does_not_round_trip(rest):
+    text = predict(rest, {"signature_name": "pixels", "instances": PIXELS[:1]}).text
+    numbers = re.findall(r"-?\d+\.\d+(?:e-?\d+)?|\d+e-?\d+", text)
+    assert numbers
+    for number in numbers:
+        digits = re.sub(r"e.*", "", number).replace(".", "").replace("-", "").lstrip("0")
+        assert len(digits) <= 9, number
+        value = np.float32(float(number))
+        assert float(np.float32(float(f"{value:g}"))) != float(value) or len(digits) <= 6
+
+
+PLAIN_ERRORS = [
+    # (body, path suffix, status, message fragment) - reference §3.6 error table
+    (b"", ":predict", 400, "JSON Parse error: The document is empty"),
+    (b"instances = [1, 2]", ":predict", 400, "JSON Parse error: Invalid value"),
+    (b"[1, 2]", ":predict", 400, "Is not object"),
+    ({"signature_name": "pixels"}, ":predict", 400, "Missing 'inputs' or 'instances' key"),
+    ({"instances": [1], "inputs": [1]}, ":predict", 400,
+     "expecting only one of 'inputs' or 'instances'"),
+    ({"instances": []}, ":predict", 400, "No values in 'instances' array"),
+    ({"signature_name": 3, "instances": [1]}, ":predict", 400,
+     "'signature_name' key must be a string value."),
+    ({"signature_name": "pixels", "instances": [{"images": PIXELS[0], "x": 1}]}, ":predict", 400,
+     "does not have named input: x"),
+    ({"instances": [{"b64": B64_PNG, "x": 1}]}, ":predict", 400,
+     "does not have named input: b64"),
+    ({"signature_name": "pixels", "inputs": {"images_typo": PIXELS}}, ":predict", 400,
+     "Missing named input: images in 'inputs' object."),
+    ({"signature_name": "pixels", "instances": [[[[1.5, 2, 3]]]]}, ":predict", 400,
+     "is not of expected type: uint8"),
+    ({"instances": [5]}, ":predict", 400, "is not of expected type: string"),
+    ({"instances": [{"b64": "not base64!"}]}, ":predict", 400, "Unable to base64 decode"),
+    ({"instances": [{"b64": base64.urlsafe_b64encode(b"\xfb\xff\xfe").decode()}]}, ":predict",
+     400, "Unable to base64 decode"),
+    ({"signature_name": "pixels", "instances": [PIXELS[0], PIXELS[0][:5]]}, ":predict", 400,
+     "Expecting tensor size: 3072 but got: 480"),
+    ({"signature_name": "pixels",
+      "instances": [PIXELS[0], np.array(PIXELS[0]).reshape(32, 3, 32).tolist()]}, ":predict", 400,
+     "Expecting shape [32,32,3] but got: [32,3,32]"),
+    ({"signature_name": "pixels", "inputs": [[[[1, 2, 3], [1, 2]]]]}, ":predict", 400,
+     "Encountered list at unexpected size"),
+    ({"signature_name": "nope", "instances": [1]}, ":predict", 400,
+     'Serving signature name: "nope" not found in signature def'),
+    ({"instances": [{"b64": base64.b64encode(b"not an image").decode()}]}, ":predict", 400,
+     "Unknown image file format"),
+    ({"signature_name": "pixels", "instances": [[1, 2, 3]]}, ":predict", 400,
+     "Input images has shape [1,3]"),
+    ({"instances": ["x"]}, "/versions/9:predict", 404,
+     f"Servable not found for request: Specific({MODEL}, 9)"),
+    ({"instances": ["x"]}, "/labels/nope:predict", 400, "Unrecognized servable version label: nope"),
+    ({"examples": [{"x": 1}]}, ":classify", 400, "Expected one or two output Tensors, found 3"),
+    ({"instances": [1]}, ":classify", 400, "When method is classify, key 'examples' is expected"),
+    ({"examples": [{"x": 1}]}, ":regress", 400, "Expected one output Tensor."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "suffix", "status", "message"), PLAIN_ERRORS)
+def test_bad_requests_get_tf_serving_status_and_message(rest, body, suffix, status, message):
+    response = predict(rest, body, f"/v1/models/{MODEL}{suffix}")
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert message in response.json()["error"]
+    assert set(response.json()) == {"error"}
+
+
+def test_unknown_model_is_404_but_malformed_json_to_it_is_400(rest):
+    unknown = predict(rest, {"instances": ["x"]}, "/v1/models/nope:predict")
+    assert (unknown.status_code, unknown.json()) == (
+        404, {"error": "Servable not found for request: Latest(nope)"}
+    )  # fmt: skip
+    assert predict(rest, b"{", "/v1/models/nope:predict").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("GET", f"/v1/models/{MODEL}:predict", f"Malformed request: GET /v1/models/{MODEL}:predict"),
+        ("POST", f"/v1/models/{MODEL}", f"Malformed request: POST /v1/models/{MODEL}"),
+        ("POST", f"/v1/models/{MODEL}/metadata", "Malformed request"),
+        ("POST", f"/v1/models/{MODEL}:explain", "Malformed request"),
+        ("GET", f"/v1/models/{MODEL}/version/1", "Malformed request"),
+        ("GET", f"/v1/models/{MODEL}/versions/abc", "Malformed request"),
+        ("GET", f"/v1/models/{MODEL}/versions/1/labels/x", "Malformed request"),
+        ("GET", f"/v1/models/{MODEL}/", "Malformed request"),
+        ("PUT", f"/v1/models/{MODEL}", f"Malformed request: PUT /v1/models/{MODEL}"),
+        ("DELETE", f"/v1/models/{MODEL}", "Malformed request"),
+        ("GET", "/v1/models", "Missing model name in request."),
+        ("OPTIONS", f"/v1/models/{MODEL}", "Origin header is missing in CORS preflight"),
+    ],
+)  # fmt: skip
+def test_routing_errors_are_400_json(rest, method, path, message):
+    response = rest(method, path, data=b"{}")
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+def test_paths_outside_v1_are_404_html_and_huge_versions_have_an_empty_body(rest):
+    response = rest("GET", "/healthz")
+    assert response.status_code == 404 and "<html>" in response.text.lower()
+    huge = rest("GET", f"/v1/models/{MODEL}/versions/99999999999999999999")
+    assert (huge.status_code, huge.text) == (400, "")
+
+
+def test_gzip_and_chunked_bodies_are_accepted(rest):
+    body = json.dumps({"instances": [{"b64": B64_PNG}]}).encode()
+    zipped = rest("POST", f"/v1/models/{MODEL}:predict", data=gzip.compress(body),
+                  headers={"Content-Encoding": "gzip"})  # fmt: skip
+    chunked = rest("POST", f"/v1/models/{MODEL}:predict", data=iter([body[:10], body[10:]]))
+    assert zipped.status_code == chunked.status_code == 200
+    assert zipped.json() == chunked.json()
+
+
+def test_oversized_body_is_refused_and_the_server_keeps_serving(rest):
+    big = json.dumps({"instances": [{"b64": "A" * (2 * 1024 * 1024)}]})
+    response = predict(rest, big)
+    assert response.status_code == 413
+    assert "exceeds the limit" in response.json()["error"]
+    assert predict(rest, {"instances": [{"b64": B64_PNG}]}).status_code == 200
+
+
+def test_prometheus_page_counts_rest_requests(rest, api_server):
+    predict(rest, {"instances": [{"b64": B64_PNG}]})
+    rest("GET", f"/v1/models/{MODEL}/versions/9/metadata")
+    response = rest("GET", "/monitoring/prometheus/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    page = response.text
+    assert "# TYPE :tensorflow:serving:request_count counter" in page
+    ok = re.search(
+        r':tensorflow:serving:request_count\{model_name="cifar10",status="OK"\} (\d+)', page
+    )
+    assert ok and int(ok.group(1)) >= 1
+    assert ':tensorflow:serving:request_count{model_name="cifar10",status="NOT_FOUND"}' in page
+    assert re.search(
+        r':tensorflow:serving:request_latency_count\{model_name="cifar10",API="predict",'
+        r'entrypoint="REST"\} [1-9]', page
+    )  # fmt: skip
+    assert "# TYPE :tensorflow:serving:request_latency histogram" in page
