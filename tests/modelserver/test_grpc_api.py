@@ -1,0 +1,232 @@
+"""gRPC PredictionService and ModelService over a real channel (reference §4)."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+from conftest import MODEL, encode_image
+
+tf = pytest.importorskip("tensorflow")
+from tensorflow_serving.apis import (  # noqa: E402
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    predict_pb2,
+    regression_pb2,
+)
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+
+
+def pixels_request(images=IMAGES, signature: str = "pixels", **spec) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = spec.pop("name", MODEL)
+    request.model_spec.signature_name = signature
+    if "version" in spec:
+        request.model_spec.version.value = spec.pop("version")
+    if "label" in spec:
+        request.model_spec.version_label = spec.pop("label")
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+    return request
+
+
+def bytes_request(*blobs: bytes) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(list(blobs), dtype=tf.string))
+    return request
+
+
+def rpc_error(call, request) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, timeout=30)
+    return caught.value
+
+
+def test_predict_pixels_fills_model_spec_and_typed_outputs(api_server):
+    response = api_server.prediction_stub().Predict(pixels_request(), timeout=30)
+    assert response.model_spec.name == MODEL
+    assert response.model_spec.version.value == 1
+    assert response.model_spec.signature_name == "pixels"
+    assert set(response.outputs) == {"probabilities", "classes", "scores"}
+    scores = response.outputs["scores"]
+    assert scores.tensor_content == b"" and len(scores.float_val) == 30  # typed *_val fields
+    assert [d.size for d in scores.tensor_shape.dim] == [3, 10]
+    probabilities = tf.make_ndarray(response.outputs["probabilities"])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    assert len(response.outputs["classes"].string_val) == 30
+
+
+def test_default_signature_decodes_image_bytes(api_server):
+    request = bytes_request(encode_image("PNG"), encode_image("JPEG", (64, 48)))
+    response = api_server.prediction_stub().Predict(request, timeout=30)
+    assert response.model_spec.signature_name == "serving_default"
+    assert [d.size for d in response.outputs["classes"].tensor_shape.dim] == [2, 10]
+
+
+def test_rest_and_grpc_give_the_same_answer(api_server):
+    import requests
+
+    grpc_scores = tf.make_ndarray(
+        api_server.prediction_stub().Predict(pixels_request(), timeout=30).outputs["scores"]
+    )
+    body = {"signature_name": "pixels", "inputs": IMAGES.tolist()}
+    rest = requests.post(f"{api_server.rest}/v1/models/{MODEL}:predict", json=body, timeout=30)
+    np.testing.assert_allclose(np.array(rest.json()["outputs"]["scores"]), grpc_scores, rtol=1e-6)
+
+
+def test_output_filter_limits_outputs(api_server):
+    request = pixels_request()
+    request.output_filter.append("scores")
+    response = api_server.prediction_stub().Predict(request, timeout=30)
+    assert set(response.outputs) == {"scores"}
+
+
+def _with_filter(*aliases: str) -> predict_pb2.PredictRequest:
+    request = pixels_request()
+    request.output_filter.extend(aliases)
+    return request
+
+
+def _extra_input() -> predict_pb2.PredictRequest:
+    request = pixels_request()
+    request.inputs["extra"].CopyFrom(tf.make_tensor_proto([1]))
+    return request
+
+
+def _renamed_input() -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "pixels"
+    request.inputs["pictures"].CopyFrom(tf.make_tensor_proto(IMAGES))
+    return request
+
+
+def _no_spec() -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(IMAGES))
+    return request
+
+
+PREDICT_ERRORS = [
+    # (request factory, gRPC code, message fragment) - reference §4 table
+    (_no_spec, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
+    (lambda: pixels_request(name=""), grpc.StatusCode.INVALID_ARGUMENT,
+     "ModelSpec has no name specified."),
+    (lambda: pixels_request(name="nope"), grpc.StatusCode.NOT_FOUND,
+     "Servable not found for request: Latest(nope)"),
+    (lambda: pixels_request(version=9), grpc.StatusCode.NOT_FOUND,
+     f"Servable not found for request: Specific({MODEL}, 9)"),
+    (lambda: pixels_request(label="nope"), grpc.StatusCode.INVALID_ARGUMENT,
+     "Unrecognized servable version label: nope"),
+    (lambda: pixels_request(signature="nope"), grpc.StatusCode.FAILED_PRECONDITION,
+     'Serving signature key "nope" not found.'),
+    (_extra_input, grpc.StatusCode.INVALID_ARGUMENT,
+     "input size does not match signature: 2!=1 len({extra,images}) != len({images}). "
+     "Sent extra: {extra}. Missing but required: {}."),
+    (_renamed_input, grpc.StatusCode.INVALID_ARGUMENT, "Signature input alias: images"),
+    (lambda: pixels_request(images=IMAGES.astype(np.float32)), grpc.StatusCode.INVALID_ARGUMENT,
+     "Expects arg[0] to be uint8 but float is provided"),
+    (lambda: pixels_request(images=IMAGES[0]), grpc.StatusCode.INVALID_ARGUMENT,
+     "Input images has shape [32,32,3]"),
+    (lambda: bytes_request(b"not an image"), grpc.StatusCode.INVALID_ARGUMENT,
+     "Unknown image file format"),
+    (lambda: _with_filter("nope"), grpc.StatusCode.INVALID_ARGUMENT,
+     "output tensor alias not found in signature: nope"),
+    (lambda: _with_filter("scores", "scores"), grpc.StatusCode.INVALID_ARGUMENT,
+     "duplicate output tensor alias: scores"),
+    (lambda: pixels_request(np.zeros((700, 32, 32, 3), np.uint8)),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, ""),  # over --max_request_bytes
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("make", "code", "message"), PREDICT_ERRORS)
+def test_predict_errors_have_tf_serving_codes(api_server, make, code, message):
+    error = rpc_error(api_server.prediction_stub().Predict, make())
+    assert error.code() == code
+    assert message in error.details()
+
+
+def test_metadata_packs_a_signature_def_map(api_server):
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = MODEL
+    request.metadata_field.append("signature_def")
+    response = api_server.prediction_stub().GetModelMetadata(request, timeout=30)
+    assert (response.model_spec.name, response.model_spec.version.value) == (MODEL, 1)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    assert response.metadata["signature_def"].Unpack(signature_map)
+    assert {"serving_default", "pixels"} <= set(signature_map.signature_def)
+    pixels = signature_map.signature_def["pixels"]
+    assert pixels.inputs["images"].dtype == tf.uint8.as_datatype_enum
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [([], "GetModelMetadataRequest must specify at least one metadata_field"),
+     (["signature_def", "foo"], "Metadata field foo is not supported")],
+)  # fmt: skip
+def test_metadata_field_is_checked(api_server, fields, message):
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = MODEL
+    request.metadata_field.extend(fields)
+    error = rpc_error(api_server.prediction_stub().GetModelMetadata, request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def test_model_status_over_grpc(api_server):
+    stub = api_server.model_stub()
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = MODEL
+    (status,) = stub.GetModelStatus(request, timeout=30).model_version_status
+    assert (status.version, status.state) == (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+    assert status.status.error_code == 0
+    request.model_spec.version.value = 7
+    error = rpc_error(stub.GetModelStatus, request)
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.NOT_FOUND, f"Could not find version 7 of model {MODEL}"
+    )  # fmt: skip
+    missing = rpc_error(stub.GetModelStatus, get_model_status_pb2.GetModelStatusRequest())
+    assert (missing.code(), missing.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+
+
+def test_classify_regress_multi_inference_are_unimplemented(api_server):
+    stub = api_server.prediction_stub()
+    classify = classification_pb2.ClassificationRequest()
+    classify.model_spec.name = MODEL
+    regress = regression_pb2.RegressionRequest()
+    regress.model_spec.name = MODEL
+    for call, request in [
+        (stub.Classify, classify),
+        (stub.Regress, regress),
+        (stub.MultiInference, inference_pb2.MultiInferenceRequest()),
+    ]:
+        assert rpc_error(call, request).code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_reload_config_rejects_invalid_configs_and_keeps_serving(api_server):
+    stub = api_server.model_stub()
+    empty = model_management_pb2.ReloadConfigRequest()
+    error = rpc_error(stub.HandleReloadConfigRequest, empty)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Only ModelConfigList is currently supported" in error.details()
+    relative = model_management_pb2.ReloadConfigRequest()
+    model = relative.config.model_config_list.config.add(
+        name=MODEL, base_path="models/cifar10", model_platform="tensorflow"
+    )
+    assert model.base_path == "models/cifar10"
+    error = rpc_error(stub.HandleReloadConfigRequest, relative)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "to have an absolute path" in error.details()
+    assert api_server.prediction_stub().Predict(pixels_request(), timeout=30).outputs
+
+
+def test_grpc_requests_are_counted_in_metrics(api_server):
+    api_server.prediction_stub().Predict(pixels_request(), timeout=30)
+    rpc_error(api_server.prediction_stub().Predict, pixels_request(name="nope"))
+    page = api_server.metrics()
+    assert ':tensorflow:serving:request_latency_count{model_name="cifar10",API="Predict",' \
+        'entrypoint="GRPC"}' in page
+    assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in page
