@@ -1,0 +1,70 @@
+# Every command a user needs; README.md shows the two that matter on a fresh machine:
+#   make serve   - the shipped model behind the local model server and the proxy
+#   make test    - the whole test suite (what .ci/run calls)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= ../shared/data/cifar10-jpeg.tar.gz
+RUN ?= runs/default
+ARGS ?=
+
+.PHONY: help venv serve test test-fast train evaluate export predict lint format bench-train bench-serving bench-proxy soak compose-up clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[proxy,ml,dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create/update the virtual environment
+
+serve: venv ## run the shipped model behind the local model server + proxy (Ctrl-C stops both)
+	$(PY) -m scripts.serve
+
+test: venv ## run the whole test suite
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: venv ## tests without the slow ones (full test set, browser)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+train: venv ## train the default recipe on $(DATA) into $(RUN) (re-run to resume)
+	$(PY) -m training.train --data $(DATA) --run-dir $(RUN) $(ARGS)
+
+evaluate: venv ## evaluation report (accuracy, TTA, per-class, confusion matrix) for $(RUN)
+	$(PY) -m training.evaluate --data $(DATA) $(RUN) $(ARGS)
+
+export: venv ## export $(RUN) as the next version of models/cifar10
+	$(PY) -m export --run-dir $(RUN) --base-path models/cifar10 $(ARGS)
+
+predict: venv ## top-3 for images: make predict ARGS="photo.jpg"
+	$(PY) -m export.predict $(ARGS)
+
+lint: venv ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-train: venv ## benchmark a training recipe (appends a row to docs/BENCHMARKS.md)
+	$(PY) -m bench.train --data $(DATA) $(ARGS)
+
+bench-serving: venv
+	$(PY) -m bench.serving $(ARGS)
+
+bench-proxy: venv
+	$(PY) -m bench.proxy $(ARGS)
+
+soak: venv
+	$(PY) -m bench.soak $(ARGS)
+
+compose-up: ## docker compose stack with the real tensorflow/serving (needs Docker)
+	docker compose up --build
+
+clean:
+	rm -rf .cache .pytest_cache .ruff_cache

@@ -1,0 +1,165 @@
+"""Data loaders on generated folders/tars/official-format archives, real images, and bad input."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.data import DataError, load_dataset
+
+SHARED_TAR = Path(__file__).resolve().parents[3] / "shared/data/cifar10-jpeg.tar.gz"
+
+
+def _image_bytes(color, size=(32, 32), fmt="PNG", mode="RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, size, color).save(buf, fmt)
+    return buf.getvalue()
+
+
+def make_tree(root: Path, classes=("ant", "bee", "cow"), per_class=4, size=(32, 32)) -> Path:
+    for split in ("train", "test"):
+        for i, cls in enumerate(classes):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for j in range(per_class):
+                fmt = "PNG" if j % 2 else "JPEG"
+                (d / f"{j}.{fmt.lower()}").write_bytes(
+                    _image_bytes((80 * i, 10 * j, 200), size, fmt)
+                )
+    return root
+
+
+def test_folder_tree_gives_uint8_images_labels_and_sorted_classes(tmp_path):
+    ds = load_dataset(make_tree(tmp_path / "d"), cache_dir=None)
+    assert ds.class_names == ("ant", "bee", "cow")
+    assert ds.train.images.shape == (12, 32, 32, 3) and ds.train.images.dtype == np.uint8
+    assert sorted(np.bincount(ds.train.labels)) == [4, 4, 4]
+    assert len(ds.test.labels) == 12
+
+
+def test_larger_images_are_center_cropped_and_resized(tmp_path):
+    root = make_tree(tmp_path / "d", size=(120, 80))
+    ds = load_dataset(root, cache_dir=None)
+    assert ds.train.images.shape[1:] == (32, 32, 3)
+
+
+def test_tar_gz_of_a_tree_matches_the_folder(tmp_path):
+    root = make_tree(tmp_path / "d")
+    archive = tmp_path / "d.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="mydata")
+    a, b = load_dataset(root, cache_dir=None), load_dataset(archive, cache_dir=None)
+    assert a.class_names == b.class_names
+    np.testing.assert_array_equal(np.sort(a.train.labels), np.sort(b.train.labels))
+    assert a.train.images.sum() == b.train.images.sum()
+
+
+def _official_archive(path: Path, n: int = 20) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6 * n, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(6 * n) % 10
+    with tarfile.open(path, "w:gz") as tar:
+
+        def add(name, obj):
+            data = pickle.dumps(obj)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+        for b in range(6):
+            sl = slice(b * n, (b + 1) * n)
+            flat = images[sl].transpose(0, 3, 1, 2).reshape(n, -1)
+            name = f"data_batch_{b + 1}" if b < 5 else "test_batch"
+            add(name, {b"data": flat, b"labels": labels[sl].tolist()})
+        names = [c.encode() for c in ("airplane", "automobile", "bird", "cat", "deer")]
+        names += [c.encode() for c in ("dog", "frog", "horse", "ship", "truck")]
+        add("batches.meta", {b"label_names": names})
+    return images
+
+
+def test_official_python_archive_format(tmp_path):
+    images = _official_archive(tmp_path / "cifar-10-python.tar.gz")
+    ds = load_dataset(tmp_path / "cifar-10-python.tar.gz", cache_dir=None)
+    assert ds.class_names[0] == "airplane" and len(ds.class_names) == 10
+    np.testing.assert_array_equal(ds.train.images, images[:100])  # HWC order restored
+    np.testing.assert_array_equal(ds.test.images, images[100:])
+
+
+def test_cache_makes_the_second_load_identical(tmp_path):
+    root = make_tree(tmp_path / "d")
+    cache = tmp_path / "cache"
+    first = load_dataset(root, cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 1
+    second = load_dataset(root, cache_dir=cache)
+    np.testing.assert_array_equal(first.train.images, second.train.images)
+    # touching the source changes the key: no stale cache
+    (root / "train/ant/0.jpeg").write_bytes(_image_bytes((1, 2, 3), fmt="JPEG"))
+    load_dataset(root, cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 2
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_dataset(tmp_path / "nope")
+
+
+def test_a_few_bad_files_are_skipped_and_named(tmp_path, caplog):
+    root = make_tree(tmp_path / "d")
+    (root / "train/ant/notes.jpg").write_text("this is not an image")
+    ds = load_dataset(root, cache_dir=None)
+    assert len(ds.train.labels) == 12
+    assert any("notes.jpg" in s for s in ds.skipped)
+    assert "notes.jpg" in caplog.text
+
+
+def test_no_usable_images_fails_with_the_file_named(tmp_path):
+    d = tmp_path / "d/train/cat"
+    d.mkdir(parents=True)
+    (d / "a.jpg").write_text("text, not jpeg")
+    with pytest.raises(DataError, match="a.jpg"):
+        load_dataset(tmp_path / "d", cache_dir=None)
+
+
+def test_empty_class_folder_is_reported(tmp_path, caplog):
+    root = make_tree(tmp_path / "d")
+    (root / "train/empty").mkdir()
+    load_dataset(root, cache_dir=None)
+    assert "empty" in caplog.text
+
+
+def test_a_plain_file_is_rejected(tmp_path):
+    f = tmp_path / "x.txt"
+    f.write_text("hello")
+    with pytest.raises(DataError, match="neither"):
+        load_dataset(f)
+
+
+@pytest.mark.skipif(not SHARED_TAR.exists(), reason="../shared/data not present")
+def test_real_cifar_jpegs_from_the_shared_mirror(tmp_path):
+    """A few hundred real JPEGs repacked from the shared tar load like the full set would."""
+    small = tmp_path / "small.tar"
+    counts: dict[str, int] = {}
+    with tarfile.open(SHARED_TAR) as src, tarfile.open(small, "w") as dst:
+        for info in src:
+            parts = Path(info.name).parts
+            if not info.isfile() or len(parts) < 3:
+                continue
+            key = f"{parts[-3]}/{parts[-2]}"
+            if counts.get(key, 0) < 15:
+                counts[key] = counts.get(key, 0) + 1
+                dst.addfile(info, src.extractfile(info))
+            if len(counts) == 20 and min(counts.values()) >= 15:
+                break
+    ds = load_dataset(small, cache_dir=None)
+    assert ds.class_names == (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
+    )
+    assert ds.train.images.shape == (150, 32, 32, 3)
+    assert ds.test.images.shape == (150, 32, 32, 3)
+    assert 60 < ds.train.images.mean() < 200  # real photos, not blank decodes

@@ -1,0 +1,154 @@
+"""End-to-end training on a tiny generated data set: outputs, SIGTERM, SIGKILL + resume, evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+COLORS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "gray": (128,) * 3}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """4 colour classes with noise: learnable in a couple of epochs."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 96), ("test", 24)):
+        for cls, rgb in COLORS.items():
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for j in range(n):
+                noise = rng.integers(-60, 60, (32, 32, 3))
+                pixels = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(d / f"{j}.png")
+    return root
+
+
+def train_cmd(data: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "training.train", "--data", str(data), "--run-dir", str(run_dir),
+        "--batch-size", "32", "--precision", "float32", *extra,
+    ]
+
+
+def run(cmd, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, **kw)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "r"
+    result = run(train_cmd(tiny_data, run_dir, "--epochs", "3"), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return run_dir
+
+
+def test_a_finished_run_has_every_output(finished_run):
+    for name in ("final.weights.h5", "model.keras", "meta.json", "history.json", "curves.png",
+                 "train.log", "checkpoint.npz"):
+        assert (finished_run / name).exists(), name
+    meta = json.loads((finished_run / "meta.json").read_text())
+    assert meta["class_names"] == sorted(COLORS)
+    assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
+    assert meta["seed"] == 0 and meta["images_per_second"] > 0
+    assert meta["command"].startswith("python -m training.train")
+    history = json.loads((finished_run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert meta["test_accuracy"] > 0.5  # 4 colour classes: far above 25 % chance
+
+
+def test_rerunning_a_finished_run_does_not_train_again(finished_run, tiny_data):
+    result = run(train_cmd(tiny_data, finished_run, "--epochs", "3"), timeout=120)
+    assert result.returncode == 0
+    assert "already holds a finished run" in result.stdout
+
+
+def test_other_options_on_an_existing_run_are_refused(finished_run, tiny_data):
+    result = run(train_cmd(tiny_data, finished_run, "--epochs", "5"), timeout=120)
+    assert result.returncode != 0
+    assert "other options" in result.stderr
+
+
+def _start(cmd) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+
+
+def _wait_for_checkpoint_mid_run(run_dir: Path, proc: subprocess.Popen, timeout=180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        if (run_dir / "checkpoint.npz").exists():
+            state = (run_dir / "train.log").read_text()
+            if "epoch 2/" in state:  # at least one full epoch done, more to go
+                return
+        time.sleep(0.2)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_data, tmp_path, finished_run):
+    run_dir = tmp_path / "killed"
+    cmd = train_cmd(tiny_data, run_dir, "--epochs", "3", "--checkpoint-every", "0.2")
+    proc = _start(cmd)
+    _wait_for_checkpoint_mid_run(run_dir, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "meta.json").exists()
+    result = run(cmd, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    resumed = [ln for ln in result.stdout.splitlines() if "resumed from checkpoint" in ln]
+    assert resumed, result.stdout
+    step = int(resumed[0].split("at step ")[1].split("/")[0])
+    assert step > 0  # continued, not from scratch
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    # Same data order and augmentation seeds as the uninterrupted run: same end result.
+    a = json.loads((run_dir / "meta.json").read_text())["test_accuracy"]
+    b = json.loads((finished_run / "meta.json").read_text())["test_accuracy"]
+    assert abs(a - b) <= 0.05
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data, tmp_path):
+    run_dir = tmp_path / "term"
+    proc = _start(train_cmd(tiny_data, run_dir, "--epochs", "50", "--checkpoint-every", "1000"))
+    _wait_for_checkpoint_mid_run(run_dir, proc)
+    before = (run_dir / "checkpoint.npz").stat().st_mtime_ns
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "Re-run the same command to resume" in out
+    assert (run_dir / "checkpoint.npz").stat().st_mtime_ns > before
+
+
+def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_data, tmp_path):
+    result = run([sys.executable, "-m", "training.evaluate", str(finished_run),
+                  "--data", str(tiny_data), "--out", str(tmp_path)], timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert (tmp_path / "confusion.png").exists() and (tmp_path / "evaluation.md").exists()
+
+    from training.data import load_dataset
+    from training.models import load_for_inference
+
+    model, _ = load_for_inference(finished_run)
+    ds = load_dataset(tiny_data, cache_dir=None)
+    predicted = np.argmax(model.predict(ds.test.images.astype("float32"), verbose=0), axis=1)
+    direct = float(np.mean(predicted == ds.test.labels))
+    assert report["tta_none"]["accuracy"] == pytest.approx(direct, abs=1e-9)
+    matrix = np.array(report["tta_none"]["confusion_matrix"])
+    assert matrix.sum() == len(ds.test.labels)
+    assert np.trace(matrix) == round(direct * len(ds.test.labels))
+    meta = json.loads((finished_run / "meta.json").read_text())
+    assert report["tta_none"]["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1e-9)

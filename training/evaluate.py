@@ -1,0 +1,123 @@
+"""Evaluation report for a run folder (or an exported SavedModel): `python -m training.evaluate RUN`.
+
+Writes `evaluation.json`, `evaluation.md` and `confusion.png` into the run folder (or --out):
+accuracy without and with test-time augmentation, per-class precision and recall, and the
+confusion matrix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from training.data import DataError, load_dataset
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def summarize(labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> dict:
+    """Accuracy, per-class precision/recall and the confusion matrix of one set of predictions."""
+    matrix = confusion_matrix(labels, predicted, len(class_names))
+    tp = np.diag(matrix).astype(float)
+    precision = tp / np.maximum(matrix.sum(0), 1)
+    recall = tp / np.maximum(matrix.sum(1), 1)
+    return {
+        "accuracy": float(tp.sum() / max(matrix.sum(), 1)),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "support": int(s)}
+            for name, p, r, s in zip(class_names, precision, recall, matrix.sum(1))
+        },
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def evaluate_run(run_dir: Path, data: str, test_subset: int | None = None) -> dict:
+    from training.inference import TTA_NAMES, predict_logits
+    from training.models import load_for_inference
+
+    model, meta = load_for_inference(run_dir)
+    ds = load_dataset(data).subset(test=test_subset)
+    if list(ds.class_names) != meta["class_names"]:
+        raise DataError(f"{data} has classes {ds.class_names}, the model {meta['class_names']}")
+    report = {"model": str(run_dir), "data": ds.source, "test_images": len(ds.test.labels)}
+    for level, name in TTA_NAMES.items():
+        start = time.perf_counter()
+        predicted = predict_logits(model, ds.test.images, tta=level).argmax(1)
+        report[f"tta_{name}"] = summarize(ds.test.labels, predicted, ds.class_names)
+        report[f"tta_{name}"]["seconds"] = time.perf_counter() - start
+        print(f"  TTA {name:15s} accuracy {report[f'tta_{name}']['accuracy']:.4f}", flush=True)
+    report["class_names"] = list(ds.class_names)
+    return report
+
+
+def write_report(report: dict, out_dir: Path, headline: str = "tta_none") -> None:
+    from training.plots import plot_confusion
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
+    best = report[headline]
+    plot_confusion(
+        np.array(best["confusion_matrix"]),
+        report["class_names"],
+        out_dir / "confusion.png",
+        f"confusion matrix ({headline.removeprefix('tta_')}), accuracy {best['accuracy']:.2%}",
+    )
+    lines = [
+        f"# Evaluation of `{report['model']}`",
+        "",
+        f"Data: {report['data']} (CIFAR-10 JPEG q75 mirror when from ../shared/data), "
+        f"{report['test_images']} test images.",
+        "",
+        "| test-time augmentation | accuracy |",
+        "| --- | --- |",
+        *[
+            f"| {k.removeprefix('tta_')} | {v['accuracy']:.2%} |"
+            for k, v in report.items()
+            if k.startswith("tta_")
+        ],
+        "",
+        f"Per class ({headline.removeprefix('tta_')}):",
+        "",
+        "| class | precision | recall | images |",
+        "| --- | --- | --- | --- |",
+        *[
+            f"| {name} | {c['precision']:.2%} | {c['recall']:.2%} | {c['support']} |"
+            for name, c in best["per_class"].items()
+        ],
+        "",
+        "![confusion matrix](confusion.png)",
+        "",
+    ]
+    (out_dir / "evaluation.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
+    ap.add_argument("run_dir", type=Path, help="a finished run folder")
+    ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz")
+    ap.add_argument("--test-subset", type=int)
+    ap.add_argument("--out", type=Path, help="report folder (default: the run folder)")
+    ap.add_argument("--headline", default="tta_none", help="which TTA level the matrix shows")
+    args = ap.parse_args(argv)
+    if not (args.run_dir / "meta.json").exists():
+        raise SystemExit(f"{args.run_dir} is not a finished run folder (no meta.json)")
+    try:
+        report = evaluate_run(args.run_dir, args.data, args.test_subset)
+    except DataError as err:
+        raise SystemExit(f"data error: {err}") from None
+    out = args.out or args.run_dir
+    write_report(report, out, args.headline)
+    print(f"report: {out / 'evaluation.md'}")
+
+
+if __name__ == "__main__":
+    main()

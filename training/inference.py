@@ -1,0 +1,46 @@
+"""Batched inference with optional test-time augmentation, shared by training and evaluation."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# TTA levels, as in airbench: 0 = plain, 1 = + horizontal flip, 2 = + flip of 1-pixel shifts.
+TTA_NAMES = {0: "none", 1: "flip", 2: "flip+translate"}
+
+
+def make_logits_fn(model: keras.Model, tta: int = 0):
+    """A compiled function uint8/float images [N,H,W,3] -> float32 logits [N,C]."""
+
+    def plain(x):
+        return tf.cast(model(x, training=False), tf.float32)
+
+    def mirror(x):
+        return 0.5 * (plain(x) + plain(tf.reverse(x, axis=[2])))
+
+    @tf.function(reduce_retracing=True)
+    def logits(images):
+        x = tf.cast(images, tf.float32)
+        if tta == 0:
+            return plain(x)
+        if tta == 1:
+            return mirror(x)
+        h, w = x.shape[1], x.shape[2]
+        padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+        shifted = [padded[:, :h, :w], padded[:, 2 : h + 2, 2 : w + 2]]
+        return 0.5 * mirror(x) + 0.25 * (mirror(shifted[0]) + mirror(shifted[1]))
+
+    return logits
+
+
+def predict_logits(
+    model: keras.Model, images: np.ndarray, tta: int = 0, batch_size: int = 1000
+) -> np.ndarray:
+    fn = make_logits_fn(model, tta)
+    out = [fn(images[i : i + batch_size]).numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else float("nan")

@@ -1,0 +1,174 @@
+"""Model definitions: `fast` (airbench-style) and `vgg` (the project's original reference).
+
+Every model takes float32 pixels in 0..255 ``[N, 32, 32, 3]`` (normalization is its first
+layer, so no client can forget it) and returns float32 logits ``[N, C]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+ARCHITECTURES = ("fast", "vgg")
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_size: int = 32,
+    widths: Sequence[int] = (64, 256, 256),
+) -> keras.Model:
+    if arch == "fast":
+        return build_fast(num_classes, mean, std, image_size, widths)
+    if arch == "vgg":
+        return build_vgg(num_classes, mean, std, image_size)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
+
+
+def _normalize(x, mean: Sequence[float], std: Sequence[float]):
+    variance = np.square(np.asarray(std, np.float32))
+    return layers.Normalization(mean=list(mean), variance=list(variance), name="normalize")(x)
+
+
+# ---------------------------------------------------------------- fast (airbench94 shape)
+
+
+def _conv_block(x, width: int, name: str, bn_momentum: float):
+    """conv -> maxpool -> BN -> GELU -> conv -> BN -> GELU (airbench's ConvGroup)."""
+
+    def bn(y, suffix: str):
+        # BN scale frozen at 1 (scale=False) as in airbench; Keras momentum is 1 - PyTorch's.
+        return layers.BatchNormalization(
+            momentum=bn_momentum, epsilon=1e-5, scale=False, name=f"{name}_bn{suffix}"
+        )(y)
+
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    x = layers.Activation("gelu", name=f"{name}_act1")(bn(x, "1"))
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    return layers.Activation("gelu", name=f"{name}_act2")(bn(x, "2"))
+
+
+def build_fast(
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_size: int = 32,
+    widths: Sequence[int] = (64, 256, 256),
+    bn_momentum: float = 0.4,
+    logit_scale: float = 1 / 9,
+) -> keras.Model:
+    """2x2 patch-whitening conv, three conv groups, global max-pool, scaled linear head.
+
+    The whitening kernel is set from the data by `init_whitening` and never trained.
+    """
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = _normalize(inputs, mean, std)
+    x = layers.Conv2D(24, 2, padding="valid", name="whiten")(x)
+    x = layers.Activation("gelu", name="whiten_act")(x)
+    for i, width in enumerate(widths, start=1):
+        x = _conv_block(x, width, f"block{i}", bn_momentum)
+    x = layers.GlobalMaxPooling2D(name="pool")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="head")(x)
+    x = layers.Rescaling(logit_scale, name="logit_scale")(x)
+    outputs = layers.Activation("linear", dtype="float32", name="logits")(x)
+    model = keras.Model(inputs, outputs, name="fast")
+    _dirac_init(model)
+    return model
+
+
+def _dirac_init(model: keras.Model) -> None:
+    """Start each conv's first in-channels filters as identity: faster early training (airbench)."""
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D) and layer.name != "whiten":
+            k = np.array(layer.kernel.numpy())
+            kh, kw, cin, cout = k.shape
+            n = min(cin, cout)
+            k[:, :, :, :n] = 0.0
+            k[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
+            layer.kernel.assign(k)
+
+
+def init_whitening(model: keras.Model, images: np.ndarray, eps: float = 5e-4) -> None:
+    """Set the 2x2 whitening kernel from the eigenvectors of the training patch covariance."""
+    layer = model.get_layer("whiten")
+    norm = model.get_layer("normalize")
+    x = np.asarray(norm(images.astype(np.float32)), np.float32)
+    patches = np.lib.stride_tricks.sliding_window_view(x, (2, 2), axis=(1, 2))  # N,H,W,C,2,2
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)  # (kh, kw, c) order
+    cov = np.cov(patches, rowvar=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    filters = eigenvectors / np.sqrt(eigenvalues + eps)  # 12 x 12, column per filter
+    kernel = np.concatenate([filters, -filters], axis=1).reshape(2, 2, 3, 24)
+    layer.kernel.assign(kernel.astype(np.float32))
+    layer.bias.assign(np.zeros(24, np.float32))
+
+
+# ---------------------------------------------------------------- vgg (reference recipe)
+
+
+def build_vgg(
+    num_classes: int, mean: Sequence[float], std: Sequence[float], image_size: int = 32
+) -> keras.Model:
+    """8 conv layers in 4 blocks (32..256), BN + ReLU, dropout 0.2 -> 0.5, L2 1e-4: ~1.19 M params."""
+    reg = keras.regularizers.L2(1e-4)
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = _normalize(inputs, mean, std)
+    for i, (width, drop) in enumerate(zip((32, 64, 128, 256), (0.2, 0.3, 0.4, 0.5)), start=1):
+        for j in (1, 2):
+            x = layers.Conv2D(
+                width, 3, padding="same", kernel_regularizer=reg, name=f"block{i}_conv{j}"
+            )(x)
+            x = layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
+            x = layers.Activation("relu", name=f"block{i}_relu{j}")(x)
+        x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        x = layers.Dropout(drop, name=f"block{i}_drop")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(num_classes, kernel_regularizer=reg, name="head")(x)
+    outputs = layers.Activation("linear", dtype="float32", name="logits")(x)
+    return keras.Model(inputs, outputs, name="vgg")
+
+
+# ---------------------------------------------------------------- work and loading
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Multiply-adds x 2 of the conv and dense layers for one image: the work unit of issue 10."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw, cin, _ = layer.kernel.shape
+            total += 2 * h * w * cout * kh * kw * cin
+        elif isinstance(layer, layers.Dense):
+            cin, cout = layer.kernel.shape
+            total += 2 * cin * cout
+    return int(total)
+
+
+def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
+    """Rebuild a run's model in float32 (fast on every CPU) with its final weights."""
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        model = build_model(
+            meta["arch"],
+            len(meta["class_names"]),
+            meta["mean"],
+            meta["std"],
+            meta.get("image_size", 32),
+            meta.get("widths", (64, 256, 256)),
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    model.load_weights(run_dir / "final.weights.h5")
+    return model, meta

@@ -1,0 +1,81 @@
+"""Optimizers and LR schedules of the two recipes, behind one small interface.
+
+`AirbenchSGD` is airbench94's update, written out so its per-group learning rates (biases x64),
+lr-relative weight decay and the frozen-after-N-epochs whitening bias are explicit.
+`KerasAdam` wraps keras.optimizers.Adam for the vgg recipe.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training.config import Recipe
+
+
+def triangle_lr(step: int, total_steps: int, recipe: Recipe) -> float:
+    """Linear warm-up from start_lr to 1, then linear decay to end_lr (airbench's triangle)."""
+    peak = max(1, int(recipe.warmup_fraction * total_steps))
+    if step < peak:
+        return recipe.start_lr + (1 - recipe.start_lr) * step / peak
+    return 1 + (recipe.end_lr - 1) * (step - peak) / max(1, total_steps - peak)
+
+
+def lookahead_decay(step: int, total_steps: int) -> float:
+    return 0.95**5 * (step / total_steps) ** 3
+
+
+class AirbenchSGD:
+    def __init__(self, variables: list, recipe: Recipe, whiten_bias: tf.Variable | None):
+        scale = recipe.batch_size * (1 + 1 / (1 - recipe.momentum))  # airbench's kilostep scale
+        self.momentum = recipe.momentum
+        self.base_lr = recipe.lr / scale
+        wd = recipe.weight_decay * recipe.batch_size / scale
+        self.vars = variables
+        is_bias = [len(v.shape) == 1 for v in variables]
+        self.lr_mult = [recipe.bias_lr_scale if b else 1.0 for b in is_bias]
+        # weight decay is relative to each group's lr: per-step decay = wd x schedule.
+        self.wd = [wd / (self.base_lr * m) for m in self.lr_mult]
+        self.whiten_index = next(
+            (i for i, v in enumerate(variables) if whiten_bias is not None and v is whiten_bias),
+            None,
+        )
+        self.buffers = [
+            tf.Variable(tf.zeros(v.shape, tf.float32), trainable=False) for v in variables
+        ]
+
+    @property
+    def variables(self) -> list:
+        return self.buffers
+
+    def apply(self, grads, schedule: tf.Tensor, whiten_bias_on: tf.Tensor) -> None:
+        lr = self.base_lr * schedule
+        for i, (g, v, buf) in enumerate(zip(grads, self.vars, self.buffers)):
+            mult = self.lr_mult[i] * (whiten_bias_on if i == self.whiten_index else 1.0)
+            g = tf.cast(g, tf.float32) + self.wd[i] * tf.cast(v, tf.float32)
+            buf.assign(self.momentum * buf + g)
+            v.assign_sub(tf.cast(lr * mult * (g + self.momentum * buf), v.dtype))
+
+
+class KerasAdam:
+    def __init__(self, variables: list, recipe: Recipe):
+        self.vars = variables
+        self.opt = keras.optimizers.Adam(learning_rate=recipe.lr)
+        self.opt.build(variables)
+
+    @property
+    def variables(self) -> list:
+        return list(self.opt.variables)
+
+    @property
+    def learning_rate(self) -> float:
+        return float(np.asarray(self.opt.learning_rate))
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.opt.learning_rate.assign(value)
+
+    def apply(self, grads, schedule: tf.Tensor, whiten_bias_on: tf.Tensor) -> None:
+        del schedule, whiten_bias_on  # Adam's LR moves by plateau logic, between epochs
+        self.opt.apply_gradients(zip(grads, self.vars))

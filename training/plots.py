@@ -1,0 +1,50 @@
+"""Pictures a person would rather look at than read: training curves, confusion matrix."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, train against the monitored split (val or test)."""
+    epochs = [row["epoch"] for row in history]
+    monitor = "val" if "val_loss" in history[0] else "test"
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.plot(epochs, [r[f"train_{metric}"] for r in history], "o-", label="train (augmented)")
+        ax.plot(epochs, [r[f"{monitor}_{metric}"] for r in history], "s-", label=monitor)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
+    """Row-normalised confusion matrix with counts, true class on the rows."""
+    share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.65 * n), layout="constrained")
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            color = "white" if share[i, j] > 0.5 else "black"
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8, color=color)
+    ax.set_title(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

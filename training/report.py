@@ -1,0 +1,50 @@
+"""Everything a finished run leaves in its folder (model, stats, history, curves, log)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from training.data import Dataset
+from training.inference import TTA_NAMES, accuracy, predict_logits
+from training.plots import plot_curves
+
+
+def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=print) -> dict:
+    model = trainer.model
+    test_acc = {
+        TTA_NAMES[level]: accuracy(predict_logits(model, ds.test.images, tta=level), ds.test.labels)
+        for level in (0, 1, 2)
+    }
+    model.save_weights(run_dir / "final.weights.h5")
+    model.save(run_dir / "model.keras")
+    meta = {
+        "arch": trainer.recipe.arch,
+        "widths": list(trainer.recipe.widths),
+        "class_names": list(ds.class_names),
+        "mean": trainer.mean,
+        "std": trainer.std,
+        "image_size": ds.image_size,
+        "params": model.count_params(),
+        "data": ds.source,
+        "train_images": len(trainer.train.labels),
+        "test_images": len(ds.test.labels),
+        "test_accuracy": test_acc["none"],
+        "test_accuracy_flip": test_acc["flip"],
+        "test_accuracy_tta": test_acc["flip+translate"],
+        **extra,
+    }
+    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+    (run_dir / "history.json").write_text(json.dumps(trainer.progress.history, indent=2))
+    if trainer.progress.history:
+        plot_curves(
+            trainer.progress.history,
+            run_dir / "curves.png",
+            f"{trainer.recipe.arch} · seed {extra.get('seed')} · {extra.get('precision')}",
+        )
+    log(
+        f"test accuracy: {test_acc['none']:.4f} plain · {test_acc['flip']:.4f} flip TTA · "
+        f"{test_acc['flip+translate']:.4f} flip+translate TTA · trained {meta['train_seconds']:.0f} s "
+        f"at {meta['images_per_second']:,.0f} img/s · outputs in {run_dir}"
+    )
+    return meta

@@ -1,0 +1,146 @@
+"""Train a CIFAR-10 classifier: `python -m training.train --data ... --run-dir runs/x`.
+
+Re-running the same command resumes from the run folder's checkpoint (also after kill -9);
+Ctrl-C or SIGTERM saves a checkpoint first. A finished run folder holds the final model,
+history, curves, the normalisation statistics and a log of how it was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from training.config import RECIPES, RunOptions
+from training.data import DataError, load_dataset
+from training.hardware import choose_precision, cpu_info, describe_cpu
+
+
+def parse_args(argv: list[str] | None = None) -> RunOptions:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
+    ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz",
+                    help="image-folder tree or .tar(.gz) of one, the official CIFAR-10 python archive, or 'keras'")
+    ap.add_argument("--run-dir", default="runs/default", help="output folder; re-use it to resume")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
+    ap.add_argument("--epochs", type=float, help="override the recipe's epochs (fractions allowed)")
+    ap.add_argument("--batch-size", type=int)
+    ap.add_argument("--precision", default="auto",
+                    choices=["auto", "auto-measure", "float32", "mixed_bfloat16"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-subset", type=int, help="use only this many training images")
+    ap.add_argument("--test-subset", type=int, help="use only this many test images")
+    ap.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
+    a = ap.parse_args(argv)
+    return RunOptions(
+        data=a.data, run_dir=a.run_dir, recipe=a.recipe, epochs=a.epochs,
+        batch_size=a.batch_size, precision=a.precision, seed=a.seed,
+        train_subset=a.train_subset, test_subset=a.test_subset,
+        checkpoint_every_s=a.checkpoint_every,
+    )
+
+
+def _logger(run_dir: Path):
+    log_file = run_dir / "train.log"
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        with log_file.open("a") as f:
+            f.write(msg + "\n")
+
+    return log
+
+
+def _pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
+    """The first invocation fixes the run's options; a re-run must ask for the same ones."""
+    pinned = run_dir / "run.json"
+    wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
+    if pinned.exists():
+        before = json.loads(pinned.read_text())
+        diff = {k: (before.get(k), v) for k, v in wanted.items() if k != "precision" and before.get(k) != v}
+        if diff:
+            raise SystemExit(
+                f"{run_dir} was started with other options {diff} (saved, asked); "
+                "re-run with the same options to resume, or pick a new --run-dir"
+            )
+        return before
+    pinned.write_text(json.dumps(wanted, indent=2))
+    return wanted
+
+
+def train(opts: RunOptions) -> Path:
+    run_dir = Path(opts.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = _logger(run_dir)
+    pinned = _pin_run_options(run_dir, opts)
+    if (run_dir / "meta.json").exists() and (run_dir / "final.weights.h5").exists():
+        log(f"{run_dir} already holds a finished run; pick a new --run-dir to train again")
+        return run_dir
+    started = time.time()
+    recipe = opts.resolve_recipe()
+
+    import keras  # heavy imports after argument errors had their chance
+
+    precision = pinned.get("resolved_precision") or choose_precision(opts.precision)
+    pinned["resolved_precision"] = precision
+    (run_dir / "run.json").write_text(json.dumps(pinned, indent=2))
+    keras.mixed_precision.set_global_policy(precision)
+
+    t = time.time()
+    ds = load_dataset(opts.data).subset(opts.train_subset, opts.test_subset, seed=opts.seed)
+    log(f"data: {ds.source}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
+        f"{len(ds.class_names)} classes, loaded in {time.time() - t:.1f} s")
+    if ds.skipped:
+        log(f"  skipped {len(ds.skipped)} unreadable files, e.g. {ds.skipped[0]}")
+
+    from training.models import forward_flops
+    from training.report import write_run_outputs
+    from training.trainer import Interrupted, Trainer
+
+    trainer = Trainer(recipe, ds, run_dir, opts.seed, log=log)
+    flops = forward_flops(trainer.model)
+    log(f"recipe {opts.recipe}: {recipe.arch}, {trainer.model.count_params():,} params, "
+        f"{flops / 1e6:.1f} MFLOP/image forward, {recipe.epochs} epochs x {trainer.steps_per_epoch} "
+        f"steps of {trainer.batch_size}, precision {precision}, seed {opts.seed}")
+    log(f"cpu: {describe_cpu()}")
+    if trainer.resume():
+        log(f"resumed from checkpoint at step {trainer.progress.step}/{trainer.total_steps}")
+    try:
+        progress = trainer.fit(opts.checkpoint_every_s)
+    except Interrupted:
+        log(f"interrupted: checkpoint saved at step {trainer.progress.step}/{trainer.total_steps}. "
+            "Re-run the same command to resume.")
+        raise SystemExit(130) from None
+    write_run_outputs(
+        trainer, ds, run_dir,
+        extra={
+            "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+            "recipe_name": opts.recipe,
+            "recipe": recipe.to_dict(),
+            "seed": opts.seed,
+            "precision": precision,
+            "cpu": cpu_info(),
+            "forward_flops_per_image": flops,
+            "train_seconds": progress.train_seconds,
+            "images_seen": progress.images_seen,
+            "images_per_second": progress.images_seen / max(progress.train_seconds, 1e-9),
+            "last_invocation_wall_seconds": time.time() - started,
+            "resumed_at_steps": progress.resumed_from,
+        },
+        log=log,
+    )
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        train(parse_args(argv))
+    except DataError as err:
+        raise SystemExit(f"data error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""The training loop: resumable at any step, with progress output and per-epoch history.
+
+One `tf.function` step does augmentation, forward, loss and the optimizer update. The data
+order of epoch e is a permutation seeded by (seed, e) and augmentation is seeded by
+(seed, step), so resuming from step k replays exactly what an uninterrupted run would do.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import checkpoint
+from training.augment import augment
+from training.config import Recipe
+from training.data import Dataset, Split
+from training.inference import accuracy, predict_logits
+from training.models import build_model, init_whitening
+from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the checkpoint has been written."""
+
+
+@dataclass
+class Progress:
+    """The JSON part of a checkpoint."""
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+    images_seen: int = 0
+    best_val_accuracy: float = -1.0
+    plateau_wait: int = 0
+    early_stop_wait: int = 0
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+    resumed_from: list[int] = field(default_factory=list)
+
+
+def split_validation(ds: Dataset, n: int, seed: int) -> tuple[Split, Split | None]:
+    if n <= 0:
+        return ds.train, None
+    perm = np.random.default_rng([seed, 99]).permutation(len(ds.train.labels))
+    val, train = perm[:n], perm[n:]
+    return (
+        Split(ds.train.images[train], ds.train.labels[train]),
+        Split(ds.train.images[val], ds.train.labels[val]),
+    )
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, ds: Dataset, run_dir: Path, seed: int, log=print):
+        self.recipe, self.ds, self.run_dir, self.seed, self.log = recipe, ds, run_dir, seed, log
+        self.train, self.val = split_validation(ds, recipe.val_split, seed)
+        n = len(self.train.labels)
+        self.batch_size = min(recipe.batch_size, n)
+        self.steps_per_epoch = n // self.batch_size
+        self.total_steps = max(1, math.ceil(recipe.epochs * self.steps_per_epoch))
+        self.mean = self.train.images.reshape(-1, 3).mean(0).astype(float).tolist()
+        self.std = self.train.images.reshape(-1, 3).std(0).astype(float).tolist()
+        keras.utils.set_random_seed(seed)
+        self.model = build_model(
+            recipe.arch, len(ds.class_names), self.mean, self.std, ds.image_size, recipe.widths
+        )
+        self._setup_optimizer()
+        # Lookahead-EMA covers every float weight, BN statistics included (airbench).
+        self.ema_pairs = (
+            [(w, tf.Variable(np.asarray(w.numpy(), np.float32), trainable=False))
+             for w in self.model.weights if "float" in str(w.dtype)]
+            if recipe.lookahead_every
+            else []
+        )
+        self.ema = [e for _, e in self.ema_pairs]
+        self.progress = Progress()
+        self._stop_signal: int | None = None
+        self._train_step = self._make_train_step()
+
+    # ------------------------------------------------------------ setup
+
+    def _setup_optimizer(self) -> None:
+        trainable = list(self.model.trainable_variables)
+        if self.recipe.arch == "fast":
+            whiten = self.model.get_layer("whiten")
+            init_whitening(self.model, self.train.images[:5000])
+            trainable = [v for v in trainable if v is not whiten.kernel]  # frozen, as airbench
+            self.trainable = trainable
+            self.optimizer = AirbenchSGD(trainable, self.recipe, whiten.bias)
+        else:
+            self.trainable = trainable
+            self.optimizer = KerasAdam(trainable, self.recipe)
+
+    def _state_groups(self) -> dict:
+        return {"model": self.model.weights, "opt": self.optimizer.variables, "ema": self.ema}
+
+    def _make_train_step(self):
+        recipe, model, optimizer, trainable = self.recipe, self.model, self.optimizer, self.trainable
+        reduce = tf.reduce_sum if recipe.optimizer == "sgd" else tf.reduce_mean
+        num_classes = len(self.ds.class_names)
+
+        @tf.function(reduce_retracing=True)
+        def step_fn(images, labels, seed, schedule, whiten_bias_on):
+            x = augment(images, seed, recipe.translate, recipe.flip)
+            with tf.GradientTape() as tape:
+                logits = model(tf.cast(x, tf.float32), training=True)
+                onehot = tf.one_hot(labels, num_classes)
+                ce = keras.losses.categorical_crossentropy(
+                    onehot, logits, from_logits=True, label_smoothing=recipe.label_smoothing
+                )
+                loss = reduce(ce) + tf.add_n([tf.constant(0.0)] + [tf.cast(r, tf.float32) for r in model.losses])
+            grads = tape.gradient(loss, trainable)
+            optimizer.apply(grads, schedule, whiten_bias_on)
+            correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.float32))
+            return tf.reduce_sum(ce), correct
+
+        return step_fn
+
+    @tf.function
+    def _lookahead(self, decay):
+        for w, e in self.ema_pairs:
+            e.assign(e + (1 - decay) * (tf.cast(w, e.dtype) - e))
+            w.assign(tf.cast(e, w.dtype))
+
+    # ------------------------------------------------------------ run
+
+    def resume(self) -> bool:
+        state = checkpoint.load(self.run_dir, self._state_groups())
+        if state is None:
+            return False
+        self.progress = Progress(**state)
+        self.progress.resumed_from.append(self.progress.step)
+        if isinstance(self.optimizer, KerasAdam) and self.progress.history:
+            self.optimizer.learning_rate = self.progress.history[-1]["lr"]
+        return True
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save(self.run_dir, self._state_groups(), self.progress.__dict__)
+
+    def fit(self, checkpoint_every_s: float = 60.0) -> Progress:
+        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._fit(checkpoint_every_s)
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        return self.progress
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+
+    def _fit(self, checkpoint_every_s: float) -> None:
+        p, spe = self.progress, self.steps_per_epoch
+        last_save = time.monotonic()
+        while p.step < self.total_steps and not p.stopped_early:
+            epoch = p.step // spe
+            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.train.labels))
+            epoch_end = min((epoch + 1) * spe, self.total_steps)
+            loss_sum = correct = seen = 0.0
+            t0 = mark = last_print = time.monotonic()
+            seen_at_mark = 0.0
+            while p.step < epoch_end:
+                loss, hits = self._one_step(perm, p.step - epoch * spe)
+                loss_sum, correct, seen = loss_sum + loss, correct + hits, seen + self.batch_size
+                now = time.monotonic()
+                if now - last_print > 5 or p.step == epoch_end:
+                    done, total = p.step - epoch * spe, epoch_end - epoch * spe
+                    self._print_inline(epoch, done, total, seen / (now - t0), loss_sum / seen)
+                    last_print = now
+                if self._stop_signal is not None or now - last_save > checkpoint_every_s:
+                    p.train_seconds += now - mark
+                    p.images_seen += int(seen - seen_at_mark)
+                    mark, seen_at_mark = now, seen
+                    self.save_checkpoint()
+                    last_save = now
+                    if self._stop_signal is not None:
+                        raise Interrupted(f"signal {self._stop_signal}")
+            p.train_seconds += time.monotonic() - mark
+            p.images_seen += int(seen - seen_at_mark)
+            self._end_epoch(epoch, loss_sum, correct, seen)
+            self.save_checkpoint()
+            last_save = time.monotonic()
+        if self.ema:
+            self._lookahead(tf.constant(1.0))  # final weights = the EMA, as airbench
+
+    def _one_step(self, perm: np.ndarray, index_in_epoch: int) -> tuple[float, float]:
+        p = self.progress
+        idx = perm[index_in_epoch * self.batch_size : (index_in_epoch + 1) * self.batch_size]
+        epoch_float = p.step / self.steps_per_epoch
+        loss, hits = self._train_step(
+            self.train.images[idx],
+            self.train.labels[idx],
+            tf.constant([self.seed, p.step], tf.int32),
+            tf.constant(triangle_lr(p.step, self.total_steps, self.recipe), tf.float32),
+            tf.constant(1.0 if epoch_float < self.recipe.whiten_bias_epochs else 0.0, tf.float32),
+        )
+        p.step += 1
+        every = self.recipe.lookahead_every
+        if every and p.step % every == 0:
+            self._lookahead(tf.constant(lookahead_decay(p.step, self.total_steps), tf.float32))
+        return float(loss), float(hits)
+
+    def _print_inline(self, epoch: int, done: int, total: int, ips: float, loss: float) -> None:
+        msg = f"  epoch {epoch + 1}: step {done}/{total} · {ips:,.0f} img/s · loss {loss:.3f}"
+        if sys.stdout.isatty():
+            print("\r" + msg, end="", flush=True)
+        else:
+            print(msg, flush=True)
+
+    def _end_epoch(self, epoch: int, loss_sum: float, correct: float, seen: float) -> None:
+        p = self.progress
+        if sys.stdout.isatty():
+            print()
+        monitor, name = (self.val, "val") if self.val is not None else (self.ds.test, "test")
+        logits = predict_logits(self.model, monitor.images)
+        ce = keras.losses.sparse_categorical_crossentropy(monitor.labels, logits, from_logits=True)
+        row = {
+            "epoch": epoch + 1,
+            "step": p.step,
+            "train_loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            f"{name}_loss": float(np.mean(ce)),
+            f"{name}_accuracy": accuracy(logits, monitor.labels),
+            "lr": self._current_lr(),
+            "train_seconds": p.train_seconds,
+            "images_seen": p.images_seen,
+        }
+        p.history.append(row)
+        self.log(
+            f"epoch {epoch + 1}/{math.ceil(self.total_steps / self.steps_per_epoch)} · "
+            f"train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.4f} · "
+            f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.4f} · "
+            f"{p.images_seen / max(p.train_seconds, 1e-9):,.0f} img/s · {p.train_seconds:,.0f} s"
+        )
+        if self.val is not None:
+            self._plateau_logic(row)
+
+    def _current_lr(self) -> float:
+        if isinstance(self.optimizer, KerasAdam):
+            return self.optimizer.learning_rate
+        return self.optimizer.base_lr * triangle_lr(self.progress.step, self.total_steps, self.recipe)
+
+    def _plateau_logic(self, row: dict) -> None:
+        """Best-weights keeping, ReduceLROnPlateau and EarlyStopping on the validation split."""
+        p, r = self.progress, self.recipe
+        if row["val_accuracy"] > p.best_val_accuracy:
+            p.best_val_accuracy = row["val_accuracy"]
+            self.model.save_weights(self.run_dir / "best.weights.h5")
+        if row["val_loss"] < p.best_val_loss - 1e-4:
+            p.best_val_loss, p.plateau_wait, p.early_stop_wait = row["val_loss"], 0, 0
+            return
+        p.plateau_wait += 1
+        p.early_stop_wait += 1
+        if isinstance(self.optimizer, KerasAdam) and p.plateau_wait >= r.plateau_patience:
+            self.optimizer.learning_rate = max(r.min_lr, self.optimizer.learning_rate * r.plateau_factor)
+            p.plateau_wait = 0
+            self.log(f"  val loss plateaued: learning rate -> {self.optimizer.learning_rate:.2e}")
+        if p.early_stop_wait >= r.early_stop_patience:
+            p.stopped_early = True
+            self.log(f"  early stop: no val-loss improvement in {r.early_stop_patience} epochs")
