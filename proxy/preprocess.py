@@ -65,7 +65,7 @@ def to_pixels(data: bytes, max_pixels: int) -> np.ndarray:
     image = open_image(data, max_pixels)
     try:
         _draft_jpeg(image)
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: a copy costs ~2 ms
         rgb = to_rgb(image)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc

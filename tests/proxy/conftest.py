@@ -1,0 +1,73 @@
+"""Proxy test fixtures: a real model server serving two tiny versions, and proxy apps on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from proxy_servers import ModelServerProcess, models_config, publish_copy
+
+from proxy.app import create_app
+from proxy.config import ProxyConfig
+
+# Versions 1 and 2 are different tiny models (seeds 1 and 2), both served, with labels.
+LABELS = {"stable": 1, "canary": 2}
+
+
+@pytest.fixture(scope="session")
+def two_version_server(tiny_savedmodel, tmp_path_factory) -> Iterator[ModelServerProcess]:
+    """One model server for the whole session: versions 1 and 2, labels stable/canary."""
+    root = tmp_path_factory.mktemp("served")
+    base = root / "cifar10"
+    for version in (1, 2):
+        publish_copy(tiny_savedmodel(version), base, version)
+    config = root / "models.config"
+    config.write_text(models_config(base, [1, 2], LABELS))
+    server = ModelServerProcess(base, root / "modelserver.log", config_file=config).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["grpc", "rest"])
+def protocol(request) -> str:
+    return request.param
+
+
+def proxy_config(server: ModelServerProcess, protocol: str, **overrides) -> ProxyConfig:
+    return ProxyConfig(
+        grpc_address=server.grpc_address,
+        rest_url=server.rest_url,
+        protocol=protocol,
+        **overrides,
+    )
+
+
+@pytest.fixture
+def client(two_version_server, protocol):
+    """Flask test client of a proxy talking `protocol` to the two-version model server."""
+    app = create_app(proxy_config(two_version_server, protocol))
+    yield app.test_client()
+    app.extensions["proxy"].client.close()
+
+
+@pytest.fixture
+def offline_client():
+    """A proxy whose model server address has nothing listening (for requests refused
+    before any model call, and for the 'model server down' answer)."""
+    from proxy_servers import free_port
+
+    port = free_port()
+    config = ProxyConfig(
+        grpc_address=f"127.0.0.1:{port}", rest_url=f"http://127.0.0.1:{port}", timeout_s=2
+    )
+    app = create_app(config)
+    yield app.test_client()
+    app.extensions["proxy"].client.close()
+
+
+@pytest.fixture(scope="session")
+def sample_jpegs() -> dict[str, bytes]:
+    """A few photo-sized JPEGs (smooth random colour fields) by file name."""
+    from proxy_images import photo_like
+
+    return {f"photo{i}.jpg": photo_like(i) for i in range(4)}

@@ -1,0 +1,223 @@
+"""POST /api/predict, GET /api/model, /readyz, /metrics against a real local model server.
+
+The proxy runs in-process (Flask test client) with its real REST or gRPC client; the model
+server is `python -m modelserver` serving two tiny untrained versions (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import requests
+from conftest import LABELS, proxy_config
+from proxy_images import encode, png_header_only, solid
+
+from proxy.app import create_app
+from proxy.preprocess import to_pixels
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def post_files(client, files: dict[str, bytes], query: str = ""):
+    data = {"file": [(io.BytesIO(body), name) for name, body in files.items()]}
+    return client.post(f"/api/predict{query}", data=data, content_type="multipart/form-data")
+
+
+def assert_error(response, status: int, *fragments: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"} and body["error"], body
+    for fragment in fragments:
+        assert fragment.lower() in body["error"].lower(), body["error"]
+
+
+# ---------- predictions ----------
+
+
+def test_one_image_gets_the_design_answer(client, sample_jpegs) -> None:
+    response = post_files(client, {"photo0.jpg": sample_jpegs["photo0.jpg"]})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["model"] == {"name": "cifar10", "version": 2}  # highest served version
+    assert body["elapsed_ms"] > 0
+    [result] = body["results"]
+    assert result["filename"] == "photo0.jpg"
+    top = result["top"]
+    assert len(top) == 3
+    assert all(entry["label"] in CLASSES for entry in top)
+    assert len({entry["label"] for entry in top}) == 3
+    probabilities = [entry["probability"] for entry in top]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert 0 < sum(probabilities) <= 1.0001
+
+
+def test_answer_is_what_the_model_says_for_our_tensor(client, two_version_server, sample_jpegs):
+    """The proxy's top-k equals the model server's own `pixels` answer for the same tensor."""
+    data = sample_jpegs["photo1.jpg"]
+    body = post_files(client, {"a.jpg": data}, "?k=10").get_json()
+    pixels = to_pixels(data, 40_000_000)[None]
+    direct = requests.post(
+        f"{two_version_server.rest_url}/v1/models/cifar10/versions/2:predict",
+        json={"signature_name": "pixels", "inputs": {"images": pixels.tolist()}},
+        timeout=30,
+    ).json()["outputs"]
+    top = body["results"][0]["top"]
+    assert [t["label"] for t in top] == direct["classes"][0]
+    assert np.allclose([t["probability"] for t in top], direct["scores"][0], atol=1e-5)
+
+
+def test_several_files_keep_their_order_and_names(client, sample_jpegs) -> None:
+    response = post_files(client, sample_jpegs)
+    assert response.status_code == 200
+    results = response.get_json()["results"]
+    assert [r["filename"] for r in results] == list(sample_jpegs)
+    singles = [post_files(client, {n: d}).get_json()["results"][0] for n, d in sample_jpegs.items()]
+    for batch, single in zip(results, singles, strict=True):
+        assert [t["label"] for t in batch["top"]] == [t["label"] for t in single["top"]]
+
+
+def test_json_base64_body(client, sample_jpegs) -> None:
+    first, second = list(sample_jpegs.values())[:2]
+    images = [
+        base64.b64encode(first).decode(),
+        "data:image/jpeg;base64," + base64.b64encode(second).decode(),
+    ]
+    response = client.post("/api/predict", json={"images": images})
+    assert response.status_code == 200, response.get_json()
+    results = response.get_json()["results"]
+    assert [r["filename"] for r in results] == ["image-1", "image-2"]
+    multipart = post_files(client, {"x.jpg": second}).get_json()["results"][0]
+    assert results[1]["top"] == multipart["top"]
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_k_sets_the_list_length(client, sample_jpegs, k: int) -> None:
+    body = post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]}, f"?k={k}").get_json()
+    assert len(body["results"][0]["top"]) == k
+
+
+# ---------- versions and labels ----------
+
+
+def test_version_selection(client, sample_jpegs) -> None:
+    data = {"a.jpg": sample_jpegs["photo2.jpg"]}
+    answers = {}
+    for version in (1, 2):
+        body = post_files(client, data, f"?version={version}&k=10").get_json()
+        assert body["model"] == {"name": "cifar10", "version": version}
+        answers[version] = body["results"][0]["top"]
+    assert answers[1] != answers[2], "versions 1 and 2 are different models"
+
+
+@pytest.mark.parametrize(("label", "version"), sorted(LABELS.items()))
+def test_label_selection(client, sample_jpegs, label: str, version: int) -> None:
+    body = post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]}, f"?label={label}").get_json()
+    assert body["model"] == {"name": "cifar10", "version": version, "label": label}
+
+
+def test_default_label_from_config(two_version_server, protocol, sample_jpegs) -> None:
+    app = create_app(proxy_config(two_version_server, protocol, default_label="stable"))
+    response = post_files(app.test_client(), {"a.jpg": sample_jpegs["photo0.jpg"]})
+    assert response.get_json()["model"]["version"] == 1
+
+
+def test_unknown_version_and_label_are_404(client, sample_jpegs) -> None:
+    files = {"a.jpg": sample_jpegs["photo0.jpg"]}
+    assert_error(post_files(client, files, "?version=9"), 404, "9")
+    assert_error(post_files(client, files, "?label=nosuchlabel"), 404, "nosuchlabel")
+
+
+def test_model_info(client) -> None:
+    body = client.get("/api/model").get_json()
+    assert body["name"] == "cifar10"
+    assert [(v["version"], v["state"]) for v in body["versions"]] == [
+        (2, "AVAILABLE"),
+        (1, "AVAILABLE"),
+    ]
+    assert body["labels"] == LABELS
+    assert body["classes"] == CLASSES
+    assert body["limits"]["top_k"] == 3
+
+
+def test_ready_and_healthy(client) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["available_versions"] == [2, 1]
+
+
+# ---------- refused requests ----------
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("?k=0", "k must"),
+        ("?k=11", "k must"),
+        ("?k=three", "k must"),
+        ("?version=abc", "whole number"),
+        ("?version=-1", "whole number"),
+        ("?version=1&label=stable", "not both"),
+        ("?label=has/slash", "label may only"),
+    ],
+)
+def test_bad_query_parameters_are_400(client, sample_jpegs, query: str, fragment: str) -> None:
+    assert_error(post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]}, query), 400, fragment)
+
+
+def test_bad_uploads(client, sample_jpegs) -> None:
+    jpeg = sample_jpegs["photo0.jpg"]
+    assert_error(post_files(client, {"notes.txt": b"just text"}), 415, "notes.txt", "not an image")
+    assert_error(post_files(client, {"half.jpg": jpeg[: len(jpeg) // 3]}), 400, "half.jpg")
+    assert_error(post_files(client, {"empty.jpg": b""}), 400, "empty")
+    assert_error(post_files(client, {"bomb.png": png_header_only(9000, 9000)}), 413, "megapixels")
+    both = post_files(client, {"ok.jpg": jpeg, "bad.txt": b"nope"})
+    assert_error(both, 415, "bad.txt")
+
+
+def test_missing_or_malformed_bodies(client) -> None:
+    assert_error(client.post("/api/predict"), 415, "multipart")
+    assert_error(client.post("/api/predict", data="x", content_type="text/plain"), 415)
+    empty_form = client.post("/api/predict", data={}, content_type="multipart/form-data")
+    assert_error(empty_form, 400, "no image")
+    assert_error(client.post("/api/predict", json={"pictures": []}), 400, "json")
+    assert_error(client.post("/api/predict", json={"images": []}), 400, "no image")
+    assert_error(client.post("/api/predict", json={"images": ["***"]}), 400, "base64")
+    assert_error(client.post("/api/predict", json={"images": [42]}), 400, "base64")
+    bad_json = client.post("/api/predict", data="{nope", content_type="application/json")
+    assert_error(bad_json, 400, "json")
+
+
+def test_size_limits(two_version_server, protocol, sample_jpegs) -> None:
+    config = proxy_config(two_version_server, protocol, max_upload_bytes=50_000, max_images=2)
+    client = create_app(config).test_client()
+    big = encode(solid((1, 2, 3), (10, 10)), "PNG") + b"\0" * 60_000
+    assert_error(post_files(client, {"big.png": big}), 413, "0.05 MB")
+    small = encode(solid((1, 2, 3), (10, 10)), "PNG")
+    assert_error(post_files(client, {"a.png": small, "b.png": small, "c.png": small}), 413, "2")
+    assert post_files(client, {"a.png": small, "b.png": small}).status_code == 200
+
+
+def test_errors_are_json_everywhere(client) -> None:
+    assert_error(client.get("/no/such/page"), 404)
+    assert_error(client.get("/api/predict"), 405)
+    assert_error(client.delete("/api/model"), 405)
+
+
+# ---------- metrics ----------
+
+
+def test_metrics_count_requests_latency_and_errors(client, sample_jpegs) -> None:
+    post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]})
+    post_files(client, {"a.txt": b"text"})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert (
+        'proxy_http_requests_total{endpoint="/api/predict",method="POST",status="200"} 1.0' in text
+    )
+    assert 'proxy_errors_total{kind="unsupported_media"} 1.0' in text
+    assert 'proxy_http_request_duration_seconds_count{endpoint="/api/predict"} 2.0' in text
+    assert "proxy_model_server_duration_seconds_bucket" in text
+    assert "proxy_images_classified_total 1.0" in text

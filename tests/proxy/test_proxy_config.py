@@ -1,0 +1,61 @@
+"""proxy.config: environment variables -> ProxyConfig."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.config import ProxyConfig
+
+
+def test_defaults_match_design() -> None:
+    config = ProxyConfig.from_env({})
+    assert config.grpc_address == "127.0.0.1:8500"
+    assert config.rest_url == "http://127.0.0.1:8501"
+    assert (config.model_name, config.top_k, config.protocol) == ("cifar10", 3, "grpc")
+    assert config.default_version is None and config.default_label is None
+
+
+def test_every_variable_is_read() -> None:
+    config = ProxyConfig.from_env(
+        {
+            "MODEL_SERVER_GRPC": "tfs:9000",
+            "MODEL_SERVER_REST": "http://tfs:9001/",
+            "PROXY_PROTOCOL": "REST",
+            "MODEL_NAME": "other",
+            "MODEL_VERSION": "4",
+            "MODEL_LABELS": "stable, blue ,",
+            "MODEL_SERVER_TIMEOUT_S": "2.5",
+            "MAX_UPLOAD_BYTES": "1000",
+            "MAX_PIXELS": "2000",
+            "MAX_IMAGES": "3",
+            "TOP_K": "5",
+        }
+    )
+    assert config == ProxyConfig(
+        grpc_address="tfs:9000",
+        rest_url="http://tfs:9001",
+        protocol="rest",
+        model_name="other",
+        default_version=4,
+        known_labels=("stable", "blue"),
+        timeout_s=2.5,
+        max_upload_bytes=1000,
+        max_pixels=2000,
+        max_images=3,
+        top_k=5,
+    )
+    assert ProxyConfig.from_env({"MODEL_LABEL": "canary"}).default_label == "canary"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PROXY_PROTOCOL": "carrier-pigeon"},
+        {"MODEL_VERSION": "1", "MODEL_LABEL": "stable"},
+        {"TOP_K": "11"},
+        {"MODEL_VERSION": "one"},
+    ],
+)
+def test_bad_settings_fail_at_start(env: dict) -> None:
+    with pytest.raises(ValueError):
+        ProxyConfig.from_env(env)

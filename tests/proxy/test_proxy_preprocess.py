@@ -1,0 +1,262 @@
+"""proxy.preprocess: every image mode, EXIF orientation, size and limit case (no server)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from proxy_images import encode, png_header_only, solid
+
+from proxy.preprocess import (
+    ImageError,
+    ImageTooLarge,
+    UnsupportedImage,
+    to_pixels,
+)
+
+LIMIT = 40_000_000
+RED, GREEN, BLUE, WHITE = (220, 20, 30), (20, 200, 40), (30, 40, 210), (255, 255, 255)
+
+
+def pixels(data: bytes, limit: int = LIMIT) -> np.ndarray:
+    out = to_pixels(data, limit)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    return out
+
+
+def assert_color(out: np.ndarray, color: tuple[int, int, int], tol: int = 2) -> None:
+    diff = np.abs(out.astype(int) - np.array(color)).max()
+    assert diff <= tol, f"expected {color}, got {out.reshape(-1, 3)[0]} (max diff {diff})"
+
+
+# ---------- modes ----------
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "expected"),
+    [
+        ("RGB", "PNG", RED),
+        ("RGB", "BMP", RED),
+        ("RGB", "WEBP", RED),
+        ("L", "PNG", (81, 81, 81)),  # ITU-R 601 luma of RED
+        ("P", "PNG", RED),
+        ("P", "GIF", RED),
+        ("CMYK", "TIFF", RED),
+        ("YCbCr", "JPEG", RED),
+    ],
+)
+def test_opaque_modes_become_rgb(mode: str, fmt: str, expected: tuple[int, int, int]) -> None:
+    image = solid(RED).convert(mode, palette=Image.Palette.ADAPTIVE)
+    assert Image.open(io.BytesIO(encode(image, fmt, **_lossless(fmt)))).mode in (mode, "RGB")
+    assert_color(pixels(encode(image, fmt, **_lossless(fmt))), expected, tol=3)
+
+
+def test_cmyk_jpeg_becomes_rgb() -> None:
+    data = encode(solid(RED).convert("CMYK"), "JPEG", quality=100)
+    assert Image.open(io.BytesIO(data)).mode == "CMYK"
+    assert_color(pixels(data), RED, tol=6)
+
+
+def test_one_bit_image() -> None:
+    assert_color(pixels(encode(Image.new("1", (40, 40), 1))), WHITE, tol=0)
+    assert_color(pixels(encode(Image.new("1", (40, 40), 0))), (0, 0, 0), tol=0)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_rgba_is_composited_over_white(fmt: str) -> None:
+    transparent = Image.new("RGBA", (40, 40), (*RED, 0))
+    half = Image.new("RGBA", (40, 40), (*RED, 128))
+    assert_color(pixels(encode(transparent, fmt, **_lossless(fmt))), WHITE, tol=0)
+    expected = tuple(round(c * 128 / 255 + 255 * 127 / 255) for c in RED)
+    assert_color(pixels(encode(half, fmt, **_lossless(fmt))), expected, tol=2)
+
+
+def test_la_is_composited_over_white() -> None:
+    image = Image.new("LA", (40, 40), (0, 0))
+    assert Image.open(io.BytesIO(encode(image))).mode == "LA"
+    assert_color(pixels(encode(image)), WHITE, tol=0)
+
+
+def test_palette_with_transparent_index_over_white() -> None:
+    image = solid(RED, (40, 40)).convert("P", palette=Image.Palette.ADAPTIVE)
+    index = image.getpixel((0, 0))
+    data = encode(image, "PNG", transparency=index)
+    assert "transparency" in Image.open(io.BytesIO(data)).info
+    assert_color(pixels(data), WHITE, tol=0)
+    gif = encode(image, "GIF", transparency=index)
+    assert_color(pixels(gif), WHITE, tol=0)
+
+
+def test_sixteen_bit_grey_keeps_the_high_byte() -> None:
+    image = Image.fromarray(np.full((40, 40), 40000, dtype=np.uint16))
+    data = encode(image)
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    assert_color(pixels(data), (156, 156, 156), tol=0)  # 40000 >> 8
+
+
+@pytest.mark.parametrize(("value", "expected"), [(40000, 156), (100, 100), (-5, 0)])
+def test_32_bit_integer_grey(value: int, expected: int) -> None:
+    image = Image.fromarray(np.full((40, 40), value, dtype=np.int32))
+    assert image.mode == "I"
+    assert_color(pixels(encode(image, "TIFF")), (expected,) * 3, tol=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0.5, 128), (1.0, 255), (200.0, 200), (900.0, 255)]
+)
+def test_float_grey(value: float, expected: int) -> None:
+    image = Image.fromarray(np.full((40, 40), value, dtype=np.float32))
+    assert image.mode == "F"
+    assert_color(pixels(encode(image, "TIFF")), (expected,) * 3, tol=0)
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    frames = [solid(RED, (40, 40)), solid(BLUE, (40, 40))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    assert Image.open(io.BytesIO(data)).n_frames == 2
+    assert_color(pixels(data), RED, tol=4)
+
+
+# ---------- EXIF orientation ----------
+
+
+def _quadrant_image() -> Image.Image:
+    """Red top-left quadrant, blue elsewhere: rotations move the red corner."""
+    image = solid(BLUE, (64, 64))
+    image.paste(RED, (0, 0, 32, 32))
+    return image
+
+
+@pytest.mark.parametrize(
+    ("orientation", "red_corner"),
+    [
+        (1, (0, 0)),  # as stored
+        (2, (0, 1)),  # mirrored horizontally
+        (3, (1, 1)),  # rotated 180
+        (4, (1, 0)),  # mirrored vertically
+        (6, (0, 1)),  # stored rotated 90 CW -> displayed red at top-right
+        (8, (1, 0)),  # stored rotated 90 CCW -> displayed red at bottom-left
+    ],
+)
+def test_exif_orientation_is_applied(orientation: int, red_corner: tuple[int, int]) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = pixels(encode(_quadrant_image(), "JPEG", quality=95, exif=exif))
+    row, col = red_corner
+    corner = out[row * 24 : row * 24 + 8, col * 24 : col * 24 + 8].reshape(-1, 3).mean(0)
+    assert corner[0] > 150 and corner[2] < 100, f"orientation {orientation}: corner is {corner}"
+
+
+# ---------- sizes and geometry ----------
+
+
+def test_exact_32_square_png_is_unchanged() -> None:
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(pixels(encode(Image.fromarray(array))), array)
+
+
+def test_one_pixel_image_is_upscaled() -> None:
+    assert_color(pixels(encode(solid(GREEN, (1, 1)))), GREEN, tol=0)
+
+
+@pytest.mark.parametrize("size", [(300, 100), (100, 300)])
+def test_center_crop_keeps_the_middle(size: tuple[int, int]) -> None:
+    """Three bands along the long side; only the middle one survives the square crop."""
+    width, height = size
+    image = solid(RED, size)
+    if width > height:
+        image.paste(GREEN, (100, 0, 200, 100))
+        image.paste(BLUE, (200, 0, 300, 100))
+    else:
+        image.paste(GREEN, (0, 100, 100, 200))
+        image.paste(BLUE, (0, 200, 100, 300))
+    assert_color(pixels(encode(image))[4:28, 4:28], GREEN, tol=0)
+
+
+def test_large_jpeg_draft_decoding_stays_close_to_full_decoding() -> None:
+    """A 4000x3000 JPEG is decoded at reduced scale; the 32x32 result barely moves."""
+    from proxy.preprocess import resize_center_square
+
+    rng = np.random.default_rng(1)
+    field = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    data = encode(field.resize((4000, 3000), Image.Resampling.BICUBIC), "JPEG", quality=90)
+    fast = pixels(data)
+    full = np.asarray(resize_center_square(Image.open(io.BytesIO(data)).convert("RGB"), 32))
+    diff = np.abs(fast.astype(int) - full.astype(int))
+    assert diff.mean() < 2.5 and diff.max() <= 12
+
+
+# ---------- limits and bad input ----------
+
+
+def test_pixel_limit_is_checked_on_the_header_before_decoding() -> None:
+    # 7000x7000 = 49 MP: over our 40 MP limit, under Pillow's own bomb threshold. The file
+    # holds no pixel data, so a decode attempt would be a 400, not a 413.
+    with pytest.raises(ImageTooLarge, match="megapixels"):
+        to_pixels(png_header_only(7000, 7000), LIMIT)
+    with pytest.raises(ImageTooLarge):
+        to_pixels(png_header_only(100_000, 100_000), LIMIT)  # Pillow's bomb error path
+    with pytest.raises(ImageError, match="corrupt"):
+        to_pixels(png_header_only(100, 100), LIMIT)  # under the limit: decoding fails
+
+
+def test_limit_is_configurable() -> None:
+    data = encode(solid(RED, (100, 100)))
+    assert pixels(data, 10_000) is not None
+    with pytest.raises(ImageTooLarge):
+        to_pixels(data, 9_999)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"hello, I am text", b"%PDF-1.7\n...", encode(solid(RED), "PPM"), encode(solid(RED), "ICO")],
+    ids=["text", "pdf", "ppm", "ico"],
+)
+def test_non_images_and_unaccepted_formats_are_unsupported(data: bytes) -> None:
+    with pytest.raises(UnsupportedImage):
+        to_pixels(data, LIMIT)
+
+
+def test_empty_and_truncated_files_are_bad_requests() -> None:
+    with pytest.raises(ImageError, match="empty") as empty:
+        to_pixels(b"", LIMIT)
+    assert empty.value.http_status == 400
+    jpeg = encode(solid(RED, (200, 200)), "JPEG")
+    with pytest.raises(ImageError, match="corrupt") as truncated:
+        to_pixels(jpeg[: len(jpeg) // 2], LIMIT)
+    assert type(truncated.value) is ImageError and truncated.value.http_status == 400
+
+
+def test_statuses() -> None:
+    assert (ImageError.http_status, ImageTooLarge.http_status, UnsupportedImage.http_status) == (
+        400,
+        413,
+        415,
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.integers(1, 200),
+    height=st.integers(1, 200),
+    mode=st.sampled_from(["RGB", "RGBA", "L", "LA", "P", "1", "CMYK"]),
+    fmt=st.sampled_from(["PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"]),
+    seed=st.integers(0, 1000),
+)
+def test_any_valid_image_gives_a_32x32_rgb_tensor(width, height, mode, fmt, seed) -> None:
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).convert(mode)
+    try:
+        data = encode(image, fmt)
+    except (OSError, ValueError, KeyError):
+        return  # this format cannot store this mode; nothing to decode
+    pixels(data)
+
+
+def _lossless(fmt: str) -> dict:
+    return {"lossless": True} if fmt == "WEBP" else {}

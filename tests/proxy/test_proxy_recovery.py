@@ -1,0 +1,116 @@
+"""The model server goes away, hangs, comes back, or rolls out a new version: the proxy
+answers 503 while it cannot reach it and recovers by itself, without a restart."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from proxy_images import photo_like
+from proxy_servers import ModelServerProcess, free_port
+
+from proxy.app import create_app
+from proxy.config import ProxyConfig
+
+PROTOCOLS = ("grpc", "rest")
+
+
+def predict(client) -> tuple[int, dict]:
+    response = client.post(
+        "/api/predict",
+        data={"file": (io.BytesIO(photo_like(3)), "a.jpg")},
+        content_type="multipart/form-data",
+    )
+    return response.status_code, response.get_json()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def server(tiny_model_base, tmp_path):
+    server = ModelServerProcess(tiny_model_base, tmp_path / "modelserver.log").start()
+    yield server
+    server.stop()
+
+
+def proxies(server: ModelServerProcess, **overrides) -> dict:
+    return {
+        protocol: create_app(
+            ProxyConfig(
+                grpc_address=server.grpc_address,
+                rest_url=server.rest_url,
+                protocol=protocol,
+                **overrides,
+            )
+        ).test_client()
+        for protocol in PROTOCOLS
+    }
+
+
+def test_stopped_then_restarted_model_server(server) -> None:
+    clients = proxies(server)
+    for client in clients.values():
+        assert predict(client)[0] == 200
+
+    server.stop()
+    for protocol, client in clients.items():
+        status, body = predict(client)
+        assert status == 503, (protocol, body)
+        assert "try again" in body["error"]
+        assert client.get("/readyz").status_code == 503
+
+    server.start()  # same ports
+    for client in clients.values():
+        eventually(lambda c=client: predict(c)[0] == 200)
+        assert client.get("/readyz").status_code == 200
+
+
+def test_new_version_is_picked_up_without_restart(server, add_model_version) -> None:
+    clients = proxies(server)
+    for client in clients.values():
+        assert predict(client)[1]["model"]["version"] == 1
+    add_model_version(server.base_path, 2)  # default policy: latest version only
+    for client in clients.values():
+        eventually(lambda c=client: predict(c)[1].get("model", {}).get("version") == 2)
+    # Once 2 is AVAILABLE the server unloads 1; neither proxy may fail on the way.
+    for client in clients.values():
+        for _ in range(5):
+            assert predict(client)[0] == 200
+
+
+def test_hanging_model_server_times_out_as_503() -> None:
+    """A port that accepts connections and never answers (a real socket, nothing mocked)."""
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+    accepted: list[socket.socket] = []
+
+    def accept_forever() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept_forever, daemon=True).start()
+    try:
+        address = f"127.0.0.1:{port}"
+        for protocol in PROTOCOLS:
+            config = ProxyConfig(
+                grpc_address=address, rest_url=f"http://{address}", protocol=protocol, timeout_s=1
+            )
+            status, body = predict(create_app(config).test_client())
+            assert status == 503, (protocol, body)
+            assert "model server" in body["error"].lower()
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
