@@ -50,7 +50,6 @@ The class names, normalisation statistics and export information are stored as v
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -67,7 +66,7 @@ from export.config import (
     TTA_ACCURACY_KEYS,
 )
 from export.warmup import write_warmup_requests
-from training.inference import make_logits_fn
+from training.inference import TTA_NAMES, make_logits_fn
 
 PIXELS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name=PIXELS_INPUT)
 BYTES_SPEC = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
@@ -169,13 +168,13 @@ def decode_batch(image_bytes: tf.Tensor, size: int = IMAGE_SIZE) -> tf.Tensor:
 class ServingModule(tf.Module):
     """The exported object: the Keras model, its metadata and the two serving signatures."""
 
-    def __init__(self, model: keras.Model, class_names: Sequence[str], meta: dict, tta: int):
+    def __init__(self, model: keras.Model, meta: dict, tta: int, info: dict):
         super().__init__(name="cifar10_serving")
         self.model = model
-        self.class_names = tf.Variable(list(class_names), trainable=False, name="class_names")
+        self.class_names = tf.Variable(meta["class_names"], trainable=False, name="class_names")
         self.mean = tf.Variable(meta["mean"], dtype=tf.float32, trainable=False, name="mean")
         self.std = tf.Variable(meta["std"], dtype=tf.float32, trainable=False, name="std")
-        self.info = tf.Variable(json.dumps(export_info(meta, tta)), trainable=False, name="info")
+        self.info = tf.Variable(json.dumps(info), trainable=False, name="info")
         self._logits = make_logits_fn(model, tta)
 
     def _predict(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -209,10 +208,11 @@ def choose_tta(meta: dict, requested: str = "auto") -> int:
     return max(sorted(recorded), key=lambda level: recorded[level])
 
 
-def export_info(meta: dict, tta: int) -> dict:
+def export_info(meta: dict, tta: int, extra: dict | None = None) -> dict:
     """What the SavedModel says about itself (assets/model_info.json and the `info` variable)."""
     accuracy_key = TTA_ACCURACY_KEYS[tta]
     return {
+        **(extra or {}),
         "class_names": list(meta["class_names"]),
         "mean": list(meta["mean"]),
         "std": list(meta["std"]),
@@ -224,22 +224,27 @@ def export_info(meta: dict, tta: int) -> dict:
         "expected_test_accuracy": meta.get(accuracy_key),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "tta_name": TTA_NAMES[tta],
     }
 
 
 def save_savedmodel(
-    model: keras.Model, meta: dict, out_dir: str | Path, tta: int = 0, warmup: bool = True
+    model: keras.Model,
+    meta: dict,
+    out_dir: str | Path,
+    tta: int = 0,
+    extra_info: dict | None = None,
 ) -> Path:
     """Write the SavedModel (+ assets and warm-up records) to `out_dir` and return it."""
     out_dir = Path(out_dir)
-    module = ServingModule(model, meta["class_names"], meta, tta)
+    info = export_info(meta, tta, extra_info)
+    module = ServingModule(model, meta, tta, info)
     signatures = {SERVING_SIGNATURE: module.serving_default, PIXELS_SIGNATURE: module.pixels}
     tf.saved_model.save(module, str(out_dir), signatures=signatures)
     (out_dir / LABELS_ASSET).parent.mkdir(exist_ok=True)
     (out_dir / LABELS_ASSET).write_text("\n".join(meta["class_names"]) + "\n")
-    (out_dir / INFO_ASSET).write_text(json.dumps(export_info(meta, tta), indent=2) + "\n")
-    if warmup:
-        write_warmup_requests(out_dir)
+    (out_dir / INFO_ASSET).write_text(json.dumps(info, indent=2) + "\n")
+    write_warmup_requests(out_dir)
     return out_dir
 
 

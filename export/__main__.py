@@ -1,0 +1,50 @@
+"""`python -m export --run-dir runs/x --base-path models/cifar10`: publish a run as a version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
+from export.publish import VersionExistsError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    ap.add_argument("--run-dir", required=True, help="a finished training run folder")
+    ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), help="TF Serving base path")
+    ap.add_argument("--version", type=int, help="version number (default: the next integer)")
+    ap.add_argument("--keep", type=int, help="after publishing, keep only the N newest versions")
+    ap.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default="auto",
+        help="test-time augmentation baked into the graph: 0 none, 1 flip, 2 flip+translate; "
+        "auto (default) = the level with the best test accuracy recorded in the run's meta.json",
+    )
+    ap.add_argument("--tflite", action="store_true", help="also write float32 and int8 .tflite")
+    ap.add_argument("--data", help="data for --tflite calibration/accuracy (default: the run's)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from export.export_run import export_run  # TensorFlow loads only after the arguments parse
+    from training.data import DataError
+
+    try:
+        result = export_run(
+            args.run_dir, args.base_path, args.version, args.keep, args.tta, args.tflite, args.data
+        )
+    except (VersionExistsError, DataError, FileNotFoundError, ValueError) as err:
+        print(f"export: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {result.version_dir} (signatures serving_default, pixels; TTA {result.tta})")
+    if result.report.get("tflite"):
+        print(json.dumps(result.report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

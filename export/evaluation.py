@@ -1,0 +1,122 @@
+"""Accuracy of an exported SavedModel, and its agreement with the Keras model it came from.
+
+Both signatures are measured: `pixels` on the decoded test arrays, `serving_default` on the
+original encoded files (what a REST client sends), so a preprocessing mismatch shows up.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from export.config import (
+    BYTES_INPUT,
+    IMAGE_SIZE,
+    PIXELS_INPUT,
+    PIXELS_SIGNATURE,
+    SERVING_SIGNATURE,
+)
+from export.encoded import EncodedImages, read_encoded
+from export.savedmodel import read_info
+from training.data import Dataset, decode_to_square
+from training.inference import predict_logits
+
+BATCH_SIZE = 500
+
+
+class ServedModel:
+    """A loaded SavedModel called through its two signatures, in batches."""
+
+    def __init__(self, path: str | Path, batch_size: int = BATCH_SIZE):
+        self.path = Path(path)
+        self.info = read_info(path)
+        self._loaded = tf.saved_model.load(str(path))  # keeps the signatures' variables alive
+        self.batch_size = batch_size
+
+    def pixels(self, images: np.ndarray) -> np.ndarray:
+        """uint8 [N, 32, 32, 3] -> probabilities [N, C]."""
+        return self._run(PIXELS_SIGNATURE, PIXELS_INPUT, images)
+
+    def serving_default(self, encoded: list[bytes]) -> np.ndarray:
+        """Encoded image files -> probabilities [N, C]."""
+        return self._run(SERVING_SIGNATURE, BYTES_INPUT, encoded)
+
+    def _run(self, signature: str, input_name: str, inputs) -> np.ndarray:
+        fn = self._loaded.signatures[signature]
+        chunks = [
+            fn(**{input_name: tf.constant(inputs[i : i + self.batch_size])})["probabilities"]
+            for i in range(0, len(inputs), self.batch_size)
+        ]
+        if not chunks:
+            return np.zeros((0, len(self.info["class_names"])), np.float32)
+        return np.concatenate([c.numpy() for c in chunks])
+
+
+def evaluate_saved_model(path: str | Path, dataset: Dataset) -> dict:
+    """Test accuracy through `pixels` (decoded arrays) and `serving_default` (original files).
+
+    The `serving_default` figure needs the data set's original files (an image-folder tree or
+    its tar); for other sources (the official pickles) it is None.
+    """
+    served = ServedModel(path)
+    names = served.info["class_names"]
+    if list(names) != list(dataset.class_names):
+        raise ValueError(f"{path} has classes {names}, the data {list(dataset.class_names)}")
+    top1 = served.pixels(dataset.test.images).argmax(1)
+    report = {
+        "saved_model": str(path),
+        "tta": served.info["tta"],
+        "test_images": len(dataset.test.labels),
+        "pixels_accuracy": _accuracy(top1, dataset.test.labels),
+        "serving_default_images": 0,
+        "serving_default_accuracy": None,
+    }
+    encoded = _original_test_files(dataset)
+    if encoded is not None:
+        top1 = served.serving_default(encoded.data).argmax(1)
+        report["serving_default_images"] = len(encoded)
+        report["serving_default_accuracy"] = _accuracy(top1, encoded.labels)
+    return report
+
+
+def agreement(path: str | Path, model: keras.Model, encoded: EncodedImages) -> dict:
+    """Share of images whose top-1 class is the Keras model's, per signature.
+
+    The Keras model sees the files decoded by Pillow (as training does) with the TTA level
+    the export baked in; `pixels` gets the same arrays; `serving_default` the original bytes.
+    """
+    exported = ServedModel(path)
+    tta = exported.info["tta"]
+    images = np.stack([decode_to_square(data, IMAGE_SIZE) for data in encoded.data])
+    keras_top1 = predict_logits(model, images, tta=tta).argmax(1)
+    pixels = exported.pixels(images).argmax(1)
+    served = exported.serving_default(encoded.data).argmax(1)
+    return {
+        "images": len(encoded),
+        "tta": tta,
+        "pixels_agreement": float(np.mean(pixels == keras_top1)),
+        "serving_default_agreement": float(np.mean(served == keras_top1)),
+        "keras_accuracy": _accuracy(keras_top1, encoded.labels),
+        "pixels_accuracy": _accuracy(pixels, encoded.labels),
+        "serving_default_accuracy": _accuracy(served, encoded.labels),
+        "serving_default_disagreements": [
+            encoded.names[i] for i in np.flatnonzero(served != keras_top1)[:20]
+        ],
+    }
+
+
+def _original_test_files(dataset: Dataset) -> EncodedImages | None:
+    source = Path(dataset.source)
+    try:
+        encoded = read_encoded(source, "test")
+    except (OSError, ValueError, tarfile.TarError):  # not an image-folder source
+        return None
+    return encoded if encoded.class_names == tuple(dataset.class_names) else None
+
+
+def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(predicted == labels)) if len(labels) else float("nan")

@@ -1,0 +1,77 @@
+"""Export a finished training run as the next version of a TF Serving base path.
+
+Loads the run's final weights in float32, bakes in the TTA level that gave the best test
+accuracy (unless told otherwise), writes the SavedModel (and optionally TFLite models with
+their accuracy beside the SavedModel's) into a hidden temp folder and publishes it atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from export.evaluation import evaluate_saved_model
+from export.publish import publish
+from export.savedmodel import choose_tta, save_savedmodel
+from export.tflite import calibration_sample, export_tflite
+from training.data import load_dataset
+from training.models import load_for_inference
+
+REPORT_FILE = "export_report.json"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    version_dir: Path
+    tta: int
+    report: dict
+
+
+def export_run(
+    run_dir: str | Path,
+    base_path: str | Path,
+    version: int | None = None,
+    keep: int | None = None,
+    tta: str = "auto",
+    tflite: bool = False,
+    data: str | None = None,
+) -> ExportResult:
+    """Publish `run_dir` under `base_path`; with `tflite`, `data` supplies images to measure."""
+    model, meta = load_for_inference(run_dir)
+    level = choose_tta(meta, tta)
+    extra = {
+        "source_run": str(run_dir),
+        "command": meta.get("command"),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    report: dict = {"tta": level}
+
+    def write(tmp: Path) -> None:
+        save_savedmodel(model, meta, tmp, level, extra)
+        if tflite:
+            report.update(_measure_with_tflite(model, tmp, data or meta["data"]))
+            (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+
+    version_dir = publish(write, base_path, version, keep)
+    return ExportResult(version_dir, level, report)
+
+
+def _measure_with_tflite(model, saved_model_dir: Path, data: str) -> dict:
+    """TFLite float/int8 files plus the test accuracy of all three formats on the same images."""
+    dataset = load_dataset(data)
+    saved = evaluate_saved_model(saved_model_dir, dataset)
+    saved["bytes"] = _folder_bytes(saved_model_dir)
+    lite = export_tflite(
+        model,
+        saved_model_dir,
+        calibration_sample(dataset.train.images),
+        dataset.test.images,
+        dataset.test.labels,
+    )
+    return {"savedmodel": saved, "tflite": lite}
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
