@@ -1,0 +1,30 @@
+"""gunicorn settings for the proxy (used by scripts/serve.py; the container may pass the
+same values as flags). Environment: PROXY_HOST, PROXY_PORT, GUNICORN_WORKERS,
+GUNICORN_THREADS, GUNICORN_ACCESS_LOG=1, PROMETHEUS_MULTIPROC_DIR.
+
+gthread workers: the per-request work is Pillow decoding and a model-server call, both of
+which release the GIL, so a few threads per process keep the CPU busy at low memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+bind = f"{os.environ.get('PROXY_HOST', '127.0.0.1')}:{os.environ.get('PROXY_PORT', '5000')}"
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+graceful_timeout = 10
+timeout = 60
+accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") == "1" else None
+errorlog = "-"
+loglevel = "info"
+
+
+def child_exit(server, worker) -> None:
+    """Drop a dead worker's live gauges from the multiprocess metrics (prometheus_client)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,206 @@
+"""`make serve`: the local model server and the proxy together, stopped together.
+
+Starts `python -m modelserver` on $GRPC_PORT/$REST_PORT with the model in $MODEL_BASE_PATH,
+waits until a version is AVAILABLE, starts the proxy under gunicorn on $PROXY_PORT, waits
+for /readyz, prints the URL, and on Ctrl-C / SIGTERM (or if either child dies) stops the
+proxy, then the model server. Both children run in their own session, so a Ctrl-C reaches
+only this script, which shuts them down in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_NAME = "cifar10"
+START_TIMEOUT_S = 300
+STOP_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where everything listens; from the environment, DESIGN.md defaults."""
+
+    base_path: Path
+    grpc_port: int
+    rest_port: int
+    proxy_port: int
+    proxy_host: str
+
+    @classmethod
+    def from_env(cls) -> Stack:
+        env = os.environ
+        return cls(
+            base_path=Path(env.get("MODEL_BASE_PATH") or "models/cifar10").resolve(),
+            grpc_port=int(env.get("GRPC_PORT") or 8500),
+            rest_port=int(env.get("REST_PORT") or 8501),
+            proxy_port=int(env.get("PROXY_PORT") or 5000),
+            proxy_host=env.get("PROXY_HOST") or "127.0.0.1",
+        )
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.proxy_host in ("127.0.0.1", "0.0.0.0") else self.proxy_host
+        return f"http://{host}:{self.proxy_port}/"
+
+
+class Stopped(Exception):
+    """Raised from the signal handler to unwind into the orderly shutdown."""
+
+
+def main() -> int:
+    stack = Stack.from_env()
+    problem = preflight(stack)
+    if problem:
+        print(f"serve: {problem}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, raise_stopped)
+    metrics_dir = tempfile.mkdtemp(prefix="proxy-metrics-")
+    children: list[subprocess.Popen] = []
+    try:
+        ports = f"gRPC {stack.grpc_port}, REST {stack.rest_port}"
+        say(f"starting the model server on {ports} with {stack.base_path}")
+        children.append(start(model_server_command(stack)))
+        wait_for(lambda: model_available(stack), children, "the model server")
+        say(f"starting the proxy on port {stack.proxy_port}")
+        children.append(start(proxy_command(), proxy_env(stack, metrics_dir)))
+        wait_for(lambda: proxy_ready(stack), children, "the proxy")
+        say(f"ready: open {stack.url}   (Ctrl-C stops both)")
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        say("a child process exited; stopping the other")
+        return 1
+    except Stopped:
+        say("stopping")
+        return 0
+    except RuntimeError as error:
+        say(str(error))
+        return 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for child in reversed(children):  # proxy first, then the model server
+            stop(child)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def preflight(stack: Stack) -> str | None:
+    """A clear message for the mistakes a first run makes (no model, port taken)."""
+    versions = [p for p in stack.base_path.glob("*") if p.is_dir() and p.name.isdigit()]
+    if not versions:
+        return (
+            f"no model version folder in {stack.base_path}: train and export one "
+            "(make train && make export) or set MODEL_BASE_PATH"
+        )
+    for name in ("grpc_port", "rest_port", "proxy_port"):
+        port = getattr(stack, name)
+        if port_in_use(port):
+            return f"port {port} is already in use; choose another with {name.upper()}=..."
+    return None
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def model_server_command(stack: Stack) -> list[str]:
+    return [
+        sys.executable, "-m", "modelserver",
+        f"--port={stack.grpc_port}", f"--rest_api_port={stack.rest_port}",
+        f"--model_name={MODEL_NAME}", f"--model_base_path={stack.base_path}",
+        "--host=127.0.0.1",
+    ]  # fmt: skip
+
+
+def proxy_command() -> list[str]:
+    conf = ROOT / "proxy" / "gunicorn_conf.py"
+    return [sys.executable, "-m", "gunicorn", "-c", str(conf), "proxy.app:create_app()"]
+
+
+def proxy_env(stack: Stack, metrics_dir: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        MODEL_SERVER_GRPC=f"127.0.0.1:{stack.grpc_port}",
+        MODEL_SERVER_REST=f"http://127.0.0.1:{stack.rest_port}",
+        MODEL_NAME=MODEL_NAME,
+        PROXY_PORT=str(stack.proxy_port),
+        PROXY_HOST=stack.proxy_host,
+        PROMETHEUS_MULTIPROC_DIR=metrics_dir,
+    )
+    return env
+
+
+def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop(child: subprocess.Popen) -> None:
+    """SIGTERM, wait, then SIGKILL: never leave a child behind."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not ready():
+        if any(child.poll() is not None for child in children):
+            raise RuntimeError(f"{what} exited during start-up (see its log above)")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} was not ready after {START_TIMEOUT_S} s")
+        time.sleep(0.3)
+
+
+def model_available(stack: Stack) -> bool:
+    status = get_json(f"http://127.0.0.1:{stack.rest_port}/v1/models/{MODEL_NAME}")
+    rows = (status or {}).get("model_version_status", [])
+    return any(row.get("state") == "AVAILABLE" for row in rows)
+
+
+def proxy_ready(stack: Stack) -> bool:
+    return get_json(f"http://127.0.0.1:{stack.proxy_port}/readyz") is not None
+
+
+def get_json(url: str) -> dict | None:
+    """The JSON body of a 200 answer, or None for anything else (not up yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped
+
+
+def say(message: str) -> None:
+    print(f"serve: {message}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""scripts/serve.py (`make serve`): both servers up, the URL printed, both stopped cleanly."""
+
+from __future__ import annotations
+
+import io
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from proxy_images import photo_like
+from proxy_servers import ROOT, child_env, free_port, stop_process
+
+
+class ServeProcess:
+    """`python -m scripts.serve` with its output collected line by line."""
+
+    def __init__(self, base_path: Path, **ports: int) -> None:
+        env = {k.upper(): str(v) for k, v in ports.items()}
+        self.ports = ports
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "scripts.serve"],
+            cwd=ROOT,
+            env=child_env(MODEL_BASE_PATH=str(base_path), **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['proxy_port']}"
+
+    def _collect(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def wait_for_line(self, fragment: str, timeout: float = 300) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if fragment in line]
+            if found:
+                return found[0]
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"{fragment!r} not printed; output:\n{''.join(self.lines)[-4000:]}")
+
+    def stop(self) -> int | None:
+        return stop_process(self.process)
+
+
+def start_stack(base_path: Path) -> ServeProcess:
+    ports = {"grpc_port": free_port(), "rest_port": free_port(), "proxy_port": free_port()}
+    return ServeProcess(base_path, **ports)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def stack(tiny_model_base):
+    serve = start_stack(tiny_model_base)
+    yield serve
+    serve.stop()
+
+
+def test_serve_starts_prints_the_url_and_stops_both(stack) -> None:
+    line = stack.wait_for_line("ready: open")
+    assert f"http://localhost:{stack.ports['proxy_port']}/" in line
+
+    assert requests.get(f"{stack.url}/", timeout=10).status_code == 200
+    files = {"file": ("a.jpg", io.BytesIO(photo_like(0)), "image/jpeg")}
+    answer = requests.post(f"{stack.url}/api/predict", files=files, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == {"name": "cifar10", "version": 1}
+    # gunicorn runs several workers; the multiprocess registry adds their counts up.
+    metrics = requests.get(f"{stack.url}/metrics", timeout=10).text
+    assert (
+        'proxy_http_requests_total{endpoint="/api/predict",method="POST",status="200"}' in metrics
+    )
+
+    stack.process.send_signal(signal.SIGTERM)
+    assert stack.process.wait(60) == 0
+    assert "stopping" in "".join(stack.lines)
+    for name, port in stack.ports.items():
+        assert not listening(port), f"{name} {port} still open after serve exited"
+
+
+def test_serve_explains_a_missing_model(tmp_path) -> None:
+    done = run_serve(MODEL_BASE_PATH=str(tmp_path / "nothing"), PROXY_PORT=str(free_port()))
+    assert done.returncode == 2
+    assert "no model version folder" in done.stderr and "make export" in done.stderr
+
+
+def test_serve_explains_a_busy_port(tiny_model_base) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = run_serve(MODEL_BASE_PATH=str(tiny_model_base), PROXY_PORT=str(port))
+    assert done.returncode == 2
+    assert f"port {port} is already in use" in done.stderr and "PROXY_PORT" in done.stderr
+
+
+def run_serve(**env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.serve"],
+        cwd=ROOT,
+        env=child_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
