@@ -85,11 +85,12 @@ def decode_rgb(data: tf.Tensor) -> tf.Tensor:
 
 def _format_branch(data: tf.Tensor) -> tf.Tensor:
     """0 other (GIF, JPEG XL, or not an image), 1 JPEG, 2 PNG or WebP, 3 BMP, by magic bytes."""
-    head = tf.strings.substr(data, 0, 8)
+    # Padded, so that strings shorter than a header reach the decoder and its clear error.
+    head = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
     is_jpeg = tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff"
-    is_png = head == b"\x89PNG\r\n\x1a\n"
+    is_png = tf.strings.substr(head, 0, 8) == b"\x89PNG\r\n\x1a\n"
     is_webp = tf.logical_and(
-        tf.strings.substr(head, 0, 4) == b"RIFF", tf.strings.substr(data, 8, 4) == b"WEBP"
+        tf.strings.substr(head, 0, 4) == b"RIFF", tf.strings.substr(head, 8, 4) == b"WEBP"
     )
     is_bmp = tf.strings.substr(head, 0, 2) == b"BM"
     branch = tf.where(is_jpeg, 1, tf.where(tf.logical_or(is_png, is_webp), 2, 0))

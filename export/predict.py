@@ -1,0 +1,71 @@
+"""`python -m export.predict photo.jpg [more.jpg ...]`: top-3 classes of photos, for humans.
+
+Sends each file's bytes through the SavedModel's `serving_default` signature, exactly what a
+REST client of the model server gets. `--model` is a base path (its newest version is used)
+or one version folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from export.config import DEFAULT_BASE_PATH
+
+
+def resolve_model(path: str | Path) -> Path:
+    """A version folder as given, or the newest numbered version under a base path."""
+    from export.publish import latest_version_dir
+
+    path = Path(path)
+    return path if (path / "saved_model.pb").is_file() else latest_version_dir(path)
+
+
+def format_top(name: str, probabilities, class_names, k: int) -> str:
+    order = probabilities.argsort()[::-1][:k]
+    rows = [f"  {class_names[i]:<12s} {probabilities[i]:7.2%}" for i in order]
+    return "\n".join([name, *rows])
+
+
+def short_reason(err: Exception) -> str:
+    """The decoder's own sentence out of a TensorFlow graph error (or the OS error)."""
+    message = getattr(err, "message", str(err))
+    noise = ("Graph execution error", "Detected at", "<stack", "[[", " ", "\t")
+    lines = [line for line in message.splitlines() if line.strip() and not line.startswith(noise)]
+    return lines[0] if lines else message
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m export.predict", description=__doc__)
+    ap.add_argument("images", nargs="+", type=Path, help="JPEG/PNG/GIF/BMP files")
+    ap.add_argument("--model", default=str(DEFAULT_BASE_PATH), help="base path or version folder")
+    ap.add_argument("-k", type=int, default=3, help="how many classes to show (default 3)")
+    args = ap.parse_args(argv)
+    try:
+        version_dir = resolve_model(args.model)
+    except FileNotFoundError as err:
+        print(f"predict: {err}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # a human reads this output
+    import tensorflow as tf
+
+    from export.evaluation import ServedModel
+
+    model = ServedModel(version_dir)
+    print(f"model: {version_dir} (TTA {model.info['tta_name']})")
+    failed = 0
+    for path in args.images:
+        try:
+            probabilities = model.serving_default([path.read_bytes()])[0]
+        except (OSError, tf.errors.InvalidArgumentError) as err:
+            print(f"{path}: cannot classify: {short_reason(err)}", file=sys.stderr)
+            failed += 1
+            continue
+        print(format_top(str(path), probabilities, model.info["class_names"], args.k))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
