@@ -55,12 +55,13 @@ class ServerOptions:
     enable_batching: bool = False
     batching_parameters_file: str = ""
     model_config_file: str = ""
-    model_config_file_poll_wait_seconds: float = 0
+    # Both poll intervals accept fractions here (TF Serving: whole seconds), for fast tests.
+    model_config_file_poll_wait_seconds: float = 0.0
     model_name: str = "default"
     model_base_path: str = ""
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000
-    file_system_poll_wait_seconds: float = 1
+    file_system_poll_wait_seconds: float = 1.0
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
     grpc_max_threads: int = 64

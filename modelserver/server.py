@@ -88,7 +88,7 @@ class ModelServer:
         self._start_rest()
         if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
             threading.Thread(
-                target=self._poll_config_file, args=(config,), name="config-poller", daemon=True
+                target=self._poll_config_file, name="config-poller", daemon=True
             ).start()
 
     def _start_grpc(self) -> None:
@@ -125,16 +125,18 @@ class ModelServer:
         log.info("Reloading model config: %s", [m.name for m in config.model_config_list.config])
         self.manager.apply_config(config, wait=True)
 
-    def _poll_config_file(self, applied: model_server_config_pb2.ModelServerConfig) -> None:
+    def _poll_config_file(self) -> None:
+        """Re-reads --model_config_file and applies it whenever it differs from the config in
+        force. Like tensorflow_model_server, this also undoes a different config installed by
+        HandleReloadConfigRequest in the meantime: the file wins."""
         interval = self.options.model_config_file_poll_wait_seconds
         while not self._stopped.wait(interval):
             try:
                 config = read_text_proto(
                     self.options.model_config_file, model_server_config_pb2.ModelServerConfig()
                 )
-                if config != applied:
+                if config != self.manager.current_config:
                     self.reload_config(config)
-                    applied = config
             except ServingError as error:
                 log.error("Config file reload failed: %s", error.message)
 

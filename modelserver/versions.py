@@ -107,6 +107,7 @@ class VersionManager:
         # Request routing: replaced wholesale, never mutated, so readers need no lock.
         self._serving: dict[str, dict[int, Servable]] = {}
         self._labels: dict[str, dict[str, int]] = {}
+        self.current_config = model_server_config_pb2.ModelServerConfig()
         self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._manage_loop, name="version-manager", daemon=True),
@@ -129,6 +130,7 @@ class VersionManager:
                 # label in the *startup* config fails unless its version is already AVAILABLE.
                 self._labels = self._build_label_map(config.model_config_list)
                 new_names = self._replace_models(config.model_config_list)
+                self.current_config = config
             for name in list(new_names) + [m for m in self._models if m not in new_names]:
                 self._poll(name)
             if wait:

@@ -6,6 +6,7 @@ Models come from the shared fixtures in tests/conftest.py (`tiny_savedmodel`,
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -122,6 +123,16 @@ class ServerProcess:
         self._log.close()
 
 
+@contextlib.contextmanager
+def running_server(args: list[str], log_path: Path) -> Iterator[ServerProcess]:
+    """A started, ready server that is stopped on exit."""
+    server = ServerProcess(args, log_path)
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def start_server(tmp_path) -> Iterator[Callable[..., ServerProcess]]:
     """start_server(*flags, ready=True) -> ServerProcess; all stopped after the test."""
@@ -174,16 +185,13 @@ def api_server(tmp_path_factory, tiny_savedmodel) -> Iterator[ServerProcess]:
     monitoring.write_text(
         'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }'
     )
-    server = ServerProcess(
-        [f"--model_name={MODEL}", f"--model_base_path={base}",
-         f"--monitoring_config_file={monitoring}", "--max_request_bytes=1048576",
-         "--file_system_poll_wait_seconds=0"],
-        folder / "modelserver.log",
-    )  # fmt: skip
-    try:
-        yield server.wait_ready()
-    finally:
-        server.stop()
+    args = [
+        f"--model_name={MODEL}", f"--model_base_path={base}",
+        f"--monitoring_config_file={monitoring}", "--max_request_bytes=1048576",
+        "--file_system_poll_wait_seconds=0",
+    ]  # fmt: skip
+    with running_server(args, folder / "modelserver.log") as server:
+        yield server
 
 
 def encode_image(fmt: str = "PNG", size: tuple[int, int] = (40, 30), seed: int = 0) -> bytes:

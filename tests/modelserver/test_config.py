@@ -119,7 +119,7 @@ def test_version_folder_names_parse_like_simple_atoi():
     assert [parse_version(n) for n in ["1", "0007", " 3 ", "+4"]] == [1, 7, 3, 4]
     assert [
         parse_version(n) for n in ["1.tmp", ".tmp-3", "tmp", "", "1_0", "99999999999999999999"]
-    ] == [None] * 6  # noqa: E501
+    ] == [None] * 6
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,6 @@ def test_version_folder_names_parse_like_simple_atoi():
     ],
 )
 def test_version_policies_choose_aspired_versions(policy, expected):
-    proto = text_format.Parse(
-        policy, file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
-    )  # fmt: skip
+    policy_type = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig
+    proto = text_format.Parse(policy, policy_type.ServableVersionPolicy())
     assert aspired_versions(proto, [1, 3, 5], "m") == expected

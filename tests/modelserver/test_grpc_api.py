@@ -189,7 +189,10 @@ def test_model_status_over_grpc(api_server):
         grpc.StatusCode.NOT_FOUND, f"Could not find version 7 of model {MODEL}"
     )  # fmt: skip
     missing = rpc_error(stub.GetModelStatus, get_model_status_pb2.GetModelStatusRequest())
-    assert (missing.code(), missing.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+    assert (missing.code(), missing.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Missing ModelSpec",
+    )
 
 
 def test_classify_regress_multi_inference_are_unimplemented(api_server):
@@ -227,6 +230,8 @@ def test_grpc_requests_are_counted_in_metrics(api_server):
     api_server.prediction_stub().Predict(pixels_request(), timeout=30)
     rpc_error(api_server.prediction_stub().Predict, pixels_request(name="nope"))
     page = api_server.metrics()
-    assert ':tensorflow:serving:request_latency_count{model_name="cifar10",API="Predict",' \
+    assert (
+        ':tensorflow:serving:request_latency_count{model_name="cifar10",API="Predict",'
         'entrypoint="GRPC"}' in page
+    )
     assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in page

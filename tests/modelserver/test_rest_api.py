@@ -89,7 +89,8 @@ def test_metadata_lists_every_signature_def(rest):
         (f"/v1/models/{MODEL}/versions/9/metadata", 404,
          f"Servable not found for request: Specific({MODEL}, 9)"),
         ("/v1/models/nope/metadata", 404, "Servable not found for request: Latest(nope)"),
-        (f"/v1/models/{MODEL}/labels/nope/metadata", 400, "Unrecognized servable version label: nope"),
+        (f"/v1/models/{MODEL}/labels/nope/metadata", 400,
+         "Unrecognized servable version label: nope"),
     ],
 )  # fmt: skip
 def test_metadata_errors(rest, path, status, message):
@@ -188,7 +189,8 @@ PLAIN_ERRORS = [
      "Input images has shape [1,3]"),
     ({"instances": ["x"]}, "/versions/9:predict", 404,
      f"Servable not found for request: Specific({MODEL}, 9)"),
-    ({"instances": ["x"]}, "/labels/nope:predict", 400, "Unrecognized servable version label: nope"),
+    ({"instances": ["x"]}, "/labels/nope:predict", 400,
+     "Unrecognized servable version label: nope"),
     ({"examples": [{"x": 1}]}, ":classify", 400, "Expected one or two output Tensors, found 3"),
     ({"instances": [1]}, ":classify", 400, "When method is classify, key 'examples' is expected"),
     ({"examples": [{"x": 1}]}, ":regress", 400, "Expected one output Tensor."),
@@ -215,7 +217,8 @@ def test_unknown_model_is_404_but_malformed_json_to_it_is_400(rest):
 @pytest.mark.parametrize(
     ("method", "path", "message"),
     [
-        ("GET", f"/v1/models/{MODEL}:predict", f"Malformed request: GET /v1/models/{MODEL}:predict"),
+        ("GET", f"/v1/models/{MODEL}:predict",
+         f"Malformed request: GET /v1/models/{MODEL}:predict"),
         ("POST", f"/v1/models/{MODEL}", f"Malformed request: POST /v1/models/{MODEL}"),
         ("POST", f"/v1/models/{MODEL}/metadata", "Malformed request"),
         ("POST", f"/v1/models/{MODEL}:explain", "Malformed request"),

@@ -1,0 +1,137 @@
+"""--enable_batching merges concurrent requests into one model call (reference §6); the
+merge is proved with the server's own batching metrics."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import grpc
+import numpy as np
+import pytest
+import requests
+from conftest import MODEL, encode_image, running_server
+
+tf = pytest.importorskip("tensorflow")
+from tensorflow_serving.apis import predict_pb2  # noqa: E402
+
+CLIENTS = 8
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory, model_base_v1):
+    tmp_path = tmp_path_factory.mktemp("batching")
+    batching = tmp_path / "batching.config"
+    # A long timeout so that concurrent requests surely meet in one batch; padding to 4 or 8.
+    batching.write_text(
+        "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 300000 }\n"
+        "num_batch_threads { value: 1 }\nallowed_batch_sizes: 4\nallowed_batch_sizes: 8\n"
+    )
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text("prometheus_config { enable: true }")
+    args = [
+        f"--model_name={MODEL}", f"--model_base_path={model_base_v1}", "--enable_batching",
+        f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",
+        "--rest_api_enable_cors_support",
+    ]  # fmt: skip
+    with running_server(args, tmp_path / "modelserver.log") as server:
+        yield server
+
+
+def metric(page: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^:tensorflow:serving:{name}\{{{re.escape(labels)}\}} (\S+)$", page, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def pixels_request(images: np.ndarray) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "pixels"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+    return request
+
+
+def bytes_request(data: bytes) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
+    return request
+
+
+def concurrently(stub, requests_: list) -> list:
+    """Sends all requests at the same moment; returns responses or RpcErrors in order."""
+    results: list = [None] * len(requests_)
+    barrier = threading.Barrier(len(requests_))
+
+    def send(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = stub.Predict(requests_[index], timeout=60)
+        except grpc.RpcError as error:
+            results[index] = error
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests_))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_requests_are_merged_into_fewer_model_calls(batching_server):
+    stub = batching_server.prediction_stub()
+    images = np.random.default_rng(2).integers(0, 256, (CLIENTS, 32, 32, 3), dtype=np.uint8)
+    before = batching_server.metrics()
+    responses = concurrently(stub, [pixels_request(images[i : i + 1]) for i in range(CLIENTS)])
+    page = batching_server.metrics()
+    labels = f'model_name="{MODEL}",op_name="pixels"'
+    tasks = metric(page, "batching:input_batch_size_count", labels) - metric(
+        before, "batching:input_batch_size_count", labels
+    )
+    runs = metric(page, "batching_session:wrapped_run_count") - metric(
+        before, "batching_session:wrapped_run_count"
+    )
+    assert tasks == CLIENTS
+    assert 1 <= runs < CLIENTS, page  # merged: fewer model calls than requests
+    assert metric(page, "batching:processed_batch_size_sum", labels) >= CLIENTS
+    # Each client still gets exactly its own row, equal to what the whole batch computes.
+    whole = tf.make_ndarray(stub.Predict(pixels_request(images), timeout=60).outputs["scores"])
+    for index, response in enumerate(responses):
+        row = tf.make_ndarray(response.outputs["scores"])
+        np.testing.assert_allclose(row, whole[index : index + 1], rtol=1e-5, atol=1e-6)
+
+
+def test_small_batches_are_padded_to_an_allowed_size(batching_server):
+    stub = batching_server.prediction_stub()
+    response = stub.Predict(pixels_request(np.zeros((1, 32, 32, 3), np.uint8)), timeout=60)
+    assert [d.size for d in response.outputs["scores"].tensor_shape.dim] == [1, 10]
+    page = batching_server.metrics()
+    labels = f'model_name="{MODEL}",op_name="pixels"'
+    assert metric(page, "batching:padding_size_sum", labels) >= 3  # 1 image padded to 4
+
+
+def test_a_batch_larger_than_max_batch_size_is_refused(batching_server):
+    with pytest.raises(grpc.RpcError) as caught:
+        batching_server.prediction_stub().Predict(
+            pixels_request(np.zeros((9, 32, 32, 3), np.uint8)), timeout=60
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "Task size 9 is larger than maximum input batch size 8"
+
+
+def test_one_bad_image_in_a_merged_batch_fails_only_its_own_request(batching_server):
+    good = [bytes_request(encode_image("PNG", seed=i)) for i in range(3)]
+    results = concurrently(batching_server.prediction_stub(), [*good, bytes_request(b"junk")])
+    assert all(isinstance(r, predict_pb2.PredictResponse) for r in results[:3]), results
+    assert results[3].code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_rest_goes_through_the_batcher_and_cors_headers_are_sent(batching_server):
+    url = f"{batching_server.rest}/v1/models/{MODEL}"
+    body = {"signature_name": "pixels", "instances": np.zeros((2, 32, 32, 3), int).tolist()}
+    response = requests.post(f"{url}:predict", json=body, timeout=60)
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["Access-Control-Allow-Methods"] == "POST, GET"
+    preflight = requests.options(url, headers={"Origin": "http://localhost:5000"}, timeout=10)
+    assert (preflight.status_code, preflight.text) == (200, "")

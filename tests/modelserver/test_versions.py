@@ -1,0 +1,263 @@
+"""Version rollout, rollback, broken versions, policies, labels and config reload, with a real
+server watching a real base path (reference §1, §2)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import Counter
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import requests
+from conftest import MODEL, model_config_entry, write_models_config
+from google.protobuf import text_format
+
+tf = pytest.importorskip("tensorflow")
+from tensorflow_serving.apis import model_management_pb2, predict_pb2  # noqa: E402
+from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
+
+FAST_POLL = "--file_system_poll_wait_seconds=0.2"
+IMAGES = np.random.default_rng(1).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+
+
+def pixels_request(version: int | None = None, label: str | None = None):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.model_spec.signature_name = "pixels"
+    if version is not None:
+        request.model_spec.version.value = version
+    if label is not None:
+        request.model_spec.version_label = label
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(IMAGES))
+    return request
+
+
+class Load:
+    """Clients sending Predicts without pause (gRPC and REST) until stopped."""
+
+    def __init__(self, server, grpc_clients: int = 3, rest_clients: int = 2) -> None:
+        self.versions: Counter[int] = Counter()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        stub = server.prediction_stub()
+        url = f"{server.rest}/v1/models/{MODEL}:predict"
+        self._threads = [
+            threading.Thread(target=self._grpc, args=(stub,)) for _ in range(grpc_clients)
+        ]
+        self._threads += [
+            threading.Thread(target=self._rest, args=(url,)) for _ in range(rest_clients)
+        ]
+
+    def _record(self, version: int | None, error: str | None) -> None:
+        with self._lock:
+            if error is not None:
+                self.errors.append(error)
+            else:
+                self.versions[version] += 1
+
+    def _grpc(self, stub) -> None:
+        request = pixels_request()
+        while not self._stop.is_set():
+            try:
+                self._record(stub.Predict(request, timeout=30).model_spec.version.value, None)
+            except grpc.RpcError as error:
+                self._record(None, f"gRPC {error.code()}: {error.details()}")
+
+    def _rest(self, url: str) -> None:
+        body = {"signature_name": "pixels", "inputs": IMAGES.tolist()}
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                response = session.post(url, json=body, timeout=30)
+                error = None if response.status_code == 200 else f"REST {response.text}"
+                self._record(0 if error is None else None, error)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def remove_version(base: Path, version: int) -> None:
+    """Like export's pruning: rename out of sight first, then delete."""
+    hidden = base / f".removed-{version}"
+    os.rename(base / str(version), hidden)
+    shutil.rmtree(hidden)
+
+
+def test_rollout_and_rollback_under_load_lose_no_request(start_server, tiny_model_base,
+                                                         add_model_version):  # fmt: skip
+    server = start_server(
+        f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}", FAST_POLL
+    )
+    with Load(server) as load:
+        add_model_version(tiny_model_base, 2)
+        server.wait_states({2: "AVAILABLE", 1: "END"})
+        # Unversioned requests move to version 2 once it is AVAILABLE.
+        assert (
+            server.prediction_stub().Predict(pixels_request(), timeout=30).model_spec.version.value
+            == 2
+        )
+        remove_version(tiny_model_base, 2)
+        # Rollback: version 1 is re-loaded from disk before version 2 is unloaded.
+        server.wait_states({1: "AVAILABLE", 2: "END"})
+        seen_during_rollback = sum(load.versions.values())
+    assert load.errors == []
+    assert load.versions[1] > 0 and load.versions[2] > 0 and load.versions[0] > 0
+    assert sum(load.versions.values()) > seen_during_rollback > 0
+    status = requests.get(f"{server.rest}/v1/models/{MODEL}", timeout=10).json()
+    assert [s["version"] for s in status["model_version_status"]] == ["2", "1"]  # newest first
+    assert (
+        server.prediction_stub().Predict(pixels_request(), timeout=30).model_spec.version.value == 1
+    )
+    log = server.log()
+    assert "Successfully loaded servable version {name: cifar10 version: 2}" in log
+    assert "Unloaded servable version {name: cifar10 version: 2}" in log
+
+
+def _publish_broken(base: Path, version: int, source: Path, damage) -> None:
+    temp = base / f".tmp-broken-{version}"
+    shutil.copytree(source, temp)
+    damage(temp)
+    os.rename(temp, base / str(version))
+
+
+def _truncate_graph(folder: Path) -> None:
+    graph = folder / "saved_model.pb"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+
+
+def _drop_variables(folder: Path) -> None:
+    shutil.rmtree(folder / "variables")
+
+
+def test_broken_versions_are_reported_and_the_old_one_keeps_serving(
+    start_server, tiny_model_base, tiny_savedmodel, add_model_version
+):
+    server = start_server(
+        f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}", FAST_POLL,
+        "--max_num_load_retries=1", "--load_retry_interval_micros=200000",
+    )  # fmt: skip
+    for name in (".tmp-7", "abc", "8.tmp"):  # not versions: ignored
+        shutil.copytree(tiny_savedmodel(1), tiny_model_base / name)
+    with Load(server, grpc_clients=2, rest_clients=1) as load:
+        for version, damage in ((2, _truncate_graph), (3, _drop_variables)):
+            _publish_broken(tiny_model_base, version, tiny_savedmodel(1), damage)
+            server.wait_states({version: "END", 1: "AVAILABLE"})
+        add_model_version(tiny_model_base, 4)
+        server.wait_states({4: "AVAILABLE", 1: "END"})
+    assert load.errors == [] and load.versions[1] > 0
+    status = requests.get(f"{server.rest}/v1/models/{MODEL}", timeout=10).json()
+    by_version = {int(s["version"]): s for s in status["model_version_status"]}
+    assert set(by_version) == {1, 2, 3, 4}
+    for version in (2, 3):
+        assert by_version[version]["state"] == "END"
+        assert by_version[version]["status"]["error_code"] != "OK"
+        assert by_version[version]["status"]["error_message"]
+    assert by_version[4]["status"] == {"error_code": "OK", "error_message": ""}
+    log = server.log()
+    assert "Retrying load of {name: cifar10 version: 2}" in log
+    assert "Loading servable: {name: cifar10 version: 2}" in log and "failed" in log
+
+
+def _reload(server, text: str) -> model_management_pb2.ReloadConfigResponse:
+    request = model_management_pb2.ReloadConfigRequest()
+    config_list = text_format.Parse(text, model_server_config_pb2.ModelConfigList())
+    request.config.model_config_list.CopyFrom(config_list)
+    return server.model_stub().HandleReloadConfigRequest(request, timeout=120)
+
+
+def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_model_base,
+                                                    add_model_version):  # fmt: skip
+    add_model_version(tiny_model_base, 2)
+    config = write_models_config(tmp_path / "models.config",
+                                 model_config_entry(tiny_model_base, "all {}"))  # fmt: skip
+    server = start_server(f"--model_config_file={config}", FAST_POLL)
+    server.wait_states({1: "AVAILABLE", 2: "AVAILABLE"})
+    stub = server.prediction_stub()
+
+    _reload(server, model_config_entry(tiny_model_base, "all {}", {"stable": 1, "canary": 2}))
+    assert stub.Predict(pixels_request(label="stable"), timeout=30).model_spec.version.value == 1
+    assert stub.Predict(pixels_request(label="canary"), timeout=30).model_spec.version.value == 2
+    rest = requests.post(
+        f"{server.rest}/v1/models/{MODEL}/labels/stable:predict",
+        json={"signature_name": "pixels", "inputs": IMAGES.tolist()},
+        timeout=30,
+    )
+    assert rest.status_code == 200  # fmt: skip
+
+    with pytest.raises(grpc.RpcError) as caught:
+        _reload(server, model_config_entry(tiny_model_base, "all {}", {"stable": 9}))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert caught.value.details() == (
+        "Request to assign label to version 9 of model cifar10, which is not currently "
+        "available for inference"
+    )
+    assert stub.Predict(pixels_request(label="stable"), timeout=30).model_spec.version.value == 1
+
+    response = _reload(server, model_config_entry(tiny_model_base, "specific { versions: 1 }"))
+    assert response.status.error_code == 0
+    server.wait_states({1: "AVAILABLE", 2: "END"})
+    with pytest.raises(grpc.RpcError) as caught:  # labels were replaced with the config
+        stub.Predict(pixels_request(label="canary"), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    other = tmp_path / "other"
+    add_model_version(other, 3)
+    _reload(server, model_config_entry(other, name="other"))  # blocks until "other" loaded
+    assert server.states("other") == {3: "AVAILABLE"}
+    server.wait_states({1: "END"})  # cifar10 left the config: unloaded, still listed
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(pixels_request(), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_config_file_poll_applies_changes_without_restart(start_server, tmp_path, tiny_model_base,
+                                                           add_model_version):  # fmt: skip
+    add_model_version(tiny_model_base, 2)
+    config = write_models_config(tmp_path / "models.config", model_config_entry(tiny_model_base))
+    server = start_server(f"--model_config_file={config}", FAST_POLL,
+                          "--model_config_file_poll_wait_seconds=0.5")  # fmt: skip
+    assert server.states() == {2: "AVAILABLE"}  # latest policy: only the newest
+    write_models_config(config, model_config_entry(tiny_model_base, "latest { num_versions: 2 }"))
+    server.wait_states({1: "AVAILABLE", 2: "AVAILABLE"})
+    assert (
+        requests.get(f"{server.rest}/monitoring/prometheus/metrics", timeout=10).status_code == 404
+    )
+
+
+def test_bad_startup_configs_exit_with_the_tf_serving_error(
+    start_server, tmp_path, tiny_model_base
+):
+    labelled = write_models_config(
+        tmp_path / "labels.config", model_config_entry(tiny_model_base, labels={"stable": 1})
+    )
+    batching = tmp_path / "batching.config"
+    batching.write_text("max_batch_size { value: 8 } allowed_batch_sizes: 4")
+    # (The same checks in-process, with every message: test_config.py.)
+    cases = [
+        ([f"--model_config_file={labelled}"], "Request to assign label to version 1"),
+        ([f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}", "--enable_batching",
+          f"--batching_parameters_file={batching}"], "Last entry in allowed_batch_sizes"),
+    ]  # fmt: skip
+    servers = [(start_server(*args, ready=False), message) for args, message in cases]
+    allowed = start_server(
+        f"--model_config_file={labelled}",
+        "--allow_version_labels_for_unavailable_models",
+        ready=False,
+    )
+    for server, message in servers:
+        assert server.wait_exit() == 1
+        assert message in server.log()
+    allowed.wait_ready()
+    response = allowed.prediction_stub().Predict(pixels_request(label="stable"), timeout=30)
+    assert response.model_spec.version.value == 1
