@@ -1,0 +1,213 @@
+"""`python -m export.model_card --run-dir runs/default`: write models/cifar10/MODEL_CARD.md.
+
+Renders what a user of the shipped model needs to know from the run folder's meta.json,
+history.json and evaluation.json (`make evaluate`), and the exported version's own files;
+the curve and confusion-matrix images are copied beside the card. The line "Test accuracy of
+the served model" is what tests/export/test_shipped_model.py holds the shipped model to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+
+from export.config import DEFAULT_BASE_PATH, TTA_ACCURACY_KEYS
+from export.publish import latest_version_dir
+from export.savedmodel import read_info
+from training.inference import TTA_NAMES
+
+CARD_NAME = "MODEL_CARD.md"
+IMAGES = ("curves.png", "confusion.png")
+SERVED_LINE = re.compile(r"Test accuracy of the served model[^*]*\*\*([0-9.]+) %\*\*")
+DATA_NAME = "CIFAR-10 (JPEG q75 mirror)"
+KNOWN_LIMITS = [
+    "Inputs are seen at 32x32 pixels: a photo is center-cropped to a square and shrunk, so "
+    "objects outside the central square, or small in it, are lost.",
+    "Ten classes only (airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck); "
+    "anything else still gets one of them, often with high probability.",
+    "Trained on CIFAR-10's low-resolution web images; real photos differ in framing, "
+    "lighting and sharpness, so expect lower accuracy on them than the test figure.",
+    "`serving_default` ignores EXIF orientation; the proxy applies it before sending pixels.",
+    "Probabilities are not calibrated: read them as a ranking, not as a chance of being right.",
+]
+
+
+def served_accuracy(card_text: str) -> float:
+    """The card's served test accuracy as a fraction (what the shipped-model test checks)."""
+    match = SERVED_LINE.search(card_text)
+    if not match:
+        raise ValueError("model card has no 'Test accuracy of the served model' line")
+    return float(match.group(1)) / 100
+
+
+def render(run_dir: Path, version_dir: Path) -> str:
+    meta = json.loads((run_dir / "meta.json").read_text())
+    info = read_info(version_dir)
+    evaluation = _optional_json(run_dir / "evaluation.json")
+    export_report = _optional_json(version_dir / "export_report.json")
+    tta = info["tta"]
+    sections = [
+        _header(meta, info, version_dir),
+        _training(meta),
+        _accuracy(meta, tta, version_dir.name),
+        _per_class(evaluation, tta),
+        _export(export_report, info),
+        _images(run_dir),
+        "## Known limits\n\n" + "\n".join(f"- {line}" for line in KNOWN_LIMITS),
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def write_card(run_dir: str | Path, base_path: str | Path, version: int | None = None) -> Path:
+    run_dir, base_path = Path(run_dir), Path(base_path)
+    version_dir = base_path / str(version) if version is not None else latest_version_dir(base_path)
+    for name in IMAGES:
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, base_path / name)
+    card = base_path / CARD_NAME
+    card.write_text(render(run_dir, version_dir))
+    return card
+
+
+def _optional_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _header(meta: dict, info: dict, version_dir: Path) -> str:
+    return "\n".join(
+        [
+            f"# Model card: `cifar10` version {version_dir.name}",
+            "",
+            f"An image classifier for the ten {DATA_NAME} classes, trained from scratch and "
+            "served by TensorFlow Serving (or the local `modelserver`) with its preprocessing "
+            "inside the graph: send a JPEG/PNG/GIF/BMP to `serving_default`, or 32x32 RGB "
+            "uint8 pixels to `pixels`.",
+            "",
+            "| | |",
+            "| --- | --- |",
+            f"| data set | {DATA_NAME}: {meta.get('train_images')} training images, "
+            f"{meta.get('test_images')} test images |",
+            f"| architecture | `{meta['arch']}`, widths {meta.get('widths')} |",
+            f"| parameters | {meta.get('params', 0):,} |",
+            f"| work per image | {meta.get('forward_flops_per_image', 0) / 1e6:,.0f} MFLOP "
+            f"(x{_tta_passes(info['tta'])} with the served TTA) |",
+            f"| classes | {', '.join(info['class_names'])} |",
+            f"| exported | {info.get('exported_at')} with TensorFlow {info['tensorflow']}, "
+            f"Keras {info['keras']} |",
+        ]
+    )
+
+
+def _tta_passes(tta: int) -> int:
+    return {0: 1, 1: 2, 2: 6}[tta]
+
+
+def _training(meta: dict) -> str:
+    cpu = meta.get("cpu", {})
+    return "\n".join(
+        [
+            "## How it was trained",
+            "",
+            f"    {meta.get('command', 'python -m training.train (command not recorded)')}",
+            "",
+            f"- recipe `{meta.get('recipe_name')}`, seed {meta.get('seed')}, "
+            f"precision {meta.get('precision')}",
+            f"- training wall time {meta.get('train_seconds', 0):,.0f} s "
+            f"({meta.get('images_per_second', 0):,.0f} images/s) on {cpu.get('model', '?')}, "
+            f"{cpu.get('cores', '?')} cores, CPU flags {', '.join(cpu.get('flags', []))}",
+            f"- normalisation mean {_rounded(meta['mean'])}, std {_rounded(meta['std'])} "
+            "(0..255 units, inside the graph)",
+        ]
+    )
+
+
+def _rounded(values) -> list[float]:
+    return [round(v, 2) for v in values]
+
+
+def _accuracy(meta: dict, tta: int, version: str) -> str:
+    rows = [
+        f"| {TTA_NAMES[level]} | {meta[key]:.2%} |"
+        for level, key in TTA_ACCURACY_KEYS.items()
+        if key in meta
+    ]
+    served = meta[TTA_ACCURACY_KEYS[tta]]
+    return "\n".join(
+        [
+            f"## Accuracy on the {meta.get('test_images')} test images",
+            "",
+            "| test-time augmentation | accuracy |",
+            "| --- | --- |",
+            *rows,
+            "",
+            f"Test accuracy of the served model (version {version}, TTA {TTA_NAMES[tta]}, "
+            f"baked into the graph): **{served * 100:.2f} %**",
+        ]
+    )
+
+
+def _per_class(evaluation: dict | None, tta: int) -> str:
+    if not evaluation:
+        return "## Per class\n\nNo evaluation.json in the run folder: run `make evaluate` first."
+    key = f"tta_{TTA_NAMES[tta]}"
+    per_class = evaluation.get(key, evaluation["tta_none"])["per_class"]
+    rows = [
+        f"| {name} | {c['recall']:.2%} | {c['precision']:.2%} | {c['support']} |"
+        for name, c in per_class.items()
+    ]
+    return "\n".join(
+        [
+            f"## Per class ({key.removeprefix('tta_')})",
+            "",
+            "| class | accuracy (recall) | precision | images |",
+            "| --- | --- | --- | --- |",
+            *rows,
+        ]
+    )
+
+
+def _export(report: dict | None, info: dict) -> str:
+    lines = [
+        "## Exported formats",
+        "",
+        f"SavedModel signatures `serving_default` (`image_bytes`) and `pixels` (`images`), "
+        f"TTA {info['tta_name']} in the graph, warm-up requests in `assets.extra/`.",
+    ]
+    if report and "tflite" in report:
+        saved, lite = report["savedmodel"], report["tflite"]
+        lines += [
+            "",
+            "| format | size | test accuracy |",
+            "| --- | --- | --- |",
+            f"| SavedModel via `pixels` (TTA {info['tta_name']}) | {saved['bytes'] / 1e6:.1f} MB "
+            f"| {saved['pixels_accuracy']:.2%} |",
+            f"| SavedModel via `serving_default` on the JPEG files | | "
+            f"{saved['serving_default_accuracy']:.2%} |",
+            *[
+                f"| TFLite {kind} (no TTA) | {lite[kind]['bytes'] / 1e6:.1f} MB "
+                f"| {lite[kind]['test_accuracy']:.2%} |"
+                for kind in ("float32", "int8")
+            ],
+        ]
+    return "\n".join(lines)
+
+
+def _images(run_dir: Path) -> str:
+    shown = [name for name in IMAGES if (run_dir / name).exists()]
+    return "\n\n".join(f"![{Path(name).stem}]({name})" for name in shown)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m export.model_card", description=__doc__)
+    ap.add_argument("--run-dir", default="runs/default", type=Path)
+    ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), type=Path)
+    ap.add_argument("--version", type=int, help="default: the newest version")
+    args = ap.parse_args(argv)
+    print(f"wrote {write_card(args.run_dir, args.base_path, args.version)}")
+
+
+if __name__ == "__main__":
+    main()
