@@ -177,9 +177,16 @@ class ServingModule(tf.Module):
         self.std = tf.Variable(meta["std"], dtype=tf.float32, trainable=False, name="std")
         self.info = tf.Variable(json.dumps(info), trainable=False, name="info")
         self._logits = make_logits_fn(model, tta)
+        self.num_classes = len(meta["class_names"])
 
     def _predict(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = tf.nn.softmax(tf.cast(self._logits(images), tf.float32), axis=-1)
+        # An empty batch skips the model: its convolutions reject zero-size inputs.
+        logits = tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: tf.cast(self._logits(images), tf.float32),
+            lambda: tf.zeros([0, self.num_classes]),
+        )
+        probabilities = tf.nn.softmax(logits, axis=-1)
         order = tf.argsort(probabilities, axis=-1, direction="DESCENDING", stable=True)
         return {
             "probabilities": probabilities,
