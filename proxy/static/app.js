@@ -187,8 +187,8 @@ function recordLatency(ms) {
   if (state.latencies.length > 50) state.latencies.shift();
   const sorted = [...state.latencies].sort((a, b) => a - b);
   const median = sorted[Math.floor(sorted.length / 2)];
-  ui.stats.textContent = `${ui.grid.childElementCount} image${ui.grid.childElementCount === 1 ? "" : "s"} · ` +
-    `last ${ms.toFixed(0)} ms · median ${median.toFixed(0)} ms round trip`;
+  const count = ui.grid.childElementCount;
+  ui.stats.textContent = `${count} image${count === 1 ? "" : "s"} · ${ms.toFixed(0)} ms (median ${median.toFixed(0)} ms)`;
 }
 
 async function classifyOne(blob, name, card) {

@@ -1,0 +1,204 @@
+"""The page in headless Chromium against the whole stack (`scripts.serve`: model server +
+gunicorn proxy): file input, a synthetic drop, the camera (Chromium's fake device), console
+errors, keyboard focus, and the README screenshots (docs/screenshots/)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+import pytest
+from proxy_images import upscaled_jpeg
+from proxy_servers import ROOT
+from test_proxy_serve import start_stack
+
+pytestmark = pytest.mark.slow
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+DESKTOP = {"width": 1366, "height": 900}
+PHONE = {"width": 390, "height": 844}
+PERCENT = re.compile(r"^\d{1,3}(\.\d)?%$")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, tiny_savedmodel):
+    """The whole stack; with the shipped model when there is one (better screenshots),
+    else the tiny untrained one."""
+    from proxy_servers import publish_copy
+
+    base = ROOT / "models" / "cifar10"
+    if not any(p.name.isdigit() for p in base.glob("*")):
+        base = tmp_path_factory.mktemp("browser") / "cifar10"
+        publish_copy(tiny_savedmodel(1), base, 1)
+    stack = start_stack(base)
+    stack.wait_for_line("ready: open")
+    yield stack.url
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def photos(cifar_sample, tmp_path_factory) -> list[Path]:
+    """Real CIFAR-10 test images, one per class, upscaled to 640x480 JPEG files."""
+    folder = tmp_path_factory.mktemp("photos")
+    paths = []
+    for name in ("cat", "ship", "horse", "airplane", "frog", "truck"):
+        index = list(cifar_sample.labels).index(cifar_sample.class_names.index(name))
+        path = folder / f"{name}.jpg"
+        path.write_bytes(upscaled_jpeg(cifar_sample.data[index], (640, 480)))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium chromium-driver")
+    with playwright_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    """Chromium with its fake camera (a moving test pattern) and auto-granted permission."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS + FAKE_CAMERA)
+    yield browser
+    browser.close()
+
+
+def open_page(browser, site: str, viewport: dict, scheme: str = "light", scale: float = 1):
+    context = browser.new_context(viewport=viewport, color_scheme=scheme, device_scale_factor=scale)
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    page.goto(site)
+    expect(page.locator("#model-badge")).to_contain_text(re.compile(r"version \d+"))
+    return page
+
+
+def assert_top3(card) -> None:
+    rows = card.locator(".bar-row")
+    expect(rows).to_have_count(3, timeout=30_000)
+    for i in range(3):
+        assert rows.nth(i).locator(".bar-label").inner_text().strip()
+        assert PERCENT.match(rows.nth(i).locator(".bar-value").inner_text().strip())
+    expect(card.locator(".card-meta")).to_contain_text(re.compile(r"model v\d+"))
+
+
+def test_file_input_and_drop_render_top3_without_console_errors(browser, site, photos) -> None:
+    page = open_page(browser, site, DESKTOP)
+    page.set_input_files("#file-input", [str(p) for p in photos[:2]])
+    cards = page.locator(".card")
+    expect(cards).to_have_count(2)
+    for i in range(2):
+        assert_top3(cards.nth(i))
+    names = {cards.nth(i).locator(".card-name").inner_text() for i in range(2)}
+    assert names == {photos[0].name, photos[1].name}
+    assert cards.first.locator(".card-image").get_attribute("alt").startswith("Uploaded image")
+
+    drop_file(page, photos[2])
+    expect(cards).to_have_count(3)
+    assert cards.first.locator(".card-name").inner_text() == photos[2].name
+    assert_top3(cards.first)
+    expect(page.locator("#announcer")).not_to_be_empty()
+    assert page.console_errors == []
+
+
+def drop_file(page, path: Path) -> None:
+    """Dispatch dragenter/dragover/drop with a DataTransfer holding the file, as a drag from
+    the desktop would."""
+    page.evaluate(
+        """([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            const zone = document.getElementById("dropzone");
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                const init = { bubbles: true, cancelable: true, dataTransfer: transfer };
+                zone.dispatchEvent(new DragEvent(type, init));
+            }
+        }""",
+        [path.name, base64.b64encode(path.read_bytes()).decode()],
+    )
+
+
+def test_bad_file_shows_a_readable_error(browser, site, tmp_path) -> None:
+    page = open_page(browser, site, DESKTOP)
+    fake = tmp_path / "notes.jpg"
+    fake.write_bytes(b"this is not a picture")
+    page.set_input_files("#file-input", str(fake))
+    error = page.locator(".card .card-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("not an image")
+    # The only console line allowed is Chromium's own note about the 415 response.
+    assert all("415" in line for line in page.console_errors), page.console_errors
+
+
+def test_camera_capture_and_continuous_mode(browser, site) -> None:
+    page = open_page(browser, site, DESKTOP)
+    page.click("#camera-button")
+    expect(page.locator("#camera-panel")).to_be_visible()
+    page.click("#capture-button")
+    assert_top3(page.locator(".card").first)
+    page.click("label.switch")  # the visible switch; the checkbox itself is visually hidden
+    expect(page.locator("#live-toggle")).to_be_checked()
+    live = page.locator(".card.live")
+    expect(live).to_have_count(1)
+    assert_top3(live)
+    first = live.locator(".card-image").get_attribute("src")
+    expect(live.locator(".card-image")).not_to_have_attribute("src", first, timeout=10_000)
+    page.click("label.switch")
+    expect(page.locator("#live-toggle")).not_to_be_checked()
+    page.click("#camera-button")
+    expect(page.locator("#camera-panel")).to_be_hidden()
+    assert page.console_errors == []
+
+
+def test_no_camera_gives_a_clear_message(playwright, site) -> None:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)  # no camera
+    try:
+        page = open_page(browser, site, DESKTOP)
+        page.click("#camera-button")
+        message = page.locator("#camera-message")
+        expect(message).to_be_visible()
+        expect(message).to_contain_text(re.compile("camera", re.I))
+        expect(page.locator("#camera-panel")).to_be_hidden()
+        print("no-camera message:", message.inner_text())
+    finally:
+        browser.close()
+
+
+def test_keyboard_reaches_the_controls(browser, site) -> None:
+    page = open_page(browser, site, DESKTOP)
+    reached = []
+    for _ in range(6):
+        page.keyboard.press("Tab")
+        reached.append(
+            page.evaluate("document.activeElement.id || document.activeElement.className")
+        )
+    assert "dropzone" in reached and "pick-button" in reached and "camera-button" in reached
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_screenshots_for_the_readme(browser, site, photos, scheme: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    suffix = "" if scheme == "light" else "-dark"
+    for name, viewport, scale, count in (("desktop", DESKTOP, 1, 6), ("phone", PHONE, 2, 2)):
+        page = open_page(browser, site, viewport, scheme, scale)
+        page.set_input_files("#file-input", [str(p) for p in photos[:count]])
+        expect(page.locator(".bar-row")).to_have_count(3 * count, timeout=60_000)
+        page.wait_for_timeout(1200)  # let the bars finish their animation
+        path = SCREENSHOTS / f"{name}{suffix}.png"
+        page.screenshot(path=str(path))
+        assert path.stat().st_size > 10_000
+        assert page.console_errors == []
+        page.context.close()
