@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "cifar10"
@@ -149,8 +150,14 @@ def proxy_env(stack: Stack, metrics_dir: str) -> dict[str, str]:
     return env
 
 
-def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+def start(
+    command: list[str], env: dict[str, str] | None = None, log: IO | None = None
+) -> subprocess.Popen:
+    """A child in its own session (Ctrl-C reaches only us); output to ours or to `log`."""
+    stderr = subprocess.STDOUT if log else None
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=stderr, start_new_session=True
+    )
 
 
 def stop(child: subprocess.Popen) -> None:
