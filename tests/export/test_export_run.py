@@ -1,0 +1,134 @@
+"""End to end on a real (1-epoch) training run: the export CLI, agreement with Keras, TFLite,
+the predict CLI and the model card."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from export.config import MIN_PIXELS_AGREEMENT, MIN_SERVING_DEFAULT_AGREEMENT  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run_dir, tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("export") / "cifar10"
+    done = run_cli("-m", "export", "--run-dir", str(tiny_run_dir), "--base-path", str(base))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"wrote {base / '1'}" in done.stdout
+    return base
+
+
+def test_cli_publishes_next_version_and_refuses_overwrite(exported, tiny_run_dir):
+    assert (exported / "1" / "saved_model.pb").is_file()
+    again = run_cli(
+        "-m", "export", "--run-dir", str(tiny_run_dir), "--base-path", str(exported),
+        "--version", "1",
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert "version 1 already exists" in again.stderr
+
+
+def test_auto_tta_is_the_best_recorded_level(exported, tiny_run_dir):
+    meta = json.loads((tiny_run_dir / "meta.json").read_text())
+    info = json.loads((exported / "1" / "assets" / "model_info.json").read_text())
+    recorded = [meta["test_accuracy"], meta["test_accuracy_flip"], meta["test_accuracy_tta"]]
+    assert recorded[info["tta"]] == max(recorded)
+    assert info["expected_test_accuracy"] == max(recorded)
+
+
+def test_agreement_with_keras_on_a_sample(exported, tiny_run_dir, cifar_sample):
+    from export.evaluation import agreement
+    from training.models import load_for_inference
+
+    model, _ = load_for_inference(tiny_run_dir)
+    result = agreement(exported / "1", model, cifar_sample.per_class(10))
+    assert result["images"] == 100
+    assert result["pixels_agreement"] >= MIN_PIXELS_AGREEMENT
+    assert result["serving_default_agreement"] >= MIN_SERVING_DEFAULT_AGREEMENT
+
+
+def test_evaluate_saved_model_reports_both_signatures(exported, cifar_sample, tmp_path):
+    from export.evaluation import evaluate_saved_model
+    from training.data import load_dataset
+
+    for split, sample in (("train", cifar_sample.per_class(1)), ("test", cifar_sample)):
+        for name, data, label in zip(sample.names, sample.data, sample.labels):
+            file = tmp_path / "tree" / split / sample.class_names[label] / Path(name).name
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(data)
+    dataset = load_dataset(tmp_path / "tree", cache_dir=None)
+    report = evaluate_saved_model(exported / "1", dataset)
+    assert report["test_images"] == report["serving_default_images"] == len(cifar_sample)
+    # JPEG decoding in the graph is bit-identical to Pillow's: the same answers either way.
+    assert report["serving_default_accuracy"] == report["pixels_accuracy"]
+    assert report["pixels_accuracy"] > 0.1
+
+
+def test_tflite_models_agree_with_keras(tiny_run_dir, cifar_sample, tmp_path):
+    from export.tflite import export_tflite, tflite_probabilities
+    from training.data import decode_to_square
+    from training.inference import predict_logits
+    from training.models import load_for_inference
+
+    model, _ = load_for_inference(tiny_run_dir)
+    images = np.stack([decode_to_square(d, 32) for d in cifar_sample.data[::3]])
+    report = export_tflite(model, tmp_path, images[:50], images, cifar_sample.labels[::3])
+    keras_probabilities = tf.nn.softmax(predict_logits(model, images)).numpy()
+    float_fb = (tmp_path / report["float32"]["file"]).read_bytes()
+    int8_fb = (tmp_path / report["int8"]["file"]).read_bytes()
+    float32 = tflite_probabilities(float_fb, images)
+    np.testing.assert_allclose(float32, keras_probabilities, atol=1e-4)
+    int8 = tflite_probabilities(int8_fb, images)
+    # A barely trained model has near-ties, so top-1 flips easily; the probabilities stay close.
+    assert np.mean(np.abs(int8 - keras_probabilities)) < 0.02
+    assert report["int8"]["bytes"] < report["float32"]["bytes"] / 3
+    assert json.loads((tmp_path / "tflite" / "report.json").read_text()) == report
+
+
+def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(cifar_sample.data[0])
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("not an image")
+    done = run_cli("-m", "export.predict", str(photo), str(junk), "--model", str(exported))
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"model: {exported / '1'}")
+    assert lines[1] == str(photo)
+    top = [line.split() for line in lines[2:5]]
+    assert [name for name, _ in top] != [] and all(n in cifar_sample.class_names for n, _ in top)
+    shares = [float(p.rstrip("%")) for _, p in top]
+    assert shares == sorted(shares, reverse=True) and len(lines) == 5
+    assert done.returncode == 1
+    assert f"{junk}: cannot classify: Unknown image file format" in done.stderr
+
+
+def test_model_card_states_the_served_accuracy(exported, tiny_run_dir, tmp_path):
+    import shutil
+
+    from export.model_card import served_accuracy, write_card
+
+    base = tmp_path / "cifar10"
+    shutil.copytree(exported, base)
+    card = write_card(tiny_run_dir, base)
+    text = card.read_text()
+    meta = json.loads((tiny_run_dir / "meta.json").read_text())
+    info = json.loads((base / "1" / "assets" / "model_info.json").read_text())
+    assert served_accuracy(text) == pytest.approx(info["expected_test_accuracy"], abs=5e-5)
+    for needle in ("CIFAR-10 (JPEG q75 mirror)", meta["command"], f"{meta['params']:,}", "seed 0"):
+        assert needle in text
+    assert (base / "curves.png").is_file() and "![curves](curves.png)" in text

@@ -1,0 +1,98 @@
+"""Atomic versioned publishing: a poller never sees a partial version; no overwrite; --keep."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from export.publish import VersionExistsError, prune, publish, versions
+
+MARKER = "written-last"
+
+
+def slow_writer(files: int = 20):
+    """Writes files one by one (with pauses), the marker last: a visible partial is caught."""
+
+    def write(folder: Path) -> None:
+        for i in range(files):
+            (folder / f"part{i}").write_bytes(os.urandom(1024))
+            time.sleep(0.005)
+        (folder / MARKER).write_text("done")
+
+    return write
+
+
+def test_poller_never_sees_a_partial_version(tmp_path):
+    base = tmp_path / "cifar10"
+    seen_partial: list[str] = []
+    seen_versions: set[int] = set()
+    stop = threading.Event()
+
+    def poll() -> None:  # what TF Serving does: list numeric children, then read them
+        while not stop.is_set():
+            for v in versions(base):
+                seen_versions.add(v)
+                if not (base / str(v) / MARKER).exists():
+                    seen_partial.append(str(v))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for _ in range(3):
+            publish(slow_writer(), base)
+    finally:
+        stop.set()
+        poller.join()
+    assert versions(base) == [1, 2, 3]
+    assert seen_versions == {1, 2, 3}  # the poller was really looking
+    assert seen_partial == []
+    assert [p.name for p in base.iterdir() if p.name.startswith(".tmp")] == []
+
+
+def test_temp_folder_name_is_ignored_by_tf_serving(tmp_path):
+    names: list[str] = []
+    publish(lambda folder: names.append(folder.name), tmp_path)
+    assert names[0].startswith(".tmp-")
+    with pytest.raises(ValueError):
+        int(names[0])  # TF Serving's SimpleAtoi fails too: not a version
+
+
+def test_explicit_version_refuses_to_overwrite(tmp_path):
+    publish(slow_writer(1), tmp_path, version=5)
+    calls: list[Path] = []
+    with pytest.raises(VersionExistsError, match="version 5 already exists"):
+        publish(calls.append, tmp_path, version=5)
+    assert calls == []  # refused before writing anything
+    assert versions(tmp_path) == [5]
+    assert publish(slow_writer(1), tmp_path).name == "6"
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    def broken(folder: Path) -> None:
+        (folder / "half").write_text("x")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        publish(broken, tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".publish.lock"] == []
+
+
+def test_keep_prunes_oldest_versions(tmp_path):
+    for _ in range(4):
+        publish(slow_writer(1), tmp_path)
+    assert publish(slow_writer(1), tmp_path, keep=2).name == "5"
+    assert versions(tmp_path) == [4, 5]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".deleting")]
+    with pytest.raises(ValueError):
+        prune(tmp_path, 0)
+
+
+def test_versions_ignores_non_numeric_children(tmp_path):
+    for name in ("1", "0007", ".tmp-1-0", "tmp", "3.5"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "9").write_text("a file, not a folder")
+    assert versions(tmp_path) == [1, 7]
