@@ -9,7 +9,7 @@ DATA ?= ../shared/data/cifar10-jpeg.tar.gz
 RUN ?= runs/default
 ARGS ?=
 
-.PHONY: help venv serve test test-fast train evaluate export predict lint format bench-train bench-serving bench-proxy soak compose-up clean
+.PHONY: help venv serve test test-fast train evaluate export model-card bench-export predict lint format bench-train bench-serving bench-proxy soak compose-up clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -39,6 +39,12 @@ evaluate: venv ## evaluation report (accuracy, TTA, per-class, confusion matrix)
 
 export: venv ## export $(RUN) as the next version of models/cifar10
 	$(PY) -m export --run-dir $(RUN) --base-path models/cifar10 $(ARGS)
+
+model-card: venv ## render models/cifar10/MODEL_CARD.md from $(RUN) and the newest version
+	$(PY) -m export.model_card --run-dir $(RUN) --base-path models/cifar10
+
+bench-export: venv ## Keras vs SavedModel top-1 agreement on the full test set
+	$(PY) -m bench.export_agreement --run-dir $(RUN)
 
 predict: venv ## top-3 for images: make predict ARGS="photo.jpg"
 	$(PY) -m export.predict $(ARGS)

@@ -1,4 +1,4 @@
-"""Whole training state in one file, replaced atomically, so `kill -9` never leaves half a checkpoint.
+"""Whole training state in one file, replaced atomically: `kill -9` never leaves half of one.
 
 The state is a list of named variable groups (model weights, optimizer slots, EMA weights)
 plus a JSON blob (epoch, step, history, LR-plateau counters, elapsed time).

@@ -163,7 +163,9 @@ def decode_to_square(data: bytes, size: int) -> np.ndarray:
         if (w, h) != (size, size):
             s = min(w, h)
             left, top = (w - s) // 2, (h - s) // 2
-            img = img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + s, top + s))
+            img = img.resize(
+                (size, size), Image.Resampling.BILINEAR, box=(left, top, left + s, top + s)
+            )
         return np.asarray(img, dtype=np.uint8)
 
 
@@ -244,7 +246,7 @@ def _load_official_cifar(path: Path) -> Dataset:
             d = pickle.loads(blobs[name], encoding="bytes")
             x = np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
             return Split(np.ascontiguousarray(x), np.asarray(d[b"labels"], np.int32))
-        except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged file
+        except Exception as err:
             raise DataError(f"cannot read {path}:{name}: {err}") from err
 
     train = [batch(n) for n in _OFFICIAL_TRAIN]
@@ -263,9 +265,20 @@ def _load_keras_download() -> Dataset:
 
     try:
         (xt, yt), (xv, yv) = keras.datasets.cifar10.load_data()
-    except Exception as err:  # noqa: BLE001 - network errors come in many types
+    except Exception as err:
         raise DataError(f"the Keras CIFAR-10 download failed ({err}); pass a local path") from err
-    names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    names = (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
     return Dataset(
         Split(xt, yt.reshape(-1).astype(np.int32)),
         Split(xv, yv.reshape(-1).astype(np.int32)),

@@ -1,8 +1,9 @@
-"""Evaluation report for a run folder (or an exported SavedModel): `python -m training.evaluate RUN`.
+"""Evaluation report for a run folder or a SavedModel: `python -m training.evaluate PATH`.
 
-Writes `evaluation.json`, `evaluation.md` and `confusion.png` into the run folder (or --out):
-accuracy without and with test-time augmentation, per-class precision and recall, and the
-confusion matrix.
+For a run folder, writes `evaluation.json`, `evaluation.md` and `confusion.png` into it (or
+--out): accuracy without and with test-time augmentation, per-class precision and recall, and
+the confusion matrix. For a SavedModel (a version folder, or a base path: its newest version),
+prints and writes the test accuracy through both serving signatures.
 """
 
 from __future__ import annotations
@@ -102,14 +103,15 @@ def write_report(report: dict, out_dir: Path, headline: str = "tta_none") -> Non
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
-    ap.add_argument("run_dir", type=Path, help="a finished run folder")
+    ap.add_argument("run_dir", type=Path, help="a finished run folder, or a SavedModel")
     ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz")
     ap.add_argument("--test-subset", type=int)
     ap.add_argument("--out", type=Path, help="report folder (default: the run folder)")
     ap.add_argument("--headline", default="tta_none", help="which TTA level the matrix shows")
     args = ap.parse_args(argv)
     if not (args.run_dir / "meta.json").exists():
-        raise SystemExit(f"{args.run_dir} is not a finished run folder (no meta.json)")
+        evaluate_export(args.run_dir, args.data, args.out)
+        return
     try:
         report = evaluate_run(args.run_dir, args.data, args.test_subset)
     except DataError as err:
@@ -117,6 +119,26 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or args.run_dir
     write_report(report, out, args.headline)
     print(f"report: {out / 'evaluation.md'}")
+
+
+def evaluate_export(path: Path, data: str, out: Path | None) -> None:
+    """Accuracy of a SavedModel through `pixels` and `serving_default` (original files)."""
+    from export.evaluation import evaluate_saved_model
+    from export.publish import latest_version_dir
+
+    if not (path / "saved_model.pb").exists():
+        try:
+            path = latest_version_dir(path)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"{path} is neither a run folder nor a SavedModel ({err})") from None
+    try:
+        report = evaluate_saved_model(path, load_dataset(data))
+    except DataError as err:
+        raise SystemExit(f"data error: {err}") from None
+    print(json.dumps(report, indent=2))
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "evaluation_saved_model.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

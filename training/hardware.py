@@ -48,7 +48,9 @@ def choose_precision(requested: str) -> str:
         return "mixed_bfloat16" if "amx_tile" in cpu_info()["flags"] else "float32"
     if requested == "auto-measure":
         return _measure_faster_precision()
-    raise ValueError(f"unknown precision {requested!r}: auto, auto-measure, float32, mixed_bfloat16")
+    raise ValueError(
+        f"unknown precision {requested!r}: auto, auto-measure, float32, mixed_bfloat16"
+    )
 
 
 def _measure_faster_precision() -> str:

@@ -117,7 +117,7 @@ def init_whitening(model: keras.Model, images: np.ndarray, eps: float = 5e-4) ->
 def build_vgg(
     num_classes: int, mean: Sequence[float], std: Sequence[float], image_size: int = 32
 ) -> keras.Model:
-    """8 conv layers in 4 blocks (32..256), BN + ReLU, dropout 0.2 -> 0.5, L2 1e-4: ~1.19 M params."""
+    """8 convs in 4 blocks (32..256), BN + ReLU, dropout 0.2 -> 0.5, L2 1e-4: ~1.19 M params."""
     reg = keras.regularizers.L2(1e-4)
     inputs = keras.Input((image_size, image_size, 3), name="pixels")
     x = _normalize(inputs, mean, std)

@@ -44,7 +44,8 @@ def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=prin
         )
     log(
         f"test accuracy: {test_acc['none']:.4f} plain · {test_acc['flip']:.4f} flip TTA · "
-        f"{test_acc['flip+translate']:.4f} flip+translate TTA · trained {meta['train_seconds']:.0f} s "
-        f"at {meta['images_per_second']:,.0f} img/s · outputs in {run_dir}"
+        f"{test_acc['flip+translate']:.4f} flip+translate TTA · "
+        f"trained {meta['train_seconds']:.0f} s at {meta['images_per_second']:,.0f} img/s · "
+        f"outputs in {run_dir}"
     )
     return meta

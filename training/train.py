@@ -22,23 +22,33 @@ from training.hardware import choose_precision, cpu_info, describe_cpu
 
 def parse_args(argv: list[str] | None = None) -> RunOptions:
     ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
-    ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz",
-                    help="image-folder tree or .tar(.gz) of one, the official CIFAR-10 python archive, or 'keras'")
+    ap.add_argument(
+        "--data",
+        default="../shared/data/cifar10-jpeg.tar.gz",
+        help="image-folder tree or .tar(.gz) of one, the CIFAR-10 python archive, or 'keras'",
+    )
     ap.add_argument("--run-dir", default="runs/default", help="output folder; re-use it to resume")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     ap.add_argument("--epochs", type=float, help="override the recipe's epochs (fractions allowed)")
     ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--precision", default="auto",
-                    choices=["auto", "auto-measure", "float32", "mixed_bfloat16"])
+    ap.add_argument(
+        "--precision", default="auto", choices=["auto", "auto-measure", "float32", "mixed_bfloat16"]
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-subset", type=int, help="use only this many training images")
     ap.add_argument("--test-subset", type=int, help="use only this many test images")
     ap.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
     a = ap.parse_args(argv)
     return RunOptions(
-        data=a.data, run_dir=a.run_dir, recipe=a.recipe, epochs=a.epochs,
-        batch_size=a.batch_size, precision=a.precision, seed=a.seed,
-        train_subset=a.train_subset, test_subset=a.test_subset,
+        data=a.data,
+        run_dir=a.run_dir,
+        recipe=a.recipe,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        precision=a.precision,
+        seed=a.seed,
+        train_subset=a.train_subset,
+        test_subset=a.test_subset,
         checkpoint_every_s=a.checkpoint_every,
     )
 
@@ -60,7 +70,11 @@ def _pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
     if pinned.exists():
         before = json.loads(pinned.read_text())
-        diff = {k: (before.get(k), v) for k, v in wanted.items() if k != "precision" and before.get(k) != v}
+        diff = {
+            k: (before.get(k), v)
+            for k, v in wanted.items()
+            if k != "precision" and before.get(k) != v
+        }
         if diff:
             raise SystemExit(
                 f"{run_dir} was started with other options {diff} (saved, asked); "
@@ -91,8 +105,10 @@ def train(opts: RunOptions) -> Path:
 
     t = time.time()
     ds = load_dataset(opts.data).subset(opts.train_subset, opts.test_subset, seed=opts.seed)
-    log(f"data: {ds.source}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
-        f"{len(ds.class_names)} classes, loaded in {time.time() - t:.1f} s")
+    log(
+        f"data: {ds.source}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
+        f"{len(ds.class_names)} classes, loaded in {time.time() - t:.1f} s"
+    )
     if ds.skipped:
         log(f"  skipped {len(ds.skipped)} unreadable files, e.g. {ds.skipped[0]}")
 
@@ -102,20 +118,27 @@ def train(opts: RunOptions) -> Path:
 
     trainer = Trainer(recipe, ds, run_dir, opts.seed, log=log)
     flops = forward_flops(trainer.model)
-    log(f"recipe {opts.recipe}: {recipe.arch}, {trainer.model.count_params():,} params, "
-        f"{flops / 1e6:.1f} MFLOP/image forward, {recipe.epochs} epochs x {trainer.steps_per_epoch} "
-        f"steps of {trainer.batch_size}, precision {precision}, seed {opts.seed}")
+    log(
+        f"recipe {opts.recipe}: {recipe.arch}, {trainer.model.count_params():,} params, "
+        f"{flops / 1e6:.1f} MFLOP/image forward, {recipe.epochs} epochs x "
+        f"{trainer.steps_per_epoch} steps of {trainer.batch_size}, "
+        f"precision {precision}, seed {opts.seed}"
+    )
     log(f"cpu: {describe_cpu()}")
     if trainer.resume():
         log(f"resumed from checkpoint at step {trainer.progress.step}/{trainer.total_steps}")
     try:
         progress = trainer.fit(opts.checkpoint_every_s)
     except Interrupted:
-        log(f"interrupted: checkpoint saved at step {trainer.progress.step}/{trainer.total_steps}. "
-            "Re-run the same command to resume.")
+        log(
+            f"interrupted: checkpoint saved at step {trainer.progress.step}/{trainer.total_steps}. "
+            "Re-run the same command to resume."
+        )
         raise SystemExit(130) from None
     write_run_outputs(
-        trainer, ds, run_dir,
+        trainer,
+        ds,
+        run_dir,
         extra={
             "command": "python -m training.train " + shlex.join(sys.argv[1:]),
             "recipe_name": opts.recipe,

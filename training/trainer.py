@@ -39,6 +39,9 @@ class Progress:
     history: list[dict] = field(default_factory=list)
     train_seconds: float = 0.0
     images_seen: int = 0
+    epoch_loss_sum: float = 0.0  # running sums of the epoch in progress
+    epoch_correct: float = 0.0
+    epoch_seen: float = 0.0
     best_val_accuracy: float = -1.0
     plateau_wait: int = 0
     early_stop_wait: int = 0
@@ -75,8 +78,11 @@ class Trainer:
         self._setup_optimizer()
         # Lookahead-EMA covers every float weight, BN statistics included (airbench).
         self.ema_pairs = (
-            [(w, tf.Variable(np.asarray(w.numpy(), np.float32), trainable=False))
-             for w in self.model.weights if "float" in str(w.dtype)]
+            [
+                (w, tf.Variable(np.asarray(w.numpy(), np.float32), trainable=False))
+                for w in self.model.weights
+                if "float" in str(w.dtype)
+            ]
             if recipe.lookahead_every
             else []
         )
@@ -103,7 +109,12 @@ class Trainer:
         return {"model": self.model.weights, "opt": self.optimizer.variables, "ema": self.ema}
 
     def _make_train_step(self):
-        recipe, model, optimizer, trainable = self.recipe, self.model, self.optimizer, self.trainable
+        recipe, model, optimizer, trainable = (
+            self.recipe,
+            self.model,
+            self.optimizer,
+            self.trainable,
+        )
         reduce = tf.reduce_sum if recipe.optimizer == "sgd" else tf.reduce_mean
         num_classes = len(self.ds.class_names)
 
@@ -116,10 +127,14 @@ class Trainer:
                 ce = keras.losses.categorical_crossentropy(
                     onehot, logits, from_logits=True, label_smoothing=recipe.label_smoothing
                 )
-                loss = reduce(ce) + tf.add_n([tf.constant(0.0)] + [tf.cast(r, tf.float32) for r in model.losses])
+                loss = reduce(ce) + tf.add_n(
+                    [tf.constant(0.0)] + [tf.cast(r, tf.float32) for r in model.losses]
+                )
             grads = tape.gradient(loss, trainable)
             optimizer.apply(grads, schedule, whiten_bias_on)
-            correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.float32))
+            correct = tf.reduce_sum(
+                tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.float32)
+            )
             return tf.reduce_sum(ce), correct
 
         return step_fn
@@ -146,7 +161,9 @@ class Trainer:
         checkpoint.save(self.run_dir, self._state_groups(), self.progress.__dict__)
 
     def fit(self, checkpoint_every_s: float = 60.0) -> Progress:
-        old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old_handlers = {
+            s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             self._fit(checkpoint_every_s)
         finally:
@@ -158,38 +175,55 @@ class Trainer:
         self._stop_signal = signum
 
     def _fit(self, checkpoint_every_s: float) -> None:
-        p, spe = self.progress, self.steps_per_epoch
-        last_save = time.monotonic()
-        while p.step < self.total_steps and not p.stopped_early:
-            epoch = p.step // spe
-            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.train.labels))
-            epoch_end = min((epoch + 1) * spe, self.total_steps)
-            loss_sum = correct = seen = 0.0
-            t0 = mark = last_print = time.monotonic()
-            seen_at_mark = 0.0
-            while p.step < epoch_end:
-                loss, hits = self._one_step(perm, p.step - epoch * spe)
-                loss_sum, correct, seen = loss_sum + loss, correct + hits, seen + self.batch_size
-                now = time.monotonic()
-                if now - last_print > 5 or p.step == epoch_end:
-                    done, total = p.step - epoch * spe, epoch_end - epoch * spe
-                    self._print_inline(epoch, done, total, seen / (now - t0), loss_sum / seen)
-                    last_print = now
-                if self._stop_signal is not None or now - last_save > checkpoint_every_s:
-                    p.train_seconds += now - mark
-                    p.images_seen += int(seen - seen_at_mark)
-                    mark, seen_at_mark = now, seen
-                    self.save_checkpoint()
-                    last_save = now
-                    if self._stop_signal is not None:
-                        raise Interrupted(f"signal {self._stop_signal}")
-            p.train_seconds += time.monotonic() - mark
-            p.images_seen += int(seen - seen_at_mark)
-            self._end_epoch(epoch, loss_sum, correct, seen)
-            self.save_checkpoint()
-            last_save = time.monotonic()
+        p = self.progress
+        self._last_save = time.monotonic()
+        while True:
+            self._finish_epoch_if_due()  # also after a kill between last step and report
+            if p.step >= self.total_steps or p.stopped_early:
+                break
+            self._run_epoch(checkpoint_every_s)
         if self.ema:
             self._lookahead(tf.constant(1.0))  # final weights = the EMA, as airbench
+
+    def _epochs_done(self) -> int:
+        if self.progress.step >= self.total_steps:
+            return math.ceil(self.total_steps / self.steps_per_epoch)
+        return self.progress.step // self.steps_per_epoch
+
+    def _finish_epoch_if_due(self) -> None:
+        if len(self.progress.history) < self._epochs_done():
+            self._end_epoch(len(self.progress.history))
+            self.save_checkpoint()
+            self._last_save = time.monotonic()
+
+    def _run_epoch(self, checkpoint_every_s: float) -> None:
+        """Steps up to the end of the current epoch; running sums live in `progress`."""
+        p, spe = self.progress, self.steps_per_epoch
+        epoch = p.step // spe
+        perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.train.labels))
+        epoch_end = min((epoch + 1) * spe, self.total_steps)
+        t0 = mark = last_print = time.monotonic()
+        seen_here = 0
+        while p.step < epoch_end:
+            loss, hits = self._one_step(perm, p.step - epoch * spe)
+            p.epoch_loss_sum += loss
+            p.epoch_correct += hits
+            p.epoch_seen += self.batch_size
+            seen_here += self.batch_size
+            now = time.monotonic()
+            if now - last_print > 5 or p.step == epoch_end:
+                done, total = p.step - epoch * spe, epoch_end - epoch * spe
+                ips = seen_here / (now - t0)
+                self._print_inline(epoch, done, total, ips, p.epoch_loss_sum / p.epoch_seen)
+                last_print = now
+            if self._stop_signal is not None or now - self._last_save > checkpoint_every_s:
+                p.train_seconds += now - mark
+                mark = now
+                self.save_checkpoint()
+                self._last_save = now
+                if self._stop_signal is not None:
+                    raise Interrupted(f"signal {self._stop_signal}")
+        p.train_seconds += time.monotonic() - mark
 
     def _one_step(self, perm: np.ndarray, index_in_epoch: int) -> tuple[float, float]:
         p = self.progress
@@ -203,6 +237,7 @@ class Trainer:
             tf.constant(1.0 if epoch_float < self.recipe.whiten_bias_epochs else 0.0, tf.float32),
         )
         p.step += 1
+        p.images_seen += self.batch_size
         every = self.recipe.lookahead_every
         if every and p.step % every == 0:
             self._lookahead(tf.constant(lookahead_decay(p.step, self.total_steps), tf.float32))
@@ -215,8 +250,10 @@ class Trainer:
         else:
             print(msg, flush=True)
 
-    def _end_epoch(self, epoch: int, loss_sum: float, correct: float, seen: float) -> None:
+    def _end_epoch(self, epoch: int) -> None:
         p = self.progress
+        loss_sum, correct, seen = p.epoch_loss_sum, p.epoch_correct, p.epoch_seen
+        p.epoch_loss_sum = p.epoch_correct = p.epoch_seen = 0.0
         if sys.stdout.isatty():
             print()
         monitor, name = (self.val, "val") if self.val is not None else (self.ds.test, "test")
@@ -246,7 +283,9 @@ class Trainer:
     def _current_lr(self) -> float:
         if isinstance(self.optimizer, KerasAdam):
             return self.optimizer.learning_rate
-        return self.optimizer.base_lr * triangle_lr(self.progress.step, self.total_steps, self.recipe)
+        return self.optimizer.base_lr * triangle_lr(
+            self.progress.step, self.total_steps, self.recipe
+        )
 
     def _plateau_logic(self, row: dict) -> None:
         """Best-weights keeping, ReduceLROnPlateau and EarlyStopping on the validation split."""
@@ -260,7 +299,9 @@ class Trainer:
         p.plateau_wait += 1
         p.early_stop_wait += 1
         if isinstance(self.optimizer, KerasAdam) and p.plateau_wait >= r.plateau_patience:
-            self.optimizer.learning_rate = max(r.min_lr, self.optimizer.learning_rate * r.plateau_factor)
+            self.optimizer.learning_rate = max(
+                r.min_lr, self.optimizer.learning_rate * r.plateau_factor
+            )
             p.plateau_wait = 0
             self.log(f"  val loss plateaued: learning rate -> {self.optimizer.learning_rate:.2e}")
         if p.early_stop_wait >= r.early_stop_patience:

@@ -122,7 +122,7 @@ def test_no_usable_images_fails_with_the_file_named(tmp_path):
     d = tmp_path / "d/train/cat"
     d.mkdir(parents=True)
     (d / "a.jpg").write_text("text, not jpeg")
-    with pytest.raises(DataError, match="a.jpg"):
+    with pytest.raises(DataError, match=r"a\.jpg"):
         load_dataset(tmp_path / "d", cache_dir=None)
 
 
@@ -158,7 +158,16 @@ def test_real_cifar_jpegs_from_the_shared_mirror(tmp_path):
                 break
     ds = load_dataset(small, cache_dir=None)
     assert ds.class_names == (
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
     )
     assert ds.train.images.shape == (150, 32, 32, 3)
     assert ds.test.images.shape == (150, 32, 32, 3)

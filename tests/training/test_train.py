@@ -1,4 +1,4 @@
-"""End-to-end training on a tiny generated data set: outputs, SIGTERM, SIGKILL + resume, evaluation."""
+"""Tiny end-to-end training on generated data: outputs, SIGTERM, SIGKILL + resume, evaluation."""
 
 from __future__ import annotations
 
@@ -36,8 +36,20 @@ def tiny_data(tmp_path_factory) -> Path:
 
 def train_cmd(data: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "training.train", "--data", str(data), "--run-dir", str(run_dir),
-        "--batch-size", "32", "--precision", "float32", *extra,
+        sys.executable,
+        "-m",
+        "training.train",
+        "--data",
+        str(data),
+        "--run-dir",
+        str(run_dir),
+        "--recipe",
+        "tiny",
+        "--batch-size",
+        "32",
+        "--precision",
+        "float32",
+        *extra,
     ]
 
 
@@ -55,8 +67,15 @@ def finished_run(tiny_data, tmp_path_factory) -> Path:
 
 
 def test_a_finished_run_has_every_output(finished_run):
-    for name in ("final.weights.h5", "model.keras", "meta.json", "history.json", "curves.png",
-                 "train.log", "checkpoint.npz"):
+    for name in (
+        "final.weights.h5",
+        "model.keras",
+        "meta.json",
+        "history.json",
+        "curves.png",
+        "train.log",
+        "checkpoint.npz",
+    ):
         assert (finished_run / name).exists(), name
     meta = json.loads((finished_run / "meta.json").read_text())
     assert meta["class_names"] == sorted(COLORS)
@@ -82,8 +101,9 @@ def test_other_options_on_an_existing_run_are_refused(finished_run, tiny_data):
 
 def _start(cmd) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
 
 
 def _wait_for_checkpoint_mid_run(run_dir: Path, proc: subprocess.Popen, timeout=180) -> None:
@@ -133,8 +153,19 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data, tmp_path):
 
 
 def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_data, tmp_path):
-    result = run([sys.executable, "-m", "training.evaluate", str(finished_run),
-                  "--data", str(tiny_data), "--out", str(tmp_path)], timeout=300)
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            str(finished_run),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path),
+        ],
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert (tmp_path / "confusion.png").exists() and (tmp_path / "evaluation.md").exists()

@@ -1,0 +1,167 @@
+"""Benchmark a training recipe against this machine's own arithmetic ceiling.
+
+    python -m bench.train --recipe fast --seed 0 [--run-dir runs/bench-fast-0]
+
+Prints one line: accuracy (plain and TTA), training work in PFLOP, wall time, images/s,
+achieved GFLOP/s, the measured ceiling (fastest of four kernels: 4096^3 matmul and a 3x3 conv
+forward+backward, each in float32 and bfloat16) and the model-FLOPs utilisation, with the CPU
+model and flags, and appends it as a row to docs/BENCHMARKS.md.
+
+Work = forward FLOPs per image (convs + dense, counted from the architecture) x 3 x images seen
+in training, plus the forward passes of the TTA evaluation (6 per test image at level 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import date
+from pathlib import Path
+
+ROW_HEADER = (
+    "| date | recipe | seed | precision | plain | TTA | work PFLOP | train s | wall s | img/s "
+    "| GFLOP/s | ceiling GFLOP/s | MFU | CPU |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+)
+TABLE_MARK = "<!-- bench/train.py rows -->"
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # compile / warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def measure_ceiling() -> dict[str, float]:
+    """GFLOP/s of the four reference kernels; the fastest is the machine's ceiling."""
+    import tensorflow as tf
+
+    results = {}
+    for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
+        a = tf.random.normal([4096, 4096], dtype=dtype)
+        b = tf.random.normal([4096, 4096], dtype=dtype)
+        matmul = tf.function(lambda a=a, b=b: tf.reduce_sum(tf.cast(a @ b, tf.float32)))
+        results[f"matmul_{name}"] = 2 * 4096**3 / _time(matmul, 3) / 1e9
+
+        x = tf.Variable(tf.random.normal([512, 8, 8, 256], dtype=dtype))
+        k = tf.Variable(tf.random.normal([3, 3, 256, 256], dtype=dtype) * 0.01)
+
+        @tf.function
+        def conv_step(x=x, k=k):
+            with tf.GradientTape() as tape:
+                y = tf.nn.conv2d(x, k, 1, "SAME")
+                loss = tf.reduce_sum(tf.cast(y, tf.float32))
+            return tape.gradient(loss, [x, k])
+
+        flops = 3 * 2 * 512 * 8 * 8 * 256 * 256 * 9  # forward + two backward convs
+        results[f"conv3x3_fwd_bwd_{name}"] = flops / _time(conv_step, 3) / 1e9
+    return results
+
+
+def run_recipe(args) -> dict:
+    from training.config import RunOptions
+    from training.train import train
+
+    run_dir = Path(args.run_dir or f"runs/bench-{args.recipe}-{args.seed}")
+    start = time.perf_counter()
+    train(
+        RunOptions(
+            data=args.data,
+            run_dir=str(run_dir),
+            recipe=args.recipe,
+            seed=args.seed,
+            precision=args.precision,
+            epochs=args.epochs,
+        )
+    )
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta["bench_wall_seconds"] = time.perf_counter() - start
+    return meta
+
+
+def summarize(meta: dict, ceiling: dict[str, float]) -> dict:
+    f = meta["forward_flops_per_image"]
+    train_work = 3 * f * meta["images_seen"]
+    tta_work = 6 * f * meta["test_images"]
+    gflops = train_work / meta["train_seconds"] / 1e9
+    best = max(ceiling.values())
+    return {
+        "plain": meta["test_accuracy"],
+        "tta": meta["test_accuracy_tta"],
+        "work_pflop": (train_work + tta_work) / 1e15,
+        "train_seconds": meta["train_seconds"],
+        "images_per_second": meta["images_per_second"],
+        "achieved_gflops": gflops,
+        "ceiling_gflops": best,
+        "ceiling_kernel": max(ceiling, key=ceiling.get),
+        "mfu": gflops / best,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz")
+    ap.add_argument("--recipe", default="fast")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=float)
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument(
+        "--run-dir", help="default runs/bench-<recipe>-<seed>; an existing one is reused"
+    )
+    ap.add_argument("--ceiling-only", action="store_true")
+    ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row")
+    args = ap.parse_args(argv)
+
+    from training.hardware import describe_cpu
+
+    cpu = describe_cpu()
+    ceiling = measure_ceiling()
+    print(f"cpu: {cpu}")
+    print("ceiling kernels: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in ceiling.items()))
+    if args.ceiling_only:
+        return
+    meta = run_recipe(args)
+    s = summarize(meta, ceiling)
+    line = (
+        f"{args.recipe} seed {args.seed} {meta['precision']}: plain {s['plain']:.2%} · "
+        f"TTA {s['tta']:.2%} · work {s['work_pflop']:.3f} PFLOP · "
+        f"train {s['train_seconds']:.0f} s · wall {meta['bench_wall_seconds']:.0f} s · "
+        f"{s['images_per_second']:,.0f} img/s · {s['achieved_gflops']:,.0f} GFLOP/s "
+        f"of {s['ceiling_gflops']:,.0f} ({s['ceiling_kernel']}) · MFU {s['mfu']:.0%} · {cpu}"
+    )
+    print(line)
+    if not args.no_record:
+        record_row(args, meta, s, cpu)
+
+
+def record_row(args, meta: dict, s: dict, cpu: str) -> None:
+    doc = Path("docs/BENCHMARKS.md")
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if TABLE_MARK not in text:
+        text += f"\n## Training recipes (bench/train.py)\n\n{TABLE_MARK}\n{ROW_HEADER}"
+    row = (
+        f"| {date.today()} | {args.recipe} | {args.seed} | {meta['precision']} | {s['plain']:.2%} "
+        f"| {s['tta']:.2%} | {s['work_pflop']:.3f} | {s['train_seconds']:.0f} "
+        f"| {meta['bench_wall_seconds']:.0f} | {s['images_per_second']:,.0f} "
+        f"| {s['achieved_gflops']:,.0f} | {s['ceiling_gflops']:,.0f} | {s['mfu']:.0%} | {cpu} |\n"
+    )
+    doc.write_text(_insert_row(text, row))
+
+
+def _insert_row(text: str, row: str) -> str:
+    """Append `row` at the end of the table that follows TABLE_MARK."""
+    start = text.index(TABLE_MARK) + len(TABLE_MARK) + 1 + len(ROW_HEADER)
+    end = text.find("\n\n", start)
+    end = len(text) if end == -1 else end + 1
+    return text[:end] + row + text[end:]
+
+
+if __name__ == "__main__":
+    main()
