@@ -23,6 +23,9 @@ from proxy.uploads import Upload, read_uploads
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# ASCII digits only (str.isdigit also accepts "²", which int() rejects), and few enough that
+# the number fits the int64 of ModelSpec.version: anything longer cannot name a version.
+VERSION_PATTERN = re.compile(r"[0-9]{1,18}")
 
 
 @bp.post("/predict")
@@ -86,7 +89,7 @@ def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:
     if version and label:
         raise ApiError("give either version or label, not both")
     if version:
-        if not version.isdigit():
+        if not VERSION_PATTERN.fullmatch(version):
             raise ApiError(f"version must be a whole number, not {version!r}")
         return ModelTarget(config.model_name, version=int(version))
     if label:
@@ -104,7 +107,7 @@ def top_k_from_query(args: dict, default: int) -> int:
     raw = args.get("k", "")
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 10:
+    if not re.fullmatch(r"[0-9]{1,2}", raw) or not 1 <= int(raw) <= 10:
         raise ApiError("k must be a whole number from 1 to 10")
     return int(raw)
 

@@ -47,7 +47,7 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
             for i, f in enumerate(request.files.getlist("file"))
         ]
     elif request.is_json:
-        uploads = _from_json(request.get_json(silent=True))
+        uploads = _from_json(_json_body(request))
     else:
         raise ApiError(USAGE, 415, "unsupported_media")
     if not uploads:
@@ -55,6 +55,15 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
     if len(uploads) > max_images:
         raise ApiError(f"too many images in one request (limit {max_images})", 413, "too_large")
     return uploads
+
+
+def _json_body(request: Request) -> object:
+    """The parsed JSON body, None when it is not JSON. Deeply nested arrays make the json
+    module raise RecursionError, which `silent=True` does not cover: a 400, not a 500."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
 
 
 def _from_json(body: object) -> list[Upload]:

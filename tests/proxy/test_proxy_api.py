@@ -160,6 +160,9 @@ def test_ready_and_healthy(client) -> None:
         ("?k=three", "k must"),
         ("?version=abc", "whole number"),
         ("?version=-1", "whole number"),
+        ("?version=%C2%B2", "whole number"),  # "²": str.isdigit() says yes, int() says no
+        ("?version=99999999999999999999", "whole number"),  # beyond int64
+        ("?k=%C2%B2", "k must"),
         ("?version=1&label=stable", "not both"),
         ("?label=has/slash", "label may only"),
     ],
@@ -189,6 +192,8 @@ def test_missing_or_malformed_bodies(client) -> None:
     assert_error(client.post("/api/predict", json={"images": [42]}), 400, "base64")
     bad_json = client.post("/api/predict", data="{nope", content_type="application/json")
     assert_error(bad_json, 400, "json")
+    deep = "[" * 100_000 + "]" * 100_000  # the json module gives up with RecursionError
+    assert_error(client.post("/api/predict", data=deep, content_type="application/json"), 400)
 
 
 def test_size_limits(two_version_server, protocol, sample_jpegs) -> None:

@@ -5,6 +5,7 @@ errors, keyboard focus, and the README screenshots (docs/screenshots/)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 from pathlib import Path
 
@@ -74,15 +75,28 @@ def browser(playwright):
     browser.close()
 
 
-def open_page(browser, site: str, viewport: dict, scheme: str = "light", scale: float = 1):
-    context = browser.new_context(viewport=viewport, color_scheme=scheme, device_scale_factor=scale)
-    page = context.new_page()
-    page.console_errors = []
-    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
-    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
-    page.goto(site)
-    expect(page.locator("#model-badge")).to_contain_text(re.compile(r"version \d+"))
-    return page
+@pytest.fixture
+def open_page(site):
+    """page factory: a fresh context per page (own permissions, theme), all closed after."""
+    contexts = []
+
+    def open_(browser, viewport: dict, scheme: str = "light", scale: float = 1):
+        context = browser.new_context(
+            viewport=viewport, color_scheme=scheme, device_scale_factor=scale
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.console_errors = []
+        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+        page.goto(site)
+        expect(page.locator("#model-badge")).to_contain_text(re.compile(r"version \d+"))
+        return page
+
+    yield open_
+    for context in contexts:
+        with contextlib.suppress(playwright_api.Error):  # its browser may be closed already
+            context.close()
 
 
 def assert_top3(card) -> None:
@@ -94,8 +108,10 @@ def assert_top3(card) -> None:
     expect(card.locator(".card-meta")).to_contain_text(re.compile(r"model v\d+"))
 
 
-def test_file_input_and_drop_render_top3_without_console_errors(browser, site, photos) -> None:
-    page = open_page(browser, site, DESKTOP)
+def test_file_input_and_drop_render_top3_without_console_errors(
+    open_page, browser, site, photos
+) -> None:
+    page = open_page(browser, DESKTOP)
     page.set_input_files("#file-input", [str(p) for p in photos[:2]])
     cards = page.locator(".card")
     expect(cards).to_have_count(2)
@@ -131,8 +147,8 @@ def drop_file(page, path: Path) -> None:
     )
 
 
-def test_bad_file_shows_a_readable_error(browser, site, tmp_path) -> None:
-    page = open_page(browser, site, DESKTOP)
+def test_bad_file_shows_a_readable_error(open_page, browser, tmp_path) -> None:
+    page = open_page(browser, DESKTOP)
     fake = tmp_path / "notes.jpg"
     fake.write_bytes(b"this is not a picture")
     page.set_input_files("#file-input", str(fake))
@@ -143,8 +159,8 @@ def test_bad_file_shows_a_readable_error(browser, site, tmp_path) -> None:
     assert all("415" in line for line in page.console_errors), page.console_errors
 
 
-def test_camera_capture_and_continuous_mode(browser, site) -> None:
-    page = open_page(browser, site, DESKTOP)
+def test_camera_capture_and_continuous_mode(open_page, browser) -> None:
+    page = open_page(browser, DESKTOP)
     page.click("#camera-button")
     expect(page.locator("#camera-panel")).to_be_visible()
     page.click("#capture-button")
@@ -163,10 +179,10 @@ def test_camera_capture_and_continuous_mode(browser, site) -> None:
     assert page.console_errors == []
 
 
-def test_no_camera_gives_a_clear_message(playwright, site) -> None:
+def test_no_camera_gives_a_clear_message(open_page, playwright) -> None:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)  # no camera
     try:
-        page = open_page(browser, site, DESKTOP)
+        page = open_page(browser, DESKTOP)
         page.click("#camera-button")
         message = page.locator("#camera-message")
         expect(message).to_be_visible()
@@ -177,23 +193,43 @@ def test_no_camera_gives_a_clear_message(playwright, site) -> None:
         browser.close()
 
 
-def test_keyboard_reaches_the_controls(browser, site) -> None:
-    page = open_page(browser, site, DESKTOP)
+def test_paste_from_clipboard(open_page, browser, photos) -> None:
+    page = open_page(browser, DESKTOP)
+    page.evaluate(
+        """([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data }));
+        }""",
+        [photos[3].name, base64.b64encode(photos[3].read_bytes()).decode()],
+    )
+    assert_top3(page.locator(".card").first)
+    assert page.console_errors == []
+
+
+def test_keyboard_reaches_the_controls(open_page, browser) -> None:
+    page = open_page(browser, DESKTOP)
     reached = []
-    for _ in range(6):
+    for _ in range(4):
         page.keyboard.press("Tab")
-        reached.append(
-            page.evaluate("document.activeElement.id || document.activeElement.className")
-        )
-    assert "dropzone" in reached and "pick-button" in reached and "camera-button" in reached
+        reached.append(page.evaluate("document.activeElement.id"))
+    assert reached == ["", "dropzone", "pick-button", "camera-button"]  # "" = skip link
+
+
+def test_drop_zone_opens_the_file_picker_from_the_keyboard(open_page, browser) -> None:
+    page = open_page(browser, DESKTOP)
+    with page.expect_file_chooser() as chooser:
+        page.locator("#dropzone").press("Enter")
+    assert chooser.value.is_multiple()
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_screenshots_for_the_readme(browser, site, photos, scheme: str) -> None:
+def test_screenshots_for_the_readme(open_page, browser, photos, scheme: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if scheme == "light" else "-dark"
     for name, viewport, scale, count in (("desktop", DESKTOP, 1, 6), ("phone", PHONE, 2, 2)):
-        page = open_page(browser, site, viewport, scheme, scale)
+        page = open_page(browser, viewport, scheme, scale)
         page.set_input_files("#file-input", [str(p) for p in photos[:count]])
         expect(page.locator(".bar-row")).to_have_count(3 * count, timeout=60_000)
         page.wait_for_timeout(1200)  # let the bars finish their animation
@@ -201,4 +237,3 @@ def test_screenshots_for_the_readme(browser, site, photos, scheme: str) -> None:
         page.screenshot(path=str(path))
         assert path.stat().st_size > 10_000
         assert page.console_errors == []
-        page.context.close()
