@@ -95,7 +95,9 @@ function newCard(blob, name) {
   node.dataset.url = url;
   ui.empty.hidden = true;
   ui.clear.disabled = false;
-  ui.grid.prepend(node);
+  const live = state.liveCard && state.liveCard.isConnected ? state.liveCard : null;
+  if (live) live.after(node); // the live camera card stays first
+  else ui.grid.prepend(node);
   return node;
 }
 
