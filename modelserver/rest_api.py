@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -113,7 +114,7 @@ class RestApi:
             route = self._route(method, path)
             if route is None:
                 raise invalid_argument(f"Malformed request: {method} {path}")
-            text = self._dispatch(method, route, body)
+            text = self._dispatch(method, path, route, body)
         except _EmptyBodyError as error:
             return Response(400), error.model, "", "INVALID_ARGUMENT"
         except ServingError as error:
@@ -144,7 +145,7 @@ class RestApi:
                 raise _EmptyBodyError(model)
         return _Route(model, version, unquote(label) if label else None, verb or "")
 
-    def _dispatch(self, method: str, route: _Route, body: bytes) -> str:
+    def _dispatch(self, method: str, path: str, route: _Route, body: bytes) -> str:
         if method == "GET":
             if not route.model:
                 raise invalid_argument("Missing model name in request.")
@@ -157,7 +158,7 @@ class RestApi:
             return self._classify_or_regress(route, body)
         # The verb group is case-insensitive but dispatch compares to lower case, so
         # ":PREDICT" stays a "Malformed request" exactly as in http_rest_api_handler.cc.
-        raise invalid_argument(f"Malformed request: POST {route}")
+        raise invalid_argument(f"Malformed request: {method} {path}")
 
     def _status(self, route: _Route) -> str:
         request = get_model_status_pb2.GetModelStatusRequest()
@@ -314,14 +315,22 @@ class _Handler(BaseHTTPRequestHandler):
             parts.append(self.rfile.read(size))
             self.rfile.readline()
 
+    def setup(self) -> None:
+        super().setup()
+        # Small responses must not wait for the client's delayed ACK (Nagle): ~40 ms each.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _send(self, response: Response) -> None:
+        """Status line, headers and body in one write."""
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(response.body)
+            self._headers_buffer.append(b"\r\n" + response.body)
+            self.flush_headers()
+        else:
+            self.end_headers()
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s - %s", self.address_string(), format % args)

@@ -22,6 +22,7 @@ from modelserver.status import ServingError, invalid_argument
 from modelserver.tensors import dtype_string, numpy_dtype
 
 _DEBUG_STRING_LIMIT = 256  # kMaxJsonDebugStringBytes
+_MAX_RANK = 64  # numpy.ndarray's maximum number of dimensions
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 # Python's json messages -> RapidJSON's GetParseError_En texts.
@@ -52,6 +53,8 @@ def parse_document(body: bytes) -> Any:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
         document, _ = json.JSONDecoder().raw_decode(stripped)
+    except RecursionError as error:
+        raise _too_deep() from error
     except json.JSONDecodeError as error:
         message = next(
             (v for k, v in _PARSE_ERRORS.items() if error.msg.startswith(k)),
@@ -80,7 +83,23 @@ def signature_name_of(document: dict) -> str:
 def predict_inputs(
     document: dict, inputs: Mapping[str, meta_graph_pb2.TensorInfo]
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """(tensors by input alias, row_format) from "instances" or "inputs"."""
+    """(tensors by input alias, row_format) from "instances" or "inputs".
+
+    RapidJSON parses iteratively; Python's parser and the recursive walk below do not, so a
+    deeply nested document must become a 400 here rather than an unanswered request."""
+    try:
+        return _predict_inputs(document, inputs)
+    except RecursionError as error:
+        raise _too_deep() from error
+
+
+def _too_deep() -> ServingError:
+    return invalid_argument("JSON Parse error: the document is nested too deeply")
+
+
+def _predict_inputs(
+    document: dict, inputs: Mapping[str, meta_graph_pb2.TensorInfo]
+) -> tuple[dict[str, np.ndarray], bool]:
     if "instances" in document:
         if "inputs" in document:
             raise _format_error(
@@ -294,13 +313,17 @@ def _decode_b64(value) -> bytes:
 
 
 def _to_array(flat: list, shape: list[int], dtype: int) -> np.ndarray:
+    if len(shape) > _MAX_RANK:  # numpy's limit (TF's is 254): a 400, not a ValueError
+        raise invalid_argument(f"Tensor of rank {len(shape)} exceeds the maximum of {_MAX_RANK}")
     np_dtype = numpy_dtype(dtype)
     if np_dtype.kind == "O":
         array = np.empty(len(flat), dtype=object)
         array[:] = flat
         return array.reshape(shape)
     # Integers wider than the dtype wrap, as TF's int_val -> uint8 conversion does.
-    wide = np.int64 if np_dtype.kind == "i" else None
+    # Unsigned ones too ([-1] for uint8 is 255): numpy refuses out-of-range Python ints.
+    narrow_unsigned = np_dtype.kind == "u" and np_dtype.itemsize < 8
+    wide = np.int64 if np_dtype.kind == "i" or narrow_unsigned else None
     return np.asarray(flat, dtype=wide or np_dtype).astype(np_dtype).reshape(shape)
 
 
@@ -335,7 +358,10 @@ def _status_string(error: ServingError) -> str:
 
 def debug_string(value) -> str:
     """JsonValueToDebugString: compact JSON cut at 256 bytes."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    except RecursionError:  # error messages must not fail on the values they describe
+        return "(nested too deeply to show)"
     return text[:_DEBUG_STRING_LIMIT]
 
 

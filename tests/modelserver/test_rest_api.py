@@ -222,6 +222,8 @@ def test_unknown_model_is_404_but_malformed_json_to_it_is_400(rest):
         ("POST", f"/v1/models/{MODEL}", f"Malformed request: POST /v1/models/{MODEL}"),
         ("POST", f"/v1/models/{MODEL}/metadata", "Malformed request"),
         ("POST", f"/v1/models/{MODEL}:explain", "Malformed request"),
+        ("POST", f"/v1/models/{MODEL}:PREDICT",
+         f"Malformed request: POST /v1/models/{MODEL}:PREDICT"),
         ("GET", f"/v1/models/{MODEL}/version/1", "Malformed request"),
         ("GET", f"/v1/models/{MODEL}/versions/abc", "Malformed request"),
         ("GET", f"/v1/models/{MODEL}/versions/1/labels/x", "Malformed request"),
