@@ -1,0 +1,42 @@
+"""The short soak: bench/soak.py's run and checks, bounded to about a minute of load.
+
+Same code path as `python -m bench.soak` (run_soak + failures); only the sizes differ. The
+one timing bound is the promise itself: while the model server is down, the proxy answers
+503 within its model-server timeout (plus 2 s of margin), instead of hanging.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from bench.soak import Settings, failures, run_soak, summary, table
+from bench.soak_load import CIFAR_TAR
+from bench.soak_stack import ProxyLimits
+
+SHORT = Settings(
+    duration_s=60,
+    clients=3,
+    per_class=2,
+    hostile_interval_s=0.3,
+    limit_rounds=2,
+    max_requests=20_000,
+    limits=ProxyLimits(max_upload_bytes=4 * 1024 * 1024),
+)
+
+
+@pytest.mark.skipif(not CIFAR_TAR.exists(), reason=f"{CIFAR_TAR} is absent")
+def test_short_soak_keeps_every_promise(tmp_path, tiny_base_path) -> None:
+    settings = replace(SHORT, run_dir=tmp_path / "soak", model_base_path=tiny_base_path)
+    result = run_soak(settings)
+    report = f"{summary(result)}\n\n{table(result)}"
+    print(report)
+    # The run must have exercised what it checks, or passing would mean nothing.
+    kinds = {r.kind for r in result.records}
+    assert {"good", "limit", "over_limit", "decompression_bomb", "unknown_version"} <= kinds
+    down = [r for r in result.records if r.status == 503]
+    assert down, "no request saw the model server down"
+    assert any(r.status == 200 and "label=canary" in r.query for r in result.records)
+    problems = failures(result)
+    assert not problems, "\n".join(problems[:40]) + "\n\n" + report

@@ -1,0 +1,30 @@
+"""The soak's file check can see what it is meant to see: a write by one of our child
+processes outside the allowed folder, and not one inside it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.soak_files import WriteWatcher
+from bench.soak_stack import watched_roots
+
+
+def test_a_childs_write_outside_the_run_folder_is_reported(tmp_path) -> None:
+    run_dir, outside = tmp_path / "run", tmp_path / "outside"
+    run_dir.mkdir()
+    outside.mkdir()
+    watcher = WriteWatcher(watched_roots(), (run_dir,)).start()
+    if not watcher.available:
+        watcher.stop()
+        pytest.skip("fanotify is not available here (needs CAP_SYS_ADMIN)")
+    script = (f"open({str(outside / 'stray.txt')!r}, 'w').write('x');"
+              f"open({str(run_dir / 'fine.txt')!r}, 'w').write('x')")  # fmt: skip
+    subprocess.run([sys.executable, "-c", script], check=True)
+    time.sleep(0.5)  # let the reader thread drain the events
+    written = watcher.stop()
+    assert str(outside / "stray.txt") in written
+    assert str(run_dir / "fine.txt") not in written
