@@ -1,0 +1,26 @@
+"""A local, TF-Serving-compatible model server (`python -m modelserver`).
+
+Production runs the real tensorflow/serving; this stands in for it on a laptop and in CI with the
+same flags, config files (serving_config/), gRPC services, REST paths, JSON and errors. The
+behaviour it copies is documented, with sources, in ../shared/reference/tfserving-behaviour.md
+(comments cite it as "reference §N").
+
+Module map (one job each):
+  __main__.py   flags -> ModelServer; signal handling
+  config.py     ServerOptions (every flag), text-proto config files, base-path mapping
+  server.py     wiring: version manager + gRPC + REST; config-file polling
+  versions.py   base-path polling, version policies, load/unload, routing table, labels
+  servable.py   one loaded SavedModel version: signatures, direct calls, warm-up, input checks
+  batching.py   --enable_batching: merges concurrent requests into one model call
+  predict.py    the Predict call shared by gRPC and REST
+  grpc_api.py   PredictionService + ModelService
+  rest_api.py   REST routes and the threaded HTTP server
+  rest_json.py  JSON <-> tensors (json_tensor.cc rules and messages)
+  tensors.py    TensorProto <-> numpy
+  metrics.py    Prometheus page with TF Serving's metric names
+  status.py     ServingError: one status code, shown as gRPC code and HTTP status
+  protos/       BatchingParameters / MonitoringConfig .proto copies (compiled: protos_gen/)
+
+Local extensions (not in tensorflow_model_server): --model_base_path_prefix_map (or env
+MODELSERVER_BASE_PATH_PREFIX_MAP), --max_request_bytes, --host; fractional poll intervals.
+"""

@@ -94,6 +94,8 @@ _LOCAL_HELP = {
     ),
     "max_request_bytes": "LOCAL EXTENSION. Largest request body (REST) / message (gRPC).",
     "host": "LOCAL EXTENSION. Address to bind both ports to.",
+    "rest_api_num_threads": "Accepted for compatibility; REST uses a thread per connection.",
+    "rest_api_timeout_in_ms": "Accepted for compatibility; not enforced by this server.",
 }
 
 

@@ -41,9 +41,6 @@ class Counter:
         with self._lock:
             self._values[label_values] = self._values.get(label_values, 0) + amount
 
-    def value(self, *label_values: str) -> int:
-        return self._values.get(label_values, 0)
-
     def render(self) -> list[str]:
         lines = [f"# TYPE {self.name} counter"]
         with self._lock:
@@ -66,10 +63,6 @@ class Histogram:
             )
             buckets[index] += 1
             total[0] += value
-
-    def count(self, *label_values: str) -> int:
-        point = self._points.get(label_values)
-        return sum(point[0]) if point else 0
 
     def render(self) -> list[str]:
         lines = [f"# TYPE {self.name} histogram"]

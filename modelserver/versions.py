@@ -386,10 +386,6 @@ class VersionManager:
             return [(version, states[version])]
         return sorted(states.items(), reverse=True)
 
-    def model_names(self) -> list[str]:
-        with self._lock:
-            return list(self._models)
-
     def stop(self) -> None:
         self._stopping.set()
         with self._lock:
