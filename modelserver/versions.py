@@ -268,10 +268,15 @@ class VersionManager:
                     self._changed.wait(timeout=0.5)
                     continue
             kind, name, version = action
-            if kind == "unload":
-                self._unload(name, version)
-            else:
-                self._load(name, version)
+            try:
+                if kind == "unload":
+                    self._unload(name, version)
+                else:
+                    self._load(name, version)
+            except Exception:  # the manager thread must survive anything
+                log.exception("Unexpected failure while trying to %s %s version %d",
+                              kind, name, version)  # fmt: skip
+                time.sleep(0.5)
 
     def _next_action(self) -> tuple[str, str, int] | None:
         """AvailabilityPreservingPolicy (core/availability_preserving_policy.cc): unload the
@@ -306,7 +311,9 @@ class VersionManager:
 
     def _load(self, name: str, version: int) -> None:
         with self._lock:
-            path = self._models[name].folders[version]
+            path = self._models[name].folders.get(version)
+        if path is None:  # the folder vanished between the poll and now
+            return
         self._set_state(name, version, START)
         self._set_state(name, version, LOADING)
         log.info("Loading servable: {name: %s version: %d} from %s", name, version, path)
