@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from conftest import MODEL, encode_image, running_server
+from modelserver_harness import MODEL, encode_image, running_server
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import predict_pb2  # noqa: E402

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 import requests
-from conftest import MODEL, encode_image
+from modelserver_harness import MODEL, encode_image
 
 B64_PNG = base64.b64encode(encode_image("PNG")).decode()
 B64_JPEG = base64.b64encode(encode_image("JPEG", seed=1)).decode()

@@ -13,8 +13,8 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from conftest import MODEL, model_config_entry, write_models_config
 from google.protobuf import text_format
+from modelserver_harness import MODEL, model_config_entry, write_models_config
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import model_management_pb2, predict_pb2  # noqa: E402

@@ -1,0 +1,160 @@
+"""Helpers for the model-server tests: start `python -m modelserver` as a real subprocess on
+free loopback ports, talk to it, write model configs, make images. (A module with its own name,
+not conftest, so that `from ... import` works whichever test areas run together.)"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "cifar10"
+START_TIMEOUT_S = 120  # generous: two shared cores, maybe a training run beside us
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """One `python -m modelserver` process and clients for it."""
+
+    def __init__(self, args: list[str], log_path: Path) -> None:
+        self.grpc_port, self.rest_port = free_port(), free_port()
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        command = [
+            sys.executable, "-m", "modelserver", "--host=127.0.0.1",
+            f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}", *args,
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            ["nice", "-n", "19", *command], cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        self._channel = None
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_ready(self, model: str = MODEL) -> ServerProcess:
+        """Until REST answers for `model` (ports open only once its versions loaded)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.rest}/v1/models/{model}", timeout=5).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"server not ready in {START_TIMEOUT_S} s:\n{self.log()}")
+
+    def wait_exit(self, timeout: float = START_TIMEOUT_S) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def channel(self):
+        import grpc
+
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
+        return self._channel
+
+    def prediction_stub(self):
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        return prediction_service_pb2_grpc.PredictionServiceStub(self.channel())
+
+    def model_stub(self):
+        from tensorflow_serving.apis import model_service_pb2_grpc
+
+        return model_service_pb2_grpc.ModelServiceStub(self.channel())
+
+    def states(self, model: str = MODEL) -> dict[int, str]:
+        """{version: state} from REST model status."""
+        response = requests.get(f"{self.rest}/v1/models/{model}", timeout=10)
+        if response.status_code != 200:
+            return {}
+        return {
+            int(entry["version"]): entry["state"]
+            for entry in response.json()["model_version_status"]
+        }
+
+    def wait_states(self, expected: dict[int, str], model: str = MODEL, timeout: float = 90):
+        """Until every version in `expected` has that state (others may exist)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = self.states(model)
+            if all(states.get(v) == s for v, s in expected.items()):
+                return states
+            assert self.proc.poll() is None, self.log()
+            time.sleep(0.2)
+        raise AssertionError(f"states {self.states(model)} never reached {expected}:\n{self.log()}")
+
+    def metrics(self) -> str:
+        return requests.get(f"{self.rest}/monitoring/prometheus/metrics", timeout=10).text
+
+    def stop(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running_server(args: list[str], log_path: Path) -> Iterator[ServerProcess]:
+    """A started, ready server that is stopped on exit."""
+    server = ServerProcess(args, log_path)
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()
+
+
+def write_models_config(path: Path, body: str) -> Path:
+    path.write_text(f"model_config_list {{\n{body}\n}}\n")
+    return path
+
+
+def model_config_entry(base_path: Path | str, policy: str = "", labels: dict | None = None,
+                       name: str = MODEL) -> str:  # fmt: skip
+    """One `config { ... }` block of a ModelServerConfig text proto."""
+    label_lines = "".join(
+        f'    version_labels {{ key: "{k}" value: {v} }}\n' for k, v in (labels or {}).items()
+    )
+    policy_line = f"    model_version_policy {{ {policy} }}\n" if policy else ""
+    return (
+        f'  config {{\n    name: "{name}"\n    base_path: "{base_path}"\n'
+        f'    model_platform: "tensorflow"\n{policy_line}{label_lines}  }}'
+    )
+
+
+def encode_image(fmt: str = "PNG", size: tuple[int, int] = (40, 30), seed: int = 0) -> bytes:
+    """A small real image file (random pixels) as bytes."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
