@@ -4,7 +4,7 @@
 
 A small real run (tiny recipe, a CIFAR-10 subset, float32) is trained uninterrupted with
 two seeds, to measure the normal run-to-run spread of test accuracy, and once more with
-seed 0 while being SIGKILLed at three random steps and resumed with the same command each
+seed 0 while being SIGKILLed at three random moments and resumed with the same command each
 time. tests/system/test_training_faults.py uses the same functions with one seed.
 """
 
@@ -14,17 +14,19 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-STEP_LINE = re.compile(r"epoch (\d+): step (\d+)/(\d+)")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class TrainSpec:
 class KilledRun:
     """What happened to a run that was killed and resumed."""
 
-    killed_at: list[int] = field(default_factory=list)  # global steps seen before each kill
+    killed_after: list[int] = field(default_factory=list)  # checkpointed step at each kill
     resumed_at: list[int] = field(default_factory=list)  # steps each restart resumed from
     invocations: int = 0
 
@@ -79,42 +81,58 @@ def finished(run_dir: Path) -> dict:
 def train_with_kills(
     spec: TrainSpec, run_dir: Path, seed: int, kills: int, rng: random.Random
 ) -> tuple[dict, KilledRun]:
-    """SIGKILL the run once it passes each of `kills` random steps, re-run the same command
-    after each kill, and let the last invocation finish."""
+    """SIGKILL the run at `kills` random moments, re-running the same command after each,
+    and let the last invocation finish. A moment is drawn as a random step of the whole run
+    plus a random part of the 0.2 s checkpoint interval, so it falls anywhere: inside a step,
+    a checkpoint write or an epoch-end evaluation."""
     total = spec.epochs * -(-spec.train_subset // spec.batch_size)
-    targets = sorted(rng.sample(range(2, total - 1), kills))
     report = KilledRun()
-    for target in [*targets, None]:
+    for target in [*sorted(rng.sample(range(1, total - 2), kills)), None]:
         report.invocations += 1
-        step = _run_until(spec.command(run_dir, seed), target, report)
-        if target is not None:
-            if step is None:
-                raise RuntimeError(f"the run finished before step {target}; nothing was killed")
-            report.killed_at.append(step)
+        delay = rng.uniform(0.0, 0.2)
+        killed = _run(spec.command(run_dir, seed), run_dir, target, delay, report)
+        if target is not None and not killed:
+            raise RuntimeError(f"the run finished before step {target}; nothing was killed")
     return finished(run_dir), report
 
 
-def _run_until(command: list[str], target: int | None, report: KilledRun) -> int | None:
-    """Run `command`; kill it with SIGKILL at global step >= target (None: to the end).
-    Returns the step at which it was killed, or None when it ran to completion."""
-    process = subprocess.Popen(command, cwd=ROOT, env=_env(), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-    output = []
-    for line in process.stdout:
-        output.append(line)
-        if "resumed from checkpoint at step" in line:
-            report.resumed_at.append(int(line.split("at step ")[1].split("/")[0]))
-        match = STEP_LINE.search(line)
-        if target is not None and match:
-            epoch, done, per_epoch = map(int, match.groups())
-            step = (epoch - 1) * per_epoch + done
+def checkpoint_step(run_dir: Path) -> int:
+    """The step of the last checkpoint written (-1 when there is none yet)."""
+    try:
+        with np.load(run_dir / "checkpoint.npz") as saved:
+            return int(json.loads(str(saved["state"]))["step"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return -1
+
+
+def _run(command: list[str], run_dir: Path, target: int | None, delay_s: float,
+         report: KilledRun) -> bool:  # fmt: skip
+    """Run `command`; once its checkpoint reaches step `target`, wait `delay_s` and SIGKILL
+    it (None: let it finish). True when it was killed."""
+    log = run_dir.parent / f"{run_dir.name}-{report.invocations}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=out,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+        while target is not None and process.poll() is None:
+            step = checkpoint_step(run_dir)
             if step >= target:
+                time.sleep(delay_s)
                 process.send_signal(signal.SIGKILL)
-                process.wait()
-                return step
-    if process.wait() != 0:
-        raise RuntimeError(f"training exited {process.returncode}:\n{''.join(output)[-3000:]}")
-    return None
+                report.killed_after.append(step)
+                break
+            time.sleep(0.05)
+        code = process.wait()
+    text = log.read_text()
+    report.resumed_at += [
+        int(line.split("at step ")[1].split("/")[0])
+        for line in text.splitlines()
+        if "resumed from checkpoint" in line
+    ]
+    if code == -signal.SIGKILL:
+        return True
+    if code != 0:
+        raise RuntimeError(f"training exited {code}:\n{text[-3000:]}")
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| seed {seed}, uninterrupted | {meta['test_accuracy']:.4f} | {len(meta['history'])} |"
         )
     print(
-        f"| seed {a.seeds[0]}, SIGKILLed at steps {report.killed_at}, resumed at "
+        f"| seed {a.seeds[0]}, SIGKILLed after checkpoints {report.killed_after}, resumed at "
         f"{report.resumed_at} | {killed['test_accuracy']:.4f} | {len(killed['history'])} |"
     )
     accuracies = [m["test_accuracy"] for m in plain.values()]
