@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from proxy_servers import ModelServerProcess, models_config, publish_copy
+from proxy_servers import LABELS, ModelServerProcess, models_config, proxy_config, publish_copy
 
 from proxy.app import create_app
 from proxy.config import ProxyConfig
-
-# Versions 1 and 2 are different tiny models (seeds 1 and 2), both served, with labels.
-LABELS = {"stable": 1, "canary": 2}
 
 
 @pytest.fixture(scope="session")
@@ -31,15 +28,6 @@ def two_version_server(tiny_savedmodel, tmp_path_factory) -> Iterator[ModelServe
 @pytest.fixture(params=["grpc", "rest"])
 def protocol(request) -> str:
     return request.param
-
-
-def proxy_config(server: ModelServerProcess, protocol: str, **overrides) -> ProxyConfig:
-    return ProxyConfig(
-        grpc_address=server.grpc_address,
-        rest_url=server.rest_url,
-        protocol=protocol,
-        **overrides,
-    )
 
 
 @pytest.fixture

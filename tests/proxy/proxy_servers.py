@@ -19,6 +19,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "cifar10"
 START_TIMEOUT_S = 240  # TensorFlow import + model load on a busy 2-core machine
+# Versions 1 and 2 are different tiny models (seeds 1 and 2), both served, with labels.
+LABELS = {"stable": 1, "canary": 2}
 
 
 def free_port() -> int:
@@ -136,3 +138,12 @@ def child_env(**overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(overrides)
     return env
+
+
+def proxy_config(server: ModelServerProcess, protocol: str, **overrides):
+    """A proxy configuration pointing at `server` over `protocol` ("grpc" or "rest")."""
+    from proxy.config import ProxyConfig
+
+    return ProxyConfig(
+        grpc_address=server.grpc_address, rest_url=server.rest_url, protocol=protocol, **overrides
+    )

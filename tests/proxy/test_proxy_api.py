@@ -12,8 +12,8 @@ import io
 import numpy as np
 import pytest
 import requests
-from conftest import LABELS, proxy_config
 from proxy_images import encode, png_header_only, solid
+from proxy_servers import LABELS, proxy_config
 
 from proxy.app import create_app
 from proxy.preprocess import to_pixels
