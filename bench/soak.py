@@ -89,9 +89,7 @@ class SoakResult:
     events: list[Event]
     reference: dict[tuple[str, int], list[dict]]
     labels: dict[tuple[str, int], str | None]
-    rss_warm: dict[str, float]
-    rss_end: dict[str, float]
-    model: str
+    model: ModelSource
     cpu: str
     written: list[str] = field(default_factory=list)
     file_method: str = ""
@@ -99,6 +97,30 @@ class SoakResult:
 
     def event(self, name: str) -> Event:
         return next(e for e in self.events if e.name == name)
+
+    def rss(self, column: int, start: float, end: float) -> float:
+        """Median RSS (1: proxy, 2: model server) of the samples in [start, end]: the proxy
+        swings by tens of MB with the uploads in flight, one sample would be noise."""
+        values = [sample[column] for sample in self.rss_samples if start <= sample[0] <= end]
+        return float(np.median(values)) if values else float("nan")
+
+    @property
+    def rss_warm(self) -> dict[str, float]:
+        """After warm-up: the second half of the stretch between the warm-up's limit fill and
+        the 'warm' mark; for the model server, of its restarted process's warm-up."""
+
+        def late_half(first: str, last: str) -> tuple[float, float]:
+            lo, hi = self.event(first).done, self.event(last).at
+            return (lo + hi) / 2, hi
+
+        return {"proxy": self.rss(1, *late_half("warm_limit", "warm")),
+                "model_server": self.rss(2, *late_half("restart", "warm_restarted"))}  # fmt: skip
+
+    @property
+    def rss_end(self) -> dict[str, float]:
+        """After the repeated upload-limit fills, to the end."""
+        lo, hi = self.event("fill_limit").done, self.event("end").at
+        return {"proxy": self.rss(1, lo, hi), "model_server": self.rss(2, lo, hi)}
 
     @property
     def down_window(self) -> tuple[float, float]:
@@ -113,41 +135,41 @@ def run_soak(settings: Settings) -> SoakResult:
     """Start the stack, warm up, drive the load through the fault sequence, observe."""
     run_dir = settings.run_dir or Path(tempfile.mkdtemp(prefix="soak-"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    with file_check(run_dir, settings) as written, private_tempdir(run_dir / "tmp"):
+    with file_check(run_dir, settings) as check, private_tempdir(run_dir / "tmp"):
         result = _run(settings, run_dir)
-    result.written, result.file_method = written, written.method
+    result.written, result.file_method = check.paths, check.method
     if settings.run_dir is None:
         shutil.rmtree(run_dir, ignore_errors=True)
     return result
 
 
-class Written(list):
-    """Paths written outside the run folder, and how they were found."""
+@dataclass
+class WriteCheck:
+    """Paths written outside the run folder (filled in when the block ends), and how."""
 
-    method = ""
+    method: str
+    paths: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
-def file_check(run_dir: Path, settings: Settings) -> Iterator[Written]:
+def file_check(run_dir: Path, settings: Settings) -> Iterator[WriteCheck]:
     """Per-process write tracking (fanotify) where the kernel allows it, else snapshots."""
     exclusions = (*default_exclusions(), run_dir, *settings.exclude)
     watcher = WriteWatcher(watched_roots(), (run_dir, *settings.exclude)).start()
     before = None if watcher.available else FileSnapshot.take(watched_roots(), exclusions)
-    written = Written()
-    written.method = "fanotify, this run's processes" if watcher.available else "snapshots"
+    check = WriteCheck("fanotify, this run's processes" if watcher.available else "snapshots")
     try:
-        yield written
+        yield check
     finally:
-        found = watcher.stop()
+        check.paths = watcher.stop()
         if before is not None:
-            found = FileSnapshot.take(watched_roots(), exclusions).changed_since(before)
-        written.extend(found)
+            check.paths = FileSnapshot.take(watched_roots(), exclusions).changed_since(before)
 
 
 def _run(settings: Settings, run_dir: Path) -> SoakResult:
-    source, model = model_source(settings, run_dir / "source")
+    source = model_source(settings, run_dir / "source")
     good, hostile, limit = build_payloads(settings)
-    with SoakStack(run_dir / "stack", source, settings.limits) as stack:
+    with SoakStack(run_dir / "stack", source.base_path, settings.limits) as stack:
         load = Load("127.0.0.1", stack.ports.proxy_port, good, hostile, settings.clients,
                     settings.hostile_interval_s, settings.client_timeout_s,
                     settings.max_requests)  # fmt: skip
@@ -155,21 +177,20 @@ def _run(settings: Settings, run_dir: Path) -> SoakResult:
         load.start()
         sampler = RssSampler(stack, load.now)
         sampler.start()
-        events, rss_warm = drive_faults(stack, load, limit, settings)
-        rss_end = stack.rss()
+        events = drive_faults(stack, load, limit, settings)
         records = load.stop()
         sampler.stop.set()
         sampler.join()
     labels = {("good", i): p.label for i, p in enumerate(good)}
-    return SoakResult(settings, records, events, reference, labels, rss_warm, rss_end,
-                      model=model, cpu=cpu_description(), rss_samples=sampler.samples)  # fmt: skip
+    return SoakResult(settings, records, events, reference, labels,
+                      model=source, cpu=cpu_description(), rss_samples=sampler.samples)  # fmt: skip
 
 
 class RssSampler(threading.Thread):
     """RSS of both servers every `interval_s`, to tell a leak (steady climb) from an
     allocator settling (a step, then flat) when the end-of-run check fails."""
 
-    def __init__(self, stack: SoakStack, clock: Callable[[], float], interval_s: float = 1.0):
+    def __init__(self, stack: SoakStack, clock: Callable[[], float], interval_s: float = 0.5):
         super().__init__(name="rss-sampler", daemon=True)
         self.stack, self.clock, self.interval_s = stack, clock, interval_s
         self.samples: list[tuple[float, float, float]] = []  # (t, proxy MB, model server MB)
@@ -193,20 +214,30 @@ def private_tempdir(folder: Path) -> Iterator[None]:
         tempfile.tempdir = saved
 
 
-def model_source(settings: Settings, scratch: Path) -> tuple[Path, str]:
-    """The base path to serve and a description: the given one, the shipped model if it has
-    a numbered version, else a tiny untrained model built with the export package."""
+@dataclass(frozen=True)
+class ModelSource:
+    base_path: Path
+    description: str
+    stated_accuracy: float | None  # the model card's served test accuracy, if there is one
+
+
+def model_source(settings: Settings, scratch: Path) -> ModelSource:
+    """The base path to serve: the given one, the shipped model if it has a numbered
+    version, else a tiny untrained model built with the export package."""
+    from export.model_card import CARD_NAME, served_accuracy
     from export.publish import versions
 
     shipped = settings.model_base_path or ROOT / "models" / "cifar10"
     if versions(shipped):
-        return shipped, f"{shipped} (version {max(versions(shipped))})"
+        card = shipped / CARD_NAME
+        stated = served_accuracy(card.read_text()) if card.exists() else None
+        return ModelSource(shipped, f"{shipped} (version {max(versions(shipped))})", stated)
     if settings.model_base_path is not None:
         raise SystemExit(f"no numbered version folder in {settings.model_base_path}")
     from bench.proxy import tiny_model
 
     _, base = tiny_model(scratch)
-    return base, "tiny untrained model (models/cifar10 has no version yet)"
+    return ModelSource(base, "tiny untrained model (models/cifar10 has no version yet)", None)
 
 
 def build_payloads(settings: Settings) -> tuple[list[Payload], list[Payload], list[Payload]]:
@@ -244,9 +275,9 @@ def warm_up(load: Load, groups: dict[str, list[Payload]]) -> dict[tuple[str, int
 
 def drive_faults(
     stack: SoakStack, load: Load, limit: list[Payload], settings: Settings
-) -> tuple[list[Event], dict[str, float]]:
-    """The fault sequence at fixed fractions of the run; returns the events and the RSS
-    after warm-up (the model server's measured again once its restart has warmed up)."""
+) -> list[Event]:
+    """The fault sequence at fixed fractions of the run; returns when each step began and
+    when it had taken effect."""
     events: list[Event] = []
     duration = settings.duration_s
 
@@ -262,7 +293,6 @@ def drive_faults(
     fill = settings.limits.workers * settings.limits.threads
     at(0.06, "warm_limit", lambda: load.burst(limit, settings.limit_rounds, fill))
     at(0.15, "warm", lambda: None)
-    rss_warm = stack.rss()
     version = {}
     at(0.20, "roll_out", lambda: version.setdefault("new", _roll_out(stack)))
     at(0.32, "roll_back", lambda: _roll_back(stack, version["new"]))
@@ -271,11 +301,10 @@ def drive_faults(
     at(0.52, "restart", stack.start_model_server)
     restarted = events[-1].done / duration
     at(restarted + 0.08, "warm_restarted", lambda: None)
-    rss_warm["model_server"] = stack.rss()["model_server"]
     at(max(0.78, restarted + 0.1), "fill_limit",
        lambda: load.burst(limit, settings.limit_rounds, fill))  # fmt: skip
     at(1.0, "end", lambda: None)
-    return events, rss_warm
+    return events
 
 
 def _roll_out(stack: SoakStack) -> int:
@@ -303,6 +332,7 @@ def failures(result: SoakResult) -> list[str]:
         *availability_failures(result),
         *hostile_failures(result),
         *consistency_failures(result),
+        *accuracy_failures(result),
         *memory_failures(result),
         *(f"file written outside the run folder: {path}" for path in result.written),
     ]
@@ -322,14 +352,16 @@ def availability_failures(result: SoakResult) -> list[str]:
     return found
 
 
+def hostile_answered_right(record: Record, window: tuple[float, float]) -> bool:
+    """Its own 4xx; or a 503 when it reached the model server while that was down (unknown
+    version or label)."""
+    return record.status == record.expect or (record.status == 503 and in_window(record, window))
+
+
 def hostile_failures(result: SoakResult) -> list[str]:
-    window, found = result.down_window, []
-    for r in (r for r in result.records if r.expect != 200):
-        if r.status == 503 and in_window(r, window):
-            continue  # reached the model server while it was down (unknown version/label)
-        if r.status != r.expect:
-            found.append(f"hostile {r.kind} got {r.status}, expected {r.expect}: {_brief(r)}")
-    return found
+    return [f"hostile {r.kind} got {r.status}, expected {r.expect}: {_brief(r)}"
+            for r in result.records
+            if r.expect != 200 and not hostile_answered_right(r, result.down_window)]  # fmt: skip
 
 
 def consistency_failures(result: SoakResult) -> list[str]:
@@ -343,6 +375,23 @@ def consistency_failures(result: SoakResult) -> list[str]:
             found.append(f"{r.kind}[{r.index}] answered {r.top[0]['label']}, before the faults "
                          f"{reference[0]['label']} (margin {gap:.3f})")  # fmt: skip
     return found
+
+
+def accuracy_failures(result: SoakResult) -> list[str]:
+    """With a trained model: the reference answers' top-1 accuracy must match the model
+    card's within 3 binomial standard deviations over the distinct images, plus 0.02 for
+    upscaling and re-encoding (the consistency check then carries it to every request)."""
+    stated = result.model.stated_accuracy
+    if stated is None:
+        return []
+    hits = [ref[0]["label"] == result.labels[key]
+            for key, ref in result.reference.items() if key in result.labels]  # fmt: skip
+    measured = float(np.mean(hits))
+    bound = 3 * (stated * (1 - stated) / len(hits)) ** 0.5 + 0.02
+    if abs(measured - stated) <= bound:
+        return []
+    return [f"top-1 accuracy {measured:.3f} over {len(hits)} images is not within "
+            f"{bound:.3f} of the model's {stated:.3f}"]  # fmt: skip
 
 
 def memory_failures(result: SoakResult) -> list[str]:
@@ -391,7 +440,7 @@ def percentiles(records: list[Record]) -> str:
 
 def table(result: SoakResult) -> str:
     """Markdown: requests, failures and good-request latency per phase."""
-    lines = ["| phase | from s | good requests | not 200 | hostile | not expected "
+    lines = ["| phase | from s | good requests | not 200 | hostile | wrong answer "
              "| p50 ms | p95 ms | p99 ms |", "| --- | ---: | ---: | ---: | ---: | ---: "
              "| ---: | ---: | ---: |"]  # fmt: skip
     for name, start, end in phases(result):
@@ -400,7 +449,8 @@ def table(result: SoakResult) -> str:
         hostile = [r for r in chunk if r.expect != 200]
         lines.append(
             f"| {name} | {start:.0f} | {len(good)} | {sum(r.status != 200 for r in good)} "
-            f"| {len(hostile)} | {sum(r.status != r.expect for r in hostile)} "
+            f"| {len(hostile)} "
+            f"| {sum(not hostile_answered_right(r, result.down_window) for r in hostile)} "
             + percentiles([r for r in good if r.status == 200])
         )
     return "\n".join(lines)
@@ -417,7 +467,8 @@ def summary(result: SoakResult) -> str:
     window = result.down_window
     return "\n".join([
         f"CPU: {result.cpu}",
-        f"model: {result.model}",
+        f"model: {result.model.description}, stated test accuracy "
+        f"{result.model.stated_accuracy or 'n/a (no model card: only consistency is checked)'}",
         f"{len(result.records)} requests in {result.event('end').at:.0f} s: {len(good)} good, "
         f"{len(hostile)} hostile ({len({r.kind for r in hostile})} kinds)",
         f"down window {window[0]:.1f}-{window[1]:.1f} s: {len(down)} good requests, "

@@ -208,16 +208,22 @@ class SoakStack:
 
     def rss(self) -> dict[str, float]:
         """Resident memory in MB: the model server, and the proxy (master + workers)."""
-        proxy_pids = [self.proxy.pid, *children_of(self.proxy.pid)] if self.proxy else []
+        try:
+            proxy_pids = [self.proxy.pid, *children_of(self.proxy.pid)] if self.proxy else []
+        except OSError:  # the master exited under us
+            proxy_pids = []
         return {
-            "model_server": _tree_rss(self.model_server),
-            "proxy": sum(rss_mb(pid) for pid in proxy_pids),
+            "model_server": _rss(self.model_server.pid) if self.model_server else 0.0,
+            "proxy": sum(_rss(pid) for pid in proxy_pids),
         }
 
 
-def _tree_rss(process: subprocess.Popen | None) -> float:
-    """RSS of a live process, 0 when it is not running."""
-    return rss_mb(process.pid) if process is not None and process.poll() is None else 0.0
+def _rss(pid: int) -> float:
+    """RSS in MB, 0 for a process that is gone (killed model server, recycled worker)."""
+    try:
+        return rss_mb(pid)
+    except OSError:
+        return 0.0
 
 
 @dataclass
