@@ -398,7 +398,9 @@ def memory_failures(result: SoakResult) -> list[str]:
     found = []
     for name, warm in result.rss_warm.items():
         end = result.rss_end[name]
-        if end > warm * (1 + RSS_TOLERANCE):
+        if np.isnan(warm) or np.isnan(end):
+            found.append(f"no RSS samples of the {name} to compare (warm {warm}, end {end})")
+        elif end > warm * (1 + RSS_TOLERANCE):
             found.append(f"{name} RSS grew from {warm:.0f} MB after warm-up to {end:.0f} MB")
     return found
 

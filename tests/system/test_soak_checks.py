@@ -1,0 +1,54 @@
+"""The soak's verdicts can fail: each broken promise, fed in as a record, is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.soak import Event, ModelSource, Settings, SoakResult, failures, plot, summary, table
+from bench.soak_load import Record
+
+EVENTS = [Event(name, at, at + 1) for name, at in (
+    ("warm_limit", 1), ("warm", 4), ("roll_out", 5), ("roll_back", 6), ("canary", 7),
+    ("kill", 10), ("restart", 10.1), ("warm_restarted", 14), ("fill_limit", 15), ("end", 20),
+)]  # fmt: skip
+TOP = [{"label": "cat", "probability": 0.6}, {"label": "dog", "probability": 0.3}]
+
+
+def result(
+    *records: Record, samples=((3.5, 200, 700), (13, 200, 700), (17, 200, 700))
+) -> SoakResult:
+    reference = {("good", 0): TOP}
+    return SoakResult(Settings(), list(records), EVENTS, reference, {("good", 0): "cat"},
+                      ModelSource(Path("m"), "test", None), "cpu",
+                      rss_samples=list(samples))  # fmt: skip
+
+
+def good(at: float, status: int = 200, elapsed: float = 0.05, label: str = "cat") -> Record:
+    top = [{**TOP[0], "label": label}, TOP[1]] if status == 200 else []
+    return Record("good", 0, at, elapsed, status, 200, top)
+
+
+def test_a_clean_run_passes_and_renders(tmp_path) -> None:
+    clean = result(good(5), good(11, 503, 0.2), Record("bomb", 0, 6, 0.1, 413, 413))
+    assert failures(clean) == []
+    assert "| steady" in table(clean) and "down window" in summary(clean)
+    plot(clean, tmp_path / "soak.png")
+    assert (tmp_path / "soak.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("broken", "words"),
+    [
+        (result(good(5, 503)), "outside the down window"),
+        (result(good(11, 503, elapsed=30)), "503 after"),
+        (result(good(11, 500)), "in the down window got 500"),
+        (result(Record("bomb", 0, 6, 0.1, 500, 413)), "hostile bomb got 500"),
+        (result(good(5, label="dog")), "answered dog"),
+        (result(samples=((3.5, 200, 700), (13, 200, 700), (17, 260, 700))), "proxy RSS grew"),
+        (result(samples=((17, 200, 700),)), "no RSS samples"),
+    ],
+)
+def test_each_broken_promise_is_reported(broken: SoakResult, words: str) -> None:
+    assert any(words in problem for problem in failures(broken)), failures(broken)
