@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -548,6 +549,8 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
 
 def main(argv: list[str] | None = None) -> int:
     settings, args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the servers (own sessions) are stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run_soak(settings)
     text = f"{summary(result)}\n\n{table(result)}"
     problems = failures(result)
