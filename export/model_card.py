@@ -43,7 +43,7 @@ def served_accuracy(card_text: str) -> float:
     return float(match.group(1)) / 100
 
 
-def render(run_dir: Path, version_dir: Path) -> str:
+def render(run_dir: Path, version_dir: Path, note: str = "") -> str:
     meta = json.loads((run_dir / "meta.json").read_text())
     info = read_info(version_dir)
     evaluation = _optional_json(run_dir / "evaluation.json")
@@ -51,7 +51,7 @@ def render(run_dir: Path, version_dir: Path) -> str:
     tta = info["tta"]
     sections = [
         _header(meta, info, version_dir),
-        _training(meta),
+        _training(meta, note),
         _accuracy(meta, tta, version_dir.name),
         _per_class(evaluation, tta),
         _export(export_report, info),
@@ -61,14 +61,16 @@ def render(run_dir: Path, version_dir: Path) -> str:
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
-def write_card(run_dir: str | Path, base_path: str | Path, version: int | None = None) -> Path:
+def write_card(
+    run_dir: str | Path, base_path: str | Path, version: int | None = None, note: str = ""
+) -> Path:
     run_dir, base_path = Path(run_dir), Path(base_path)
     version_dir = base_path / str(version) if version is not None else latest_version_dir(base_path)
     for name in IMAGES:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, base_path / name)
     card = base_path / CARD_NAME
-    card.write_text(render(run_dir, version_dir))
+    card.write_text(render(run_dir, version_dir, note))
     return card
 
 
@@ -105,23 +107,26 @@ def _tta_passes(tta: int) -> int:
     return {0: 1, 1: 2, 2: 6}[tta]
 
 
-def _training(meta: dict) -> str:
+def _training(meta: dict, note: str = "") -> str:
     cpu = meta.get("cpu", {})
-    return "\n".join(
-        [
-            "## How it was trained",
-            "",
-            f"    {meta.get('command', 'python -m training.train (command not recorded)')}",
-            "",
-            f"- recipe `{meta.get('recipe_name')}`, seed {meta.get('seed')}, "
-            f"precision {meta.get('precision')}",
-            f"- training wall time {meta.get('train_seconds', 0):,.0f} s "
-            f"({meta.get('images_per_second', 0):,.0f} images/s) on {cpu.get('model', '?')}, "
-            f"{cpu.get('cores', '?')} cores, CPU flags {', '.join(cpu.get('flags', []))}",
-            f"- normalisation mean {_rounded(meta['mean'])}, std {_rounded(meta['std'])} "
-            "(0..255 units, inside the graph)",
-        ]
-    )
+    resumed = meta.get("resumed_at_steps") or []
+    lines = [
+        "## How it was trained",
+        "",
+        f"    {meta.get('command', 'python -m training.train (command not recorded)')}",
+        "",
+        f"- recipe `{meta.get('recipe_name')}`, seed {meta.get('seed')}, "
+        f"precision {meta.get('precision')}",
+        f"- training steps took {meta.get('train_seconds', 0):,.0f} s "
+        f"({meta.get('images_per_second', 0):,.0f} images/s); the whole command "
+        f"{meta.get('last_invocation_wall_seconds', 0):,.0f} s wall, on {cpu.get('model', '?')}, "
+        f"{cpu.get('cores', '?')} cores, CPU flags {', '.join(cpu.get('flags', []))}",
+        f"- resumed after interruptions at steps {resumed}" if resumed else None,
+        f"- normalisation mean {_rounded(meta['mean'])}, std {_rounded(meta['std'])} "
+        "(0..255 units, inside the graph)",
+        f"- note: {note}" if note else None,
+    ]
+    return "\n".join(line for line in lines if line is not None)
 
 
 def _rounded(values) -> list[float]:
@@ -205,8 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run-dir", default="runs/default", type=Path)
     ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), type=Path)
     ap.add_argument("--version", type=int, help="default: the newest version")
+    ap.add_argument("--note", default="", help="a remark on how the run went (conditions)")
     args = ap.parse_args(argv)
-    print(f"wrote {write_card(args.run_dir, args.base_path, args.version)}")
+    print(f"wrote {write_card(args.run_dir, args.base_path, args.version, args.note)}")
 
 
 if __name__ == "__main__":
