@@ -23,7 +23,6 @@ import argparse
 import http.client
 import io
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -40,10 +39,10 @@ import numpy as np
 from PIL import Image
 
 from scripts import serve
+from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
-SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
 TARGETS = {"p50_ms": 15.0, "p99_ms": 40.0, "rss_mb": 150.0, "startup_s": 1.0, "speedup": 3.0}
 
 
@@ -64,20 +63,7 @@ class LoadResult:
 # ---------- environment ----------
 
 
-def cpu_description() -> str:
-    """CPU model, logical cores and the SIMD flags that matter for TensorFlow."""
-    model, flags = "unknown CPU", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    simd = " ".join(f for f in SIMD_FLAGS if f in flags) or "none listed"
-    return f"{model}, {os.cpu_count()} logical cores, SIMD: {simd}"
+cpu_description = describe_cpu  # the same line as training logs print
 
 
 def test_jpeg(size: tuple[int, int] = (640, 480)) -> bytes:

@@ -25,7 +25,6 @@ import io
 import json
 import multiprocessing as mp
 import os
-import platform
 import queue
 import socket
 import statistics
@@ -35,9 +34,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from training.hardware import describe_cpu
+
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
-NOTABLE_CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -89,20 +89,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
 # ----- machine description ----------------------------------------------------------------------
 
 
-def cpu_description() -> str:
-    """CPU model, core count and the flags that matter for TF on CPU (from /proc/cpuinfo)."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and model in ("", "unknown", platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
-    notable = " ".join(f"{f}{'+' if f in flags else '-'}" for f in NOTABLE_CPU_FLAGS)
-    return f"{model}, {os.cpu_count()} cores; flags: {notable}"
+cpu_description = describe_cpu  # the same line as training logs print
 
 
 # ----- requests, serialised once ----------------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 from functools import cache
 from pathlib import Path
 
-INTERESTING_FLAGS = ("amx_tile", "amx_bf16", "avx512_bf16", "avx512f", "avx2", "fma")
+INTERESTING_FLAGS = ("amx_tile", "amx_bf16", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "fma")
 
 
 @cache
@@ -36,8 +36,12 @@ def cpu_info() -> dict:
 
 
 def describe_cpu() -> str:
+    """One line printed beside every figure (training, benchmarks), AMX stated either way."""
     info = cpu_info()
-    return f"{info['model']}, {info['cores']} cores, flags: {' '.join(info['flags']) or 'none'}"
+    amx = "" if "amx_tile" in info["flags"] else ", no AMX"
+    return (
+        f"{info['model']}, {info['cores']} cores, flags: {' '.join(info['flags']) or 'none'}{amx}"
+    )
 
 
 def choose_precision(requested: str) -> str:
