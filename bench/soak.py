@@ -471,7 +471,8 @@ def summary(result: SoakResult) -> str:
     return "\n".join([
         f"CPU: {result.cpu}",
         f"model: {result.model.description}, stated test accuracy "
-        f"{result.model.stated_accuracy or 'n/a (no model card: only consistency is checked)'}",
+        + (f"{result.model.stated_accuracy:.4f}" if result.model.stated_accuracy is not None
+           else "n/a (no model card: only consistency is checked)"),
         f"{len(result.records)} requests in {result.event('end').at:.0f} s: {len(good)} good, "
         f"{len(hostile)} hostile ({len({r.kind for r in hostile})} kinds)",
         f"down window {window[0]:.1f}-{window[1]:.1f} s: {len(down)} good requests, "
