@@ -28,3 +28,9 @@ TTA_ACCURACY_KEYS = {0: "test_accuracy", 1: "test_accuracy_flip", 2: "test_accur
 # Issue 3: the export must give the Keras model's top-1 class on at least these shares.
 MIN_PIXELS_AGREEMENT = 0.999
 MIN_SERVING_DEFAULT_AGREEMENT = 0.99
+
+# serving_default refuses, from the header and before decoding, an image of more pixels than
+# this (width * height): decoders allocate from the header alone, so a 389 kB PNG claiming
+# 20000x20000 would cost tens of GB and seconds. Same figure and test (>) as the proxy's
+# MAX_PIXELS default (proxy/config.py), so both doors refuse the same images.
+MAX_PIXELS = 40_000_000

@@ -3,10 +3,16 @@
 Signatures (names and dtypes are DESIGN.md's contract; N is a free batch dimension):
 
 * ``serving_default``: input ``image_bytes`` DT_STRING [N], each an encoded JPEG, PNG, GIF or
-  BMP of any size. Per image the graph does exactly this:
+  BMP of at most ``MAX_PIXELS`` (export/config.py, 40 megapixels) width * height. Per image
+  the graph does exactly this:
 
+  0. Read width and height from the header bytes and refuse the image, before any decoder
+     runs, if width * height exceeds ``MAX_PIXELS`` (INVALID_ARGUMENT "image is
+     20000x20000 = 400.0 megapixels; the limit is 40 megapixels"): decoders allocate from
+     the header alone, so a few hundred kB can otherwise cost tens of GB. JPEG XL, whose
+     size cannot be read cheaply, is refused.
   1. Decode to uint8 RGB [H, W, 3] with ``tf.io.decode_image(..., expand_animations=False)``
-     (JPEG, PNG, GIF, BMP; TensorFlow 2.21 also reads WebP and JPEG XL). Grayscale is
+     (JPEG, PNG, GIF, BMP; TensorFlow 2.21 also reads WebP). Grayscale is
      replicated to R=G=B; palette images are expanded; 16-bit PNGs keep their high byte; a
      GIF gives its first frame. PNG and WebP (the formats whose alpha means transparency)
      are decoded with their own channels and any alpha is composited onto white:
@@ -60,6 +66,7 @@ from export.config import (
     IMAGE_SIZE,
     INFO_ASSET,
     LABELS_ASSET,
+    MAX_PIXELS,
     PIXELS_INPUT,
     PIXELS_SIGNATURE,
     SERVING_SIGNATURE,
@@ -72,29 +79,125 @@ PIXELS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name=PI
 BYTES_SPEC = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)
 
 
+# Formats told apart by their magic bytes (the branch index of the decoder and size switches).
+OTHER, JPEG, PNG, WEBP, BMP, GIF, JXL = range(7)
+
+
 def decode_rgb(data: tf.Tensor) -> tf.Tensor:
     """One encoded image (scalar string) -> uint8 [H, W, 3]: step 1 of the module docstring."""
-    decoders = [
-        lambda: tf.io.decode_image(data, channels=3, expand_animations=False),
-        lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: _over_white(tf.io.decode_image(data, expand_animations=False)),
-        lambda: _decode_bmp(data),
-    ]
-    return tf.switch_case(_format_branch(data), decoders)
+    data = _check_pixel_count(data)
+    any_format = lambda: tf.io.decode_image(data, channels=3, expand_animations=False)  # noqa: E731
+    over_white = lambda: _over_white(tf.io.decode_image(data, expand_animations=False))  # noqa: E731
+    decoders = {
+        OTHER: any_format,  # not an image: decode_image's own error
+        JPEG: lambda: tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"),
+        PNG: over_white,
+        WEBP: over_white,
+        BMP: lambda: _decode_bmp(data),
+        GIF: any_format,
+        JXL: any_format,  # refused by _check_pixel_count before this
+    }
+    return tf.switch_case(_format_of(data), decoders)
 
 
-def _format_branch(data: tf.Tensor) -> tf.Tensor:
-    """0 other (GIF, JPEG XL, or not an image), 1 JPEG, 2 PNG or WebP, 3 BMP, by magic bytes."""
-    # Padded, so that strings shorter than a header reach the decoder and its clear error.
-    head = tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12])
-    is_jpeg = tf.strings.substr(head, 0, 3) == b"\xff\xd8\xff"
-    is_png = tf.strings.substr(head, 0, 8) == b"\x89PNG\r\n\x1a\n"
-    is_webp = tf.logical_and(
-        tf.strings.substr(head, 0, 4) == b"RIFF", tf.strings.substr(head, 8, 4) == b"WEBP"
+def _format_of(data: tf.Tensor) -> tf.Tensor:
+    """OTHER (not an image), JPEG, PNG, WEBP, BMP, GIF or JXL, by magic bytes."""
+    head = _head(data)
+
+    def starts(magic: bytes, offset: int = 0) -> tf.Tensor:
+        return tf.strings.substr(head, offset, len(magic)) == magic
+
+    is_webp = tf.logical_and(starts(b"RIFF"), starts(b"WEBP", 8))
+    is_jxl = tf.logical_or(starts(b"\xff\x0a"), starts(b"\0\0\0\x0cJXL \r\n\x87\n"))
+    fmt = tf.constant(OTHER)
+    for kind, is_kind in [
+        (JPEG, starts(b"\xff\xd8\xff")),
+        (PNG, starts(b"\x89PNG\r\n\x1a\n")),
+        (WEBP, is_webp),
+        (BMP, starts(b"BM")),
+        (GIF, starts(b"GIF8")),
+        (JXL, is_jxl),
+    ]:
+        fmt = tf.where(is_kind, kind, fmt)
+    return fmt
+
+
+def _head(data: tf.Tensor) -> tf.Tensor:
+    """The first 32 bytes, zero-padded: strings shorter than a header still reach the decoder
+    (and its clear error), and every header field below reads a full-length slice."""
+    return tf.strings.join([tf.strings.substr(data, 0, 32), b"\0" * 32])
+
+
+def _check_pixel_count(data: tf.Tensor) -> tf.Tensor:
+    """`data`, once its header's width * height is known to be at most MAX_PIXELS.
+
+    Decoders allocate the whole bitmap from the header alone: a 389 kB PNG whose IHDR says
+    20000x20000 took 52 s and 10.8 GB in the model server. So the size is read here from a few
+    header bytes (JPEG: tf.io.extract_jpeg_shape, which parses the markers up to SOF only) and
+    an image over the limit fails with INVALID_ARGUMENT before any decoder runs. The fields
+    are those TensorFlow's own decoders allocate from (GIF: the logical screen, WebP: the
+    canvas). JPEG XL is refused: its size is bit-packed and cannot be read cheaply here.
+    """
+    fmt = _format_of(data)
+    width, height = tf.unstack(tf.cast(_header_size(data, fmt), tf.float64))
+    pixels = width * height  # float64: two uint32 PNG fields would overflow int64
+    too_big = tf.strings.join([
+        "image is ", tf.strings.as_string(tf.cast(width, tf.int64)),
+        "x", tf.strings.as_string(tf.cast(height, tf.int64)),
+        " = ", tf.strings.as_string(pixels / 1e6, precision=1),
+        f" megapixels; the limit is {MAX_PIXELS / 1e6:g} megapixels",
+    ])  # fmt: skip
+    message = tf.where(
+        fmt == JXL,
+        "JPEG XL is not accepted (its size cannot be checked before decoding); "
+        "send JPEG, PNG, GIF, BMP or WebP",
+        too_big,
     )
-    is_bmp = tf.strings.substr(head, 0, 2) == b"BM"
-    branch = tf.where(is_jpeg, 1, tf.where(tf.logical_or(is_png, is_webp), 2, 0))
-    return tf.where(is_bmp, 3, branch)
+    ok = tf.logical_and(fmt != JXL, pixels <= MAX_PIXELS)
+    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+        return tf.identity(data)
+
+
+def _header_size(data: tf.Tensor, fmt: tf.Tensor) -> tf.Tensor:
+    """int64 [width, height] as the header of `data` (of format `fmt`) states them."""
+    head = _head(data)
+
+    def field(offset: int, size: int, big_endian: bool = False) -> tf.Tensor:
+        """The unsigned integer of `size` bytes at `offset`."""
+        raw = tf.io.decode_raw(tf.strings.substr(head, offset, size), tf.uint8)
+        weights = [256**i for i in range(size)]
+        return tf.reduce_sum(tf.cast(raw, tf.int64) * (weights[::-1] if big_endian else weights))
+
+    def bmp_int32(offset: int) -> tf.Tensor:  # signed; height < 0 means top-down rows
+        value = field(offset, 4)
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    def webp() -> list[tf.Tensor]:
+        chunk = tf.strings.substr(head, 12, 4)
+        lossless = field(21, 4)  # VP8L: 14 bits width - 1, then 14 bits height - 1
+        return tf.case(
+            [
+                (chunk == b"VP8X", lambda: [field(24, 3) + 1, field(27, 3) + 1]),
+                (chunk == b"VP8L", lambda: [lossless % 2**14 + 1, lossless // 2**14 % 2**14 + 1]),
+            ],
+            default=lambda: [field(26, 2) % 2**14, field(28, 2) % 2**14],  # "VP8 " (lossy)
+        )
+
+    def jpeg() -> list[tf.Tensor]:
+        shape = tf.io.extract_jpeg_shape(data, output_type=tf.int64)
+        return [shape[1], shape[0]]
+
+    zero = tf.constant(0, tf.int64)
+    sizes = {
+        OTHER: lambda: [zero, zero],  # not an image: the decoder gives the error
+        JPEG: jpeg,
+        PNG: lambda: [field(16, 4, big_endian=True), field(20, 4, big_endian=True)],
+        WEBP: webp,
+        BMP: lambda: [bmp_int32(18), bmp_int32(22)],
+        GIF: lambda: [field(6, 2), field(8, 2)],
+        JXL: lambda: [zero, zero],  # refused by format
+    }
+    return tf.stack(tf.switch_case(fmt, sizes))
 
 
 def _decode_bmp(data: tf.Tensor) -> tf.Tensor:

@@ -44,6 +44,9 @@ def test_poller_never_sees_a_partial_version(tmp_path):
     try:
         for _ in range(3):
             publish(slow_writer(), base)
+        deadline = time.monotonic() + 30  # a busy machine may not have run the poller since
+        while 3 not in seen_versions and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         stop.set()
         poller.join()

@@ -1,0 +1,154 @@
+"""`serving_default` refuses images over MAX_PIXELS from their header, before decoding.
+
+Each bomb is a header that claims a huge size with (almost) no pixel data behind it: the
+decoders would allocate the whole bitmap first (a 389 kB 20000x20000 PNG took 52 s and
+10.8 GB in the model server). Refused by the header check, they cost nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+tf = pytest.importorskip("tensorflow")
+
+from export.config import MAX_PIXELS  # noqa: E402
+from export.savedmodel import _check_pixel_count, _format_of, _header_size  # noqa: E402
+from tests.export.test_preprocessing import CASES  # noqa: E402
+
+
+def png(width: int, height: int) -> bytes:
+    """A PNG whose IHDR (valid CRC) claims width x height, with one tiny IDAT."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1000)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def gif(width: int, height: int) -> bytes:
+    """A real 1x1 GIF whose logical screen (what TensorFlow allocates) is width x height."""
+    data = bytearray(_encode(Image.new("P", (1, 1)), "GIF"))
+    data[6:10] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+def bmp(width: int, height: int) -> bytes:
+    """A real 2x2 BMP whose BITMAPINFOHEADER says width x height (height < 0: top-down)."""
+    data = bytearray(_encode(Image.new("RGB", (2, 2)), "BMP"))
+    data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+def jpeg(width: int, height: int) -> bytes:
+    """A real 8x8 JPEG whose SOF0 frame header says width x height."""
+    data = bytearray(_encode(Image.new("RGB", (8, 8)), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def webp(width: int, height: int) -> bytes:
+    """An extended WebP whose VP8X canvas says width x height (a 1x1 lossless image inside)."""
+    inner = _encode(Image.new("RGB", (1, 1)), "WEBP", lossless=True)[12:]
+    size = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    body = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + b"\0" * 4 + size + inner
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+MAKERS = {"png": png, "gif": gif, "bmp": bmp, "jpeg": jpeg, "webp": webp}
+
+
+def header_size(data: bytes) -> list[int]:
+    data = tf.constant(data)
+    return _header_size(data, _format_of(data)).numpy().tolist()
+
+
+@pytest.mark.parametrize("fmt", sorted(MAKERS))
+def test_header_size_is_read_for_every_format(fmt):
+    assert header_size(MAKERS[fmt](300, 200)) == [300, 200]
+
+
+def test_header_size_of_real_files():
+    for name in ["jpeg_tall", "png_rgb", "gif", "bmp_rgb", "bmp_palette"]:
+        with Image.open(io.BytesIO(CASES[name])) as img:
+            assert header_size(CASES[name]) == list(img.size), name
+    rgb = Image.new("RGB", (90, 60))
+    for kwargs in [{}, {"lossless": True}]:  # lossy "VP8 " and lossless "VP8L" chunks
+        assert header_size(_encode(rgb, "WEBP", **kwargs)) == [90, 60]
+    assert header_size(_encode(rgb, "JPEG", progressive=True)) == [90, 60]
+
+
+def test_top_down_bmp_counts_its_rows():
+    assert header_size(bmp(300, -200)) == [300, 200]
+
+
+@pytest.fixture(scope="module")
+def serving_default(tmp_path_factory):
+    from tests.conftest import _build_tiny_savedmodel
+
+    path = _build_tiny_savedmodel(tmp_path_factory.mktemp("bombs") / "sm", seed=5)
+    return tf.saved_model.load(str(path)).signatures["serving_default"]
+
+
+@pytest.mark.parametrize("fmt", sorted(MAKERS))
+def test_header_bombs_are_refused_before_decoding(serving_default, fmt):
+    bomb = MAKERS[fmt](20000, 20000)
+    assert len(bomb) < 2000
+    batch = tf.constant([CASES["jpeg_wide"], bomb])  # one bomb fails the request, as any bad image
+    expected = "image is 20000x20000 = 400.0 megapixels; the limit is 40 megapixels"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+        serving_default(image_bytes=batch)
+    assert serving_default(image_bytes=tf.constant([CASES["png_rgb"]]))["classes"].shape == (1, 10)
+
+
+def test_png_sizes_that_overflow_int64_are_refused():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="4294967295x4294967295"):
+        _check_pixel_count(tf.constant(png(2**32 - 1, 2**32 - 1)))
+
+
+@pytest.mark.parametrize("fmt", sorted(MAKERS))
+def test_just_under_the_limit_passes_the_check(fmt):
+    side = math.isqrt(MAX_PIXELS)
+    width = MAX_PIXELS // side  # width * side <= MAX_PIXELS < (width + 1) * side
+    if fmt in ("gif", "jpeg", "webp") and width > 16383:  # 16-bit (WebP: 14-bit) fields
+        pytest.skip("the limit is beyond this format's largest size")
+    under = MAKERS[fmt](width, side)
+    assert _check_pixel_count(tf.constant(under)).numpy() == under
+    with pytest.raises(tf.errors.InvalidArgumentError, match="the limit is 40 megapixels"):
+        _check_pixel_count(tf.constant(MAKERS[fmt](width + 1, side)))
+
+
+def test_jpeg_xl_is_refused():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="JPEG XL is not accepted"):
+        _check_pixel_count(tf.constant(b"\xff\x0a" + b"\0" * 30))
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_truncated_headers_get_the_decoders_error(serving_default, fmt):
+    cut = {"jpeg": CASES["jpeg_wide"][:20], "png": CASES["png_rgb"][:20]}[fmt]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="(?i)" + fmt):
+        serving_default(image_bytes=tf.constant([cut]))
+
+
+def test_truncated_progressive_jpeg_is_invalid_argument(serving_default):
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 90, 3), np.uint8))
+    data = _encode(photo, "JPEG", progressive=True)
+    for cut in (len(data) // 2, 300, 150):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="JPEG"):
+            serving_default(image_bytes=tf.constant([data[:cut]]))
