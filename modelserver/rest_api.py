@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 # model_servers/http_rest_api_util.h (RE2::FullMatch semantics -> re.fullmatch).
 _API_PATH = re.compile(r"(?i)/v1/.*")
+_DISCARD_CAP_BYTES = 64 << 20  # refused bodies up to this size are drained so the 413 arrives
 _PREDICTION_PATH = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
     r":(classify|regress|predict)"
@@ -285,6 +286,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._serve()
 
+    def _discard(self, length: int) -> None:
+        """Read (and drop) a refused body of moderate size before answering.
+
+        Closing the socket with unread bytes makes the kernel send a reset, and the client
+        then loses the 413 it should read; bodies beyond the cap are not worth reading.
+        """
+        left = min(length, _DISCARD_CAP_BYTES)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                return
+            left -= len(chunk)
+
     def _read_body(self) -> bytes:
         limit = self.max_body_bytes
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -292,6 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             length = int(self.headers.get("Content-Length") or 0)
             if length > limit:
+                self._discard(length)
                 raise _BodyTooLarge(length, limit)
             body = self.rfile.read(length) if length else b""
         if self.headers.get("Content-Encoding", "").lower() == "gzip":
@@ -326,6 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:  # say so, or a keep-alive client reuses a dead connection
+            self.send_header("Connection", "close")
         if self.command != "HEAD":
             self._headers_buffer.append(b"\r\n" + response.body)
             self.flush_headers()
