@@ -32,6 +32,10 @@ SPLITS = ("train", "test")
 DEFAULT_CACHE_DIR = Path(".cache/datasets")
 # Skip-and-report is for a few damaged files; beyond this share the source is not trusted.
 MAX_BAD_FRACTION = 0.01
+# CIFAR-10's label order (index 0..9), which is also alphabetical.
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
 
 
 class DataError(Exception):
@@ -267,22 +271,10 @@ def _load_keras_download() -> Dataset:
         (xt, yt), (xv, yv) = keras.datasets.cifar10.load_data()
     except Exception as err:
         raise DataError(f"the Keras CIFAR-10 download failed ({err}); pass a local path") from err
-    names = (
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    )
     return Dataset(
         Split(xt, yt.reshape(-1).astype(np.int32)),
         Split(xv, yv.reshape(-1).astype(np.int32)),
-        names,
+        CIFAR10_CLASSES,
         "keras",
     )
 

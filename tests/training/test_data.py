@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import DataError, load_dataset
+from training.data import CIFAR10_CLASSES, DataError, load_dataset
 
 SHARED_TAR = Path(__file__).resolve().parents[3] / "shared/data/cifar10-jpeg.tar.gz"
 
@@ -157,18 +157,7 @@ def test_real_cifar_jpegs_from_the_shared_mirror(tmp_path):
             if len(counts) == 20 and min(counts.values()) >= 15:
                 break
     ds = load_dataset(small, cache_dir=None)
-    assert ds.class_names == (
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    )
+    assert ds.class_names == CIFAR10_CLASSES
     assert ds.train.images.shape == (150, 32, 32, 3)
     assert ds.test.images.shape == (150, 32, 32, 3)
     assert 60 < ds.train.images.mean() < 200  # real photos, not blank decodes
