@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from proxy.client import ModelNotFound, ModelServerError, ModelServerUnavailable
@@ -12,6 +12,8 @@ from proxy.preprocess import ImageError
 from proxy.services import services
 
 log = logging.getLogger(__name__)
+# A refused upload up to this size is read and dropped so the keep-alive connection stays usable.
+DRAIN_CAP_BYTES = 64 << 20
 
 
 class ApiError(Exception):
@@ -43,6 +45,7 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
+        _drain_unread_body()
         limit = services().config.max_upload_bytes / 1e6
         return error_response(f"the upload is larger than the {limit:g} MB limit", 413, "too_large")
 
@@ -54,6 +57,21 @@ def install(app: Flask) -> None:
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         log.exception("unhandled error")
         return error_response("internal error in the proxy (see its log)", 500, "internal")
+
+
+def _drain_unread_body() -> None:
+    """Read and drop the body of a refused upload (in memory, never to disk).
+
+    Werkzeug refuses an oversized upload before reading it; gunicorn then closes the socket
+    although the answer said keep-alive, and the client's next request on it fails.
+    """
+    stream = request.environ.get("wsgi.input")
+    left = min(request.content_length or 0, DRAIN_CAP_BYTES)
+    while stream is not None and left > 0:
+        chunk = stream.read(min(left, 1 << 16))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def _model_server_message(exc: ModelServerError) -> str:
