@@ -12,8 +12,9 @@ Module map (one job each):
   versions.py   base-path polling, version policies, load/unload, routing table, labels
   servable.py   one loaded SavedModel version: signatures, direct calls, warm-up, input checks
   batching.py   --enable_batching: merges concurrent requests into one model call
+  deadlines.py  gRPC deadline / REST timeout carried into the model run (cancelled when past)
   predict.py    the Predict call shared by gRPC and REST
-  grpc_api.py   PredictionService + ModelService
+  grpc_api.py   PredictionService + ModelService (+ grpc.health.v1 when enabled)
   rest_api.py   REST routes and the threaded HTTP server
   rest_json.py  JSON <-> tensors (json_tensor.cc rules and messages)
   tensors.py    TensorProto <-> numpy

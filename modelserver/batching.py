@@ -6,6 +6,15 @@ it reaches `max_batch_size` or its oldest request has waited `batch_timeout_micr
 batch thread takes it; batches are padded up to the next `allowed_batch_sizes` entry with copies
 of the first row. Requests block on an Event while `num_batch_threads` threads run batches, so
 idle threads cost nothing and the GIL is free while TensorFlow computes.
+
+A lone request waits the full `batch_timeout_micros` for company, as in TF Serving (its
+BasicBatchScheduler schedules an underfull batch only once the oldest task has waited that long).
+
+Deadlines (batching_session.cc ProcessBatch): a batch runs under the latest deadline of its
+requests (none if any request has none). Unlike TF Serving, which still runs a request that
+expired in the queue if a live one shares its batch, an expired request is never run; it gets
+TF Serving's RESOURCE_EXHAUSTED "Run() timeout exceeded while waiting in batching queue" (a gRPC
+client, whose deadline has passed by then, sees DEADLINE_EXCEEDED).
 """
 
 from __future__ import annotations
@@ -19,13 +28,16 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
+from modelserver import deadlines
 from modelserver.config import BatchingOptions
+from modelserver.deadlines import Deadline
 from modelserver.metrics import Metrics
 from modelserver.servable import Signature
 from modelserver.status import ServingError, invalid_argument
 
 Outputs = dict[str, np.ndarray]
-RunFn = Callable[[Signature, Mapping[str, np.ndarray]], Outputs]
+RunFn = Callable[[Signature, Mapping[str, np.ndarray], Deadline], Outputs]
+QUEUE_TIMEOUT = "Run() timeout exceeded while waiting in batching queue"  # batching_session.cc
 
 
 @dataclass
@@ -34,6 +46,7 @@ class _Task:
     inputs: Mapping[str, np.ndarray]
     size: int
     shape_key: tuple
+    deadline: Deadline
     enqueued: float = field(default_factory=time.monotonic)
     done: threading.Event = field(default_factory=threading.Event)
     outputs: Outputs | None = None
@@ -68,8 +81,11 @@ class Batcher:
 
     # ----- request side --------------------------------------------------------------------
 
-    def submit(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> Outputs:
+    def submit(
+        self, signature: Signature, inputs: Mapping[str, np.ndarray], deadline: Deadline = None
+    ) -> Outputs:
         """Queues the request, waits for its batch, returns this request's slice of outputs."""
+        deadlines.check(deadline)
         size = batch_size_of(inputs)
         limit = self._options.max_batch_size
         if size > limit:
@@ -78,11 +94,11 @@ class Batcher:
                 raise invalid_argument(
                     f"Task size {size} is larger than maximum input batch size {limit}"
                 )
-            return self._submit_split(signature, inputs, size)
-        task = _Task(signature, inputs, size, _shape_key(inputs))
+            return self._submit_split(signature, inputs, size, deadline)
+        task = _Task(signature, inputs, size, _shape_key(inputs), deadline)
         with self._cond:
             if self._stopping:  # unloading: in-flight requests still get an answer
-                return self._run(signature, inputs)
+                return self._run(signature, inputs, deadline)
             queued = self._queued_sizes.get(signature.name, 0)
             if queued + size > self._options.max_enqueued_batches * limit:
                 raise ServingError(
@@ -97,10 +113,12 @@ class Batcher:
             raise task.error
         return task.outputs
 
-    def _submit_split(self, signature: Signature, inputs, size: int) -> Outputs:
+    def _submit_split(self, signature: Signature, inputs, size: int, deadline: Deadline) -> Outputs:
         step = min(self._options.max_execution_batch_size, self._options.max_batch_size)
         parts = [
-            self.submit(signature, {k: v[start : start + step] for k, v in inputs.items()})
+            self.submit(
+                signature, {k: v[start : start + step] for k, v in inputs.items()}, deadline
+            )
             for start in range(0, size, step)
         ]
         return {alias: np.concatenate([p[alias] for p in parts]) for alias in parts[0]}
@@ -161,6 +179,9 @@ class Batcher:
             self._metrics.queuing_latency.observe(
                 (started - task.enqueued) * 1e6, self._options.thread_pool_name
             )
+        tasks = _drop_expired(tasks, started)
+        if not tasks:
+            return
         total = sum(task.size for task in tasks)
         padded = self._padded_size(total)
         merged = {
@@ -169,7 +190,7 @@ class Batcher:
         }
         self._record_batch(signature.name, total, padded, tasks)
         try:
-            outputs = self._run(signature, merged)
+            outputs = self._run(signature, merged, _batch_deadline(tasks))
         except ServingError as error:
             self._fail_or_retry_alone(tasks, error)
             return
@@ -185,14 +206,16 @@ class Batcher:
     def _fail_or_retry_alone(self, tasks: list[_Task], error: ServingError) -> None:
         """A merged batch failed (e.g. one request sent bytes that are not an image). Unlike
         TF Serving, which fails every request in that batch, rerun each request on its own so
-        only the bad one gets the error and everyone else keeps being served."""
-        if len(tasks) == 1:
-            tasks[0].error = error
-            tasks[0].done.set()
+        only the bad one gets the error and everyone else keeps being served. A timed-out
+        batch is not rerun: its latest deadline has passed, so every request's has."""
+        if len(tasks) == 1 or error.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            for task in tasks:
+                task.error = error
+                task.done.set()
             return
         for task in tasks:
             try:
-                task.outputs = self._run(task.signature, task.inputs)
+                task.outputs = self._run(task.signature, task.inputs, task.deadline)
             except ServingError as own_error:
                 task.error = own_error
             task.done.set()
@@ -210,6 +233,25 @@ class Batcher:
         metrics.padding_size.observe(padded - total, self._model, op_name)
         for task in tasks:
             metrics.input_batch_size.observe(task.size, self._model, op_name)
+
+
+def _drop_expired(tasks: list[_Task], now: float) -> list[_Task]:
+    """Fails the tasks whose deadline passed in the queue (they are not run); returns the rest."""
+    live = []
+    for task in tasks:
+        if task.deadline is not None and task.deadline <= now:
+            task.error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, QUEUE_TIMEOUT)
+            task.done.set()
+        else:
+            live.append(task)
+    return live
+
+
+def _batch_deadline(tasks: list[_Task]) -> Deadline:
+    """The batch runs until its last request's deadline; without a limit if one has none."""
+    if any(task.deadline is None for task in tasks):
+        return None
+    return max(task.deadline for task in tasks)
 
 
 def _shape_key(inputs: Mapping[str, np.ndarray]) -> tuple:

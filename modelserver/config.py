@@ -70,6 +70,7 @@ class ServerOptions:
     monitoring_config_file: str = ""
     allow_version_labels_for_unavailable_models: bool = False
     saved_model_tags: str = "serve"
+    enable_grpc_healthcheck_service: bool = False
     # Local extensions (not in tensorflow_model_server):
     model_base_path_prefix_map: str = ""
     max_request_bytes: int = 64 * 1024 * 1024
@@ -95,7 +96,13 @@ _LOCAL_HELP = {
     "max_request_bytes": "LOCAL EXTENSION. Largest request body (REST) / message (gRPC).",
     "host": "LOCAL EXTENSION. Address to bind both ports to.",
     "rest_api_num_threads": "Accepted for compatibility; REST uses a thread per connection.",
-    "rest_api_timeout_in_ms": "Accepted for compatibility; not enforced by this server.",
+    "rest_api_timeout_in_ms": (
+        "Timeout for HTTP/REST API calls: a predict still running after this many ms is "
+        "cancelled and answered 504. 0 = no limit. Default: 30000."
+    ),
+    "enable_grpc_healthcheck_service": (
+        "Enable the standard gRPC health service (grpc.health.v1.Health). Default: false."
+    ),
 }
 
 

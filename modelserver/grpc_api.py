@@ -8,6 +8,7 @@ from collections.abc import Callable
 from concurrent import futures
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -18,6 +19,8 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
+from modelserver import deadlines
+from modelserver.deadlines import Deadline
 from modelserver.predict import Predictor
 from modelserver.status import ServingError, failed_precondition, invalid_argument
 from modelserver.tensors import ndarray_to_proto, proto_to_ndarray
@@ -26,6 +29,18 @@ from modelserver.versions import VersionManager
 log = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadataImpl::kSignatureDef
+# Services named in the health service, as model_servers/server.cc names them (not qualified).
+HEALTH_SERVICES = ("ModelService", "PredictionService")
+_NO_DEADLINE_S = 1e9  # gRPC reports ~2**63 s remaining when the client set no deadline
+
+
+def client_deadline(context: grpc.ServicerContext) -> Deadline:
+    """The client's deadline, which TF Serving makes the run's timeout (prediction_service_impl.cc
+    DeadlineToTimeoutMillis); None when the client set none."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE_S:
+        return None
+    return deadlines.after(remaining)
 
 
 def model_spec_target(spec) -> tuple[str, int | None, str | None]:
@@ -42,7 +57,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._metrics = predictor.metrics
 
     def Predict(self, request, context):
-        return self._call(request, context, "Predict", self._predict)
+        deadline = client_deadline(context)
+        return self._call(request, context, "Predict", lambda req: self._predict(req, deadline))
 
     def GetModelMetadata(self, request, context):
         try:
@@ -78,7 +94,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._metrics.request_count.inc(name, "OK")
         return response
 
-    def _predict(self, request) -> predict_pb2.PredictResponse:
+    def _predict(self, request, deadline: Deadline) -> predict_pb2.PredictResponse:
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         servable = self._predictor.servable(*model_spec_target(request.model_spec))
@@ -87,7 +103,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if signature is None:
             raise failed_precondition(f'Serving signature key "{signature_name}" not found.')
         inputs = {alias: proto_to_ndarray(tensor) for alias, tensor in request.inputs.items()}
-        result = self._predictor.predict(servable, signature, inputs, request.output_filter)
+        result = self._predictor.predict(
+            servable, signature, inputs, request.output_filter, deadline
+        )
         response = predict_pb2.PredictResponse()
         # MakeModelSpec (servables/tensorflow/util.cc): name, version used, resolved signature.
         response.model_spec.name = request.model_spec.name
@@ -183,12 +201,23 @@ def model_status_response(
     return response
 
 
+def health_servicer() -> health.HealthServicer:
+    """grpc.health.v1.Health as `--enable_grpc_healthcheck_service` sets it up
+    (model_servers/server.cc): the server ("") and both services SERVING. The port opens only
+    once the models are loaded, so SERVING here means ready, like TF Serving's."""
+    servicer = health.HealthServicer()
+    for service in HEALTH_SERVICES:
+        servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return servicer
+
+
 def start_grpc_server(
     address: str,
     prediction: PredictionService,
     model: ModelService,
     max_threads: int,
     max_message_bytes: int,
+    health_service: health.HealthServicer | None = None,
 ) -> grpc.Server:
     """A thread-pool gRPC server; threads block in the batcher, so keep many of them."""
     server = grpc.server(
@@ -201,6 +230,8 @@ def start_grpc_server(
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
+    if health_service is not None:
+        health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"could not bind gRPC to {address}")
     server.start()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modelserver.deadlines import Deadline
 from modelserver.metrics import Metrics
 from modelserver.servable import Servable, Signature, validate_inputs
 from modelserver.status import invalid_argument
@@ -39,15 +40,17 @@ class Predictor:
         signature: Signature,
         inputs: Mapping[str, np.ndarray],
         output_filter: Sequence[str] = (),
+        deadline: Deadline = None,
     ) -> PredictResult:
-        """servables/tensorflow/predict_util.cc RunPredict, minus the session."""
+        """servables/tensorflow/predict_util.cc RunPredict, minus the session; `deadline` plays
+        the part of RunOptions.timeout_in_ms (modelserver.deadlines)."""
         validate_inputs(signature, inputs)
         aliases = _output_aliases(signature, output_filter)
         started = time.perf_counter()
         if servable.batcher is not None:
-            outputs = servable.batcher.submit(signature, inputs)
+            outputs = servable.batcher.submit(signature, inputs, deadline)
         else:
-            outputs = servable.run(signature, inputs)
+            outputs = servable.run(signature, inputs, deadline)
         self.metrics.runtime_latency.observe(
             (time.perf_counter() - started) * 1e6, servable.name, "Predict", "TF1"
         )

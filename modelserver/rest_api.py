@@ -22,7 +22,7 @@ import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
-from modelserver import rest_json
+from modelserver import deadlines, rest_json
 from modelserver.grpc_api import model_status_response
 from modelserver.metrics import Metrics
 from modelserver.predict import Predictor
@@ -76,12 +76,14 @@ class RestApi:
         metrics: Metrics,
         prometheus_path: str | None,
         enable_cors: bool,
+        timeout_s: float | None = None,
     ) -> None:
         self._predictor = predictor
         self._manager = predictor.manager
         self._metrics = metrics
         self._prometheus_path = prometheus_path
         self._enable_cors = enable_cors
+        self._timeout_s = timeout_s  # --rest_api_timeout_in_ms; None: no limit
 
     def handle(self, method: str, target: str, headers, body: bytes) -> Response:
         path = urlsplit(target).path
@@ -202,7 +204,9 @@ class RestApi:
         servable = self._predictor.servable(route.model, route.version, route.label)
         signature = self._signature(servable, signature_name)
         inputs, row_format = rest_json.predict_inputs(document, signature.definition.inputs)
-        result = self._predictor.predict(servable, signature, inputs)
+        # The timeout bounds the run, not the JSON work (the handler's RunOptions.timeout_in_ms).
+        deadline = deadlines.after(self._timeout_s)
+        result = self._predictor.predict(servable, signature, inputs, deadline=deadline)
         dtypes = {alias: signature.output_dtype(alias) for alias in result.outputs}
         if row_format:
             return rest_json.row_response(result.outputs, dtypes)

@@ -18,6 +18,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from modelserver import deadlines
+from modelserver.deadlines import Deadline
 from modelserver.status import ServingError, from_exception, invalid_argument, not_found
 from modelserver.tensors import dtype_string, numpy_dtype, proto_to_ndarray
 
@@ -72,11 +74,18 @@ class Servable:
         signature = self.signatures.get(name or "serving_default")
         return signature if signature is not None and signature.function is not None else None
 
-    def run(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs the graph on validated inputs; kernel errors come back as ServingError."""
+    def run(
+        self,
+        signature: Signature,
+        inputs: Mapping[str, np.ndarray],
+        deadline: Deadline = None,
+    ) -> dict[str, np.ndarray]:
+        """Runs the graph on validated inputs, cancelled at `deadline` like a session run with
+        RunOptions.timeout_in_ms; kernel errors come back as ServingError."""
         try:
-            outputs = signature.function(**{k: tf.constant(v) for k, v in inputs.items()})
-            return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+            with deadlines.enforced(deadline):
+                outputs = signature.function(**{k: tf.constant(v) for k, v in inputs.items()})
+                return {alias: tensor.numpy() for alias, tensor in outputs.items()}
         except Exception as error:
             raise from_exception(error) from error
 

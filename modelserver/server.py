@@ -23,7 +23,12 @@ from modelserver.config import (
     load_prometheus_path,
     read_text_proto,
 )
-from modelserver.grpc_api import ModelService, PredictionService, start_grpc_server
+from modelserver.grpc_api import (
+    ModelService,
+    PredictionService,
+    health_servicer,
+    start_grpc_server,
+)
 from modelserver.metrics import Metrics
 from modelserver.predict import Predictor
 from modelserver.rest_api import RestApi, start_rest_server
@@ -60,6 +65,7 @@ class ModelServer:
         )
         self.predictor = Predictor(self.manager, self.metrics)
         self._grpc: grpc.Server | None = None
+        self._health = health_servicer() if options.enable_grpc_healthcheck_service else None
         self._rest = None
         self._stopped = threading.Event()
 
@@ -99,6 +105,7 @@ class ModelServer:
             ModelService(self.manager, self.reload_config),
             self.options.grpc_max_threads,
             self.options.max_request_bytes,
+            self._health,
         )
         log.info("Running gRPC ModelServer at %s ...", address)
 
@@ -111,8 +118,10 @@ class ModelServer:
             log.error("--rest_api_port cannot be the same as --port. Please use a different "
                       "port for HTTP/REST API. Skipped exporting HTTP/REST API.")  # fmt: skip
             return
+        timeout_ms = self.options.rest_api_timeout_in_ms
         api = RestApi(self.predictor, self.metrics, self.prometheus_path,
-                      self.options.rest_api_enable_cors_support)  # fmt: skip
+                      self.options.rest_api_enable_cors_support,
+                      timeout_ms / 1000 if timeout_ms > 0 else None)  # fmt: skip
         self._rest = start_rest_server(self.options.host, port, api, self.options.max_request_bytes)
         threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
         log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.host, port)
@@ -148,6 +157,8 @@ class ModelServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self._health is not None:  # as grpc::Server::Shutdown does: NOT_SERVING first
+            self._health.enter_graceful_shutdown()
         if self._rest is not None:
             self._rest.shutdown()
         if self._grpc is not None:

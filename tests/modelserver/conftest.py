@@ -9,18 +9,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from modelserver_harness import MODEL, ServerProcess, running_server
+from modelserver_harness import MODEL, ServerProcess, monitoring_flag, running_server
 
 
 @pytest.fixture
 def start_server(tmp_path) -> Iterator[Callable[..., ServerProcess]]:
-    """start_server(*flags, ready=True) -> ServerProcess; all stopped after the test."""
+    """start_server(*flags, ready=True, model=MODEL) -> ServerProcess; all stopped after the
+    test. With `ready`, returns once `model` is served."""
     started: list[ServerProcess] = []
 
-    def start(*args: str, ready: bool = True) -> ServerProcess:
+    def start(*args: str, ready: bool = True, model: str = MODEL) -> ServerProcess:
         server = ServerProcess(list(args), tmp_path / f"modelserver-{len(started)}.log")
         started.append(server)
-        return server.wait_ready() if ready else server
+        return server.wait_ready(model) if ready else server
 
     yield start
     for server in started:
@@ -38,18 +39,15 @@ def model_base_v1(tmp_path_factory, tiny_savedmodel) -> Path:
 @pytest.fixture(scope="session")
 def api_server(tmp_path_factory, tiny_savedmodel) -> Iterator[ServerProcess]:
     """One server for the read-only API tests: version 1 of the tiny model, monitoring on,
-    a 1 MiB request limit, no batching, no file-system polling after start-up."""
+    the gRPC health service on, a 1 MiB request limit, no batching, no file-system polling
+    after start-up."""
     folder = tmp_path_factory.mktemp("api")
     base = folder / MODEL
     shutil.copytree(tiny_savedmodel(1), base / "1")
-    monitoring = folder / "monitoring.config"
-    monitoring.write_text(
-        'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }'
-    )
     args = [
-        f"--model_name={MODEL}", f"--model_base_path={base}",
-        f"--monitoring_config_file={monitoring}", "--max_request_bytes=1048576",
-        "--file_system_poll_wait_seconds=0",
+        f"--model_name={MODEL}", f"--model_base_path={base}", monitoring_flag(folder),
+        "--max_request_bytes=1048576", "--file_system_poll_wait_seconds=0",
+        "--enable_grpc_healthcheck_service",
     ]  # fmt: skip
     with running_server(args, folder / "modelserver.log") as server:
         yield server

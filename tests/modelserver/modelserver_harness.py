@@ -5,6 +5,7 @@ not conftest, so that `from ... import` works whichever test areas run together.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar10"
 START_TIMEOUT_S = 120  # generous: two shared cores, maybe a training run beside us
+PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 
 
 def free_port() -> int:
@@ -104,7 +106,18 @@ class ServerProcess:
         raise AssertionError(f"states {self.states(model)} never reached {expected}:\n{self.log()}")
 
     def metrics(self) -> str:
-        return requests.get(f"{self.rest}/monitoring/prometheus/metrics", timeout=10).text
+        return requests.get(f"{self.rest}{PROMETHEUS_PATH}", timeout=10).text
+
+    def wait_metric(self, name: str, labels: str, at_least: float, timeout: float = 30) -> str:
+        """Until metric `name{labels}` reaches `at_least` (the server records an answer just
+        after sending it); returns that metrics page."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            page = self.metrics()
+            if metric(page, name, labels) >= at_least:
+                return page
+            time.sleep(0.1)
+        raise AssertionError(f"{name}{{{labels}}} never reached {at_least}:\n{self.metrics()}")
 
     def stop(self) -> None:
         if self._channel is not None:
@@ -120,13 +133,26 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def running_server(args: list[str], log_path: Path) -> Iterator[ServerProcess]:
-    """A started, ready server that is stopped on exit."""
+def running_server(args: list[str], log_path: Path, model: str = MODEL) -> Iterator[ServerProcess]:
+    """A started server, ready to serve `model`, that is stopped on exit."""
     server = ServerProcess(args, log_path)
     try:
-        yield server.wait_ready()
+        yield server.wait_ready(model)
     finally:
         server.stop()
+
+
+def metric(page: str, name: str, labels: str = "") -> float:
+    """One sample of a Prometheus page, by name without the `:tensorflow:serving:` prefix."""
+    match = re.search(rf"^:tensorflow:serving:{name}\{{{re.escape(labels)}\}} (\S+)$", page, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def monitoring_flag(folder: Path) -> str:
+    """`--monitoring_config_file=...` for a file in `folder` that turns the Prometheus page on."""
+    path = folder / "monitoring.config"
+    path.write_text(f'prometheus_config {{ enable: true path: "{PROMETHEUS_PATH}" }}')
+    return f"--monitoring_config_file={path}"
 
 
 def write_models_config(path: Path, body: str) -> Path:

@@ -3,14 +3,13 @@ merge is proved with the server's own batching metrics."""
 
 from __future__ import annotations
 
-import re
 import threading
 
 import grpc
 import numpy as np
 import pytest
 import requests
-from modelserver_harness import MODEL, encode_image, running_server
+from modelserver_harness import MODEL, encode_image, metric, monitoring_flag, running_server
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
@@ -27,20 +26,13 @@ def batching_server(tmp_path_factory, model_base_v1):
         "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 300000 }\n"
         "num_batch_threads { value: 1 }\nallowed_batch_sizes: 4\nallowed_batch_sizes: 8\n"
     )
-    monitoring = tmp_path / "monitoring.config"
-    monitoring.write_text("prometheus_config { enable: true }")
     args = [
         f"--model_name={MODEL}", f"--model_base_path={model_base_v1}", "--enable_batching",
-        f"--batching_parameters_file={batching}", f"--monitoring_config_file={monitoring}",
+        f"--batching_parameters_file={batching}", monitoring_flag(tmp_path),
         "--rest_api_enable_cors_support",
     ]  # fmt: skip
     with running_server(args, tmp_path / "modelserver.log") as server:
         yield server
-
-
-def metric(page: str, name: str, labels: str = "") -> float:
-    match = re.search(rf"^:tensorflow:serving:{name}\{{{re.escape(labels)}\}} (\S+)$", page, re.M)
-    return float(match.group(1)) if match else 0.0
 
 
 def pixels_request(images: np.ndarray) -> predict_pb2.PredictRequest:

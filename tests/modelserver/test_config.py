@@ -41,6 +41,14 @@ def test_flags_use_tensorflow_model_server_names_and_forms():
     assert ServerOptions().port == 8500 and ServerOptions().rest_api_port == 8501
 
 
+def test_timeout_and_health_flags_have_tf_servings_defaults():
+    defaults = ServerOptions()
+    assert defaults.rest_api_timeout_in_ms == 30000  # model_servers/server.h
+    assert defaults.enable_grpc_healthcheck_service is False
+    options = parse_flags(["--rest_api_timeout_in_ms=0", "--enable_grpc_healthcheck_service"])
+    assert options.rest_api_timeout_in_ms == 0 and options.enable_grpc_healthcheck_service
+
+
 def test_shipped_serving_config_files_parse_with_the_real_protos():
     options = ServerOptions(
         model_config_file=str(SERVING_CONFIG / "models.config"),

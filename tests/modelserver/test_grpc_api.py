@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelserver_harness import MODEL, encode_image
 
 tf = pytest.importorskip("tensorflow")
@@ -235,3 +236,14 @@ def test_grpc_requests_are_counted_in_metrics(api_server):
         'entrypoint="GRPC"}' in page
     )
     assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in page
+
+
+def test_health_service_reports_serving_under_tf_servings_service_names(api_server):
+    """--enable_grpc_healthcheck_service (off by default): the server ("") and the services
+    model_servers/server.cc names, unqualified, are SERVING once the port is open."""
+    stub = health_pb2_grpc.HealthStub(api_server.channel())
+    for service in ("", "ModelService", "PredictionService"):
+        response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=30)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING, service
+    unknown = health_pb2.HealthCheckRequest(service="tensorflow.serving.PredictionService")
+    assert rpc_error(stub.Check, unknown).code() == grpc.StatusCode.NOT_FOUND

@@ -1,0 +1,173 @@
+"""Deadlines reach the model run, as in TF Serving: the gRPC client deadline and REST's
+--rest_api_timeout_in_ms become the run's timeout (reference §0, §3.2, §4). A tiny "spin"
+model busy-waits as many seconds as it is asked, so the tests choose how slow the model is."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import requests
+from modelserver_harness import metric, monitoring_flag, running_server
+
+tf = pytest.importorskip("tensorflow")
+from tensorflow.python.eager import cancellation  # noqa: E402
+from tensorflow_serving.apis import predict_pb2  # noqa: E402
+
+from modelserver import deadlines  # noqa: E402
+from modelserver.status import ServingError  # noqa: E402
+
+SPIN = "spin"
+REST_TIMEOUT_MS = 500
+REQUESTS = f'model_name="{SPIN}",status='
+
+
+class _Spin(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="seconds")])
+    def spin(self, seconds):
+        """Loops until max(seconds) have passed (each turn is a point where a run can be
+        cancelled, as in any graph of many ops); returns `seconds`."""
+        start = tf.timestamp()
+        limit = tf.cast(tf.reduce_max(seconds), tf.float64)
+        turns = tf.while_loop(lambda i: tf.timestamp() - start < limit, lambda i: i + 1, [0])
+        with tf.control_dependencies(turns):
+            return {"seconds": tf.identity(seconds)}
+
+
+@pytest.fixture(scope="module")
+def spin_base(tmp_path_factory) -> Path:
+    """`<tmp>/spin` holding version 1 of the spin model."""
+    base = tmp_path_factory.mktemp("models") / SPIN
+    module = _Spin()
+    tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": module.spin})
+    return base
+
+
+@pytest.fixture(scope="module")
+def spin_server(tmp_path_factory, spin_base):
+    """No batching; REST predictions are cut off after REST_TIMEOUT_MS."""
+    folder = tmp_path_factory.mktemp("spin")
+    args = [
+        f"--model_name={SPIN}", f"--model_base_path={spin_base}", monitoring_flag(folder),
+        f"--rest_api_timeout_in_ms={REST_TIMEOUT_MS}", "--file_system_poll_wait_seconds=0",
+    ]  # fmt: skip
+    with running_server(args, folder / "modelserver.log", model=SPIN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def queued_spin_server(tmp_path_factory, spin_base):
+    """Batching with one batch thread and batches of one request: while one request runs, the
+    next waits in the batching queue. REST requests time out after 1 s."""
+    folder = tmp_path_factory.mktemp("spin-batching")
+    batching = folder / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 1 }\nbatch_timeout_micros { value: 0 }\n"
+        "num_batch_threads { value: 1 }\n"
+    )
+    args = [
+        f"--model_name={SPIN}", f"--model_base_path={spin_base}", monitoring_flag(folder),
+        "--enable_batching", f"--batching_parameters_file={batching}",
+        "--rest_api_timeout_in_ms=1000", "--file_system_poll_wait_seconds=0",
+    ]  # fmt: skip
+    with running_server(args, folder / "modelserver.log", model=SPIN) as server:
+        yield server
+
+
+def spin_request(seconds: float) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = SPIN
+    request.inputs["seconds"].CopyFrom(tf.make_tensor_proto([seconds], dtype=tf.float32))
+    return request
+
+
+def rest_spin(server, seconds: float) -> requests.Response:
+    body = {"instances": [seconds]}
+    return requests.post(f"{server.rest}/v1/models/{SPIN}:predict", json=body, timeout=60)
+
+
+def test_a_rest_prediction_past_the_timeout_is_cut_off_with_504(spin_server):
+    started = time.monotonic()
+    response = rest_spin(spin_server, 60)
+    assert time.monotonic() - started < 20  # the run was cancelled, not waited out
+    assert response.status_code == 504
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == {"error": "Timed out waiting for notification"}
+    # The server goes on serving.
+    answer = rest_spin(spin_server, 0.01)
+    assert (answer.status_code, answer.json()) == (200, {"predictions": [pytest.approx(0.01)]})
+
+
+def test_the_grpc_deadline_cancels_the_model_run(spin_server):
+    stub = spin_server.prediction_stub()
+    timed_out = metric(spin_server.metrics(), "request_count", REQUESTS + '"DEADLINE_EXCEEDED"')
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(spin_request(60), timeout=0.5)
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The server's own answer: DEADLINE_EXCEEDED soon after the deadline, not after 60 s.
+    spin_server.wait_metric("request_count", REQUESTS + '"DEADLINE_EXCEEDED"', timed_out + 1)
+    # Without a deadline there is no limit.
+    response = stub.Predict(spin_request(0.2))
+    assert tf.make_ndarray(response.outputs["seconds"]).tolist() == [pytest.approx(0.2)]
+
+
+def test_requests_whose_deadline_passes_in_the_batching_queue_are_not_run(queued_spin_server):
+    server = queued_spin_server
+    stub = server.prediction_stub()
+    queued = 'thread_pool_name="model_server_batch_threads"'
+    before = server.metrics()
+    running: dict = {}
+    first = threading.Thread(
+        target=lambda: running.update(response=stub.Predict(spin_request(4), timeout=60))
+    )
+    first.start()
+    # Once the first request has left the queue (it now runs for 4 s), queue two more whose
+    # deadlines (1 s) pass while they wait: one over gRPC, one over REST.
+    dequeued = metric(before, "batching_session:queuing_latency_count", queued) + 1
+    server.wait_metric("batching_session:queuing_latency_count", queued, dequeued)
+    rest: dict = {}
+    second = threading.Thread(target=lambda: rest.update(response=rest_spin(server, 30)))
+    second.start()
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(spin_request(30), timeout=1)
+    second.join()
+    first.join()
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # TF Serving's answer for a request that timed out in the batching queue.
+    assert rest["response"].status_code == 429
+    assert rest["response"].json() == {
+        "error": "Run() timeout exceeded while waiting in batching queue"
+    }
+    assert "seconds" in running["response"].outputs
+    page = server.wait_metric(
+        "request_count",
+        REQUESTS + '"RESOURCE_EXHAUSTED"',
+        metric(before, "request_count", REQUESTS + '"RESOURCE_EXHAUSTED"') + 2,
+    )
+    runs = metric(page, "batching_session:wrapped_run_count") - metric(
+        before, "batching_session:wrapped_run_count"
+    )
+    assert runs == 1  # only the first request ever reached the model
+
+
+def test_each_thread_sees_only_its_own_cancellation_manager():
+    """TensorFlow keeps the active CancellationManager in one global; a deadline on one request
+    thread must never cancel a run on another."""
+    seen: list = []
+    with deadlines.enforced(deadlines.after(60)):
+        own = cancellation.context()
+        other = threading.Thread(target=lambda: seen.append(cancellation.context()))
+        other.start()
+        other.join()
+    assert own is not None and seen == [None]
+    assert cancellation.context() is None
+
+
+def test_a_deadline_already_past_runs_nothing():
+    ran: list = []
+    with pytest.raises(ServingError) as caught, deadlines.enforced(deadlines.after(0)):
+        ran.append(True)
+    assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and ran == []
