@@ -1,20 +1,32 @@
-"""In-graph training augmentation: random flip and reflect-padded translation, per image.
+"""Training augmentation: horizontal flip and reflect-padded translation, per image.
 
-Randomness is stateless and seeded by (seed, global step), so a resumed run sees exactly the
-batches an uninterrupted one would have seen: there is no RNG state to checkpoint.
+Which images flip is decided outside the graph (`flip_mask`), so the recipe can use airbench's
+alternating flip: every image has a fixed random parity and flips on every other epoch, which
+shows each image both ways equally often instead of by chance. Translation is in-graph and
+seeded by (seed, global step), so a resumed run sees exactly the batches an uninterrupted one
+would have seen: there is no RNG state to checkpoint.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 
-def augment(images: tf.Tensor, seed: tf.Tensor, translate: int, flip: bool) -> tf.Tensor:
-    """uint8 [B,H,W,C] -> uint8 [B,H,W,C], each image flipped and shifted independently."""
+def flip_mask(
+    indices: np.ndarray, epoch: int, step: int, seed: int, n_images: int, alternate: bool
+) -> np.ndarray:
+    """bool [B]: which images of the batch `indices` are mirrored this epoch."""
+    if alternate:
+        parity = np.random.default_rng([seed, 7]).integers(0, 2, n_images, dtype=np.int8)
+        return (parity[indices] + epoch) % 2 == 1
+    return np.random.default_rng([seed, step, 7]).random(len(indices)) < 0.5
+
+
+def augment(images: tf.Tensor, flip: tf.Tensor, seed: tf.Tensor, translate: int) -> tf.Tensor:
+    """uint8 [B,H,W,C] -> uint8 [B,H,W,C]: mirror where `flip` [B] is true, then shift."""
     b, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
-    if flip:
-        coin = tf.random.stateless_uniform([b], seed=seed) < 0.5
-        images = tf.where(coin[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
     if translate:
         p = translate
         padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")

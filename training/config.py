@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 @dataclass(frozen=True)
 class Recipe:
     arch: str = "fast"
-    epochs: float = 10.0
+    epochs: float = 9.9
     batch_size: int = 1024
     optimizer: str = "sgd"  # "sgd" (airbench Nesterov) or "adam"
     # SGD: lr is per *kilo-step* as in airbench: divided by batch_size * (1 + 1/(1-momentum)).
@@ -22,7 +22,7 @@ class Recipe:
     momentum: float = 0.85
     weight_decay: float = 0.0153
     bias_lr_scale: float = 64.0
-    label_smoothing: float = 0.2
+    label_smoothing: float = 0.1
     warmup_fraction: float = 0.23  # triangle: 0.2 -> 1 at this share of steps -> end_lr
     start_lr: float = 0.2
     end_lr: float = 0.07
@@ -31,6 +31,10 @@ class Recipe:
     widths: tuple[int, int, int] = (64, 256, 256)
     translate: int = 2  # pixels of reflect-padded random translation
     flip: bool = True
+    alt_flip: bool = True  # each image flips on every other epoch (airbench), not by coin
+    # Muon steps for conv filters (0 = plain SGD for them too); lr is per step, not per kilo-step
+    muon_lr: float = 0.3
+    muon_momentum: float = 0.6
     # Adam + plateau logic (vgg recipe)
     plateau_patience: int = 5
     plateau_factor: float = 0.5
@@ -59,6 +63,8 @@ RECIPES: dict[str, Recipe] = {
         label_smoothing=0.0,
         lookahead_every=0,
         translate=3,
+        alt_flip=False,
+        muon_lr=0.0,
         val_split=5000,
     ),
 }

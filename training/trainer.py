@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from training import checkpoint
-from training.augment import augment
+from training.augment import augment, flip_mask
 from training.config import Recipe
 from training.data import Dataset, Split
 from training.inference import accuracy, predict_logits
@@ -119,8 +119,8 @@ class Trainer:
         num_classes = len(self.ds.class_names)
 
         @tf.function(reduce_retracing=True)
-        def step_fn(images, labels, seed, schedule, whiten_bias_on):
-            x = augment(images, seed, recipe.translate, recipe.flip)
+        def step_fn(images, labels, flip, seed, schedule, whiten_bias_on):
+            x = augment(images, flip, seed, recipe.translate)
             with tf.GradientTape() as tape:
                 logits = model(tf.cast(x, tf.float32), training=True)
                 onehot = tf.one_hot(labels, num_classes)
@@ -229,9 +229,13 @@ class Trainer:
         p = self.progress
         idx = perm[index_in_epoch * self.batch_size : (index_in_epoch + 1) * self.batch_size]
         epoch_float = p.step / self.steps_per_epoch
+        flip = flip_mask(
+            idx, int(epoch_float), p.step, self.seed, len(self.train.labels), self.recipe.alt_flip
+        )
         loss, hits = self._train_step(
             self.train.images[idx],
             self.train.labels[idx],
+            flip & self.recipe.flip,
             tf.constant([self.seed, p.step], tf.int32),
             tf.constant(triangle_lr(p.step, self.total_steps, self.recipe), tf.float32),
             tf.constant(1.0 if epoch_float < self.recipe.whiten_bias_epochs else 0.0, tf.float32),
