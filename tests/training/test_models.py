@@ -1,4 +1,4 @@
-"""Model shapes, the reference parameter count, the FLOP count and the whitening init."""
+"""Model shapes, the reference parameter count, the FLOP count, the whitening init and TTA."""
 
 from __future__ import annotations
 
@@ -55,3 +55,12 @@ def test_whitening_layer_decorrelates_image_patches():
 def test_unknown_architecture_is_named_in_the_error():
     with pytest.raises(ValueError, match="resnet"):
         build_model("resnet", 10, MEAN, STD)
+
+
+def test_flip_tta_in_one_pass_equals_the_mean_of_two_passes():
+    from training.inference import make_logits_fn
+
+    model = build_model("fast", 10, MEAN, STD, widths=(16, 32, 32))
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype(np.float32)
+    expected = 0.5 * (model(x, training=False) + model(x[:, :, ::-1], training=False))
+    np.testing.assert_allclose(make_logits_fn(model, 1)(x), expected, rtol=1e-4, atol=1e-5)

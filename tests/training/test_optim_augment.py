@@ -1,0 +1,70 @@
+"""The recipe's two newest parts checked against what they promise: Muon's orthogonalised step
+and the alternating flip. Tensors are small; no training runs here."""
+
+import numpy as np
+import tensorflow as tf
+
+from training.augment import augment, flip_mask
+from training.config import RECIPES
+from training.optim import AirbenchSGD, orthogonalize
+
+
+def test_orthogonalize_brings_every_singular_value_near_one():
+    rng = np.random.default_rng(0)
+    # Badly conditioned on purpose: singular values spread over two decades.
+    u, _ = np.linalg.qr(rng.normal(size=(64, 64)))
+    v, _ = np.linalg.qr(rng.normal(size=(576, 64)))
+    matrix = (u * np.logspace(0, -2, 64)) @ v.T
+    out = orthogonalize(tf.constant(matrix, tf.float32)).numpy()
+    singular = np.linalg.svd(out, compute_uv=False)
+    # Muon's coefficients trade exactness for speed: values land in roughly [0.7, 1.2].
+    assert singular.min() > 0.6 and singular.max() < 1.3, singular
+    # Same singular vectors: the direction of the step is kept, only its spectrum flattened.
+    cosine = np.sum(out * (u @ v.T)) / (np.linalg.norm(out) * np.linalg.norm(u @ v.T))
+    assert cosine > 0.95
+
+
+def test_orthogonalize_handles_tall_matrices_by_transposing():
+    matrix = tf.random.stateless_normal([300, 40], seed=[1, 2])
+    out = orthogonalize(matrix).numpy()
+    assert out.shape == (300, 40)
+    singular = np.linalg.svd(out, compute_uv=False)
+    assert singular.min() > 0.6 and singular.max() < 1.3
+
+
+def test_muon_moves_conv_filters_and_sgd_moves_the_rest():
+    conv = tf.Variable(tf.ones([3, 3, 4, 8]))
+    dense = tf.Variable(tf.ones([8, 2]))
+    opt = AirbenchSGD([conv, dense], RECIPES["fast"], whiten_bias=None)
+    grads = [tf.random.stateless_normal(v.shape, seed=[3, i]) for i, v in enumerate([conv, dense])]
+    opt.apply(grads, tf.constant(1.0), tf.constant(1.0))
+    step = (1.0 - conv.numpy()).reshape(36, 8).T  # [out, fan-in]
+    # A Muon step has a flat spectrum (scaled by the lr); an SGD step would not.
+    singular = np.linalg.svd(step, compute_uv=False) / RECIPES["fast"].muon_lr
+    assert singular.min() > 0.6 and singular.max() < 1.3
+    assert not np.allclose(dense.numpy(), 1.0)
+
+
+def test_alternating_flip_mirrors_each_image_in_exactly_one_of_two_epochs():
+    indices = np.arange(1000)
+    even = flip_mask(indices, epoch=4, step=0, seed=3, n_images=1000, alternate=True)
+    odd = flip_mask(indices, epoch=5, step=1, seed=3, n_images=1000, alternate=True)
+    assert np.all(even != odd)
+    assert 400 < even.sum() < 600  # a random half, not a fixed pattern by index
+    other_seed = flip_mask(indices, epoch=4, step=0, seed=4, n_images=1000, alternate=True)
+    assert np.any(even != other_seed)
+
+
+def test_random_flip_is_reproducible_per_step():
+    indices = np.arange(500)
+    a = flip_mask(indices, epoch=0, step=7, seed=1, n_images=500, alternate=False)
+    b = flip_mask(indices, epoch=0, step=7, seed=1, n_images=500, alternate=False)
+    c = flip_mask(indices, epoch=0, step=8, seed=1, n_images=500, alternate=False)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_augment_mirrors_exactly_the_masked_images():
+    images = tf.constant(np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3))
+    out = augment(images, tf.constant([True, False]), tf.constant([0, 0]), translate=0).numpy()
+    np.testing.assert_array_equal(out[0], images.numpy()[0, :, ::-1])
+    np.testing.assert_array_equal(out[1], images.numpy()[1])
