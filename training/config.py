@@ -26,15 +26,15 @@ class Recipe:
     warmup_fraction: float = 0.23  # triangle: 0.2 -> 1 at this share of steps -> end_lr
     start_lr: float = 0.2
     end_lr: float = 0.07
-    whiten_bias_epochs: float = 3.0
+    whiten_bias_epochs: float | None = None  # train the whitening bias this long (None: all run)
     lookahead_every: int = 5  # steps between lookahead-EMA updates (0 = off)
     widths: tuple[int, int, int] = (64, 256, 256)
     translate: int = 2  # pixels of reflect-padded random translation
     flip: bool = True
     alt_flip: bool = True  # each image flips on every other epoch (airbench), not by coin
     # Muon steps for conv filters (0 = plain SGD for them too); lr is per step, not per kilo-step
-    muon_lr: float = 0.3
-    muon_momentum: float = 0.6
+    muon_lr: float = 0.5
+    muon_momentum: float = 0.7
     # Adam + plateau logic (vgg recipe)
     plateau_patience: int = 5
     plateau_factor: float = 0.5

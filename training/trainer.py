@@ -238,7 +238,7 @@ class Trainer:
             flip & self.recipe.flip,
             tf.constant([self.seed, p.step], tf.int32),
             tf.constant(triangle_lr(p.step, self.total_steps, self.recipe), tf.float32),
-            tf.constant(1.0 if epoch_float < self.recipe.whiten_bias_epochs else 0.0, tf.float32),
+            tf.constant(1.0 if self._whiten_bias_trains(epoch_float) else 0.0, tf.float32),
         )
         p.step += 1
         p.images_seen += self.batch_size
@@ -246,6 +246,10 @@ class Trainer:
         if every and p.step % every == 0:
             self._lookahead(tf.constant(lookahead_decay(p.step, self.total_steps), tf.float32))
         return float(loss), float(hits)
+
+    def _whiten_bias_trains(self, epoch: float) -> bool:
+        limit = self.recipe.whiten_bias_epochs
+        return limit is None or epoch < limit
 
     def _print_inline(self, epoch: int, done: int, total: int, ips: float, loss: float) -> None:
         msg = f"  epoch {epoch + 1}: step {done}/{total} · {ips:,.0f} img/s · loss {loss:.3f}"
