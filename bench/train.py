@@ -158,7 +158,7 @@ def record_row(args, meta: dict, s: dict, cpu: str) -> None:
 def _insert_row(text: str, row: str) -> str:
     """Append `row` at the end of the table that follows TABLE_MARK."""
     start = text.index(TABLE_MARK) + len(TABLE_MARK) + 1 + len(ROW_HEADER)
-    end = text.find("\n\n", start)
+    end = text.find("\n\n", start - 1)  # from the header's own newline: the table may be empty
     end = len(text) if end == -1 else end + 1
     return text[:end] + row + text[end:]
 

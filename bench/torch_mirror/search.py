@@ -1,0 +1,332 @@
+"""Recipe search on a lent GPU: a PyTorch mirror of the `fast` recipe (exploration only).
+
+The project trains with TensorFlow on the CPU, where one run of the recipe takes half an hour;
+this mirror of training/ (same network, whitening, Nesterov SGD groups, triangle schedule,
+lookahead EMA, augmentation and TTA) runs it in ~8 s on an H100, so variants can be compared
+over several seeds. Findings are then written into training/config.py and confirmed by
+`python -m bench.train` on the CPU: only those rows count as results (docs/BENCHMARKS.md).
+
+Needs PyTorch with CUDA, which is not a project dependency (the device machine has it):
+
+    python search.py cifar10-jpeg.tar.gz "$(cat sweeps/sweep1.json)" "[0,1]"
+
+Each sweep file maps a name to overrides of the defaults in `run()`; the last argument lists
+the seeds. Prints mean plain / TTA accuracy per variant and the per-seed values.
+"""
+
+import io
+import json
+import math
+import os
+import sys
+import tarfile
+import time
+from multiprocessing import Pool
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+torch.backends.cudnn.benchmark = True
+DEV = "cuda"
+# Label order of training/data.py (which imports TensorFlow, absent on the GPU machine).
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def _decode(b):
+    return np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), np.uint8)
+
+
+def load(path):
+    cache = "/tmp/cifar.npz"
+    if os.path.exists(cache):
+        d = np.load(cache)
+        return d["xtr"], d["ytr"], d["xte"], d["yte"]
+    items = {"train": [], "test": []}
+    with tarfile.open(path) as tar:
+        for m in tar:
+            if not m.isfile() or not m.name.endswith(".jpg"):
+                continue
+            _, split, cls, name = m.name.split("/")
+            items[split].append((cls, name, tar.extractfile(m).read()))
+    out = []
+    with Pool(16) as pool:
+        for split in ("train", "test"):
+            it = sorted(items[split])
+            x = np.stack(pool.map(_decode, [b for _, _, b in it], chunksize=500))
+            y = np.array([CLASSES.index(c) for c, _, _ in it], np.int64)
+            out += [x, y]
+    np.savez(cache, xtr=out[0], ytr=out[1], xte=out[2], yte=out[3])
+    return out
+
+
+class BN(nn.BatchNorm2d):
+    def __init__(self, c):
+        super().__init__(c, eps=1e-5, momentum=0.6)
+        self.weight.requires_grad = False  # frozen scale = 1
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.b1, self.b2 = BN(cout), BN(cout)
+
+    def forward(self, x):
+        x = F.gelu(self.b1(F.max_pool2d(self.c1(x), 2)))
+        return F.gelu(self.b2(self.c2(x)))
+
+
+class Net(nn.Module):
+    def __init__(self, widths, mean, std, scale=1 / 9, glorot=False):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
+        w = [24, *widths]
+        self.blocks = nn.Sequential(*[Block(w[i], w[i + 1]) for i in range(3)])
+        self.head = nn.Linear(widths[-1], 10, bias=False)
+        self.scale = scale
+        for m in self.modules():
+            if glorot and isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+            if isinstance(m, nn.Conv2d) and m is not self.whiten:
+                k = m.weight.data
+                n = min(k.shape[0], k.shape[1])
+                torch.nn.init.dirac_(k[:n])
+
+    def forward(self, x):  # x uint8 NHWC -> logits
+        x = (x.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        x = F.gelu(self.whiten(x))
+        x = self.blocks(x)
+        x = F.adaptive_max_pool2d(x, 1).flatten(1)
+        return self.head(x) * self.scale
+
+
+def init_whitening(net, x, eps=5e-4):
+    xf = (x.permute(0, 3, 1, 2).float() - net.mean) / net.std
+    p = xf.unfold(2, 2, 1).unfold(3, 2, 1)  # N,C,H',W',2,2
+    p = p.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+    cov = torch.cov(p.T)
+    ev, evec = torch.linalg.eigh(cov)
+    filt = (evec / torch.sqrt(ev + eps)).T.reshape(12, 3, 2, 2).float()
+    net.whiten.weight.data[:] = torch.cat([filt, -filt])
+    net.whiten.bias.data.zero_()
+
+
+def augment(x, translate, flip, epoch, alt_flip, idx, cutout):
+    b, h, w, _ = x.shape
+    if flip:
+        if alt_flip:  # airbench's derandomized flip: each image flips every other epoch
+            base = (torch.randperm(50000, generator=torch.Generator().manual_seed(7)) % 2).to(
+                x.device
+            )
+            coin = (base[idx] + epoch) % 2 == 1
+        else:
+            coin = torch.rand(b, device=x.device) < 0.5
+        x = torch.where(coin[:, None, None, None], x.flip(2), x)
+    if translate:
+        p = translate
+        xp = F.pad(x.permute(0, 3, 1, 2).float(), (p, p, p, p), mode="reflect")
+        off = torch.randint(0, 2 * p + 1, (b, 2), device=x.device)
+        rows = off[:, :1] + torch.arange(h, device=x.device)[None]
+        cols = off[:, 1:] + torch.arange(w, device=x.device)[None]
+        xp = xp[
+            torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]
+        ]
+        x = xp.to(torch.uint8)  # b,h,w,c
+    if cutout:
+        cy = torch.randint(0, h, (b, 1, 1), device=x.device)
+        cx = torch.randint(0, w, (b, 1, 1), device=x.device)
+        yy = torch.arange(h, device=x.device)[None, :, None]
+        xx = torch.arange(w, device=x.device)[None, None, :]
+        m = ((yy - cy).abs() <= cutout // 2) & ((xx - cx).abs() <= cutout // 2)
+        x = torch.where(m[..., None], torch.zeros_like(x), x)
+    return x
+
+
+def zeropower(g, steps=5):
+    a, b, c = (3.4445, -4.7750, 2.0315)
+    x = g.bfloat16()
+    x = x / (x.norm() + 1e-7)
+    t = x.size(0) > x.size(1)
+    if t:
+        x = x.T
+    for _ in range(steps):
+        A = x @ x.T
+        B = b * A + c * A @ A
+        x = a * x + B @ x
+    return (x.T if t else x).float()
+
+
+def tta_logits(net, x, level):
+    def plain(v):
+        return net(v).float()
+
+    def mirror(v):
+        return 0.5 * (plain(v) + plain(v.flip(2)))
+
+    if level == 0:
+        return plain(x)
+    if level == 1:
+        return mirror(x)
+    xp = F.pad(x.permute(0, 3, 1, 2).float(), (1, 1, 1, 1), mode="reflect").permute(0, 2, 3, 1)
+    s = [xp[:, :32, :32].to(torch.uint8), xp[:, 2:34, 2:34].to(torch.uint8)]
+    out = 0.5 * mirror(x) + 0.25 * (mirror(s[0]) + mirror(s[1]))
+    if level == 3:
+        s2 = [xp[:, :32, 2:34].to(torch.uint8), xp[:, 2:34, :32].to(torch.uint8)]
+        out = 0.5 * out + 0.25 * (mirror(s2[0]) + mirror(s2[1]))
+    return out
+
+
+def run(cfg, data, seed):
+    torch.manual_seed(seed)
+    xtr, ytr, xte, yte = data
+    c = dict(
+        epochs=10.0,
+        bs=1024,
+        lr=11.5,
+        mom=0.85,
+        wd=0.0153,
+        bias_scale=64.0,
+        ls=0.2,
+        warm=0.23,
+        start=0.2,
+        end=0.07,
+        wb_epochs=3.0,
+        la_every=5,
+        widths=(64, 256, 256),
+        translate=2,
+        flip=True,
+        alt_flip=False,
+        cutout=0,
+        muon_lr=0.0,
+        muon_mom=0.6,
+        tta=2,
+        scale=1 / 9,
+        glorot=False,
+        amp=True,
+    )
+    c.update(cfg)
+    torch.backends.cudnn.allow_tf32 = c["amp"]
+    torch.backends.cuda.matmul.allow_tf32 = c["amp"]
+    mean = (xtr.float().mean((0, 1, 2))).tolist()
+    std = (xtr.float().std((0, 1, 2))).tolist()
+    net = (
+        Net(c["widths"], mean, std, c["scale"], c["glorot"])
+        .to(DEV)
+        .to(memory_format=torch.channels_last)
+    )
+    init_whitening(net, xtr[:5000])
+    n = len(ytr)
+    spe = n // c["bs"]
+    total = max(1, math.ceil(c["epochs"] * spe))
+    ksc = c["bs"] * (1 + 1 / (1 - c["mom"]))
+    base_lr = c["lr"] / ksc
+    wd = c["wd"] * c["bs"] / ksc
+    params = [p for p in net.parameters() if p.requires_grad]
+    conv_w = [p for p in params if p.ndim == 4 and p is not net.whiten.weight]
+    groups = []
+    for p in params:
+        if c["muon_lr"] and any(p is q for q in conv_w):
+            continue
+        mult = c["bias_scale"] if p.ndim == 1 else 1.0
+        groups.append(
+            dict(
+                params=[p],
+                lr=base_lr * mult,
+                weight_decay=wd / (base_lr * mult),
+                mult=mult,
+                is_wb=p is net.whiten.bias,
+            )
+        )
+    opt = torch.optim.SGD(groups, lr=base_lr, momentum=c["mom"], nesterov=True)
+    muon_buf = [torch.zeros_like(p) for p in conv_w] if c["muon_lr"] else []
+    ema = [p.detach().clone() for p in net.state_dict().values()]
+    peak = max(1, int(c["warm"] * total))
+
+    def sched(s):
+        if s < peak:
+            return c["start"] + (1 - c["start"]) * s / peak
+        return 1 + (c["end"] - 1) * (s - peak) / max(1, total - peak)
+
+    step = 0
+    t0 = time.time()
+    net.train()
+    epoch = 0
+    while step < total:
+        g = torch.Generator(device="cpu").manual_seed(seed * 1000 + epoch)
+        perm = torch.randperm(n, generator=g).to(DEV)
+        for i in range(spe):
+            if step >= total:
+                break
+            idx = perm[i * c["bs"] : (i + 1) * c["bs"]]
+            xb = augment(
+                xtr[idx], c["translate"], c["flip"], epoch, c["alt_flip"], idx, c["cutout"]
+            )
+            s = sched(step)
+            for gr in opt.param_groups:
+                on = 1.0 if (not gr["is_wb"] or step / spe < c["wb_epochs"]) else 0.0
+                gr["lr"] = base_lr * gr["mult"] * s * on
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=c["amp"]):
+                out = net(xb)
+            loss = F.cross_entropy(out.float(), ytr[idx], label_smoothing=c["ls"], reduction="sum")
+            opt.zero_grad(set_to_none=True)
+            for p in conv_w:
+                p.grad = None
+            loss.backward()
+            opt.step()
+            if c["muon_lr"]:
+                with torch.no_grad():
+                    for p, buf in zip(conv_w, muon_buf):
+                        buf.mul_(c["muon_mom"]).add_(p.grad)
+                        upd = p.grad + c["muon_mom"] * buf
+                        m = upd.reshape(len(upd), -1)
+                        o = zeropower(m).view_as(p)
+                        p.sub_(c["muon_lr"] * s * o * max(1, m.size(0) / m.size(1)) ** 0.5)
+            step += 1
+            if c["la_every"] and step % c["la_every"] == 0:
+                d = 0.95**5 * (step / total) ** 3
+                with torch.no_grad():
+                    for e, p in zip(ema, net.state_dict().values()):
+                        if p.dtype.is_floating_point:
+                            e.lerp_(p, 1 - d)
+                            p.copy_(e)
+        epoch += 1
+    if c["la_every"]:
+        with torch.no_grad():
+            for e, p in zip(ema, net.state_dict().values()):
+                if p.dtype.is_floating_point:
+                    p.copy_(e)
+    torch.cuda.synchronize()
+    train_s = time.time() - t0
+    net.eval()
+    res = {}
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=c["amp"]):
+        for lvl in sorted({0, c["tta"]}):
+            lg = torch.cat([tta_logits(net, xte[i : i + 2000], lvl) for i in range(0, 10000, 2000)])
+            res[lvl] = (lg.argmax(1) == yte).float().mean().item() * 100
+    return res, train_s, total
+
+
+def main():
+    data = [torch.from_numpy(a).to(DEV) for a in load(sys.argv[1])]
+    configs = json.loads(sys.argv[2])
+    seeds = json.loads(sys.argv[3]) if len(sys.argv) > 3 else [0, 1]
+    for name, cfg in configs.items():
+        rows = [run(cfg, data, s) for s in seeds]
+        plain = np.mean([r[0][0] for r in rows])
+        tta = np.mean([r[0][max(r[0])] for r in rows])
+        print(
+            f"{name:28s} plain {plain:6.2f} tta {tta:6.2f}  steps {rows[0][2]}  "
+            f"train_s {np.mean([r[1] for r in rows]):5.1f}  "
+            f"each {[round(r[0][0], 2) for r in rows]} {[round(r[0][max(r[0])], 2) for r in rows]}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
