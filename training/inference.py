@@ -17,11 +17,9 @@ def make_logits_fn(model: keras.Model, tta: int = 0):
         return tf.cast(model(x, training=False), tf.float32)
 
     def mirror(x):
-        # One pass over [x; flipped x]: a batch of 2 costs far less than two batches of 1
-        # on a CPU, which is what a single served request is.
-        n = tf.shape(x)[0]
-        both = plain(tf.concat([x, tf.reverse(x, axis=[2])], axis=0))
-        return 0.5 * (both[:n] + both[n:])
+        # Two passes, not one over [x; mirrored x]: on the 2-core CPU a served single image ran
+        # 248 img/s in-process this way and 182 as one batch of 2 (docs/BENCHMARKS.md).
+        return 0.5 * (plain(x) + plain(tf.reverse(x, axis=[2])))
 
     @tf.function(reduce_retracing=True)
     def logits(images):

@@ -57,7 +57,7 @@ def test_unknown_architecture_is_named_in_the_error():
         build_model("resnet", 10, MEAN, STD)
 
 
-def test_flip_tta_in_one_pass_equals_the_mean_of_two_passes():
+def test_flip_tta_is_the_mean_of_the_image_and_its_mirror():
     from training.inference import make_logits_fn
 
     model = build_model("fast", 10, MEAN, STD, widths=(16, 32, 32))
