@@ -9,6 +9,8 @@ would have seen: there is no RNG state to checkpoint.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -18,9 +20,14 @@ def flip_mask(
 ) -> np.ndarray:
     """bool [B]: which images of the batch `indices` are mirrored this epoch."""
     if alternate:
-        parity = np.random.default_rng([seed, 7]).integers(0, 2, n_images, dtype=np.int8)
-        return (parity[indices] + epoch) % 2 == 1
+        return (_flip_parity(seed, n_images)[indices] + epoch) % 2 == 1
     return np.random.default_rng([seed, step, 7]).random(len(indices)) < 0.5
+
+
+@functools.cache
+def _flip_parity(seed: int, n_images: int) -> np.ndarray:
+    """Each image's fixed random parity, drawn once per run rather than at every step."""
+    return np.random.default_rng([seed, 7]).integers(0, 2, n_images, dtype=np.int8)
 
 
 def augment(images: tf.Tensor, flip: tf.Tensor, seed: tf.Tensor, translate: int) -> tf.Tensor:
