@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     meta = run_recipe(args)
     s = summarize(meta, ceiling)
+    label = recipe_label(args.recipe, args.epochs)
     line = (
-        f"{args.recipe} seed {args.seed} {meta['precision']}: plain {s['plain']:.2%} · "
+        f"{label} seed {args.seed} {meta['precision']}: plain {s['plain']:.2%} · "
         f"TTA {s['tta']:.2%} · work {s['work_pflop']:.3f} PFLOP · "
         f"train {s['train_seconds']:.0f} s · wall {meta['bench_wall_seconds']:.0f} s · "
         f"{s['images_per_second']:,.0f} img/s · {s['achieved_gflops']:,.0f} GFLOP/s "
@@ -146,13 +147,19 @@ def record_row(args, meta: dict, s: dict, cpu: str) -> None:
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     if TABLE_MARK not in text:
         text += f"\n## Training recipes (bench/train.py)\n\n{TABLE_MARK}\n{ROW_HEADER}"
+    label = recipe_label(args.recipe, args.epochs)
     row = (
-        f"| {date.today()} | {args.recipe} | {args.seed} | {meta['precision']} | {s['plain']:.2%} "
+        f"| {date.today()} | {label} | {args.seed} | {meta['precision']} | {s['plain']:.2%} "
         f"| {s['tta']:.2%} | {s['work_pflop']:.3f} | {s['train_seconds']:.0f} "
         f"| {meta['bench_wall_seconds']:.0f} | {s['images_per_second']:,.0f} "
         f"| {s['achieved_gflops']:,.0f} | {s['ceiling_gflops']:,.0f} | {s['mfu']:.0%} | {cpu} |\n"
     )
     doc.write_text(_insert_row(text, row))
+
+
+def recipe_label(recipe: str, epochs: float | None) -> str:
+    """The table's recipe cell: the name, plus the epochs when the run overrode them."""
+    return recipe if epochs is None else f"{recipe} {epochs:g} ep"
 
 
 def _insert_row(text: str, row: str) -> str:

@@ -1,8 +1,10 @@
 """Export a finished training run as the next version of a TF Serving base path.
 
-Loads the run's final weights in float32, bakes in the TTA level that gave the best test
-accuracy (unless told otherwise), writes the SavedModel (and optionally TFLite models with
-their accuracy beside the SavedModel's) into a hidden temp folder and publishes it atomically.
+Loads the run's final weights in float32, folds the `fast` model's BatchNorms and input
+normalisation into its convs (the same function in fewer ops, faster to serve), bakes in the
+TTA level that gave the best test accuracy (unless told otherwise), writes the SavedModel (and
+optionally TFLite models with their accuracy beside the SavedModel's) into a hidden temp
+folder and publishes it atomically.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from export.publish import publish
 from export.savedmodel import choose_tta, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
-from training.models import load_for_inference
+from training.models import fold_for_serving, load_for_inference
 
 REPORT_FILE = "export_report.json"
 
@@ -40,8 +42,12 @@ def export_run(
 ) -> ExportResult:
     """Publish `run_dir` under `base_path`; with `tflite`, `data` supplies images to measure."""
     model, meta = load_for_inference(run_dir)
+    folded = meta["arch"] == "fast"
+    if folded:
+        model = fold_for_serving(model)
     level = choose_tta(meta, tta)
     extra = {
+        "graph": "BatchNorm folded into the convs" if folded else "as trained",
         "source_run": str(run_dir),
         "command": meta.get("command"),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -96,6 +97,7 @@ class _Watchdog:
         self._numbers = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._sleeping_until = math.inf  # the instant the thread will next wake by itself
 
     def watch(self, deadline: float) -> _Watch:
         watch = _Watch(deadline, next(self._numbers))
@@ -104,7 +106,9 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
                 self._thread.start()
-            if self._heap[0] is watch:  # a new earliest deadline: re-arm the wait
+            # Wake the thread only for a deadline before the one it already sleeps towards:
+            # requests with equal timeouts then cost no thread switch each.
+            if watch.deadline < self._sleeping_until:
                 self._cond.notify()
         return watch
 
@@ -117,10 +121,12 @@ class _Watchdog:
         with self._cond:
             while True:
                 if not self._heap:
+                    self._sleeping_until = math.inf
                     self._cond.wait()
                     continue
                 left = self._heap[0].deadline - time.monotonic()
                 if left > 0:
+                    self._sleeping_until = self._heap[0].deadline
                     self._cond.wait(left)
                     continue
                 watch = heapq.heappop(self._heap)

@@ -1,8 +1,10 @@
 """What CPU this is, and which precision trains fastest on it.
 
-Measured here: with AMX tiles, `mixed_bfloat16` trains ~2.5x faster than float32; with only
-AVX512-BF16, TF's bfloat16 convolutions run ~2x *slower* than float32. So `auto` picks
-bfloat16 only when the CPU has AMX (or, with `auto-measure`, when a short timing says so).
+The answer differs between machines that print the same flags: with AMX tiles,
+`mixed_bfloat16` trained ~2.5x faster than float32; on one AVX512-BF16 machine without AMX,
+TF's bfloat16 convolutions ran ~2x *slower* than float32, on another 1.3x *faster*
+(docs/BENCHMARKS.md). So `auto` takes bfloat16 on AMX and otherwise times a convolution
+forward + backward in both precisions, a few seconds before training starts.
 """
 
 from __future__ import annotations
@@ -44,21 +46,25 @@ def describe_cpu() -> str:
     )
 
 
-def choose_precision(requested: str) -> str:
-    """`auto` -> mixed_bfloat16 on AMX CPUs, float32 elsewhere; `auto-measure` times both."""
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
+def choose_precision(requested: str) -> tuple[str, str]:
+    """(precision, why): `auto` -> mixed_bfloat16 with AMX, else whichever times faster."""
     if requested in ("float32", "mixed_bfloat16"):
-        return requested
-    if requested == "auto":
-        return "mixed_bfloat16" if "amx_tile" in cpu_info()["flags"] else "float32"
-    if requested == "auto-measure":
-        return _measure_faster_precision()
-    raise ValueError(
-        f"unknown precision {requested!r}: auto, auto-measure, float32, mixed_bfloat16"
-    )
+        return requested, "asked for"
+    if requested != "auto":
+        raise ValueError(f"unknown precision {requested!r}: {', '.join(PRECISIONS)}")
+    if "amx_tile" in cpu_info()["flags"]:
+        return "mixed_bfloat16", "auto: the CPU has AMX"
+    timings = time_conv_step()
+    fastest = min(timings, key=timings.get)
+    measured = ", ".join(f"{name} {seconds * 1e3:.0f} ms" for name, seconds in timings.items())
+    return fastest, f"auto: a 3x3 conv forward+backward took {measured}"
 
 
-def _measure_faster_precision() -> str:
-    """Time a 3x3 conv forward+backward (the bulk of training) in both precisions."""
+def time_conv_step() -> dict[str, float]:
+    """Seconds for 5 steps of a 3x3 conv forward+backward (the bulk of training), per precision."""
     import tensorflow as tf
 
     timings = {}
@@ -78,4 +84,4 @@ def _measure_faster_precision() -> str:
         for _ in range(5):
             step()
         timings[name] = time.perf_counter() - start
-    return min(timings, key=timings.get)
+    return timings

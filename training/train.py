@@ -17,7 +17,7 @@ from pathlib import Path
 
 from training.config import RECIPES, RunOptions
 from training.data import DataError, load_dataset
-from training.hardware import choose_precision, cpu_info, describe_cpu
+from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 
 
 def parse_args(argv: list[str] | None = None) -> RunOptions:
@@ -31,9 +31,7 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     ap.add_argument("--epochs", type=float, help="override the recipe's epochs (fractions allowed)")
     ap.add_argument("--batch-size", type=int)
-    ap.add_argument(
-        "--precision", default="auto", choices=["auto", "auto-measure", "float32", "mixed_bfloat16"]
-    )
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-subset", type=int, help="use only this many training images")
     ap.add_argument("--test-subset", type=int, help="use only this many test images")
@@ -98,7 +96,11 @@ def train(opts: RunOptions) -> Path:
 
     import keras  # heavy imports after argument errors had their chance
 
-    precision = pinned.get("resolved_precision") or choose_precision(opts.precision)
+    if pinned.get("resolved_precision"):
+        precision, why = pinned["resolved_precision"], "fixed when this run started"
+    else:
+        precision, why = choose_precision(opts.precision)
+    log(f"precision {precision} ({why})")
     pinned["resolved_precision"] = precision
     (run_dir / "run.json").write_text(json.dumps(pinned, indent=2))
     keras.mixed_precision.set_global_policy(precision)

@@ -1,0 +1,37 @@
+"""Precision choice: explicit requests pass through, `auto` decides by AMX or by a timing."""
+
+from __future__ import annotations
+
+import pytest
+
+from training import hardware
+
+
+def test_an_explicit_precision_is_taken_as_asked():
+    assert hardware.choose_precision("float32") == ("float32", "asked for")
+    assert hardware.choose_precision("mixed_bfloat16")[0] == "mixed_bfloat16"
+
+
+def test_an_unknown_precision_lists_the_choices():
+    with pytest.raises(ValueError, match="auto, float32, mixed_bfloat16"):
+        hardware.choose_precision("float16")
+
+
+def test_auto_without_amx_picks_the_faster_of_two_real_timings(monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_info", lambda: {"model": "x", "cores": 2, "flags": []})
+    timings = hardware.time_conv_step()
+    assert set(timings) == {"float32", "mixed_bfloat16"} and min(timings.values()) > 0
+    # The decision itself, on fixed timings (a real pair could flip between the two calls).
+    monkeypatch.setattr(hardware, "time_conv_step", lambda: {"float32": 2.0, "mixed_bfloat16": 1.0})
+    precision, why = hardware.choose_precision("auto")
+    assert precision == "mixed_bfloat16" and "float32 2000 ms" in why
+    monkeypatch.setattr(hardware, "time_conv_step", lambda: {"float32": 1.0, "mixed_bfloat16": 3.0})
+    assert hardware.choose_precision("auto")[0] == "float32"
+
+
+def test_auto_with_amx_takes_bfloat16_without_timing(monkeypatch):
+    monkeypatch.setattr(
+        hardware, "cpu_info", lambda: {"model": "x", "cores": 2, "flags": ["amx_tile"]}
+    )
+    monkeypatch.setattr(hardware, "time_conv_step", lambda: pytest.fail("timed on an AMX CPU"))
+    assert hardware.choose_precision("auto") == ("mixed_bfloat16", "auto: the CPU has AMX")
