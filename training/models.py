@@ -115,7 +115,8 @@ def fold_for_serving(model: keras.Model) -> keras.Model:
     norm = model.get_layer("normalize")
     mean = np.ravel(np.asarray(norm.mean, np.float64))
     std = np.sqrt(np.ravel(np.asarray(norm.variance, np.float64)))
-    widths = [model.get_layer(f"block{i}_conv1").filters for i in (1, 2, 3)]
+    blocks = range(1, sum(layer.name.endswith("_conv1") for layer in model.layers) + 1)
+    widths = [model.get_layer(f"block{i}_conv1").filters for i in blocks]
     folded = build_fast(
         model.output_shape[-1], mean, std, model.input_shape[1], widths, folded=True
     )
@@ -126,7 +127,7 @@ def fold_for_serving(model: keras.Model) -> keras.Model:
         kernel / std[None, None, :, None],
         whiten.bias.numpy() - np.einsum("hwco,c->o", kernel, mean / std),
     )
-    for i in (1, 2, 3):
+    for i in blocks:
         for j in (1, 2):
             bn = model.get_layer(f"block{i}_bn{j}")
             inv = 1.0 / np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
