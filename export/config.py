@@ -34,3 +34,11 @@ MIN_SERVING_DEFAULT_AGREEMENT = 0.99
 # 20000x20000 would cost tens of GB and seconds. Same figure and test (>) as the proxy's
 # MAX_PIXELS default (proxy/config.py), so both doors refuse the same images.
 MAX_PIXELS = 40_000_000
+# A GIF's frame sizes are only found by walking its blocks (giflib decodes every frame, each at
+# its own size, even when the graph keeps only the first). The walk's cost is bounded by a budget
+# of loop steps: a data sub-block costs 1 (about 7 us here), a block header (an extension or a
+# frame) 12, the cost of its inner loop's set-up (about 80 us). The budget covers about 16 MB of
+# normal GIF (255-byte sub-blocks), and bounds the worst case near 0.5 s: what decoding a
+# 40-megapixel PNG within MAX_PIXELS costs anyway (docs/RELIABILITY.md).
+GIF_WALK_STEPS = 65_536
+GIF_BLOCK_STEPS = 12

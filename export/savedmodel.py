@@ -9,7 +9,9 @@ Signatures (names and dtypes are DESIGN.md's contract; N is a free batch dimensi
   0. Read width and height from the header bytes and refuse the image, before any decoder
      runs, if width * height exceeds ``MAX_PIXELS`` (INVALID_ARGUMENT "image is
      20000x20000 = 400.0 megapixels; the limit is 40 megapixels"): decoders allocate from
-     the header alone, so a few hundred kB can otherwise cost tens of GB. JPEG XL, whose
+     the header alone, so a few hundred kB can otherwise cost tens of GB. A GIF's blocks are
+     walked as well: its frames together, and the canvas they span, must also stay within
+     ``MAX_PIXELS`` (giflib decodes every frame, each at its own size). JPEG XL, whose
      size cannot be read cheaply, is refused.
   1. Decode to uint8 RGB [H, W, 3] with ``tf.io.decode_image(..., expand_animations=False)``
      (JPEG, PNG, GIF, BMP; TensorFlow 2.21 also reads WebP). Grayscale is
@@ -63,6 +65,8 @@ import tensorflow as tf
 
 from export.config import (
     BYTES_INPUT,
+    GIF_BLOCK_STEPS,
+    GIF_WALK_STEPS,
     IMAGE_SIZE,
     INFO_ASSET,
     LABELS_ASSET,
@@ -135,8 +139,9 @@ def _check_pixel_count(data: tf.Tensor) -> tf.Tensor:
     20000x20000 took 52 s and 10.8 GB in the model server. So the size is read here from a few
     header bytes (JPEG: tf.io.extract_jpeg_shape, which parses the markers up to SOF only) and
     an image over the limit fails with INVALID_ARGUMENT before any decoder runs. The fields
-    are those TensorFlow's own decoders allocate from (GIF: the logical screen, WebP: the
-    canvas). JPEG XL is refused: its size is bit-packed and cannot be read cheaply here.
+    are those TensorFlow's own decoders allocate from (GIF: the logical screen, then every
+    frame, see _check_gif_frames; WebP: the canvas). JPEG XL is refused: its size is
+    bit-packed and cannot be read cheaply here.
     """
     fmt = _format_of(data)
     width, height = tf.unstack(tf.cast(_header_size(data, fmt), tf.float64))
@@ -144,7 +149,7 @@ def _check_pixel_count(data: tf.Tensor) -> tf.Tensor:
     too_big = tf.strings.join([
         "image is ", tf.strings.as_string(tf.cast(width, tf.int64)),
         "x", tf.strings.as_string(tf.cast(height, tf.int64)),
-        " = ", tf.strings.as_string(pixels / 1e6, precision=1),
+        " = ", _megapixels(pixels),
         f" megapixels; the limit is {MAX_PIXELS / 1e6:g} megapixels",
     ])  # fmt: skip
     message = tf.where(
@@ -154,8 +159,109 @@ def _check_pixel_count(data: tf.Tensor) -> tf.Tensor:
         too_big,
     )
     ok = tf.logical_and(fmt != JXL, pixels <= MAX_PIXELS)
-    with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+    gif_ok, gif_message = tf.cond(
+        ok & (fmt == GIF),  # a GIF whose screen is already too big gets the message above
+        lambda: _check_gif_frames(data),
+        lambda: (tf.constant(True), tf.constant("")),
+    )
+    checks = [tf.debugging.Assert(ok, [message]), tf.debugging.Assert(gif_ok, [gif_message])]
+    with tf.control_dependencies(checks):
         return tf.identity(data)
+
+
+def _check_gif_frames(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(ok, message) for the frames behind a GIF's logical screen.
+
+    The screen size alone does not bound the work: giflib (DGifSlurp) decodes every frame at
+    its own size, even when the graph keeps only the first, and TensorFlow grows its output to
+    a frame larger than the screen. A 189 kB GIF with a 16x16 screen and one 16000x16000 frame
+    took 2.3 s and +1 GB; forty 4000x4000 frames in 518 kB took 3.7 s and +660 MB.
+    """
+    width, height, frame_pixels, complete = _gif_layout(data)
+    canvas = width * height
+    ok = complete & (canvas <= MAX_PIXELS) & (frame_pixels <= MAX_PIXELS)
+    limit = f"; the limit is {MAX_PIXELS / 1e6:g} megapixels"
+    message = tf.case(
+        [
+            (tf.logical_not(complete), lambda: tf.constant(
+                "GIF has too many blocks to check its frames"
+                f" (more than {GIF_WALK_STEPS} steps of the walk)"
+            )),
+            (canvas > MAX_PIXELS, lambda: tf.strings.join([
+                "GIF frames span ", tf.strings.as_string(width), "x", tf.strings.as_string(height),
+                " = ", _megapixels(canvas), " megapixels", limit,
+            ])),
+        ],
+        default=lambda: tf.strings.join(
+            ["GIF frames hold ", _megapixels(frame_pixels), " megapixels in all", limit]
+        ),
+    )  # fmt: skip
+    return ok, message
+
+
+def _megapixels(pixels: tf.Tensor) -> tf.Tensor:
+    return tf.strings.as_string(tf.cast(pixels, tf.float64) / 1e6, precision=1)
+
+
+def _gif_layout(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Walk a GIF's blocks: (canvas width, canvas height, pixels of all frames, walk complete).
+
+    The canvas is the logical screen grown to every frame's extent. A GIF is a header, an
+    optional global colour table, then blocks: an extension (0x21, label) or an image
+    descriptor (0x2C, left, top, width, height, flags, optional local colour table, LZW code
+    size), each followed by data sub-blocks (a length byte, 0 ends them), and the trailer 0x3B.
+    The walk stops (incomplete) when its step budget GIF_WALK_STEPS is spent (export/config.py).
+    """
+    raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int64)
+    end = tf.size(raw, out_type=tf.int64)
+    raw = tf.concat([raw, tf.zeros([16], tf.int64)], 0)  # reads past the end give 0
+
+    def byte(i: tf.Tensor) -> tf.Tensor:
+        return tf.gather(raw, tf.minimum(tf.cast(i, tf.int64), end + 15))
+
+    def u16(i: tf.Tensor) -> tf.Tensor:  # little-endian
+        return byte(i) + 256 * byte(i + 1)
+
+    def colour_table(flags: tf.Tensor) -> tf.Tensor:  # bytes of the table the flags announce
+        return tf.where(
+            flags >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), flags % 8), 0
+        )
+
+    def skip_data(pos: tf.Tensor, steps: tf.Tensor) -> list[tf.Tensor]:
+        """Past the sub-blocks starting at `pos` (a tight loop: most steps are spent here)."""
+        pos, steps = tf.while_loop(
+            lambda pos, steps: (byte(pos) != 0) & (steps < GIF_WALK_STEPS),
+            lambda pos, steps: (pos + byte(pos) + 1, steps + 1),
+            [pos, steps],
+        )
+        return [pos + 1, steps]
+
+    def block(pos, steps, width, height, pixels, done):
+        kind = byte(pos)
+        is_image = kind == 0x2C
+        is_block = is_image | (kind == 0x21)  # else the trailer (or junk): the walk ends
+        right, bottom = u16(pos + 1) + u16(pos + 5), u16(pos + 3) + u16(pos + 7)
+        area = u16(pos + 5) * u16(pos + 7)
+        data = tf.where(is_image, pos + 11 + colour_table(byte(pos + 9)), pos + 2)
+        pos, steps = skip_data(
+            data, steps + GIF_BLOCK_STEPS
+        )  # after the trailer: reads 0, stops at once
+        return (
+            pos,
+            steps,
+            tf.where(is_image, tf.maximum(width, right), width),
+            tf.where(is_image, tf.maximum(height, bottom), height),
+            tf.where(is_image, pixels + area, pixels),
+            tf.logical_not(is_block) | (pos >= end),
+        )
+
+    start = 13 + colour_table(byte(10))
+    zero = tf.constant(0, tf.int64)
+    state = [start, zero, u16(6), u16(8), zero, start >= end]
+    _, steps, width, height, pixels, done = tf.while_loop(
+        lambda *s: tf.logical_not(s[5]) & (s[1] < GIF_WALK_STEPS), block, state
+    )
+    return width, height, pixels, done & (steps < GIF_WALK_STEPS)
 
 
 def _header_size(data: tf.Tensor, fmt: tf.Tensor) -> tf.Tensor:

@@ -18,8 +18,13 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
-from export.config import MAX_PIXELS  # noqa: E402
-from export.savedmodel import _check_pixel_count, _format_of, _header_size  # noqa: E402
+from export.config import GIF_BLOCK_STEPS, GIF_WALK_STEPS, MAX_PIXELS  # noqa: E402
+from export.savedmodel import (  # noqa: E402
+    _check_pixel_count,
+    _format_of,
+    _gif_layout,
+    _header_size,
+)
 from tests.export.test_preprocessing import CASES  # noqa: E402
 
 
@@ -152,3 +157,76 @@ def test_truncated_progressive_jpeg_is_invalid_argument(serving_default):
     for cut in (len(data) // 2, 300, 150):
         with pytest.raises(tf.errors.InvalidArgumentError, match="JPEG"):
             serving_default(image_bytes=tf.constant([data[:cut]]))
+
+
+def gif_frames(screen: tuple[int, int], frames: list[tuple[int, int, int, int]], blocks=1) -> bytes:
+    """A GIF with a 2-colour global table and image descriptors (left, top, width, height), each
+    with a tiny LZW stream cut into `blocks` one-byte sub-blocks (decoders would still allocate
+    the frame's full size before finding the data short)."""
+    head = b"GIF89a" + struct.pack("<HHBBB", *screen, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    control = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"  # graphic control extension (delay)
+    body = b"".join(
+        control
+        + b"\x2c"
+        + struct.pack("<HHHHB", *frame, 0)
+        + b"\x02"
+        + b"\x01\x44" * blocks
+        + b"\0"
+        for frame in frames
+    )
+    return head + body + b"\x3b"
+
+
+# As in the SavedModel, a graph: eagerly, tf.while_loop would run step by step in Python.
+_graph_gif_layout = tf.function(_gif_layout)
+_graph_check = tf.function(_check_pixel_count)
+
+
+def gif_layout(data: bytes) -> list[int]:
+    return [int(x) for x in _graph_gif_layout(tf.constant(data))]
+
+
+def test_gif_walk_reads_every_frame_of_a_real_animation():
+    """Pillow writes local colour tables, extensions and 255-byte sub-blocks; sizes differ."""
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 256, (60, 80, 3), np.uint8)) for _ in range(3)]
+    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], disposal=2)
+    width, height, pixels, complete = gif_layout(data)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.n_frames == 3
+        expected = 0
+        for i in range(3):
+            img.seek(i)
+            left, top, right, bottom = img.dispose_extent
+            expected += (right - left) * (bottom - top)
+    assert (width, height, complete) == (80, 60, 1)
+    assert pixels == expected
+
+
+def test_gif_frame_larger_than_its_screen_is_refused(serving_default):
+    bomb = gif_frames((16, 16), [(0, 0, 16000, 16000)])
+    assert gif_layout(bomb) == [16000, 16000, 256_000_000, 1]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="GIF frames span 16000x16000"):
+        serving_default(image_bytes=tf.constant([bomb]))
+
+
+def test_gif_frames_over_the_limit_in_all_are_refused(serving_default):
+    side = 4000  # 16 MP each: one frame passes, three do not
+    assert _graph_check(tf.constant(gif_frames((side, side), [(0, 0, side, side)])))
+    bomb = gif_frames((side, side), [(0, 0, side, side)] * 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"GIF frames hold 48\.0 megapixels"):
+        serving_default(image_bytes=tf.constant([bomb]))
+
+
+def test_gif_walk_stops_when_its_step_budget_is_spent():
+    """One-byte sub-blocks, or many tiny frames, make the walk long: it gives up (refusing)."""
+    many_blocks = [gif_frames((8, 8), [(0, 0, 8, 8)], blocks=GIF_WALK_STEPS)]
+    frames = GIF_WALK_STEPS // (2 * GIF_BLOCK_STEPS)  # each frame: a control extension + image
+    many_frames = [gif_frames((8, 8), [(0, 0, 1, 1)] * frames)]
+    for long in many_blocks + many_frames:
+        assert gif_layout(long)[3] == 0
+        with pytest.raises(tf.errors.InvalidArgumentError, match="too many blocks to check"):
+            _graph_check(tf.constant(long))
+    half_blocks = gif_frames((8, 8), [(0, 0, 8, 8)], blocks=GIF_WALK_STEPS // 2)
+    half_frames = gif_frames((8, 8), [(0, 0, 1, 1)] * (frames // 2))
+    assert gif_layout(half_blocks)[3] == gif_layout(half_frames)[3] == 1

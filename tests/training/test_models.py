@@ -1,4 +1,5 @@
-"""Model shapes, the reference parameter count, the FLOP count, the whitening init and TTA."""
+"""Model shapes, the reference parameter count, the FLOP count, the whitening init, the fused
+BN and TTA."""
 
 from __future__ import annotations
 
@@ -78,6 +79,45 @@ def test_whitening_stays_float32_under_mixed_bfloat16():
     full, _ = whitened("float32")
     assert mixed_conv == "bfloat16"  # the rest of the net still gets the fast path
     np.testing.assert_allclose(mixed, full, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batchnorm_trains_like_keras_batchnorm(policy):
+    """Same output, moving statistics (biased variance) and gradients as the Keras layer."""
+    import keras
+    import tensorflow as tf
+
+    from training.models import FusedBatchNorm
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        x = tf.constant(np.random.default_rng(0).normal(3.0, 2.0, (16, 8, 8, 32)), tf.float32)
+        layers = [
+            cls(momentum=0.4, epsilon=1e-5, scale=False)
+            for cls in (keras.layers.BatchNormalization, FusedBatchNorm)
+        ]
+        results = []
+        for layer in layers:
+            layer.build(x.shape)
+            layer.beta.assign(tf.range(32, dtype=tf.float32) / 10)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) * x)
+            grads = tape.gradient(loss, [x, layer.beta])
+            results.append([y, layer.moving_mean, layer.moving_variance, *grads])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert results[1][0].dtype == ("bfloat16" if policy == "mixed_bfloat16" else "float32")
+    tol = 1e-5 if policy == "float32" else 1e-2  # bfloat16 outputs: 3 significant digits
+    for keras_value, fused_value in zip(*results):
+        keras_value, fused_value = (
+            np.asarray(tf.cast(v, tf.float32)) for v in (keras_value, fused_value)
+        )
+        np.testing.assert_allclose(fused_value, keras_value, rtol=tol, atol=tol)
+    # inference: the Keras layer's own code, on the moving statistics
+    inference = [np.asarray(tf.cast(layer(x), tf.float32)) for layer in layers]
+    np.testing.assert_allclose(inference[1], inference[0], rtol=tol, atol=tol)
 
 
 def test_folding_for_serving_keeps_the_function_and_drops_the_affine_layers():
