@@ -243,9 +243,8 @@ def _gif_layout(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Te
         right, bottom = u16(pos + 1) + u16(pos + 5), u16(pos + 3) + u16(pos + 7)
         area = u16(pos + 5) * u16(pos + 7)
         data = tf.where(is_image, pos + 11 + colour_table(byte(pos + 9)), pos + 2)
-        pos, steps = skip_data(
-            data, steps + GIF_BLOCK_STEPS
-        )  # after the trailer: reads 0, stops at once
+        # (after the trailer, `data` is past the end: reads 0, stops at once)
+        pos, steps = skip_data(data, steps + GIF_BLOCK_STEPS)
         return (
             pos,
             steps,
