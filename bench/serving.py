@@ -6,8 +6,8 @@
 Measures, in one run and beside the CPU model and its flags:
   * the in-process ceiling: the SavedModel's `pixels` signature called directly at batch 256
     (and batch 1), in a separate process with the server's TF thread settings;
-  * single-image latency p50/p99, one client, over gRPC and REST, through `pixels` and
-    `serving_default` (a JPEG);
+  * single-image latency p50/p99, one blocking client, over gRPC and REST, through `pixels`
+    and `serving_default` (a JPEG), and gRPC `pixels` once more from the asyncio client below;
   * gRPC throughput (images/s) with 1, 8 and 32 concurrent clients, batching off and on.
 
 Load generation is kept cheap so that, on 2 cores shared with the server, the clients are not
@@ -253,23 +253,47 @@ def grpc_load(port: int, payload: bytes, clients: int, settings: Settings, count
     return sum(o[0] for o in outcomes), sum(o[1] for o in outcomes), latencies
 
 
+def _timed_calls(send, count: int) -> list[float]:
+    """Seconds of each of `count` blocking calls of `send()`, after 5 that warm the connection."""
+    latencies = []
+    for index in range(count + 5):
+        started = time.perf_counter()
+        send()
+        if index >= 5:
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def grpc_latencies(port: int, payload: bytes, count: int) -> list[float]:
+    """One blocking client, as TF Serving's example clients call (`stub.Predict(request, 10)`).
+
+    The asyncio client used for load adds its own event-loop time to every call; measured
+    beside it in the same run (the "asyncio client" row of the report).
+    """
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(PREDICT_METHOD)  # bytes in, bytes out
+        return _timed_calls(lambda: call(payload, timeout=60), count)
+
+
 def rest_latencies(port: int, path: str, body: bytes, count: int) -> list[float]:
     import http.client
 
     connection = http.client.HTTPConnection("127.0.0.1", port)
     headers = {"Content-Type": "application/json"}
-    latencies = []
-    for index in range(count + 5):
-        started = time.perf_counter()
+
+    def send() -> None:
         connection.request("POST", path, body, headers)
         response = connection.getresponse()
         response.read()
         if response.status != 200:
             raise RuntimeError(f"REST {response.status}")
-        if index >= 5:  # the first few warm the connection up
-            latencies.append(time.perf_counter() - started)
-    connection.close()
-    return latencies
+
+    try:
+        return _timed_calls(send, count)
+    finally:
+        connection.close()
 
 
 def percentiles(latencies: list[float]) -> tuple[float, float]:
@@ -328,12 +352,13 @@ def measure_server(settings: Settings, batching: bool, grpc_requests, rest_reque
         startup = server.wait_ready()
         figures: dict = {"startup_s": startup, "latency": {}, "throughput": {}}
         for signature, payload in grpc_requests.items():
-            done, errors, latencies = grpc_load(
-                server.grpc_port, payload, 1, settings, count=settings.latency_requests
-            )
+            latencies = grpc_latencies(server.grpc_port, payload, settings.latency_requests)
             figures["latency"][("gRPC", signature)] = percentiles(latencies)
-            figures.setdefault("errors", 0)
-            figures["errors"] += errors
+        done, errors, latencies = grpc_load(
+            server.grpc_port, grpc_requests["pixels"], 1, settings, settings.latency_requests
+        )
+        figures["latency"][("gRPC (asyncio client)", "pixels")] = percentiles(latencies)
+        figures["errors"] = errors
         path = f"/v1/models/{settings.model_name}:predict"
         for signature, body in rest_requests.items():
             latencies = rest_latencies(server.rest_port, path, body, settings.latency_requests)

@@ -34,7 +34,7 @@ KINDS = (  # (kind, test on "layer/op name:OpType"), first match wins
 
 def op_kind(event_name: str) -> str | None:
     """The kind of a traced TF op event ("scope/op:OpType"), None for non-op events."""
-    if ":" not in event_name:
+    if ":" not in event_name or "::" in event_name:  # e.g. ExecutorState::Process
         return None
     name, op = event_name.rsplit(":", 1)
     return next((kind for kind, test in KINDS if test(name, op)), "other")

@@ -5,7 +5,8 @@ label-smoothed loss with a triangular LR schedule, lookahead-EMA of weights, fli
 augmentation and flip + translate test-time augmentation; on top of it, Muon steps for the conv
 filters, an alternating flip and a whitening bias trained all run. Result on the CIFAR-10 JPEG
 mirror, 2 seeds, 0.36 PFLOP each: 90.10 % plain, 91.17 % with TTA (previous airbench94
-settings: 89.64 % / 90.54 %, one seed); about 30 minutes on a 2-core CPU (docs/BENCHMARKS.md).
+settings: 89.64 % / 90.54 %, one seed); about 30 minutes of steps on a 2-core CPU in float32,
+19.4 in bfloat16 (2 seeds: 89.80 % / 91.00 %; docs/BENCHMARKS.md).
 `vgg` reproduces the project's original reference recipe (Adam 5e-4, ReduceLROnPlateau,
 EarlyStopping on a validation split).
 """
