@@ -44,8 +44,12 @@ def _normalize(x, mean: Sequence[float], std: Sequence[float], dtype: str | None
 
 
 @keras.saving.register_keras_serializable(package="cifar10")
-class FusedBatchNorm(layers.BatchNormalization):
+class BatchNormalization(layers.BatchNormalization):
     """Keras's BatchNormalization, trained with TensorFlow's fused kernel (oneDNN on CPU).
+
+    Named as Keras's layer on purpose: `.weights.h5` files key each layer by its class name, so
+    weights and checkpoints saved with the plain Keras layer (every run before this class) load
+    into it, and the other way round.
 
     Keras 3 casts the whole activation to float32 and normalises it in about ten elementwise
     passes; the fused kernel reads bfloat16 directly and keeps its statistics in float32. Forward
@@ -92,7 +96,7 @@ def _conv_block(x, width: int, name: str, bn_momentum: float, folded: bool = Fal
         if folded:
             return y
         # BN scale frozen at 1 (scale=False) as in airbench; Keras momentum is 1 - PyTorch's.
-        return FusedBatchNorm(
+        return BatchNormalization(
             momentum=bn_momentum, epsilon=1e-5, scale=False, name=f"{name}_bn{suffix}"
         )(y)
 

@@ -87,7 +87,7 @@ def test_fused_batchnorm_trains_like_keras_batchnorm(policy):
     import keras
     import tensorflow as tf
 
-    from training.models import FusedBatchNorm
+    from training.models import BatchNormalization as FusedBatchNorm
 
     keras.mixed_precision.set_global_policy(policy)
     try:
@@ -118,6 +118,27 @@ def test_fused_batchnorm_trains_like_keras_batchnorm(policy):
     # inference: the Keras layer's own code, on the moving statistics
     inference = [np.asarray(tf.cast(layer(x), tf.float32)) for layer in layers]
     np.testing.assert_allclose(inference[1], inference[0], rtol=tol, atol=tol)
+
+
+def test_weights_saved_with_keras_batchnorm_load_into_the_fused_one(tmp_path, monkeypatch):
+    """Runs trained before the fused layer (shipped versions 1-3 came from them) still load."""
+    import keras
+
+    import training.models as models
+
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    with monkeypatch.context() as patch:
+        patch.setattr(models, "BatchNormalization", keras.layers.BatchNormalization)
+        old = build_model("fast", 10, MEAN, STD)
+    assert type(old.get_layer("block1_bn1")) is keras.layers.BatchNormalization
+    for layer in old.layers:  # trained-looking statistics, so a failed load would show
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.3, np.float32))
+    old.save_weights(tmp_path / "old.weights.h5")
+    new = build_model("fast", 10, MEAN, STD)
+    assert type(new.get_layer("block1_bn1")) is models.BatchNormalization
+    new.load_weights(tmp_path / "old.weights.h5")
+    np.testing.assert_allclose(new(images), old(images), rtol=1e-6, atol=1e-6)
 
 
 def test_folding_for_serving_keeps_the_function_and_drops_the_affine_layers():
