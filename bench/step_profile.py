@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -71,7 +72,7 @@ def profile(recipe_name: str, precision: str, data: str, steps: int, timed: int)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(RECIPES[recipe_name], ds, Path(tmp) / "run", 0, log=lambda _: None)
         perm = np.random.default_rng(0).permutation(len(trainer.train.labels))
-        batches = iter(range(trainer.steps_per_epoch * 100))
+        batches = itertools.count()
 
         def run(n: int) -> None:
             for _ in range(n):

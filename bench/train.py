@@ -39,6 +39,8 @@ def measure_ceiling() -> dict[str, float]:
     """GFLOP/s of the four reference kernels; the fastest is the machine's ceiling."""
     import tensorflow as tf
 
+    from training.hardware import conv_step_seconds
+
     results = {}
     for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):
         a = tf.random.normal([4096, 4096], dtype=dtype)
@@ -46,18 +48,11 @@ def measure_ceiling() -> dict[str, float]:
         matmul = tf.function(lambda a=a, b=b: tf.reduce_sum(tf.cast(a @ b, tf.float32)))
         results[f"matmul_{name}"] = 2 * 4096**3 / _time(matmul, 3) / 1e9
 
-        x = tf.Variable(tf.random.normal([512, 8, 8, 256], dtype=dtype))
-        k = tf.Variable(tf.random.normal([3, 3, 256, 256], dtype=dtype) * 0.01)
-
-        @tf.function
-        def conv_step(x=x, k=k):
-            with tf.GradientTape() as tape:
-                y = tf.nn.conv2d(x, k, 1, "SAME")
-                loss = tf.reduce_sum(tf.cast(y, tf.float32))
-            return tape.gradient(loss, [x, k])
-
+        seconds = conv_step_seconds(
+            dtype, batch=512, size=8, channels=256, repeats=3, input_grad=True
+        )
         flops = 3 * 2 * 512 * 8 * 8 * 256 * 256 * 9  # forward + two backward convs
-        results[f"conv3x3_fwd_bwd_{name}"] = flops / _time(conv_step, 3) / 1e9
+        results[f"conv3x3_fwd_bwd_{name}"] = flops / seconds / 1e9
     return results
 
 
