@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import math
 import re
@@ -181,8 +182,7 @@ def _instance_item(value, name: str, inputs, shapes: dict[str, list[int]]) -> li
     if name not in inputs:
         raise invalid_argument(f"JSON object: does not have named input: {name}")
     shape = _dense_shape(value)
-    flat: list = []
-    _fill(value, 0, inputs[name].dtype, shape, flat)
+    flat = _flat_values(value, inputs[name].dtype, shape)
     if name not in shapes:
         shapes[name] = shape
     elif math.prod(shapes[name]) != len(flat):
@@ -217,8 +217,7 @@ def _from_inputs(value, inputs: Mapping[str, meta_graph_pb2.TensorInfo]) -> dict
 
 def _tensor(value, dtype: int) -> np.ndarray:
     shape = _dense_shape(value)
-    flat: list = []
-    _fill(value, 0, dtype, shape, flat)
+    flat = _flat_values(value, dtype, shape)
     return _to_array(flat, shape, dtype)
 
 
@@ -231,6 +230,40 @@ def _dense_shape(value) -> list[int]:
             break
         value = value[0]
     return shape
+
+
+def _flat_values(value, dtype: int, shape: list[int]) -> list:
+    """The leaf values of a nest of lists, checked; the fast path first, then `_fill`."""
+    flat = _numbers_in_bulk(value, dtype, shape)
+    if flat is None:
+        flat = []
+        _fill(value, 0, dtype, shape, flat)
+    return flat
+
+
+def _numbers_in_bulk(value, dtype: int, shape: list[int]) -> list | None:
+    """A rectangular nest of plain JSON numbers, flattened a level at a time, or None.
+
+    A 32x32x3 image as JSON is 3,072 numbers. Checking each one through `_fill` and `_scalar`
+    took about 1 ms; this takes about 0.2 ms, as long as `json.loads` itself. Anything this
+    path does not accept (a ragged list, a bool, a float for an int dtype, an int out of
+    range) returns None, and `_fill` then raises TF Serving's exact error for it.
+    """
+    allowed = _FAST_TYPES.get(dtype)
+    if allowed is None:
+        return None
+    items = [value]
+    for size in shape:
+        if set(map(type, items)) != {list} or set(map(len, items)) != {size}:
+            return None
+        items = list(itertools.chain.from_iterable(items))
+    if not set(map(type, items)) <= allowed:
+        return None
+    if dtype in _INT_RANGES and items:
+        low, high = _INT_RANGES[dtype]
+        if min(items) < low or max(items) > high:
+            return None
+    return items
 
 
 def _fill(value, level: int, dtype: int, shape: list[int], out: list) -> None:
@@ -268,6 +301,14 @@ _INT_RANGES = {
     types_pb2.DT_INT64: (-(2**63), 2**63 - 1),
     types_pb2.DT_UINT32: (0, 2**32 - 1),
     types_pb2.DT_UINT64: (0, 2**64 - 1),
+}
+
+# What `_numbers_in_bulk` takes in bulk: json gives exactly int or float for numbers, and bool
+# (a subclass of int) is its own type here, so `True` never passes for a number.
+_FAST_TYPES = {
+    types_pb2.DT_FLOAT: {int, float},
+    types_pb2.DT_DOUBLE: {int, float},
+    **{dtype: {int} for dtype in _INT_RANGES},
 }
 
 

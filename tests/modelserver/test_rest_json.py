@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -29,3 +30,63 @@ from modelserver.rest_json import format_decimal
 def test_decimals_are_written_like_tf_serving(value, float32_text, float64_text):
     assert format_decimal(float(np.float32(value)), is_float32=True) == float32_text
     assert format_decimal(value, is_float32=False) == float64_text
+
+
+def _checked_one_by_one(value, dtype: int) -> list | Exception:
+    """What the per-value path (`_fill`, TF Serving's FillTensorProto) makes of `value`."""
+    from modelserver.rest_json import _dense_shape, _fill
+
+    out: list = []
+    try:
+        _fill(value, 0, dtype, _dense_shape(value), out)
+    except Exception as error:  # noqa: BLE001 - the error itself is the expected result
+        return error
+    return out
+
+
+def test_bulk_number_path_takes_a_json_image():
+    from tensorflow.core.framework import types_pb2
+
+    from modelserver.rest_json import _dense_shape, _numbers_in_bulk
+
+    image = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3)).tolist()
+    flat = _numbers_in_bulk(image, types_pb2.DT_FLOAT, _dense_shape(image))
+    assert flat == np.asarray(image).ravel().tolist()
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype_name"),
+    [
+        ([[1, 2], [3, 4]], "DT_INT32"),
+        ([[1, 2.5], [3, 4]], "DT_FLOAT"),
+        ([[1, 2], [3, True]], "DT_FLOAT"),  # bool is not a number to TF Serving
+        ([[1, 2], [3, True]], "DT_INT64"),
+        ([[1, 2], [3, 4.0]], "DT_INT32"),  # 4.0 is not an int
+        ([[1, 2], [3, 2**31]], "DT_INT32"),  # out of int32's range
+        ([[1, 2], [3, 2**40]], "DT_INT64"),
+        ([[1, 2], [3]], "DT_FLOAT"),  # ragged
+        ([[1, 2], [3, [4]]], "DT_FLOAT"),  # a list where a number belongs
+        ([[1, 2], 3], "DT_FLOAT"),
+        ([[1, 2], [3, None]], "DT_FLOAT"),
+        ([[1, 2], [3, "4"]], "DT_FLOAT"),
+        ([[], []], "DT_FLOAT"),
+        (7, "DT_FLOAT"),
+        ([[1, 2], [3, 4]], "DT_STRING"),
+    ],
+)
+def test_bulk_number_path_agrees_with_the_per_value_path(value, dtype_name):
+    """The fast path may only decline (None); whatever it returns, `_fill` returns too."""
+    from tensorflow.core.framework import types_pb2
+
+    from modelserver.rest_json import _dense_shape, _flat_values, _numbers_in_bulk
+
+    dtype = getattr(types_pb2, dtype_name)
+    expected = _checked_one_by_one(value, dtype)
+    bulk = _numbers_in_bulk(value, dtype, _dense_shape(value))
+    if isinstance(expected, Exception):
+        assert bulk is None
+        with pytest.raises(type(expected), match=re.escape(str(expected))):
+            _flat_values(value, dtype, _dense_shape(value))
+    else:
+        assert bulk is None or bulk == expected
+        assert _flat_values(value, dtype, _dense_shape(value)) == expected
