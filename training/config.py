@@ -54,10 +54,10 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "fast": Recipe(),
-    # More epochs of a wider net: the accuracy-vs-work curve's upper points.
     # A few-second smoke recipe (tests, trying the pipeline): the fast recipe at 1/8 width;
     # narrow nets on small batches diverge at the full lr, so it takes a quarter of it.
     "tiny": Recipe(epochs=2.0, widths=(16, 32, 32), lr=3.0),
+    # More epochs of a wider net: the accuracy-vs-work curve's upper points.
     "long": Recipe(epochs=20.0, widths=(128, 384, 384)),
     "vgg": Recipe(
         arch="vgg",

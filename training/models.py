@@ -234,7 +234,7 @@ def build_vgg(
             x = layers.Conv2D(
                 width, 3, padding="same", kernel_regularizer=reg, name=f"block{i}_conv{j}"
             )(x)
-            x = layers.BatchNormalization(name=f"block{i}_bn{j}")(x)
+            x = BatchNormalization(name=f"block{i}_bn{j}")(x)
             x = layers.Activation("relu", name=f"block{i}_relu{j}")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
         x = layers.Dropout(drop, name=f"block{i}_drop")(x)

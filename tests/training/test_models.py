@@ -82,7 +82,8 @@ def test_whitening_stays_float32_under_mixed_bfloat16():
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_fused_batchnorm_trains_like_keras_batchnorm(policy):
+@pytest.mark.parametrize("scale", [False, True])  # fast freezes the scale; vgg trains it
+def test_fused_batchnorm_trains_like_keras_batchnorm(policy, scale):
     """Same output, moving statistics (biased variance) and gradients as the Keras layer."""
     import keras
     import tensorflow as tf
@@ -93,18 +94,20 @@ def test_fused_batchnorm_trains_like_keras_batchnorm(policy):
     try:
         x = tf.constant(np.random.default_rng(0).normal(3.0, 2.0, (16, 8, 8, 32)), tf.float32)
         layers = [
-            cls(momentum=0.4, epsilon=1e-5, scale=False)
+            cls(momentum=0.4, epsilon=1e-5, scale=scale)
             for cls in (keras.layers.BatchNormalization, FusedBatchNorm)
         ]
         results = []
         for layer in layers:
             layer.build(x.shape)
             layer.beta.assign(tf.range(32, dtype=tf.float32) / 10)
+            if scale:
+                layer.gamma.assign(1 + tf.range(32, dtype=tf.float32) / 20)
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 y = layer(x, training=True)
                 loss = tf.reduce_sum(tf.cast(y, tf.float32) * x)
-            grads = tape.gradient(loss, [x, layer.beta])
+            grads = tape.gradient(loss, [x, layer.beta] + ([layer.gamma] if scale else []))
             results.append([y, layer.moving_mean, layer.moving_variance, *grads])
     finally:
         keras.mixed_precision.set_global_policy("float32")
