@@ -27,7 +27,8 @@ ROW_HEADER = (
 TABLE_MARK = "<!-- bench/train.py rows -->"
 
 
-def _time(fn, repeats: int) -> float:
+def seconds_per_call(fn, repeats: int) -> float:
+    """Mean seconds of `fn()` over `repeats` calls, after one call to compile and warm up."""
     fn()  # compile / warm up
     start = time.perf_counter()
     for _ in range(repeats):
@@ -46,7 +47,7 @@ def measure_ceiling() -> dict[str, float]:
         a = tf.random.normal([4096, 4096], dtype=dtype)
         b = tf.random.normal([4096, 4096], dtype=dtype)
         matmul = tf.function(lambda a=a, b=b: tf.reduce_sum(tf.cast(a @ b, tf.float32)))
-        results[f"matmul_{name}"] = 2 * 4096**3 / _time(matmul, 3) / 1e9
+        results[f"matmul_{name}"] = 2 * 4096**3 / seconds_per_call(matmul, 3) / 1e9
 
         seconds = conv_step_seconds(
             dtype, batch=512, size=8, channels=256, repeats=3, input_grad=True

@@ -252,13 +252,18 @@ def forward_flops(model: keras.Model) -> int:
     total = 0
     for layer in model.layers:
         if isinstance(layer, layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            kh, kw, cin, _ = layer.kernel.shape
-            total += 2 * h * w * cout * kh * kw * cin
+            total += conv_flops(layer)
         elif isinstance(layer, layers.Dense):
             cin, cout = layer.kernel.shape
             total += 2 * cin * cout
     return int(total)
+
+
+def conv_flops(layer: layers.Conv2D) -> int:
+    """Multiply-adds x 2 of one image's forward pass through a built Conv2D layer."""
+    _, h, w, cout = layer.output.shape
+    kh, kw, cin, _ = layer.kernel.shape
+    return 2 * h * w * cout * kh * kw * cin
 
 
 def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:

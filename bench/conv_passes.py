@@ -1,0 +1,120 @@
+"""Each conv layer's three passes timed apart: which kernels keep a training step from the ceiling.
+
+    python -m bench.conv_passes [--recipe fast] [--precision mixed_bfloat16] [--repeats 3]
+
+A training step runs every conv three times: forward, input gradient and filter gradient, each
+with the FLOPs of the forward pass. For every Conv2D of the recipe's model this times the three
+on random tensors of the layer's shapes at the recipe's batch size (one kernel at a time, so
+each gets both cores), and prints GFLOP/s per pass beside bench.train's ceiling, measured in the
+same run. The last line says what MFU the convs alone would allow if nothing else ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+PASSES = ("forward", "input grad", "filter grad")
+
+
+def layer_passes(layer, batch: int) -> dict:
+    """The three passes of one built Conv2D layer, on random tensors of its shapes."""
+    import tensorflow as tf
+
+    dtype = tf.as_dtype(layer.compute_dtype)
+    _, h, w, cin = layer.input.shape
+    _, oh, ow, cout = layer.output.shape
+    return conv_passes(
+        x=tf.random.normal([batch, h, w, cin], dtype=dtype),
+        kernel=tf.random.normal(layer.kernel.shape, dtype=dtype),
+        grad=tf.random.normal([batch, oh, ow, cout], dtype=dtype),
+        padding=layer.padding.upper(),
+    )
+
+
+def conv_passes(x, kernel, grad, padding: str) -> dict:
+    """tf.functions of the kernels a conv's forward and backward run: name -> function."""
+    import tensorflow as tf
+
+    conv = dict(strides=[1, 1, 1, 1], padding=padding)
+    return {
+        "forward": tf.function(lambda: tf.nn.conv2d(x, kernel, **conv)),
+        "input grad": tf.function(
+            lambda: tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=grad, **conv
+            )
+        ),
+        "filter grad": tf.function(
+            lambda: tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=tf.shape(kernel), out_backprop=grad, **conv
+            )
+        ),
+    }
+
+
+def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
+    """Per conv layer: its shapes, forward GFLOP per batch and seconds per pass."""
+    import keras
+    from keras import layers
+
+    from bench.train import seconds_per_call
+    from training.config import RECIPES
+    from training.models import build_model, conv_flops
+
+    recipe = RECIPES[recipe_name]
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = build_model(recipe.arch, 10, [0.0] * 3, [1.0] * 3, widths=recipe.widths)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    rows = []
+    for layer in model.layers:
+        if not isinstance(layer, layers.Conv2D):
+            continue
+        passes = layer_passes(layer, recipe.batch_size)
+        rows.append(
+            {
+                "layer": layer.name,
+                "shape": f"{layer.input.shape[1]}x{layer.input.shape[2]} "
+                f"{layer.input.shape[3]}->{layer.output.shape[3]} {layer.compute_dtype}",
+                "gflop": conv_flops(layer) * recipe.batch_size / 1e9,
+                "seconds": {name: seconds_per_call(fn, repeats) for name, fn in passes.items()},
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench.conv_passes", description=__doc__)
+    ap.add_argument("--recipe", default="fast")
+    ap.add_argument("--precision", default="mixed_bfloat16")
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args(argv)
+
+    from bench.train import measure_ceiling
+    from training.hardware import describe_cpu
+
+    ceiling = measure_ceiling()
+    best = max(ceiling.values())
+    rows = measure(a.recipe, a.precision, a.repeats)
+    print(describe_cpu())
+    print(f"ceiling: {best:,.0f} GFLOP/s ({max(ceiling, key=ceiling.get)})")
+    print(f"{a.recipe}, {a.precision}, GFLOP/s per pass (ms per batch):")
+    print(f"  {'layer':14s} {'shape':28s}" + "".join(f"{p:>20s}" for p in PASSES))
+    for row in rows:
+        cells = "".join(
+            f"{row['gflop'] / row['seconds'][p]:>11,.0f} ({row['seconds'][p] * 1e3:4.0f} ms)"
+            for p in PASSES
+        )
+        print(f"  {row['layer']:14s} {row['shape']:28s}{cells}")
+    flops = 3 * sum(row["gflop"] for row in rows)
+    seconds = sum(sum(row["seconds"].values()) for row in rows)
+    per_pass = {p: sum(r["seconds"][p] for r in rows) for p in PASSES}
+    print(
+        "  all convs: "
+        + ", ".join(f"{p} {ms * 1e3:,.0f} ms" for p, ms in per_pass.items())
+        + f"; {flops / seconds:,.0f} GFLOP/s = {flops / seconds / best:.0%} of the ceiling"
+    )
+
+
+if __name__ == "__main__":
+    main()
