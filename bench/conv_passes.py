@@ -6,7 +6,9 @@ A training step runs every conv three times: forward, input gradient and filter 
 with the FLOPs of the forward pass. For every Conv2D of the recipe's model this times the three
 on random tensors of the layer's shapes at the recipe's batch size (one kernel at a time, so
 each gets both cores), and prints GFLOP/s per pass beside bench.train's ceiling, measured in the
-same run. The last line says what MFU the convs alone would allow if nothing else ran.
+same run. Passes a training step never runs (the first conv's input gradient, a frozen
+kernel's filter gradient) are left out. The last line says what MFU the convs alone would
+allow if nothing else ran.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from __future__ import annotations
 import argparse
 
 PASSES = ("forward", "input grad", "filter grad")
+# Kernels a recipe never trains (training.trainer.Trainer._setup_optimizer: airbench's
+# whitening filters are set from the data and frozen), so their filter gradient never runs.
+FROZEN_KERNELS = {"fast": {"whiten"}}
 
 
 def layer_passes(layer, batch: int) -> dict:
@@ -71,6 +76,10 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
         if not isinstance(layer, layers.Conv2D):
             continue
         passes = layer_passes(layer, recipe.batch_size)
+        if not rows:  # the first conv's input is the image: no gradient wanted for it
+            del passes["input grad"]
+        if layer.name in FROZEN_KERNELS.get(recipe.arch, ()):
+            del passes["filter grad"]
         rows.append(
             {
                 "layer": layer.name,
@@ -101,19 +110,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{a.recipe}, {a.precision}, GFLOP/s per pass (ms per batch):")
     print(f"  {'layer':14s} {'shape':28s}" + "".join(f"{p:>20s}" for p in PASSES))
     for row in rows:
-        cells = "".join(
-            f"{row['gflop'] / row['seconds'][p]:>11,.0f} ({row['seconds'][p] * 1e3:4.0f} ms)"
-            for p in PASSES
-        )
+        cells = "".join(_cell(row, p) for p in PASSES)
         print(f"  {row['layer']:14s} {row['shape']:28s}{cells}")
-    flops = 3 * sum(row["gflop"] for row in rows)
+    flops = sum(row["gflop"] * len(row["seconds"]) for row in rows)
     seconds = sum(sum(row["seconds"].values()) for row in rows)
-    per_pass = {p: sum(r["seconds"][p] for r in rows) for p in PASSES}
+    per_pass = {p: sum(r["seconds"].get(p, 0.0) for r in rows) for p in PASSES}
     print(
         "  all convs: "
         + ", ".join(f"{p} {ms * 1e3:,.0f} ms" for p, ms in per_pass.items())
         + f"; {flops / seconds:,.0f} GFLOP/s = {flops / seconds / best:.0%} of the ceiling"
     )
+
+
+def _cell(row: dict, name: str) -> str:
+    """GFLOP/s (ms per batch) of one pass, or "not run" when training never runs it."""
+    if name not in row["seconds"]:
+        return f"{'not run':>20s}"
+    seconds = row["seconds"][name]
+    return f"{row['gflop'] / seconds:>11,.0f} ({seconds * 1e3:4.0f} ms)"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ mirror, 2 seeds, 0.36 PFLOP each: 90.10 % plain, 91.17 % with TTA (previous airb
 settings: 89.64 % / 90.54 %, one seed); about 30 minutes of steps on a 2-core CPU in float32,
 19.4 in bfloat16 (2 seeds: 89.80 % / 91.00 %; docs/BENCHMARKS.md).
 `vgg` reproduces the project's original reference recipe (Adam 5e-4, ReduceLROnPlateau,
-EarlyStopping on a validation split).
+EarlyStopping on a validation split): 87.38 % plain, 88.13 % with TTA on the same mirror, one
+seed, 1.10 PFLOP and 69 minutes of steps in bfloat16, stopped early at epoch 77.
 """
 
 from __future__ import annotations
