@@ -156,6 +156,8 @@ PLAIN_ERRORS = [
     (b"", ":predict", 400, "JSON Parse error: The document is empty"),
     (b"instances = [1, 2]", ":predict", 400, "JSON Parse error: Invalid value"),
     (b"[1, 2]", ":predict", 400, "Is not object"),
+    (b'{"signature_name": "pixels", "instances": [1e400]}', ":predict", 400,
+     "JSON Parse error: Number too big to be stored in double. at offset: 43"),
     ({"signature_name": "pixels"}, ":predict", 400, "Missing 'inputs' or 'instances' key"),
     ({"instances": [1], "inputs": [1]}, ":predict", 400,
      "expecting only one of 'inputs' or 'instances'"),

@@ -90,3 +90,25 @@ def test_bulk_number_path_agrees_with_the_per_value_path(value, dtype_name):
     else:
         assert bulk is None or bulk == expected
         assert _flat_values(value, dtype, _dense_shape(value)) == expected
+
+
+def test_numbers_no_double_can_hold_are_parse_errors_as_in_rapidjson():
+    """kParseErrorNumberTooBig; before, 1e400 became inf and a 400-digit integer crashed."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    from modelserver.rest_json import parse_document, predict_inputs
+    from modelserver.status import ServingError
+
+    too_big = "JSON Parse error: Number too big to be stored in double."
+    with pytest.raises(ServingError, match=re.escape(f"{too_big} at offset: 16")):
+        parse_document(b' {"instances": [1e400]}')
+    small = parse_document(b'{"instances": [1e-400, 1.5e308, -2.5, NaN, -Infinity]}')
+    assert small["instances"][:3] == [0.0, 1.5e308, -2.5]
+    assert math.isnan(small["instances"][3]) and small["instances"][4] == -math.inf
+
+    inputs = {"x": meta_graph_pb2.TensorInfo(dtype=types_pb2.DT_FLOAT)}
+    document = parse_document(b'{"instances": [1, ' + b"9" * 400 + b"]}")
+    with pytest.raises(ServingError, match=re.escape(too_big)) as error:
+        predict_inputs(document, inputs)
+    assert error.value.code.name == "INVALID_ARGUMENT"
