@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     line = (
         f"{label} seed {args.seed} {meta['precision']}: plain {s['plain']:.2%} · "
         f"TTA {s['tta']:.2%} · work {s['work_pflop']:.3f} PFLOP · "
-        f"train {s['train_seconds']:.0f} s · wall {meta['bench_wall_seconds']:.0f} s · "
+        f"train {s['train_seconds']:.0f} s · wall {wall_cell(meta)} s · "
         f"{s['images_per_second']:,.0f} img/s · {s['achieved_gflops']:,.0f} GFLOP/s "
         f"of {s['ceiling_gflops']:,.0f} ({s['ceiling_kernel']}) · MFU {s['mfu']:.0%} · {cpu}"
     )
@@ -147,10 +147,20 @@ def record_row(args, meta: dict, s: dict, cpu: str) -> None:
     row = (
         f"| {date.today()} | {label} | {args.seed} | {meta['precision']} | {s['plain']:.2%} "
         f"| {s['tta']:.2%} | {s['work_pflop']:.3f} | {s['train_seconds']:.0f} "
-        f"| {meta['bench_wall_seconds']:.0f} | {s['images_per_second']:,.0f} "
+        f"| {wall_cell(meta)} | {s['images_per_second']:,.0f} "
         f"| {s['achieved_gflops']:,.0f} | {s['ceiling_gflops']:,.0f} | {s['mfu']:.0%} | {cpu} |\n"
     )
     doc.write_text(_insert_row(text, row))
+
+
+def wall_cell(meta: dict) -> str:
+    """This invocation's wall seconds, marked when the run resumed from a checkpoint.
+
+    Training seconds add up over every sitting (the checkpoint keeps them); wall time here
+    covers only the last one.
+    """
+    wall = f"{meta['bench_wall_seconds']:.0f}"
+    return f"{wall} (resumed)" if meta.get("resumed_at_steps") else wall
 
 
 def recipe_label(recipe: str, epochs: float | None) -> str:

@@ -48,3 +48,10 @@ def test_the_work_curve_reads_each_recipe_length_and_skips_defect_rows(tmp_path)
     doc.write_text(text)
     main(["--doc", str(doc), "--out", str(out)])
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_resumed_run_marks_its_wall_time():
+    from bench.train import wall_cell
+
+    assert wall_cell({"bench_wall_seconds": 1307.4, "resumed_at_steps": []}) == "1307"
+    assert wall_cell({"bench_wall_seconds": 812.0, "resumed_at_steps": [54]}) == "812 (resumed)"
