@@ -61,8 +61,8 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
     import keras
     from keras import layers
 
-    from bench.train import seconds_per_call
     from training.config import RECIPES
+    from training.hardware import seconds_per_call
     from training.models import build_model, conv_flops
 
     recipe = RECIPES[recipe_name]

@@ -27,20 +27,11 @@ ROW_HEADER = (
 TABLE_MARK = "<!-- bench/train.py rows -->"
 
 
-def seconds_per_call(fn, repeats: int) -> float:
-    """Mean seconds of `fn()` over `repeats` calls, after one call to compile and warm up."""
-    fn()  # compile / warm up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
-
 def measure_ceiling() -> dict[str, float]:
     """GFLOP/s of the four reference kernels; the fastest is the machine's ceiling."""
     import tensorflow as tf
 
-    from training.hardware import conv_step_seconds
+    from training.hardware import conv_step_seconds, seconds_per_call
 
     results = {}
     for name, dtype in (("float32", tf.float32), ("bfloat16", tf.bfloat16)):

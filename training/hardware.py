@@ -93,8 +93,13 @@ def conv_step_seconds(
             loss = tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME"), tf.float32))
         return tape.gradient(loss, wrt)
 
-    step()
+    return seconds_per_call(step, repeats)
+
+
+def seconds_per_call(fn, repeats: int) -> float:
+    """Mean seconds of `fn()` over `repeats` calls, after one call to compile and warm up."""
+    fn()
     start = time.perf_counter()
     for _ in range(repeats):
-        step()
+        fn()
     return (time.perf_counter() - start) / repeats
