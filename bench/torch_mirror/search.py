@@ -11,7 +11,9 @@ Needs PyTorch with CUDA, which is not a project dependency (the device machine h
     python search.py cifar10-jpeg.tar.gz "$(cat sweeps/sweep1.json)" "[0,1]"
 
 Each sweep file maps a name to overrides of the defaults in `run()`; the last argument lists
-the seeds. Prints mean plain / TTA accuracy per variant and the per-seed values.
+the seeds. Prints mean plain / TTA accuracy per variant, the per-seed values and the training
+work. `match_work` sets the step count so that a variant (another depth or width, or progressive
+resizing with `low_res`) does the same training arithmetic as the default's 9.9 epochs.
 """
 
 import io
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 torch.backends.cudnn.benchmark = True
-DEV = "cuda"
+DEV = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: smoke tests only
 # Label order of training/data.py (which imports TensorFlow, absent on the GPU machine).
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -69,25 +71,30 @@ class BN(nn.BatchNorm2d):
 
 
 class Block(nn.Module):
-    def __init__(self, cin, cout):
+    def __init__(self, cin, cout, depth=2):
         super().__init__()
         self.c1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.c2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.b1, self.b2 = BN(cout), BN(cout)
+        self.b1 = BN(cout)
+        self.rest = nn.ModuleList(
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False) for _ in range(depth - 1)
+        )
+        self.bns = nn.ModuleList(BN(cout) for _ in range(depth - 1))
 
     def forward(self, x):
         x = F.gelu(self.b1(F.max_pool2d(self.c1(x), 2)))
-        return F.gelu(self.b2(self.c2(x)))
+        for conv, bn in zip(self.rest, self.bns):
+            x = F.gelu(bn(conv(x)))
+        return x
 
 
 class Net(nn.Module):
-    def __init__(self, widths, mean, std, scale=1 / 9, glorot=False):
+    def __init__(self, widths, mean, std, scale=1 / 9, glorot=False, depths=(2, 2, 2)):
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
         self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
         w = [24, *widths]
-        self.blocks = nn.Sequential(*[Block(w[i], w[i + 1]) for i in range(3)])
+        self.blocks = nn.Sequential(*[Block(w[i], w[i + 1], depths[i]) for i in range(3)])
         self.head = nn.Linear(widths[-1], 10, bias=False)
         self.scale = scale
         for m in self.modules():
@@ -104,6 +111,32 @@ class Net(nn.Module):
         x = self.blocks(x)
         x = F.adaptive_max_pool2d(x, 1).flatten(1)
         return self.head(x) * self.scale
+
+
+def forward_flops(net, res):
+    """Multiply-adds x 2 of one image at res x res, counted from the conv and linear shapes."""
+    total = 0
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            total += 2 * out[0].numel() * m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total += 2 * m.in_features * m.out_features
+
+    hs = [
+        m.register_forward_hook(hook)
+        for m in net.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    was_training = net.training
+    net.eval()  # leave the BN running statistics alone
+    with torch.no_grad():
+        net(torch.zeros(1, res, res, 3, dtype=torch.uint8, device=DEV))
+    net.train(was_training)
+    for h in hs:
+        h.remove()
+    return total
 
 
 def init_whitening(net, x, eps=5e-4):
@@ -209,6 +242,11 @@ def run(cfg, data, seed):
         scale=1 / 9,
         glorot=False,
         amp=True,
+        depths=(2, 2, 2),
+        match_work=False,  # set the step count so training work equals the default's 9.9 epochs
+        low_res=0,  # progressive resizing: train the first low_frac of steps at this size
+        low_frac=0.0,
+        low_mode="crop",  # "crop": random low_res crops (object scale kept); "resize": downscale
     )
     c.update(cfg)
     torch.backends.cudnn.allow_tf32 = c["amp"]
@@ -216,7 +254,7 @@ def run(cfg, data, seed):
     mean = (xtr.float().mean((0, 1, 2))).tolist()
     std = (xtr.float().std((0, 1, 2))).tolist()
     net = (
-        Net(c["widths"], mean, std, c["scale"], c["glorot"])
+        Net(c["widths"], mean, std, c["scale"], c["glorot"], c["depths"])
         .to(DEV)
         .to(memory_format=torch.channels_last)
     )
@@ -224,6 +262,14 @@ def run(cfg, data, seed):
     n = len(ytr)
     spe = n // c["bs"]
     total = max(1, math.ceil(c["epochs"] * spe))
+    f32 = forward_flops(net, 32)
+    flo = forward_flops(net, c["low_res"]) if c["low_res"] else f32
+    if c["match_work"]:
+        base = Net((64, 256, 256), mean, std).to(DEV)
+        budget = 9.9 * spe * forward_flops(base, 32)
+        total = int(budget / (c["low_frac"] * flo + (1 - c["low_frac"]) * f32))
+    low_steps = int(c["low_frac"] * total)
+    work = 3 * c["bs"] * (low_steps * flo + (total - low_steps) * f32)
     ksc = c["bs"] * (1 + 1 / (1 - c["mom"]))
     base_lr = c["lr"] / ksc
     wd = c["wd"] * c["bs"] / ksc
@@ -267,11 +313,21 @@ def run(cfg, data, seed):
             xb = augment(
                 xtr[idx], c["translate"], c["flip"], epoch, c["alt_flip"], idx, c["cutout"]
             )
+            if step < low_steps:
+                r = c["low_res"]
+                if c["low_mode"] == "crop":
+                    o = torch.randint(0, 33 - r, (2,)).tolist()
+                    xb = xb[:, o[0] : o[0] + r, o[1] : o[1] + r]
+                else:
+                    xb = F.interpolate(
+                        xb.permute(0, 3, 1, 2).float(), size=(r, r), mode="bilinear", antialias=True
+                    )
+                    xb = xb.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
             s = sched(step)
             for gr in opt.param_groups:
                 on = 1.0 if (not gr["is_wb"] or step / spe < c["wb_epochs"]) else 0.0
                 gr["lr"] = base_lr * gr["mult"] * s * on
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=c["amp"]):
+            with torch.autocast(DEV, dtype=torch.bfloat16, enabled=c["amp"]):
                 out = net(xb)
             loss = F.cross_entropy(out.float(), ytr[idx], label_smoothing=c["ls"], reduction="sum")
             opt.zero_grad(set_to_none=True)
@@ -301,15 +357,18 @@ def run(cfg, data, seed):
             for e, p in zip(ema, net.state_dict().values()):
                 if p.dtype.is_floating_point:
                     p.copy_(e)
-    torch.cuda.synchronize()
+    if DEV == "cuda":
+        torch.cuda.synchronize()
     train_s = time.time() - t0
     net.eval()
     res = {}
-    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=c["amp"]):
+    with torch.no_grad(), torch.autocast(DEV, dtype=torch.bfloat16, enabled=c["amp"]):
         for lvl in sorted({0, c["tta"]}):
-            lg = torch.cat([tta_logits(net, xte[i : i + 2000], lvl) for i in range(0, 10000, 2000)])
+            lg = torch.cat(
+                [tta_logits(net, xte[i : i + 2000], lvl) for i in range(0, len(xte), 2000)]
+            )
             res[lvl] = (lg.argmax(1) == yte).float().mean().item() * 100
-    return res, train_s, total
+    return res, train_s, total, work
 
 
 def main():
@@ -322,6 +381,7 @@ def main():
         tta = np.mean([r[0][max(r[0])] for r in rows])
         print(
             f"{name:28s} plain {plain:6.2f} tta {tta:6.2f}  steps {rows[0][2]}  "
+            f"PFLOP {rows[0][3] / 1e15:.3f}  "
             f"train_s {np.mean([r[1] for r in rows]):5.1f}  "
             f"each {[round(r[0][0], 2) for r in rows]} {[round(r[0][max(r[0])], 2) for r in rows]}",
             flush=True,
