@@ -68,7 +68,9 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
     recipe = RECIPES[recipe_name]
     keras.mixed_precision.set_global_policy(precision)
     try:
-        model = build_model(recipe.arch, 10, [0.0] * 3, [1.0] * 3, widths=recipe.widths)
+        model = build_model(
+            recipe.arch, 10, [0.0] * 3, [1.0] * 3, widths=recipe.widths, depth=recipe.depth
+        )
     finally:
         keras.mixed_precision.set_global_policy("float32")
     rows = []

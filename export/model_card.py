@@ -92,7 +92,8 @@ def _header(meta: dict, info: dict, version_dir: Path) -> str:
             "| --- | --- |",
             f"| data set | {DATA_NAME}: {meta.get('train_images')} training images, "
             f"{meta.get('test_images')} test images |",
-            f"| architecture | `{meta['arch']}`, widths {meta.get('widths')} |",
+            f"| architecture | `{meta['arch']}`, widths {meta.get('widths')}, "
+            f"{meta.get('depth', 2)} convs per group |",
             f"| parameters | {meta.get('params', 0):,} |",
             f"| work per image | {meta.get('forward_flops_per_image', 0) / 1e6:,.0f} MFLOP "
             f"(x{_tta_passes(info['tta'])} with the served TTA) |",

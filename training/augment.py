@@ -1,9 +1,9 @@
-"""Training augmentation: horizontal flip and reflect-padded translation, per image.
+"""Training augmentation: horizontal flip, reflect-padded translation and cutout, per image.
 
 Which images flip is decided outside the graph (`flip_mask`), so the recipe can use airbench's
 alternating flip: every image has a fixed random parity and flips on every other epoch, which
-shows each image both ways equally often instead of by chance. Translation is in-graph and
-seeded by (seed, global step), so a resumed run sees exactly the batches an uninterrupted one
+shows each image both ways equally often instead of by chance. Translation and cutout are in-graph
+and seeded by (seed, global step), so a resumed run sees exactly the batches an uninterrupted one
 would have seen: there is no RNG state to checkpoint.
 """
 
@@ -30,8 +30,10 @@ def _flip_parity(seed: int, n_images: int) -> np.ndarray:
     return np.random.default_rng([seed, 7]).integers(0, 2, n_images, dtype=np.int8)
 
 
-def augment(images: tf.Tensor, flip: tf.Tensor, seed: tf.Tensor, translate: int) -> tf.Tensor:
-    """uint8 [B,H,W,C] -> uint8 [B,H,W,C]: mirror where `flip` [B] is true, then shift."""
+def augment(
+    images: tf.Tensor, flip: tf.Tensor, seed: tf.Tensor, translate: int, cutout: int = 0
+) -> tf.Tensor:
+    """uint8 [B,H,W,C] -> uint8 [B,H,W,C]: mirror where `flip` [B] is true, shift, cut out."""
     b, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
     images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
     if translate:
@@ -44,4 +46,17 @@ def augment(images: tf.Tensor, flip: tf.Tensor, seed: tf.Tensor, translate: int)
         cols = offsets[:, 1:] + tf.range(w)[None, :]  # [B, W]
         images = tf.gather(padded, rows, axis=1, batch_dims=1)
         images = tf.gather(images, cols, axis=2, batch_dims=1)
+    if cutout:
+        images = _cut_out(images, seed, cutout)
     return images
+
+
+def _cut_out(images: tf.Tensor, seed: tf.Tensor, side: int) -> tf.Tensor:
+    """Zero a side x side square per image, centred anywhere, so it may hang over the edge."""
+    b, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+    top = tf.random.stateless_uniform([b, 1, 1], seed=seed + 2, maxval=h, dtype=tf.int32)
+    left = tf.random.stateless_uniform([b, 1, 1], seed=seed + 3, maxval=w, dtype=tf.int32)
+    top, left = top - side // 2, left - side // 2
+    rows, cols = tf.range(h)[None, :, None], tf.range(w)[None, None, :]
+    inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+    return tf.where(inside[..., None], tf.zeros_like(images), images)

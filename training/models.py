@@ -25,9 +25,10 @@ def build_model(
     std: Sequence[float],
     image_size: int = 32,
     widths: Sequence[int] = (64, 256, 256),
+    depth: int = 2,
 ) -> keras.Model:
     if arch == "fast":
-        return build_fast(num_classes, mean, std, image_size, widths)
+        return build_fast(num_classes, mean, std, image_size, widths, depth)
     if arch == "vgg":
         return build_vgg(num_classes, mean, std, image_size)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
@@ -84,8 +85,9 @@ class BatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
-def _conv_block(x, width: int, name: str, bn_momentum: float, folded: bool = False):
-    """conv -> maxpool -> BN -> GELU -> conv -> BN -> GELU (airbench's ConvGroup).
+def _conv_block(x, width: int, name: str, bn_momentum: float, depth: int = 2, folded: bool = False):
+    """conv -> maxpool -> BN -> GELU, then (depth - 1) x [conv -> BN -> GELU] (airbench's
+    ConvGroup has depth 2; airbench96's, 3).
 
     `folded`: the serving form, each BN merged into its conv's kernel and bias (`fold_for_serving`).
     GELU runs in float32 under mixed_bfloat16 too: TensorFlow's bfloat16 erf is slow, and a
@@ -110,7 +112,9 @@ def _conv_block(x, width: int, name: str, bn_momentum: float, folded: bool = Fal
 
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(conv(x, "1"))
     x = gelu(bn(x, "1"), "1")
-    return gelu(bn(conv(x, "2"), "2"), "2")
+    for j in range(2, depth + 1):
+        x = gelu(bn(conv(x, str(j)), str(j)), str(j))
+    return x
 
 
 def build_fast(
@@ -119,11 +123,13 @@ def build_fast(
     std: Sequence[float],
     image_size: int = 32,
     widths: Sequence[int] = (64, 256, 256),
+    depth: int = 2,
     bn_momentum: float = 0.4,
     logit_scale: float = 1 / 9,
     folded: bool = False,
 ) -> keras.Model:
-    """2x2 patch-whitening conv, three conv groups, global max-pool, scaled linear head.
+    """2x2 patch-whitening conv, three conv groups of `depth` convs, global max-pool, scaled
+    linear head.
 
     The whitening kernel is set from the data by `init_whitening` and never trained.
     `folded` builds the serving form that `fold_for_serving` fills: no normalisation, BN or
@@ -137,7 +143,7 @@ def build_fast(
     x = layers.Conv2D(24, 2, padding="valid", name="whiten", dtype="float32")(x)
     x = layers.Activation("gelu", name="whiten_act", dtype="float32")(x)
     for i, width in enumerate(widths, start=1):
-        x = _conv_block(x, width, f"block{i}", bn_momentum, folded)
+        x = _conv_block(x, width, f"block{i}", bn_momentum, depth, folded)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     x = layers.Dense(num_classes, use_bias=False, name="head")(x)
     if not folded:
@@ -164,8 +170,9 @@ def fold_for_serving(model: keras.Model) -> keras.Model:
     std = np.sqrt(np.ravel(np.asarray(norm.variance, np.float64)))
     blocks = range(1, sum(layer.name.endswith("_conv1") for layer in model.layers) + 1)
     widths = [model.get_layer(f"block{i}_conv1").filters for i in blocks]
+    depth = sum(layer.name.startswith("block1_conv") for layer in model.layers)
     folded = build_fast(
-        model.output_shape[-1], mean, std, model.input_shape[1], widths, folded=True
+        model.output_shape[-1], mean, std, model.input_shape[1], widths, depth, folded=True
     )
     whiten = model.get_layer("whiten")
     kernel = whiten.kernel.numpy().astype(np.float64)
@@ -175,7 +182,7 @@ def fold_for_serving(model: keras.Model) -> keras.Model:
         whiten.bias.numpy() - np.einsum("hwco,c->o", kernel, mean / std),
     )
     for i in blocks:
-        for j in (1, 2):
+        for j in range(1, depth + 1):
             bn = model.get_layer(f"block{i}_bn{j}")
             inv = 1.0 / np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
             _set(
@@ -280,6 +287,7 @@ def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
             meta["std"],
             meta.get("image_size", 32),
             meta.get("widths", (64, 256, 256)),
+            meta.get("depth", 2),
         )
     finally:
         keras.mixed_precision.set_global_policy(previous)

@@ -21,6 +21,7 @@ def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=prin
     meta = {
         "arch": trainer.recipe.arch,
         "widths": list(trainer.recipe.widths),
+        "depth": trainer.recipe.depth,
         "class_names": list(ds.class_names),
         "mean": trainer.mean,
         "std": trainer.std,

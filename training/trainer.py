@@ -73,7 +73,13 @@ class Trainer:
         self.std = self.train.images.reshape(-1, 3).std(0).astype(float).tolist()
         keras.utils.set_random_seed(seed)
         self.model = build_model(
-            recipe.arch, len(ds.class_names), self.mean, self.std, ds.image_size, recipe.widths
+            recipe.arch,
+            len(ds.class_names),
+            self.mean,
+            self.std,
+            ds.image_size,
+            recipe.widths,
+            recipe.depth,
         )
         self._setup_optimizer()
         # Lookahead-EMA covers every float weight, BN statistics included (airbench).
@@ -120,7 +126,7 @@ class Trainer:
 
         @tf.function(reduce_retracing=True)
         def step_fn(images, labels, flip, seed, schedule, whiten_bias_on):
-            x = augment(images, flip, seed, recipe.translate)
+            x = augment(images, flip, seed, recipe.translate, recipe.cutout)
             with tf.GradientTape() as tape:
                 logits = model(tf.cast(x, tf.float32), training=True)
                 onehot = tf.one_hot(labels, num_classes)

@@ -41,6 +41,24 @@ def test_forward_flops_of_the_fast_model_match_a_hand_count():
     assert forward_flops(build_model("fast", 10, MEAN, STD)) == expected
 
 
+def test_forward_flops_count_every_conv_of_deeper_wider_groups():
+    def conv(h, cin, cout, k=3):
+        return 2 * h * h * cout * k * k * cin
+
+    expected = (
+        conv(31, 3, 24, k=2)
+        + conv(31, 24, 16)
+        + 2 * conv(15, 16, 16)
+        + conv(15, 16, 32)
+        + 2 * conv(7, 32, 32)
+        + conv(7, 32, 48)
+        + 2 * conv(3, 48, 48)
+        + 2 * 48 * 10
+    )
+    model = build_model("fast", 10, MEAN, STD, widths=(16, 32, 48), depth=3)
+    assert forward_flops(model) == expected
+
+
 def test_whitening_layer_decorrelates_image_patches():
     rng = np.random.default_rng(0)
     base = rng.normal(128, 40, (64, 32, 32, 1))
@@ -144,13 +162,14 @@ def test_weights_saved_with_keras_batchnorm_load_into_the_fused_one(tmp_path, mo
     np.testing.assert_allclose(new(images), old(images), rtol=1e-6, atol=1e-6)
 
 
-def test_folding_for_serving_keeps_the_function_and_drops_the_affine_layers():
+@pytest.mark.parametrize("depth", [2, 3])
+def test_folding_for_serving_keeps_the_function_and_drops_the_affine_layers(depth):
     import keras
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (16, 32, 32, 3)).astype(np.float32)
     keras.utils.set_random_seed(1)
-    model = build_model("fast", 10, MEAN, STD)
+    model = build_model("fast", 10, MEAN, STD, depth=depth)
     init_whitening(model, images.astype(np.uint8))
     # Trained-looking statistics, so a wrong fold (sign, axis, epsilon) shows in the logits.
     for layer in model.layers:

@@ -68,3 +68,31 @@ def test_augment_mirrors_exactly_the_masked_images():
     out = augment(images, tf.constant([True, False]), tf.constant([0, 0]), translate=0).numpy()
     np.testing.assert_array_equal(out[0], images.numpy()[0, :, ::-1])
     np.testing.assert_array_equal(out[1], images.numpy()[1])
+
+
+def _cut(images: np.ndarray, seed: int, side: int) -> np.ndarray:
+    flips = tf.zeros([len(images)], tf.bool)
+    return augment(tf.constant(images), flips, tf.constant([seed, 0]), 0, cutout=side).numpy()
+
+
+def test_cutout_zeroes_one_square_per_image_that_may_hang_over_the_edge():
+    images = np.full((256, 12, 12, 3), 200, np.uint8)
+    out = _cut(images, seed=3, side=5)
+    sizes = set()
+    for image in out:
+        zero = (image == 0).all(axis=-1)
+        assert ((image == 0) | (image == 200)).all() and (zero == (image == 0).any(-1)).all()
+        rows, cols = np.flatnonzero(zero.any(1)), np.flatnonzero(zero.any(0))
+        # one axis-aligned rectangle, whole: every pixel in its bounding box is zero
+        assert zero[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].all()
+        assert zero.sum() == len(rows) * len(cols)
+        sizes.add((len(rows), len(cols)))
+    # full squares away from the edge, clipped ones (down to 3 = 5 // 2 + 1) at it
+    assert (5, 5) in sizes and max(sizes) == (5, 5) and min(min(s) for s in sizes) == 3
+
+
+def test_cutout_is_reproducible_per_seed_and_off_at_zero():
+    images = np.random.default_rng(0).integers(1, 256, (8, 12, 12, 3)).astype(np.uint8)
+    assert np.array_equal(_cut(images, 1, 5), _cut(images, 1, 5))
+    assert not np.array_equal(_cut(images, 1, 5), _cut(images, 2, 5))
+    assert np.array_equal(_cut(images, 1, 0), images)
