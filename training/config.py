@@ -10,6 +10,9 @@ settings: 89.64 % / 90.54 %, one seed); about 30 minutes of steps on a 2-core CP
 `vgg` reproduces the project's original reference recipe (Adam 5e-4, ReduceLROnPlateau,
 EarlyStopping on a validation split): 87.38 % plain, 88.13 % with TTA on the same mirror, one
 seed, 1.10 PFLOP and 69 minutes of steps in bfloat16, stopped early at epoch 77.
+`wide` (the long preset until the sixth session): 91.23 % / 91.87 %, one seed, 1.82 PFLOP, 91
+minutes of steps in bfloat16. `long` reached 92.96 % with TTA over 3 seeds in the PyTorch GPU
+mirror (bench/torch_mirror) at 2.78 PFLOP; its CPU runs are the figures that count.
 """
 
 from __future__ import annotations
