@@ -198,3 +198,20 @@ def test_flip_tta_is_the_mean_of_the_image_and_its_mirror():
     x = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3)).astype(np.float32)
     expected = 0.5 * (model(x, training=False) + model(x[:, :, ::-1], training=False))
     np.testing.assert_allclose(make_logits_fn(model, 1)(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_of_deeper_groups_reloads_for_inference_from_its_meta(tmp_path):
+    """meta.json's widths and depth rebuild the net that the weights file was saved from."""
+    import json
+
+    from training.models import load_for_inference
+
+    model = build_model("fast", 10, MEAN, STD, widths=(8, 16, 24), depth=3)
+    model.save_weights(tmp_path / "final.weights.h5")
+    meta = {"arch": "fast", "class_names": [str(i) for i in range(10)], "mean": MEAN}
+    meta |= {"std": STD, "widths": [8, 16, 24], "depth": 3}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    loaded, _ = load_for_inference(tmp_path)
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(loaded(images), model(images), rtol=1e-5, atol=1e-5)
+    assert loaded.get_layer("block3_conv3").filters == 24
