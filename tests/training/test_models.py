@@ -23,36 +23,35 @@ def test_vgg_reference_has_about_1_19_million_parameters():
     assert model.count_params() == 1_186_346
 
 
+def _hand_conv_flops(h: int, cin: int, cout: int, k: int = 3) -> int:
+    """A square h x h output of a k x k conv, counted by hand (not by training.models)."""
+    return 2 * h * h * cout * k * k * cin
+
+
 def test_forward_flops_of_the_fast_model_match_a_hand_count():
     # whiten 2x2 valid: 32 -> 31; each group pools by 2 after its first conv: 31 -> 15 -> 7 -> 3
-    def conv(h, cin, cout, k=3):
-        return 2 * h * h * cout * k * k * cin
-
     expected = (
-        conv(31, 3, 24, k=2)
-        + conv(31, 24, 64)
-        + conv(15, 64, 64)
-        + conv(15, 64, 256)
-        + conv(7, 256, 256)
-        + conv(7, 256, 256)
-        + conv(3, 256, 256)
+        _hand_conv_flops(31, 3, 24, k=2)
+        + _hand_conv_flops(31, 24, 64)
+        + _hand_conv_flops(15, 64, 64)
+        + _hand_conv_flops(15, 64, 256)
+        + _hand_conv_flops(7, 256, 256)
+        + _hand_conv_flops(7, 256, 256)
+        + _hand_conv_flops(3, 256, 256)
         + 2 * 256 * 10
     )
     assert forward_flops(build_model("fast", 10, MEAN, STD)) == expected
 
 
 def test_forward_flops_count_every_conv_of_deeper_wider_groups():
-    def conv(h, cin, cout, k=3):
-        return 2 * h * h * cout * k * k * cin
-
     expected = (
-        conv(31, 3, 24, k=2)
-        + conv(31, 24, 16)
-        + 2 * conv(15, 16, 16)
-        + conv(15, 16, 32)
-        + 2 * conv(7, 32, 32)
-        + conv(7, 32, 48)
-        + 2 * conv(3, 48, 48)
+        _hand_conv_flops(31, 3, 24, k=2)
+        + _hand_conv_flops(31, 24, 16)
+        + 2 * _hand_conv_flops(15, 16, 16)
+        + _hand_conv_flops(15, 16, 32)
+        + 2 * _hand_conv_flops(7, 32, 32)
+        + _hand_conv_flops(7, 32, 48)
+        + 2 * _hand_conv_flops(3, 48, 48)
         + 2 * 48 * 10
     )
     model = build_model("fast", 10, MEAN, STD, widths=(16, 32, 48), depth=3)
