@@ -16,9 +16,6 @@ from __future__ import annotations
 import argparse
 
 PASSES = ("forward", "input grad", "filter grad")
-# Kernels a recipe never trains (training.trainer.Trainer._setup_optimizer: airbench's
-# whitening filters are set from the data and frozen), so their filter gradient never runs.
-FROZEN_KERNELS = {"fast": {"whiten"}}
 
 
 def layer_passes(layer, batch: int) -> dict:
@@ -58,21 +55,17 @@ def conv_passes(x, kernel, grad, padding: str) -> dict:
 
 def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
     """Per conv layer: its shapes, forward GFLOP per batch and seconds per pass."""
-    import keras
     from keras import layers
 
     from training.config import RECIPES
     from training.hardware import seconds_per_call
-    from training.models import build_model, conv_flops
+    from training.models import FROZEN_KERNELS, build_model, conv_flops, precision_policy
 
     recipe = RECIPES[recipe_name]
-    keras.mixed_precision.set_global_policy(precision)
-    try:
+    with precision_policy(precision):
         model = build_model(
             recipe.arch, 10, [0.0] * 3, [1.0] * 3, widths=recipe.widths, depth=recipe.depth
         )
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
     rows = []
     for layer in model.layers:
         if not isinstance(layer, layers.Conv2D):
@@ -80,7 +73,7 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
         passes = layer_passes(layer, recipe.batch_size)
         if not rows:  # the first conv's input is the image: no gradient wanted for it
             del passes["input grad"]
-        if layer.name in FROZEN_KERNELS.get(recipe.arch, ()):
+        if layer.name in FROZEN_KERNELS.get(recipe.arch, ()):  # never trained: no gradient
             del passes["filter grad"]
         rows.append(
             {

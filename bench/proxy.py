@@ -268,21 +268,11 @@ def serve_baseline(port: int, run_dir: Path) -> None:
 
 def tiny_model(folder: Path) -> tuple[Path, Path]:
     """An untrained small model as a run folder (for the baseline) and a base path (served)."""
-    import keras
-
     from export.publish import publish
     from export.savedmodel import save_savedmodel
-    from training.models import build_model
+    from export.untrained import untrained_model
 
-    classes = [
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-    ]  # fmt: skip
-    meta = {
-        "class_names": classes, "mean": [125.3, 123.0, 113.9], "std": [63.0, 62.1, 66.7],
-        "arch": "fast", "widths": [8, 16, 16], "image_size": 32,
-    }  # fmt: skip
-    keras.utils.set_random_seed(0)
-    model = build_model("fast", 10, meta["mean"], meta["std"], widths=meta["widths"])
+    model, meta = untrained_model(seed=0)
     run_dir = folder / "run"
     run_dir.mkdir(parents=True)
     model.save_weights(run_dir / "final.weights.h5")

@@ -24,11 +24,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from training.config import SHARED_DATA
+
 BOUNDARY = "soakboundary1fK9xQ7wZ2"
 SIZES = (32, 96, 320, 800, 1600)
 FORMATS = (("JPEG", "jpg", {"quality": 90}), ("PNG", "png", {}), ("WEBP", "webp", {"quality": 90}))
 CANARY = "canary"  # the version label the soak adds with a config reload
-CIFAR_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR_TAR = SHARED_DATA
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from training.config import DEFAULT_DATA
 from training.hardware import describe_cpu
 
-SUBSET = 10_240  # 10 steps of 1024: enough distinct batches for warm-up, timing and trace
+SUBSET = 10_240  # 10 steps at batch 1024, more at smaller ones: enough distinct batches
 KINDS = (  # (kind, test on "layer/op name:OpType"), first match wins
     ("conv", lambda name, op: "Conv" in op),
     ("GELU", lambda name, op: "Gelu" in name or "_act" in name),
@@ -60,16 +61,15 @@ def traced_op_ms(xplane_file: Path) -> collections.Counter:
 
 
 def profile(recipe_name: str, precision: str, data: str, steps: int, timed: int) -> dict:
-    import keras
     import tensorflow as tf
 
     from training.config import RECIPES
     from training.data import load_dataset
+    from training.models import precision_policy
     from training.trainer import Trainer
 
-    keras.mixed_precision.set_global_policy(precision)
     ds = load_dataset(data).subset(SUBSET, 1000, seed=0)
-    with tempfile.TemporaryDirectory() as tmp:
+    with precision_policy(precision), tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(RECIPES[recipe_name], ds, Path(tmp) / "run", 0, log=lambda _: None)
         perm = np.random.default_rng(0).permutation(len(trainer.train.labels))
         batches = itertools.count()
@@ -87,12 +87,17 @@ def profile(recipe_name: str, precision: str, data: str, steps: int, timed: int)
         tf.profiler.experimental.stop()
         trace = next(Path(tmp, "trace").rglob("*.xplane.pb"))
         per_step = {k: v / steps for k, v in traced_op_ms(trace).items()}
-    return {"step_ms": step_s * 1000, "images_s": trainer.batch_size / step_s, "ops": per_step}
+    return {
+        "step_ms": step_s * 1000,
+        "batch": trainer.batch_size,
+        "images_s": trainer.batch_size / step_s,
+        "ops": per_step,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz")
+    ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--recipe", default="fast")
     ap.add_argument("--precision", default="mixed_bfloat16")
     ap.add_argument("--steps", type=int, default=3, help="steps traced")
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     total = sum(result["ops"].values())
     print(f"{describe_cpu()}")
     print(
-        f"{a.recipe}, {a.precision}: {result['step_ms']:.0f} ms per step of 1024 "
+        f"{a.recipe}, {a.precision}: {result['step_ms']:.0f} ms per step of {result['batch']} "
         f"({result['images_s']:.0f} images/s, untraced); traced op time per step:"
     )
     for kind, ms in sorted(result["ops"].items(), key=lambda kv: -kv[1]):

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from training.config import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-CIFAR_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+CIFAR_TAR = SHARED_DATA
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,6 @@ INFO_ASSET = Path("assets/model_info.json")
 
 # TTA levels as in training.inference: 0 none, 1 flip, 2 flip + 1-pixel translations.
 TTA_CHOICES = ("auto", "0", "1", "2")
-# meta.json key holding the test accuracy of each TTA level (written by training.report).
-TTA_ACCURACY_KEYS = {0: "test_accuracy", 1: "test_accuracy_flip", 2: "test_accuracy_tta"}
 
 # Issue 3: the export must give the Keras model's top-1 class on at least these shares.
 MIN_PIXELS_AGREEMENT = 0.999

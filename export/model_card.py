@@ -14,10 +14,10 @@ import re
 import shutil
 from pathlib import Path
 
-from export.config import DEFAULT_BASE_PATH, TTA_ACCURACY_KEYS
+from export.config import DEFAULT_BASE_PATH
 from export.publish import latest_version_dir
 from export.savedmodel import read_info
-from training.inference import TTA_NAMES
+from training.inference import TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 
 CARD_NAME = "MODEL_CARD.md"
 IMAGES = ("curves.png", "confusion.png")
@@ -96,16 +96,12 @@ def _header(meta: dict, info: dict, version_dir: Path) -> str:
             f"{meta.get('depth', 2)} convs per group |",
             f"| parameters | {meta.get('params', 0):,} |",
             f"| work per image | {meta.get('forward_flops_per_image', 0) / 1e6:,.0f} MFLOP "
-            f"(x{_tta_passes(info['tta'])} with the served TTA) |",
+            f"(x{tta_passes(info['tta'])} with the served TTA) |",
             f"| classes | {', '.join(info['class_names'])} |",
             f"| exported | {info.get('exported_at')} with TensorFlow {info['tensorflow']}, "
             f"Keras {info['keras']} |",
         ]
     )
-
-
-def _tta_passes(tta: int) -> int:
-    return {0: 1, 1: 2, 2: 6}[tta]
 
 
 def _training(meta: dict, note: str = "") -> str:

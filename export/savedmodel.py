@@ -74,10 +74,9 @@ from export.config import (
     PIXELS_INPUT,
     PIXELS_SIGNATURE,
     SERVING_SIGNATURE,
-    TTA_ACCURACY_KEYS,
 )
 from export.warmup import write_warmup_requests
-from training.inference import TTA_NAMES, make_logits_fn
+from training.inference import TTA_ACCURACY_KEYS, TTA_NAMES, make_logits_fn
 
 PIXELS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name=PIXELS_INPUT)
 BYTES_SPEC = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)

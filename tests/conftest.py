@@ -22,32 +22,17 @@ from pathlib import Path
 
 import pytest
 
+from training.config import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-CIFAR_TAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-CIFAR_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
-# CIFAR-10 training statistics (0..255 units), close enough for an untrained model.
-CIFAR_MEAN = [125.3, 123.0, 113.9]
-CIFAR_STD = [63.0, 62.1, 66.7]
+CIFAR_TAR = SHARED_DATA
 
 
 def _build_tiny_savedmodel(out_dir: Path, seed: int) -> Path:
-    import keras
-
     from export.savedmodel import save_savedmodel
-    from training.models import build_model
+    from export.untrained import untrained_model
 
-    keras.utils.set_random_seed(seed)
-    model = build_model("fast", len(CIFAR_CLASSES), CIFAR_MEAN, CIFAR_STD, widths=(8, 16, 16))
-    meta = {
-        "class_names": list(CIFAR_CLASSES),
-        "mean": CIFAR_MEAN,
-        "std": CIFAR_STD,
-        "arch": "fast",
-        "seed": seed,
-        "params": model.count_params(),
-    }
+    model, meta = untrained_model(seed)
     return save_savedmodel(model, meta, out_dir, tta=0)
 
 

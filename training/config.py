@@ -17,7 +17,16 @@ mirror (bench/torch_mirror) at 2.78 PFLOP; its CPU runs are the figures that cou
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+# The CIFAR-10 JPEG mirror beside the project: as the command-line tools take it (run from the
+# project root), and as an absolute path for tests and benchmarks that run from anywhere.
+DEFAULT_DATA = "../shared/data/cifar10-jpeg.tar.gz"
+SHARED_DATA = (Path(__file__).resolve().parents[1] / DEFAULT_DATA).resolve()
+
+ARCHITECTURES = ("fast", "vgg")  # training.models builds them
+OPTIMIZERS = ("sgd", "adam")  # training.optim: AirbenchSGD, KerasAdam
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,7 @@ class Recipe:
     arch: str = "fast"
     epochs: float = 9.9
     batch_size: int = 1024
-    optimizer: str = "sgd"  # "sgd" (airbench Nesterov) or "adam"
+    optimizer: str = "sgd"  # "sgd" (airbench Nesterov, Muon for conv filters) or "adam"
     # SGD: lr is per *kilo-step* as in airbench: divided by batch_size * (1 + 1/(1-momentum)).
     lr: float = 11.5
     momentum: float = 0.85
@@ -52,7 +61,12 @@ class Recipe:
     early_stop_patience: int = 15
     min_lr: float = 1e-6
     val_split: int = 0  # images held out of train for validation (0: none)
-    tta: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHITECTURES}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,8 +74,8 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "fast": Recipe(),
-    # A few-second smoke recipe (tests, trying the pipeline): the fast recipe at 1/8 width;
-    # narrow nets on small batches diverge at the full lr, so it takes a quarter of it.
+    # A few-second smoke recipe (tests, trying the pipeline): the fast recipe at 1/4-1/8 width;
+    # narrow nets on small batches diverge at the full lr, so it takes about a quarter of it.
     "tiny": Recipe(epochs=2.0, widths=(16, 32, 32), lr=3.0),
     # The accuracy-vs-work curve's upper points. `long` (airbench96's shape: wider groups of
     # three convs, stronger augmentation) spends 7.9x the default's training work; `wide` was
@@ -86,7 +100,7 @@ RECIPES: dict[str, Recipe] = {
 
 @dataclass
 class RunOptions:
-    """What a single invocation of the training CLI asks for (the recipe plus overrides)."""
+    """What a single invocation of the training CLI asks for: a recipe and a few overrides."""
 
     data: str
     run_dir: str
@@ -98,10 +112,9 @@ class RunOptions:
     train_subset: int | None = None
     test_subset: int | None = None
     checkpoint_every_s: float = 60.0
-    overrides: dict = field(default_factory=dict)
 
     def resolve_recipe(self) -> Recipe:
-        recipe = replace(RECIPES[self.recipe], **self.overrides)
+        recipe = RECIPES[self.recipe]
         if self.epochs is not None:
             recipe = replace(recipe, epochs=self.epochs)
         if self.batch_size is not None:

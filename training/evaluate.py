@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.config import DEFAULT_DATA
 from training.data import DataError, load_dataset
 
 
@@ -104,7 +105,7 @@ def write_report(report: dict, out_dir: Path, headline: str = "tta_none") -> Non
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     ap.add_argument("run_dir", type=Path, help="a finished run folder, or a SavedModel")
-    ap.add_argument("--data", default="../shared/data/cifar10-jpeg.tar.gz")
+    ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--test-subset", type=int)
     ap.add_argument("--out", type=Path, help="report folder (default: the run folder)")
     ap.add_argument("--headline", default="tta_none", help="which TTA level the matrix shows")

@@ -6,8 +6,9 @@ layer, so no client can forget it) and returns float32 logits ``[N, C]``.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import keras
@@ -15,7 +16,11 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-ARCHITECTURES = ("fast", "vgg")
+from training.config import ARCHITECTURES
+
+# Conv layers whose filters are set from the data (init_whitening) and never trained, as in
+# airbench: the trainer leaves them out of the optimizer, bench.conv_passes out of its timings.
+FROZEN_KERNELS: dict[str, tuple[str, ...]] = {"fast": ("whiten",)}
 
 
 def build_model(
@@ -273,13 +278,23 @@ def conv_flops(layer: layers.Conv2D) -> int:
     return 2 * h * w * cout * kh * kw * cin
 
 
+@contextlib.contextmanager
+def precision_policy(name: str) -> Iterator[None]:
+    """Keras's global dtype policy for the models built inside, restored afterwards (layers
+    keep the policy they were built with)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
     """Rebuild a run's model in float32 (fast on every CPU) with its final weights."""
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "meta.json").read_text())
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
+    with precision_policy("float32"):
         model = build_model(
             meta["arch"],
             len(meta["class_names"]),
@@ -289,7 +304,5 @@ def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
             meta.get("widths", (64, 256, 256)),
             meta.get("depth", 2),
         )
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
     model.load_weights(run_dir / "final.weights.h5")
     return model, meta

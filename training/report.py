@@ -6,15 +6,15 @@ import json
 from pathlib import Path
 
 from training.data import Dataset
-from training.inference import TTA_NAMES, accuracy, predict_logits
+from training.inference import TTA_ACCURACY_KEYS, TTA_NAMES, accuracy, predict_logits
 from training.plots import plot_curves
 
 
 def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=print) -> dict:
     model = trainer.model
     test_acc = {
-        TTA_NAMES[level]: accuracy(predict_logits(model, ds.test.images, tta=level), ds.test.labels)
-        for level in (0, 1, 2)
+        level: accuracy(predict_logits(model, ds.test.images, tta=level), ds.test.labels)
+        for level in TTA_NAMES
     }
     model.save_weights(run_dir / "final.weights.h5")
     model.save(run_dir / "model.keras")
@@ -30,9 +30,7 @@ def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=prin
         "data": ds.source,
         "train_images": len(trainer.train.labels),
         "test_images": len(ds.test.labels),
-        "test_accuracy": test_acc["none"],
-        "test_accuracy_flip": test_acc["flip"],
-        "test_accuracy_tta": test_acc["flip+translate"],
+        **{TTA_ACCURACY_KEYS[level]: value for level, value in test_acc.items()},
         **extra,
     }
     (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -44,8 +42,8 @@ def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=prin
             f"{trainer.recipe.arch} · seed {extra.get('seed')} · {extra.get('precision')}",
         )
     log(
-        f"test accuracy: {test_acc['none']:.4f} plain · {test_acc['flip']:.4f} flip TTA · "
-        f"{test_acc['flip+translate']:.4f} flip+translate TTA · "
+        f"test accuracy: {test_acc[0]:.4f} plain · {test_acc[1]:.4f} flip TTA · "
+        f"{test_acc[2]:.4f} flip+translate TTA · "
         f"trained {meta['train_seconds']:.0f} s at {meta['images_per_second']:,.0f} img/s · "
         f"outputs in {run_dir}"
     )

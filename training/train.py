@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from training.config import RECIPES, RunOptions
+from training.config import DEFAULT_DATA, RECIPES, RunOptions
 from training.data import DataError, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 
@@ -24,7 +23,7 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
     ap.add_argument(
         "--data",
-        default="../shared/data/cifar10-jpeg.tar.gz",
+        default=DEFAULT_DATA,
         help="image-folder tree or .tar(.gz) of one, the CIFAR-10 python archive, or 'keras'",
     )
     ap.add_argument("--run-dir", default="runs/default", help="output folder; re-use it to resume")
@@ -51,6 +50,22 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     )
 
 
+def command_line(opts: RunOptions, precision: str) -> str:
+    """The `training.train` command that repeats this run, whichever program started it
+    (`make train`, bench.train), with the precision it resolved to."""
+    args = ["--data", opts.data, "--run-dir", opts.run_dir, "--recipe", opts.recipe]
+    args += ["--seed", str(opts.seed), "--precision", precision]
+    for flag, value in (
+        ("--epochs", opts.epochs),
+        ("--batch-size", opts.batch_size),
+        ("--train-subset", opts.train_subset),
+        ("--test-subset", opts.test_subset),
+    ):
+        if value is not None:
+            args += [flag, str(value)]
+    return "python -m training.train " + shlex.join(args)
+
+
 def _logger(run_dir: Path):
     log_file = run_dir / "train.log"
 
@@ -62,8 +77,11 @@ def _logger(run_dir: Path):
     return log
 
 
-def _pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
-    """The first invocation fixes the run's options; a re-run must ask for the same ones."""
+def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
+    """The first invocation fixes the run's options; a re-run must ask for the same ones.
+
+    Not compared: the precision (`auto` resolves once, when the run starts) and the folder's
+    own name (a renamed run folder still resumes)."""
     pinned = run_dir / "run.json"
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
     if pinned.exists():
@@ -71,14 +89,14 @@ def _pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
         diff = {
             k: (before.get(k), v)
             for k, v in wanted.items()
-            if k != "precision" and before.get(k) != v
+            if k not in ("precision", "run_dir") and before.get(k) != v
         }
         if diff:
             raise SystemExit(
                 f"{run_dir} was started with other options {diff} (saved, asked); "
                 "re-run with the same options to resume, or pick a new --run-dir"
             )
-        return before
+        return {**before, "run_dir": opts.run_dir}
     pinned.write_text(json.dumps(wanted, indent=2))
     return wanted
 
@@ -87,7 +105,7 @@ def train(opts: RunOptions) -> Path:
     run_dir = Path(opts.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = _logger(run_dir)
-    pinned = _pin_run_options(run_dir, opts)
+    pinned = pin_run_options(run_dir, opts)
     if (run_dir / "meta.json").exists() and (run_dir / "final.weights.h5").exists():
         log(f"{run_dir} already holds a finished run; pick a new --run-dir to train again")
         return run_dir
@@ -142,7 +160,7 @@ def train(opts: RunOptions) -> Path:
         ds,
         run_dir,
         extra={
-            "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+            "command": command_line(opts, precision),
             "recipe_name": opts.recipe,
             "recipe": recipe.to_dict(),
             "seed": opts.seed,

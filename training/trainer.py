@@ -23,7 +23,7 @@ from training.augment import augment, flip_mask
 from training.config import Recipe
 from training.data import Dataset, Split
 from training.inference import accuracy, predict_logits
-from training.models import build_model, init_whitening
+from training.models import FROZEN_KERNELS, build_model, init_whitening
 from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
 
 
@@ -100,16 +100,20 @@ class Trainer:
     # ------------------------------------------------------------ setup
 
     def _setup_optimizer(self) -> None:
-        trainable = list(self.model.trainable_variables)
+        """`recipe.optimizer` picks the update and, in `_make_train_step`, the loss reduction
+        that goes with it (airbench's SGD steps on the summed loss, Adam on the mean)."""
+        whiten_bias = None
         if self.recipe.arch == "fast":
-            whiten = self.model.get_layer("whiten")
             init_whitening(self.model, self.train.images[:5000])
-            trainable = [v for v in trainable if v is not whiten.kernel]  # frozen, as airbench
-            self.trainable = trainable
-            self.optimizer = AirbenchSGD(trainable, self.recipe, whiten.bias)
+            whiten_bias = self.model.get_layer("whiten").bias
+        frozen = [self.model.get_layer(n).kernel for n in FROZEN_KERNELS.get(self.recipe.arch, ())]
+        self.trainable = [
+            v for v in self.model.trainable_variables if not any(v is f for f in frozen)
+        ]
+        if self.recipe.optimizer == "sgd":
+            self.optimizer = AirbenchSGD(self.trainable, self.recipe, whiten_bias)
         else:
-            self.trainable = trainable
-            self.optimizer = KerasAdam(trainable, self.recipe)
+            self.optimizer = KerasAdam(self.trainable, self.recipe)
 
     def _state_groups(self) -> dict:
         return {"model": self.model.weights, "opt": self.optimizer.variables, "ema": self.ema}
@@ -159,8 +163,8 @@ class Trainer:
             return False
         self.progress = Progress(**state)
         self.progress.resumed_from.append(self.progress.step)
-        if isinstance(self.optimizer, KerasAdam) and self.progress.history:
-            self.optimizer.learning_rate = self.progress.history[-1]["lr"]
+        # Adam's learning rate is one of its variables, so the checkpoint restored it, plateau
+        # halvings included (history's "lr" is the rate an epoch ran at, before any halving).
         return True
 
     def save_checkpoint(self) -> None:
@@ -302,7 +306,9 @@ class Trainer:
         )
 
     def _plateau_logic(self, row: dict) -> None:
-        """Best-weights keeping, ReduceLROnPlateau and EarlyStopping on the validation split."""
+        """ReduceLROnPlateau and EarlyStopping on the validation split. The best validation
+        weights are saved (best.weights.h5) but the run reports and exports its final ones,
+        as Keras's EarlyStopping does by default."""
         p, r = self.progress, self.recipe
         if row["val_accuracy"] > p.best_val_accuracy:
             p.best_val_accuracy = row["val_accuracy"]

@@ -12,6 +12,8 @@ import pytest
 import requests
 from modelserver_harness import MODEL, encode_image
 
+from training.data import CIFAR10_CLASSES
+
 B64_PNG = base64.b64encode(encode_image("PNG")).decode()
 B64_JPEG = base64.b64encode(encode_image("JPEG", seed=1)).decode()
 PIXELS = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).tolist()
@@ -104,9 +106,7 @@ def _check_prediction(item: dict) -> None:
     assert probabilities.shape == scores.shape == (10,)
     assert abs(probabilities.sum() - 1) < 1e-4
     assert np.all(np.diff(scores) <= 0)  # sorted, best first
-    assert sorted(item["classes"]) == sorted(
-        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    )
+    assert sorted(item["classes"]) == sorted(CIFAR10_CLASSES)
 
 
 def test_row_format_b64_images_give_one_prediction_per_image(rest):

@@ -17,8 +17,9 @@ from proxy_servers import LABELS, proxy_config
 
 from proxy.app import create_app
 from proxy.preprocess import to_pixels
+from training.data import CIFAR10_CLASSES
 
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+CLASSES = list(CIFAR10_CLASSES)
 
 
 def post_files(client, files: dict[str, bytes], query: str = ""):

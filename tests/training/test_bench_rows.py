@@ -1,5 +1,7 @@
 """bench/train.py appends its rows to the recipe table of docs/BENCHMARKS.md, and only there."""
 
+import pytest
+
 from bench.train import ROW_HEADER, TABLE_MARK, _insert_row
 
 BEFORE = "# Benchmarks\n\nintro\n\n"
@@ -55,3 +57,44 @@ def test_a_resumed_run_marks_its_wall_time():
 
     assert wall_cell({"bench_wall_seconds": 1307.4, "resumed_at_steps": []}) == "1307"
     assert wall_cell({"bench_wall_seconds": 812.0, "resumed_at_steps": [54]}) == "812 (resumed)"
+
+
+def test_mfu_is_taken_against_the_fastest_ceiling_of_any_sitting(tmp_path):
+    from bench.train import add_ceiling, summarize
+
+    add_ceiling(tmp_path, {"matmul": 300.0, "conv": 500.0})
+    sittings = add_ceiling(tmp_path, {"matmul": 310.0, "conv": 400.0})  # a slow resume
+    meta = {
+        "forward_flops_per_image": 1e8,
+        "images_seen": 1000,
+        "test_images": 100,
+        "train_seconds": 1.0,
+        "test_accuracy": 0.9,
+        "test_accuracy_tta": 0.91,
+        "images_per_second": 1000.0,
+    }
+    s = summarize(meta, sittings)
+    assert s["sittings"] == 2 and s["ceiling_gflops"] == 500.0
+    assert s["achieved_gflops"] == pytest.approx(300.0)  # 3 x 1e8 x 1000 in 1 s
+    assert s["mfu"] == pytest.approx(0.6)
+    assert s["work_pflop"] == pytest.approx((3e11 + 6e10) / 1e15)  # + 6 TTA passes x 100
+
+
+def test_a_finished_run_folder_is_refused_before_any_measuring(tmp_path, monkeypatch):
+    from bench.train import main
+
+    monkeypatch.setattr("bench.train.measure_ceiling", lambda: pytest.fail("measured"))
+    (tmp_path / "meta.json").write_text("{}")
+    with pytest.raises(SystemExit, match="finished run"):
+        main(["--run-dir", str(tmp_path), "--no-record"])
+
+
+def test_other_options_on_an_interrupted_run_are_refused_before_any_measuring(
+    tmp_path, monkeypatch
+):
+    from bench.train import main
+
+    monkeypatch.setattr("bench.train.measure_ceiling", lambda: pytest.fail("measured"))
+    (tmp_path / "run.json").write_text('{"seed": 0, "recipe": "fast"}')  # an interrupted run
+    with pytest.raises(SystemExit, match="other options"):
+        main(["--run-dir", str(tmp_path), "--seed", "1", "--no-record"])

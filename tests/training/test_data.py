@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training.config import SHARED_DATA
 from training.data import CIFAR10_CLASSES, DataError, load_dataset
 
-SHARED_TAR = Path(__file__).resolve().parents[3] / "shared/data/cifar10-jpeg.tar.gz"
+SHARED_TAR = SHARED_DATA
 
 
 def _image_bytes(color, size=(32, 32), fmt="PNG", mode="RGB") -> bytes:

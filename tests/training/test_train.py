@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +68,7 @@ def finished_run(tiny_data, tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_a_finished_run_has_every_output(finished_run):
+def test_a_finished_run_has_every_output(finished_run, tiny_data):
     for name in (
         "final.weights.h5",
         "model.keras",
@@ -81,7 +83,10 @@ def test_a_finished_run_has_every_output(finished_run):
     assert meta["class_names"] == sorted(COLORS)
     assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
     assert meta["seed"] == 0 and meta["images_per_second"] > 0
-    assert meta["command"].startswith("python -m training.train")
+    from training.train import command_line, parse_args
+
+    argv = train_cmd(tiny_data, finished_run, "--epochs", "3")[3:]
+    assert meta["command"] == command_line(parse_args(argv), "float32")
     history = json.loads((finished_run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert meta["test_accuracy"] > 0.5  # 4 colour classes: far above 25 % chance
@@ -134,10 +139,14 @@ def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_data, tmp_path, fin
     assert step > 0  # continued, not from scratch
     history = json.loads((run_dir / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    # Same data order and augmentation seeds as the uninterrupted run: same end result.
-    a = json.loads((run_dir / "meta.json").read_text())["test_accuracy"]
-    b = json.loads((finished_run / "meta.json").read_text())["test_accuracy"]
-    assert abs(a - b) <= 0.05
+    # Same weights, data order and augmentation seeds as the uninterrupted run, so the same
+    # losses epoch by epoch, up to the summation order of multi-threaded kernels. (Accuracy
+    # cannot tell: both runs score about 100 % on four colours.)
+    uninterrupted = json.loads((finished_run / "history.json").read_text())
+    for key in ("train_loss", "test_loss"):
+        assert [h[key] for h in history] == pytest.approx(
+            [h[key] for h in uninterrupted], rel=1e-3
+        ), key
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data, tmp_path):
@@ -183,3 +192,29 @@ def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_d
     assert np.trace(matrix) == round(direct * len(ds.test.labels))
     meta = json.loads((finished_run / "meta.json").read_text())
     assert report["tta_none"]["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1e-9)
+
+
+def test_the_recorded_command_repeats_the_run_whoever_started_it(tmp_path):
+    from training.train import command_line, parse_args
+
+    argv = ["--data", "d dir/x.tar", "--run-dir", str(tmp_path), "--recipe", "long"]
+    argv += ["--seed", "3", "--epochs", "0.5", "--test-subset", "100"]
+    opts = parse_args(argv)
+    command = command_line(opts, "mixed_bfloat16")
+    assert command.startswith("python -m training.train ")
+    again = parse_args(shlex.split(command)[3:])
+    assert again == replace(opts, precision="mixed_bfloat16")
+
+
+def test_a_renamed_run_folder_still_resumes_but_other_options_are_refused(tmp_path):
+    from training.config import RunOptions
+    from training.train import pin_run_options
+
+    first = tmp_path / "a"
+    first.mkdir()
+    pin_run_options(first, RunOptions(data="x", run_dir=str(first), seed=1))
+    renamed = first.rename(tmp_path / "b")
+    pinned = pin_run_options(renamed, RunOptions(data="x", run_dir=str(renamed), seed=1))
+    assert pinned["run_dir"] == str(renamed)
+    with pytest.raises(SystemExit, match="other options"):
+        pin_run_options(renamed, RunOptions(data="x", run_dir=str(renamed), seed=2))

@@ -1,0 +1,35 @@
+"""A small untrained `fast` model with CIFAR-10's names and statistics.
+
+Tests and the quick benchmark runs need a servable of the real shape and signatures in
+seconds; what it predicts does not matter, only that a given seed always predicts the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from training.data import CIFAR10_CLASSES
+from training.models import build_model
+
+# CIFAR-10 training statistics (0..255 units), rounded: close enough for an untrained model.
+CIFAR_MEAN = [125.3, 123.0, 113.9]
+CIFAR_STD = [63.0, 62.1, 66.7]
+
+
+def untrained_model(seed: int, widths: Sequence[int] = (8, 16, 16)) -> tuple[keras.Model, dict]:
+    """The model and the run metadata that export and `load_for_inference` read."""
+    keras.utils.set_random_seed(seed)
+    model = build_model("fast", len(CIFAR10_CLASSES), CIFAR_MEAN, CIFAR_STD, widths=widths)
+    meta = {
+        "class_names": list(CIFAR10_CLASSES),
+        "mean": CIFAR_MEAN,
+        "std": CIFAR_STD,
+        "arch": "fast",
+        "widths": list(widths),
+        "image_size": 32,
+        "seed": seed,
+        "params": model.count_params(),
+    }
+    return model, meta
