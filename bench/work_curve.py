@@ -74,12 +74,16 @@ def plot(by_recipe: dict[str, list[tuple[float, float, float]]], out: Path) -> N
     for work, plain, tta, recipe, _ in means:
         if recipe in REFERENCE_RECIPES:
             ax.scatter([work, work], [tta, plain], color=["C0", "C1"], marker="x", s=40)
-    for work, _, tta, recipe, seeds in means:
+    rightmost = max(m[0] for m in means)
+    for index, (work, _, tta, recipe, seeds) in enumerate(means):
+        # Neighbours alternate above and below the line; the last label leans left to stay in.
+        at_edge = work > 0.85 * rightmost
         ax.annotate(
             f"{recipe}, {seeds} seed{'s' * (seeds > 1)}",
             (work, tta),
             textcoords="offset points",
-            xytext=(4, 6),
+            xytext=(-6 if at_edge else 6, 6 if index % 2 == 0 else -12),
+            ha="right" if at_edge else "left",
             fontsize=8,
         )
     ax.set_xlabel("work: training + TTA evaluation (PFLOP)")
