@@ -232,6 +232,7 @@ def run(cfg, data, seed):
         end=0.07,
         wb_epochs=3.0,
         la_every=5,
+        la_decay=0.95,  # lookahead: keep this much of the average per step (airbench: 0.95)
         widths=(64, 256, 256),
         translate=2,
         flip=True,
@@ -346,7 +347,7 @@ def run(cfg, data, seed):
                         p.sub_(c["muon_lr"] * s * o * max(1, m.size(0) / m.size(1)) ** 0.5)
             step += 1
             if c["la_every"] and step % c["la_every"] == 0:
-                d = 0.95**5 * (step / total) ** 3
+                d = c["la_decay"] ** c["la_every"] * (step / total) ** 3
                 with torch.no_grad():
                     for e, p in zip(ema, net.state_dict().values()):
                         if p.dtype.is_floating_point:
