@@ -65,38 +65,47 @@ def load(path):
     return out
 
 
+# Structural knobs of sweep 14; the defaults are the recipe's.
+ARCH = dict(act="gelu", bn_mom=0.6, bn_scale=False, pool="max", whiten_patch=2)
+ACTS = {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}
+
+
 class BN(nn.BatchNorm2d):
-    def __init__(self, c):
-        super().__init__(c, eps=1e-5, momentum=0.6)
-        self.weight.requires_grad = False  # frozen scale = 1
+    def __init__(self, c, arch):
+        super().__init__(c, eps=1e-5, momentum=arch["bn_mom"])
+        self.weight.requires_grad = arch["bn_scale"]  # the recipe: frozen scale = 1
 
 
 class Block(nn.Module):
-    def __init__(self, cin, cout, depth=2):
+    def __init__(self, cin, cout, depth, arch):
         super().__init__()
+        self.act = ACTS[arch["act"]]
         self.c1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.b1 = BN(cout)
+        self.b1 = BN(cout, arch)
         self.rest = nn.ModuleList(
             nn.Conv2d(cout, cout, 3, padding=1, bias=False) for _ in range(depth - 1)
         )
-        self.bns = nn.ModuleList(BN(cout) for _ in range(depth - 1))
+        self.bns = nn.ModuleList(BN(cout, arch) for _ in range(depth - 1))
 
     def forward(self, x):
-        x = F.gelu(self.b1(F.max_pool2d(self.c1(x), 2)))
+        x = self.act(self.b1(F.max_pool2d(self.c1(x), 2)))
         for conv, bn in zip(self.rest, self.bns):
-            x = F.gelu(bn(conv(x)))
+            x = self.act(bn(conv(x)))
         return x
 
 
 class Net(nn.Module):
-    def __init__(self, widths, mean, std, scale=1 / 9, glorot=False, depths=(2, 2, 2)):
+    def __init__(self, widths, mean, std, scale=1 / 9, glorot=False, depths=(2, 2, 2), arch=None):
         super().__init__()
+        arch = {**ARCH, **(arch or {})}
+        self.arch = arch
+        k = arch["whiten_patch"]
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-        self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
-        w = [24, *widths]
-        self.blocks = nn.Sequential(*[Block(w[i], w[i + 1], depths[i]) for i in range(3)])
-        self.head = nn.Linear(widths[-1], 10, bias=False)
+        self.whiten = nn.Conv2d(3, 6 * k * k, k, padding=0, bias=True)
+        w = [6 * k * k, *widths]
+        self.blocks = nn.Sequential(*[Block(w[i], w[i + 1], depths[i], arch) for i in range(3)])
+        self.head = nn.Linear(widths[-1] * (2 if arch["pool"] == "maxavg" else 1), 10, bias=False)
         self.scale = scale
         for m in self.modules():
             if glorot and isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -108,9 +117,12 @@ class Net(nn.Module):
 
     def forward(self, x):  # x uint8 NHWC -> logits
         x = (x.permute(0, 3, 1, 2).float() - self.mean) / self.std
-        x = F.gelu(self.whiten(x))
+        x = ACTS[self.arch["act"]](self.whiten(x))
         x = self.blocks(x)
-        x = F.adaptive_max_pool2d(x, 1).flatten(1)
+        pooled = F.adaptive_max_pool2d(x, 1).flatten(1)
+        if self.arch["pool"] == "maxavg":
+            pooled = torch.cat([pooled, F.adaptive_avg_pool2d(x, 1).flatten(1)], 1)
+        x = pooled
         return self.head(x) * self.scale
 
 
@@ -142,11 +154,13 @@ def forward_flops(net, res):
 
 def init_whitening(net, x, eps=5e-4):
     xf = (x.permute(0, 3, 1, 2).float() - net.mean) / net.std
-    p = xf.unfold(2, 2, 1).unfold(3, 2, 1)  # N,C,H',W',2,2
-    p = p.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+    k = net.arch["whiten_patch"]
+    d = 3 * k * k
+    p = xf.unfold(2, k, 1).unfold(3, k, 1)  # N,C,H',W',k,k
+    p = p.permute(0, 2, 3, 1, 4, 5).reshape(-1, d).double()
     cov = torch.cov(p.T)
     ev, evec = torch.linalg.eigh(cov)
-    filt = (evec / torch.sqrt(ev + eps)).T.reshape(12, 3, 2, 2).float()
+    filt = (evec / torch.sqrt(ev + eps)).T.reshape(d, 3, k, k).float()
     net.whiten.weight.data[:] = torch.cat([filt, -filt])
     net.whiten.bias.data.zero_()
 
@@ -256,7 +270,7 @@ def run(cfg, data, seed):
     mean = (xtr.float().mean((0, 1, 2))).tolist()
     std = (xtr.float().std((0, 1, 2))).tolist()
     net = (
-        Net(c["widths"], mean, std, c["scale"], c["glorot"], c["depths"])
+        Net(c["widths"], mean, std, c["scale"], c["glorot"], c["depths"], c.get("arch"))
         .to(DEV)
         .to(memory_format=torch.channels_last)
     )
@@ -378,7 +392,11 @@ def main():
     configs = json.loads(sys.argv[2])
     seeds = json.loads(sys.argv[3]) if len(sys.argv) > 3 else [0, 1]
     for name, cfg in configs.items():
-        rows = [run(cfg, data, s) for s in seeds]
+        try:
+            rows = [run(cfg, data, s) for s in seeds]
+        except (RuntimeError, ValueError, KeyError) as e:  # keep the rest of the sweep
+            print(f"{name:28s} failed: {e!r}", flush=True)
+            continue
         plain = np.mean([r[0][0] for r in rows])
         tta = np.mean([r[0][max(r[0])] for r in rows])
         print(
