@@ -54,6 +54,7 @@ class ServerOptions:
     rest_api_enable_cors_support: bool = False
     enable_batching: bool = False
     batching_parameters_file: str = ""
+    enable_per_model_batching_parameters: bool = False
     model_config_file: str = ""
     # Both poll intervals accept fractions here (TF Serving: whole seconds), for fast tests.
     model_config_file_poll_wait_seconds: float = 0.0
@@ -100,6 +101,10 @@ _LOCAL_HELP = {
         "Timeout for HTTP/REST API calls: a predict still running after this many ms is "
         "cancelled and answered 504. 0 = no limit. Default: 30000."
     ),
+    "enable_per_model_batching_parameters": (
+        "With --enable_batching: a version batches only if its folder holds "
+        "batching_params.pbtxt (text BatchingParameters), and by those. Default: false."
+    ),
     "enable_grpc_healthcheck_service": (
         "Enable the standard gRPC health service (grpc.health.v1.Health). Default: false."
     ),
@@ -112,6 +117,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m modelserver",
         description="TF-Serving-compatible model server (gRPC + REST) for SavedModels.",
+        allow_abbrev=False,  # the real binary knows only whole flag names
     )
     for name, default in vars(ServerOptions()).items():
         help_text = _LOCAL_HELP.get(name, f"default: {default!r}")
@@ -236,9 +242,28 @@ def load_batching_options(options: ServerOptions) -> BatchingOptions | None:
         return None
     if not options.batching_parameters_file:
         return BatchingOptions()
-    params = read_text_proto(
-        options.batching_parameters_file, tfs_batching_parameters_pb2.BatchingParameters()
-    )
+    return read_batching_options(options.batching_parameters_file)
+
+
+# The per-model batching file in a version folder (bundle_factory_util.cc kBatchingParamsFilename).
+PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"
+
+
+def version_batching_options(
+    batching: BatchingOptions | None, per_model: bool, version_dir: Path
+) -> BatchingOptions | None:
+    """GetPerModelBatchingParams (bundle_factory_util.cc): with per-model parameters on, a
+    version batches only if its folder holds batching_params.pbtxt, and by those parameters;
+    a file that does not parse fails the version's load."""
+    if batching is None or not per_model:
+        return batching
+    path = version_dir / PER_MODEL_BATCHING_FILE
+    return read_batching_options(str(path)) if path.exists() else None
+
+
+def read_batching_options(path: str) -> BatchingOptions:
+    """A text `BatchingParameters` file, resolved against TF Serving's defaults and checked."""
+    params = read_text_proto(path, tfs_batching_parameters_pb2.BatchingParameters())
     defaults = BatchingOptions()
 
     def wrapped(name: str, default):

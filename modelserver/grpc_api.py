@@ -22,6 +22,7 @@ from tensorflow_serving.apis import (
 from modelserver import deadlines
 from modelserver.deadlines import Deadline
 from modelserver.predict import Predictor
+from modelserver.servable import validate_classify_regress_signature
 from modelserver.status import ServingError, failed_precondition, invalid_argument
 from modelserver.tensors import ndarray_to_proto, proto_to_ndarray
 from modelserver.versions import VersionManager
@@ -67,16 +68,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             context.abort(error.code, error.grpc_message)
 
     def Classify(self, request, context):
-        return self._call(request, context, "Classify", self._unimplemented("Classify"))
+        return self._call(request, context, "Classify", self._classify_or_regress("classify"))
 
     def Regress(self, request, context):
-        return self._call(request, context, "Regress", self._unimplemented("Regress"))
+        return self._call(request, context, "Regress", self._classify_or_regress("regress"))
 
     def MultiInference(self, request, context):
-        try:
-            self._unimplemented("MultiInference")(request)
-        except ServingError as error:
-            context.abort(error.code, error.grpc_message)
+        # Its tasks are classify / regress calls, which this server does not implement.
+        context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not implemented by this server"
+        )
 
     def _call(self, request, context, api: str, handler: Callable):
         """Runs `handler` with TF Serving's request_count / request_latency bookkeeping
@@ -135,13 +136,22 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
         return response
 
-    @staticmethod
-    def _unimplemented(api: str) -> Callable:
+    def _classify_or_regress(self, method: str) -> Callable:
+        """TF Serving's checks up to the call (unknown model NOT_FOUND, a predict-style
+        signature INVALID_ARGUMENT); the call itself is not implemented here: UNIMPLEMENTED."""
+
         def handler(request):
+            if not request.HasField("model_spec"):
+                raise invalid_argument("Missing ModelSpec")
+            servable = self._predictor.servable(*model_spec_target(request.model_spec))
+            name = request.model_spec.signature_name or "serving_default"
+            signature = servable.signature(name)
+            if signature is None:  # GetClassificationSignature / GetRegressionSignature
+                raise invalid_argument(f"No signature was found with the name: {name}")
+            validate_classify_regress_signature(signature, method)
             raise ServingError(
                 grpc.StatusCode.UNIMPLEMENTED,
-                f"{api} is not implemented by this server; use Predict "
-                "(the model's signatures are predict-style)",
+                f"{method} is not implemented by this server; use Predict",
             )
 
         return handler

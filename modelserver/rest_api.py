@@ -26,7 +26,7 @@ from modelserver import deadlines, rest_json
 from modelserver.grpc_api import model_status_response
 from modelserver.metrics import Metrics
 from modelserver.predict import Predictor
-from modelserver.servable import Servable
+from modelserver.servable import Servable, validate_classify_regress_signature
 from modelserver.status import ServingError, failed_precondition, invalid_argument
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ class RestApi:
         path = urlsplit(target).path
         if self._prometheus_path and path == self._prometheus_path and method == "GET":
             page = self._metrics.render().encode()
-            return Response(200, page, {"Content-Type": "text/plain; charset=utf-8"})
+            # http_server.cc sets exactly "text/plain" (reference §5).
+            return Response(200, page, {"Content-Type": "text/plain"})
         if not _API_PATH.fullmatch(path):
             return Response(404, _NOT_FOUND_PAGE.format(path=path).encode(),
                             {"Content-Type": "text/html"})  # fmt: skip
@@ -241,15 +242,7 @@ class RestApi:
                 f"JSON Value: {rest_json.debug_string(document)} 'examples' value is an empty array"
             )
         servable = self._predictor.servable(route.model, route.version, route.label)
-        signature = self._signature(servable, signature_name)
-        definition = signature.definition
-        if len(definition.inputs) != 1:
-            raise invalid_argument("Expected one input Tensor.")
-        outputs = len(definition.outputs)
-        if route.verb == "classify" and outputs not in (1, 2):
-            raise invalid_argument(f"Expected one or two output Tensors, found {outputs}")
-        if route.verb == "regress" and outputs != 1:
-            raise invalid_argument("Expected one output Tensor.")
+        validate_classify_regress_signature(self._signature(servable, signature_name), route.verb)
         raise ServingError(
             grpc.StatusCode.UNIMPLEMENTED,
             f"{route.verb} is not implemented by this server; use :predict",

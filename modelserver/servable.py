@@ -159,6 +159,20 @@ def validate_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> N
         _check_tensor(index, alias, signature.definition.inputs[alias], inputs[alias])
 
 
+def validate_classify_regress_signature(signature: Signature, method: str) -> None:
+    """PreProcessClassification / PreProcessRegression (servables/tensorflow/classifier.cc,
+    regressor.cc): on predict-style signatures like ours TF Serving answers INVALID_ARGUMENT
+    (reference §3.7, §4). `method` is "classify" or "regress"."""
+    definition = signature.definition
+    if len(definition.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    outputs = len(definition.outputs)
+    if method == "classify" and outputs not in (1, 2):
+        raise invalid_argument(f"Expected one or two output Tensors, found {outputs}")
+    if method == "regress" and outputs != 1:
+        raise invalid_argument("Expected one output Tensor.")
+
+
 def _check_tensor(index: int, alias: str, info: meta_graph_pb2.TensorInfo, value: np.ndarray):
     want = numpy_dtype(info.dtype)
     got_string = value.dtype.kind == "O"

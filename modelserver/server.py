@@ -22,6 +22,7 @@ from modelserver.config import (
     load_model_server_config,
     load_prometheus_path,
     read_text_proto,
+    version_batching_options,
 )
 from modelserver.grpc_api import (
     ModelService,
@@ -71,6 +72,9 @@ class ModelServer:
 
     def _load_servable(self, name: str, version: int, path: Path) -> Servable:
         """Load, warm up (assets.extra/tf_serving_warmup_requests), attach the batcher."""
+        batching = version_batching_options(
+            self.batching, self.options.enable_per_model_batching_parameters, path
+        )
         try:
             tags = [tag.strip() for tag in self.options.saved_model_tags.split(",") if tag.strip()]
             servable = Servable(name, version, path, tags)
@@ -81,8 +85,12 @@ class ModelServer:
                              records, name, version)  # fmt: skip
         except Exception as error:
             raise from_exception(error) from error
-        if self.batching is not None:
-            servable.batcher = Batcher(servable.run, self.batching, self.metrics, name)
+        if batching is not None:
+            servable.batcher = Batcher(servable.run, batching, self.metrics, name)
+        if self.batching is not None and self.options.enable_per_model_batching_parameters:
+            log.info("%s version %d: %s", name, version,
+                     "batching by its batching_params.pbtxt" if batching else
+                     "no batching_params.pbtxt, so no batching")  # fmt: skip
         log.info("Signatures of %s version %d: %s", name, version, sorted(servable.signatures))
         return servable
 

@@ -121,6 +121,10 @@ class VersionManager:
     def apply_config(self, config: model_server_config_pb2.ModelServerConfig, wait: bool) -> None:
         """ServerCore::ReloadConfig: validate, set labels, replace the model set, and (when
         `wait`) block until the newly added models' versions are AVAILABLE or failed."""
+        if config.WhichOneof("config") is None:
+            # server_core.cc: an empty config loads nothing and allows a later, real one.
+            log.info("Taking no action for empty config.")
+            return
         if config.WhichOneof("config") != "model_config_list":
             raise invalid_argument("ServerModelConfig type not supported by this server")
         with self._config_lock:
@@ -162,13 +166,16 @@ class VersionManager:
             if name not in wanted:
                 log.info("Model %s removed from the config: unloading all its versions", name)
                 model.config = model_server_config_pb2.ModelConfig(name=name, base_path="")
+                self._track_aspired(name, model.aspired, set(), model.failed)
                 model.aspired = set()
         for name, model_config in wanted.items():
             base_path = Path(self._map_base_path(model_config.base_path))
-            if name in self._models:
-                entry = self._models[name]
+            entry = self._models.get(name)
+            if entry is not None and entry.config.base_path:
                 entry.config, entry.base_path = model_config, base_path
             else:
+                # New, or back after leaving the config: TF Serving starts it afresh, so a
+                # version that failed before is tried again and the reload waits for it.
                 self._models[name] = _Model(config=model_config, base_path=base_path)
                 new_names.append(name)
             log.info("Model %s: base path %s", name, base_path)
@@ -176,8 +183,9 @@ class VersionManager:
         return new_names
 
     def _wait_until_loaded(self, names: list[str]) -> None:
-        """Blocks like load_servables_fast: until every aspired version of `names` is AVAILABLE
-        or END. No version folder at all means waiting forever, as TF Serving does."""
+        """Blocks like load_servables_fast: until the latest aspired version of each of `names`
+        is AVAILABLE or END (older ones may still be loading; reference §0). No version folder
+        at all means waiting forever, as TF Serving does."""
         last_note = time.monotonic()
         with self._lock:
             while not self._stopping.is_set():
@@ -198,7 +206,7 @@ class VersionManager:
                 f"{{name: {name} version: {version}}} due to error: {status.error.message}"
                 for name in names
                 for version, status in self._states.get(name, {}).items()
-                if status.state == END and version in self._models[name].failed
+                if status.state == END and version == self._latest_failed(name)
             ]
         if failures:
             raise ServingError(
@@ -210,8 +218,13 @@ class VersionManager:
         model = self._models[name]
         if not model.polled or not model.aspired:
             return False
-        loaded = self._loaded.get(name, {})
-        return all(v in loaded or v in model.failed for v in model.aspired)
+        latest = max(model.aspired)
+        return latest in self._loaded.get(name, {}) or latest in model.failed
+
+    def _latest_failed(self, name: str) -> int | None:
+        model = self._models[name]
+        latest = max(model.aspired, default=None)
+        return latest if latest in model.failed else None
 
     # ----- polling -------------------------------------------------------------------------
 
@@ -255,8 +268,24 @@ class VersionManager:
                 log.info("Model %s: aspired versions %s", name, sorted(aspired))
             # A failed version that is no longer aspired may be retried if it comes back.
             model.failed &= aspired
+            self._track_aspired(name, model.aspired, aspired, model.failed)
             model.aspired, model.folders, model.polled = aspired, folders, True
             self._changed.notify_all()
+
+    def _track_aspired(self, name: str, before: set[int], after: set[int], failed: set[int]):
+        """Status rows follow the aspired list, as TF Serving's manager does: a newly aspired
+        version is listed as START at once (not only when its turn to load comes), and one
+        dropped before it began loading goes to END. Caller holds the lock."""
+        states = self._states.setdefault(name, {})
+        loaded = self._loaded.get(name, {})
+        for version in after - before - failed - set(loaded):
+            status = states.get(version)
+            if status is None or status.state == END:
+                states[version] = VersionStatus(START)
+        for version in before - after:
+            status = states.get(version)
+            if status is not None and status.state == START:
+                states[version] = VersionStatus(END)
 
     # ----- the manager loop ----------------------------------------------------------------
 

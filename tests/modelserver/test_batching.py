@@ -9,7 +9,15 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from modelserver_harness import MODEL, encode_image, metric, monitoring_flag, running_server
+from modelserver_harness import (
+    MODEL,
+    encode_image,
+    metric,
+    model_config_entry,
+    monitoring_flag,
+    running_server,
+    write_models_config,
+)
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
@@ -35,10 +43,12 @@ def batching_server(tmp_path_factory, model_base_v1):
         yield server
 
 
-def pixels_request(images: np.ndarray) -> predict_pb2.PredictRequest:
+def pixels_request(images: np.ndarray, version: int | None = None) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
     request.model_spec.signature_name = "pixels"
+    if version is not None:
+        request.model_spec.version.value = version
     request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
     return request
 
@@ -127,3 +137,33 @@ def test_rest_goes_through_the_batcher_and_cors_headers_are_sent(batching_server
     assert response.headers["Access-Control-Allow-Methods"] == "POST, GET"
     preflight = requests.options(url, headers={"Origin": "http://localhost:5000"}, timeout=10)
     assert (preflight.status_code, preflight.text) == (200, "")
+
+
+def test_per_model_batching_parameters_come_from_the_version_folder(
+    start_server, tmp_path, tiny_model_base, add_model_version
+):
+    """--enable_per_model_batching_parameters (bundle_factory_util.cc GetPerModelBatchingParams):
+    a version batches by its own batching_params.pbtxt; one without the file does not batch;
+    one whose file does not parse fails to load."""
+    (add_model_version(tiny_model_base, 2) / "batching_params.pbtxt").write_text("max_batch { }")
+    (add_model_version(tiny_model_base, 3) / "batching_params.pbtxt").write_text(
+        "max_batch_size { value: 2 }"
+    )
+    config = write_models_config(
+        tmp_path / "models.config", model_config_entry(tiny_model_base, "all {}")
+    )
+    server = start_server(
+        f"--model_config_file={config}", "--enable_batching",
+        "--enable_per_model_batching_parameters", "--max_num_load_retries=0",
+    )  # fmt: skip
+    server.wait_states({1: "AVAILABLE", 2: "END", 3: "AVAILABLE"})
+    stub = server.prediction_stub()
+    three = np.zeros((3, 32, 32, 3), np.uint8)
+
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(pixels_request(three, version=3), timeout=60)  # its file: at most 2
+    assert caught.value.details() == "Task size 3 is larger than maximum input batch size 2"
+    response = stub.Predict(pixels_request(three, version=1), timeout=60)  # no file: no batcher
+    assert [d.size for d in response.outputs["scores"].tensor_shape.dim] == [3, 10]
+    log = server.log()
+    assert "Could not parse" in log and "2/batching_params.pbtxt" in log

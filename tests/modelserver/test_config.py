@@ -41,6 +41,11 @@ def test_flags_use_tensorflow_model_server_names_and_forms():
     assert ServerOptions().port == 8500 and ServerOptions().rest_api_port == 8501
 
 
+def test_shortened_flag_names_are_refused_as_by_the_real_binary():
+    with pytest.raises(SystemExit):
+        parse_flags(["--model_nam=m"])  # argparse would take it for --model_name
+
+
 def test_timeout_and_health_flags_have_tf_servings_defaults():
     defaults = ServerOptions()
     assert defaults.rest_api_timeout_in_ms == 30000  # model_servers/server.h

@@ -196,18 +196,34 @@ def test_model_status_over_grpc(api_server):
     )
 
 
-def test_classify_regress_multi_inference_are_unimplemented(api_server):
+def test_classify_and_regress_check_like_tf_serving_multi_inference_is_unimplemented(api_server):
+    """Our signatures are predict-style, so TF Serving's own checks answer before the (not
+    implemented) call would run (reference §4 table, classifier.cc / regressor.cc)."""
     stub = api_server.prediction_stub()
-    classify = classification_pb2.ClassificationRequest()
-    classify.model_spec.name = MODEL
-    regress = regression_pb2.RegressionRequest()
-    regress.model_spec.name = MODEL
-    for call, request in [
-        (stub.Classify, classify),
-        (stub.Regress, regress),
-        (stub.MultiInference, inference_pb2.MultiInferenceRequest()),
-    ]:
-        assert rpc_error(call, request).code() == grpc.StatusCode.UNIMPLEMENTED
+
+    def request(kind, model: str = MODEL, signature: str = ""):
+        message = kind()
+        message.model_spec.name = model
+        message.model_spec.signature_name = signature
+        return message
+
+    classify, regress = classification_pb2.ClassificationRequest, regression_pb2.RegressionRequest
+    cases = [
+        (stub.Classify, request(classify), grpc.StatusCode.INVALID_ARGUMENT,
+         "Expected one or two output Tensors, found 3"),
+        (stub.Regress, request(regress), grpc.StatusCode.INVALID_ARGUMENT,
+         "Expected one output Tensor."),
+        (stub.Classify, request(classify, signature="nope"), grpc.StatusCode.INVALID_ARGUMENT,
+         "No signature was found with the name: nope"),
+        (stub.Regress, request(regress, model="nope"), grpc.StatusCode.NOT_FOUND,
+         "Servable not found for request: Latest(nope)"),
+        (stub.Classify, classify(), grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
+        (stub.MultiInference, inference_pb2.MultiInferenceRequest(),
+         grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not implemented by this server"),
+    ]  # fmt: skip
+    for call, message, code, details in cases:
+        error = rpc_error(call, message)
+        assert (error.code(), error.details()) == (code, details)
 
 
 def test_reload_config_rejects_invalid_configs_and_keeps_serving(api_server):

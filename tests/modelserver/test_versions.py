@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -261,3 +262,113 @@ def test_bad_startup_configs_exit_with_the_tf_serving_error(
     allowed.wait_ready()
     response = allowed.prediction_stub().Predict(pixels_request(label="stable"), timeout=30)
     assert response.model_spec.version.value == 1
+
+
+def test_aspired_versions_are_listed_as_start_before_their_turn(tiny_model_base, add_model_version):
+    """TF Serving lists every aspired version as START once it is aspired, not when its load
+    begins (reference §3.4). In-process, so that the first load can be held at a gate: the
+    loader is the real SavedModel loader behind an Event."""
+    from modelserver.servable import Servable
+    from modelserver.versions import ManagerOptions, VersionManager
+
+    for version in (2, 3):
+        add_model_version(tiny_model_base, version)
+    gate = threading.Event()
+
+    def gated_loader(name: str, version: int, path: Path) -> Servable:
+        gate.wait(60)
+        return Servable(name, version, path, ["serve"])
+
+    manager = VersionManager(gated_loader, ManagerOptions(file_system_poll_wait_seconds=0))
+    config = text_format.Parse(
+        f"model_config_list {{\n{model_config_entry(tiny_model_base, 'all {}')}\n}}",
+        model_server_config_pb2.ModelServerConfig(),
+    )
+    try:
+        manager.apply_config(config, wait=False)
+        states = _wait_for(lambda: {v: s.state for v, s in manager.status(MODEL)},
+                           lambda states: states.get(3) == "LOADING")  # fmt: skip
+        assert states == {3: "LOADING", 2: "START", 1: "START"}  # newest first, one at a time
+        gate.set()
+        _wait_for(lambda: {s.state for _, s in manager.status(MODEL)},
+                  lambda states: states == {"AVAILABLE"})  # fmt: skip
+    finally:
+        gate.set()
+        manager.stop()
+
+
+def _wait_for(read, done, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = read()
+        if done(value):
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"last value {value!r}")
+
+
+def test_startup_waits_for_the_newest_version_only(
+    start_server, tmp_path, tiny_model_base, tiny_savedmodel, add_model_version
+):
+    """The ports open once each model's newest version is AVAILABLE; an older version that fails
+    to load is reported, not fatal (reference §0: load_servables_fast waits for Latest)."""
+    add_model_version(tiny_model_base, 3)
+    _publish_broken(tiny_model_base, 2, tiny_savedmodel(1), _drop_variables)
+    config = write_models_config(
+        tmp_path / "models.config", model_config_entry(tiny_model_base, "all {}")
+    )
+    server = start_server(f"--model_config_file={config}", "--max_num_load_retries=0")
+    states = server.wait_states({3: "AVAILABLE", 2: "END", 1: "AVAILABLE"})
+    assert set(states) == {1, 2, 3}
+    for version in (1, 3):
+        response = server.prediction_stub().Predict(pixels_request(version), timeout=30)
+        assert response.model_spec.version.value == version
+
+
+def test_a_model_back_in_the_config_is_loaded_afresh(
+    start_server, tmp_path, tiny_model_base, tiny_savedmodel, add_model_version
+):
+    """A model that leaves the config and comes back is new to TF Serving: the reload waits for
+    it and a version that failed before is tried again (reference §1, §4)."""
+    config = write_models_config(tmp_path / "models.config", model_config_entry(tiny_model_base))
+    server = start_server(f"--model_config_file={config}", FAST_POLL, "--max_num_load_retries=0")
+    other = tmp_path / "other"
+    other.mkdir()
+    _publish_broken(other, 3, tiny_savedmodel(1), _truncate_graph)
+    both = "\n".join([model_config_entry(tiny_model_base), model_config_entry(other, name="other")])
+
+    with pytest.raises(grpc.RpcError) as caught:
+        _reload(server, both)
+    assert "did not become available" in caught.value.details()
+    assert server.states("other") == {3: "END"}
+
+    shutil.rmtree(other / "3")  # the operator fixes the folder...
+    add_model_version(other, 3)
+    _reload(server, model_config_entry(tiny_model_base))  # ...takes the model out, puts it back
+    response = _reload(server, both)  # blocks until "other" is loaded
+    assert response.status.error_code == 0
+    assert server.states("other") == {3: "AVAILABLE"}
+
+
+def test_an_empty_config_starts_a_server_with_no_models_until_a_real_one(
+    start_server, tmp_path, tiny_model_base
+):
+    """server_core.cc: "Taking no action for empty config", and a later config is accepted."""
+    config = tmp_path / "models.config"
+    config.write_text("")
+    server = start_server(f"--model_config_file={config}", FAST_POLL,
+                          "--model_config_file_poll_wait_seconds=0.5", ready=False)  # fmt: skip
+    answer = _wait_for(lambda: _get_or_none(f"{server.rest}/v1/models/{MODEL}"),
+                       lambda response: response is not None)  # fmt: skip
+    assert answer.status_code == 404
+    assert answer.json() == {"error": f"Could not find any versions of model {MODEL}"}
+    assert "Taking no action for empty config." in server.log()
+    write_models_config(config, model_config_entry(tiny_model_base))
+    server.wait_states({1: "AVAILABLE"})
+
+
+def _get_or_none(url: str) -> requests.Response | None:
+    try:
+        return requests.get(url, timeout=5)
+    except requests.ConnectionError:
+        return None

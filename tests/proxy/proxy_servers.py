@@ -76,7 +76,10 @@ class ModelServerProcess:
         except requests.RequestException:
             return False
         rows = response.json().get("model_version_status", []) if response.ok else []
-        return any(row["state"] == "AVAILABLE" for row in rows)
+        # The ports open once the newest version is AVAILABLE (as TF Serving's do); older
+        # versions of a multi-version config may still be loading, so wait for those too.
+        states = {row["state"] for row in rows}
+        return "AVAILABLE" in states and states <= {"AVAILABLE", "END"}
 
     def stop(self) -> None:
         stop_process(self.process)
