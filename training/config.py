@@ -11,9 +11,9 @@ settings: 89.64 % / 90.54 %, one seed); about 30 minutes of steps on a 2-core CP
 EarlyStopping on a validation split): 87.38 % plain, 88.13 % with TTA on the same mirror, one
 seed, 1.10 PFLOP and 69 minutes of steps in bfloat16, stopped early at epoch 77.
 `wide` (the long preset until the sixth session): 91.23 % / 91.87 %, one seed, 1.82 PFLOP, 91
-minutes of steps in bfloat16. `long`: 91.92 % / 92.70 % on this CPU, seed 0, 2.78 PFLOP (7.7x
-`fast`), 146 minutes of steps in bfloat16 (92.13 % / 92.96 % over 3 seeds in the PyTorch GPU
-mirror, bench/torch_mirror). It is not the shipped model: it serves 3-4x slower.
+minutes of steps in bfloat16. `long`: 91.87 % / 92.73 % on this CPU, mean of 2 seeds, 2.78 PFLOP
+(7.7x `fast`), 146-149 minutes of steps in bfloat16 (92.13 % / 92.96 % over 3 seeds in the
+PyTorch GPU mirror, bench/torch_mirror). It is not the shipped model: it serves 3-4x slower.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ RECIPES: dict[str, Recipe] = {
     "tiny": Recipe(epochs=2.0, widths=(16, 32, 32), lr=3.0),
     # The accuracy-vs-work curve's upper points. `long` (airbench96's shape: wider groups of
     # three convs, stronger augmentation) spends 7.9x the default's training work; `wide` was
-    # the long preset until the sixth session (6.4x). A GPU mirror search chose `long`.
+    # the long preset until the sixth session (5.2x). A GPU mirror search chose `long`.
     "long": Recipe(epochs=20.4, widths=(128, 384, 512), depth=3, translate=4, cutout=13),
     "wide": Recipe(epochs=20.0, widths=(128, 384, 384)),
     "vgg": Recipe(
