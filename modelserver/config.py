@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -254,11 +254,19 @@ def version_batching_options(
 ) -> BatchingOptions | None:
     """GetPerModelBatchingParams (bundle_factory_util.cc): with per-model parameters on, a
     version batches only if its folder holds batching_params.pbtxt, and by those parameters;
-    a file that does not parse fails the version's load."""
+    a file that does not parse fails the version's load. The batch threads stay the server's:
+    TF Serving runs every model's queue on the one scheduler built from the server's file."""
     if batching is None or not per_model:
         return batching
     path = version_dir / PER_MODEL_BATCHING_FILE
-    return read_batching_options(str(path)) if path.exists() else None
+    if not path.exists():
+        return None
+    own = read_batching_options(str(path))
+    return replace(
+        own,
+        num_batch_threads=batching.num_batch_threads,
+        thread_pool_name=batching.thread_pool_name,
+    )
 
 
 def read_batching_options(path: str) -> BatchingOptions:

@@ -1,7 +1,7 @@
 """Wires the pieces together: config -> version manager -> gRPC + REST front ends.
 
-Start-up follows tensorflow_model_server: the ports open only after every configured model's
-aspired versions are AVAILABLE (or failed: then start-up fails), reference §0.
+Start-up follows tensorflow_model_server: the ports open only after each configured model's
+newest aspired version is AVAILABLE (or failed: then start-up fails), reference §0.
 """
 
 from __future__ import annotations
@@ -72,10 +72,10 @@ class ModelServer:
 
     def _load_servable(self, name: str, version: int, path: Path) -> Servable:
         """Load, warm up (assets.extra/tf_serving_warmup_requests), attach the batcher."""
-        batching = version_batching_options(
-            self.batching, self.options.enable_per_model_batching_parameters, path
-        )
         try:
+            batching = version_batching_options(
+                self.batching, self.options.enable_per_model_batching_parameters, path
+            )
             tags = [tag.strip() for tag in self.options.saved_model_tags.split(",") if tag.strip()]
             servable = Servable(name, version, path, tags)
             if self.options.enable_model_warmup:

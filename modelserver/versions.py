@@ -120,12 +120,18 @@ class VersionManager:
 
     def apply_config(self, config: model_server_config_pb2.ModelServerConfig, wait: bool) -> None:
         """ServerCore::ReloadConfig: validate, set labels, replace the model set, and (when
-        `wait`) block until the newly added models' versions are AVAILABLE or failed."""
-        if config.WhichOneof("config") is None:
-            # server_core.cc: an empty config loads nothing and allows a later, real one.
+        `wait`) block until the newly added models' newest versions are AVAILABLE or failed."""
+        kind = config.WhichOneof("config")
+        if self.current_config.WhichOneof("config") and kind != "model_config_list":
+            raise failed_precondition(  # server_core.cc: only list -> list once one is in force
+                "Cannot transition to requested config. It is only legal to transition from one "
+                "ModelConfigList to another."
+            )
+        if kind is None:
+            # server_core.cc: a first config that is empty loads nothing; a later one may.
             log.info("Taking no action for empty config.")
             return
-        if config.WhichOneof("config") != "model_config_list":
+        if kind != "model_config_list":
             raise invalid_argument("ServerModelConfig type not supported by this server")
         with self._config_lock:
             validate_model_config_list(config.model_config_list)
@@ -262,6 +268,8 @@ class VersionManager:
             folders[version] = base_path / child
         aspired = aspired_versions(policy, list(folders), name)
         with self._lock:
+            if self._models.get(name) is not model:  # replaced by a config reload meanwhile
+                return
             if not model.polled or aspired != model.aspired:
                 if not folders:
                     log.warning("No versions of model %s found under %s", name, base_path)
@@ -368,19 +376,19 @@ class VersionManager:
                     name, version, failure.code.name, failure.message,
                 )  # fmt: skip
                 continue
-            with self._lock:
+            with self._lock:  # one hold: a waiter never sees it routable but not AVAILABLE
                 self._loaded.setdefault(name, {})[version] = servable
                 self._publish_serving(name)
-            # AVAILABLE only once routable (apis/get_model_status.proto), reference §2.
-            self._set_state(name, version, AVAILABLE)
+                # AVAILABLE only once routable (apis/get_model_status.proto), reference §2.
+                self._set_state(name, version, AVAILABLE)
             log.info(
                 "Successfully loaded servable version {name: %s version: %d} in %.2f s",
                 name, version, time.monotonic() - started,
             )  # fmt: skip
             return
-        with self._lock:
+        with self._lock:  # one hold: a waiter never sees it failed but not yet END
             self._models[name].failed.add(version)
-        self._set_state(name, version, END, error)
+            self._set_state(name, version, END, error)
 
     def _unload(self, name: str, version: int) -> None:
         self._set_state(name, version, UNLOADING)

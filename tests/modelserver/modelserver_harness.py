@@ -51,7 +51,7 @@ class ServerProcess:
         return self.log_path.read_text()
 
     def wait_ready(self, model: str = MODEL) -> ServerProcess:
-        """Until REST answers for `model` (ports open only once its versions loaded)."""
+        """Until REST answers for `model` (ports open only once its newest version loaded)."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

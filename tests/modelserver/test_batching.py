@@ -143,27 +143,34 @@ def test_per_model_batching_parameters_come_from_the_version_folder(
     start_server, tmp_path, tiny_model_base, add_model_version
 ):
     """--enable_per_model_batching_parameters (bundle_factory_util.cc GetPerModelBatchingParams):
-    a version batches by its own batching_params.pbtxt; one without the file does not batch;
-    one whose file does not parse fails to load."""
+    a version batches by its own batching_params.pbtxt, not by the server's file; one without
+    the file does not batch at all; one whose file does not parse fails to load."""
     (add_model_version(tiny_model_base, 2) / "batching_params.pbtxt").write_text("max_batch { }")
     (add_model_version(tiny_model_base, 3) / "batching_params.pbtxt").write_text(
-        "max_batch_size { value: 2 }"
+        "max_batch_size { value: 4 }"
     )
+    server_file = tmp_path / "batching.config"
+    server_file.write_text("max_batch_size { value: 2 }")
     config = write_models_config(
         tmp_path / "models.config", model_config_entry(tiny_model_base, "all {}")
     )
     server = start_server(
         f"--model_config_file={config}", "--enable_batching",
+        f"--batching_parameters_file={server_file}",
         "--enable_per_model_batching_parameters", "--max_num_load_retries=0",
     )  # fmt: skip
     server.wait_states({1: "AVAILABLE", 2: "END", 3: "AVAILABLE"})
     stub = server.prediction_stub()
-    three = np.zeros((3, 32, 32, 3), np.uint8)
 
+    def predict(images: int, version: int):
+        request = pixels_request(np.zeros((images, 32, 32, 3), np.uint8), version=version)
+        return stub.Predict(request, timeout=60)
+
+    assert len(predict(3, version=3).outputs["scores"].float_val) == 30  # its file allows 4
     with pytest.raises(grpc.RpcError) as caught:
-        stub.Predict(pixels_request(three, version=3), timeout=60)  # its file: at most 2
-    assert caught.value.details() == "Task size 3 is larger than maximum input batch size 2"
-    response = stub.Predict(pixels_request(three, version=1), timeout=60)  # no file: no batcher
-    assert [d.size for d in response.outputs["scores"].tensor_shape.dim] == [3, 10]
+        predict(5, version=3)
+    assert caught.value.details() == "Task size 5 is larger than maximum input batch size 4"
+    # No file: no batcher at all, so the server file's limit of 2 does not apply either.
+    assert len(predict(5, version=1).outputs["scores"].float_val) == 50
     log = server.log()
     assert "Could not parse" in log and "2/batching_params.pbtxt" in log

@@ -331,7 +331,10 @@ def test_a_model_back_in_the_config_is_loaded_afresh(
     """A model that leaves the config and comes back is new to TF Serving: the reload waits for
     it and a version that failed before is tried again (reference §1, §4)."""
     config = write_models_config(tmp_path / "models.config", model_config_entry(tiny_model_base))
-    server = start_server(f"--model_config_file={config}", FAST_POLL, "--max_num_load_retries=0")
+    # No background polls: the base paths are read only when a config is applied, so the fixed
+    # folder below cannot be picked up any other way than by the model's return.
+    server = start_server(f"--model_config_file={config}", "--file_system_poll_wait_seconds=0",
+                          "--max_num_load_retries=0")  # fmt: skip
     other = tmp_path / "other"
     other.mkdir()
     _publish_broken(other, 3, tiny_savedmodel(1), _truncate_graph)
@@ -344,7 +347,10 @@ def test_a_model_back_in_the_config_is_loaded_afresh(
 
     shutil.rmtree(other / "3")  # the operator fixes the folder...
     add_model_version(other, 3)
-    _reload(server, model_config_entry(tiny_model_base))  # ...takes the model out, puts it back
+    # ...which a reload of the same config does not retry (nothing in it is new)...
+    assert _reload(server, both).status.error_code == 0
+    assert server.states("other") == {3: "END"}
+    _reload(server, model_config_entry(tiny_model_base))  # ...so takes it out and puts it back
     response = _reload(server, both)  # blocks until "other" is loaded
     assert response.status.error_code == 0
     assert server.states("other") == {3: "AVAILABLE"}
@@ -353,7 +359,8 @@ def test_a_model_back_in_the_config_is_loaded_afresh(
 def test_an_empty_config_starts_a_server_with_no_models_until_a_real_one(
     start_server, tmp_path, tiny_model_base
 ):
-    """server_core.cc: "Taking no action for empty config", and a later config is accepted."""
+    """server_core.cc: "Taking no action for empty config", and a later config is accepted;
+    once a model list is in force, an empty config is refused and the models stay."""
     config = tmp_path / "models.config"
     config.write_text("")
     server = start_server(f"--model_config_file={config}", FAST_POLL,
@@ -365,6 +372,9 @@ def test_an_empty_config_starts_a_server_with_no_models_until_a_real_one(
     assert "Taking no action for empty config." in server.log()
     write_models_config(config, model_config_entry(tiny_model_base))
     server.wait_states({1: "AVAILABLE"})
+    config.write_text("")
+    _wait_for(server.log, lambda log: "Cannot transition to requested config" in log)
+    assert server.states() == {1: "AVAILABLE"}
 
 
 def _get_or_none(url: str) -> requests.Response | None:
