@@ -209,10 +209,10 @@ class VersionManager:
                         )
                 self._changed.wait(timeout=1.0)
             failures = [
-                f"{{name: {name} version: {version}}} due to error: {status.error.message}"
+                f"{{name: {name} version: {latest}}} due to error: "
+                f"{self._states[name][latest].error.message}"
                 for name in names
-                for version, status in self._states.get(name, {}).items()
-                if status.state == END and version == self._latest_failed(name)
+                if (latest := self._latest(name)) in self._models[name].failed
             ]
         if failures:
             raise ServingError(
@@ -220,17 +220,15 @@ class VersionManager:
                 f"{len(failures)} servable(s) did not become available: {{{', '.join(failures)}}}",
             )
 
-    def _settled(self, name: str) -> bool:
-        model = self._models[name]
-        if not model.polled or not model.aspired:
-            return False
-        latest = max(model.aspired)
-        return latest in self._loaded.get(name, {}) or latest in model.failed
+    def _latest(self, name: str) -> int | None:
+        """The newest aspired version: the one start-up and a reload wait for."""
+        return max(self._models[name].aspired, default=None)
 
-    def _latest_failed(self, name: str) -> int | None:
-        model = self._models[name]
-        latest = max(model.aspired, default=None)
-        return latest if latest in model.failed else None
+    def _settled(self, name: str) -> bool:
+        model, latest = self._models[name], self._latest(name)
+        if not model.polled or latest is None:
+            return False
+        return latest in self._loaded.get(name, {}) or latest in model.failed
 
     # ----- polling -------------------------------------------------------------------------
 
