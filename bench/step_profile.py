@@ -32,10 +32,15 @@ KINDS = (  # (kind, test on "layer/op name:OpType"), first match wins
     ("cast", lambda name, op: op == "Cast"),
     ("pooling", lambda name, op: "Pool" in op),
 )
+# The only XLA code in a training step is the fused GELU (training.models.Gelu). Its kernels
+# are traced under XLA's own names (fusions), each inside one event of this name.
+XLA_RUN = "CpuExecutable::ExecuteAsyncOnStream"
 
 
 def op_kind(event_name: str) -> str | None:
     """The kind of a traced TF op event ("scope/op:OpType"), None for non-op events."""
+    if event_name == XLA_RUN:
+        return "GELU"
     if ":" not in event_name or "::" in event_name:  # e.g. ExecutorState::Process
         return None
     name, op = event_name.rsplit(":", 1)

@@ -140,6 +140,66 @@ def test_fused_batchnorm_trains_like_keras_batchnorm(policy, scale):
     np.testing.assert_allclose(inference[1], inference[0], rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_gelu_trains_and_infers_like_keras_gelu(policy):
+    """The XLA-fused training path and the plain inference path both match Keras's exact GELU
+    computed in float32, forward and backward; the output keeps the layer's compute dtype."""
+    import keras
+    import tensorflow as tf
+
+    from training.models import Gelu
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        layer = Gelu()
+        x = tf.constant(np.random.default_rng(0).normal(0.0, 3.0, (4, 6, 6, 16)), tf.float32)
+        x = tf.cast(x, layer.compute_dtype)
+        results = {}
+        for training in (True, False):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=training)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(x, tf.float32))
+            results[training] = (y, tape.gradient(loss, x))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    xf = tf.cast(x, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(xf)
+        reference = keras.activations.gelu(xf, approximate=False)
+        loss = tf.reduce_sum(reference * xf)
+    reference_grad = tape.gradient(loss, xf)
+    tol = 1e-5 if policy == "float32" else 1e-2  # bfloat16 results: 3 significant digits
+    for y, grad in results.values():
+        assert y.dtype == x.dtype
+        for value, expected in ((y, reference), (grad, reference_grad)):
+            np.testing.assert_allclose(
+                np.asarray(tf.cast(value, tf.float32)), expected, rtol=tol, atol=tol
+            )
+
+
+def test_exported_inference_graph_of_the_fast_model_needs_no_xla():
+    """Only training takes the XLA path: a traced inference call has no XLA-compiled function,
+    so a SavedModel of it runs on any TensorFlow Serving build."""
+    import tensorflow as tf
+
+    model = build_model("fast", 10, MEAN, STD, widths=(8, 8, 8))
+
+    def graph_ops(training: bool) -> set[str]:
+        fn = tf.function(lambda x: model(x, training=training))
+        graph = fn.get_concrete_function(tf.TensorSpec([2, 32, 32, 3], tf.float32)).graph
+        ops = {op.type for op in graph.get_operations()}
+        for function in graph.as_graph_def().library.function:
+            ops |= {node.op for node in function.node_def}
+            if function.attr.get("_XlaMustCompile") and function.attr["_XlaMustCompile"].b:
+                ops.add("XLA-compiled function")
+        return ops
+
+    assert "XLA-compiled function" in graph_ops(training=True)  # the check can see it
+    inference = graph_ops(training=False)
+    assert "XLA-compiled function" not in inference and "Erfc" in inference  # tf.nn.gelu
+
+
 def test_weights_saved_with_keras_batchnorm_load_into_the_fused_one(tmp_path, monkeypatch):
     """Runs trained before the fused layer (shipped versions 1-3 came from them) still load."""
     import keras
