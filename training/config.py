@@ -6,7 +6,8 @@ augmentation and flip + translate test-time augmentation; on top of it, Muon ste
 filters, an alternating flip and a whitening bias trained all run. Result on the CIFAR-10 JPEG
 mirror, 2 seeds, 0.36 PFLOP each: 90.10 % plain, 91.17 % with TTA (previous airbench94
 settings: 89.64 % / 90.54 %, one seed); about 30 minutes of steps on a 2-core CPU in float32,
-19.4 in bfloat16 (2 seeds: 89.80 % / 91.00 %; docs/BENCHMARKS.md).
+17.8 in bfloat16 with the fused BatchNorm and GELU (2 seeds: 89.80 % / 91.07 %, 67-71 % of the
+machine's measured peak; docs/BENCHMARKS.md).
 `vgg` reproduces the project's original reference recipe (Adam 5e-4, ReduceLROnPlateau,
 EarlyStopping on a validation split): 87.38 % plain, 88.13 % with TTA on the same mirror, one
 seed, 1.10 PFLOP and 69 minutes of steps in bfloat16, stopped early at epoch 77.

@@ -200,23 +200,30 @@ def test_exported_inference_graph_of_the_fast_model_needs_no_xla():
     assert "XLA-compiled function" not in inference and "Erfc" in inference  # tf.nn.gelu
 
 
-def test_weights_saved_with_keras_batchnorm_load_into_the_fused_one(tmp_path, monkeypatch):
-    """Runs trained before the fused layer (shipped versions 1-3 came from them) still load."""
+def test_weights_saved_with_keras_layers_load_into_the_fused_ones(tmp_path, monkeypatch):
+    """Runs trained before the fused BatchNorm and GELU (every shipped version came from
+    them) still load, and give the same logits."""
     import keras
 
     import training.models as models
 
+    def keras_gelu(name: str, dtype: str | None = None) -> keras.layers.Layer:
+        return keras.layers.Activation("gelu", name=name, dtype="float32")  # as before
+
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     with monkeypatch.context() as patch:
         patch.setattr(models, "BatchNormalization", keras.layers.BatchNormalization)
+        patch.setattr(models, "Gelu", keras_gelu)
         old = build_model("fast", 10, MEAN, STD)
     assert type(old.get_layer("block1_bn1")) is keras.layers.BatchNormalization
+    assert type(old.get_layer("block1_act1")) is keras.layers.Activation
     for layer in old.layers:  # trained-looking statistics, so a failed load would show
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.3, np.float32))
     old.save_weights(tmp_path / "old.weights.h5")
     new = build_model("fast", 10, MEAN, STD)
     assert type(new.get_layer("block1_bn1")) is models.BatchNormalization
+    assert type(new.get_layer("block1_act1")) is models.Gelu
     new.load_weights(tmp_path / "old.weights.h5")
     np.testing.assert_allclose(new(images), old(images), rtol=1e-6, atol=1e-6)
 

@@ -92,6 +92,21 @@ def test_a_finished_run_has_every_output(finished_run, tiny_data):
     assert meta["test_accuracy"] > 0.5  # 4 colour classes: far above 25 % chance
 
 
+def test_the_runs_model_keras_file_opens_as_the_readme_says(finished_run):
+    """README: `import training.models` registers the custom layers that `model.keras` holds;
+    the reopened model computes what the run's final weights compute."""
+    import keras
+    import numpy as np
+
+    from training.models import load_for_inference
+
+    reopened = keras.saving.load_model(finished_run / "model.keras")
+    assert {type(layer).__name__ for layer in reopened.layers} >= {"Gelu", "BatchNormalization"}
+    reference, _ = load_for_inference(finished_run)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(reopened(images), reference(images), rtol=1e-4, atol=1e-4)
+
+
 def test_rerunning_a_finished_run_does_not_train_again(finished_run, tiny_data):
     result = run(train_cmd(tiny_data, finished_run, "--epochs", "3"), timeout=120)
     assert result.returncode == 0
