@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     by_recipe = points(read_rows(Path(args.doc).read_text()))
     plot(by_recipe, Path(args.out))
     for recipe, runs in sorted(by_recipe.items(), key=lambda kv: kv[1][0][0]):
-        tta = statistics.mean(p[2] for p in runs)
-        print(f"{recipe}: {runs[0][0]:.3f} PFLOP, {len(runs)} run(s), mean TTA {tta:.2f} %")
+        work, tta = (statistics.mean(p[i] for p in runs) for i in (0, 2))
+        print(f"{recipe}: {work:.3f} PFLOP, {len(runs)} run(s), mean TTA {tta:.2f} %")
     print(f"wrote {args.out}")
 
 

@@ -9,8 +9,9 @@ settings: 89.64 % / 90.54 %, one seed); about 30 minutes of steps on a 2-core CP
 17.8 in bfloat16 with the fused BatchNorm and GELU (2 seeds: 89.80 % / 91.07 %, 67-71 % of the
 machine's measured peak; docs/BENCHMARKS.md).
 `vgg` reproduces the project's original reference recipe (Adam 5e-4, ReduceLROnPlateau,
-EarlyStopping on a validation split): 87.38 % plain, 88.13 % with TTA on the same mirror, one
-seed, 1.10 PFLOP and 69 minutes of steps in bfloat16, stopped early at epoch 77.
+EarlyStopping on a validation split): 87.49 % plain, 88.47 % with TTA on the same mirror, mean
+of 2 seeds, 1.10-1.43 PFLOP and 69-94 minutes of steps in bfloat16 (seed 0 stopped early at
+epoch 77, seed 1 ran all 100).
 `wide` (the long preset until the sixth session): 91.23 % / 91.87 %, one seed, 1.82 PFLOP, 91
 minutes of steps in bfloat16. `long`: 91.87 % / 92.73 % on this CPU, mean of 2 seeds, 2.78 PFLOP
 (7.7x `fast`), 146-149 minutes of steps in bfloat16 (92.13 % / 92.96 % over 3 seeds in the
