@@ -147,22 +147,19 @@ def test_fused_gelu_trains_and_infers_like_keras_gelu(policy):
     import keras
     import tensorflow as tf
 
-    from training.models import Gelu
+    from training.models import Gelu, precision_policy
 
-    keras.mixed_precision.set_global_policy(policy)
-    try:
+    with precision_policy(policy):  # the layer keeps the policy it is built with
         layer = Gelu()
-        x = tf.constant(np.random.default_rng(0).normal(0.0, 3.0, (4, 6, 6, 16)), tf.float32)
-        x = tf.cast(x, layer.compute_dtype)
-        results = {}
-        for training in (True, False):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = layer(x, training=training)
-                loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(x, tf.float32))
-            results[training] = (y, tape.gradient(loss, x))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    x = tf.constant(np.random.default_rng(0).normal(0.0, 3.0, (4, 6, 6, 16)), tf.float32)
+    x = tf.cast(x, layer.compute_dtype)
+    results = {}
+    for training in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(x, tf.float32))
+        results[training] = (y, tape.gradient(loss, x))
     xf = tf.cast(x, tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(xf)
