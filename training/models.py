@@ -122,7 +122,7 @@ class Gelu(layers.Layer):
     TensorFlow runs `gelu` and its gradient as about ten elementwise kernels, each a pass over
     the activation, plus two casts under mixed_bfloat16 (its bfloat16 erf is slower still).
     Training calls one fused XLA kernel each way instead: forward + backward of the fast net's
-    seven activations took 111-122 ms instead of 388-402 per step here, and the whole step
+    seven activations took 117-130 ms instead of 353-365 per step here, and the whole step
     12-13 % less (docs/BENCHMARKS.md). Inference and export run plain TensorFlow ops, so a
     SavedModel needs no XLA. No weights: `.weights.h5` files written with Keras's
     `Activation("gelu")` load unchanged and give the same logits.
