@@ -9,7 +9,7 @@ DATA ?= ../shared/data/cifar10-jpeg.tar.gz
 RUN ?= runs/default
 ARGS ?=
 
-.PHONY: help venv serve test test-fast train evaluate export model-card bench-export predict lint format bench-train bench-serving bench-proxy soak compose-up clean
+.PHONY: help venv serve test test-fast screenshots train evaluate export model-card bench-export predict lint format bench-train bench-serving bench-proxy soak compose-up clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -30,6 +30,9 @@ test: venv ## run the whole test suite
 
 test-fast: venv ## tests without the slow ones (full test set, browser)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+screenshots: venv ## redraw README's page screenshots (docs/screenshots) in a real browser
+	UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/proxy/test_proxy_browser.py -k screenshots
 
 train: venv ## train the default recipe on $(DATA) into $(RUN) (re-run to resume)
 	$(PY) -m training.train --data $(DATA) --run-dir $(RUN) $(ARGS)
@@ -53,24 +56,24 @@ lint: venv ## ruff lint + format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: venv
+format: venv ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 bench-train: venv ## benchmark a training recipe (appends a row to docs/BENCHMARKS.md)
 	$(PY) -m bench.train --data $(DATA) $(ARGS)
 
-bench-serving: venv
+bench-serving: venv ## model server latency, throughput and batching against the in-process ceiling
 	$(PY) -m bench.serving $(ARGS)
 
-bench-proxy: venv
+bench-proxy: venv ## proxy latency and throughput, gRPC vs REST vs a naive Flask server
 	$(PY) -m bench.proxy $(ARGS)
 
-soak: venv
+soak: venv ## rollout, rollback, canary and a killed model server under continuous load
 	$(PY) -m bench.soak $(ARGS)
 
 compose-up: ## docker compose stack with the real tensorflow/serving (needs Docker)
 	docker compose up --build
 
-clean:
+clean: ## remove caches (the dataset cache, pytest, ruff)
 	rm -rf .cache .pytest_cache .ruff_cache

@@ -48,7 +48,7 @@ class ServerOptions:
     port: int = 8500
     # The binary's default is 0 (REST off); the tensorflow/serving image always passes 8501,
     # and this server stands in for that image, so 8501 it is. 0 still turns REST off.
-    rest_api_port: int = 8501
+    rest_api_port: int = 8501  # the Docker image's value; the binary's default is 0 (REST off)
     rest_api_num_threads: int = 64
     rest_api_timeout_in_ms: int = 30000
     rest_api_enable_cors_support: bool = False
@@ -96,6 +96,10 @@ _LOCAL_HELP = {
     ),
     "max_request_bytes": "LOCAL EXTENSION. Largest request body (REST) / message (gRPC).",
     "host": "LOCAL EXTENSION. Address to bind both ports to.",
+    "rest_api_port": (
+        "REST port; 0 turns REST off. Default 8501, what the tensorflow/serving image's "
+        "entrypoint passes (the bare tensorflow_model_server binary defaults to 0)."
+    ),
     "rest_api_num_threads": "Accepted for compatibility; REST uses a thread per connection.",
     "rest_api_timeout_in_ms": (
         "Timeout for HTTP/REST API calls: a predict still running after this many ms is "

@@ -91,7 +91,8 @@ class ModelServer:
             log.info("%s version %d: %s", name, version,
                      "batching by its batching_params.pbtxt" if batching else
                      "no batching_params.pbtxt, so no batching")  # fmt: skip
-        log.info("Signatures of %s version %d: %s", name, version, sorted(servable.signatures))
+        callable_ = sorted(k for k, sig in servable.signatures.items() if sig.function is not None)
+        log.info("Signatures of %s version %d: %s", name, version, callable_)
         return servable
 
     def start(self) -> None:
@@ -165,6 +166,7 @@ class ModelServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        log.info("Shutting down: REST and gRPC stop (gRPC grace 2 s), then the models unload")
         if self._health is not None:  # as grpc::Server::Shutdown does: NOT_SERVING first
             self._health.enter_graceful_shutdown()
         if self._rest is not None:

@@ -46,8 +46,9 @@ def install(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
         _drain_unread_body()
-        limit = services().config.max_upload_bytes / 1e6
-        return error_response(f"the upload is larger than the {limit:g} MB limit", 413, "too_large")
+        limit = services().config.max_upload_bytes / 2**20
+        message = f"the upload is larger than the {limit:.3g} MiB limit"
+        return error_response(message, 413, "too_large")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[Response, int]:

@@ -82,7 +82,9 @@ def main() -> int:
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
-        say("a child process exited; stopping the other")
+        names = ("the model server", "the proxy")
+        name, dead = next((n, c) for n, c in zip(names, children) if c.poll() is not None)
+        say(f"{name} exited with code {dead.returncode} (see its log above); stopping the other")
         return 1
     except Stopped:
         say("stopping")

@@ -159,6 +159,7 @@ function showError(card, message) {
   ui.announcer.textContent = message;
 }
 
+const mebibytes = (bytes) => String(Math.round((bytes / 2 ** 20) * 10) / 10);
 const percent = (p) => `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
 
 // ---------- talking to the proxy ----------
@@ -212,7 +213,7 @@ async function classifyFiles(fileList) {
     const name = file.name || `pasted-${++state.counter}.png`;
     const card = newCard(file, name);
     if (file.size > settings.maxUploadBytes) {
-      return () => showError(card, `Too large: the limit is ${(settings.maxUploadBytes / 1e6).toFixed(0)} MB.`);
+      return () => showError(card, `Too large: the limit is ${mebibytes(settings.maxUploadBytes)} MiB.`);
     }
     return () => classifyOne(file, name, card);
   });
@@ -413,7 +414,7 @@ function wireCamera() {
 
 // ---------- start ----------
 
-$("limit-mb").textContent = (settings.maxUploadBytes / 1e6).toFixed(0);
+$("limit-mb").textContent = mebibytes(settings.maxUploadBytes);
 wireInputs();
 wireCamera();
 watchModel();

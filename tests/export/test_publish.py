@@ -30,10 +30,14 @@ def test_poller_never_sees_a_partial_version(tmp_path):
     base = tmp_path / "cifar10"
     seen_partial: list[str] = []
     seen_versions: set[int] = set()
+    polls_during_writes = 0
     stop = threading.Event()
 
     def poll() -> None:  # what TF Serving does: list numeric children, then read them
+        nonlocal polls_during_writes
         while not stop.is_set():
+            writing = base.exists() and any(p.name.startswith(".tmp") for p in base.iterdir())
+            polls_during_writes += writing
             for v in versions(base):
                 seen_versions.add(v)
                 if not (base / str(v) / MARKER).exists():
@@ -51,7 +55,8 @@ def test_poller_never_sees_a_partial_version(tmp_path):
         stop.set()
         poller.join()
     assert versions(base) == [1, 2, 3]
-    assert seen_versions == {1, 2, 3}  # the poller was really looking
+    assert seen_versions == {1, 2, 3}
+    assert polls_during_writes > 0  # it listed the folder while a version was being written
     assert seen_partial == []
     assert [p.name for p in base.iterdir() if p.name.startswith(".tmp")] == []
 

@@ -105,11 +105,12 @@ def test_concurrent_requests_are_merged_into_fewer_model_calls(batching_server):
 
 def test_small_batches_are_padded_to_an_allowed_size(batching_server):
     stub = batching_server.prediction_stub()
+    labels = f'model_name="{MODEL}",op_name="pixels"'
+    before = metric(batching_server.metrics(), "batching:padding_size_sum", labels)
     response = stub.Predict(pixels_request(np.zeros((1, 32, 32, 3), np.uint8)), timeout=60)
     assert [d.size for d in response.outputs["scores"].tensor_shape.dim] == [1, 10]
-    page = batching_server.metrics()
-    labels = f'model_name="{MODEL}",op_name="pixels"'
-    assert metric(page, "batching:padding_size_sum", labels) >= 3  # 1 image padded to 4
+    after = metric(batching_server.metrics(), "batching:padding_size_sum", labels)
+    assert after - before == 3  # this request's 1 image padded to 4, the smallest allowed size
 
 
 def test_a_batch_larger_than_max_batch_size_is_refused(batching_server):

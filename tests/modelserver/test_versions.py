@@ -307,6 +307,22 @@ def _wait_for(read, done, timeout: float = 60):
     raise AssertionError(f"last value {value!r}")
 
 
+def test_the_log_names_what_loaded_and_sigterm_stops_the_server_cleanly(
+    start_server, tiny_model_base
+):
+    server = start_server(f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}")
+    log = server.log()
+    assert "Successfully loaded servable version {name: cifar10 version: 1}" in log
+    # The callable signatures only: the init op is in the metadata, as TF Serving's, not here.
+    assert f"Signatures of {MODEL} version 1: ['pixels', 'serving_default']" in log
+    server.proc.terminate()
+    assert server.proc.wait(timeout=20) == 0
+    assert "Shutting down" in server.log()
+    for port in (server.grpc_port, server.rest_port):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+
+
 def test_startup_waits_for_the_newest_version_only(
     start_server, tmp_path, tiny_model_base, tiny_savedmodel, add_model_version
 ):

@@ -198,10 +198,10 @@ def test_missing_or_malformed_bodies(client) -> None:
 
 
 def test_size_limits(two_version_server, protocol, sample_jpegs) -> None:
-    config = proxy_config(two_version_server, protocol, max_upload_bytes=50_000, max_images=2)
+    config = proxy_config(two_version_server, protocol, max_upload_bytes=65_536, max_images=2)
     client = create_app(config).test_client()
-    big = encode(solid((1, 2, 3), (10, 10)), "PNG") + b"\0" * 60_000
-    assert_error(post_files(client, {"big.png": big}), 413, "0.05 MB")
+    big = encode(solid((1, 2, 3), (10, 10)), "PNG") + b"\0" * 70_000
+    assert_error(post_files(client, {"big.png": big}), 413, "the 0.0625 MiB limit")
     small = encode(solid((1, 2, 3), (10, 10)), "PNG")
     assert_error(post_files(client, {"a.png": small, "b.png": small, "c.png": small}), 413, "2")
     assert post_files(client, {"a.png": small, "b.png": small}).status_code == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import re
 from pathlib import Path
 
@@ -224,16 +225,29 @@ def test_drop_zone_opens_the_file_picker_from_the_keyboard(open_page, browser) -
     assert chooser.value.is_multiple()
 
 
+def test_an_oversized_file_is_refused_in_the_page_with_the_limit_in_mib(open_page, browser):
+    page = open_page(browser, DESKTOP)
+    expect(page.locator("#limit-mb")).to_have_text("10")  # MAX_UPLOAD_BYTES = 10 MiB
+    big = {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * (11 << 20)}
+    page.set_input_files("#file-input", [big])
+    error = page.locator(".card .card-error")
+    expect(error).to_have_text("Too large: the limit is 10 MiB.")
+    assert page.console_errors == []
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_screenshots_for_the_readme(open_page, browser, photos, scheme: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def test_screenshots_for_the_readme(open_page, browser, photos, scheme: str, tmp_path) -> None:
+    """Full pages of results in both layouts and schemes, with no console error. They go to
+    tmp_path; `make screenshots` (UPDATE_SCREENSHOTS=1) writes README's docs/screenshots."""
+    folder = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
     suffix = "" if scheme == "light" else "-dark"
     for name, viewport, scale, count in (("desktop", DESKTOP, 1, 6), ("phone", PHONE, 2, 2)):
         page = open_page(browser, viewport, scheme, scale)
         page.set_input_files("#file-input", [str(p) for p in photos[:count]])
         expect(page.locator(".bar-row")).to_have_count(3 * count, timeout=60_000)
         page.wait_for_timeout(1200)  # let the bars finish their animation
-        path = SCREENSHOTS / f"{name}{suffix}.png"
+        path = folder / f"{name}{suffix}.png"
         page.screenshot(path=str(path))
         assert path.stat().st_size > 10_000
         assert page.console_errors == []

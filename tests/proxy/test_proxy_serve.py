@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
 import socket
 import subprocess
@@ -32,7 +33,8 @@ class ServeProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._collect, daemon=True).start()
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
 
     @property
     def url(self) -> str:
@@ -45,10 +47,13 @@ class ServeProcess:
     def wait_for_line(self, fragment: str, timeout: float = 300) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            exited = self.process.poll() is not None
+            if exited:
+                self._reader.join(10)  # the output up to the end
             found = [line for line in self.lines if fragment in line]
             if found:
                 return found[0]
-            if self.process.poll() is not None:
+            if exited:
                 break
             time.sleep(0.2)
         raise AssertionError(f"{fragment!r} not printed; output:\n{''.join(self.lines)[-4000:]}")
@@ -95,6 +100,33 @@ def test_serve_starts_prints_the_url_and_stops_both(stack) -> None:
     assert "stopping" in "".join(stack.lines)
     for name, port in stack.ports.items():
         assert not listening(port), f"{name} {port} still open after serve exited"
+
+
+def test_when_the_model_server_dies_serve_names_it_and_stops_the_proxy(stack) -> None:
+    stack.wait_for_line("ready: open")
+    model_server = _pid_with_argument(f"--port={stack.ports['grpc_port']}")
+    os.kill(model_server, signal.SIGKILL)
+    assert stack.process.wait(60) == 1
+    stack.wait_for_line("the model server exited with code -9")
+    assert not listening(stack.ports["proxy_port"]), "the proxy outlived the stack"
+
+
+def _pid_with_argument(argument: str) -> int:
+    """The one process whose command line holds `argument` (read from /proc: Linux only)."""
+    found = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and argument in _cmdline(entry)
+    ]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _cmdline(proc_entry: Path) -> list[str]:
+    try:
+        return proc_entry.joinpath("cmdline").read_bytes().decode().split("\0")
+    except OSError:  # the process ended while we looked
+        return []
 
 
 def test_serve_explains_a_missing_model(tmp_path) -> None:
