@@ -3,11 +3,16 @@ agree on ports, model name, base path, config file paths and versions."""
 
 from __future__ import annotations
 
-import importlib
+import os
 import re
-from pathlib import PurePosixPath
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path, PurePosixPath
 
 import dockerfile
+import requests
 from deploy_files import (
     DOCKERFILES,
     REPO,
@@ -161,11 +166,30 @@ def test_prometheus_scrape_annotations_match_monitoring_config():
     assert annotations["prometheus.io/port"] == str(REST)
 
 
-def test_gunicorn_serves_the_proxy_app_factory():
+def test_the_proxy_image_command_serves_the_app(tmp_path):
+    """The Dockerfile's own CMD, run here as the container would run it (no Docker engine on
+    this machine): gunicorn starts the app factory and answers /healthz."""
     cmd = [c for c in dockerfile.parse_file(str(DOCKERFILES["proxy"])) if c.cmd == "CMD"][-1]
-    target = re.search(r"'(\w+(?:\.\w+)*):(\w+)\(\)'", cmd.value[-1])
-    module, factory = target.groups()
-    assert callable(getattr(importlib.import_module(module), factory))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, PROXY_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the venv's gunicorn
+    process = subprocess.Popen(list(cmd.value), cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, f"the CMD exited with {process.returncode}"
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "gunicorn did not answer in 60 s"
+                time.sleep(0.3)
+        assert answer.status_code == 200, answer.text
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0  # gunicorn's graceful stop
 
 
 def test_images_share_one_pinned_base_and_run_as_non_root():
