@@ -48,7 +48,7 @@ class ServerOptions:
     port: int = 8500
     # The binary's default is 0 (REST off); the tensorflow/serving image always passes 8501,
     # and this server stands in for that image, so 8501 it is. 0 still turns REST off.
-    rest_api_port: int = 8501  # the Docker image's value; the binary's default is 0 (REST off)
+    rest_api_port: int = 8501
     rest_api_num_threads: int = 64
     rest_api_timeout_in_ms: int = 30000
     rest_api_enable_cors_support: bool = False

@@ -38,6 +38,7 @@ from modelserver.status import ServingError, from_exception
 from modelserver.versions import ManagerOptions, VersionManager
 
 log = logging.getLogger(__name__)
+GRPC_STOP_GRACE_S = 2.0  # in-flight gRPC calls get this long at shutdown
 
 
 def configure_tensorflow(options: ServerOptions) -> None:
@@ -91,8 +92,8 @@ class ModelServer:
             log.info("%s version %d: %s", name, version,
                      "batching by its batching_params.pbtxt" if batching else
                      "no batching_params.pbtxt, so no batching")  # fmt: skip
-        callable_ = sorted(k for k, sig in servable.signatures.items() if sig.function is not None)
-        log.info("Signatures of %s version %d: %s", name, version, callable_)
+        runnable = sorted(k for k, sig in servable.signatures.items() if sig.function is not None)
+        log.info("Signatures of %s version %d: %s", name, version, runnable)
         return servable
 
     def start(self) -> None:
@@ -166,11 +167,12 @@ class ModelServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        log.info("Shutting down: REST and gRPC stop (gRPC grace 2 s), then the models unload")
+        log.info("Shutting down: REST and gRPC stop (gRPC grace %g s), then the models unload",
+                 GRPC_STOP_GRACE_S)  # fmt: skip
         if self._health is not None:  # as grpc::Server::Shutdown does: NOT_SERVING first
             self._health.enter_graceful_shutdown()
         if self._rest is not None:
             self._rest.shutdown()
         if self._grpc is not None:
-            self._grpc.stop(grace=2).wait()
+            self._grpc.stop(grace=GRPC_STOP_GRACE_S).wait()
         self.manager.stop()

@@ -20,8 +20,8 @@ timeout = 60
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") == "1" else None
 errorlog = "-"
 loglevel = "info"
-# gunicorn opens a control socket at one fixed path per user ($HOME/.gunicorn): two stacks side
-# by side (make serve's PROXY_PORT) would share it, and the first to stop would delete it.
+# gunicorn opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or ~/.gunicorn):
+# two stacks side by side (make serve's PROXY_PORT) would share it; the first to stop deletes it.
 control_socket_disable = True
 
 

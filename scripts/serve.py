@@ -177,8 +177,11 @@ def stop(child: subprocess.Popen) -> None:
 def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
-        if any(child.poll() is not None for child in children):
-            raise RuntimeError(f"{what} exited during start-up (see its log above)")
+        dead = next((c for c in children if c.poll() is not None), None)
+        if dead is not None:
+            name = "the model server" if dead is children[0] else "the proxy"
+            raise RuntimeError(f"{name} exited with code {dead.returncode} while {what} started "
+                               "(see its log above)")  # fmt: skip
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} was not ready after {START_TIMEOUT_S} s")
         time.sleep(0.3)

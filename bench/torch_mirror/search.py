@@ -65,7 +65,7 @@ def load(path):
     return out
 
 
-# Structural knobs of sweeps 14-16; the defaults are the recipe's. `residual` adds each group's
+# Structural knobs of sweeps 14-17; the defaults are the recipe's. `residual` adds each group's
 # first activation to its last (airbench96's shortcut around the group's later convs);
 # `ghost_bn` normalises each training batch in chunks of that many images (0: whole batch).
 ARCH = dict(
@@ -83,8 +83,8 @@ class BN(nn.BatchNorm2d):
     def forward(self, x):
         if not (self.training and self.ghost and len(x) > self.ghost):
             return super().forward(x)
-        x = x.float()  # as autocast runs batch_norm
-        chunks = x.view(-1, self.ghost, *x.shape[1:])
+        dtype, x = x.dtype, x.float()  # statistics in float32; the output keeps x's dtype,
+        chunks = x.view(-1, self.ghost, *x.shape[1:])  # as the whole-batch path's does
         mean = chunks.mean((1, 3, 4), keepdim=True)
         var = chunks.var((1, 3, 4), unbiased=False, keepdim=True)
         y = ((chunks - mean) * torch.rsqrt(var + self.eps)).view_as(x)
@@ -92,7 +92,7 @@ class BN(nn.BatchNorm2d):
             m = self.momentum
             self.running_mean.lerp_(x.mean((0, 2, 3)).float(), m)
             self.running_var.lerp_(x.var((0, 2, 3)).float(), m)
-        return y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return (y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)).to(dtype)
 
 
 class Block(nn.Module):
@@ -111,7 +111,7 @@ class Block(nn.Module):
         x = x0 = self.act(self.b1(F.max_pool2d(self.c1(x), 2)))
         for conv, bn in zip(self.rest, self.bns):
             x = self.act(bn(conv(x)))
-        return x0 + x if self.residual and self.rest else x
+        return (x0 + x) if self.residual and self.rest else x
 
 
 class Net(nn.Module):
@@ -302,6 +302,11 @@ def run(cfg, data, seed):
         bn_recal=0,  # after training, recompute BN statistics over this many augmented images
     )
     c.update(cfg)
+    if c["muon_sched"] not in ("triangle", "decay"):
+        raise ValueError(f"muon_sched {c['muon_sched']!r}")
+    ghost = {**ARCH, **(c.get("arch") or {})}["ghost_bn"]
+    if ghost and c["bs"] % ghost:
+        raise ValueError(f"ghost_bn {ghost} does not divide the batch {c['bs']}")
     torch.backends.cudnn.allow_tf32 = c["amp"]
     torch.backends.cuda.matmul.allow_tf32 = c["amp"]
     mean = (xtr.float().mean((0, 1, 2))).tolist()

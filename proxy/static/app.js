@@ -159,7 +159,8 @@ function showError(card, message) {
   ui.announcer.textContent = message;
 }
 
-const mebibytes = (bytes) => String(Math.round((bytes / 2 ** 20) * 10) / 10);
+// Three significant digits, as the proxy's own 413 message prints the limit.
+const mebibytes = (bytes) => String(Number((bytes / 2 ** 20).toPrecision(3)));
 const percent = (p) => `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
 
 // ---------- talking to the proxy ----------
@@ -414,7 +415,7 @@ function wireCamera() {
 
 // ---------- start ----------
 
-$("limit-mb").textContent = mebibytes(settings.maxUploadBytes);
+$("limit-mib").textContent = mebibytes(settings.maxUploadBytes);
 wireInputs();
 wireCamera();
 watchModel();

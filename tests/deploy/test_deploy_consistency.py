@@ -168,7 +168,8 @@ def test_prometheus_scrape_annotations_match_monitoring_config():
 
 def test_the_proxy_image_command_serves_the_app(tmp_path):
     """The Dockerfile's own CMD, run here as the container would run it (no Docker engine on
-    this machine): gunicorn starts the app factory and answers /healthz."""
+    this machine): gunicorn starts the app factory and answers /healthz. The CMD binds
+    0.0.0.0, as in the container; the port is a free one."""
     cmd = [c for c in dockerfile.parse_file(str(DOCKERFILES["proxy"])) if c.cmd == "CMD"][-1]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -177,19 +178,27 @@ def test_the_proxy_image_command_serves_the_app(tmp_path):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the venv's gunicorn
     process = subprocess.Popen(list(cmd.value), cwd=REPO, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"the CMD exited with {process.returncode}"
-            try:
-                answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "gunicorn did not answer in 60 s"
-                time.sleep(0.3)
-        assert answer.status_code == 200, answer.text
+        answer = _first_answer(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
     finally:
         process.terminate()
-        assert process.wait(30) == 0  # gunicorn's graceful stop
+        try:
+            code = process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+    assert answer.status_code == 200, answer.text
+    assert code == 0  # gunicorn's graceful stop
+
+
+def _first_answer(url: str, process: subprocess.Popen, timeout: float) -> requests.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"the CMD exited with {process.returncode}"
+        try:
+            return requests.get(url, timeout=5)
+        except requests.RequestException:  # not listening yet, or a worker still booting
+            assert time.monotonic() < deadline, f"gunicorn did not answer in {timeout} s"
+            time.sleep(0.3)
 
 
 def test_images_share_one_pinned_base_and_run_as_non_root():

@@ -227,7 +227,7 @@ def test_drop_zone_opens_the_file_picker_from_the_keyboard(open_page, browser) -
 
 def test_an_oversized_file_is_refused_in_the_page_with_the_limit_in_mib(open_page, browser):
     page = open_page(browser, DESKTOP)
-    expect(page.locator("#limit-mb")).to_have_text("10")  # MAX_UPLOAD_BYTES = 10 MiB
+    expect(page.locator("#limit-mib")).to_have_text("10")  # MAX_UPLOAD_BYTES = 10 MiB
     big = {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * (11 << 20)}
     page.set_input_files("#file-input", [big])
     error = page.locator(".card .card-error")

@@ -54,11 +54,14 @@ def test_short_soak_keeps_every_promise(tmp_path, tiny_base_path) -> None:
     assert not problems, "\n".join(problems[:40]) + "\n\n" + report
 
 
-@pytest.mark.parametrize(("correct", "expected_failures"), [(900, 0), (800, 1)])
+@pytest.mark.parametrize(
+    ("correct", "expected_failures"), [(900, 0), (852, 0), (851, 1), (948, 0), (949, 1)]
+)
 def test_the_accuracy_promise_holds_the_answers_to_the_cards_figure(
     correct: int, expected_failures: int
 ) -> None:
-    """1,000 distinct images against a stated 0.90: bound 3 sigma (0.028) + 0.02 re-encoding."""
+    """1,000 distinct images against a stated 0.90: bound 3 sigma (0.0285) + 0.02 for the
+    re-encoding = 0.0485 either side, so 0.852 and 0.948 pass, 0.851 and 0.949 do not."""
     keys = [("img", i) for i in range(1000)]
     result = SoakResult(
         settings=SHORT,
