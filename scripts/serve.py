@@ -82,8 +82,7 @@ def main() -> int:
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
-        names = ("the model server", "the proxy")
-        name, dead = next((n, c) for n, c in zip(names, children) if c.poll() is not None)
+        name, dead = exited(children)
         say(f"{name} exited with code {dead.returncode} (see its log above); stopping the other")
         return 1
     except Stopped:
@@ -174,12 +173,19 @@ def stop(child: subprocess.Popen) -> None:
         child.wait()
 
 
+CHILD_NAMES = ("the model server", "the proxy")  # in the order main() starts them
+
+
+def exited(children: list[subprocess.Popen]) -> tuple[str, subprocess.Popen] | None:
+    """The first child that has exited, with its name; None while all run."""
+    return next(((n, c) for n, c in zip(CHILD_NAMES, children) if c.poll() is not None), None)
+
+
 def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
-        dead = next((c for c in children if c.poll() is not None), None)
-        if dead is not None:
-            name = "the model server" if dead is children[0] else "the proxy"
+        if gone := exited(children):
+            name, dead = gone
             raise RuntimeError(f"{name} exited with code {dead.returncode} while {what} started "
                                "(see its log above)")  # fmt: skip
         if time.monotonic() > deadline:
