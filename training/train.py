@@ -19,6 +19,19 @@ from training.data import DataError, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 
 
+def positive(kind: type):
+    """An argparse type for a number above zero (0 or -3 epochs would "finish" untrained)."""
+
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> RunOptions:
     ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
     ap.add_argument(
@@ -28,8 +41,10 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     )
     ap.add_argument("--run-dir", default="runs/default", help="output folder; re-use it to resume")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
-    ap.add_argument("--epochs", type=float, help="override the recipe's epochs (fractions allowed)")
-    ap.add_argument("--batch-size", type=int)
+    ap.add_argument(
+        "--epochs", type=positive(float), help="override the recipe's epochs (fractions allowed)"
+    )
+    ap.add_argument("--batch-size", type=positive(int))
     ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-subset", type=int, help="use only this many training images")

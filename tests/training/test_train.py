@@ -233,3 +233,13 @@ def test_a_renamed_run_folder_still_resumes_but_other_options_are_refused(tmp_pa
     assert pinned["run_dir"] == str(renamed)
     with pytest.raises(SystemExit, match="other options"):
         pin_run_options(renamed, RunOptions(data="x", run_dir=str(renamed), seed=2))
+
+
+@pytest.mark.parametrize("flag", [["--epochs", "0"], ["--epochs", "-3"], ["--batch-size", "0"]])
+def test_zero_or_negative_epochs_and_batch_size_are_refused(flag, capsys):
+    from training.train import parse_args
+
+    with pytest.raises(SystemExit) as caught:
+        parse_args(["--run-dir", "/tmp/unused", *flag])
+    assert caught.value.code == 2
+    assert "must be above 0" in capsys.readouterr().err
