@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from deploy_files import (
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from bench.proxy import free_port
 from modelserver.protos_gen import tfs_monitoring_config_pb2
 from proxy.config import ProxyConfig
 
@@ -171,9 +171,7 @@ def test_the_proxy_image_command_serves_the_app(tmp_path):
     this machine): gunicorn starts the app factory and answers /healthz. The CMD binds
     0.0.0.0, as in the container; the port is a free one."""
     cmd = [c for c in dockerfile.parse_file(str(DOCKERFILES["proxy"])) if c.cmd == "CMD"][-1]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, PROXY_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the venv's gunicorn
     process = subprocess.Popen(list(cmd.value), cwd=REPO, env=env)

@@ -17,6 +17,8 @@ import requests
 from proxy_images import photo_like
 from proxy_servers import ROOT, child_env, free_port, stop_process
 
+from bench.proxy import children_of
+
 
 class ServeProcess:
     """`python -m scripts.serve` with its output collected line by line."""
@@ -104,29 +106,12 @@ def test_serve_starts_prints_the_url_and_stops_both(stack) -> None:
 
 def test_when_the_model_server_dies_serve_names_it_and_stops_the_proxy(stack) -> None:
     stack.wait_for_line("ready: open")
-    model_server = _pid_with_argument(f"--port={stack.ports['grpc_port']}")
-    os.kill(model_server, signal.SIGKILL)
+    children = children_of(stack.process.pid)  # in start order: model server, then proxy
+    assert len(children) == 2, children
+    os.kill(children[0], signal.SIGKILL)
     assert stack.process.wait(60) == 1
     stack.wait_for_line("the model server exited with code -9")
     assert not listening(stack.ports["proxy_port"]), "the proxy outlived the stack"
-
-
-def _pid_with_argument(argument: str) -> int:
-    """The one process whose command line holds `argument` (read from /proc: Linux only)."""
-    found = [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and argument in _cmdline(entry)
-    ]
-    assert len(found) == 1, found
-    return found[0]
-
-
-def _cmdline(proc_entry: Path) -> list[str]:
-    try:
-        return proc_entry.joinpath("cmdline").read_bytes().decode().split("\0")
-    except OSError:  # the process ended while we looked
-        return []
 
 
 def test_serve_explains_a_missing_model(tmp_path) -> None:
