@@ -13,7 +13,12 @@ from export.publish import VersionExistsError
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     ap.add_argument("--run-dir", required=True, help="a finished training run folder")
-    ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), help="TF Serving base path")
+    ap.add_argument(
+        "--base-path",
+        default=str(DEFAULT_BASE_PATH),
+        help="TF Serving base path (default: %(default)s, the shipped model's folder when run "
+        "from the project root; a model server polling it serves the newest version)",
+    )
     ap.add_argument("--version", type=int, help="version number (default: the next integer)")
     ap.add_argument("--keep", type=int, help="after publishing, keep only the N newest versions")
     ap.add_argument(
@@ -30,7 +35,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from export.export_run import export_run  # TensorFlow loads only after the arguments parse
+    from training.tf_startup import import_tensorflow
+
+    import_tensorflow()  # only after the arguments parse
+    from export.export_run import accuracy_drop_warning, export_run
     from training.data import DataError
 
     try:
@@ -41,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export: {err}", file=sys.stderr)
         return 1
     print(f"wrote {result.version_dir} (signatures serving_default, pixels; TTA {result.tta})")
+    warning = accuracy_drop_warning(result)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if result.report.get("tflite"):
         print(json.dumps(result.report, indent=2))
     return 0

@@ -14,8 +14,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from export.config import INFO_ASSET
 from export.evaluation import evaluate_saved_model
-from export.publish import publish
+from export.publish import latest_version_dir, publish
 from export.savedmodel import choose_tta, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
@@ -29,6 +30,29 @@ class ExportResult:
     version_dir: Path
     tta: int
     report: dict
+    previous_dir: Path | None = None  # the newest version before this one
+
+
+def expected_accuracy(version_dir: Path) -> float | None:
+    """The test accuracy a version's export recorded for itself (assets/model_info.json)."""
+    info = version_dir / INFO_ASSET
+    return json.loads(info.read_text()).get("expected_test_accuracy") if info.is_file() else None
+
+
+def accuracy_drop_warning(result: ExportResult) -> str | None:
+    """A sentence when the new version scored below the one it replaces: the model server
+    moves all traffic to the newest version, so a smoke-test run would now answer everyone."""
+    if result.previous_dir is None:
+        return None
+    new, old = expected_accuracy(result.version_dir), expected_accuracy(result.previous_dir)
+    if new is None or old is None or new >= old:
+        return None
+    return (
+        f"version {result.version_dir.name} recorded {new:.2%} test accuracy, below version "
+        f"{result.previous_dir.name}'s {old:.2%}, and a model server polling "
+        f"{result.version_dir.parent} serves the newest version. To roll back, remove "
+        f"{result.version_dir}, or pin version {result.previous_dir.name} (docs/DEPLOY.md)."
+    )
 
 
 def export_run(
@@ -60,8 +84,12 @@ def export_run(
             report.update(_measure_with_tflite(model, tmp, data or meta["data"]))
             (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
 
+    try:
+        previous = latest_version_dir(base_path)
+    except FileNotFoundError:
+        previous = None
     version_dir = publish(write, base_path, version, keep)
-    return ExportResult(version_dir, level, report)
+    return ExportResult(version_dir, level, report, previous)
 
 
 def _measure_with_tflite(model, saved_model_dir: Path, data: str) -> dict:

@@ -8,11 +8,11 @@ or one version folder.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH
+from training.tf_startup import import_tensorflow
 
 
 def resolve_model(path: str | Path) -> Path:
@@ -34,12 +34,15 @@ def short_reason(err: Exception) -> str:
     message = getattr(err, "message", str(err))
     noise = ("Graph execution error", "Detected at", "<stack", "[[", " ", "\t")
     lines = [line for line in message.splitlines() if line.strip() and not line.startswith(noise)]
-    return lines[0] if lines else message
+    reason = lines[0] if lines else message
+    if reason.startswith("Unknown image file format"):  # TF's list names JPEG XL, refused here
+        return "not an image this model reads (JPEG, PNG, GIF, BMP or WebP)"
+    return reason
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.predict", description=__doc__)
-    ap.add_argument("images", nargs="+", type=Path, help="JPEG/PNG/GIF/BMP files")
+    ap.add_argument("images", nargs="+", type=Path, help="JPEG, PNG, GIF, BMP or WebP files")
     ap.add_argument("--model", default=str(DEFAULT_BASE_PATH), help="base path or version folder")
     ap.add_argument("-k", type=int, default=3, help="how many classes to show (default 3)")
     args = ap.parse_args(argv)
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"predict: {err}", file=sys.stderr)
         return 2
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # a human reads this output
+    import_tensorflow()  # a human reads this output: no start-up log lines
     import tensorflow as tf
 
     from export.evaluation import ServedModel

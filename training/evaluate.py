@@ -18,6 +18,10 @@ import numpy as np
 
 from training.config import DEFAULT_DATA
 from training.data import DataError, load_dataset
+from training.tf_startup import import_tensorflow
+
+# --headline: the TTA level the per-class table and matrix show (training.inference.TTA_NAMES).
+HEADLINES = ("none", "flip", "flip+translate")
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -61,17 +65,17 @@ def evaluate_run(run_dir: Path, data: str, test_subset: int | None = None) -> di
     return report
 
 
-def write_report(report: dict, out_dir: Path, headline: str = "tta_none") -> None:
+def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
     from training.plots import plot_confusion
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
-    best = report[headline]
+    best = report[f"tta_{headline}"]
     plot_confusion(
         np.array(best["confusion_matrix"]),
         report["class_names"],
         out_dir / "confusion.png",
-        f"confusion matrix ({headline.removeprefix('tta_')}), accuracy {best['accuracy']:.2%}",
+        f"confusion matrix ({headline}), accuracy {best['accuracy']:.2%}",
     )
     lines = [
         f"# Evaluation of `{report['model']}`",
@@ -87,7 +91,7 @@ def write_report(report: dict, out_dir: Path, headline: str = "tta_none") -> Non
             if k.startswith("tta_")
         ],
         "",
-        f"Per class ({headline.removeprefix('tta_')}):",
+        f"Per class ({headline}):",
         "",
         "| class | precision | recall | images |",
         "| --- | --- | --- | --- |",
@@ -108,15 +112,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--test-subset", type=int)
     ap.add_argument("--out", type=Path, help="report folder (default: the run folder)")
-    ap.add_argument("--headline", default="tta_none", help="which TTA level the matrix shows")
+    ap.add_argument(
+        "--headline",
+        default="none",
+        choices=HEADLINES,
+        help="the TTA level of the per-class table and confusion matrix (default: none)",
+    )
     args = ap.parse_args(argv)
-    if not (args.run_dir / "meta.json").exists():
+    import_tensorflow()
+    if (args.run_dir / "run.json").exists() or (args.run_dir / "meta.json").exists():
+        from training.models import UnfinishedRunError
+
+        try:
+            report = evaluate_run(args.run_dir, args.data, args.test_subset)
+        except DataError as err:
+            raise SystemExit(f"data error: {err}") from None
+        except UnfinishedRunError as err:
+            raise SystemExit(f"evaluate: {err}") from None
+    else:
         evaluate_export(args.run_dir, args.data, args.out)
         return
-    try:
-        report = evaluate_run(args.run_dir, args.data, args.test_subset)
-    except DataError as err:
-        raise SystemExit(f"data error: {err}") from None
     out = args.out or args.run_dir
     write_report(report, out, args.headline)
     print(f"report: {out / 'evaluation.md'}")

@@ -44,9 +44,15 @@ def make_logits_fn(model: keras.Model, tta: int = 0):
 
 
 def predict_logits(
-    model: keras.Model, images: np.ndarray, tta: int = 0, batch_size: int = 1000
+    model: keras.Model,
+    images: np.ndarray,
+    tta: int = 0,
+    batch_size: int = 1000,
+    logits_fn=None,
 ) -> np.ndarray:
-    fn = make_logits_fn(model, tta)
+    """Logits of `images` in batches. A caller that predicts again and again (once per epoch)
+    passes its own `make_logits_fn(model, tta)`: each new tf.function traces anew."""
+    fn = logits_fn or make_logits_fn(model, tta)
     out = [fn(images[i : i + batch_size]).numpy() for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 

@@ -332,10 +332,27 @@ def precision_policy(name: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
+class UnfinishedRunError(FileNotFoundError):
+    """A run folder without a finished run's outputs (still training, or interrupted)."""
+
+
 def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
     """Rebuild a run's model in float32 (fast on every CPU) with its final weights."""
     run_dir = Path(run_dir)
+    if not (run_dir / "meta.json").is_file() or not (run_dir / "final.weights.h5").is_file():
+        hint = (
+            "its training has not finished: re-run its training command to resume"
+            if (run_dir / "run.json").is_file()
+            else "it is not a training run folder"
+        )
+        raise UnfinishedRunError(f"{run_dir} holds no finished run ({hint})")
     meta = json.loads((run_dir / "meta.json").read_text())
+    return build_for_inference(meta, run_dir / "final.weights.h5"), meta
+
+
+def build_for_inference(meta: dict, weights: Path) -> keras.Model:
+    """The model a run's meta.json describes, in float32, with `weights` loaded: what export
+    serves and evaluation measures."""
     with precision_policy("float32"):
         model = build_model(
             meta["arch"],
@@ -346,5 +363,5 @@ def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
             meta.get("widths", (64, 256, 256)),
             meta.get("depth", 2),
         )
-    model.load_weights(run_dir / "final.weights.h5")
-    return model, meta
+    model.load_weights(weights)
+    return model

@@ -1,4 +1,8 @@
-"""Everything a finished run leaves in its folder (model, stats, history, curves, log)."""
+"""Everything a finished run leaves in its folder (model, stats, history, curves, log).
+
+The test accuracies in meta.json are measured on the float32 rebuild that export serves and
+training.evaluate reports, not on the model in its training precision: one figure everywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,12 @@ from pathlib import Path
 
 from training.data import Dataset
 from training.inference import TTA_ACCURACY_KEYS, TTA_NAMES, accuracy, predict_logits
+from training.models import build_for_inference
 from training.plots import plot_curves
 
 
 def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=print) -> dict:
     model = trainer.model
-    test_acc = {
-        level: accuracy(predict_logits(model, ds.test.images, tta=level), ds.test.labels)
-        for level in TTA_NAMES
-    }
     model.save_weights(run_dir / "final.weights.h5")
     model.save(run_dir / "model.keras")
     meta = {
@@ -30,20 +31,28 @@ def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=prin
         "data": ds.source,
         "train_images": len(trainer.train.labels),
         "test_images": len(ds.test.labels),
-        **{TTA_ACCURACY_KEYS[level]: value for level, value in test_acc.items()},
         **extra,
     }
+    served = build_for_inference(meta, run_dir / "final.weights.h5")
+    test_acc = {
+        level: accuracy(predict_logits(served, ds.test.images, tta=level), ds.test.labels)
+        for level in TTA_NAMES
+    }
+    meta.update({TTA_ACCURACY_KEYS[level]: value for level, value in test_acc.items()})
     (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     (run_dir / "history.json").write_text(json.dumps(trainer.progress.history, indent=2))
     if trainer.progress.history:
         plot_curves(
             trainer.progress.history,
             run_dir / "curves.png",
-            f"{trainer.recipe.arch} · seed {extra.get('seed')} · {extra.get('precision')}",
+            f"{extra.get('recipe_name', trainer.recipe.arch)} · seed {extra.get('seed')} · "
+            f"{extra.get('precision')}",
         )
+    if trainer.ends_on_ema:
+        log("final weights: the lookahead EMA (the epoch lines measured the raw weights)")
     log(
-        f"test accuracy: {test_acc[0]:.4f} plain · {test_acc[1]:.4f} flip TTA · "
-        f"{test_acc[2]:.4f} flip+translate TTA · "
+        f"test accuracy (float32, as served): {test_acc[0]:.4f} plain · "
+        f"{test_acc[1]:.4f} flip TTA · {test_acc[2]:.4f} flip+translate TTA · "
         f"trained {meta['train_seconds']:.0f} s at {meta['images_per_second']:,.0f} img/s · "
         f"outputs in {run_dir}"
     )

@@ -2,7 +2,8 @@
 
 Re-running the same command resumes from the run folder's checkpoint (also after kill -9);
 Ctrl-C or SIGTERM saves a checkpoint first. A finished run folder holds the final model,
-history, curves, the normalisation statistics and a log of how it was made.
+history, curves, the normalisation statistics and a log of how it was made (train.log;
+TensorFlow's own start-up lines are in tensorflow.log).
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from training.checkpoint import CHECKPOINT_NAME
 from training.config import DEFAULT_DATA, RECIPES, RunOptions
 from training.data import DataError, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
+from training.tf_startup import import_tensorflow
 
 
 def positive(kind: type):
@@ -93,13 +97,14 @@ def _logger(run_dir: Path):
 
 
 def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
-    """The first invocation fixes the run's options; a re-run must ask for the same ones.
+    """Once a run has trained (it has a checkpoint), a re-run must ask for the same options.
 
-    Not compared: the precision (`auto` resolves once, when the run starts) and the folder's
-    own name (a renamed run folder still resumes)."""
+    Before that, nothing is lost by changing them: a first try with a wrong --data path is
+    simply run again with the right one. Not compared: the precision (`auto` resolves once,
+    when the run starts) and the folder's own name (a renamed run folder still resumes)."""
     pinned = run_dir / "run.json"
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
-    if pinned.exists():
+    if pinned.exists() and (run_dir / CHECKPOINT_NAME).exists():
         before = json.loads(pinned.read_text())
         diff = {
             k: (before.get(k), v)
@@ -112,13 +117,26 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
                 "re-run with the same options to resume, or pick a new --run-dir"
             )
         return {**before, "run_dir": opts.run_dir}
-    pinned.write_text(json.dumps(wanted, indent=2))
     return wanted
 
 
+def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
+    """What pin_run_options compares a re-run against, written once the data has loaded."""
+    record = {**pinned, "resolved_precision": precision}
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+
+
+def make_run_dir(path: str) -> Path:
+    run_dir = Path(path)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise SystemExit(f"--run-dir {path}: a file is in the way; name a folder") from None
+    return run_dir
+
+
 def train(opts: RunOptions) -> Path:
-    run_dir = Path(opts.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_run_dir(opts.run_dir)
     log = _logger(run_dir)
     pinned = pin_run_options(run_dir, opts)
     if (run_dir / "meta.json").exists() and (run_dir / "final.weights.h5").exists():
@@ -127,15 +145,14 @@ def train(opts: RunOptions) -> Path:
     started = time.time()
     recipe = opts.resolve_recipe()
 
-    import keras  # heavy imports after argument errors had their chance
+    import_tensorflow(run_dir / "tensorflow.log")  # after argument errors had their chance
+    import keras
 
     if pinned.get("resolved_precision"):
         precision, why = pinned["resolved_precision"], "fixed when this run started"
     else:
         precision, why = choose_precision(opts.precision)
     log(f"precision {precision} ({why})")
-    pinned["resolved_precision"] = precision
-    (run_dir / "run.json").write_text(json.dumps(pinned, indent=2))
     keras.mixed_precision.set_global_policy(precision)
 
     t = time.time()
@@ -146,6 +163,7 @@ def train(opts: RunOptions) -> Path:
     )
     if ds.skipped:
         log(f"  skipped {len(ds.skipped)} unreadable files, e.g. {ds.skipped[0]}")
+    record_run_options(run_dir, pinned, precision)
 
     from training.models import forward_flops
     from training.report import write_run_outputs
@@ -159,6 +177,14 @@ def train(opts: RunOptions) -> Path:
         f"{trainer.steps_per_epoch} steps of {trainer.batch_size}, "
         f"precision {precision}, seed {opts.seed}"
     )
+    if trainer.batch_size < recipe.batch_size:
+        log(f"  the batch is cut to the {trainer.batch_size} training images there are")
+    left_out = len(trainer.train.labels) - trainer.steps_per_epoch * trainer.batch_size
+    if left_out:
+        log(
+            f"  each epoch leaves out {left_out} of {len(trainer.train.labels)} images "
+            "(the last partial batch), a different set each epoch"
+        )
     log(f"cpu: {describe_cpu()}")
     if trainer.resume():
         log(f"resumed from checkpoint at step {trainer.progress.step}/{trainer.total_steps}")
@@ -194,10 +220,19 @@ def train(opts: RunOptions) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    opts = parse_args(argv)
     try:
-        train(parse_args(argv))
+        train(opts)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
+    except KeyboardInterrupt:
+        # Ctrl-C outside the training loop (which saves and exits by itself): before the first
+        # step nothing was trained; after the last, the checkpoint holds all of it.
+        print(
+            "\ninterrupted. Nothing is lost: re-run the same command to go on.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

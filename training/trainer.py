@@ -22,9 +22,19 @@ from training import checkpoint
 from training.augment import augment, flip_mask
 from training.config import Recipe
 from training.data import Dataset, Split
-from training.inference import accuracy, predict_logits
+from training.inference import accuracy, make_logits_fn, predict_logits
 from training.models import FROZEN_KERNELS, build_model, init_whitening
 from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '3 min 20 s', '1 h 05 min': what a person reads in a progress line."""
+    s = round(max(seconds, 0))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 class Interrupted(Exception):
@@ -96,6 +106,7 @@ class Trainer:
         self.progress = Progress()
         self._stop_signal: int | None = None
         self._train_step = self._make_train_step()
+        self._monitor_logits = make_logits_fn(self.model)  # traced once, used every epoch
 
     # ------------------------------------------------------------ setup
 
@@ -192,8 +203,24 @@ class Trainer:
             if p.step >= self.total_steps or p.stopped_early:
                 break
             self._run_epoch(checkpoint_every_s)
-        if self.ema:
-            self._lookahead(tf.constant(1.0))  # final weights = the EMA, as airbench
+        self._take_ema_weights()
+
+    @property
+    def ends_on_ema(self) -> bool:
+        """Whether the final weights are the lookahead EMA. Not for a run too short to have
+        updated it even once: its EMA still holds the untrained start."""
+        return bool(self.ema) and self.progress.step >= self.recipe.lookahead_every
+
+    def _take_ema_weights(self) -> None:
+        """Final weights = the lookahead EMA, as airbench; steps since its last update are
+        blended in first (airbench drops them)."""
+        every, step = self.recipe.lookahead_every, self.progress.step
+        if not self.ends_on_ema:
+            return
+        if step % every:
+            decay = lookahead_decay(step, self.total_steps, steps=step % every)
+            self._lookahead(tf.constant(decay, tf.float32))
+        self._lookahead(tf.constant(1.0))
 
     def _epochs_done(self) -> int:
         if self.progress.step >= self.total_steps:
@@ -224,7 +251,8 @@ class Trainer:
             if now - last_print > 5 or p.step == epoch_end:
                 done, total = p.step - epoch * spe, epoch_end - epoch * spe
                 ips = seen_here / (now - t0)
-                self._print_inline(epoch, done, total, ips, p.epoch_loss_sum / p.epoch_seen)
+                left = (self.total_steps - p.step) * self.batch_size / ips
+                self._print_inline(epoch, done, total, ips, p.epoch_loss_sum / p.epoch_seen, left)
                 last_print = now
             if self._stop_signal is not None or now - self._last_save > checkpoint_every_s:
                 p.train_seconds += now - mark
@@ -254,15 +282,20 @@ class Trainer:
         p.images_seen += self.batch_size
         every = self.recipe.lookahead_every
         if every and p.step % every == 0:
-            self._lookahead(tf.constant(lookahead_decay(p.step, self.total_steps), tf.float32))
+            decay = lookahead_decay(p.step, self.total_steps, steps=every)
+            self._lookahead(tf.constant(decay, tf.float32))
         return float(loss), float(hits)
 
     def _whiten_bias_trains(self, epoch: float) -> bool:
         limit = self.recipe.whiten_bias_epochs
         return limit is None or epoch < limit
 
-    def _print_inline(self, epoch: int, done: int, total: int, ips: float, loss: float) -> None:
-        msg = f"  epoch {epoch + 1}: step {done}/{total} · {ips:,.0f} img/s · loss {loss:.3f}"
+    def _print_inline(
+        self, epoch: int, done: int, total: int, ips: float, loss: float, left_s: float
+    ) -> None:
+        msg = f"  epoch {epoch + 1}: step {done}/{total} · {ips:,.0f} img/s now · loss {loss:.3f}"
+        if left_s >= 1:
+            msg += f" · about {duration(left_s)} of steps left"
         if sys.stdout.isatty():
             print("\r" + msg, end="", flush=True)
         else:
@@ -275,7 +308,7 @@ class Trainer:
         if sys.stdout.isatty():
             print()
         monitor, name = (self.val, "val") if self.val is not None else (self.ds.test, "test")
-        logits = predict_logits(self.model, monitor.images)
+        logits = predict_logits(self.model, monitor.images, logits_fn=self._monitor_logits)
         ce = keras.losses.sparse_categorical_crossentropy(monitor.labels, logits, from_logits=True)
         row = {
             "epoch": epoch + 1,
@@ -293,7 +326,8 @@ class Trainer:
             f"epoch {epoch + 1}/{math.ceil(self.total_steps / self.steps_per_epoch)} · "
             f"train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.4f} · "
             f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.4f} · "
-            f"{p.images_seen / max(p.train_seconds, 1e-9):,.0f} img/s · {p.train_seconds:,.0f} s"
+            f"{p.images_seen / max(p.train_seconds, 1e-9):,.0f} img/s on average · "
+            f"{duration(p.train_seconds)} of steps"
         )
         if self.val is not None:
             self._plateau_logic(row)

@@ -114,7 +114,27 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
     shares = [float(p.rstrip("%")) for _, p in top]
     assert shares == sorted(shares, reverse=True) and len(lines) == 5
     assert done.returncode == 1
-    assert f"{junk}: cannot classify: Unknown image file format" in done.stderr
+    reason = "not an image this model reads (JPEG, PNG, GIF, BMP or WebP)"
+    assert f"{junk}: cannot classify: {reason}" in done.stderr
+    assert "InitializeLog" not in done.stderr  # TensorFlow's start-up lines stay out of sight
+
+
+def test_exporting_a_less_accurate_run_warns_how_to_roll_back(tmp_path):
+    from export.config import INFO_ASSET
+    from export.export_run import ExportResult, accuracy_drop_warning
+
+    def version(n: int, accuracy: float) -> Path:
+        info = tmp_path / str(n) / INFO_ASSET
+        info.parent.mkdir(parents=True)
+        info.write_text(json.dumps({"expected_test_accuracy": accuracy}))
+        return tmp_path / str(n)
+
+    shipped, smoke_test, better = version(4, 0.9091), version(5, 0.124), version(6, 0.93)
+    warning = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, shipped))
+    assert "12.40% test accuracy, below version 4's 90.91%" in warning
+    assert f"remove {smoke_test}, or pin version 4" in warning
+    assert accuracy_drop_warning(ExportResult(better, 0, {}, shipped)) is None
+    assert accuracy_drop_warning(ExportResult(shipped, 0, {}, None)) is None
 
 
 def test_model_card_states_the_served_accuracy(exported, tiny_run_dir, tmp_path):

@@ -14,7 +14,8 @@ from training.optim import AirbenchSGD, KerasAdam
 
 def _dataset(n: int = 64) -> Dataset:
     rng = np.random.default_rng(0)
-    split = Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 4)
+    labels = (np.arange(n) % 4).astype(np.int32)
+    split = Split(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), labels)
     return Dataset(split, split, ("a", "b", "c", "d"), "generated")
 
 
@@ -49,3 +50,59 @@ def test_unknown_recipe_choices_are_refused():
         Recipe(optimizer="rmsprop")
     with pytest.raises(ValueError, match="arch"):
         Recipe(arch="resnet")
+
+
+def _weights(model) -> list[np.ndarray]:
+    return [np.array(w.numpy()) for w in model.weights]
+
+
+def test_a_run_shorter_than_the_lookahead_interval_keeps_its_trained_weights(tmp_path):
+    """Its EMA was never updated, so taking it would hand back the untrained start (a tiny run
+    of 2 steps once exported a model that scored chance)."""
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["tiny"], batch_size=32, epochs=1.0)  # 64 images: 2 steps
+    trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    start = _weights(trainer.model)
+    trainer.fit()
+    assert trainer.progress.step == 2 < recipe.lookahead_every
+    assert not trainer.ends_on_ema
+    moved = [not np.array_equal(a, b) for a, b in zip(start, _weights(trainer.model))]
+    assert sum(moved) > len(moved) // 2
+
+
+def test_steps_after_the_last_lookahead_update_are_blended_into_the_final_weights(tmp_path):
+    """6 steps, lookahead every 5: the final weights are the EMA with step 6 blended in at
+    airbench's one-step decay, not the EMA as step 5 left it."""
+    from training.optim import lookahead_decay
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["tiny"], batch_size=32, epochs=3.0)  # 2 steps an epoch, 6 in all
+    trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    snapshots = {}
+    take = trainer._take_ema_weights
+
+    def spy():
+        snapshots["ema"] = [np.array(e.numpy()) for e in trainer.ema]
+        snapshots["raw"] = [np.array(w.numpy()) for w, _ in trainer.ema_pairs]
+        take()
+
+    trainer._take_ema_weights = spy
+    trainer.fit()
+    assert trainer.progress.step == 6 and trainer.ends_on_ema
+    decay = lookahead_decay(6, 6, steps=1)
+    final = [np.array(w.numpy()) for w, _ in trainer.ema_pairs]
+    for ema, raw, got in zip(snapshots["ema"], snapshots["raw"], final):
+        np.testing.assert_allclose(got, ema + (1 - decay) * (raw - ema), rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(e, g) for e, g in zip(snapshots["ema"], final))
+
+
+def test_progress_durations_read_as_a_person_would_say_them():
+    from training.trainer import duration
+
+    assert [duration(s) for s in (0.4, 45, 200, 3600 * 2 + 125)] == [
+        "0 s",
+        "45 s",
+        "3 min 20 s",
+        "2 h 02 min",
+    ]

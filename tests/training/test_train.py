@@ -187,12 +187,15 @@ def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_d
             str(tiny_data),
             "--out",
             str(tmp_path),
+            "--headline",
+            "flip",
         ],
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "evaluation.json").read_text())
-    assert (tmp_path / "confusion.png").exists() and (tmp_path / "evaluation.md").exists()
+    assert (tmp_path / "confusion.png").exists()
+    assert "Per class (flip):" in (tmp_path / "evaluation.md").read_text()
 
     from training.data import load_dataset
     from training.models import load_for_inference
@@ -221,18 +224,21 @@ def test_the_recorded_command_repeats_the_run_whoever_started_it(tmp_path):
     assert again == replace(opts, precision="mixed_bfloat16")
 
 
-def test_a_renamed_run_folder_still_resumes_but_other_options_are_refused(tmp_path):
+def test_options_pin_once_a_run_has_trained_and_a_renamed_folder_still_resumes(tmp_path):
     from training.config import RunOptions
-    from training.train import pin_run_options
+    from training.train import pin_run_options, record_run_options
 
     first = tmp_path / "a"
     first.mkdir()
-    pin_run_options(first, RunOptions(data="x", run_dir=str(first), seed=1))
+    record_run_options(first, pin_run_options(first, RunOptions("x", str(first), seed=1)), "f")
+    # No checkpoint yet: nothing trained, so other options are taken (a mistyped --data).
+    assert pin_run_options(first, RunOptions("y", str(first), seed=2))["seed"] == 2
+    (first / "checkpoint.npz").write_bytes(b"")
     renamed = first.rename(tmp_path / "b")
-    pinned = pin_run_options(renamed, RunOptions(data="x", run_dir=str(renamed), seed=1))
-    assert pinned["run_dir"] == str(renamed)
+    pinned = pin_run_options(renamed, RunOptions("x", str(renamed), seed=1))
+    assert pinned["run_dir"] == str(renamed) and pinned["resolved_precision"] == "f"
     with pytest.raises(SystemExit, match="other options"):
-        pin_run_options(renamed, RunOptions(data="x", run_dir=str(renamed), seed=2))
+        pin_run_options(renamed, RunOptions("x", str(renamed), seed=2))
 
 
 @pytest.mark.parametrize("flag", [["--epochs", "0"], ["--epochs", "-3"], ["--batch-size", "0"]])
@@ -243,3 +249,82 @@ def test_zero_or_negative_epochs_and_batch_size_are_refused(flag, capsys):
         parse_args(["--run-dir", "/tmp/unused", *flag])
     assert caught.value.code == 2
     assert "must be above 0" in capsys.readouterr().err
+
+
+def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tmp_path):
+    """Nothing trained yet, so nothing is pinned: the second try trains. It also trains in
+    bfloat16 and checks that meta.json's accuracy is the float32 (served) model's."""
+    run_dir = tmp_path / "r"
+    cmd = train_cmd(tiny_data, run_dir, "--epochs", "2")
+    cmd[cmd.index("float32")] = "mixed_bfloat16"
+    wrong = list(cmd)
+    wrong[wrong.index(str(tiny_data))] = str(tmp_path / "no-such-data")
+    first = run(wrong, timeout=300)
+    assert first.returncode != 0 and "data source not found" in first.stderr
+    second = run(cmd, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["data"] == str(tiny_data) and meta["precision"] == "mixed_bfloat16"
+
+    from training.data import load_dataset
+    from training.inference import predict_logits
+    from training.models import load_for_inference
+
+    model, _ = load_for_inference(run_dir)
+    assert model.dtype_policy.name == "float32"
+    ds = load_dataset(tiny_data, cache_dir=None)
+    served = float(np.mean(predict_logits(model, ds.test.images).argmax(1) == ds.test.labels))
+    assert meta["test_accuracy"] == served
+
+
+def test_a_run_dir_that_is_a_file_gets_a_sentence_not_a_traceback(tmp_path):
+    in_the_way = tmp_path / "runs"
+    in_the_way.write_text("")
+    result = run(train_cmd(tmp_path, in_the_way / "r"), timeout=60)
+    assert result.returncode == 1
+    assert "a file is in the way" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_before_training_starts_exits_130_with_a_sentence(tiny_data, tmp_path):
+    """SIGINT while TensorFlow loads (train.log appears once the run folder is made, before
+    that): no traceback, exit 130 as for an interrupted training loop. Started without
+    TF_CPP_MIN_LOG_LEVEL, so TensorFlow's start-up lines go to tensorflow.log, not stderr."""
+    run_dir = tmp_path / "r"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.Popen(
+        train_cmd(tiny_data, run_dir, "--epochs", "50"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (run_dir / "tensorflow.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "re-run the same command" in (out + err).lower()
+    assert "Traceback" not in err and "InitializeLog" not in err, err
+
+
+def test_an_unfinished_run_cannot_be_exported_or_evaluated(tiny_data, tmp_path, capsys):
+    from export.__main__ import main as export_main
+    from training.evaluate import main as evaluate_main
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    assert export_main(["--run-dir", str(run_dir), "--base-path", str(tmp_path / "b")]) == 1
+    assert "holds no finished run" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="training has not finished"):
+        evaluate_main([str(run_dir), "--data", str(tiny_data)])
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_evaluate_headlines_are_the_tta_levels():
+    from training.evaluate import HEADLINES
+    from training.inference import TTA_NAMES
+
+    assert tuple(TTA_NAMES.values()) == HEADLINES
