@@ -145,13 +145,17 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from training.hardware import describe_cpu
-    from training.train import pin_run_options
+    from training.tf_startup import import_tensorflow
+    from training.train import make_run_dir, pin_run_options
 
     opts = run_options(args)
+    startup_log = None
     if not args.ceiling_only:  # refusals first, before a minute of measuring
         refuse_finished_run(Path(opts.run_dir))
-        Path(opts.run_dir).mkdir(parents=True, exist_ok=True)
-        pin_run_options(Path(opts.run_dir), opts)
+        run_dir = make_run_dir(opts.run_dir)
+        pin_run_options(run_dir, opts)
+        startup_log = run_dir / "tensorflow.log"
+    import_tensorflow(startup_log)
     cpu = describe_cpu()
     ceiling = measure_ceiling()
     print(f"cpu: {cpu}")

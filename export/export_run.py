@@ -30,7 +30,7 @@ class ExportResult:
     version_dir: Path
     tta: int
     report: dict
-    previous_dir: Path | None = None  # the newest version before this one
+    previous: tuple[int, float | None] | None = None  # newest version before, its accuracy
 
 
 def expected_accuracy(version_dir: Path) -> float | None:
@@ -40,18 +40,21 @@ def expected_accuracy(version_dir: Path) -> float | None:
 
 
 def accuracy_drop_warning(result: ExportResult) -> str | None:
-    """A sentence when the new version scored below the one it replaces: the model server
-    moves all traffic to the newest version, so a smoke-test run would now answer everyone."""
-    if result.previous_dir is None:
+    """A sentence when the new version is the newest and scored below the one it displaced:
+    the model server moves all traffic to the newest, so a smoke-test run would answer all."""
+    if result.previous is None:
         return None
-    new, old = expected_accuracy(result.version_dir), expected_accuracy(result.previous_dir)
-    if new is None or old is None or new >= old:
+    old_version, old = result.previous
+    new = expected_accuracy(result.version_dir)
+    if int(result.version_dir.name) < old_version or new is None or old is None or new >= old:
         return None
+    rollback = f"remove {result.version_dir}"
+    if (result.version_dir.parent / str(old_version)).is_dir():
+        rollback += f", or pin version {old_version} (docs/DEPLOY.md)"
     return (
         f"version {result.version_dir.name} recorded {new:.2%} test accuracy, below version "
-        f"{result.previous_dir.name}'s {old:.2%}, and a model server polling "
-        f"{result.version_dir.parent} serves the newest version. To roll back, remove "
-        f"{result.version_dir}, or pin version {result.previous_dir.name} (docs/DEPLOY.md)."
+        f"{old_version}'s {old:.2%}, and a model server polling {result.version_dir.parent} "
+        f"serves the newest version. To roll back, {rollback}."
     )
 
 
@@ -85,7 +88,8 @@ def export_run(
             (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
 
     try:
-        previous = latest_version_dir(base_path)
+        newest = latest_version_dir(base_path)
+        previous = (int(newest.name), expected_accuracy(newest))  # before --keep prunes it
     except FileNotFoundError:
         previous = None
     version_dir = publish(write, base_path, version, keep)

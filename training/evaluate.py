@@ -20,7 +20,9 @@ from training.config import DEFAULT_DATA
 from training.data import DataError, load_dataset
 from training.tf_startup import import_tensorflow
 
-# --headline: the TTA level the per-class table and matrix show (training.inference.TTA_NAMES).
+# --headline: the TTA level the per-class table and matrix show. A copy of
+# training.inference.TTA_NAMES (a test keeps them equal): importing that loads TensorFlow,
+# and `--help` and argument errors should answer at once.
 HEADLINES = ("none", "flip", "flip+translate")
 
 

@@ -20,26 +20,40 @@ def import_tensorflow(log_path: Path | None = None) -> None:
     """Load TensorFlow and Keras, their start-up log lines going to `log_path` (or nowhere)."""
     if "tensorflow" in sys.modules:
         return
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
-        import keras
-
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or not _stderr_is_a_file():
+        _load()
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # later INFO lines (XLA's) go through TF's filter
-    log = open(log_path, "a+b") if log_path else tempfile.TemporaryFile()  # noqa: SIM115
-    sys.stderr.flush()
-    terminal = os.dup(2)
-    os.dup2(log.fileno(), 2)
-    try:
-        import keras  # noqa: F401
-        import tensorflow as tf
+    # Level 2 also drops TensorFlow's later INFO and WARNING lines (XLA's banner, for one):
+    # these tools print their own progress; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    with open(log_path, "a+b") if log_path else tempfile.TemporaryFile() as log:
+        start = log.seek(0, os.SEEK_END)
+        sys.stderr.flush()
+        terminal = os.dup(2)
+        try:
+            os.dup2(log.fileno(), 2)
+            _load()
+        except Exception:
+            os.dup2(terminal, 2)
+            log.seek(start)
+            sys.stderr.write(log.read().decode(errors="replace"))
+            raise
+        finally:  # also on Ctrl-C: the caller's "interrupted" sentence must reach the terminal
+            os.dup2(terminal, 2)
+            os.close(terminal)
 
-        tf.config.list_logical_devices()  # the device search logs too (cuInit)
-    except BaseException:
-        os.dup2(terminal, 2)
-        log.seek(0)
-        sys.stderr.write(log.read().decode(errors="replace"))
-        raise
-    finally:
-        os.dup2(terminal, 2)
-        os.close(terminal)
-        log.close()
+
+def _load() -> None:
+    import keras  # noqa: F401
+    import tensorflow as tf
+
+    tf.config.list_logical_devices()  # the device search logs too (cuInit)
+
+
+def _stderr_is_a_file() -> bool:
+    """False where there is no fd 2 to redirect (pythonw, a closed stderr)."""
+    try:
+        os.fstat(2)
+    except OSError:
+        return False
+    return sys.stderr is not None

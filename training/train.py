@@ -127,11 +127,14 @@ def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
 
 
 def make_run_dir(path: str) -> Path:
+    """The run folder, made if need be; a sentence, not a traceback, when it cannot be."""
     run_dir = Path(path)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise SystemExit(f"--run-dir {path}: a file is in the way; name a folder") from None
+    except PermissionError:
+        raise SystemExit(f"--run-dir {path}: no permission to create it here") from None
     return run_dir
 
 

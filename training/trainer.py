@@ -293,7 +293,10 @@ class Trainer:
     def _print_inline(
         self, epoch: int, done: int, total: int, ips: float, loss: float, left_s: float
     ) -> None:
-        msg = f"  epoch {epoch + 1}: step {done}/{total} · {ips:,.0f} img/s now · loss {loss:.3f}"
+        msg = (
+            f"  epoch {epoch + 1}: step {done}/{total} · {ips:,.0f} img/s this epoch"
+            f" · loss {loss:.3f}"
+        )
         if left_s >= 1:
             msg += f" · about {duration(left_s)} of steps left"
         if sys.stdout.isatty():

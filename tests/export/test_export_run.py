@@ -130,10 +130,15 @@ def test_exporting_a_less_accurate_run_warns_how_to_roll_back(tmp_path):
         return tmp_path / str(n)
 
     shipped, smoke_test, better = version(4, 0.9091), version(5, 0.124), version(6, 0.93)
-    warning = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, shipped))
+    warning = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (4, 0.9091)))
     assert "12.40% test accuracy, below version 4's 90.91%" in warning
     assert f"remove {smoke_test}, or pin version 4" in warning
-    assert accuracy_drop_warning(ExportResult(better, 0, {}, shipped)) is None
+    assert accuracy_drop_warning(ExportResult(better, 0, {}, (4, 0.9091))) is None
+    # --version 3 beside a newer 4: not served, so nothing to warn about.
+    assert accuracy_drop_warning(ExportResult(version(3, 0.1), 0, {}, (4, 0.9091))) is None
+    # --keep 1 removed version 4: no pin advice for a version that is gone.
+    gone = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (2, 0.9)))
+    assert gone.endswith(f"remove {smoke_test}.")
     assert accuracy_drop_warning(ExportResult(shipped, 0, {}, None)) is None
 
 

@@ -52,8 +52,8 @@ def test_unknown_recipe_choices_are_refused():
         Recipe(arch="resnet")
 
 
-def _weights(model) -> list[np.ndarray]:
-    return [np.array(w.numpy()) for w in model.weights]
+def _arrays(variables) -> list[np.ndarray]:
+    return [np.array(v.numpy()) for v in variables]
 
 
 def test_a_run_shorter_than_the_lookahead_interval_keeps_its_trained_weights(tmp_path):
@@ -63,11 +63,11 @@ def test_a_run_shorter_than_the_lookahead_interval_keeps_its_trained_weights(tmp
 
     recipe = replace(RECIPES["tiny"], batch_size=32, epochs=1.0)  # 64 images: 2 steps
     trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
-    start = _weights(trainer.model)
+    start = _arrays(trainer.model.weights)
     trainer.fit()
     assert trainer.progress.step == 2 < recipe.lookahead_every
     assert not trainer.ends_on_ema
-    moved = [not np.array_equal(a, b) for a, b in zip(start, _weights(trainer.model))]
+    moved = [not np.array_equal(a, b) for a, b in zip(start, _arrays(trainer.model.weights))]
     assert sum(moved) > len(moved) // 2
 
 
@@ -83,15 +83,15 @@ def test_steps_after_the_last_lookahead_update_are_blended_into_the_final_weight
     take = trainer._take_ema_weights
 
     def spy():
-        snapshots["ema"] = [np.array(e.numpy()) for e in trainer.ema]
-        snapshots["raw"] = [np.array(w.numpy()) for w, _ in trainer.ema_pairs]
+        snapshots["ema"] = _arrays(trainer.ema)
+        snapshots["raw"] = _arrays(w for w, _ in trainer.ema_pairs)
         take()
 
     trainer._take_ema_weights = spy
     trainer.fit()
     assert trainer.progress.step == 6 and trainer.ends_on_ema
     decay = lookahead_decay(6, 6, steps=1)
-    final = [np.array(w.numpy()) for w, _ in trainer.ema_pairs]
+    final = _arrays(w for w, _ in trainer.ema_pairs)
     for ema, raw, got in zip(snapshots["ema"], snapshots["raw"], final):
         np.testing.assert_allclose(got, ema + (1 - decay) * (raw - ema), rtol=1e-5, atol=1e-6)
     assert any(not np.allclose(e, g) for e, g in zip(snapshots["ema"], final))

@@ -265,6 +265,7 @@ def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tm
     assert second.returncode == 0, second.stdout + second.stderr
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["data"] == str(tiny_data) and meta["precision"] == "mixed_bfloat16"
+    assert "test accuracy (float32, as served)" in second.stdout
 
     from training.data import load_dataset
     from training.inference import predict_logits
@@ -309,7 +310,7 @@ def test_ctrl_c_before_training_starts_exits_130_with_a_sentence(tiny_data, tmp_
     assert "Traceback" not in err and "InitializeLog" not in err, err
 
 
-def test_an_unfinished_run_cannot_be_exported_or_evaluated(tiny_data, tmp_path, capsys):
+def test_an_unfinished_run_cannot_be_exported_or_evaluated(tmp_path, capsys):
     from export.__main__ import main as export_main
     from training.evaluate import main as evaluate_main
 
@@ -319,7 +320,7 @@ def test_an_unfinished_run_cannot_be_exported_or_evaluated(tiny_data, tmp_path, 
     assert export_main(["--run-dir", str(run_dir), "--base-path", str(tmp_path / "b")]) == 1
     assert "holds no finished run" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="training has not finished"):
-        evaluate_main([str(run_dir), "--data", str(tiny_data)])
+        evaluate_main([str(run_dir), "--data", str(tmp_path / "unused")])
     assert not (tmp_path / "b").exists()
 
 
