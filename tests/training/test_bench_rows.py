@@ -95,6 +95,7 @@ def test_other_options_on_an_interrupted_run_are_refused_before_any_measuring(
     from bench.train import main
 
     monkeypatch.setattr("bench.train.measure_ceiling", lambda: pytest.fail("measured"))
-    (tmp_path / "run.json").write_text('{"seed": 0, "recipe": "fast"}')  # an interrupted run
+    (tmp_path / "run.json").write_text('{"seed": 0, "recipe": "fast"}')  # an interrupted run:
+    (tmp_path / "checkpoint.npz").write_bytes(b"")  # it trained, so its options are pinned
     with pytest.raises(SystemExit, match="other options"):
         main(["--run-dir", str(tmp_path), "--seed", "1", "--no-record"])
