@@ -17,7 +17,7 @@ from pathlib import Path
 from export.config import INFO_ASSET
 from export.evaluation import evaluate_saved_model
 from export.publish import latest_version_dir, publish
-from export.savedmodel import choose_tta, save_savedmodel
+from export.savedmodel import choose_tta, read_info, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
 from training.models import fold_for_serving, load_for_inference
@@ -35,8 +35,9 @@ class ExportResult:
 
 def expected_accuracy(version_dir: Path) -> float | None:
     """The test accuracy a version's export recorded for itself (assets/model_info.json)."""
-    info = version_dir / INFO_ASSET
-    return json.loads(info.read_text()).get("expected_test_accuracy") if info.is_file() else None
+    if not (version_dir / INFO_ASSET).is_file():
+        return None
+    return read_info(version_dir).get("expected_test_accuracy")
 
 
 def accuracy_drop_warning(result: ExportResult) -> str | None:
