@@ -15,7 +15,8 @@ repeatedly. Then it checks (and exits non-zero unless all hold):
   * the good requests' top-1 matches what the same image got before any fault (a mismatch is
     allowed only where the first two classes were tied within 0.01), and their accuracy is
     reported beside the model's own;
-  * proxy and model server RSS at the end within 10 % of their value after warm-up;
+  * proxy and model server RSS at the end within 10 % of their value after warm-up (the
+    lower quartile of each stretch's samples: the floor under the upload-driven swings);
   * no file was written outside the run's own temp folder (repo tree and /tmp compared).
 
 tests/system/test_soak.py runs the short variant through `run_soak` and `failures`.
@@ -53,6 +54,8 @@ from bench.soak_stack import (
 )
 
 RSS_TOLERANCE = 0.10
+RSS_QUANTILE = 25  # percent: the floor of the RSS swings, see SoakResult.rss
+COLUMN = {"proxy": 1, "model_server": 2}  # in SoakResult.rss_samples
 TIE_GAP = 0.01  # top-1 may differ from the reference only where p1 - p2 was below this
 RECONNECT_GRACE_S = 3.0  # the proxy's gRPC channel retries a restarted server within ~1 s
 
@@ -100,28 +103,42 @@ class SoakResult:
         return next(e for e in self.events if e.name == name)
 
     def rss(self, column: int, start: float, end: float) -> float:
-        """Median RSS (1: proxy, 2: model server) of the samples in [start, end]: the proxy
-        swings by tens of MB with the uploads in flight, one sample would be noise."""
-        values = [sample[column] for sample in self.rss_samples if start <= sample[0] <= end]
-        return float(np.median(values)) if values else float("nan")
+        """Lower quartile of the RSS (1: proxy, 2: model server) samples in [start, end]: the
+        proxy swings by tens of MB with the uploads in flight and with which thread's malloc
+        arena last held a big image; a leak raises the floor under those swings."""
+        values = self.rss_window(column, start, end)
+        return float(np.percentile(values, RSS_QUANTILE)) if values else float("nan")
+
+    def rss_window(self, column: int, start: float, end: float) -> list[float]:
+        return [sample[column] for sample in self.rss_samples if start <= sample[0] <= end]
 
     @property
-    def rss_warm(self) -> dict[str, float]:
-        """After warm-up: the second half of the stretch between the warm-up's limit fill and
-        the 'warm' mark; for the model server, of its restarted process's warm-up."""
+    def rss_warm_windows(self) -> dict[str, tuple[float, float]]:
+        """After warm-up, before any fault: for the proxy, from halfway between the warm-up's
+        limit fill and the 'warm' mark until the rollout; for the model server, the second
+        half of its restarted process's warm-up."""
 
         def late_half(first: str, last: str) -> tuple[float, float]:
             lo, hi = self.event(first).done, self.event(last).at
             return (lo + hi) / 2, hi
 
-        return {"proxy": self.rss(1, *late_half("warm_limit", "warm")),
-                "model_server": self.rss(2, *late_half("restart", "warm_restarted"))}  # fmt: skip
+        proxy_start = late_half("warm_limit", "warm")[0]
+        return {"proxy": (proxy_start, self.event("roll_out").at),
+                "model_server": late_half("restart", "warm_restarted")}  # fmt: skip
+
+    @property
+    def rss_end_window(self) -> tuple[float, float]:
+        """After the repeated upload-limit fills, to the end."""
+        return self.event("fill_limit").done, self.event("end").at
+
+    @property
+    def rss_warm(self) -> dict[str, float]:
+        return {name: self.rss(COLUMN[name], *window)
+                for name, window in self.rss_warm_windows.items()}  # fmt: skip
 
     @property
     def rss_end(self) -> dict[str, float]:
-        """After the repeated upload-limit fills, to the end."""
-        lo, hi = self.event("fill_limit").done, self.event("end").at
-        return {"proxy": self.rss(1, lo, hi), "model_server": self.rss(2, lo, hi)}
+        return {name: self.rss(COLUMN[name], *self.rss_end_window) for name in COLUMN}
 
     @property
     def down_window(self) -> tuple[float, float]:
@@ -191,7 +208,7 @@ class RssSampler(threading.Thread):
     """RSS of both servers every `interval_s`, to tell a leak (steady climb) from an
     allocator settling (a step, then flat) when the end-of-run check fails."""
 
-    def __init__(self, stack: SoakStack, clock: Callable[[], float], interval_s: float = 0.5):
+    def __init__(self, stack: SoakStack, clock: Callable[[], float], interval_s: float = 0.25):
         super().__init__(name="rss-sampler", daemon=True)
         self.stack, self.clock, self.interval_s = stack, clock, interval_s
         self.samples: list[tuple[float, float, float]] = []  # (t, proxy MB, model server MB)
@@ -402,8 +419,21 @@ def memory_failures(result: SoakResult) -> list[str]:
         if np.isnan(warm) or np.isnan(end):
             found.append(f"no RSS samples of the {name} to compare (warm {warm}, end {end})")
         elif end > warm * (1 + RSS_TOLERANCE):
-            found.append(f"{name} RSS grew from {warm:.0f} MB after warm-up to {end:.0f} MB")
+            found.append(f"{name} RSS grew from {warm:.0f} MB after warm-up to {end:.0f} MB "
+                         f"(lower quartiles; {rss_spread(result, name)})")  # fmt: skip
     return found
+
+
+def rss_spread(result: SoakResult, name: str) -> str:
+    """Min / median / max of both windows, to tell a raised floor from one high swing."""
+
+    def spread(window: tuple[float, float]) -> str:
+        values = result.rss_window(COLUMN[name], *window)
+        return (f"{min(values):.0f} / {np.median(values):.0f} / {max(values):.0f} MB "
+                f"over {len(values)} samples")  # fmt: skip
+
+    warm, end = result.rss_warm_windows[name], result.rss_end_window
+    return f"min / median / max after warm-up {spread(warm)}, at the end {spread(end)}"
 
 
 def _brief(record: Record) -> str:
@@ -479,7 +509,7 @@ def summary(result: SoakResult) -> str:
         f"{sum(r.status == 503 for r in down)} answered 503 (slowest {slowest_503:.2f} s, "
         f"bound {result.settings.limits.timeout_s + 2:.1f} s)",
         f"top-1 accuracy of good requests: {acc:.3f} over {n} answers",
-        f"RSS after warm-up -> end: {rss}",
+        f"RSS after warm-up -> end (lower quartile of the samples): {rss}",
         f"files written outside the run folder: {len(result.written)} ({result.file_method})",
     ])  # fmt: skip
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.soak import Event, ModelSource, Settings, SoakResult, failures, plot, summary, table
@@ -52,3 +53,25 @@ def test_a_clean_run_passes_and_renders(tmp_path) -> None:
 )
 def test_each_broken_promise_is_reported(broken: SoakResult, words: str) -> None:
     assert any(words in problem for problem in failures(broken)), failures(broken)
+
+
+def _proxy_samples(warm: list[float], end: list[float]) -> list[tuple[float, float, float]]:
+    """Proxy RSS spread over the after-warm-up stretch (3-5 s) and the end (16-20 s)."""
+    times = [*np.linspace(3.1, 4.9, len(warm)), *np.linspace(16.1, 19.9, len(end))]
+    return [(t, mb, 700.0) for t, mb in zip(times, [*warm, *end], strict=True)] + [(13, 0, 700)]
+
+
+SWINGS = [190, 250, 195, 245, 200, 260, 192, 248]
+
+
+def test_upload_swings_are_not_a_leak() -> None:
+    """A high median at the end (more samples caught mid-upload) over the same floor passes."""
+    end = [190, 262, 258, 195, 255, 250, 198, 259, 252, 193]
+    assert np.median(end) > 1.1 * np.median(SWINGS)
+    assert failures(result(samples=_proxy_samples(SWINGS, end))) == []
+
+
+def test_a_raised_floor_is_a_leak() -> None:
+    problems = failures(result(samples=_proxy_samples(SWINGS, [mb + 30 for mb in SWINGS])))
+    assert len(problems) == 1 and "proxy RSS grew" in problems[0], problems
+    assert "min / median / max after warm-up 190 / 222 / 260 MB over 8 samples" in problems[0]

@@ -1,0 +1,65 @@
+"""TensorFlow's start-up lines go to the log file, and come back to the terminal on failure.
+
+The import is replaced by a stand-in that writes to file descriptor 2 the way absl does before
+its initialisation (TensorFlow's own lines differ between machines and versions, so a test on
+them could pass by printing nothing). Each case runs in a fresh interpreter: the capture
+redirects this process's fd 2 and does nothing once TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = """
+import os, sys
+from pathlib import Path
+from training import tf_startup
+
+def fake_load():
+    os.write(2, b"I0000 cuInit: no CUDA-capable device\\n")
+    if sys.argv[2] == "fail":
+        raise ImportError("libtensorflow_cc.so.2: cannot open shared object file")
+
+tf_startup._load = fake_load
+tf_startup.import_tensorflow(Path(sys.argv[1]))
+os.write(2, b"after the import\\n")
+"""
+
+
+def run(log: Path, mode: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(log), mode],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_start_up_lines_go_to_the_log_and_stderr_comes_back(tmp_path) -> None:
+    log = tmp_path / "tensorflow.log"
+    done = run(log, "ok")
+    assert done.returncode == 0, done.stderr
+    assert "cuInit" in log.read_text()
+    assert "cuInit" not in done.stderr
+    assert done.stderr == "after the import\n"  # fd 2 is the terminal again
+
+
+def test_a_failed_import_shows_the_captured_lines_with_the_error(tmp_path) -> None:
+    done = run(tmp_path / "tensorflow.log", "fail")
+    assert done.returncode == 1
+    assert "cuInit" in done.stderr and "libtensorflow_cc.so.2" in done.stderr
+    assert done.stderr.index("cuInit") < done.stderr.index("Traceback")
+
+
+def test_setting_the_log_level_yourself_turns_the_capture_off(tmp_path) -> None:
+    log = tmp_path / "tensorflow.log"
+    done = run(log, "ok", TF_CPP_MIN_LOG_LEVEL="0")
+    assert "cuInit" in done.stderr
+    assert not log.exists()
