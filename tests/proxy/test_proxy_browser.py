@@ -18,6 +18,9 @@ from test_proxy_serve import start_stack
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
+# Playwright waits 5 s by default; a first model-server round trip on a loaded 2-core machine
+# can take longer (the checks stay the same, only the patience grows).
+expect.set_options(timeout=20_000)
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

@@ -132,7 +132,8 @@ def _wait_for_checkpoint_mid_run(run_dir: Path, proc: subprocess.Popen, timeout=
         assert proc.poll() is None, "training ended before it could be interrupted"
         if (run_dir / "checkpoint.npz").exists():
             state = (run_dir / "train.log").read_text()
-            if "epoch 2/" in state:  # at least one full epoch done, more to go
+            # "epoch N/" is logged when epoch N ends: one done, two of the three to go.
+            if "epoch 1/" in state:
                 return
         time.sleep(0.2)
     raise AssertionError("no checkpoint appeared")
