@@ -24,10 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from modelserver.config import parse_flags
+
+    options = parse_flags(argv)  # before TensorFlow loads: --help and flag errors come at once
+
     from modelserver.server import ModelServer, configure_tensorflow
     from modelserver.status import ServingError
 
-    options = parse_flags(argv)
     configure_tensorflow(options)
     server = None
     try:

@@ -94,8 +94,14 @@ _LOCAL_HELP = {
         "for the container, base_path /models/cifar10) works on a laptop. Absolute-path "
         f"validation still applies to the path as written. Env: {PREFIX_MAP_ENV}."
     ),
-    "max_request_bytes": "LOCAL EXTENSION. Largest request body (REST) / message (gRPC).",
-    "host": "LOCAL EXTENSION. Address to bind both ports to.",
+    "max_request_bytes": (
+        "LOCAL EXTENSION. Largest request body (REST) / message (gRPC). Default: "
+        f"{ServerOptions.max_request_bytes} ({ServerOptions.max_request_bytes >> 20} MiB)."
+    ),
+    "host": (
+        f"LOCAL EXTENSION. Address to bind both ports to. Default: {ServerOptions.host}, all "
+        "interfaces, as tensorflow_model_server; make serve passes 127.0.0.1."
+    ),
     "rest_api_port": (
         "REST port; 0 turns REST off. Default 8501, what the tensorflow/serving image's "
         "entrypoint passes (the bare tensorflow_model_server binary defaults to 0)."

@@ -242,7 +242,16 @@ def start_grpc_server(
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(model, server)
     if health_service is not None:
         health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"could not bind gRPC to {address}")
+    # model_servers/server.cc: a port that cannot be bound fails the start with
+    # INVALID_ARGUMENT "Failed to BuildAndStart gRPC server"; the cause is ours to add.
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:  # recent grpcio raises where older versions returned 0
+        bound = 0
+    if bound == 0:
+        raise invalid_argument(
+            f"Failed to BuildAndStart gRPC server: cannot listen on {address} "
+            "(is the port already in use? choose another with --port)"
+        )
     server.start()
     return server

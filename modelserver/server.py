@@ -132,7 +132,17 @@ class ModelServer:
         api = RestApi(self.predictor, self.metrics, self.prometheus_path,
                       self.options.rest_api_enable_cors_support,
                       timeout_ms / 1000 if timeout_ms > 0 else None)  # fmt: skip
-        self._rest = start_rest_server(self.options.host, port, api, self.options.max_request_bytes)
+        try:
+            self._rest = start_rest_server(
+                self.options.host, port, api, self.options.max_request_bytes
+            )
+        except OSError as error:
+            # model_servers/server.cc logs "Failed to start HTTP Server" and goes on serving
+            # gRPC alone (a surprise, but the real server's behaviour); we add the cause.
+            log.error("Failed to start HTTP Server at %s:%d (%s); serving gRPC only. Choose "
+                      "another --rest_api_port.", self.options.host, port,
+                      error.strerror or error)  # fmt: skip
+            return
         threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
         log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.host, port)
         if self.prometheus_path:

@@ -90,7 +90,7 @@ def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:
         raise ApiError("give either version or label, not both")
     if version:
         if not VERSION_PATTERN.fullmatch(version):
-            raise ApiError(f"version must be a whole number, not {version!r}")
+            raise ApiError(f"version must be a whole number such as 3, not {version!r}")
         return ModelTarget(config.model_name, version=int(version))
     if label:
         if not LABEL_PATTERN.fullmatch(label):

@@ -2,13 +2,15 @@
 
 Starts `python -m modelserver` on $GRPC_PORT/$REST_PORT with the model in $MODEL_BASE_PATH,
 waits until a version is AVAILABLE, starts the proxy under gunicorn on $PROXY_PORT, waits
-for /readyz, prints the URL, and on Ctrl-C / SIGTERM (or if either child dies) stops the
-proxy, then the model server. Both children run in their own session, so a Ctrl-C reaches
-only this script, which shuts them down in order.
+for /readyz, prints the URL, and on Ctrl-C / SIGTERM / SIGHUP (a closed terminal), or if
+either child dies, stops the proxy, then the model server. Both children run in their own
+session, so a Ctrl-C or a hang-up reaches only this script, which shuts them down in order.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -28,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "cifar10"
 START_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 20
+# What stops the stack: Ctrl-C, `kill`, and the hang-up of a closed terminal or SSH session
+# (the children, in their own sessions, do not get it, so without a handler they would outlive us).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ def main() -> int:
     if problem:
         print(f"serve: {problem}", file=sys.stderr)
         return 2
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, raise_stopped)
     metrics_dir = tempfile.mkdtemp(prefix="proxy-metrics-")
     children: list[subprocess.Popen] = []
@@ -83,7 +88,7 @@ def main() -> int:
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         name, dead = exited(children)
-        say(f"{name} exited with code {dead.returncode} (see its log above); stopping the other")
+        say(f"{name} {how_it_ended(dead)} (see its log above); stopping the other")
         return 1
     except Stopped:
         say("stopping")
@@ -92,8 +97,8 @@ def main() -> int:
         say(str(error))
         return 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         for child in reversed(children):  # proxy first, then the model server
             stop(child)
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -107,8 +112,12 @@ def preflight(stack: Stack) -> str | None:
             f"no model version folder in {stack.base_path}: train and export one "
             "(make train && make export) or set MODEL_BASE_PATH"
         )
-    for name in ("grpc_port", "rest_port", "proxy_port"):
-        port = getattr(stack, name)
+    names = ("grpc_port", "rest_port", "proxy_port")
+    ports = [getattr(stack, name) for name in names]
+    if len(set(ports)) < len(ports):
+        given = ", ".join(f"{name.upper()}={port}" for name, port in zip(names, ports, strict=True))
+        return f"the three ports must differ ({given})"
+    for name, port in zip(names, ports, strict=True):
         if port_in_use(port):
             return f"port {port} is already in use; choose another with {name.upper()}=..."
     return None
@@ -181,12 +190,20 @@ def exited(children: list[subprocess.Popen]) -> tuple[str, subprocess.Popen] | N
     return next(((n, c) for n, c in zip(CHILD_NAMES, children) if c.poll() is not None), None)
 
 
+def how_it_ended(child: subprocess.Popen) -> str:
+    """'exited with code 1', or 'was killed by signal 9 (SIGKILL)' for a negative code."""
+    code = child.returncode
+    if code is not None and code < 0:
+        return f"was killed by signal {-code} ({signal.Signals(-code).name})"
+    return f"exited with code {code}"
+
+
 def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not ready():
         if gone := exited(children):
             name, dead = gone
-            raise RuntimeError(f"{name} exited with code {dead.returncode} while {what} started "
+            raise RuntimeError(f"{name} {how_it_ended(dead)} while {what} started "
                                "(see its log above)")  # fmt: skip
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} was not ready after {START_TIMEOUT_S} s")
@@ -208,8 +225,8 @@ def get_json(url: str) -> dict | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return json.load(response)
-    except (urllib.error.URLError, OSError, ValueError):
-        return None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+        return None  # also a port that some other, non-HTTP service answers
 
 
 def raise_stopped(signum: int, frame: object) -> None:
@@ -217,7 +234,9 @@ def raise_stopped(signum: int, frame: object) -> None:
 
 
 def say(message: str) -> None:
-    print(f"serve: {message}", flush=True)
+    # After a SIGHUP the terminal may be gone; the shutdown must go on regardless.
+    with contextlib.suppress(OSError):
+        print(f"serve: {message}", flush=True)
 
 
 if __name__ == "__main__":

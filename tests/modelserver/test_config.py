@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,8 @@ from modelserver.config import (
 from modelserver.status import ServingError
 from modelserver.versions import aspired_versions, parse_version
 
-SERVING_CONFIG = Path(__file__).resolve().parents[2] / "serving_config"
+ROOT = Path(__file__).resolve().parents[2]
+SERVING_CONFIG = ROOT / "serving_config"
 
 
 def test_flags_use_tensorflow_model_server_names_and_forms():
@@ -39,6 +42,22 @@ def test_flags_use_tensorflow_model_server_names_and_forms():
     assert options.enable_batching is True and options.enable_model_warmup is False
     assert options.file_system_poll_wait_seconds == 0
     assert ServerOptions().port == 8500 and ServerOptions().rest_api_port == 8501
+
+
+def test_help_and_flag_errors_come_before_tensorflow_loads():
+    """`--help` took 3.5 s and printed TensorFlow's start-up lines before the usage text."""
+    script = (
+        "import sys\nfrom modelserver.__main__ import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as done:\n"
+        "    print('exit', done.code, 'tensorflow' in sys.modules, file=sys.stderr)\n"
+    )
+    for args, code in ((["--help"], 0), (["--no_such_flag"], 2)):
+        done = subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.stderr.splitlines()[-1] == f"exit {code} False", done.stderr
+    assert "--model_config_file" in subprocess.run(
+        [sys.executable, "-m", "modelserver", "--help"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60).stdout  # fmt: skip
 
 
 def test_shortened_flag_names_are_refused_as_by_the_real_binary():

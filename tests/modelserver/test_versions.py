@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,11 @@ from google.protobuf import text_format
 from modelserver_harness import MODEL, model_config_entry, write_models_config
 
 tf = pytest.importorskip("tensorflow")
-from tensorflow_serving.apis import model_management_pb2, predict_pb2  # noqa: E402
+from tensorflow_serving.apis import (  # noqa: E402
+    get_model_status_pb2,
+    model_management_pb2,
+    predict_pb2,
+)
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
 FAST_POLL = "--file_system_poll_wait_seconds=0.2"
@@ -321,6 +326,38 @@ def test_the_log_names_what_loaded_and_sigterm_stops_the_server_cleanly(
     for port in (server.grpc_port, server.rest_port):
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+
+
+def test_a_busy_grpc_port_fails_the_start_with_tf_servings_error(start_server, tiny_model_base):
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        server = start_server(f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}",
+                              f"--port={port}", ready=False)  # fmt: skip
+        assert server.wait_exit() == 1
+    log = server.log()
+    assert "INVALID_ARGUMENT: Failed to BuildAndStart gRPC server" in log
+    assert f"127.0.0.1:{port}" in log and "already in use" in log
+    assert "Traceback" not in log
+
+
+def test_a_busy_rest_port_leaves_grpc_serving_as_tf_serving_does(start_server, tiny_model_base):
+    """model_servers/server.cc logs "Failed to start HTTP Server" and serves gRPC alone."""
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        server = start_server(f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}",
+                              f"--rest_api_port={port}", ready=False)  # fmt: skip
+        deadline = time.monotonic() + 120
+        while "Failed to start HTTP Server" not in server.log() and time.monotonic() < deadline:
+            assert server.proc.poll() is None, server.log()
+            time.sleep(0.2)
+        assert f"Failed to start HTTP Server at 127.0.0.1:{port}" in server.log()
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = MODEL
+        status = server.model_stub().GetModelStatus(request, timeout=30)
+    assert [v.state for v in status.model_version_status] == [
+        get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    ]
+    assert "Traceback" not in server.log()
 
 
 def test_startup_waits_for_the_newest_version_only(

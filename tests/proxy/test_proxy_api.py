@@ -160,7 +160,7 @@ def test_ready_and_healthy(client) -> None:
         ("?k=11", "k must"),
         ("?k=three", "k must"),
         ("?version=abc", "whole number"),
-        ("?version=-1", "whole number"),
+        ("?version=-1", "whole number such as 3"),
         ("?version=%C2%B2", "whole number"),  # "²": str.isdigit() says yes, int() says no
         ("?version=99999999999999999999", "whole number"),  # beyond int64
         ("?k=%C2%B2", "k must"),

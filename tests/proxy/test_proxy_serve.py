@@ -110,8 +110,18 @@ def test_when_the_model_server_dies_serve_names_it_and_stops_the_proxy(stack) ->
     assert len(children) == 2, children
     os.kill(children[0], signal.SIGKILL)
     assert stack.process.wait(60) == 1
-    stack.wait_for_line("the model server exited with code -9")
+    stack.wait_for_line("the model server was killed by signal 9 (SIGKILL)")
     assert not listening(stack.ports["proxy_port"]), "the proxy outlived the stack"
+
+
+def test_a_hang_up_stops_both(stack) -> None:
+    """Closing the terminal (or dropping the SSH session) sends SIGHUP; the children, in their
+    own sessions, do not get it, so serve must stop them or they keep the ports."""
+    stack.wait_for_line("ready: open")
+    stack.process.send_signal(signal.SIGHUP)
+    assert stack.process.wait(60) == 0
+    for name, port in stack.ports.items():
+        assert not listening(port), f"{name} {port} still open after a hang-up"
 
 
 def test_serve_explains_a_missing_model(tmp_path) -> None:
@@ -126,6 +136,34 @@ def test_serve_explains_a_busy_port(tiny_model_base) -> None:
         done = run_serve(MODEL_BASE_PATH=str(tiny_model_base), PROXY_PORT=str(port))
     assert done.returncode == 2
     assert f"port {port} is already in use" in done.stderr and "PROXY_PORT" in done.stderr
+
+
+def test_serve_refuses_the_same_port_twice(tiny_model_base) -> None:
+    port = free_port()
+    done = run_serve(MODEL_BASE_PATH=str(tiny_model_base), GRPC_PORT=str(port),
+                     REST_PORT=str(port), PROXY_PORT=str(free_port()))  # fmt: skip
+    assert done.returncode == 2
+    assert "the three ports must differ" in done.stderr and f"REST_PORT={port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_port_answered_by_something_else_is_just_not_ready() -> None:
+    """A foreign, non-HTTP service on a port: the readiness probe says 'not ready', no crash."""
+    from scripts.serve import get_json
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer_garbage() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"\x00\x04@\x00\xfe?garbage\r\n\r\n")
+
+        thread = threading.Thread(target=answer_garbage, daemon=True)
+        thread.start()
+        assert get_json(f"http://127.0.0.1:{port}/v1/models/cifar10") is None
+        thread.join(10)
 
 
 def run_serve(**env: str) -> subprocess.CompletedProcess:
