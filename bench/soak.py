@@ -55,7 +55,7 @@ from bench.soak_stack import (
 
 RSS_TOLERANCE = 0.10
 RSS_QUANTILE = 25  # percent: the floor of the RSS swings, see SoakResult.rss
-COLUMN = {"proxy": 1, "model_server": 2}  # in SoakResult.rss_samples
+RSS_COLUMN = {"proxy": 1, "model_server": 2}  # in SoakResult.rss_samples
 TIE_GAP = 0.01  # top-1 may differ from the reference only where p1 - p2 was below this
 RECONNECT_GRACE_S = 3.0  # the proxy's gRPC channel retries a restarted server within ~1 s
 
@@ -122,8 +122,8 @@ class SoakResult:
             lo, hi = self.event(first).done, self.event(last).at
             return (lo + hi) / 2, hi
 
-        proxy_start = late_half("warm_limit", "warm")[0]
-        return {"proxy": (proxy_start, self.event("roll_out").at),
+        settled, _ = late_half("warm_limit", "warm")
+        return {"proxy": (settled, self.event("roll_out").at),
                 "model_server": late_half("restart", "warm_restarted")}  # fmt: skip
 
     @property
@@ -133,12 +133,12 @@ class SoakResult:
 
     @property
     def rss_warm(self) -> dict[str, float]:
-        return {name: self.rss(COLUMN[name], *window)
+        return {name: self.rss(RSS_COLUMN[name], *window)
                 for name, window in self.rss_warm_windows.items()}  # fmt: skip
 
     @property
     def rss_end(self) -> dict[str, float]:
-        return {name: self.rss(COLUMN[name], *self.rss_end_window) for name in COLUMN}
+        return {name: self.rss(RSS_COLUMN[name], *self.rss_end_window) for name in RSS_COLUMN}
 
     @property
     def down_window(self) -> tuple[float, float]:
@@ -428,7 +428,7 @@ def rss_spread(result: SoakResult, name: str) -> str:
     """Min / median / max of both windows, to tell a raised floor from one high swing."""
 
     def spread(window: tuple[float, float]) -> str:
-        values = result.rss_window(COLUMN[name], *window)
+        values = result.rss_window(RSS_COLUMN[name], *window)
         return (f"{min(values):.0f} / {np.median(values):.0f} / {max(values):.0f} MB "
                 f"over {len(values)} samples")  # fmt: skip
 

@@ -245,13 +245,13 @@ def start_grpc_server(
     # model_servers/server.cc: a port that cannot be bound fails the start with
     # INVALID_ARGUMENT "Failed to BuildAndStart gRPC server"; the cause is ours to add.
     try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError:  # recent grpcio raises where older versions returned 0
-        bound = 0
+        bound, cause = server.add_insecure_port(address), ""
+    except RuntimeError as error:  # recent grpcio raises where older versions returned 0
+        bound, cause = 0, f": {error}"
     if bound == 0:
         raise invalid_argument(
-            f"Failed to BuildAndStart gRPC server: cannot listen on {address} "
-            "(is the port already in use? choose another with --port)"
+            f"Failed to BuildAndStart gRPC server: cannot listen on {address}{cause} "
+            "(a port already in use? choose another with --port)"
         )
     server.start()
     return server

@@ -31,7 +31,8 @@ MODEL_NAME = "cifar10"
 START_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 20
 # What stops the stack: Ctrl-C, `kill`, and the hang-up of a closed terminal or SSH session
-# (the children, in their own sessions, do not get it, so without a handler they would outlive us).
+# (the children, in their own sessions, do not get it, so without a handler they would outlive
+# us). A signal already ignored when we start (SIGHUP under `nohup`) stays ignored.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -73,7 +74,8 @@ def main() -> int:
         print(f"serve: {problem}", file=sys.stderr)
         return 2
     for sig in STOP_SIGNALS:
-        signal.signal(sig, raise_stopped)
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, raise_stopped)
     metrics_dir = tempfile.mkdtemp(prefix="proxy-metrics-")
     children: list[subprocess.Popen] = []
     try:
@@ -97,8 +99,7 @@ def main() -> int:
         say(str(error))
         return 1
     finally:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_stop_signals()  # a second Ctrl-C must not cut the shutdown short
         for child in reversed(children):  # proxy first, then the model server
             stop(child)
         shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -193,9 +194,13 @@ def exited(children: list[subprocess.Popen]) -> tuple[str, subprocess.Popen] | N
 def how_it_ended(child: subprocess.Popen) -> str:
     """'exited with code 1', or 'was killed by signal 9 (SIGKILL)' for a negative code."""
     code = child.returncode
-    if code is not None and code < 0:
-        return f"was killed by signal {-code} ({signal.Signals(-code).name})"
-    return f"exited with code {code}"
+    if code is None or code >= 0:
+        return f"exited with code {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:  # a real-time signal has no name
+        name = ""
+    return f"was killed by signal {-code}{name}"
 
 
 def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
@@ -230,7 +235,13 @@ def get_json(url: str) -> dict | None:
 
 
 def raise_stopped(signum: int, frame: object) -> None:
+    ignore_stop_signals()  # once: a second signal would raise out of the shutdown itself
     raise Stopped
+
+
+def ignore_stop_signals() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def say(message: str) -> None:

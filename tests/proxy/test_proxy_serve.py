@@ -23,7 +23,7 @@ from bench.proxy import children_of
 class ServeProcess:
     """`python -m scripts.serve` with its output collected line by line."""
 
-    def __init__(self, base_path: Path, **ports: int) -> None:
+    def __init__(self, base_path: Path, ignore_hangup: bool = False, **ports: int) -> None:
         env = {k.upper(): str(v) for k, v in ports.items()}
         self.ports = ports
         self.lines: list[str] = []
@@ -34,6 +34,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=_ignore_hangup if ignore_hangup else None,
         )
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
@@ -64,9 +65,14 @@ class ServeProcess:
         return stop_process(self.process)
 
 
-def start_stack(base_path: Path) -> ServeProcess:
+def _ignore_hangup() -> None:
+    """In the child before exec, as `nohup` starts a command."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def start_stack(base_path: Path, ignore_hangup: bool = False) -> ServeProcess:
     ports = {"grpc_port": free_port(), "rest_port": free_port(), "proxy_port": free_port()}
-    return ServeProcess(base_path, **ports)
+    return ServeProcess(base_path, ignore_hangup, **ports)
 
 
 def listening(port: int) -> bool:
@@ -122,6 +128,28 @@ def test_a_hang_up_stops_both(stack) -> None:
     assert stack.process.wait(60) == 0
     for name, port in stack.ports.items():
         assert not listening(port), f"{name} {port} still open after a hang-up"
+
+
+def test_under_nohup_a_hang_up_is_still_ignored(tiny_model_base) -> None:
+    stack = start_stack(tiny_model_base, ignore_hangup=True)
+    try:
+        stack.wait_for_line("ready: open")
+        stack.process.send_signal(signal.SIGHUP)
+        time.sleep(2)
+        assert stack.process.poll() is None, "".join(stack.lines)
+        assert requests.get(f"{stack.url}/readyz", timeout=10).status_code == 200
+    finally:
+        stack.stop()
+
+
+def test_a_child_killed_by_a_signal_without_a_name_is_still_described() -> None:
+    from types import SimpleNamespace
+
+    from scripts.serve import how_it_ended
+
+    assert how_it_ended(SimpleNamespace(returncode=-9)) == "was killed by signal 9 (SIGKILL)"
+    assert how_it_ended(SimpleNamespace(returncode=-40)) == "was killed by signal 40"
+    assert how_it_ended(SimpleNamespace(returncode=3)) == "exited with code 3"
 
 
 def test_serve_explains_a_missing_model(tmp_path) -> None:
