@@ -9,6 +9,8 @@ const settings = {
   maxImages: Number(document.body.dataset.maxImages) || 16,
   parallel: 4,
   liveIntervalMs: 500,
+  // The proxy's limit is on the whole request body: the file plus its multipart headers.
+  multipartOverheadBytes: 1024,
 };
 
 const CLASS_HUES = {
@@ -30,6 +32,7 @@ const ui = {
   liveToggle: $("live-toggle"),
   livePill: $("live-pill"),
   cameraMessage: $("camera-message"),
+  inputMessage: $("input-message"),
   grid: $("grid"),
   empty: $("empty-state"),
   stats: $("stats"),
@@ -38,13 +41,22 @@ const ui = {
   classCloud: $("class-cloud"),
 };
 
-const state = { stream: null, liveTimer: null, liveBusy: false, liveCard: null, latencies: [], counter: 0 };
+const state = {
+  stream: null, liveTimer: null, liveBusy: false, liveCard: null, liveOk: true,
+  latencies: [], counter: 0, modelCheck: null,
+};
 
 // ---------- model badge ----------
 
 async function refreshModel() {
+  let response;
   try {
-    const response = await fetch("/api/model", { headers: { Accept: "application/json" } });
+    response = await fetch("/api/model", { headers: { Accept: "application/json" } });
+  } catch (error) {
+    setBadge("down", "Server unreachable · retrying");
+    return false;
+  }
+  try {
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || response.statusText);
     const live = body.versions.filter((v) => v.state === "AVAILABLE").map((v) => v.version);
@@ -81,6 +93,12 @@ async function watchModel() {
   setTimeout(watchModel, ok ? 30000 : 5000);
 }
 
+// A failed request re-checks the badge at once instead of at the next 30 s poll, so that it
+// does not show a green "version 4" while every request fails (one check at a time).
+function checkModelSoon() {
+  if (!state.modelCheck) state.modelCheck = refreshModel().finally(() => { state.modelCheck = null; });
+}
+
 // ---------- cards ----------
 
 function newCard(blob, name) {
@@ -90,6 +108,7 @@ function newCard(blob, name) {
   image.src = url;
   image.alt = `Uploaded image ${name}`;
   image.addEventListener("load", () => drawThumb(image, node.querySelector(".card-thumb")), { once: true });
+  image.addEventListener("error", () => node.classList.add("no-preview"), { once: true });
   node.querySelector(".card-name").textContent = name;
   node.classList.add("loading");
   node.dataset.url = url;
@@ -106,6 +125,8 @@ function drawThumb(image, canvas) {
   const side = Math.min(image.naturalWidth, image.naturalHeight);
   if (!side) return;
   const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff"; // transparency over white, as the proxy flattens it
+  ctx.fillRect(0, 0, 32, 32);
   ctx.imageSmoothingQuality = "high";
   ctx.drawImage(image, (image.naturalWidth - side) / 2, (image.naturalHeight - side) / 2, side, side, 0, 0, 32, 32);
 }
@@ -124,7 +145,7 @@ function showResult(card, result, body) {
   card.querySelector(".card-meta").textContent =
     `model v${body.model.version} · ${body.elapsed_ms.toFixed(0)} ms server time`;
   const best = result.top[0];
-  ui.announcer.textContent = `${result.filename}: ${best.label}, ${percent(best.probability)}`;
+  return `${result.filename}: ${best.label}, ${percent(best.probability)}`;
 }
 
 function barRow(entry) {
@@ -156,7 +177,13 @@ function showError(card, message) {
   error.textContent = message;
   error.hidden = false;
   card.querySelector(".bars").replaceChildren();
-  ui.announcer.textContent = message;
+  return `${card.querySelector(".card-name").textContent}: ${message}`;
+}
+
+// One polite announcement per action (a drop of several files, a captured frame), not one per
+// card: each would cut off the one before it.
+function announce(lines) {
+  ui.announcer.textContent = lines.join("; ");
 }
 
 // Three significant digits, as the proxy's own 413 message prints the limit.
@@ -182,51 +209,77 @@ async function predict(blob, name) {
     throw new Error(`Unexpected answer from the server (HTTP ${response.status}).`);
   }
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  recordLatency(performance.now() - started);
+  state.latencies.push(performance.now() - started);
+  if (state.latencies.length > 50) state.latencies.shift();
   return body;
 }
 
-function recordLatency(ms) {
-  state.latencies.push(ms);
-  if (state.latencies.length > 50) state.latencies.shift();
-  const sorted = [...state.latencies].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)];
+// Cards on the page, and the round-trip times of the answered ones (failed ones have none).
+function updateStats() {
   const count = ui.grid.childElementCount;
-  ui.stats.textContent = `${count} image${count === 1 ? "" : "s"} · ${ms.toFixed(0)} ms (median ${median.toFixed(0)} ms)`;
+  const parts = [`${count} image${count === 1 ? "" : "s"}`];
+  if (state.latencies.length) {
+    const sorted = [...state.latencies].sort((a, b) => a - b);
+    const last = state.latencies[state.latencies.length - 1];
+    parts.push(`${last.toFixed(0)} ms (median ${sorted[Math.floor(sorted.length / 2)].toFixed(0)} ms)`);
+  }
+  ui.stats.textContent = parts.join(" · ");
 }
 
+// Classifies into `card`; returns {ok, text}, the text for the screen-reader announcement.
 async function classifyOne(blob, name, card) {
+  let outcome;
   try {
     const body = await predict(blob, name);
-    showResult(card, body.results[0], body);
+    outcome = { ok: true, text: showResult(card, body.results[0], body) };
   } catch (error) {
-    showError(card, error.message);
+    outcome = { ok: false, text: showError(card, error.message) };
+    checkModelSoon();
   }
+  updateStats();
+  return outcome;
 }
 
+function inputMessage(text) {
+  ui.inputMessage.textContent = text;
+  ui.inputMessage.hidden = !text;
+}
+
+const isImage = (file) => file.type.startsWith("image/") || file.type === "";
+
 async function classifyFiles(fileList) {
-  const files = [...fileList].filter((f) => f.type.startsWith("image/") || f.type === "");
-  if (!files.length) {
-    ui.announcer.textContent = "No image files found in what you dropped or pasted.";
-    return;
-  }
-  const jobs = files.map((file, i) => {
+  const all = [...fileList];
+  const files = all.filter(isImage);
+  const skipped = all.filter((file) => !isImage(file)).map((file) => file.name || file.type);
+  inputMessage(skipped.length
+    ? `Skipped ${skipped.join(", ")}: not ${skipped.length === 1 ? "an image" : "images"} (use JPEG, PNG, GIF, BMP, WebP or TIFF).`
+    : "");
+  if (!files.length) return;
+  const jobs = files.map((file) => {
     const name = file.name || `pasted-${++state.counter}.png`;
     const card = newCard(file, name);
-    if (file.size > settings.maxUploadBytes) {
-      return () => showError(card, `Too large: the limit is ${mebibytes(settings.maxUploadBytes)} MiB.`);
+    if (file.size + settings.multipartOverheadBytes > settings.maxUploadBytes) {
+      const limit = mebibytes(settings.maxUploadBytes);
+      return async () => ({ ok: false, text: showError(card, `Too large: the limit is ${limit} MiB per image.`) });
     }
     return () => classifyOne(file, name, card);
   });
-  await runLimited(jobs, settings.parallel);
+  const outcomes = await runLimited(jobs, settings.parallel);
+  announce(outcomes.map((outcome) => outcome.text));
 }
 
+// Runs the jobs `limit` at a time; their results in job order.
 async function runLimited(jobs, limit) {
-  const queue = [...jobs];
-  const workers = Array.from({ length: Math.min(limit, queue.length) }, async () => {
-    while (queue.length) await queue.shift()();
+  const results = new Array(jobs.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, jobs.length) }, async () => {
+    while (next < jobs.length) {
+      const index = next++;
+      results[index] = await jobs[index]();
+    }
   });
   await Promise.all(workers);
+  return results;
 }
 
 // ---------- inputs: picker, drop, paste ----------
@@ -292,7 +345,8 @@ function clearResults() {
   }
   state.latencies = [];
   ui.stats.textContent = "";
-  ui.announcer.textContent = "Results cleared.";
+  inputMessage("");
+  announce(["Results cleared."]);
 }
 
 // ---------- camera ----------
@@ -368,7 +422,8 @@ async function captureOnce() {
   const blob = await grabFrame();
   if (!blob) return;
   const name = `camera-${++state.counter}.jpg`;
-  await classifyOne(blob, name, newCard(blob, name));
+  const outcome = await classifyOne(blob, name, newCard(blob, name));
+  announce([outcome.text]);
 }
 
 async function liveTick() {
@@ -387,13 +442,17 @@ async function liveTick() {
       image.src = state.liveCard.dataset.url;
       image.addEventListener("load", () => drawThumb(image, state.liveCard.querySelector(".card-thumb")), { once: true });
     }
-    await classifyOne(blob, "Live camera", state.liveCard);
+    // Twice a second: announce only a change to failing, not every result.
+    const outcome = await classifyOne(blob, "Live camera", state.liveCard);
+    if (!outcome.ok && state.liveOk) announce([outcome.text]);
+    state.liveOk = outcome.ok;
   } finally {
     state.liveBusy = false;
   }
 }
 
 function setLive(on) {
+  state.liveOk = true;
   ui.liveToggle.checked = on;
   ui.livePill.hidden = !on;
   clearInterval(state.liveTimer);

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import os
 import re
 from pathlib import Path
@@ -229,13 +230,74 @@ def test_drop_zone_opens_the_file_picker_from_the_keyboard(open_page, browser) -
 
 
 def test_an_oversized_file_is_refused_in_the_page_with_the_limit_in_mib(open_page, browser):
+    """A file of exactly the limit is refused too: the limit is on the request body, which
+    adds the multipart headers (the proxy answered 413 to it after the upload)."""
     page = open_page(browser, DESKTOP)
     expect(page.locator("#limit-mib")).to_have_text("10")  # MAX_UPLOAD_BYTES = 10 MiB
-    big = {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * (11 << 20)}
+    big = {"name": "big.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * (10 << 20)}
     page.set_input_files("#file-input", [big])
     error = page.locator(".card .card-error")
-    expect(error).to_have_text("Too large: the limit is 10 MiB.")
+    expect(error).to_have_text("Too large: the limit is 10 MiB per image.")
+    expect(page.locator("#announcer")).to_have_text(
+        "big.jpg: Too large: the limit is 10 MiB per image."
+    )
     assert page.console_errors == []
+
+
+def test_files_that_are_not_images_are_named_on_the_page(open_page, browser, photos) -> None:
+    page = open_page(browser, DESKTOP)
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"shopping list"}
+    photo = {"name": "cat.jpg", "mimeType": "image/jpeg", "buffer": photos[0].read_bytes()}
+    page.set_input_files("#file-input", [notes, photo])
+    message = page.locator("#input-message")
+    expect(message).to_be_visible()
+    expect(message).to_have_text(re.compile(r"^Skipped notes\.txt: not an image"))
+    expect(page.locator(".card")).to_have_count(1)  # the photo, classified
+    assert_top3(page.locator(".card").first)
+    page.click("#clear-button")
+    expect(message).to_be_hidden()
+
+
+def test_a_file_without_a_preview_gets_a_plain_card(open_page, browser) -> None:
+    page = open_page(browser, DESKTOP)
+    empty = {"name": "empty.jpg", "mimeType": "image/jpeg", "buffer": b""}
+    page.set_input_files("#file-input", [empty])
+    card = page.locator(".card")
+    expect(card.locator(".card-error")).to_contain_text("empty")
+    expect(card).to_have_class(re.compile(r"\bno-preview\b"))
+
+
+def test_the_model_sees_transparency_as_white_in_the_thumbnail(open_page, browser) -> None:
+    """The proxy flattens transparency over white before classifying; the 32x32 preview of
+    what the model sees must show the same, not black."""
+    from PIL import Image
+
+    clear = io.BytesIO()
+    Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(clear, "PNG")
+    page = open_page(browser, DESKTOP)
+    page.set_input_files("#file-input", [{"name": "clear.png", "mimeType": "image/png",
+                                          "buffer": clear.getvalue()}])  # fmt: skip
+    expect(page.locator(".card .bar-row")).to_have_count(3)
+    pixel = page.evaluate(
+        "Array.from(document.querySelector('.card-thumb').getContext('2d')"
+        ".getImageData(16, 16, 1, 1).data)"
+    )
+    assert pixel == [255, 255, 255, 255]
+
+
+def test_a_failed_request_rechecks_the_model_badge_at_once(open_page, browser, photos) -> None:
+    """The badge polls every 30 s; after a failure it must not stay green that long. The
+    model server's outage is played by Playwright's request routing (the real one is stopped
+    in tests/proxy/test_proxy_recovery.py): /api/predict and /api/model answer 503."""
+    page = open_page(browser, DESKTOP)
+    expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bok\b"))
+    outage = {"status": 503, "content_type": "application/json",
+              "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.route("**/api/model", lambda route: route.fulfill(**outage))
+    page.set_input_files("#file-input", str(photos[0]))
+    expect(page.locator(".card .card-error")).to_contain_text("unavailable")
+    expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bdown\b"), timeout=5_000)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
