@@ -42,8 +42,8 @@ const ui = {
 };
 
 const state = {
-  stream: null, liveTimer: null, liveBusy: false, liveCard: null, liveOk: true,
-  latencies: [], counter: 0, modelCheck: null,
+  stream: null, liveTimer: null, liveBusy: false, liveCard: null, liveKey: null,
+  latencies: [], counter: 0, modelTimer: null, modelCheck: null, lastEarlyCheck: -Infinity,
 };
 
 // ---------- model badge ----------
@@ -88,15 +88,21 @@ function renderClassCloud(classes) {
   }
 }
 
+// One poll: every 30 s while the model is served, every 5 s while it is not.
 async function watchModel() {
+  clearTimeout(state.modelTimer);
   const ok = await refreshModel();
-  setTimeout(watchModel, ok ? 30000 : 5000);
+  state.modelTimer = setTimeout(watchModel, ok ? 30000 : 5000);
 }
 
-// A failed request re-checks the badge at once instead of at the next 30 s poll, so that it
-// does not show a green "version 4" while every request fails (one check at a time).
+// A request whose outcome disagrees with the badge (a failure under a green one, a success
+// under a red one) moves the next poll to now, at most once per 5 s: the badge should not
+// stay green for 30 s while every request fails, nor be asked twice a second in live mode.
 function checkModelSoon() {
-  if (!state.modelCheck) state.modelCheck = refreshModel().finally(() => { state.modelCheck = null; });
+  const now = performance.now();
+  if (state.modelCheck || now - state.lastEarlyCheck < 5000) return;
+  state.lastEarlyCheck = now;
+  state.modelCheck = watchModel().finally(() => { state.modelCheck = null; });
 }
 
 // ---------- cards ----------
@@ -145,7 +151,7 @@ function showResult(card, result, body) {
   card.querySelector(".card-meta").textContent =
     `model v${body.model.version} · ${body.elapsed_ms.toFixed(0)} ms server time`;
   const best = result.top[0];
-  return `${result.filename}: ${best.label}, ${percent(best.probability)}`;
+  return { ok: true, label: best.label, text: `${result.filename}: ${best.label}, ${percent(best.probability)}` };
 }
 
 function barRow(entry) {
@@ -177,7 +183,7 @@ function showError(card, message) {
   error.textContent = message;
   error.hidden = false;
   card.querySelector(".bars").replaceChildren();
-  return `${card.querySelector(".card-name").textContent}: ${message}`;
+  return { ok: false, text: `${card.querySelector(".card-name").textContent}: ${message}` };
 }
 
 // One polite announcement per action (a drop of several files, a captured frame), not one per
@@ -208,7 +214,11 @@ async function predict(blob, name) {
   } catch (error) {
     throw new Error(`Unexpected answer from the server (HTTP ${response.status}).`);
   }
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error(body.error || `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   state.latencies.push(performance.now() - started);
   if (state.latencies.length > 50) state.latencies.shift();
   return body;
@@ -226,15 +236,17 @@ function updateStats() {
   ui.stats.textContent = parts.join(" · ");
 }
 
-// Classifies into `card`; returns {ok, text}, the text for the screen-reader announcement.
+// Classifies into `card`; returns {ok, label, text}: text is for the screen-reader announcement.
 async function classifyOne(blob, name, card) {
   let outcome;
   try {
     const body = await predict(blob, name);
-    outcome = { ok: true, text: showResult(card, body.results[0], body) };
+    outcome = showResult(card, body.results[0], body);
+    if (ui.badge.classList.contains("down")) checkModelSoon();
   } catch (error) {
-    outcome = { ok: false, text: showError(card, error.message) };
-    checkModelSoon();
+    outcome = showError(card, error.message);
+    const clientError = error.status >= 400 && error.status < 500; // this file, not the server
+    if (!clientError && !ui.badge.classList.contains("down")) checkModelSoon();
   }
   updateStats();
   return outcome;
@@ -243,6 +255,7 @@ async function classifyOne(blob, name, card) {
 function inputMessage(text) {
   ui.inputMessage.textContent = text;
   ui.inputMessage.hidden = !text;
+  if (text) ui.clear.disabled = false; // Clear also dismisses the note
 }
 
 const isImage = (file) => file.type.startsWith("image/") || file.type === "";
@@ -251,21 +264,27 @@ async function classifyFiles(fileList) {
   const all = [...fileList];
   const files = all.filter(isImage);
   const skipped = all.filter((file) => !isImage(file)).map((file) => file.name || file.type);
-  inputMessage(skipped.length
+  const note = skipped.length
     ? `Skipped ${skipped.join(", ")}: not ${skipped.length === 1 ? "an image" : "images"} (use JPEG, PNG, GIF, BMP, WebP or TIFF).`
-    : "");
-  if (!files.length) return;
+    : "";
+  inputMessage(note);
+  const announcements = note ? [note] : []; // a live region shown with its text is often not read
+  if (!files.length) {
+    announce(announcements);
+    return;
+  }
   const jobs = files.map((file) => {
     const name = file.name || `pasted-${++state.counter}.png`;
     const card = newCard(file, name);
     if (file.size + settings.multipartOverheadBytes > settings.maxUploadBytes) {
       const limit = mebibytes(settings.maxUploadBytes);
-      return async () => ({ ok: false, text: showError(card, `Too large: the limit is ${limit} MiB per image.`) });
+      return async () => showError(card, `Too large: the limit is ${limit} MiB per image.`);
     }
     return () => classifyOne(file, name, card);
   });
   const outcomes = await runLimited(jobs, settings.parallel);
-  announce(outcomes.map((outcome) => outcome.text));
+  updateStats();
+  announce([...announcements, ...outcomes.map((outcome) => outcome.text)]);
 }
 
 // Runs the jobs `limit` at a time; their results in job order.
@@ -436,23 +455,25 @@ async function liveTick() {
       state.liveCard = newCard(blob, "Live camera");
       state.liveCard.classList.add("live");
     } else {
-      const image = state.liveCard.querySelector(".card-image");
-      URL.revokeObjectURL(state.liveCard.dataset.url);
-      state.liveCard.dataset.url = URL.createObjectURL(blob);
-      image.src = state.liveCard.dataset.url;
-      image.addEventListener("load", () => drawThumb(image, state.liveCard.querySelector(".card-thumb")), { once: true });
+      const card = state.liveCard; // live mode may be off by the time the frame has loaded
+      const image = card.querySelector(".card-image");
+      URL.revokeObjectURL(card.dataset.url);
+      card.dataset.url = URL.createObjectURL(blob);
+      image.src = card.dataset.url;
+      image.addEventListener("load", () => drawThumb(image, card.querySelector(".card-thumb")), { once: true });
     }
-    // Twice a second: announce only a change to failing, not every result.
+    // Twice a second: announce only a change (another top class, failing, recovering).
     const outcome = await classifyOne(blob, "Live camera", state.liveCard);
-    if (!outcome.ok && state.liveOk) announce([outcome.text]);
-    state.liveOk = outcome.ok;
+    const key = outcome.ok ? outcome.label : "failed";
+    if (key !== state.liveKey) announce([outcome.text]);
+    state.liveKey = key;
   } finally {
     state.liveBusy = false;
   }
 }
 
 function setLive(on) {
-  state.liveOk = true;
+  state.liveKey = null;
   ui.liveToggle.checked = on;
   ui.livePill.hidden = !on;
   clearInterval(state.liveTimer);

@@ -244,6 +244,31 @@ def test_an_oversized_file_is_refused_in_the_page_with_the_limit_in_mib(open_pag
     assert page.console_errors == []
 
 
+def test_a_file_just_inside_the_page_margin_reaches_the_proxy_within_its_limit(
+    open_page, browser
+) -> None:
+    """The page's 1 KiB allowance for the multipart headers is enough: the largest file it
+    sends is not refused for its size by the proxy (these bytes are no image: 415)."""
+    page = open_page(browser, DESKTOP)
+    edge = {"name": "edge.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * ((10 << 20) - 1024)}
+    page.set_input_files("#file-input", [edge])
+    error = page.locator(".card .card-error")
+    expect(error).to_contain_text("not an image we can read")
+    assert "limit" not in error.inner_text()
+
+
+def test_phone_wording_without_drop_or_paste(site, browser) -> None:
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(site)
+        dropzone = page.get_by_role("button", name="Tap to choose photos")
+        expect(dropzone).to_be_visible()
+        expect(page.locator("#dropzone-hint")).not_to_contain_text("paste", use_inner_text=True)
+    finally:
+        context.close()
+
+
 def test_files_that_are_not_images_are_named_on_the_page(open_page, browser, photos) -> None:
     page = open_page(browser, DESKTOP)
     notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"shopping list"}
@@ -254,6 +279,15 @@ def test_files_that_are_not_images_are_named_on_the_page(open_page, browser, pho
     expect(message).to_have_text(re.compile(r"^Skipped notes\.txt: not an image"))
     expect(page.locator(".card")).to_have_count(1)  # the photo, classified
     assert_top3(page.locator(".card").first)
+    expect(page.locator("#announcer")).to_have_text(
+        re.compile(r"^Skipped notes\.txt.*; cat\.jpg: ")
+    )
+    page.click("#clear-button")
+    expect(message).to_be_hidden()
+    # Only non-images, on an empty page: the note is shown, announced, and Clear dismisses it.
+    page.set_input_files("#file-input", [notes])
+    expect(message).to_be_visible()
+    expect(page.locator("#announcer")).to_have_text(re.compile(r"^Skipped notes\.txt"))
     page.click("#clear-button")
     expect(message).to_be_hidden()
 
@@ -278,6 +312,11 @@ def test_the_model_sees_transparency_as_white_in_the_thumbnail(open_page, browse
     page.set_input_files("#file-input", [{"name": "clear.png", "mimeType": "image/png",
                                           "buffer": clear.getvalue()}])  # fmt: skip
     expect(page.locator(".card .bar-row")).to_have_count(3)
+    # Drawn when the preview has loaded, which need not come before the answer: wait for it.
+    page.wait_for_function(
+        "document.querySelector('.card-thumb').getContext('2d')"
+        ".getImageData(16, 16, 1, 1).data[3] === 255"
+    )
     pixel = page.evaluate(
         "Array.from(document.querySelector('.card-thumb').getContext('2d')"
         ".getImageData(16, 16, 1, 1).data)"
