@@ -48,7 +48,7 @@ def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=prin
             f"{extra.get('recipe_name', trainer.recipe.arch)} · seed {extra.get('seed')} · "
             f"{extra.get('precision')}",
         )
-    if trainer.ends_on_ema and trainer.progress.step % trainer.recipe.lookahead_every:
+    if trainer.ends_on_ema and trainer.steps_after_last_ema_update:
         log("final weights: the lookahead EMA (the epoch lines measured the raw weights)")
     log(
         f"test accuracy (float32, as served): {test_acc[0]:.4f} plain · "

@@ -211,14 +211,19 @@ class Trainer:
         updated it even once: its EMA still holds the untrained start."""
         return bool(self.ema) and self.progress.step >= self.recipe.lookahead_every
 
+    @property
+    def steps_after_last_ema_update(self) -> int:
+        """Steps the lookahead EMA has not seen yet; the end of the run blends them in."""
+        every = self.recipe.lookahead_every
+        return self.progress.step % every if every else 0
+
     def _take_ema_weights(self) -> None:
         """Final weights = the lookahead EMA, as airbench; steps since its last update are
         blended in first (airbench drops them)."""
-        every, step = self.recipe.lookahead_every, self.progress.step
         if not self.ends_on_ema:
             return
-        if step % every:
-            decay = lookahead_decay(step, self.total_steps, steps=step % every)
+        if leftover := self.steps_after_last_ema_update:
+            decay = lookahead_decay(self.progress.step, self.total_steps, steps=leftover)
             self._lookahead(tf.constant(decay, tf.float32))
         self._lookahead(tf.constant(1.0))
 
