@@ -85,7 +85,7 @@ def _header(meta: dict, info: dict, version_dir: Path) -> str:
             "",
             f"An image classifier for the ten {DATA_NAME} classes, trained from scratch and "
             "served by TensorFlow Serving (or the local `modelserver`) with its preprocessing "
-            "inside the graph: send a JPEG/PNG/GIF/BMP to `serving_default`, or 32x32 RGB "
+            "inside the graph: send a JPEG/PNG/GIF/BMP/WebP to `serving_default`, or 32x32 RGB "
             "uint8 pixels to `pixels`.",
             "",
             "| | |",

@@ -9,6 +9,7 @@ session, so a Ctrl-C or a hang-up reaches only this script, which shuts them dow
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -36,6 +37,16 @@ STOP_TIMEOUT_S = 20
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+# The environment variables `make serve` reads, with DESIGN.md's defaults and what each sets.
+SETTINGS = {
+    "MODEL_BASE_PATH": ("models/cifar10", "the model's version folders"),
+    "GRPC_PORT": ("8500", "the model server's gRPC port"),
+    "REST_PORT": ("8501", "the model server's REST port"),
+    "PROXY_PORT": ("5000", "the proxy's port (the page)"),
+    "PROXY_HOST": ("127.0.0.1", "the proxy's address; 0.0.0.0 to reach it from other machines"),
+}
+
+
 @dataclass(frozen=True)
 class Stack:
     """Where everything listens; from the environment, DESIGN.md defaults."""
@@ -48,13 +59,15 @@ class Stack:
 
     @classmethod
     def from_env(cls) -> Stack:
-        env = os.environ
+        def setting(name: str) -> str:
+            return os.environ.get(name) or SETTINGS[name][0]
+
         return cls(
-            base_path=Path(env.get("MODEL_BASE_PATH") or "models/cifar10").resolve(),
-            grpc_port=int(env.get("GRPC_PORT") or 8500),
-            rest_port=int(env.get("REST_PORT") or 8501),
-            proxy_port=int(env.get("PROXY_PORT") or 5000),
-            proxy_host=env.get("PROXY_HOST") or "127.0.0.1",
+            base_path=Path(setting("MODEL_BASE_PATH")).resolve(),
+            grpc_port=int(setting("GRPC_PORT")),
+            rest_port=int(setting("REST_PORT")),
+            proxy_port=int(setting("PROXY_PORT")),
+            proxy_host=setting("PROXY_HOST"),
         )
 
     @property
@@ -67,7 +80,23 @@ class Stopped(Exception):
     """Raised from the signal handler to unwind into the orderly shutdown."""
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None) -> None:
+    """No options, only --help: the settings are environment variables, as in `make serve`."""
+    width = max(map(len, SETTINGS))
+    settings = "\n".join(
+        f"  {name:<{width}}  {what} (default {default})"
+        for name, (default, what) in SETTINGS.items()
+    )
+    argparse.ArgumentParser(
+        prog="python -m scripts.serve",
+        description=__doc__.split("\n\n")[0],
+        epilog=f"environment variables:\n{settings}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    ).parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse_args(argv)
     stack = Stack.from_env()
     problem = preflight(stack)
     if problem:

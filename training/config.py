@@ -6,8 +6,8 @@ augmentation and flip + translate test-time augmentation; on top of it, Muon ste
 filters, an alternating flip and a whitening bias trained all run. Result on the CIFAR-10 JPEG
 mirror, 2 seeds, 0.36 PFLOP each: 90.10 % plain, 91.17 % with TTA (previous airbench94
 settings: 89.64 % / 90.54 %, one seed); about 30 minutes of steps on a 2-core CPU in float32,
-17.8 in bfloat16 with the fused BatchNorm and GELU (2 seeds: 89.80 % / 91.07 %, 67-71 % of the
-machine's measured peak; docs/BENCHMARKS.md).
+17.5 in bfloat16 with the fused BatchNorm and GELU and the EMA tail blended (2 seeds: 89.80 % /
+91.04 %, 62-71 % of the machine's peak measured in the same run; docs/BENCHMARKS.md).
 `vgg` reproduces the project's original reference recipe (Adam 5e-4, ReduceLROnPlateau,
 EarlyStopping on a validation split): 87.49 % plain, 88.47 % with TTA on the same mirror, mean
 of 2 seeds, 1.10-1.43 PFLOP and 69-94 minutes of steps in bfloat16 (seed 0 stopped early at
@@ -20,6 +20,7 @@ PyTorch GPU mirror, bench/torch_mirror). It is not the shipped model: it serves 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,10 @@ from pathlib import Path
 # project root), and as an absolute path for tests and benchmarks that run from anywhere.
 DEFAULT_DATA = "../shared/data/cifar10-jpeg.tar.gz"
 SHARED_DATA = (Path(__file__).resolve().parents[1] / DEFAULT_DATA).resolve()
+# Where decoded images are kept between runs (training, export and evaluation all load the
+# data). Relative to the working directory unless DATASET_CACHE_DIR says otherwise: the trainer
+# image points it at its writable /runs volume, since its working directory is read-only to it.
+DEFAULT_CACHE_DIR = Path(os.environ.get("DATASET_CACHE_DIR") or ".cache/datasets")
 
 ARCHITECTURES = ("fast", "vgg")  # training.models builds them
 OPTIMIZERS = ("sgd", "adam")  # training.optim: AirbenchSGD, KerasAdam

@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from training.config import DEFAULT_CACHE_DIR
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "test")
-DEFAULT_CACHE_DIR = Path(".cache/datasets")
 # Skip-and-report is for a few damaged files; beyond this share the source is not trusted.
 MAX_BAD_FRACTION = 0.01
 # CIFAR-10's label order (index 0..9), which is also alphabetical.
@@ -92,7 +93,14 @@ def load_dataset(
             log.warning("ignoring unreadable cache %s (%s)", cache_file, err)
     dataset = _load_uncached(path, size)
     if cache_file:
-        _write_cache(cache_file, dataset)
+        try:
+            _write_cache(cache_file, dataset)
+        except OSError as err:  # a read-only or full disk costs the next run a decode, no more
+            log.warning(
+                "could not cache the decoded images in %s (%s); going on without",
+                cache_file.parent,
+                err,
+            )
     return dataset
 
 
@@ -302,16 +310,19 @@ def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:
 def _write_cache(file: Path, ds: Dataset) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npz")
-    np.savez(
-        tmp,
-        x_train=ds.train.images,
-        y_train=ds.train.labels,
-        x_test=ds.test.images,
-        y_test=ds.test.labels,
-        class_names=np.array(ds.class_names),
-        skipped=np.array(ds.skipped, dtype=str),
-    )
-    os.replace(tmp, file)
+    try:
+        np.savez(
+            tmp,
+            x_train=ds.train.images,
+            y_train=ds.train.labels,
+            x_test=ds.test.images,
+            y_test=ds.test.labels,
+            class_names=np.array(ds.class_names),
+            skipped=np.array(ds.skipped, dtype=str),
+        )
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a cache behind
 
 
 def _read_cache(file: Path, source: str) -> Dataset:

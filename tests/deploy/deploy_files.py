@@ -14,6 +14,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import dockerfile
 import pytest
 import yaml
 
@@ -44,6 +45,27 @@ def require_tool(name: str) -> str:
         }
         pytest.skip(f"`{name}` not installed ({hints.get(name, 'see docs/DEPLOY.md')})")
     return path
+
+
+def final_stage(name: str) -> list:
+    """A Dockerfile's instructions after its last FROM (what its image is made of), by
+    DOCKERFILES key."""
+    commands = dockerfile.parse_file(str(DOCKERFILES[name]))
+    last_from = max(i for i, command in enumerate(commands) if command.cmd == "FROM")
+    return list(commands[last_from + 1 :])
+
+
+def image_env(name: str) -> dict[str, str]:
+    """The ENV its container starts with (the final stage's)."""
+    env: dict[str, str] = {}
+    for command in final_stage(name):
+        if command.cmd == "ENV":
+            env.update(zip(command.value[::2], command.value[1::2]))
+    return env
+
+
+def image_volumes(name: str) -> list[str]:
+    return [v for command in final_stage(name) if command.cmd == "VOLUME" for v in command.value]
 
 
 @functools.cache

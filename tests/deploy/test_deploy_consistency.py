@@ -20,6 +20,8 @@ from deploy_files import (
     compose_service,
     container,
     flags,
+    image_env,
+    image_volumes,
     manifest,
     manifests,
     pinned_version,
@@ -166,15 +168,30 @@ def test_prometheus_scrape_annotations_match_monitoring_config():
     assert annotations["prometheus.io/port"] == str(REST)
 
 
+def test_the_trainer_image_writes_only_into_its_volumes():
+    """The trainer runs as an unprivileged user in a read-only /app: its run folder, the models
+    it exports and the decoded-data cache (which once defaulted to /app/.cache, a traceback
+    before the first step) must all lie on a volume."""
+    env = image_env("trainer")
+    volumes = [PurePosixPath(v) for v in image_volumes("trainer")]
+    for name in ("RUN_DIR", "MODEL_BASE_PATH", "DATASET_CACHE_DIR"):
+        path = PurePosixPath(env[name])
+        assert any(path.is_relative_to(v) for v in volumes), f"{name}={path} is on no volume"
+
+
 def test_the_proxy_image_command_serves_the_app(tmp_path):
-    """The Dockerfile's own CMD, run here as the container would run it (no Docker engine on
-    this machine): gunicorn starts the app factory and answers /healthz. The CMD binds
-    0.0.0.0, as in the container; the port is a free one."""
+    """The Dockerfile's own CMD with its own ENV, run here as the container would run it (no
+    Docker engine on this machine): gunicorn starts the app factory with gunicorn_conf.py,
+    listens on every interface, answers /healthz and logs the request. The port is a free one."""
     cmd = [c for c in dockerfile.parse_file(str(DOCKERFILES["proxy"])) if c.cmd == "CMD"][-1]
     port = free_port()
-    env = dict(os.environ, PROXY_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))
+    image = {k: v for k, v in image_env("proxy").items() if k != "PATH"}
+    env = {**os.environ, **image, "PROXY_PORT": str(port)}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prom")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the venv's gunicorn
-    process = subprocess.Popen(list(cmd.value), cwd=REPO, env=env)
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(list(cmd.value), cwd=REPO, env=env, stdout=out, stderr=out)
     try:
         answer = _first_answer(f"http://127.0.0.1:{port}/healthz", process, timeout=60)
     finally:
@@ -186,6 +203,9 @@ def test_the_proxy_image_command_serves_the_app(tmp_path):
             code = process.wait()
     assert answer.status_code == 200, answer.text
     assert code == 0  # gunicorn's graceful stop
+    printed = log.read_text()
+    assert f"Listening at: http://0.0.0.0:{port}" in printed
+    assert '"GET /healthz HTTP/1.1" 200' in printed  # the access log
 
 
 def _first_answer(url: str, process: subprocess.Popen, timeout: float) -> requests.Response:

@@ -175,6 +175,19 @@ def test_serve_refuses_the_same_port_twice(tiny_model_base) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_help_names_every_setting_and_starts_nothing() -> None:
+    from scripts.serve import SETTINGS
+
+    port = free_port()
+    shown = run_serve("--help", PROXY_PORT=str(port))
+    assert shown.returncode == 0
+    for name, (default, _) in SETTINGS.items():
+        assert name in shown.stdout and default in shown.stdout
+    assert not listening(port)
+    refused = run_serve("--port", "1")
+    assert refused.returncode == 2 and "unrecognized arguments: --port 1" in refused.stderr
+
+
 def test_a_port_answered_by_something_else_is_just_not_ready() -> None:
     """A foreign, non-HTTP service on a port: the readiness probe says 'not ready', no crash."""
     from scripts.serve import get_json
@@ -194,9 +207,9 @@ def test_a_port_answered_by_something_else_is_just_not_ready() -> None:
         thread.join(10)
 
 
-def run_serve(**env: str) -> subprocess.CompletedProcess:
+def run_serve(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "scripts.serve"],
+        [sys.executable, "-m", "scripts.serve", *args],
         cwd=ROOT,
         env=child_env(**env),
         capture_output=True,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -126,6 +129,44 @@ def test_cache_makes_the_second_load_identical(tmp_path):
     (root / "train/ant/0.jpeg").write_bytes(_image_bytes((1, 2, 3), fmt="JPEG"))
     load_dataset(root, cache_dir=cache)
     assert len(list(cache.glob("*.npz"))) == 2
+
+
+def test_a_cache_that_cannot_be_written_costs_nothing_but_the_cache(tmp_path, caplog):
+    # The trainer image once ran where the cache folder could not be made: a traceback before
+    # training started. A file where the folder should be fails the same way, also as root.
+    root = make_tree(tmp_path / "d")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with caplog.at_level("WARNING", logger="training.data"):
+        ds = load_dataset(root, cache_dir=blocker / "cache")
+    assert len(ds.train.labels) == 12
+    assert "could not cache the decoded images" in caplog.text
+
+
+def test_a_cache_write_cut_short_leaves_no_partial_file(tmp_path, monkeypatch, caplog):
+    import training.data
+
+    def disk_full(*_args):
+        raise OSError(28, "No space left on device")
+
+    root = make_tree(tmp_path / "d")
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(training.data.os, "replace", disk_full)  # stands in for a full disk
+    with caplog.at_level("WARNING", logger="training.data"):
+        ds = load_dataset(root, cache_dir=cache)
+    assert len(ds.test.labels) == 12
+    assert "No space left" in caplog.text
+    assert list(cache.iterdir()) == []
+
+
+def test_the_cache_folder_follows_DATASET_CACHE_DIR(tmp_path):
+    show = "from training.config import DEFAULT_CACHE_DIR as d; print(d)"
+    env = {**os.environ, "DATASET_CACHE_DIR": str(tmp_path / "c")}
+    moved = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True)
+    env.pop("DATASET_CACHE_DIR")
+    default = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True)
+    assert moved.stdout.strip() == str(tmp_path / "c")
+    assert default.stdout.strip() == ".cache/datasets"
 
 
 def test_missing_path_is_a_clear_error(tmp_path):
