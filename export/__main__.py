@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--tflite", action="store_true", help="also write float32 and int8 .tflite")
     ap.add_argument("--data", help="data for --tflite calibration/accuracy (default: the run's)")
+    ap.add_argument(
+        "--skip-if-published",
+        action="store_true",
+        help="publish nothing when the newest version was exported from this run's final "
+        "weights (for pipelines that re-run train-then-export, like the trainer image)",
+    )
     return ap.parse_args(argv)
 
 
@@ -43,11 +49,21 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = export_run(
-            args.run_dir, args.base_path, args.version, args.keep, args.tta, args.tflite, args.data
+            args.run_dir,
+            args.base_path,
+            args.version,
+            args.keep,
+            args.tta,
+            args.tflite,
+            args.data,
+            args.skip_if_published,
         )
     except (VersionExistsError, DataError, FileNotFoundError, ValueError) as err:
         print(f"export: {err}", file=sys.stderr)
         return 1
+    if not result.published:
+        print(f"{result.version_dir} was already exported from these weights; nothing published")
+        return 0
     print(f"wrote {result.version_dir} (signatures serving_default, pixels; TTA {result.tta})")
     warning = accuracy_drop_warning(result)
     if warning:

@@ -9,6 +9,7 @@ folder and publishes it atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -31,6 +32,23 @@ class ExportResult:
     tta: int
     report: dict
     previous: tuple[int, float | None] | None = None  # newest version before, its accuracy
+    published: bool = True  # False: the newest version already held these weights (skipped)
+
+
+def weights_digest(run_dir: Path) -> str:
+    """SHA-256 of a run's final weights: what says that a version came from them."""
+    digest = hashlib.sha256()
+    with (run_dir / "final.weights.h5").open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _newest(base_path: Path) -> Path | None:
+    try:
+        return latest_version_dir(base_path)
+    except FileNotFoundError:
+        return None
 
 
 def expected_accuracy(version_dir: Path) -> float | None:
@@ -67,9 +85,19 @@ def export_run(
     tta: str = "auto",
     tflite: bool = False,
     data: str | None = None,
+    skip_if_published: bool = False,
 ) -> ExportResult:
-    """Publish `run_dir` under `base_path`; with `tflite`, `data` supplies images to measure."""
+    """Publish `run_dir` under `base_path`; with `tflite`, `data` supplies images to measure.
+
+    `skip_if_published` publishes nothing when the newest version was exported from the same
+    final weights: a re-run of train-then-export (the trainer image) after its run finished
+    would otherwise add an identical version and retire the previous one."""
     model, meta = load_for_inference(run_dir)
+    digest = weights_digest(Path(run_dir))
+    newest = _newest(Path(base_path))
+    newest_info = read_info(newest) if newest and (newest / INFO_ASSET).is_file() else {}
+    if skip_if_published and newest_info.get("source_weights_sha256") == digest:
+        return ExportResult(newest, newest_info.get("tta", 0), {}, published=False)
     folded = meta["arch"] == "fast"
     if folded:
         model = fold_for_serving(model)
@@ -77,6 +105,7 @@ def export_run(
     extra = {
         "graph": "BatchNorm folded into the convs" if folded else "as trained",
         "source_run": str(run_dir),
+        "source_weights_sha256": digest,
         "command": meta.get("command"),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -88,11 +117,7 @@ def export_run(
             report.update(_measure_with_tflite(model, tmp, data or meta["data"]))
             (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
 
-    try:
-        newest = latest_version_dir(base_path)
-        previous = (int(newest.name), expected_accuracy(newest))  # before --keep prunes it
-    except FileNotFoundError:
-        previous = None
+    previous = (int(newest.name), expected_accuracy(newest)) if newest else None
     version_dir = publish(write, base_path, version, keep)
     return ExportResult(version_dir, level, report, previous)
 

@@ -43,6 +43,32 @@ def test_cli_publishes_next_version_and_refuses_overwrite(exported, tiny_run_dir
     assert "version 1 already exists" in again.stderr
 
 
+def test_skip_if_published_adds_no_copy_of_the_newest_version(exported, tiny_run_dir, tmp_path):
+    """The trainer image re-runs train-then-export: once its run has finished and been
+    published, a re-run must not add the same model again as a new version."""
+    import shutil
+
+    from export.export_run import weights_digest
+
+    base = tmp_path / "cifar10"
+    shutil.copytree(exported, base)
+    info_file = base / "1" / "assets" / "model_info.json"
+    info = json.loads(info_file.read_text())
+    assert info["source_weights_sha256"] == weights_digest(tiny_run_dir)
+
+    export = ("-m", "export", "--run-dir", str(tiny_run_dir), "--base-path", str(base))
+    skipped = run_cli(*export, "--skip-if-published")
+    assert skipped.returncode == 0, skipped.stderr[-2000:]
+    assert "already exported from these weights; nothing published" in skipped.stdout
+    assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["1"]
+
+    info_file.write_text(json.dumps({**info, "source_weights_sha256": "other weights"}))
+    newer = run_cli(*export, "--skip-if-published")
+    assert newer.returncode == 0 and f"wrote {base / '2'}" in newer.stdout
+    again = run_cli(*export)  # without the flag a re-export is always possible
+    assert again.returncode == 0 and f"wrote {base / '3'}" in again.stdout
+
+
 def test_auto_tta_is_the_best_recorded_level(exported, tiny_run_dir):
     meta = json.loads((tiny_run_dir / "meta.json").read_text())
     info = json.loads((exported / "1" / "assets" / "model_info.json").read_text())
