@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data/cifar10-jpeg.tar.gz
 RUN ?= runs/default
+MODEL_BASE_PATH ?= models/cifar10
 ARGS ?=
 
 .PHONY: help venv serve test test-fast screenshots train evaluate export model-card bench-export predict lint format bench-train bench-serving bench-proxy soak compose-up clean
@@ -40,11 +41,11 @@ train: venv ## train the default recipe on $(DATA) into $(RUN) (re-run to resume
 evaluate: venv ## evaluation report (accuracy, TTA, per-class, confusion matrix) for $(RUN)
 	$(PY) -m training.evaluate --data $(DATA) $(RUN) $(ARGS)
 
-export: venv ## export $(RUN) as the next version of models/cifar10
-	$(PY) -m export --run-dir $(RUN) --base-path models/cifar10 $(ARGS)
+export: venv ## export $(RUN) as the next version of $(MODEL_BASE_PATH) (what make serve serves)
+	$(PY) -m export --run-dir $(RUN) --base-path $(MODEL_BASE_PATH) $(ARGS)
 
-model-card: venv ## render models/cifar10/MODEL_CARD.md from $(RUN) and the newest version
-	$(PY) -m export.model_card --run-dir $(RUN) --base-path models/cifar10
+model-card: venv ## render $(MODEL_BASE_PATH)/MODEL_CARD.md from $(RUN) and the newest version
+	$(PY) -m export.model_card --run-dir $(RUN) --base-path $(MODEL_BASE_PATH)
 
 bench-export: venv ## Keras vs SavedModel top-1 agreement on the full test set
 	$(PY) -m bench.export_agreement --run-dir $(RUN)

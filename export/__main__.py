@@ -58,13 +58,19 @@ def main(argv: list[str] | None = None) -> int:
             args.data,
             args.skip_if_published,
         )
-    except (VersionExistsError, DataError, FileNotFoundError, ValueError) as err:
+    except (VersionExistsError, DataError, OSError, ValueError) as err:
         print(f"export: {err}", file=sys.stderr)
         return 1
     if not result.published:
         print(f"{result.version_dir} was already exported from these weights; nothing published")
         return 0
     print(f"wrote {result.version_dir} (signatures serving_default, pixels; TTA {result.tta})")
+    if result.created_base:
+        print(
+            f"note: {result.version_dir.parent.resolve()} did not exist and was created; a "
+            "model server serves this version only if its base path is that folder",
+            file=sys.stderr,
+        )
     warning = accuracy_drop_warning(result)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from export.config import INFO_ASSET
 from export.evaluation import evaluate_saved_model
-from export.publish import latest_version_dir, publish
+from export.publish import latest_version_dir, publish, versions
 from export.savedmodel import choose_tta, read_info, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
@@ -33,6 +33,7 @@ class ExportResult:
     report: dict
     previous: tuple[int, float | None] | None = None  # newest version before, its accuracy
     published: bool = True  # False: the newest version already held these weights (skipped)
+    created_base: bool = False  # the base path did not exist: perhaps a mistyped one
 
 
 def weights_digest(run_dir: Path) -> str:
@@ -67,13 +68,22 @@ def accuracy_drop_warning(result: ExportResult) -> str | None:
     new = expected_accuracy(result.version_dir)
     if int(result.version_dir.name) < old_version or new is None or old is None or new >= old:
         return None
-    rollback = f"remove {result.version_dir}"
-    if (result.version_dir.parent / str(old_version)).is_dir():
-        rollback += f", or pin version {old_version} (docs/DEPLOY.md)"
+    base = result.version_dir.parent
+    others = [v for v in versions(base) if v != int(result.version_dir.name)]
+    if old_version in others:
+        rollback = f"To roll back, remove {result.version_dir}, or pin version {old_version} "
+        rollback += "(docs/DEPLOY.md)."
+    elif others:
+        rollback = f"Version {old_version} is gone (--keep); removing {result.version_dir} "
+        rollback += f"would serve version {others[-1]}."
+    else:
+        rollback = f"Version {old_version} is gone (--keep) and no other version is left: "
+        rollback += f"removing {result.version_dir} would leave nothing to serve. To roll back, "
+        rollback += f"export version {old_version}'s run again."
     return (
         f"version {result.version_dir.name} recorded {new:.2%} test accuracy, below version "
-        f"{old_version}'s {old:.2%}, and a model server polling {result.version_dir.parent} "
-        f"serves the newest version. To roll back, {rollback}."
+        f"{old_version}'s {old:.2%}, and a model server polling {base} serves the newest "
+        f"version. {rollback}"
     )
 
 
@@ -118,8 +128,9 @@ def export_run(
             (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
 
     previous = (int(newest.name), expected_accuracy(newest)) if newest else None
+    created = not Path(base_path).exists()
     version_dir = publish(write, base_path, version, keep)
-    return ExportResult(version_dir, level, report, previous)
+    return ExportResult(version_dir, level, report, previous, created_base=created)
 
 
 def _measure_with_tflite(model, saved_model_dir: Path, data: str) -> dict:

@@ -5,6 +5,11 @@ name parses as an integer, so it ignores this one), every file and folder is fsy
 folder is then renamed to its number: one ``rename(2)``, so a server polling the base path sees
 either no version or a complete one. Pruning renames a version to a hidden name first, for the
 same reason, and deletes it afterwards. A lock file serialises concurrent publishers.
+
+The next number is above every number already used in the base path: version folders, any
+other entry with an integer name (a stray file would make the rename fail), and versions rolled
+back by renaming them to ``.rollback-<N>`` (docs/DEPLOY.md), so that a number never names two
+different models in clients' pins, logs and metrics.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ import contextlib
 import fcntl
 import itertools
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 LOCK_NAME = ".publish.lock"
+KEEP_AT_LEAST_ONE = "--keep must be at least 1: a base path without versions serves nothing"
+ROLLED_BACK = re.compile(r"\.rollback-(\d+)")  # DEPLOY.md's rollback: mv -T 5 .rollback-5
 _counter = itertools.count()
 
 
@@ -50,6 +58,8 @@ def publish(
 
     Returns the new version folder. Raises VersionExistsError rather than replace a version.
     """
+    if keep is not None and keep < 1:
+        raise ValueError(KEEP_AT_LEAST_ONE)  # before anything is written, not after the rename
     base = Path(base_path)
     base.mkdir(parents=True, exist_ok=True)
     if version is not None:
@@ -60,7 +70,7 @@ def publish(
         write(tmp)
         _fsync_tree(tmp)
         with _locked(base):
-            target = version if version is not None else max(versions(base), default=0) + 1
+            target = version if version is not None else max(used_numbers(base), default=0) + 1
             _refuse_existing(base, target)
             final = _version_dir(base, target)
             os.rename(tmp, final)
@@ -76,7 +86,7 @@ def publish(
 def prune(base_path: str | Path, keep: int) -> list[int]:
     """Remove all but the `keep` highest versions; returns the removed version numbers."""
     if keep < 1:
-        raise ValueError("--keep must be at least 1: a base path without versions serves nothing")
+        raise ValueError(KEEP_AT_LEAST_ONE)
     base = Path(base_path)
     with _locked(base):
         doomed = versions(base)[:-keep]
@@ -91,6 +101,18 @@ def prune(base_path: str | Path, keep: int) -> list[int]:
     return doomed
 
 
+def used_numbers(base: Path) -> set[int]:
+    """Every version number the base path has used: what the next version must be above."""
+    used = set()
+    for entry in base.iterdir():
+        rolled_back = ROLLED_BACK.fullmatch(entry.name)
+        if _is_version_name(entry.name):
+            used.add(int(entry.name))
+        elif rolled_back:
+            used.add(int(rolled_back.group(1)))
+    return used
+
+
 def _is_version_name(name: str) -> bool:
     return name.isascii() and name.isdigit()
 
@@ -102,7 +124,7 @@ def _version_dir(base: Path, version: int) -> Path:
 def _refuse_existing(base: Path, version: int) -> None:
     if version < 0:
         raise ValueError(f"version must be a non-negative integer, got {version}")
-    if version in versions(base):
+    if version in versions(base) or (base / str(version)).exists():  # or a file of that name
         raise VersionExistsError(f"version {version} already exists in {base}; not overwriting it")
 
 

@@ -30,6 +30,8 @@ def exported(tiny_run_dir, tmp_path_factory) -> Path:
     done = run_cli("-m", "export", "--run-dir", str(tiny_run_dir), "--base-path", str(base))
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"wrote {base / '1'}" in done.stdout
+    # A new base path is fine (the first version), but it is said: it may be a typo.
+    assert f"note: {base.resolve()} did not exist and was created" in done.stderr
     return base
 
 
@@ -65,6 +67,7 @@ def test_skip_if_published_adds_no_copy_of_the_newest_version(exported, tiny_run
     info_file.write_text(json.dumps({**info, "source_weights_sha256": "other weights"}))
     newer = run_cli(*export, "--skip-if-published")
     assert newer.returncode == 0 and f"wrote {base / '2'}" in newer.stdout
+    assert "did not exist" not in newer.stderr
     again = run_cli(*export)  # without the flag a re-export is always possible
     assert again.returncode == 0 and f"wrote {base / '3'}" in again.stdout
 
@@ -145,15 +148,21 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
     assert "InitializeLog" not in done.stderr  # TensorFlow's start-up lines stay out of sight
 
 
-def test_exporting_a_less_accurate_run_warns_how_to_roll_back(tmp_path):
+def version_recording(base: Path, n: int, accuracy: float) -> Path:
+    """A stand-in version folder holding only the accuracy its export recorded."""
     from export.config import INFO_ASSET
+
+    info = base / str(n) / INFO_ASSET
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps({"expected_test_accuracy": accuracy}))
+    return base / str(n)
+
+
+def test_exporting_a_less_accurate_run_warns_how_to_roll_back(tmp_path):
     from export.export_run import ExportResult, accuracy_drop_warning
 
     def version(n: int, accuracy: float) -> Path:
-        info = tmp_path / str(n) / INFO_ASSET
-        info.parent.mkdir(parents=True)
-        info.write_text(json.dumps({"expected_test_accuracy": accuracy}))
-        return tmp_path / str(n)
+        return version_recording(tmp_path, n, accuracy)
 
     shipped, smoke_test, better = version(4, 0.9091), version(5, 0.124), version(6, 0.93)
     warning = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (4, 0.9091)))
@@ -162,10 +171,24 @@ def test_exporting_a_less_accurate_run_warns_how_to_roll_back(tmp_path):
     assert accuracy_drop_warning(ExportResult(better, 0, {}, (4, 0.9091))) is None
     # --version 3 beside a newer 4: not served, so nothing to warn about.
     assert accuracy_drop_warning(ExportResult(version(3, 0.1), 0, {}, (4, 0.9091))) is None
-    # --keep 1 removed version 4: no pin advice for a version that is gone.
-    gone = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (2, 0.9)))
-    assert gone.endswith(f"remove {smoke_test}.")
     assert accuracy_drop_warning(ExportResult(shipped, 0, {}, None)) is None
+
+
+def test_the_rollback_advice_never_leaves_the_server_without_a_version(tmp_path):
+    """After --keep removed the displaced version, 'remove the new one' once was the advice
+    even where no other version was left: following it unloaded everything (404s)."""
+    from export.export_run import ExportResult, accuracy_drop_warning
+
+    def version(n: int, accuracy: float) -> Path:
+        return version_recording(tmp_path, n, accuracy)
+
+    smoke_test = version(5, 0.124)
+    alone = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (4, 0.9091)))
+    assert "Version 4 is gone (--keep) and no other version is left" in alone
+    assert "export version 4's run again" in alone and "pin" not in alone
+    version(3, 0.85)
+    older = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (4, 0.9091)))
+    assert f"removing {smoke_test} would serve version 3" in older
 
 
 def test_model_card_states_the_served_accuracy(exported, tiny_run_dir, tmp_path):

@@ -104,3 +104,27 @@ def test_versions_ignores_non_numeric_children(tmp_path):
         (tmp_path / name).mkdir()
     (tmp_path / "9").write_text("a file, not a folder")
     assert versions(tmp_path) == [1, 7]
+
+
+def test_keep_below_one_is_refused_before_anything_is_published(tmp_path):
+    publish(slow_writer(1), tmp_path)
+    calls: list[Path] = []
+    with pytest.raises(ValueError, match="--keep must be at least 1"):
+        publish(calls.append, tmp_path, keep=0)
+    assert calls == []  # it once published the version, then refused to prune
+    assert versions(tmp_path) == [1]
+
+
+def test_the_next_number_was_never_used_before(tmp_path):
+    """A version rolled back as DEPLOY.md says (renamed to .rollback-N) keeps its number, so a
+    pin, a log line or a metric with that number never names a second model; a stray file
+    with an integer name is skipped too (the rename onto it failed with a traceback)."""
+    for _ in range(3):
+        publish(slow_writer(1), tmp_path)
+    (tmp_path / "3").rename(tmp_path / ".rollback-3")
+    assert publish(slow_writer(1), tmp_path).name == "4"
+    (tmp_path / "11").write_text("not a model")
+    assert publish(slow_writer(1), tmp_path).name == "12"
+    with pytest.raises(VersionExistsError, match="version 11 already exists"):
+        publish(slow_writer(1), tmp_path, version=11)
+    assert versions(tmp_path) == [1, 2, 4, 12]
