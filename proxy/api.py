@@ -66,14 +66,22 @@ def model() -> Response:
     config = svc.config
     versions = svc.client.status(config.model_name)
     default = default_target(config)
-    available = any(v.state == "AVAILABLE" for v in versions)
+    available = [v.version for v in versions if v.state == "AVAILABLE"]
+    serves, problem = resolve_default(svc, available)
     return jsonify(
         name=config.model_name,
         protocol=config.protocol,
         versions=[{"version": v.version, "state": v.state, "error": v.error} for v in versions],
         labels=_resolve_labels(svc) if available else {},
-        classes=_class_names(svc, default) if available else [],
-        default={"version": default.version, "label": default.label},
+        classes=_class_names(svc, ModelTarget(default.name, serves)) if serves is not None else [],
+        # What a request without ?version or ?label gets: the version it resolves to now, or
+        # why it resolves to none (a MODEL_LABEL the server does not know, ...).
+        default={
+            "version": default.version,
+            "label": default.label,
+            "serves": serves,
+            "error": problem,
+        },
         limits={
             "max_upload_bytes": config.max_upload_bytes,
             "max_pixels": config.max_pixels,
@@ -101,6 +109,23 @@ def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:
 
 def default_target(config: ProxyConfig) -> ModelTarget:
     return ModelTarget(config.model_name, config.default_version, config.default_label)
+
+
+def resolve_default(svc: Services, available: list[int]) -> tuple[int | None, str | None]:
+    """The AVAILABLE version a request without ?version or ?label goes to, or why there is
+    none: readiness and the page's badge must describe that version, not the newest."""
+    target = default_target(svc.config)
+    if not available:
+        return None, f"model {target.name!r} has no AVAILABLE version"
+    if target.version is not None:
+        if target.version in available:
+            return target.version, None
+        return None, f"the default version {target.version} (MODEL_VERSION) is not AVAILABLE"
+    try:
+        return svc.client.resolve_version(target), None
+    except ModelServerError as exc:
+        which = f"label {target.label!r} (MODEL_LABEL)" if target.label else "latest version"
+        return None, f"the default {which} does not resolve: {exc}"
 
 
 def top_k_from_query(args: dict, default: int) -> int:

@@ -59,22 +59,32 @@ async function refreshModel() {
   try {
     const body = await response.json();
     if (!response.ok) throw new Error(body.error || response.statusText);
-    const live = body.versions.filter((v) => v.state === "AVAILABLE").map((v) => v.version);
-    setBadge(live.length ? "ok" : "down",
-      live.length ? `${body.name} · version ${Math.max(...live)} · ${body.protocol.toUpperCase()}`
-        : `${body.name} · no version available yet`);
+    // The version a plain request goes to (the latest, or the proxy's MODEL_LABEL / _VERSION),
+    // not the newest loaded one: during a canary those differ.
+    const { serves, label, version, error } = body.default;
+    const live = body.versions.some((v) => v.state === "AVAILABLE");
+    if (serves !== null) {
+      const via = label ? ` (${label})` : "";
+      setBadge("ok", `${body.name} · version ${serves}${via} · ${body.protocol.toUpperCase()}`);
+    } else if (live) {
+      const wanted = label ? `label ${label}` : `version ${version}`;
+      setBadge("down", `${body.name} · default ${wanted} not served`, error);
+    } else {
+      setBadge("down", `${body.name} · no version available yet`);
+    }
     renderClassCloud(body.classes);
-    return live.length > 0;
+    return serves !== null;
   } catch (error) {
     setBadge("down", "Model server unavailable · retrying");
     return false;
   }
 }
 
-function setBadge(kind, text) {
+function setBadge(kind, text, detail = "") {
   ui.badge.classList.remove("ok", "down");
   ui.badge.classList.add(kind);
   ui.badge.querySelector(".badge-text").textContent = text;
+  ui.badge.title = detail;
 }
 
 function renderClassCloud(classes) {

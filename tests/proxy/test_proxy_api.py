@@ -148,6 +148,44 @@ def test_ready_and_healthy(client) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["available_versions"] == [2, 1]
+    assert ready.get_json()["default_version"] == 2
+    assert client.get("/api/model").get_json()["default"] == {
+        "version": None, "label": None, "serves": 2, "error": None,
+    }  # fmt: skip
+
+
+def test_a_default_label_is_what_readiness_and_the_model_info_describe(
+    two_version_server, protocol
+) -> None:
+    """During a canary the newest version (2) is not what plain requests get (stable: 1)."""
+    app = create_app(proxy_config(two_version_server, protocol, default_label="stable"))
+    client = app.test_client()
+    assert client.get("/readyz").get_json()["default_version"] == 1
+    body = client.get("/api/model").get_json()
+    assert body["default"] == {"version": None, "label": "stable", "serves": 1, "error": None}
+    assert body["classes"] == CLASSES
+
+
+@pytest.mark.parametrize(
+    ("default", "fragment"),
+    [
+        ({"default_label": "nosuchlabel"}, "label 'nosuchlabel' (MODEL_LABEL) does not resolve"),
+        ({"default_version": 9}, "default version 9 (MODEL_VERSION) is not AVAILABLE"),
+    ],
+)
+def test_a_default_the_server_does_not_serve_is_not_ready(
+    two_version_server, protocol, default: dict, fragment: str
+) -> None:
+    """Every plain request of such a proxy fails (404): it must leave the load balancer's
+    rotation, and /api/model must still list what is served and say why, not fail."""
+    client = create_app(proxy_config(two_version_server, protocol, **default)).test_client()
+    assert_error(client.get("/readyz"), 503, "not ready", fragment)
+    info = client.get("/api/model")
+    assert info.status_code == 200, info.get_data(as_text=True)
+    body = info.get_json()
+    assert [v["version"] for v in body["versions"]] == [2, 1]
+    assert body["default"]["serves"] is None and fragment in body["default"]["error"]
+    assert body["labels"] == LABELS
 
 
 # ---------- refused requests ----------

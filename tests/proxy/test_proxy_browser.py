@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -337,6 +338,37 @@ def test_a_failed_request_rechecks_the_model_badge_at_once(open_page, browser, p
     page.set_input_files("#file-input", str(photos[0]))
     expect(page.locator(".card .card-error")).to_contain_text("unavailable")
     expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bdown\b"), timeout=5_000)
+
+
+def test_the_badge_names_the_version_plain_requests_get(open_page, browser) -> None:
+    """During a canary the newest loaded version is not the one a plain request gets; the
+    badge once showed the newest. The proxy's real /api/model answer is rewritten by
+    Playwright's routing into a canary (7 newest, the default label 'stable' on 6), then into
+    a default label the server does not know (tests/proxy/test_proxy_api.py has the proxy's
+    own side of both)."""
+    page = open_page(browser, DESKTOP)
+    badge = page.locator("#model-badge")
+
+    def answer_with(default: dict) -> None:
+        def rewrite(route) -> None:
+            body = route.fetch().json()
+            body["versions"] = [{"version": v, "state": "AVAILABLE", "error": ""} for v in (7, 6)]
+            body["default"] = default
+            route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+        page.unroute("**/api/model")
+        page.route("**/api/model", rewrite)
+        page.reload()
+
+    answer_with({"version": None, "label": "stable", "serves": 6, "error": None})
+    expect(badge).to_contain_text("version 6 (stable)")
+    expect(badge).to_have_class(re.compile(r"\bok\b"))
+    problem = "the default label 'stable' (MODEL_LABEL) does not resolve: no such label"
+    answer_with({"version": None, "label": "stable", "serves": None, "error": problem})
+    expect(badge).to_contain_text("default label stable not served")
+    expect(badge).to_have_class(re.compile(r"\bdown\b"))
+    expect(badge).to_have_attribute("title", problem)
+    assert page.console_errors == []
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
