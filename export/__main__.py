@@ -19,7 +19,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="TF Serving base path (default: %(default)s, the shipped model's folder when run "
         "from the project root; a model server polling it serves the newest version)",
     )
-    ap.add_argument("--version", type=int, help="version number (default: the next integer)")
+    ap.add_argument(
+        "--version",
+        type=int,
+        help="version number (default: one above every number this base path has used, "
+        "rolled-back ones included)",
+    )
     ap.add_argument("--keep", type=int, help="after publishing, keep only the N newest versions")
     ap.add_argument(
         "--tta",
@@ -33,8 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--skip-if-published",
         action="store_true",
-        help="publish nothing when the newest version was exported from this run's final "
-        "weights (for pipelines that re-run train-then-export, like the trainer image)",
+        help="publish nothing when a version, served or rolled back, was exported from this "
+        "run's final weights (for pipelines that re-run train-then-export: the trainer image)",
     )
     return ap.parse_args(argv)
 
@@ -62,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export: {err}", file=sys.stderr)
         return 1
     if not result.published:
-        print(f"{result.version_dir} was already exported from these weights; nothing published")
+        where = result.version_dir
+        if where.name.startswith(".rollback-"):
+            print(f"these weights were published and rolled back ({where}); nothing published")
+        else:
+            print(f"{where} was already exported from these weights; nothing published")
         return 0
     print(f"wrote {result.version_dir} (signatures serving_default, pixels; TTA {result.tta})")
     if result.created_base:

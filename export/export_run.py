@@ -17,7 +17,7 @@ from pathlib import Path
 
 from export.config import INFO_ASSET
 from export.evaluation import evaluate_saved_model
-from export.publish import latest_version_dir, publish, versions
+from export.publish import latest_version_dir, publish, rolled_back_dirs, versions
 from export.savedmodel import choose_tta, read_info, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
@@ -27,12 +27,21 @@ REPORT_FILE = "export_report.json"
 
 
 @dataclass(frozen=True)
+class Displaced:
+    """The newest version before an export: what traffic moves away from."""
+
+    version: int
+    accuracy: float | None  # the test accuracy its export recorded
+    source_run: str | None = None  # the run folder it was exported from
+
+
+@dataclass(frozen=True)
 class ExportResult:
-    version_dir: Path
+    version_dir: Path  # skipped: the folder that already holds these weights
     tta: int
     report: dict
-    previous: tuple[int, float | None] | None = None  # newest version before, its accuracy
-    published: bool = True  # False: the newest version already held these weights (skipped)
+    previous: Displaced | None = None
+    published: bool = True  # False: skip_if_published found these weights already published
     created_base: bool = False  # the base path did not exist: perhaps a mistyped one
 
 
@@ -52,11 +61,23 @@ def _newest(base_path: Path) -> Path | None:
         return None
 
 
+def _info(version_dir: Path) -> dict:
+    return read_info(version_dir) if (version_dir / INFO_ASSET).is_file() else {}
+
+
+def find_published(base_path: Path, digest: str) -> Path | None:
+    """The version folder, served or rolled back (.rollback-N), exported from these weights."""
+    folders = [base_path / str(v) for v in versions(base_path)]
+    folders += rolled_back_dirs(base_path).values()
+    for folder in folders:
+        if _info(folder).get("source_weights_sha256") == digest:
+            return folder
+    return None
+
+
 def expected_accuracy(version_dir: Path) -> float | None:
     """The test accuracy a version's export recorded for itself (assets/model_info.json)."""
-    if not (version_dir / INFO_ASSET).is_file():
-        return None
-    return read_info(version_dir).get("expected_test_accuracy")
+    return _info(version_dir).get("expected_test_accuracy")
 
 
 def accuracy_drop_warning(result: ExportResult) -> str | None:
@@ -64,22 +85,23 @@ def accuracy_drop_warning(result: ExportResult) -> str | None:
     the model server moves all traffic to the newest, so a smoke-test run would answer all."""
     if result.previous is None:
         return None
-    old_version, old = result.previous
+    old_version, old = result.previous.version, result.previous.accuracy
     new = expected_accuracy(result.version_dir)
     if int(result.version_dir.name) < old_version or new is None or old is None or new >= old:
         return None
     base = result.version_dir.parent
+    away = f"mv -T {result.version_dir} {base / f'.rollback-{result.version_dir.name}'}"
     others = [v for v in versions(base) if v != int(result.version_dir.name)]
     if old_version in others:
-        rollback = f"To roll back, remove {result.version_dir}, or pin version {old_version} "
-        rollback += "(docs/DEPLOY.md)."
+        rollback = f"To roll back, move it away ({away}; docs/DEPLOY.md) or pin version "
+        rollback += f"{old_version}."
     elif others:
-        rollback = f"Version {old_version} is gone (--keep); removing {result.version_dir} "
-        rollback += f"would serve version {others[-1]}."
+        rollback = f"Version {old_version} is gone; moving this one away ({away}) would serve "
+        rollback += f"version {others[-1]} under the default latest policy."
     else:
-        rollback = f"Version {old_version} is gone (--keep) and no other version is left: "
-        rollback += f"removing {result.version_dir} would leave nothing to serve. To roll back, "
-        rollback += f"export version {old_version}'s run again."
+        source = result.previous.source_run or f"version {old_version}'s run"
+        rollback = f"Version {old_version} is gone and no other version is left: moving this "
+        rollback += f"one away would leave nothing to serve. To roll back, export {source} again."
     return (
         f"version {result.version_dir.name} recorded {new:.2%} test accuracy, below version "
         f"{old_version}'s {old:.2%}, and a model server polling {base} serves the newest "
@@ -99,15 +121,14 @@ def export_run(
 ) -> ExportResult:
     """Publish `run_dir` under `base_path`; with `tflite`, `data` supplies images to measure.
 
-    `skip_if_published` publishes nothing when the newest version was exported from the same
-    final weights: a re-run of train-then-export (the trainer image) after its run finished
-    would otherwise add an identical version and retire the previous one."""
+    `skip_if_published` publishes nothing when a version, served or rolled back, was exported
+    from the same final weights: a re-run of train-then-export (the trainer image) after its
+    run finished would otherwise add an identical version, or bring back a rolled-back one."""
     model, meta = load_for_inference(run_dir)
     digest = weights_digest(Path(run_dir))
-    newest = _newest(Path(base_path))
-    newest_info = read_info(newest) if newest and (newest / INFO_ASSET).is_file() else {}
-    if skip_if_published and newest_info.get("source_weights_sha256") == digest:
-        return ExportResult(newest, newest_info.get("tta", 0), {}, published=False)
+    found = find_published(Path(base_path), digest) if skip_if_published else None
+    if found:
+        return ExportResult(found, _info(found).get("tta", 0), {}, published=False)
     folded = meta["arch"] == "fast"
     if folded:
         model = fold_for_serving(model)
@@ -127,7 +148,13 @@ def export_run(
             report.update(_measure_with_tflite(model, tmp, data or meta["data"]))
             (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
 
-    previous = (int(newest.name), expected_accuracy(newest)) if newest else None
+    newest = _newest(Path(base_path))
+    previous = None
+    if newest:
+        info = _info(newest)  # read before --keep can prune it
+        previous = Displaced(
+            int(newest.name), info.get("expected_test_accuracy"), info.get("source_run")
+        )
     created = not Path(base_path).exists()
     version_dir = publish(write, base_path, version, keep)
     return ExportResult(version_dir, level, report, previous, created_base=created)

@@ -6,10 +6,11 @@ folder is then renamed to its number: one ``rename(2)``, so a server polling the
 either no version or a complete one. Pruning renames a version to a hidden name first, for the
 same reason, and deletes it afterwards. A lock file serialises concurrent publishers.
 
-The next number is above every number already used in the base path: version folders, any
-other entry with an integer name (a stray file would make the rename fail), and versions rolled
-back by renaming them to ``.rollback-<N>`` (docs/DEPLOY.md), so that a number never names two
-different models in clients' pins, logs and metrics.
+The next number is above every number already used in the base path, so that a number never
+names two different models in clients' pins, logs and metrics: version folders, any other
+entry with an integer name (a stray file would make the rename fail), versions rolled back by
+renaming them to ``.rollback-<N>`` (docs/DEPLOY.md), and the highest number this module ever
+published there, kept in ``.last-version`` (rolled-back folders get deleted in the end).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 
 LOCK_NAME = ".publish.lock"
 KEEP_AT_LEAST_ONE = "--keep must be at least 1: a base path without versions serves nothing"
-ROLLED_BACK = re.compile(r"\.rollback-(\d+)")  # DEPLOY.md's rollback: mv -T 5 .rollback-5
+ROLLED_BACK = re.compile(r"\.rollback-([0-9]+)")  # DEPLOY.md's rollback: mv -T 5 .rollback-5
+LAST_VERSION = ".last-version"
 _counter = itertools.count()
 
 
@@ -74,6 +76,8 @@ def publish(
             _refuse_existing(base, target)
             final = _version_dir(base, target)
             os.rename(tmp, final)
+            if target > _last_published(base):
+                (base / LAST_VERSION).write_text(f"{target}\n")
             _fsync_dir(base)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -103,14 +107,29 @@ def prune(base_path: str | Path, keep: int) -> list[int]:
 
 def used_numbers(base: Path) -> set[int]:
     """Every version number the base path has used: what the next version must be above."""
-    used = set()
+    used = {int(entry.name) for entry in base.iterdir() if _is_version_name(entry.name)}
+    return used | set(rolled_back_dirs(base)) | ({_last_published(base)} - {0})
+
+
+def rolled_back_dirs(base_path: str | Path) -> dict[int, Path]:
+    """Version folders taken away by DEPLOY.md's rollback (``.rollback-<N>``), by number."""
+    base = Path(base_path)
+    if not base.is_dir():
+        return {}
+    found = {}
     for entry in base.iterdir():
-        rolled_back = ROLLED_BACK.fullmatch(entry.name)
-        if _is_version_name(entry.name):
-            used.add(int(entry.name))
-        elif rolled_back:
-            used.add(int(rolled_back.group(1)))
-    return used
+        match = ROLLED_BACK.fullmatch(entry.name)
+        if match and entry.is_dir():
+            found[int(match.group(1))] = entry
+    return found
+
+
+def _last_published(base: Path) -> int:
+    try:
+        text = (base / LAST_VERSION).read_text().strip()
+    except FileNotFoundError:
+        return 0
+    return int(text) if _is_version_name(text) else 0
 
 
 def _is_version_name(name: str) -> bool:
@@ -124,8 +143,13 @@ def _version_dir(base: Path, version: int) -> Path:
 def _refuse_existing(base: Path, version: int) -> None:
     if version < 0:
         raise ValueError(f"version must be a non-negative integer, got {version}")
-    if version in versions(base) or (base / str(version)).exists():  # or a file of that name
+    if version in versions(base) or os.path.lexists(base / str(version)):  # a file, a link
         raise VersionExistsError(f"version {version} already exists in {base}; not overwriting it")
+    if version in rolled_back_dirs(base):
+        raise VersionExistsError(
+            f"version {version} was rolled back ({base / f'.rollback-{version}'}); a new model "
+            "under its number would be confused with it: pick another number"
+        )
 
 
 @contextlib.contextmanager

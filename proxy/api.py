@@ -17,7 +17,7 @@ from proxy.client import (
 from proxy.config import ProxyConfig
 from proxy.errors import ApiError
 from proxy.preprocess import IMAGE_SIZE, ImageError, to_pixels
-from proxy.services import Services, services
+from proxy.services import Services, default_target, resolve_default, services
 from proxy.uploads import Upload, read_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -105,27 +105,6 @@ def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:
             raise ApiError("label may only use letters, digits, '_', '-' and '.'")
         return ModelTarget(config.model_name, label=label)
     return default_target(config)
-
-
-def default_target(config: ProxyConfig) -> ModelTarget:
-    return ModelTarget(config.model_name, config.default_version, config.default_label)
-
-
-def resolve_default(svc: Services, available: list[int]) -> tuple[int | None, str | None]:
-    """The AVAILABLE version a request without ?version or ?label goes to, or why there is
-    none: readiness and the page's badge must describe that version, not the newest."""
-    target = default_target(svc.config)
-    if not available:
-        return None, f"model {target.name!r} has no AVAILABLE version"
-    if target.version is not None:
-        if target.version in available:
-            return target.version, None
-        return None, f"the default version {target.version} (MODEL_VERSION) is not AVAILABLE"
-    try:
-        return svc.client.resolve_version(target), None
-    except ModelServerError as exc:
-        which = f"label {target.label!r} (MODEL_LABEL)" if target.label else "latest version"
-        return None, f"the default {which} does not resolve: {exc}"
 
 
 def top_k_from_query(args: dict, default: int) -> int:

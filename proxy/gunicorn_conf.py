@@ -1,6 +1,9 @@
-"""gunicorn settings for the proxy (used by scripts/serve.py; the container may pass the
-same values as flags). Environment: PROXY_HOST, PROXY_PORT, GUNICORN_WORKERS,
-GUNICORN_THREADS, GUNICORN_ACCESS_LOG=1, PROMETHEUS_MULTIPROC_DIR.
+"""gunicorn settings for the proxy, under `make serve` and in the proxy image (which sets
+PROXY_HOST=0.0.0.0 and GUNICORN_ACCESS_LOG=1). Environment: PROXY_HOST, PROXY_PORT,
+GUNICORN_WORKERS, GUNICORN_THREADS, GUNICORN_ACCESS_LOG=1, PROMETHEUS_MULTIPROC_DIR.
+
+A stopping worker gets 10 s to finish its requests (the model-server timeout is 5 s; in
+Kubernetes 5 s of preStop + 10 s fit the pod's 30 s grace), a silent one is restarted after 60 s.
 
 gthread workers: the per-request work is Pillow decoding and a model-server call, both of
 which release the GIL, so a few threads per process keep the CPU busy at low memory.

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from proxy.api import resolve_default
 from proxy.client import ModelServerError
 from proxy.errors import error_response
-from proxy.services import services
+from proxy.services import resolve_default, services
 
 bp = Blueprint("ops", __name__)
 
@@ -20,9 +19,11 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response | tuple[Response, int]:
-    """Ready = the model server answers and what a plain request asks for (the latest version,
-    or MODEL_VERSION / MODEL_LABEL) is AVAILABLE: a proxy whose every default request would
-    fail must leave the load balancer's rotation."""
+    """Ready = the model server answers and has an AVAILABLE version of our model.
+
+    What a plain request gets (the latest, or MODEL_VERSION / MODEL_LABEL) is reported, not
+    required: every replica shares that setting, so failing readiness on it would empty the
+    Service and cut off the requests that name a version or label too."""
     svc = services()
     name = svc.config.model_name
     try:
@@ -30,10 +31,17 @@ def readyz() -> Response | tuple[Response, int]:
     except ModelServerError as exc:
         return error_response(f"not ready: {exc}", 503, "not_ready")
     available = [v.version for v in versions if v.state == "AVAILABLE"]
+    if not available:
+        message = f"not ready: model {name!r} has no AVAILABLE version"
+        return error_response(message, 503, "not_ready")
     serves, problem = resolve_default(svc, available)
-    if serves is None:
-        return error_response(f"not ready: {problem}", 503, "not_ready")
-    return jsonify(status="ready", model=name, available_versions=available, default_version=serves)
+    return jsonify(
+        status="ready",
+        model=name,
+        available_versions=available,
+        default_version=serves,
+        default_error=problem,
+    )
 
 
 @bp.get("/metrics")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from proxy.client import ModelClient
+from proxy.client import ModelClient, ModelServerError, ModelTarget
 from proxy.config import ProxyConfig
 from proxy.metrics import Metrics
 
@@ -26,3 +26,24 @@ class Services:
 def services() -> Services:
     """The Services of the app handling the current request."""
     return current_app.extensions["proxy"]
+
+
+def default_target(config: ProxyConfig) -> ModelTarget:
+    return ModelTarget(config.model_name, config.default_version, config.default_label)
+
+
+def resolve_default(svc: Services, available: list[int]) -> tuple[int | None, str | None]:
+    """The AVAILABLE version a request without ?version or ?label goes to, or why there is
+    none: what /readyz reports and the page's badge shows (during a canary, not the newest)."""
+    target = default_target(svc.config)
+    if not available:
+        return None, f"model {target.name!r} has no AVAILABLE version"
+    if target.version is not None:
+        if target.version in available:
+            return target.version, None
+        return None, f"the default version {target.version} (MODEL_VERSION) is not AVAILABLE"
+    try:
+        return svc.client.resolve_version(target), None
+    except ModelServerError as exc:
+        which = f"label {target.label!r} (MODEL_LABEL)" if target.label else "latest version"
+        return None, f"the default {which} does not resolve: {exc}"

@@ -37,7 +37,7 @@ STOP_TIMEOUT_S = 20
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-# The environment variables `make serve` reads, with DESIGN.md's defaults and what each sets.
+# The environment variables `make serve` reads, their defaults (DESIGN.md's ports) and uses.
 SETTINGS = {
     "MODEL_BASE_PATH": ("models/cifar10", "the model's version folders"),
     "GRPC_PORT": ("8500", "the model server's gRPC port"),
@@ -49,7 +49,7 @@ SETTINGS = {
 
 @dataclass(frozen=True)
 class Stack:
-    """Where everything listens; from the environment, DESIGN.md defaults."""
+    """Where everything listens; from the environment (SETTINGS)."""
 
     base_path: Path
     grpc_port: int

@@ -86,9 +86,11 @@ def load_dataset(
     if not path.exists():
         raise DataError(f"data source not found: {path}")
     cache_file = _cache_file(path, cache_dir, size) if cache_dir else None
-    if cache_file and cache_file.exists():
+    if cache_file:
         try:
             return _read_cache(cache_file, str(path))
+        except FileNotFoundError:
+            pass  # the first load of this source
         except (OSError, ValueError, KeyError) as err:
             log.warning("ignoring unreadable cache %s (%s)", cache_file, err)
     dataset = _load_uncached(path, size)
@@ -309,7 +311,7 @@ def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:
 
 def _write_cache(file: Path, ds: Dataset) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(".tmp.npz")
+    tmp = file.with_suffix(f".{os.getpid()}.tmp.npz")  # two loads at once write their own
     try:
         np.savez(
             tmp,

@@ -61,14 +61,14 @@ async function refreshModel() {
     if (!response.ok) throw new Error(body.error || response.statusText);
     // The version a plain request goes to (the latest, or the proxy's MODEL_LABEL / _VERSION),
     // not the newest loaded one: during a canary those differ.
-    const { serves, label, version, error } = body.default;
+    const { serves, label, version, error: reason } = body.default;
     const live = body.versions.some((v) => v.state === "AVAILABLE");
     if (serves !== null) {
       const via = label ? ` (${label})` : "";
       setBadge("ok", `${body.name} · version ${serves}${via} · ${body.protocol.toUpperCase()}`);
     } else if (live) {
-      const wanted = label ? `label ${label}` : `version ${version}`;
-      setBadge("down", `${body.name} · default ${wanted} not served`, error);
+      const wanted = label ? `label ${label}` : version !== null ? `version ${version}` : "latest version";
+      setBadge("down", `${body.name} · default ${wanted} not served`, reason);
     } else {
       setBadge("down", `${body.name} · no version available yet`);
     }

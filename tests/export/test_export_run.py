@@ -64,9 +64,17 @@ def test_skip_if_published_adds_no_copy_of_the_newest_version(exported, tiny_run
     assert "already exported from these weights; nothing published" in skipped.stdout
     assert sorted(p.name for p in base.iterdir() if p.name.isdigit()) == ["1"]
 
+    # Rolled back (DEPLOY.md: renamed away): a re-run must not bring the model back either.
+    (base / "1").rename(base / ".rollback-1")
+    rolled_back = run_cli(*export, "--skip-if-published")
+    assert rolled_back.returncode == 0, rolled_back.stderr[-2000:]
+    assert "published and rolled back" in rolled_back.stdout
+    assert not [p for p in base.iterdir() if p.name.isdigit()]
+
+    info_file = base / ".rollback-1" / "assets" / "model_info.json"
     info_file.write_text(json.dumps({**info, "source_weights_sha256": "other weights"}))
     newer = run_cli(*export, "--skip-if-published")
-    assert newer.returncode == 0 and f"wrote {base / '2'}" in newer.stdout
+    assert newer.returncode == 0 and f"wrote {base / '2'}" in newer.stdout  # 1 stays retired
     assert "did not exist" not in newer.stderr
     again = run_cli(*export)  # without the flag a re-export is always possible
     assert again.returncode == 0 and f"wrote {base / '3'}" in again.stdout
@@ -159,36 +167,38 @@ def version_recording(base: Path, n: int, accuracy: float) -> Path:
 
 
 def test_exporting_a_less_accurate_run_warns_how_to_roll_back(tmp_path):
-    from export.export_run import ExportResult, accuracy_drop_warning
+    from export.export_run import Displaced, ExportResult, accuracy_drop_warning
 
     def version(n: int, accuracy: float) -> Path:
         return version_recording(tmp_path, n, accuracy)
 
     shipped, smoke_test, better = version(4, 0.9091), version(5, 0.124), version(6, 0.93)
-    warning = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (4, 0.9091)))
+    was_4 = Displaced(4, 0.9091)
+    warning = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, was_4))
     assert "12.40% test accuracy, below version 4's 90.91%" in warning
-    assert f"remove {smoke_test}, or pin version 4" in warning
-    assert accuracy_drop_warning(ExportResult(better, 0, {}, (4, 0.9091))) is None
+    # DEPLOY.md's rollback, which keeps the number used (export/publish.py)
+    assert f"move it away (mv -T {smoke_test} {tmp_path / '.rollback-5'};" in warning
+    assert "or pin version 4" in warning
+    assert accuracy_drop_warning(ExportResult(better, 0, {}, was_4)) is None
     # --version 3 beside a newer 4: not served, so nothing to warn about.
-    assert accuracy_drop_warning(ExportResult(version(3, 0.1), 0, {}, (4, 0.9091))) is None
+    assert accuracy_drop_warning(ExportResult(version(3, 0.1), 0, {}, was_4)) is None
     assert accuracy_drop_warning(ExportResult(shipped, 0, {}, None)) is None
 
 
 def test_the_rollback_advice_never_leaves_the_server_without_a_version(tmp_path):
-    """After --keep removed the displaced version, 'remove the new one' once was the advice
-    even where no other version was left: following it unloaded everything (404s)."""
-    from export.export_run import ExportResult, accuracy_drop_warning
+    """After --keep 1 removed the displaced version, 'remove the new one' once was the advice
+    though no other version was left: following it unloaded everything (404s)."""
+    from export.export_run import Displaced, ExportResult, accuracy_drop_warning
 
-    def version(n: int, accuracy: float) -> Path:
-        return version_recording(tmp_path, n, accuracy)
-
-    smoke_test = version(5, 0.124)
-    alone = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (4, 0.9091)))
-    assert "Version 4 is gone (--keep) and no other version is left" in alone
-    assert "export version 4's run again" in alone and "pin" not in alone
-    version(3, 0.85)
-    older = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, (4, 0.9091)))
-    assert f"removing {smoke_test} would serve version 3" in older
+    smoke_test = version_recording(tmp_path, 5, 0.124)
+    was_4 = Displaced(4, 0.9091, "runs/bench-fast-0")
+    alone = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, was_4))
+    assert "Version 4 is gone and no other version is left" in alone
+    assert "export runs/bench-fast-0 again" in alone and "pin" not in alone
+    # Version 4 taken away by someone else meanwhile, 3 still there:
+    version_recording(tmp_path, 3, 0.85)
+    older = accuracy_drop_warning(ExportResult(smoke_test, 0, {}, was_4))
+    assert "would serve version 3 under the default latest policy" in older
 
 
 def test_model_card_states_the_served_accuracy(exported, tiny_run_dir, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -128,3 +129,11 @@ def test_the_next_number_was_never_used_before(tmp_path):
     with pytest.raises(VersionExistsError, match="version 11 already exists"):
         publish(slow_writer(1), tmp_path, version=11)
     assert versions(tmp_path) == [1, 2, 4, 12]
+    with pytest.raises(VersionExistsError, match="version 3 was rolled back"):
+        publish(slow_writer(1), tmp_path, version=3)
+    # DEPLOY.md: "delete .rollback-N later"; and a stray file goes: the numbers stay used.
+    shutil.rmtree(tmp_path / ".rollback-3")
+    (tmp_path / "11").unlink()
+    shutil.rmtree(tmp_path / "12")
+    assert publish(slow_writer(1), tmp_path).name == "13"
+    assert publish(slow_writer(1), tmp_path, version=3).name == "3"  # a deliberate backfill

@@ -173,13 +173,17 @@ def test_a_default_label_is_what_readiness_and_the_model_info_describe(
         ({"default_version": 9}, "default version 9 (MODEL_VERSION) is not AVAILABLE"),
     ],
 )
-def test_a_default_the_server_does_not_serve_is_not_ready(
+def test_a_default_the_server_does_not_serve_is_reported_not_fatal(
     two_version_server, protocol, default: dict, fragment: str
 ) -> None:
-    """Every plain request of such a proxy fails (404): it must leave the load balancer's
-    rotation, and /api/model must still list what is served and say why, not fail."""
+    """Every plain request of such a proxy fails (404), but requests naming a version or a
+    label still work, and every replica shares the setting: readiness stays (it would empty
+    the Service) and says why; /api/model still lists what is served instead of failing."""
     client = create_app(proxy_config(two_version_server, protocol, **default)).test_client()
-    assert_error(client.get("/readyz"), 503, "not ready", fragment)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["default_version"] is None
+    assert fragment in ready.get_json()["default_error"]
     info = client.get("/api/model")
     assert info.status_code == 200, info.get_data(as_text=True)
     body = info.get_json()

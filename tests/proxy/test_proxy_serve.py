@@ -178,12 +178,10 @@ def test_serve_refuses_the_same_port_twice(tiny_model_base) -> None:
 def test_help_names_every_setting_and_starts_nothing() -> None:
     from scripts.serve import SETTINGS
 
-    port = free_port()
-    shown = run_serve("--help", PROXY_PORT=str(port))
+    shown = run_serve("--help")
     assert shown.returncode == 0
     for name, (default, _) in SETTINGS.items():
         assert name in shown.stdout and default in shown.stdout
-    assert not listening(port)
     refused = run_serve("--port", "1")
     assert refused.returncode == 2 and "unrecognized arguments: --port 1" in refused.stderr
 

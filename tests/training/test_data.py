@@ -162,9 +162,14 @@ def test_a_cache_write_cut_short_leaves_no_partial_file(tmp_path, monkeypatch, c
 def test_the_cache_folder_follows_DATASET_CACHE_DIR(tmp_path):
     show = "from training.config import DEFAULT_CACHE_DIR as d; print(d)"
     env = {**os.environ, "DATASET_CACHE_DIR": str(tmp_path / "c")}
-    moved = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True)
+    root = Path(__file__).resolve().parents[2]
+    moved = subprocess.run(
+        [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True
+    )
     env.pop("DATASET_CACHE_DIR")
-    default = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True)
+    default = subprocess.run(
+        [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True
+    )
     assert moved.stdout.strip() == str(tmp_path / "c")
     assert default.stdout.strip() == ".cache/datasets"
 
