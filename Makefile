@@ -76,5 +76,5 @@ soak: venv ## rollout, rollback, canary and a killed model server under continuo
 compose-up: ## docker compose stack with the real tensorflow/serving (needs Docker)
 	docker compose up --build
 
-clean: ## remove caches (the dataset cache, pytest, ruff)
+clean: ## remove caches (the dataset cache in .cache/, pytest, ruff; not runs/.cache of the trainer image)
 	rm -rf .cache .pytest_cache .ruff_cache

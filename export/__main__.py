@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export: {err}", file=sys.stderr)
         return 1
     if not result.published:
+        ignored = [f for f, given in (("--version", args.version is not None),
+                                      ("--keep", args.keep is not None),
+                                      ("--tta", args.tta != "auto"),
+                                      ("--tflite", args.tflite)) if given]  # fmt: skip
+        if ignored:
+            print(f"note: nothing published, so {', '.join(ignored)} did nothing", file=sys.stderr)
         where = result.version_dir
         if where.name.startswith(".rollback-"):
             print(f"these weights were published and rolled back ({where}); nothing published")

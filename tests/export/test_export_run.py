@@ -66,9 +66,10 @@ def test_skip_if_published_adds_no_copy_of_the_newest_version(exported, tiny_run
 
     # Rolled back (DEPLOY.md: renamed away): a re-run must not bring the model back either.
     (base / "1").rename(base / ".rollback-1")
-    rolled_back = run_cli(*export, "--skip-if-published")
+    rolled_back = run_cli(*export, "--skip-if-published", "--keep", "1")
     assert rolled_back.returncode == 0, rolled_back.stderr[-2000:]
     assert "published and rolled back" in rolled_back.stdout
+    assert "nothing published, so --keep did nothing" in rolled_back.stderr
     assert not [p for p in base.iterdir() if p.name.isdigit()]
 
     info_file = base / ".rollback-1" / "assets" / "model_info.json"
