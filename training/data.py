@@ -72,7 +72,11 @@ class Dataset:
             return Split(split.images[idx], split.labels[idx])
 
         return Dataset(
-            pick(self.train, train, 0), pick(self.test, test, 1), self.class_names, self.source
+            pick(self.train, train, 0),
+            pick(self.test, test, 1),
+            self.class_names,
+            self.source,
+            self.skipped,  # still the files the source could not give, whatever the subset
         )
 
 

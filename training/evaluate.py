@@ -19,6 +19,7 @@ import numpy as np
 from training.config import DEFAULT_DATA
 from training.data import DataError, load_dataset
 from training.tf_startup import import_tensorflow
+from training.train import positive
 
 # --headline: the TTA level the per-class table and matrix show. A copy of
 # training.inference.TTA_NAMES (a test keeps them equal): importing that loads TensorFlow,
@@ -53,7 +54,7 @@ def evaluate_run(run_dir: Path, data: str, test_subset: int | None = None) -> di
     from training.models import load_for_inference
 
     model, meta = load_for_inference(run_dir)
-    ds = load_dataset(data).subset(test=test_subset)
+    ds = load_dataset(data).subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
     if list(ds.class_names) != meta["class_names"]:
         raise DataError(f"{data} has classes {ds.class_names}, the model {meta['class_names']}")
     report = {"model": str(run_dir), "data": ds.source, "test_images": len(ds.test.labels)}
@@ -111,8 +112,12 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     ap.add_argument("run_dir", type=Path, help="a finished run folder, or a SavedModel")
-    ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--test-subset", type=int)
+    ap.add_argument("--data", default=DEFAULT_DATA, help="the data set (default: %(default)s)")
+    ap.add_argument(
+        "--test-subset",
+        type=positive(int),
+        help="only this many test images: for a run, the ones its own --test-subset picked",
+    )
     ap.add_argument("--out", type=Path, help="report folder (default: the run folder)")
     ap.add_argument(
         "--headline",
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         help="the TTA level of the per-class table and confusion matrix (default: none)",
     )
     args = ap.parse_args(argv)
+    if not args.run_dir.exists():
+        raise SystemExit(f"evaluate: {args.run_dir} not found")
     import_tensorflow()
     if (args.run_dir / "run.json").exists() or (args.run_dir / "meta.json").exists():
         from training.models import UnfinishedRunError

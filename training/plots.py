@@ -12,13 +12,20 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def plot_curves(history: list[dict], path: Path, title: str = "") -> Path:
+def plot_curves(
+    history: list[dict], path: Path, title: str = "", label_smoothing: float = 0.0
+) -> Path:
     """Loss and accuracy per epoch, train against the monitored split (val or test)."""
     epochs = [row["epoch"] for row in history]
     monitor = "val" if "val_loss" in history[0] else "test"
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        ax.plot(epochs, [r[f"train_{metric}"] for r in history], "o-", label="train (augmented)")
+        # The training loss is the one the optimizer sees: label-smoothed, it cannot reach 0
+        # and sits above the monitored split's plain cross-entropy.
+        train = "train (augmented)"
+        if metric == "loss" and label_smoothing > 0:
+            train = f"train (augmented, label smoothing {label_smoothing:g})"
+        ax.plot(epochs, [r[f"train_{metric}"] for r in history], "o-", label=train)
         ax.plot(epochs, [r[f"{monitor}_{metric}"] for r in history], "s-", label=monitor)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)

@@ -33,6 +33,7 @@ def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=prin
         "test_images": len(ds.test.labels),
         **extra,
     }
+    log(f"final evaluation: {len(ds.test.labels)} test images, TTA none, flip, flip+translate")
     served = build_for_inference(meta, run_dir / "final.weights.h5")
     test_acc = {
         level: accuracy(predict_logits(served, ds.test.images, tta=level), ds.test.labels)
@@ -47,6 +48,7 @@ def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=prin
             run_dir / "curves.png",
             f"{extra.get('recipe_name', trainer.recipe.arch)} · seed {extra.get('seed')} · "
             f"{extra.get('precision')}",
+            label_smoothing=trainer.recipe.label_smoothing,
         )
     if trainer.ends_on_ema and trainer.steps_after_last_ema_update:
         log("final weights: the lookahead EMA (the epoch lines measured the raw weights)")

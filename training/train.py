@@ -51,9 +51,15 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     ap.add_argument("--batch-size", type=positive(int))
     ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--train-subset", type=int, help="use only this many training images")
-    ap.add_argument("--test-subset", type=int, help="use only this many test images")
-    ap.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS")
+    ap.add_argument("--train-subset", type=positive(int), help="use only this many training images")
+    ap.add_argument("--test-subset", type=positive(int), help="use only this many test images")
+    ap.add_argument(
+        "--checkpoint-every",
+        type=positive(float),
+        default=60.0,
+        metavar="SECONDS",
+        help="also save the whole state this often (and at every epoch end, and on Ctrl-C)",
+    )
     a = ap.parse_args(argv)
     return RunOptions(
         data=a.data,
@@ -148,6 +154,8 @@ def train(opts: RunOptions) -> Path:
     started = time.time()
     recipe = opts.resolve_recipe()
 
+    if opts.data != "keras" and not Path(opts.data).expanduser().exists():
+        raise DataError(f"data source not found: {opts.data}")  # before seconds of start-up
     import_tensorflow(run_dir / "tensorflow.log")  # after argument errors had their chance
     import keras
 

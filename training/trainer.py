@@ -200,10 +200,18 @@ class Trainer:
         self._last_save = time.monotonic()
         while True:
             self._finish_epoch_if_due()  # also after a kill between last step and report
+            if self._stop_signal is not None:  # it came during the epoch's evaluation
+                self.save_checkpoint()
+                raise Interrupted(f"signal {self._stop_signal}")
             if p.step >= self.total_steps or p.stopped_early:
                 break
             self._run_epoch(checkpoint_every_s)
         self._take_ema_weights()
+
+    @property
+    def _loss_note(self) -> str:
+        """The training loss is label-smoothed where the recipe says so; the test loss is not."""
+        return f" (smoothed {self.recipe.label_smoothing:g})" if self.recipe.label_smoothing else ""
 
     @property
     def ends_on_ema(self) -> bool:
@@ -332,7 +340,8 @@ class Trainer:
         p.history.append(row)
         self.log(
             f"epoch {epoch + 1}/{math.ceil(self.total_steps / self.steps_per_epoch)} · "
-            f"train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.4f} · "
+            f"train loss{self._loss_note} {row['train_loss']:.3f} "
+            f"acc {row['train_accuracy']:.4f} · "
             f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.4f} · "
             f"{p.images_seen / max(p.train_seconds, 1e-9):,.0f} img/s on average · "
             f"{duration(p.train_seconds)} of steps"

@@ -174,6 +174,15 @@ def test_the_cache_folder_follows_DATASET_CACHE_DIR(tmp_path):
     assert default.stdout.strip() == ".cache/datasets"
 
 
+def test_a_subset_still_names_the_skipped_files():
+    """train.py logs the skipped files of the subset it trains on: they were dropped there."""
+    from training.data import Dataset, Split
+
+    split = Split(np.zeros((10, 32, 32, 3), np.uint8), np.arange(10) % 2)
+    ds = Dataset(split, split, ("a", "b"), "generated", ("train/a/broken.jpg",))
+    assert ds.subset(4, 4, seed=1).skipped == ("train/a/broken.jpg",)
+
+
 def test_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_dataset(tmp_path / "nope")

@@ -106,3 +106,30 @@ def test_progress_durations_read_as_a_person_would_say_them():
         "3 min 20 s",
         "2 h 02 min",
     ]
+
+
+def test_ctrl_c_during_the_last_epochs_evaluation_stops_with_a_checkpoint(tmp_path):
+    """The signal used to be noted and then dropped when no step was left: the run went on
+    through its final evaluation as if nothing had been asked. It stops now, and a re-run
+    goes straight to the outputs."""
+    import signal
+
+    from training.checkpoint import CHECKPOINT_NAME
+    from training.trainer import Interrupted, Trainer
+
+    recipe = replace(RECIPES["tiny"], batch_size=16, epochs=1)
+    trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    evaluate_epoch = trainer._finish_epoch_if_due
+
+    def evaluated_then_interrupted() -> None:
+        evaluate_epoch()
+        if trainer.progress.step >= trainer.total_steps:
+            trainer._on_signal(signal.SIGINT, None)  # as if Ctrl-C came during it
+
+    trainer._finish_epoch_if_due = evaluated_then_interrupted
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    assert (tmp_path / CHECKPOINT_NAME).exists()
+    resumed = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    assert resumed.resume() and resumed.progress.step == resumed.total_steps
+    assert resumed.fit().step == resumed.total_steps

@@ -242,7 +242,18 @@ def test_options_pin_once_a_run_has_trained_and_a_renamed_folder_still_resumes(t
         pin_run_options(renamed, RunOptions("x", str(renamed), seed=2))
 
 
-@pytest.mark.parametrize("flag", [["--epochs", "0"], ["--epochs", "-3"], ["--batch-size", "0"]])
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--epochs", "0"],
+        ["--epochs", "-3"],
+        ["--batch-size", "0"],
+        ["--train-subset", "0"],  # was a ZeroDivisionError traceback
+        ["--test-subset", "0"],  # was a "finished" run with NaN accuracies in meta.json
+        ["--train-subset", "-5"],
+        ["--checkpoint-every", "0"],
+    ],
+)
 def test_zero_or_negative_epochs_and_batch_size_are_refused(flag, capsys):
     from training.train import parse_args
 
@@ -262,6 +273,7 @@ def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tm
     wrong[wrong.index(str(tiny_data))] = str(tmp_path / "no-such-data")
     first = run(wrong, timeout=300)
     assert first.returncode != 0 and "data source not found" in first.stderr
+    assert "precision" not in first.stdout  # said before TensorFlow's start-up and timing
     second = run(cmd, timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     meta = json.loads((run_dir / "meta.json").read_text())
@@ -330,3 +342,22 @@ def test_the_evaluate_headlines_are_the_tta_levels():
     from training.inference import TTA_NAMES
 
     assert tuple(TTA_NAMES.values()) == HEADLINES
+
+
+def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path):
+    """--test-subset picks by the run's seed; evaluate used seed 0 whatever the run's was, so
+    its figures disagreed with meta.json's."""
+    from training.evaluate import evaluate_run
+
+    run_dir = tmp_path / "r"
+    cmd = train_cmd(tiny_data, run_dir, "--epochs", "1", "--seed", "3", "--test-subset", "40")
+    done = run(cmd, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "final evaluation: 40 test images" in done.stdout
+    meta = json.loads((run_dir / "meta.json").read_text())
+    report = evaluate_run(run_dir, str(tiny_data), test_subset=40)
+    assert report["test_images"] == 40
+    assert [report[f"tta_{n}"]["accuracy"] for n in ("none", "flip", "flip+translate")] == [
+        pytest.approx(meta[k], abs=1e-9)
+        for k in ("test_accuracy", "test_accuracy_flip", "test_accuracy_tta")
+    ]
