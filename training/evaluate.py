@@ -78,7 +78,7 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
         np.array(best["confusion_matrix"]),
         report["class_names"],
         out_dir / "confusion.png",
-        f"confusion matrix ({headline}), accuracy {best['accuracy']:.2%}",
+        f"confusion matrix (TTA {headline}), accuracy {best['accuracy']:.2%}",
     )
     lines = [
         f"# Evaluation of `{report['model']}`",

@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: files only
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_curves(
@@ -28,6 +29,7 @@ def plot_curves(
         ax.plot(epochs, [r[f"train_{metric}"] for r in history], "o-", label=train)
         ax.plot(epochs, [r[f"{monitor}_{metric}"] for r in history], "s-", label=monitor)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are rows, not a scale
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
@@ -42,7 +44,8 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, t
     share = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.65 * n), layout="constrained")
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class (numbers: images)")
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
     ax.set_xlabel("predicted")

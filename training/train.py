@@ -161,6 +161,8 @@ def train(opts: RunOptions) -> Path:
 
     if pinned.get("resolved_precision"):
         precision, why = pinned["resolved_precision"], "fixed when this run started"
+        if opts.precision not in ("auto", precision):
+            why += f"; --precision {opts.precision} applies to a new run folder only"
     else:
         precision, why = choose_precision(opts.precision)
     log(f"precision {precision} ({why})")
@@ -184,8 +186,9 @@ def train(opts: RunOptions) -> Path:
     flops = forward_flops(trainer.model)
     log(
         f"recipe {opts.recipe}: {recipe.arch}, {trainer.model.count_params():,} params, "
-        f"{flops / 1e6:.1f} MFLOP/image forward, {recipe.epochs} epochs x "
-        f"{trainer.steps_per_epoch} steps of {trainer.batch_size}, "
+        f"{flops / 1e6:.1f} MFLOP/image forward, {recipe.epochs} epochs = "
+        f"{trainer.total_steps} steps of {trainer.batch_size} ({trainer.steps_per_epoch} "
+        "per epoch), "
         f"precision {precision}, seed {opts.seed}"
     )
     if trainer.batch_size < recipe.batch_size:
