@@ -115,7 +115,8 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
         diff = {
             k: (before.get(k), v)
             for k, v in wanted.items()
-            if k not in ("precision", "run_dir") and before.get(k) != v
+            if k not in ("precision", "run_dir")
+            and _as_run(k, before.get(k), opts.recipe) != _as_run(k, v, opts.recipe)
         }
         if diff:
             raise SystemExit(
@@ -124,6 +125,16 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
             )
         return {**before, "run_dir": opts.run_dir}
     return wanted
+
+
+def _as_run(key: str, value, recipe: str):
+    """An option as the run uses it: the recipe's own epochs or batch size when not given, and
+    the data file itself however its path is spelled."""
+    if key in ("epochs", "batch_size") and value is None and recipe in RECIPES:
+        return getattr(RECIPES[recipe], key)
+    if key == "data" and value not in (None, "keras"):
+        return str(Path(value).expanduser().resolve())
+    return value
 
 
 def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:

@@ -242,6 +242,27 @@ def test_options_pin_once_a_run_has_trained_and_a_renamed_folder_still_resumes(t
         pin_run_options(renamed, RunOptions("x", str(renamed), seed=2))
 
 
+def test_options_are_compared_as_the_run_uses_them(tmp_path, monkeypatch):
+    """The recipe's own epochs spelt out, or the same data file by another path, is the same
+    run (both were refused); another number of epochs is not."""
+    from training.config import RECIPES, RunOptions
+    from training.train import pin_run_options, record_run_options
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.tar").write_bytes(b"")
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    first = RunOptions("data.tar", str(run_dir), recipe="tiny")
+    record_run_options(run_dir, pin_run_options(run_dir, first), "f")
+    (run_dir / "checkpoint.npz").write_bytes(b"")
+    tiny = RECIPES["tiny"]
+    same = RunOptions(str(tmp_path / "data.tar"), str(run_dir), recipe="tiny",
+                      epochs=tiny.epochs, batch_size=tiny.batch_size)  # fmt: skip
+    assert pin_run_options(run_dir, same)["data"] == "data.tar"
+    with pytest.raises(SystemExit, match="epochs"):
+        pin_run_options(run_dir, RunOptions("data.tar", str(run_dir), recipe="tiny", epochs=9))
+
+
 @pytest.mark.parametrize(
     "flag",
     [
