@@ -10,9 +10,13 @@ Setting TF_CPP_MIN_LOG_LEVEL yourself turns the capture off: you chose TensorFlo
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -44,10 +48,31 @@ def import_tensorflow(log_path: Path | None = None) -> None:
 
 
 def _load() -> None:
-    import keras  # noqa: F401
-    import tensorflow as tf
+    with ctrl_c_after_import():
+        import keras  # noqa: F401
+        import tensorflow as tf
 
-    tf.config.list_logical_devices()  # the device search logs too (cuInit)
+        tf.config.list_logical_devices()  # the device search logs too (cuInit)
+
+
+@contextlib.contextmanager
+def ctrl_c_after_import() -> Iterator[None]:
+    """Hold a Ctrl-C until the block ends, then act on it as the handler before would have.
+
+    A KeyboardInterrupt in the middle of an import leaves a module half made, and Keras then
+    reports a missing package ("you need to have `optree` installed") instead of the interrupt.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+    if caught and callable(before):
+        before(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt here
 
 
 def _stderr_is_a_file() -> bool:

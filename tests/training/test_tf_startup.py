@@ -63,3 +63,22 @@ def test_setting_the_log_level_yourself_turns_the_capture_off(tmp_path) -> None:
     done = run(log, "ok", TF_CPP_MIN_LOG_LEVEL="0")
     assert "cuInit" in done.stderr
     assert not log.exists()
+
+
+def test_a_ctrl_c_during_the_import_is_acted_on_after_it():
+    """A Ctrl-C that lands inside Keras's import made it report 'you need to have optree
+    installed' (a CI failure of test_ctrl_c_before_training_starts_exits_130_with_a_sentence)."""
+    import signal
+    import time
+
+    import pytest
+
+    from training.tf_startup import ctrl_c_after_import
+
+    finished = False
+    with pytest.raises(KeyboardInterrupt), ctrl_c_after_import():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        finished = True  # the "import" ran to its end
+    assert finished
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
