@@ -124,11 +124,12 @@ def export_run(
     `skip_if_published` publishes nothing when a version, served or rolled back, was exported
     from the same final weights: a re-run of train-then-export (the trainer image) after its
     run finished would otherwise add an identical version, or bring back a rolled-back one."""
-    model, meta = load_for_inference(run_dir)
-    digest = weights_digest(Path(run_dir))
-    found = find_published(Path(base_path), digest) if skip_if_published else None
-    if found:
+    weights = Path(run_dir) / "final.weights.h5"
+    digest = weights_digest(Path(run_dir)) if weights.is_file() else ""
+    found = find_published(Path(base_path), digest) if skip_if_published and digest else None
+    if found:  # decided before the model loads: a re-run that skips costs a file hash
         return ExportResult(found, _info(found).get("tta", 0), {}, published=False)
+    model, meta = load_for_inference(run_dir)  # an unfinished run fails here, with its reason
     folded = meta["arch"] == "fast"
     if folded:
         model = fold_for_serving(model)
