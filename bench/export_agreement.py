@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from export.encoded import read_encoded
     from export.evaluation import agreement
-    from export.predict import resolve_model
+    from export.publish import saved_model_dir
     from training.models import load_for_inference
 
     encoded = read_encoded(args.data, "test")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         encoded = encoded.per_class(args.limit)
     model, _ = load_for_inference(args.run_dir)
     start = time.perf_counter()
-    result = agreement(resolve_model(args.model), model, encoded)
+    result = agreement(saved_model_dir(args.model), model, encoded)
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result, indent=2))
     passed = (

@@ -28,6 +28,7 @@ from typing import IO
 from bench.proxy import children_of, free_port, rss_mb
 from bench.soak_load import CANARY
 from export.publish import publish, versions
+from proxy.config import ProxyConfig
 from scripts import serve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +43,10 @@ BATCHING_CONFIG = ROOT / "serving_config" / "batching.config"
 class ProxyLimits:
     """Proxy settings the load depends on (sizes of hostile payloads, the 503 bound)."""
 
-    max_upload_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    max_images: int = 16
+    max_upload_bytes: int = ProxyConfig.max_upload_bytes
+    max_pixels: int = ProxyConfig.max_pixels
+    max_images: int = ProxyConfig.max_images
+    # Not the proxy's 5 s: while the server is down, a 503 must come within this + 2 s.
     timeout_s: float = 3.0
     workers: int = 2
     threads: int = 4
@@ -201,10 +203,6 @@ class SoakStack:
         raise RuntimeError(f"version {version} never became the only one served: {states}")
 
     # ----- observation -----
-
-    @property
-    def proxy_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.proxy_port}"
 
     def rss(self) -> dict[str, float]:
         """Resident memory in MB: the model server, and the proxy (master + workers)."""

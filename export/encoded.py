@@ -6,14 +6,12 @@ evaluation, the agreement benchmark and the test fixtures read the JPEG bytes th
 
 from __future__ import annotations
 
-import tarfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+from training.data import tree_members
 
 
 @dataclass(frozen=True)
@@ -44,40 +42,23 @@ class EncodedImages:
 def read_encoded(source: str | Path, split: str = "test") -> EncodedImages:
     """All image files under `<root>/<split>/<class>/` of a folder or .tar(.gz), sorted by name.
 
-    Class indices follow the sorted class-folder names, as `training.data` assigns them.
+    The files and class indices are `training.data`'s: the same file types, and classes
+    numbered by the sorted training class names (a split that lacks a class keeps the
+    others' indices).
     """
-    path = Path(source)
-    members = _folder_members(path, split) if path.is_dir() else _tar_members(path, split)
-    found = sorted(members)
-    class_names = tuple(sorted({cls for _, cls, _ in found}))
+    members = list(tree_members(Path(source), read=lambda s: s == split))
+    found = sorted((name, cls, data) for s, cls, name, data in members if s == split)
     if not found:
         raise FileNotFoundError(f"no {split}/<class>/<image> files in {source}")
+    training = {cls for s, cls, _, _ in members if s == "train"}
+    class_names = tuple(sorted(training or {cls for _, cls, _ in found}))
+    unknown = {cls for _, cls, _ in found} - set(class_names)
+    if unknown:
+        raise ValueError(f"{split} classes {sorted(unknown)} in {source} have no training images")
     index = {c: i for i, c in enumerate(class_names)}
     return EncodedImages(
-        [data for _, _, data in found],
+        [data or b"" for _, _, data in found],
         np.array([index[cls] for _, cls, _ in found], np.int32),
         class_names,
         [name for name, _, _ in found],
     )
-
-
-def _split_class(parts: tuple[str, ...], split: str) -> str | None:
-    """('root', 'test', 'cat', 'x.jpg') -> 'cat' when under `split`, else None."""
-    if len(parts) < 3 or parts[-3] != split:
-        return None
-    return parts[-2] if Path(parts[-1]).suffix.lower() in IMAGE_SUFFIXES else None
-
-
-def _tar_members(path: Path, split: str) -> Iterator[tuple[str, str, bytes]]:
-    with tarfile.open(path) as tar:
-        for info in tar:
-            cls = _split_class(tuple(Path(info.name).parts), split) if info.isfile() else None
-            if cls is not None:
-                yield info.name, cls, tar.extractfile(info).read()
-
-
-def _folder_members(root: Path, split: str) -> Iterator[tuple[str, str, bytes]]:
-    for file in root.rglob("*"):
-        cls = _split_class(file.relative_to(root).parts, split) if file.is_file() else None
-        if cls is not None:
-            yield str(file.relative_to(root)), cls, file.read_bytes()

@@ -12,15 +12,8 @@ import sys
 from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH
+from export.publish import saved_model_dir
 from training.tf_startup import import_tensorflow
-
-
-def resolve_model(path: str | Path) -> Path:
-    """A version folder as given, or the newest numbered version under a base path."""
-    from export.publish import latest_version_dir
-
-    path = Path(path)
-    return path if (path / "saved_model.pb").is_file() else latest_version_dir(path)
 
 
 def format_top(name: str, probabilities, class_names, k: int) -> str:
@@ -47,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-k", type=int, default=3, help="how many classes to show (default 3)")
     args = ap.parse_args(argv)
     try:
-        version_dir = resolve_model(args.model)
+        version_dir = saved_model_dir(args.model)
     except FileNotFoundError as err:
         print(f"predict: {err}", file=sys.stderr)
         return 2

@@ -50,6 +50,13 @@ def latest_version_dir(base_path: str | Path) -> Path:
     return _version_dir(Path(base_path), found[-1])
 
 
+def saved_model_dir(path: str | Path) -> Path:
+    """A version folder as given, or the newest numbered version under a base path: what the
+    command-line tools accept wherever they take a model."""
+    path = Path(path)
+    return path if (path / "saved_model.pb").is_file() else latest_version_dir(path)
+
+
 def publish(
     write: Callable[[Path], object],
     base_path: str | Path,

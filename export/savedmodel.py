@@ -2,8 +2,8 @@
 
 Signatures (names and dtypes are DESIGN.md's contract; N is a free batch dimension):
 
-* ``serving_default``: input ``image_bytes`` DT_STRING [N], each an encoded JPEG, PNG, GIF or
-  BMP of at most ``MAX_PIXELS`` (export/config.py, 40 megapixels) width * height. Per image
+* ``serving_default``: input ``image_bytes`` DT_STRING [N], each an encoded JPEG, PNG, GIF,
+  BMP or WebP of at most ``MAX_PIXELS`` (export/config.py, 40 megapixels) width * height. Per image
   the graph does exactly this:
 
   0. Read width and height from the header bytes and refuse the image, before any decoder
@@ -42,9 +42,12 @@ Signatures (names and dtypes are DESIGN.md's contract; N is a free batch dimensi
 
 * ``pixels``: input ``images`` DT_UINT8 [N, 32, 32, 3] (RGB, what a client that decodes itself
   sends, e.g. the proxy: EXIF-transpose, convert("RGB"), center-crop, antialiased resize).
-  The Keras model normalises with the training mean/std (its first layer); with test-time
-  augmentation the logits of the flipped (and 1-pixel reflect-shifted) copies are averaged,
-  exactly as ``training.inference.make_logits_fn``.
+  A ``fast`` model comes with its input normalisation, BatchNorms and logit scale folded into
+  its convs and head (``training.models.fold_for_serving``: the same function in fewer ops);
+  other models normalise in their first layer. Either way the raw 0..255 pixels go in; with
+  test-time augmentation the
+  logits of the flipped (and 1-pixel reflect-shifted) copies are averaged, exactly as
+  ``training.inference.make_logits_fn``.
 
 Both return ``probabilities`` float32 [N, C] (softmax, in class-index order), ``classes``
 string [N, C] (class names sorted by probability, best first; ties keep class order) and

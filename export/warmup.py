@@ -60,7 +60,8 @@ def write_warmup_requests(saved_model_dir: str | Path, model_name: str = MODEL_N
 
 
 def read_warmup_requests(path: str | Path) -> list[prediction_log_pb2.PredictionLog]:
-    """Parse a warm-up file back (for tests and for servers that replay it)."""
+    """Parse a warm-up file back, as a check that it is what TF Serving reads (tests use it;
+    the local model server replays the file with its own reader, modelserver/servable.py)."""
     return [
         prediction_log_pb2.PredictionLog.FromString(record.numpy())
         for record in tf.data.TFRecordDataset(str(path))

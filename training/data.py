@@ -18,7 +18,7 @@ import logging
 import os
 import pickle
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,15 +113,11 @@ def load_dataset(
 def _load_uncached(path: Path, size: int) -> Dataset:
     if _is_official_cifar(path):
         return _load_official_cifar(path)
-    if path.is_dir():
-        members = _folder_members(path)
-    elif tarfile.is_tarfile(path):
-        return _load_tar_tree(path, size)
-    else:
+    if not path.is_dir() and not tarfile.is_tarfile(path):
         raise DataError(
             f"{path} is neither a folder, a .tar/.tar.gz archive, nor the CIFAR-10 python archive"
         )
-    return _assemble(members, str(path), size)
+    return _assemble(tree_members(path), str(path), size)
 
 
 # ---------------------------------------------------------------- image-folder trees
@@ -135,13 +131,34 @@ def _split_and_class(parts: tuple[str, ...]) -> tuple[str, str] | None:
     return (split, cls) if split in SPLITS else None
 
 
-def _folder_members(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
+def tree_members(
+    path: Path, read: Callable[[str], bool] = lambda split: True
+) -> Iterator[tuple[str, str, str, bytes | None]]:
+    """(split, class, name, bytes) of every image file of a folder or .tar(.gz) tree, in
+    name order for a folder and archive order for a tar. The bytes are None for a split that
+    `read` declines: a tar is walked past them anyway, and their class names still count.
+    Training decodes these files; export judges `serving_default` on them."""
+    if path.is_dir():
+        yield from _folder_members(path, read)
+        return
+    with tarfile.open(path) as tar:
+        for info in tar:
+            key = _split_and_class(tuple(Path(info.name).parts)) if info.isfile() else None
+            if key is None:
+                continue
+            data = tar.extractfile(info) if read(key[0]) else None
+            yield key[0], key[1], f"{path}:{info.name}", data.read() if data else None
+
+
+def _folder_members(
+    root: Path, read: Callable[[str], bool]
+) -> Iterator[tuple[str, str, str, bytes | None]]:
     for file in sorted(root.rglob("*")):
         if file.is_file():
             key = _split_and_class(file.relative_to(root).parts)
             if key is None:
                 continue
-            yield key[0], key[1], str(file), file.read_bytes()
+            yield key[0], key[1], str(file), file.read_bytes() if read(key[0]) else None
     for split in SPLITS:
         split_dir = _find_split_dir(root, split)
         for cls_dir in sorted(split_dir.iterdir()) if split_dir else []:
@@ -152,21 +169,6 @@ def _folder_members(root: Path) -> Iterator[tuple[str, str, str, bytes]]:
 def _find_split_dir(root: Path, split: str) -> Path | None:
     candidates = [p for p in root.rglob(split) if p.is_dir()]
     return min(candidates, key=lambda p: len(p.parts)) if candidates else None
-
-
-def _load_tar_tree(path: Path, size: int) -> Dataset:
-    def members() -> Iterator[tuple[str, str, str, bytes]]:
-        with tarfile.open(path) as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                key = _split_and_class(tuple(Path(info.name).parts))
-                if key is None:
-                    continue
-                data = tar.extractfile(info)
-                yield key[0], key[1], f"{path}:{info.name}", data.read() if data else b""
-
-    return _assemble(members(), str(path), size)
 
 
 def decode_to_square(data: bytes, size: int) -> np.ndarray:
@@ -195,7 +197,7 @@ def _assemble(members, source: str, size: int) -> Dataset:
     for split, cls, name, data in members:
         total += 1
         try:
-            images[split].append(decode_to_square(data, size))
+            images[split].append(decode_to_square(data or b"", size))
             classes[split].append(cls)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             bad.append(f"{name}: {type(err).__name__}: {err}")

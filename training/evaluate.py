@@ -3,7 +3,8 @@
 For a run folder, writes `evaluation.json`, `evaluation.md` and `confusion.png` into it (or
 --out): accuracy without and with test-time augmentation, per-class precision and recall, and
 the confusion matrix. For a SavedModel (a version folder, or a base path: its newest version),
-prints and writes the test accuracy through both serving signatures.
+prints the test accuracy through both serving signatures, and writes it as
+evaluation_saved_model.json only with --out.
 """
 
 from __future__ import annotations
@@ -118,7 +119,12 @@ def main(argv: list[str] | None = None) -> None:
         type=positive(int),
         help="only this many test images: for a run, the ones its own --test-subset picked",
     )
-    ap.add_argument("--out", type=Path, help="report folder (default: the run folder)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="report folder (default: the run folder; a SavedModel's report is written only "
+        "when this is given)",
+    )
     ap.add_argument(
         "--headline",
         default="none",
@@ -149,13 +155,12 @@ def main(argv: list[str] | None = None) -> None:
 def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     """Accuracy of a SavedModel through `pixels` and `serving_default` (original files)."""
     from export.evaluation import evaluate_saved_model
-    from export.publish import latest_version_dir
+    from export.publish import saved_model_dir
 
-    if not (path / "saved_model.pb").exists():
-        try:
-            path = latest_version_dir(path)
-        except (FileNotFoundError, ValueError) as err:
-            raise SystemExit(f"{path} is neither a run folder nor a SavedModel ({err})") from None
+    try:
+        path = saved_model_dir(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"{path} is neither a run folder nor a SavedModel ({err})") from None
     try:
         report = evaluate_saved_model(path, load_dataset(data))
     except DataError as err:

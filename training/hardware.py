@@ -1,10 +1,12 @@
 """What CPU this is, and which precision trains fastest on it.
 
 The answer differs between machines that print the same flags: with AMX tiles,
-`mixed_bfloat16` trained ~2.5x faster than float32; on one AVX512-BF16 machine without AMX,
-TF's bfloat16 convolutions ran ~2x *slower* than float32, on another 1.3x *faster*
-(docs/BENCHMARKS.md). So `auto` takes bfloat16 on AMX and otherwise times a convolution
-forward + backward in both precisions, a few seconds before training starts.
+`mixed_bfloat16` trained ~2.5x faster than float32 (issue 10's figure). Without AMX, issue 10
+reports TF's bfloat16 convolutions ~2x *slower* than float32 on one AVX512-BF16 machine; on
+this project's, a convolution measured 1.26x slower in one session and training 1.31x
+*faster* in later ones (docs/BENCHMARKS.md). So `auto` takes bfloat16 on AMX and otherwise
+times a convolution forward + backward in both precisions, a few seconds before training
+starts.
 """
 
 from __future__ import annotations

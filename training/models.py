@@ -1,7 +1,8 @@
 """Model definitions: `fast` (airbench-style) and `vgg` (the project's original reference).
 
-Every model takes float32 pixels in 0..255 ``[N, 32, 32, 3]`` (normalization is its first
-layer, so no client can forget it) and returns float32 logits ``[N, C]``.
+Every model takes float32 pixels in 0..255 ``[N, 32, 32, 3]`` and returns float32 logits
+``[N, C]``. Normalisation is inside the model, so no client can forget it: the first layer of a
+trained model, and folded into the whitening conv of the form `fold_for_serving` exports.
 """
 
 from __future__ import annotations

@@ -15,6 +15,14 @@ def test_defaults_match_design() -> None:
     assert config.default_version is None and config.default_label is None
 
 
+def test_the_proxy_and_the_served_graph_refuse_the_same_images() -> None:
+    """Both doors (the proxy's upload, serving_default's bytes) share one pixel limit."""
+    from export.config import MAX_PIXELS, MODEL_NAME
+
+    assert ProxyConfig().max_pixels == MAX_PIXELS
+    assert ProxyConfig().model_name == MODEL_NAME
+
+
 def test_every_variable_is_read() -> None:
     config = ProxyConfig.from_env(
         {
