@@ -24,7 +24,6 @@ import http.client
 import io
 import json
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from scripts import serve
+from scripts.serve import free_port
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +83,6 @@ def multipart(field: str, filename: str, data: bytes) -> bytes:
         f'filename="{filename}"\r\nContent-Type: image/jpeg\r\n\r\n'
     ).encode()
     return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ---------- start-up ----------

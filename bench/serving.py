@@ -26,7 +26,6 @@ import json
 import multiprocessing as mp
 import os
 import queue
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.serve import free_port
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,12 +137,6 @@ def rest_payloads(pixels, jpeg: bytes) -> dict[str, bytes]:
 
 
 # ----- the server under test --------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

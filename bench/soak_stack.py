@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from bench.proxy import children_of, free_port, rss_mb
+from bench.proxy import children_of, rss_mb
 from bench.soak_load import CANARY
 from export.publish import publish, versions
 from proxy.config import ProxyConfig
 from scripts import serve
+from scripts.serve import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shared-machine neighbours the file check cannot tell apart from us by path alone: other

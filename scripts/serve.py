@@ -163,6 +163,13 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+def free_port() -> int:
+    """A loopback port free now (the benchmarks' and tests' servers start on these)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def model_server_command(stack: Stack) -> list[str]:
     return [
         sys.executable, "-m", "modelserver",

@@ -30,9 +30,9 @@ from deploy_files import (
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from bench.proxy import free_port
 from modelserver.protos_gen import tfs_monitoring_config_pb2
 from proxy.config import ProxyConfig
+from scripts.serve import free_port
 
 MODEL = "cifar10"
 GRPC, REST, PROXY = 8500, 8501, 5000

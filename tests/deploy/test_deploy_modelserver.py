@@ -8,7 +8,6 @@ the local server's documented --model_base_path_prefix_map extension.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +17,9 @@ import pytest
 import requests
 from deploy_files import REPO, bind_mounts, compose_service, flags
 
+from scripts.serve import free_port
+
 MODEL = "cifar10"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def local_args(grpc_port: int, rest_port: int, models_root) -> list[str]:

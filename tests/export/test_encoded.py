@@ -1,4 +1,4 @@
-"""export.encoded: the original files that serving_default is judged on, read as training reads them."""
+"""export.encoded: the files serving_default is judged on, read as training reads them."""
 
 from __future__ import annotations
 

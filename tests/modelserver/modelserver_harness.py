@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,12 @@ from pathlib import Path
 
 import requests
 
+from scripts.serve import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar10"
 START_TIMEOUT_S = 120  # generous: two shared cores, maybe a training run beside us
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,13 @@ from pathlib import Path
 
 import requests
 
+from scripts.serve import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "cifar10"
 START_TIMEOUT_S = 240  # TensorFlow import + model load on a busy 2-core machine
 # Versions 1 and 2 are different tiny models (seeds 1 and 2), both served, with labels.
 LABELS = {"stable": 1, "canary": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ModelServerProcess:

@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 import pytest
 from proxy_images import photo_like
-from proxy_servers import ModelServerProcess, free_port
+from proxy_servers import ModelServerProcess
 
 from proxy.app import create_app
 from proxy.config import ProxyConfig
+from scripts.serve import free_port
 
 PROTOCOLS = ("grpc", "rest")
 

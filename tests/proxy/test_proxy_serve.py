@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 from proxy_images import photo_like
-from proxy_servers import ROOT, child_env, free_port, stop_process
+from proxy_servers import ROOT, child_env, stop_process
 
 from bench.proxy import children_of
+from scripts.serve import free_port
 
 
 class ServeProcess:
