@@ -44,7 +44,10 @@ const ui = {
 const state = {
   stream: null, liveTimer: null, liveBusy: false, liveCard: null, liveKey: null,
   latencies: [], counter: 0, modelTimer: null, modelCheck: null, lastEarlyCheck: -Infinity,
+  badgeVersion: null, // the version the badge names: an answer from another one re-checks it
 };
+// The request in flight for a card, so that Clear can cancel it.
+const inflight = new WeakMap();
 
 // ---------- model badge ----------
 
@@ -63,6 +66,7 @@ async function refreshModel() {
     // not the newest loaded one: during a canary those differ.
     const { serves, label, version, error: reason } = body.default;
     const live = body.versions.some((v) => v.state === "AVAILABLE");
+    state.badgeVersion = serves;
     if (serves !== null) {
       const via = label ? ` (${label})` : "";
       setBadge("ok", `${body.name} · version ${serves}${via} · ${body.protocol.toUpperCase()}`);
@@ -80,10 +84,14 @@ async function refreshModel() {
   }
 }
 
+// The badge is a live region: it is written only when it changes, or a screen reader would
+// read it again at every poll.
 function setBadge(kind, text, detail = "") {
+  const label = ui.badge.querySelector(".badge-text");
+  if (ui.badge.classList.contains(kind) && label.textContent === text && ui.badge.title === detail) return;
   ui.badge.classList.remove("ok", "down");
   ui.badge.classList.add(kind);
-  ui.badge.querySelector(".badge-text").textContent = text;
+  label.textContent = text;
   ui.badge.title = detail;
 }
 
@@ -106,7 +114,7 @@ async function watchModel() {
 }
 
 // A request whose outcome disagrees with the badge (a failure under a green one, a success
-// under a red one) moves the next poll to now, at most once per 5 s: the badge should not
+// under a red one, an answer from another version than it names) moves the next poll to now, at most once per 5 s: the badge should not
 // stay green for 30 s while every request fails, nor be asked twice a second in live mode.
 function checkModelSoon() {
   const now = performance.now();
@@ -117,7 +125,9 @@ function checkModelSoon() {
 
 // ---------- cards ----------
 
-function newCard(blob, name) {
+// A new card goes first (after the live camera card), or right after `after`: the cards of
+// one batch keep their selection order, which is the order they are sent in.
+function newCard(blob, name, after = null) {
   const node = ui.template.content.firstElementChild.cloneNode(true);
   const image = node.querySelector(".card-image");
   const url = URL.createObjectURL(blob);
@@ -131,9 +141,18 @@ function newCard(blob, name) {
   ui.empty.hidden = true;
   ui.clear.disabled = false;
   const live = state.liveCard && state.liveCard.isConnected ? state.liveCard : null;
-  if (live) live.after(node); // the live camera card stays first
+  if (after && after.isConnected) after.after(node);
+  else if (live) live.after(node); // the live camera card stays first
   else ui.grid.prepend(node);
   return node;
+}
+
+// On a phone the results sit below the inputs and the camera: bring a new card into view.
+function reveal(card) {
+  const top = card.getBoundingClientRect().top;
+  if (top >= 0 && top <= window.innerHeight * 0.6) return;
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  card.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
 }
 
 // The 32x32 center crop the model sees, drawn pixelated in the corner of the preview.
@@ -148,8 +167,9 @@ function drawThumb(image, canvas) {
 }
 
 function showResult(card, result, body) {
-  card.classList.remove("loading");
+  card.classList.remove("loading", "failed");
   card.querySelector(".card-error").hidden = true;
+  card.querySelector(".card-retry").hidden = true;
   const bars = card.querySelector(".bars");
   const rows = result.top.map((entry) => barRow(entry));
   bars.replaceChildren(...rows);
@@ -187,19 +207,29 @@ function barRow(entry) {
   return row;
 }
 
-function showError(card, message) {
+// `retry`: for a failure of the server, not of the file, a button that sends the image again.
+function showError(card, message, retry = null) {
   card.classList.remove("loading");
+  card.classList.add("failed");
+  const name = card.querySelector(".card-name").textContent;
+  // The proxy names the file in its errors (a batch must say which image failed); the card
+  // already shows the name above the message.
+  const text = message.startsWith(`${name}: `) ? message.slice(name.length + 2) : message;
   const error = card.querySelector(".card-error");
-  error.textContent = message;
+  error.textContent = text;
   error.hidden = false;
+  const button = card.querySelector(".card-retry");
+  button.hidden = !retry;
+  button.onclick = retry;
   card.querySelector(".bars").replaceChildren();
-  return { ok: false, text: `${card.querySelector(".card-name").textContent}: ${message}` };
+  card.querySelector(".card-meta").textContent = "";
+  return { ok: false, text: `${name}: ${text}` };
 }
 
 // One polite announcement per action (a drop of several files, a captured frame), not one per
 // card: each would cut off the one before it.
 function announce(lines) {
-  ui.announcer.textContent = lines.join("; ");
+  ui.announcer.textContent = lines.filter(Boolean).join("; ");
 }
 
 // Three significant digits, as the proxy's own 413 message prints the limit.
@@ -208,14 +238,15 @@ const percent = (p) => `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
 
 // ---------- talking to the proxy ----------
 
-async function predict(blob, name) {
+async function predict(blob, name, signal) {
   const form = new FormData();
   form.append("file", blob, name);
   const started = performance.now();
   let response;
   try {
-    response = await fetch("/api/predict", { method: "POST", body: form });
+    response = await fetch("/api/predict", { method: "POST", body: form, signal });
   } catch (error) {
+    if (signal && signal.aborted) throw error;
     throw new Error("The proxy cannot be reached. Is the server running?");
   }
   let body;
@@ -234,29 +265,46 @@ async function predict(blob, name) {
   return body;
 }
 
-// Cards on the page, and the round-trip times of the answered ones (failed ones have none).
+// Cards on the page (how many wait or failed), and the page's round trips: request sent to
+// answer read, for the last 50 answered requests. A card's own "server time" is the proxy's.
 function updateStats() {
-  const count = ui.grid.childElementCount;
-  const parts = [`${count} image${count === 1 ? "" : "s"}`];
-  if (state.latencies.length) {
+  const cards = [...ui.grid.children];
+  const count = (name) => cards.filter((card) => card.classList.contains(name)).length;
+  const parts = [`${cards.length} image${cards.length === 1 ? "" : "s"}`];
+  if (count("loading")) parts.push(`${count("loading")} in progress`);
+  if (count("failed")) parts.push(`${count("failed")} failed`);
+  const n = state.latencies.length;
+  if (n) {
     const sorted = [...state.latencies].sort((a, b) => a - b);
-    const last = state.latencies[state.latencies.length - 1];
-    parts.push(`${last.toFixed(0)} ms (median ${sorted[Math.floor(sorted.length / 2)].toFixed(0)} ms)`);
+    const median = (sorted[(n - 1) >> 1] + sorted[n >> 1]) / 2;
+    const last = state.latencies[n - 1].toFixed(0);
+    parts.push(n === 1 ? `round trip ${last} ms` : `round trip: last ${last} ms, median ${median.toFixed(0)} ms of ${n}`);
   }
   ui.stats.textContent = parts.join(" · ");
 }
 
-// Classifies into `card`; returns {ok, label, text}: text is for the screen-reader announcement.
+// Classifies into `card`; returns {ok, label, text}: text is for the screen-reader announcement
+// (empty when Clear removed the card before the answer came).
 async function classifyOne(blob, name, card) {
+  const controller = new AbortController();
+  inflight.set(card, controller);
+  card.classList.add("loading");
+  card.querySelector(".card-retry").hidden = true;
   let outcome;
   try {
-    const body = await predict(blob, name);
+    const body = await predict(blob, name, controller.signal);
+    if (!card.isConnected) return { ok: false, text: "" };
     outcome = showResult(card, body.results[0], body);
-    if (ui.badge.classList.contains("down")) checkModelSoon();
+    const stale = String(body.model.version) !== String(state.badgeVersion);
+    if (stale || ui.badge.classList.contains("down")) checkModelSoon();
   } catch (error) {
-    outcome = showError(card, error.message);
+    if (!card.isConnected) return { ok: false, text: "" };
     const clientError = error.status >= 400 && error.status < 500; // this file, not the server
+    const retry = clientError ? null : () => classifyOne(blob, name, card).then((o) => o.text && announce([o.text]));
+    outcome = showError(card, error.message, retry);
     if (!clientError && !ui.badge.classList.contains("down")) checkModelSoon();
+  } finally {
+    inflight.delete(card);
   }
   updateStats();
   return outcome;
@@ -283,16 +331,21 @@ async function classifyFiles(fileList) {
     announce(announcements);
     return;
   }
+  let previous = null;
   const jobs = files.map((file) => {
     const name = file.name || `pasted-${++state.counter}.png`;
-    const card = newCard(file, name);
+    const card = newCard(file, name, previous);
+    previous = card;
     if (file.size + settings.multipartOverheadBytes > settings.maxUploadBytes) {
       const limit = mebibytes(settings.maxUploadBytes);
       return async () => showError(card, `Too large: the limit is ${limit} MiB per image.`);
     }
     return () => classifyOne(file, name, card);
   });
-  const outcomes = await runLimited(jobs, settings.parallel);
+  reveal(ui.grid.querySelector(".card.loading") || ui.grid.firstElementChild);
+  updateStats();
+  const outcomes = (await runLimited(jobs, settings.parallel)).filter((outcome) => outcome.text);
+  if (!outcomes.length) return; // all cleared while they were in flight
   updateStats();
   announce([...announcements, ...outcomes.map((outcome) => outcome.text)]);
 }
@@ -350,7 +403,11 @@ function wireInputs() {
 
   document.addEventListener("paste", (event) => {
     const items = event.clipboardData ? [...event.clipboardData.items] : [];
-    const files = items.filter((i) => i.kind === "file").map((i) => i.getAsFile()).filter(Boolean);
+    // Browsers call every pasted picture "image.png": number those so cards can be told apart.
+    const named = (file) => /^(image\.\w+)?$/.test(file.name)
+      ? new File([file], `pasted-${++state.counter}.${file.type.split("/")[1] || "png"}`, { type: file.type })
+      : file;
+    const files = items.filter((i) => i.kind === "file").map((i) => i.getAsFile()).filter(Boolean).map(named);
     if (files.length) {
       event.preventDefault();
       classifyFiles(files);
@@ -365,6 +422,7 @@ const hasFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].
 function clearResults() {
   for (const card of ui.grid.querySelectorAll(".card")) {
     if (card === state.liveCard) continue;
+    if (inflight.has(card)) inflight.get(card).abort();
     URL.revokeObjectURL(card.dataset.url);
     card.remove();
   }
@@ -451,8 +509,10 @@ async function captureOnce() {
   const blob = await grabFrame();
   if (!blob) return;
   const name = `camera-${++state.counter}.jpg`;
-  const outcome = await classifyOne(blob, name, newCard(blob, name));
-  announce([outcome.text]);
+  const card = newCard(blob, name);
+  reveal(card);
+  const outcome = await classifyOne(blob, name, card);
+  if (outcome.text) announce([outcome.text]);
 }
 
 async function liveTick() {
@@ -464,6 +524,7 @@ async function liveTick() {
     if (!state.liveCard || !state.liveCard.isConnected) {
       state.liveCard = newCard(blob, "Live camera");
       state.liveCard.classList.add("live");
+      reveal(state.liveCard);
     } else {
       const card = state.liveCard; // live mode may be off by the time the frame has loaded
       const image = card.querySelector(".card-image");

@@ -161,6 +161,10 @@ def test_bad_file_shows_a_readable_error(open_page, browser, tmp_path) -> None:
     error = page.locator(".card .card-error")
     expect(error).to_be_visible()
     expect(error).to_contain_text("not an image")
+    # The card's title names the file; its message (once said twice) and announcement once.
+    expect(error).not_to_contain_text("notes.jpg")
+    expect(page.locator("#announcer")).to_have_text(re.compile(r"^notes\.jpg: this file is not"))
+    expect(page.locator(".card .card-retry")).to_be_hidden()  # the file is at fault: no retry
     # The only console line allowed is Chromium's own note about the 415 response.
     assert all("415" in line for line in page.console_errors), page.console_errors
 
@@ -183,6 +187,99 @@ def test_camera_capture_and_continuous_mode(open_page, browser) -> None:
     page.click("#camera-button")
     expect(page.locator("#camera-panel")).to_be_hidden()
     assert page.console_errors == []
+
+
+def test_a_phone_capture_brings_its_result_into_view(open_page, browser) -> None:
+    """On a phone the results sit below the camera: a captured frame's card was classified
+    off-screen, its top edge at 790 of 844 pixels."""
+    page = open_page(browser, PHONE)
+    page.click("#camera-button")
+    expect(page.locator("#camera-video")).to_have_js_property("readyState", 4)
+    # A tap where the user sees the button: no scrolling by Playwright's own click.
+    page.evaluate("window.scrollTo(0, 0); document.getElementById('capture-button').click()")
+    card = page.locator(".card").first
+    assert_top3(card)
+    page.wait_for_timeout(1000)  # a smooth scroll's time
+    box, height = card.locator(".bars").bounding_box(), PHONE["height"]
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, f"bars at {box}, screen {height}"
+
+
+def test_a_batch_keeps_its_order_and_the_stats_say_what_they_count(
+    open_page, browser, photos
+) -> None:
+    """Requests go out in selection order, so the cards are shown in it (newest batch on top;
+    the batch once came out reversed, its top cards answered last)."""
+    page = open_page(browser, DESKTOP)
+    page.set_input_files("#file-input", [str(p) for p in photos[:3]])
+    cards = page.locator(".card")
+    for i in range(3):
+        assert_top3(cards.nth(i))
+    names = [cards.nth(i).locator(".card-name").inner_text() for i in range(3)]
+    assert names == [p.name for p in photos[:3]]
+    expect(page.locator("#stats")).to_have_text(
+        re.compile(r"^3 images · round trip: last \d+ ms, median \d+ ms of 3$")
+    )
+
+
+def test_clear_cancels_the_requests_still_in_flight(open_page, browser, photos) -> None:
+    """A request held back by Playwright's routing is answered after Clear: nothing of it may
+    come back on the page (it once counted "0 images" and announced the cleared image)."""
+    page = open_page(browser, DESKTOP)
+    held = []
+    page.route("**/api/predict*", lambda route: held.append(route))
+    page.set_input_files("#file-input", str(photos[0]))
+    expect(page.locator(".card.loading")).to_have_count(1)
+    expect(page.locator("#stats")).to_have_text("1 image · 1 in progress")
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    page.click("#clear-button")
+    with contextlib.suppress(playwright_api.Error):  # the page aborted it: nothing to answer
+        held[0].continue_()
+    page.wait_for_timeout(1500)
+    expect(page.locator(".card")).to_have_count(0)
+    expect(page.locator("#announcer")).to_have_text("Results cleared.")
+    expect(page.locator("#stats")).to_have_text("")
+
+
+def test_an_image_that_failed_on_the_server_can_be_sent_again(open_page, browser, photos):
+    """A failure of the server (played by routing: one 503) leaves a Try again button."""
+    page = open_page(browser, DESKTOP)
+    outage = {"status": 503, "content_type": "application/json",
+              "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.set_input_files("#file-input", str(photos[0]))
+    card = page.locator(".card").first
+    expect(card.locator(".card-error")).to_contain_text("unavailable")
+    expect(page.locator("#stats")).to_have_text("1 image · 1 failed")
+    page.unroute("**/api/predict*")
+    card.locator(".card-retry").click()
+    assert_top3(card)
+    expect(card.locator(".card-retry")).to_be_hidden()
+    expect(card.locator(".card-error")).to_be_hidden()
+    expect(page.locator("#announcer")).to_have_text(re.compile(r"^cat\.jpg: \w"))
+
+
+def test_the_badge_follows_a_new_version_that_answers(open_page, browser, photos) -> None:
+    """The badge polls every 30 s; an answer from another version than it names (a rollout
+    in between) re-checks it at once. Routing plays the badge's stale answer (version 99)."""
+    page = open_page(browser, DESKTOP)
+    badge = page.locator("#model-badge")
+    served = badge.inner_text()
+
+    def stale(route) -> None:
+        body = route.fetch().json()
+        body["default"]["serves"] = 99
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    page.route("**/api/model", stale)
+    page.reload()
+    expect(badge).to_contain_text("version 99")
+    page.unroute("**/api/model")
+    page.set_input_files("#file-input", str(photos[0]))
+    assert_top3(page.locator(".card").first)
+    expect(badge).to_have_text(served, timeout=5_000)
 
 
 def test_no_camera_gives_a_clear_message(open_page, playwright) -> None:
