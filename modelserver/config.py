@@ -9,6 +9,7 @@ modelserver/protos (same package, names and field numbers; PyPI does not ship th
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -78,6 +79,23 @@ class ServerOptions:
     host: str = "0.0.0.0"
 
 
+# The other flags of tensorflow_model_server (model_servers/main.cc): accepted, so that a
+# command line written for the real server runs here too, but without effect (GPUs, TFLite,
+# TLS, TPUs, thread pools...); a warning names each one given.
+INERT_FLAGS: dict[str, type] = {
+    "grpc_socket_path": str, "grpc_channel_arguments": str, "ssl_config_file": str,
+    "use_alts_credentials": bool, "num_load_threads": int, "num_unload_threads": int,
+    "flush_filesystem_caches": bool, "tensorflow_session_parallelism": int,
+    "tensorflow_session_config_file": str, "platform_config_file": str,
+    "per_process_gpu_memory_fraction": float, "remove_unused_fields_from_bundle_metagraph": bool,
+    "prefer_tflite_model": bool, "num_tflite_pools": int, "num_tflite_interpreters_per_pool": int,
+    "enable_signature_method_name_check": bool, "xla_cpu_compilation_enabled": bool,
+    "xla_gpu_compilation_enabled": bool, "enable_profiler": bool,
+    "thread_pool_factory_config_file": str, "mixed_precision": str, "skip_initialize_tpu": bool,
+    "enable_serialization_as_tensor_content": bool,
+}  # fmt: skip
+
+
 def _bool(text: str) -> bool:
     lowered = text.lower()
     if lowered in ("true", "1", "yes"):
@@ -137,6 +155,15 @@ def build_arg_parser() -> argparse.ArgumentParser:
             )
         else:
             parser.add_argument(f"--{name}", type=type(default), default=default, help=help_text)
+    for name, kind in INERT_FLAGS.items():
+        extra = {"nargs": "?", "const": True} if kind is bool else {}
+        parser.add_argument(
+            f"--{name}",
+            type=_bool if kind is bool else kind,
+            default=None,
+            help="tensorflow_model_server flag: accepted, no effect on this server",
+            **extra,
+        )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     return parser
 
@@ -144,6 +171,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def parse_flags(argv: Sequence[str] | None = None) -> ServerOptions:
     args = vars(build_arg_parser().parse_args(argv))
     args.pop("version")
+    for name in INERT_FLAGS:
+        if args.pop(name) is not None:
+            logging.getLogger(__name__).warning(
+                "--%s is a tensorflow_model_server flag with no effect on this server; ignored",
+                name,
+            )
     options = ServerOptions(**args)
     if not options.model_base_path_prefix_map:
         options.model_base_path_prefix_map = os.environ.get(PREFIX_MAP_ENV, "")

@@ -87,7 +87,8 @@ class RestApi:
 
     def handle(self, method: str, target: str, headers, body: bytes) -> Response:
         path = urlsplit(target).path
-        if self._prometheus_path and path == self._prometheus_path and method == "GET":
+        # The real handler answers the page whatever the method (http_server.cc).
+        if self._prometheus_path and path == self._prometheus_path:
             page = self._metrics.render().encode()
             # http_server.cc sets exactly "text/plain" (reference §5).
             return Response(200, page, {"Content-Type": "text/plain"})
@@ -302,6 +303,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_chunked(limit)
         else:
             length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:  # rfile.read(-1) would wait for the client to close
+                raise ValueError(f"Content-Length {length} is negative")
             if length > limit:
                 self._discard(length)
                 raise _BodyTooLarge(length, limit)

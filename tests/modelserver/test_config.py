@@ -17,8 +17,10 @@ from tensorflow_serving.config import (
 )
 
 from modelserver.config import (
+    INERT_FLAGS,
     BasePathMap,
     ServerOptions,
+    build_arg_parser,
     load_batching_options,
     load_model_server_config,
     load_prometheus_path,
@@ -58,6 +60,45 @@ def test_help_and_flag_errors_come_before_tensorflow_loads():
     assert "--model_config_file" in subprocess.run(
         [sys.executable, "-m", "modelserver", "--help"], cwd=ROOT, capture_output=True,
         text=True, timeout=60).stdout  # fmt: skip
+
+
+# Every flag of tensorflow_model_server (model_servers/main.cc at the reference's commit).
+_MAIN_CC_FLAGS = """
+allow_version_labels_for_unavailable_models batching_parameters_file enable_batching
+enable_grpc_healthcheck_service enable_model_warmup enable_per_model_batching_parameters
+enable_profiler enable_serialization_as_tensor_content enable_signature_method_name_check
+file_system_poll_wait_seconds flush_filesystem_caches grpc_channel_arguments grpc_max_threads
+grpc_socket_path load_retry_interval_micros max_num_load_retries mixed_precision
+model_base_path model_config_file model_config_file_poll_wait_seconds model_name
+monitoring_config_file num_load_threads num_request_iterations_for_warmup
+num_tflite_interpreters_per_pool num_tflite_pools num_unload_threads
+per_process_gpu_memory_fraction platform_config_file port prefer_tflite_model
+remove_unused_fields_from_bundle_metagraph rest_api_enable_cors_support rest_api_num_threads
+rest_api_port rest_api_timeout_in_ms saved_model_tags skip_initialize_tpu ssl_config_file
+tensorflow_inter_op_parallelism tensorflow_intra_op_parallelism tensorflow_session_config_file
+tensorflow_session_parallelism thread_pool_factory_config_file use_alts_credentials version
+xla_cpu_compilation_enabled xla_gpu_compilation_enabled
+"""
+REAL_FLAGS = set(_MAIN_CC_FLAGS.split())
+
+
+def test_every_flag_of_the_real_binary_is_accepted(caplog):
+    """A command line written for tensorflow_model_server runs here; the flags that change
+    nothing here (GPU, TLS, TFLite...) are named in a warning, not refused."""
+    local = {"model_base_path_prefix_map", "max_request_bytes", "host"}
+    parser_flags = {a.dest for a in build_arg_parser()._actions if a.dest != "help"}
+    assert parser_flags - local == REAL_FLAGS
+    with caplog.at_level("WARNING"):
+        options = parse_flags(
+            ["--port=9000", "--enable_serialization_as_tensor_content",
+             "--per_process_gpu_memory_fraction=0.5", "--grpc_channel_arguments=a=1"]
+        )  # fmt: skip
+    assert options.port == 9000
+    ignored = {name for name in INERT_FLAGS if f"--{name} is a" in caplog.text}
+    assert ignored == {
+        "enable_serialization_as_tensor_content", "per_process_gpu_memory_fraction",
+        "grpc_channel_arguments",
+    }  # fmt: skip
 
 
 def test_shortened_flag_names_are_refused_as_by_the_real_binary():

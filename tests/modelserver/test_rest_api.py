@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import re
+import socket
 
 import numpy as np
 import pytest
@@ -266,6 +267,18 @@ def test_oversized_body_is_refused_and_the_server_keeps_serving(rest):
     assert predict(rest, {"instances": [{"b64": B64_PNG}]}).status_code == 200
 
 
+def test_a_negative_content_length_is_a_400_not_a_hang(api_server):
+    """`rfile.read(-1)` read until the client closed: the request was never answered."""
+    with socket.create_connection(("127.0.0.1", api_server.rest_port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
+            "Content-Length: -1\r\n\r\n".encode()
+        )
+        answer = sock.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 400"), answer
+    assert "Content-Length -1 is negative" in answer
+
+
 def test_prometheus_page_counts_rest_requests(rest, api_server):
     predict(rest, {"instances": [{"b64": B64_PNG}]})
     rest("GET", f"/v1/models/{MODEL}/versions/9/metadata")
@@ -284,3 +297,5 @@ def test_prometheus_page_counts_rest_requests(rest, api_server):
         r'entrypoint="REST"\} [1-9]', page
     )  # fmt: skip
     assert "# TYPE :tensorflow:serving:request_latency histogram" in page
+    # http_server.cc's handler serves the page whatever the method.
+    assert rest("POST", "/monitoring/prometheus/metrics").status_code == 200
