@@ -27,7 +27,7 @@ from modelserver.grpc_api import model_status_response
 from modelserver.metrics import Metrics
 from modelserver.predict import Predictor
 from modelserver.servable import Servable, validate_classify_regress_signature
-from modelserver.status import ServingError, failed_precondition, invalid_argument
+from modelserver.status import ServingError, invalid_argument
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,11 @@ _CORS_HEADERS = {
     "Access-Control-Allow-Methods": "POST, GET",
     "Access-Control-Allow-Headers": "Content-Type",
 }
-# libevent's page for paths outside /v1 (util/net_http/server/internal/evhttp_server.cc).
+# The page for paths outside /v1: evhttp_server.cc calls libevent's evhttp_send_error(req,
+# HTTP_NOTFOUND, nullptr), which writes this (http.c ERR_FORMAT with the reason phrase).
 _NOT_FOUND_PAGE = (
-    "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1>"
-    "<p>The requested URL {path} was not found on this server.</p></body></html>\n"
+    "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
+    "</BODY></HTML>\n"
 )
 
 
@@ -93,11 +94,11 @@ class RestApi:
             # http_server.cc sets exactly "text/plain" (reference §5).
             return Response(200, page, {"Content-Type": "text/plain"})
         if not _API_PATH.fullmatch(path):
-            return Response(404, _NOT_FOUND_PAGE.format(path=path).encode(),
-                            {"Content-Type": "text/html"})  # fmt: skip
+            return Response(404, _NOT_FOUND_PAGE.encode(), {"Content-Type": "text/html"})
         started = time.perf_counter()
         response, model, verb, code = self._api(method, path, headers, body)
-        response.headers["Content-Type"] = "application/json"
+        if method != "OPTIONS":  # a preflight's answer has neither body nor type (below)
+            response.headers["Content-Type"] = "application/json"
         if self._enable_cors:
             response.headers.update(_CORS_HEADERS)
         # model_servers/http_server.cc: every /v1 request counted; latency only when OK.
@@ -110,10 +111,11 @@ class RestApi:
     def _api(self, method: str, path: str, headers, body: bytes):
         """(response, model name, API verb for metrics, status code name)."""
         if method == "OPTIONS":
+            # http_server.cc answers a preflight itself: the status only, and an empty body
+            # even for its FAILED_PRECONDITION "Origin header is missing in CORS preflight".
             if re.search(r"https?://", headers.get("Origin", "")):
                 return Response(200), "", "", "OK"
-            error = failed_precondition("Origin header is missing in CORS preflight")
-            return self._error(error), "", "", error.code.name
+            return Response(400), "", "", "FAILED_PRECONDITION"
         route = None
         try:
             route = self._route(method, path)
@@ -277,7 +279,10 @@ class _Handler(BaseHTTPRequestHandler):
             message = rest_json.error_body(f"Unreadable request body: {error}").encode()
             self._send(Response(400, message, {"Content-Type": "application/json"}))
             return
-        self._send(self.api.handle(self.command, self.path, self.headers, body))
+        # The request line's own target: http.server collapses a leading "//" in self.path,
+        # and the real server's /v1 pattern does not match "//v1/..." (a 404 there).
+        target = self.requestline.split(" ")[1] if self.requestline.count(" ") >= 2 else self.path
+        self._send(self.api.handle(self.command, target, self.headers, body))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
 
