@@ -22,7 +22,7 @@ from export.config import (
 )
 from export.encoded import EncodedImages, read_encoded
 from export.savedmodel import read_info
-from training.data import Dataset, decode_to_square
+from training.data import Dataset, decode_image_file
 from training.inference import predict_logits
 
 BATCH_SIZE = 500
@@ -86,12 +86,12 @@ def evaluate_saved_model(path: str | Path, dataset: Dataset) -> dict:
 def agreement(path: str | Path, model: keras.Model, encoded: EncodedImages) -> dict:
     """Share of images whose top-1 class is the Keras model's, per signature.
 
-    The Keras model sees the files decoded by Pillow (as training does) with the TTA level
+    The Keras model sees the files decoded as training and the proxy decode them, with the TTA level
     the export baked in; `pixels` gets the same arrays; `serving_default` the original bytes.
     """
     exported = ServedModel(path)
     tta = exported.info["tta"]
-    images = np.stack([decode_to_square(data, IMAGE_SIZE) for data in encoded.data])
+    images = np.stack([decode_image_file(data, IMAGE_SIZE) for data in encoded.data])
     keras_top1 = predict_logits(model, images, tta=tta).argmax(1)
     pixels = exported.pixels(images).argmax(1)
     served = exported.serving_default(encoded.data).argmax(1)

@@ -3,7 +3,9 @@
 Mirrors the in-graph preprocessing of `serving_default` (decode, center-crop to a square,
 bilinear resize with antialiasing to 32x32) so that both signatures agree, and adds what a
 browser upload needs on top: EXIF orientation, every Pillow mode to RGB, limits checked on
-the header before the pixels are decoded. Works on bytes in memory only.
+the header before the pixels are decoded. Works on bytes in memory only, with Pillow and
+NumPy alone: training decodes data-set files through `to_pixels` too (training/data.py), so a
+photo is seen in training exactly as the page sends it.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from PIL import (
 
 IMAGE_SIZE = 32
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
-# JPEGs whose square crop is at least this many pixels a side are decoded at 1/2..1/8 scale
-# in the DCT domain (libjpeg "draft" mode): much faster for camera photos, and still 8x the
-# output size, so the antialiased 32x32 result hardly changes.
-DRAFT_MIN_SIDE = 8 * IMAGE_SIZE
+# JPEGs whose square crop is at least 2x this many times the output side are decoded at
+# 1/2..1/8 scale in the DCT domain (libjpeg "draft" mode): much faster for camera photos, and
+# still 8x the output size, so the antialiased result hardly changes.
+DRAFT_FACTOR = 8
 WHITE = (255, 255, 255)
 # Importing a plugin registers its decoder; Image.open alone preloads only a few formats and
 # Image.init() would load ~40. Phone "MPO" JPEGs open through the JPEG plugin.
@@ -60,18 +62,18 @@ class UnsupportedImage(ImageError):
     kind = "unsupported_media"
 
 
-def to_pixels(data: bytes, max_pixels: int) -> np.ndarray:
-    """Decode one image and return its uint8 [32,32,3] tensor."""
+def to_pixels(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Decode one image and return its uint8 [size, size, 3] tensor."""
     image = open_image(data, max_pixels)
     try:
-        _draft_jpeg(image)
+        _draft_jpeg(image, DRAFT_FACTOR * size)
         ImageOps.exif_transpose(image, in_place=True)  # in place: a copy costs ~2 ms
         rgb = to_rgb(image)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError("the image file is corrupt or truncated") from exc
-    return np.asarray(resize_center_square(rgb, IMAGE_SIZE), dtype=np.uint8)
+    return np.asarray(resize_center_square(rgb, size), dtype=np.uint8)
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -123,15 +125,15 @@ def resize_center_square(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.Resampling.BILINEAR, box=box, reducing_gap=None)
 
 
-def _draft_jpeg(image: Image.Image) -> None:
-    """Let libjpeg decode big JPEGs at a reduced scale (keeps the crop >= DRAFT_MIN_SIDE)."""
+def _draft_jpeg(image: Image.Image, min_side: int) -> None:
+    """Let libjpeg decode big JPEGs at a reduced scale (keeps the crop >= min_side)."""
     if image.format not in ("JPEG", "MPO"):
         return
     width, height = image.size
     short = min(width, height)
-    if short < 2 * DRAFT_MIN_SIDE:
+    if short < 2 * min_side:
         return
-    scale = DRAFT_MIN_SIDE / short
+    scale = min_side / short
     image.draft(image.mode, (int(width * scale) + 1, int(height * scale) + 1))
 
 

@@ -13,7 +13,6 @@ keyed by the source's path, size and mtime, so the second load takes well under 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import pickle
@@ -23,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from proxy.preprocess import ImageError, to_pixels
 from training.config import DEFAULT_CACHE_DIR
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 SPLITS = ("train", "test")
 # Skip-and-report is for a few damaged files; beyond this share the source is not trusted.
 MAX_BAD_FRACTION = 0.01
+# Larger images are skipped as unreadable: Pillow's own decompression-bomb limit.
+DATA_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 # CIFAR-10's label order (index 0..9), which is also alphabetical.
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -171,22 +173,15 @@ def _find_split_dir(root: Path, split: str) -> Path | None:
     return min(candidates, key=lambda p: len(p.parts)) if candidates else None
 
 
-def decode_to_square(data: bytes, size: int) -> np.ndarray:
-    """Decode any image, convert to RGB, center-crop to a square and resize to size x size.
+def decode_image_file(data: bytes, size: int) -> np.ndarray:
+    """A data-set file as the uint8 [size, size, 3] pixels the proxy would send for it.
 
-    The same geometry the served model applies to photos, so custom data sets of larger
-    images are seen exactly as they will be at serving time.
+    The proxy's own decoder: EXIF orientation applied, transparency over white, 16-bit
+    depths scaled, center-crop to a square, antialiased resize. So custom data sets of phone
+    photos or transparent PNGs are trained on exactly as the page serves them (CIFAR-10's
+    32x32 JPEGs come out as Pillow decodes them).
     """
-    with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("RGB")
-        w, h = img.size
-        if (w, h) != (size, size):
-            s = min(w, h)
-            left, top = (w - s) // 2, (h - s) // 2
-            img = img.resize(
-                (size, size), Image.Resampling.BILINEAR, box=(left, top, left + s, top + s)
-            )
-        return np.asarray(img, dtype=np.uint8)
+    return to_pixels(data, DATA_MAX_PIXELS, size)
 
 
 def _assemble(members, source: str, size: int) -> Dataset:
@@ -197,9 +192,9 @@ def _assemble(members, source: str, size: int) -> Dataset:
     for split, cls, name, data in members:
         total += 1
         try:
-            images[split].append(decode_to_square(data or b"", size))
+            images[split].append(decode_image_file(data or b"", size))
             classes[split].append(cls)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        except (ImageError, OSError, ValueError) as err:
             bad.append(f"{name}: {type(err).__name__}: {err}")
     for line in bad[:20]:
         log.warning("skipped unreadable image %s", line)
@@ -297,7 +292,7 @@ def _load_keras_download() -> Dataset:
 
 # ---------------------------------------------------------------- cache
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: files decoded by proxy.preprocess (EXIF, transparency over white)
 
 
 def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:

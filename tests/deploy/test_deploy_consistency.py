@@ -3,6 +3,7 @@ agree on ports, model name, base path, config file paths and versions."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 import dockerfile
+import pytest
 import requests
 from deploy_files import (
     DOCKERFILES,
@@ -19,6 +21,7 @@ from deploy_files import (
     bind_mounts,
     compose_service,
     container,
+    final_stage,
     flags,
     image_env,
     image_volumes,
@@ -302,3 +305,55 @@ def test_selectors_and_references_resolve_to_rendered_resources():
     volumes = manifest("Deployment", "tfserving")["spec"]["template"]["spec"]["volumes"]
     (claim,) = [v["persistentVolumeClaim"] for v in volumes if "persistentVolumeClaim" in v]
     assert manifest("PersistentVolumeClaim", claim["claimName"])
+
+
+def _project_imports(entry: str) -> set[Path]:
+    """Every project source file `entry` (a module name) imports, directly or not, at the top
+    or inside functions: what its image must hold."""
+    packages = {"training", "export", "proxy", "modelserver", "bench", "scripts"}
+    seen: set[Path] = set()
+    todo = [entry]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        candidates = [
+            REPO.joinpath(*parts).with_suffix(".py"),
+            REPO.joinpath(*parts, "__init__.py"),
+        ]
+        file = next((c for c in candidates if c.is_file()), None)
+        if file is None or file in seen:
+            continue
+        seen.add(file)
+        for i in range(1, len(parts)):  # a module's packages run their __init__ first
+            todo.append(".".join(parts[:i]))
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.split(".")[0] in packages]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in packages:
+                todo += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("image", "entries"),
+    [
+        ("trainer", ["training.train", "export.__main__"]),
+        ("proxy", ["proxy.app", "proxy.gunicorn_conf"]),
+    ],
+)
+def test_each_image_holds_every_project_module_its_commands_import(image, entries):
+    """The trainer decodes data with proxy/preprocess.py: an image that lacked it would fail
+    at its first import, which no test here could see without Docker."""
+    copied = [
+        source.rstrip("/")
+        for c in final_stage(image)
+        if c.cmd == "COPY" and not any(f.startswith("--from") for f in c.flags)
+        for source in c.value[:-1]
+    ]
+    needed = set().union(*(_project_imports(entry) for entry in entries))
+    assert needed
+    for file in sorted(needed):
+        relative = file.relative_to(REPO).as_posix()
+        assert any(relative == s or relative.startswith(f"{s}/") for s in copied), (
+            f"the {image} image lacks {relative}"
+        )

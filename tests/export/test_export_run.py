@@ -119,12 +119,12 @@ def test_evaluate_saved_model_reports_both_signatures(exported, cifar_sample, tm
 
 def test_tflite_models_agree_with_keras(tiny_run_dir, cifar_sample, tmp_path):
     from export.tflite import export_tflite, tflite_probabilities
-    from training.data import decode_to_square
+    from training.data import decode_image_file
     from training.inference import predict_logits
     from training.models import load_for_inference
 
     model, _ = load_for_inference(tiny_run_dir)
-    images = np.stack([decode_to_square(d, 32) for d in cifar_sample.data[::3]])
+    images = np.stack([decode_image_file(d, 32) for d in cifar_sample.data[::3]])
     report = export_tflite(model, tmp_path, images[:50], images, cifar_sample.labels[::3])
     keras_probabilities = tf.nn.softmax(predict_logits(model, images)).numpy()
     float_fb = (tmp_path / report["float32"]["file"]).read_bytes()

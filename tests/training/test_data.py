@@ -240,3 +240,33 @@ def test_real_cifar_jpegs_from_the_shared_mirror(tmp_path):
     assert ds.train.images.shape == (150, 32, 32, 3)
     assert ds.test.images.shape == (150, 32, 32, 3)
     assert 60 < ds.train.images.mean() < 200  # real photos, not blank decodes
+
+
+def test_data_set_photos_are_trained_on_as_the_proxy_sends_them(tmp_path):
+    """Training once decoded with a bare convert("RGB"): a transparent PNG came out over
+    black (the page composites it over white) and a phone photo lay on its side (the proxy
+    applies EXIF orientation), so custom data sets trained on other pixels than were served."""
+    from proxy.preprocess import to_pixels
+
+    clear = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    clear.paste((200, 40, 40, 255), (32, 0, 64, 48))  # opaque right half, transparent left
+    buf = io.BytesIO()
+    clear.save(buf, "PNG")
+    rotated = Image.new("RGB", (96, 64), (0, 0, 255))
+    rotated.paste((255, 255, 0), (0, 0, 48, 64))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    photo = io.BytesIO()
+    rotated.save(photo, "JPEG", quality=95, exif=exif)
+    files = {"0.png": buf.getvalue(), "1.jpg": photo.getvalue()}
+    for split in ("train", "test"):
+        folder = tmp_path / "d" / split / "thing"
+        folder.mkdir(parents=True)
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+    images = load_dataset(tmp_path / "d", cache_dir=None).train.images
+    for image, data in zip(images, files.values(), strict=True):
+        np.testing.assert_array_equal(image, to_pixels(data, 40_000_000))
+    assert images[0][16, 2].tolist() == [255, 255, 255]  # transparency over white
+    # Upright, the yellow half is on top: EXIF orientation 6 turns the left half upwards.
+    assert images[1][2, 16, 2] < 100 and images[1][29, 16, 2] > 150
