@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from training.hardware import describe_cpu
+    from training.run_folder import make_run_dir, pin_run_options
     from training.tf_startup import import_tensorflow
-    from training.train import make_run_dir, pin_run_options
 
     opts = run_options(args)
     startup_log = None

@@ -229,23 +229,12 @@ class RestApi:
         have predict-style signatures, on which TF Serving answers 400 as well)."""
         document = rest_json.parse_document(body)
         signature_name = rest_json.signature_name_of(document) or "serving_default"
-        examples = document.get("examples")
-        if "examples" not in document:
-            raise invalid_argument(
-                f"JSON Value: {rest_json.debug_string(document)} When method is "
-                f"{route.verb}, key 'examples' is expected and was not found"
-            )
-        if not isinstance(examples, list):
-            raise invalid_argument(
-                f"JSON Value: {rest_json.debug_string(document)} Expecting 'examples' "
-                "value to be an list/array"
-            )
-        if not examples:
-            raise invalid_argument(
-                f"JSON Value: {rest_json.debug_string(document)} 'examples' value is an empty array"
-            )
+        rest_json.check_examples(document)
         servable = self._predictor.servable(route.model, route.version, route.label)
-        validate_classify_regress_signature(self._signature(servable, signature_name), route.verb)
+        signature = servable.signature(signature_name)
+        if signature is None:  # classifier.cc / regressor.cc's own wording
+            raise invalid_argument(f"No signature was found with the name: {signature_name}")
+        validate_classify_regress_signature(signature, route.verb)
         raise ServingError(
             grpc.StatusCode.UNIMPLEMENTED,
             f"{route.verb} is not implemented by this server; use :predict",

@@ -113,6 +113,64 @@ def signature_name_of(document: dict) -> str:
     return name
 
 
+def check_examples(document: dict) -> None:
+    """FillClassifyRegressRequestFromJson (util/json_tensor.cc): the optional "context" and each
+    of "examples" must read as a tf.Example, checked before the model is looked up (so a bad
+    request to an unknown model is a 400, not a 404). Surprise kept: the missing-key message
+    says "classify" for :regress too."""
+    if "context" in document:
+        _check_example(document["context"])
+    if "examples" not in document:
+        raise _format_error(
+            document, "When method is classify, key 'examples' is expected and was not found"
+        )
+    examples = document["examples"]
+    if not isinstance(examples, list):
+        raise _format_error(document, "Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise _format_error(document, "'examples' value is an empty array")
+    for example in examples:
+        _check_example(example)
+
+
+_INT64_RANGE = range(-(2**63), 2**63)
+
+
+def _check_example(value: Any) -> None:
+    """MakeExampleFromJsonObject: {feature: value or [values]}, one kind per feature."""
+    if not isinstance(value, dict):
+        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
+    for name, content in value.items():
+        kind = None  # "bytes", "float" or "int64", set by the feature's first value
+        for element in content if isinstance(content, list) else [content]:
+            kind = _feature_kind(name, element, kind)
+
+
+def _feature_kind(name: str, value: Any, kind: str | None) -> str:
+    """AddValueToFeature: the kind `value` adds to feature `name`, or its error."""
+    if isinstance(value, bool):
+        wanted = "int64"
+    elif isinstance(value, int) and value >= 2**64:
+        wanted = "float"  # beyond uint64 RapidJSON reads a double
+    elif isinstance(value, int):
+        wanted = "int64"
+    elif isinstance(value, float):
+        wanted = "float"
+    elif isinstance(value, str) or _is_b64_object(value):
+        wanted = "bytes"
+    else:  # null, an array inside a feature, any other object
+        raise invalid_argument(
+            f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}"
+        )
+    if kind not in (None, wanted):
+        raise invalid_argument(f"Unexpected element type in feature: {name} expecting type: {kind}")
+    if wanted == "int64" and not isinstance(value, bool) and value not in _INT64_RANGE:
+        raise invalid_argument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
+    if isinstance(value, dict):
+        _decode_b64(value)
+    return wanted
+
+
 def predict_inputs(
     document: dict, inputs: Mapping[str, meta_graph_pb2.TensorInfo]
 ) -> tuple[dict[str, np.ndarray], bool]:

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +36,7 @@ STOP_TIMEOUT_S = 20
 # (the children, in their own sessions, do not get it, so without a handler they would outlive
 # us). A signal already ignored when we start (SIGHUP under `nohup`) stays ignored.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_REQUESTED = threading.Event()  # set by the handler of STOP_SIGNALS
 
 
 # The environment variables `make serve` reads, their defaults (DESIGN.md's ports) and uses.
@@ -77,7 +79,7 @@ class Stack:
 
 
 class Stopped(Exception):
-    """Raised from the signal handler to unwind into the orderly shutdown."""
+    """Raised by the waiting loops once a stop signal came, to unwind into the shutdown."""
 
 
 def parse_args(argv: list[str] | None) -> None:
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for sig in STOP_SIGNALS:
         if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, raise_stopped)
+            signal.signal(sig, request_stop)
     metrics_dir = tempfile.mkdtemp(prefix="proxy-metrics-")
     children: list[subprocess.Popen] = []
     try:
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_for(lambda: proxy_ready(stack), children, "the proxy")
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
         while all(child.poll() is None for child in children):
-            time.sleep(0.5)
+            if STOP_REQUESTED.wait(0.5):
+                raise Stopped
         name, dead = exited(children)
         say(f"{name} {how_it_ended(dead)} (see its log above); stopping the other")
         return 1
@@ -129,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         ignore_stop_signals()  # a second Ctrl-C must not cut the shutdown short
-        for child in reversed(children):  # proxy first, then the model server
-            stop(child)
+        for name, child in reversed(list(zip(CHILD_NAMES, children))):  # the proxy first
+            if not stop(child):
+                say(f"{name} did not stop within {STOP_TIMEOUT_S} s of SIGTERM: killed")
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
@@ -207,16 +211,18 @@ def start(
     )
 
 
-def stop(child: subprocess.Popen) -> None:
-    """SIGTERM, wait, then SIGKILL: never leave a child behind."""
+def stop(child: subprocess.Popen) -> bool:
+    """SIGTERM, wait, then SIGKILL: never leave a child behind. False when it had to be killed."""
     if child.poll() is not None:
-        return
+        return True
     child.terminate()
     try:
         child.wait(STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+        return False
+    return True
 
 
 CHILD_NAMES = ("the model server", "the proxy")  # in the order main() starts them
@@ -248,7 +254,8 @@ def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
                                "(see its log above)")  # fmt: skip
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} was not ready after {START_TIMEOUT_S} s")
-        time.sleep(0.3)
+        if STOP_REQUESTED.wait(0.3):
+            raise Stopped
 
 
 def model_available(stack: Stack) -> bool:
@@ -270,9 +277,12 @@ def get_json(url: str) -> dict | None:
         return None  # also a port that some other, non-HTTP service answers
 
 
-def raise_stopped(signum: int, frame: object) -> None:
-    ignore_stop_signals()  # once: a second signal would raise out of the shutdown itself
-    raise Stopped
+def request_stop(signum: int, frame: object) -> None:
+    """Only sets a flag that the loops check. Raising from the handler could land anywhere,
+    e.g. inside Popen.poll() between taking its lock and the `try` that frees it, and the
+    shutdown's own wait on that child would then block for ever."""
+    ignore_stop_signals()  # once: a second signal must not cut the shutdown short
+    STOP_REQUESTED.set()
 
 
 def ignore_stop_signals() -> None:

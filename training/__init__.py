@@ -1,0 +1,19 @@
+"""Training: data set -> run folder (`python -m training.train`, `make train`).
+
+Module map, in the order a run uses them:
+  train.py       the CLI: options, precision, data, then the trainer and the outputs
+  run_folder.py  making the run folder, pinning its options for resume, train.log
+  config.py      every recipe and hyper-parameter in one place (`fast`, `long`, `vgg`...)
+  hardware.py    the CPU, its flags, and the precision that trains fastest on it
+  tf_startup.py  TensorFlow imported with its start-up lines sent to a file
+  data.py        image-folder trees, tars and the CIFAR-10 archive -> uint8 arrays, cached
+  models.py      the `fast` and `vgg` networks, FLOP counts, the folded serving form
+  augment.py     flip, translate and cutout on the training batches
+  optim.py       the recipes' optimizers and learning-rate schedules
+  trainer.py     the resumable step loop: progress lines, epoch history, checkpoints
+  checkpoint.py  the whole training state in one file, replaced atomically
+  inference.py   batched prediction with test-time augmentation (training, export, evaluate)
+  report.py      what a finished run leaves: model, weights, meta.json, history, curves
+  plots.py       training curves and the confusion matrix
+  evaluate.py    `python -m training.evaluate`: the evaluation report of a run or a SavedModel
+"""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -17,7 +19,7 @@ def tta_passes(tta: int) -> int:
     return {0: 1, 1: 2, 2: 6}[tta]
 
 
-def make_logits_fn(model: keras.Model, tta: int = 0):
+def make_logits_fn(model: keras.Model, tta: int = 0) -> Callable[[tf.Tensor], tf.Tensor]:
     """A compiled function uint8/float images [N,H,W,3] -> float32 logits [N,C]."""
 
     def plain(x):

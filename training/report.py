@@ -7,15 +7,22 @@ training.evaluate reports, not on the model in its training precision: one figur
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.data import Dataset
 from training.inference import TTA_ACCURACY_KEYS, TTA_NAMES, accuracy, predict_logits
 from training.models import build_for_inference
 from training.plots import plot_curves
 
+if TYPE_CHECKING:
+    from training.trainer import Trainer
 
-def write_run_outputs(trainer, ds: Dataset, run_dir: Path, extra: dict, log=print) -> dict:
+
+def write_run_outputs(
+    trainer: Trainer, ds: Dataset, run_dir: Path, extra: dict, log: Callable[[str], None] = print
+) -> dict:
     model = trainer.model
     model.save_weights(run_dir / "final.weights.h5")
     model.save(run_dir / "model.keras")

@@ -9,21 +9,20 @@ TensorFlow's own start-up lines are in tensorflow.log).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Callable
 from pathlib import Path
 
-from training.checkpoint import CHECKPOINT_NAME
 from training.config import DEFAULT_DATA, RECIPES, RunOptions
 from training.data import DataError, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
+from training.run_folder import make_run_dir, pin_run_options, record_run_options, run_logger
 from training.tf_startup import import_tensorflow
 
 
-def positive(kind: type):
+def positive(kind: type) -> Callable[[str], float]:
     """An argparse type for a number above zero (0 or -3 epochs would "finish" untrained)."""
 
     def parse(text: str):
@@ -91,73 +90,9 @@ def command_line(opts: RunOptions, precision: str) -> str:
     return "python -m training.train " + shlex.join(args)
 
 
-def _logger(run_dir: Path):
-    log_file = run_dir / "train.log"
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
-        with log_file.open("a") as f:
-            f.write(msg + "\n")
-
-    return log
-
-
-def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
-    """Once a run has trained (it has a checkpoint), a re-run must ask for the same options.
-
-    Before that, nothing is lost by changing them: a first try with a wrong --data path is
-    simply run again with the right one. Not compared: the precision (`auto` resolves once,
-    when the run starts) and the folder's own name (a renamed run folder still resumes)."""
-    pinned = run_dir / "run.json"
-    wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
-    if pinned.exists() and (run_dir / CHECKPOINT_NAME).exists():
-        before = json.loads(pinned.read_text())
-        diff = {
-            k: (before.get(k), v)
-            for k, v in wanted.items()
-            if k not in ("precision", "run_dir")
-            and _as_run(k, before.get(k), opts.recipe) != _as_run(k, v, opts.recipe)
-        }
-        if diff:
-            raise SystemExit(
-                f"{run_dir} was started with other options {diff} (saved, asked); "
-                "re-run with the same options to resume, or pick a new --run-dir"
-            )
-        return {**before, "run_dir": opts.run_dir}
-    return wanted
-
-
-def _as_run(key: str, value, recipe: str):
-    """An option as the run uses it: the recipe's own epochs or batch size when not given, and
-    the data file itself however its path is spelled."""
-    if key in ("epochs", "batch_size") and value is None and recipe in RECIPES:
-        return getattr(RECIPES[recipe], key)
-    if key == "data" and value not in (None, "keras"):
-        return str(Path(value).expanduser().resolve())
-    return value
-
-
-def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
-    """What pin_run_options compares a re-run against, written once the data has loaded."""
-    record = {**pinned, "resolved_precision": precision}
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
-
-
-def make_run_dir(path: str) -> Path:
-    """The run folder, made if need be; a sentence, not a traceback, when it cannot be."""
-    run_dir = Path(path)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise SystemExit(f"--run-dir {path}: a file is in the way; name a folder") from None
-    except PermissionError:
-        raise SystemExit(f"--run-dir {path}: no permission to create it here") from None
-    return run_dir
-
-
 def train(opts: RunOptions) -> Path:
     run_dir = make_run_dir(opts.run_dir)
-    log = _logger(run_dir)
+    log = run_logger(run_dir)
     pinned = pin_run_options(run_dir, opts)
     if (run_dir / "meta.json").exists() and (run_dir / "final.weights.h5").exists():
         log(f"{run_dir} already holds a finished run; pick a new --run-dir to train again")

@@ -11,6 +11,7 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +73,14 @@ def split_validation(ds: Dataset, n: int, seed: int) -> tuple[Split, Split | Non
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, ds: Dataset, run_dir: Path, seed: int, log=print):
+    def __init__(
+        self,
+        recipe: Recipe,
+        ds: Dataset,
+        run_dir: Path,
+        seed: int,
+        log: Callable[[str], None] = print,
+    ):
         self.recipe, self.ds, self.run_dir, self.seed, self.log = recipe, ds, run_dir, seed, log
         self.train, self.val = split_validation(ds, recipe.val_split, seed)
         n = len(self.train.labels)

@@ -19,7 +19,7 @@ from PIL import Image
 tf = pytest.importorskip("tensorflow")
 
 from export.config import GIF_BLOCK_STEPS, GIF_WALK_STEPS, MAX_PIXELS  # noqa: E402
-from export.savedmodel import (  # noqa: E402
+from export.image_graph import (  # noqa: E402
     _check_pixel_count,
     _format_of,
     _gif_layout,

@@ -11,7 +11,7 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
-from export.savedmodel import decode_to_square  # noqa: E402
+from export.image_graph import decode_to_square  # noqa: E402
 
 
 def pillow_reference(data: bytes) -> np.ndarray:

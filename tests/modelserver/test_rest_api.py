@@ -197,6 +197,20 @@ PLAIN_ERRORS = [
     ({"examples": [{"x": 1}]}, ":classify", 400, "Expected one or two output Tensors, found 3"),
     ({"instances": [1]}, ":classify", 400, "When method is classify, key 'examples' is expected"),
     ({"examples": [{"x": 1}]}, ":regress", 400, "Expected one output Tensor."),
+    # json_tensor.cc reads every example as a tf.Example first (its wording, "classify" on
+    # :regress included); classifier.cc names an unknown signature its own way.
+    ({}, ":regress", 400, "When method is classify, key 'examples' is expected"),
+    ({"examples": [5]}, ":classify", 400, "Example must be JSON object but got JSON Number"),
+    ({"context": [], "examples": [{}]}, ":classify", 400,
+     "Example must be JSON object but got JSON Array"),
+    ({"examples": [{"a": [1, "x"]}]}, ":regress", 400,
+     "Unexpected element type in feature: a expecting type: int64"),
+    ({"examples": [{"a": None}]}, ":classify", 400,
+     "Feature: a has element with unexpected JSON type: Null"),
+    ({"examples": [{"a": 2**63}]}, ":classify", 400,
+     "Feature: a has uint64_t element. Only int64_t is supported."),
+    ({"signature_name": "nope", "examples": [{"x": 1}]}, ":classify", 400,
+     "No signature was found with the name: nope"),
 ]  # fmt: skip
 
 
@@ -207,6 +221,15 @@ def test_bad_requests_get_tf_serving_status_and_message(rest, body, suffix, stat
     assert response.headers["Content-Type"] == "application/json"
     assert message in response.json()["error"]
     assert set(response.json()) == {"error"}
+
+
+def test_a_bad_example_to_an_unknown_model_is_a_400_not_a_404(rest):
+    """The examples are read before the model is looked up, as json_tensor.cc does."""
+    response = predict(rest, {"examples": [5]}, "/v1/models/nope:classify")
+    assert response.status_code == 400, response.text
+    good = predict(rest, {"examples": [{"x": 1.5, "y": ["a", {"b64": "eA=="}]}]},
+                   "/v1/models/nope:classify")  # fmt: skip
+    assert good.status_code == 404
 
 
 def test_unknown_model_is_404_but_malformed_json_to_it_is_400(rest):

@@ -1,7 +1,7 @@
 """The proxy's Pillow preprocessing matches the SavedModel's in-graph preprocessing.
 
 Real CIFAR-10 test images are upscaled to photo sizes (JPEG) and fed both ways:
-* pixel level: `proxy.preprocess.to_pixels` vs `export.savedmodel.decode_batch` (the very
+* pixel level: `proxy.preprocess.to_pixels` vs `export.image_graph.decode_batch` (the very
   function `serving_default` runs), and
 * model level (the issue's criterion): top-1 of `serving_default` on the bytes vs top-1 of
   `pixels` on the proxy's tensor, through the real model server, on >= 99 % of images.
@@ -30,7 +30,7 @@ def photos(cifar_sample) -> dict[tuple[int, int], list[bytes]]:
 def test_pixels_match_the_graph(photos, size) -> None:
     import tensorflow as tf
 
-    from export.savedmodel import decode_batch
+    from export.image_graph import decode_batch
 
     data = photos[size]
     ours = np.stack([to_pixels(d, 40_000_000) for d in data]).astype(int)

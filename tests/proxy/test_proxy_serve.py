@@ -62,6 +62,14 @@ class ServeProcess:
             time.sleep(0.2)
         raise AssertionError(f"{fragment!r} not printed; output:\n{''.join(self.lines)[-4000:]}")
 
+    def wait_exit(self, timeout: float) -> int:
+        """Its exit code; a failure that shows its output when it does not exit in time."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            output = "".join(self.lines)[-4000:]
+            raise AssertionError(f"still running after {timeout} s; output:\n{output}") from None
+
     def stop(self) -> int | None:
         return stop_process(self.process)
 
@@ -105,7 +113,7 @@ def test_serve_starts_prints_the_url_and_stops_both(stack) -> None:
     )
 
     stack.process.send_signal(signal.SIGTERM)
-    assert stack.process.wait(60) == 0
+    assert stack.wait_exit(60) == 0
     assert "stopping" in "".join(stack.lines)
     for name, port in stack.ports.items():
         assert not listening(port), f"{name} {port} still open after serve exited"
@@ -116,7 +124,7 @@ def test_when_the_model_server_dies_serve_names_it_and_stops_the_proxy(stack) ->
     children = children_of(stack.process.pid)  # in start order: model server, then proxy
     assert len(children) == 2, children
     os.kill(children[0], signal.SIGKILL)
-    assert stack.process.wait(60) == 1
+    assert stack.wait_exit(60) == 1
     stack.wait_for_line("the model server was killed by signal 9 (SIGKILL)")
     assert not listening(stack.ports["proxy_port"]), "the proxy outlived the stack"
 
@@ -126,7 +134,7 @@ def test_a_hang_up_stops_both(stack) -> None:
     own sessions, do not get it, so serve must stop them or they keep the ports."""
     stack.wait_for_line("ready: open")
     stack.process.send_signal(signal.SIGHUP)
-    assert stack.process.wait(60) == 0
+    assert stack.wait_exit(90) == 0
     for name, port in stack.ports.items():
         assert not listening(port), f"{name} {port} still open after a hang-up"
 

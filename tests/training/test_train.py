@@ -227,7 +227,7 @@ def test_the_recorded_command_repeats_the_run_whoever_started_it(tmp_path):
 
 def test_options_pin_once_a_run_has_trained_and_a_renamed_folder_still_resumes(tmp_path):
     from training.config import RunOptions
-    from training.train import pin_run_options, record_run_options
+    from training.run_folder import pin_run_options, record_run_options
 
     first = tmp_path / "a"
     first.mkdir()
@@ -246,7 +246,7 @@ def test_options_are_compared_as_the_run_uses_them(tmp_path, monkeypatch):
     """The recipe's own epochs spelt out, or the same data file by another path, is the same
     run (both were refused); another number of epochs is not."""
     from training.config import RECIPES, RunOptions
-    from training.train import pin_run_options, record_run_options
+    from training.run_folder import pin_run_options, record_run_options
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data.tar").write_bytes(b"")
