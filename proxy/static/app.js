@@ -391,14 +391,20 @@ function wireInputs() {
     depth = Math.max(0, depth - 1);
     if (!depth) ui.dropzone.classList.remove("dragging");
   });
-  window.addEventListener("dragover", (event) => {
-    if (hasFiles(event)) event.preventDefault();
-  });
+  // Every drop is the page's: a link or a picture dragged from another tab would otherwise
+  // make the browser open it in place of this page, and the results would be gone.
+  window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => {
     event.preventDefault();
     depth = 0;
     ui.dropzone.classList.remove("dragging");
-    if (event.dataTransfer && event.dataTransfer.files.length) classifyFiles(event.dataTransfer.files);
+    const transfer = event.dataTransfer;
+    if (transfer && transfer.files.length) classifyFiles(transfer.files);
+    else if (transfer && transfer.types.length) {
+      const note = "That was a link or text, not a file: save the picture to your device first, then drop or choose the file.";
+      inputMessage(note);
+      announce([note]);
+    }
   });
 
   document.addEventListener("paste", (event) => {
@@ -559,8 +565,11 @@ function wireCamera() {
   ui.cameraButton.addEventListener("click", toggleCamera);
   ui.capture.addEventListener("click", captureOnce);
   ui.liveToggle.addEventListener("change", () => setLive(ui.liveToggle.checked));
+  // Leaving the page turns the camera off (its light too), not only continuous mode.
   document.addEventListener("visibilitychange", () => {
-    if (document.hidden && state.liveTimer) setLive(false);
+    if (!document.hidden || !state.stream) return;
+    stopCamera();
+    cameraMessage("The camera was turned off when you left the page. Press Use camera to turn it on again.");
   });
 }
 

@@ -282,6 +282,42 @@ def test_the_badge_follows_a_new_version_that_answers(open_page, browser, photos
     expect(badge).to_have_text(served, timeout=5_000)
 
 
+def test_leaving_the_page_turns_the_camera_off(open_page, browser) -> None:
+    """Hiding the tab used to stop continuous mode only: the camera (and its light) stayed on.
+    The hidden tab is played by redefining document.hidden."""
+    page = open_page(browser, DESKTOP)
+    page.click("#camera-button")
+    expect(page.locator("#camera-panel")).to_be_visible()
+    page.evaluate(
+        "Object.defineProperty(document, 'hidden', {value: true, configurable: true});"
+        "document.dispatchEvent(new Event('visibilitychange'))"
+    )
+    expect(page.locator("#camera-panel")).to_be_hidden()
+    expect(page.locator("#camera-message")).to_contain_text("camera was turned off")
+    assert page.evaluate("document.getElementById('camera-video').srcObject") is None
+
+
+def test_a_dropped_link_stays_on_the_page_with_a_sentence(open_page, browser) -> None:
+    """A link dragged from another tab: the page must take the drop (else the browser opens
+    the link in its place and the results are gone) and say what to do instead."""
+    page = open_page(browser, DESKTOP)
+    prevented = page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.setData("text/uri-list", "https://example.com/cat.jpg");
+            const zone = document.getElementById("dropzone");
+            const init = { dataTransfer: data, bubbles: true, cancelable: true };
+            const over = new DragEvent("dragover", init);
+            zone.dispatchEvent(over);
+            zone.dispatchEvent(new DragEvent("drop", init));
+            return over.defaultPrevented;
+        }"""
+    )
+    assert prevented, "dragover not cancelled: the browser would navigate to the link"
+    expect(page.locator("#input-message")).to_contain_text("not a file")
+    assert page.console_errors == []
+
+
 def test_no_camera_gives_a_clear_message(open_page, playwright) -> None:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)  # no camera
     try:
