@@ -145,6 +145,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m modelserver",
         description="TF-Serving-compatible model server (gRPC + REST) for SavedModels.",
+        epilog="Accepted for command lines written for tensorflow_model_server, without effect "
+        "here (a warning names them): " + ", ".join(f"--{name}" for name in INERT_FLAGS) + ".",
         allow_abbrev=False,  # the real binary knows only whole flag names
     )
     for name, default in vars(ServerOptions()).items():
@@ -161,7 +163,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
             f"--{name}",
             type=_bool if kind is bool else kind,
             default=None,
-            help="tensorflow_model_server flag: accepted, no effect on this server",
+            help=argparse.SUPPRESS,  # listed once, in the epilog
             **extra,
         )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
