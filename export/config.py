@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 MODEL_NAME = "cifar10"
+# The file types serving_default decodes in its graph (export/image_graph.py): what its
+# accuracy is measured on. Training also reads TIFF, which the graph refuses.
+SERVED_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 DEFAULT_BASE_PATH = Path("models/cifar10")
 IMAGE_SIZE = 32
 

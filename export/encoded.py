@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from export.config import SERVED_SUFFIXES
 from training.data import tree_members
 
 
@@ -19,7 +20,7 @@ class EncodedImages:
     data: list[bytes]
     labels: np.ndarray  # int32 [N], index into class_names
     class_names: tuple[str, ...]
-    names: list[str]  # file names inside the source, for messages
+    names: list[str]  # "<tar>:<member>" or the file's path, for messages
 
     def __len__(self) -> int:
         return len(self.data)
@@ -42,12 +43,16 @@ class EncodedImages:
 def read_encoded(source: str | Path, split: str = "test") -> EncodedImages:
     """All image files under `<root>/<split>/<class>/` of a folder or .tar(.gz), sorted by name.
 
-    The files and class indices are `training.data`'s: the same file types, and classes
-    numbered by the sorted training class names (a split that lacks a class keeps the
-    others' indices).
+    The files are `training.data`'s, of the types `serving_default` decodes (no TIFF), and
+    classes are numbered by the sorted training class names (a split that lacks a class
+    keeps the others' indices).
     """
     members = list(tree_members(Path(source), read=lambda s: s == split))
-    found = sorted((name, cls, data) for s, cls, name, data in members if s == split)
+    found = sorted(
+        (name, cls, data)
+        for s, cls, name, data in members
+        if s == split and Path(name).suffix.lower() in SERVED_SUFFIXES
+    )
     if not found:
         raise FileNotFoundError(f"no {split}/<class>/<image> files in {source}")
     training = {cls for s, cls, _, _ in members if s == "train"}

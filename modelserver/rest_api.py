@@ -42,6 +42,7 @@ _STATUS_PATH = re.compile(
     r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:\/(metadata))?"
 )
 _INT64_MAX = 2**63 - 1
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "POST, GET",
@@ -94,7 +95,9 @@ class RestApi:
             # http_server.cc sets exactly "text/plain" (reference §5).
             return Response(200, page, {"Content-Type": "text/plain"})
         if not _API_PATH.fullmatch(path):
-            return Response(404, _NOT_FOUND_PAGE.encode(), {"Content-Type": "text/html"})
+            # evhttp_send_page_ sets exactly these two headers, and closes the connection.
+            headers = {"Content-Type": "text/html", "Connection": "close"}
+            return Response(404, _NOT_FOUND_PAGE.encode(), headers)
         started = time.perf_counter()
         response, model, verb, code = self._api(method, path, headers, body)
         if method != "OPTIONS":  # a preflight's answer has neither body nor type (below)
@@ -270,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         # The request line's own target: http.server collapses a leading "//" in self.path,
         # and the real server's /v1 pattern does not match "//v1/..." (a 404 there).
-        target = self.requestline.split(" ")[1] if self.requestline.count(" ") >= 2 else self.path
+        words = self.requestline.split()
+        target = words[1] if len(words) >= 3 else self.path
         self._send(self.api.handle(self.command, target, self.headers, body))
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _serve
@@ -313,7 +317,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_chunked(self, limit: int) -> bytes:
         parts, total = [], 0
         while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            text = self.rfile.readline().split(b";")[0].strip() or b"0"
+            if not _HEX.fullmatch(text):  # int() takes "-1", "+5" and "1_0": read(-1) hangs
+                raise ValueError(f"chunk size {text[:20]!r} is not hexadecimal")
+            size = int(text, 16)
             if size == 0:
                 while self.rfile.readline().strip():  # trailers
                     pass
@@ -331,9 +338,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, response: Response) -> None:
         """Status line, headers and body in one write."""
+        if response.headers.get("Connection") == "close":
+            self.close_connection = True
         self.send_response(response.status)
         for name, value in response.headers.items():
-            self.send_header(name, value)
+            if name != "Connection":
+                self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         if self.close_connection:  # say so, or a keep-alive client reuses a dead connection
             self.send_header("Connection", "close")

@@ -150,8 +150,8 @@ def _feature_kind(name: str, value: Any, kind: str | None) -> str:
     """AddValueToFeature: the kind `value` adds to feature `name`, or its error."""
     if isinstance(value, bool):
         wanted = "int64"
-    elif isinstance(value, int) and value >= 2**64:
-        wanted = "float"  # beyond uint64 RapidJSON reads a double
+    elif isinstance(value, int) and not -(2**63) <= value < 2**64:
+        wanted = "float"  # outside int64 and uint64 RapidJSON reads a double
     elif isinstance(value, int):
         wanted = "int64"
     elif isinstance(value, float):

@@ -20,7 +20,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +35,7 @@ STOP_TIMEOUT_S = 20
 # (the children, in their own sessions, do not get it, so without a handler they would outlive
 # us). A signal already ignored when we start (SIGHUP under `nohup`) stays ignored.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-STOP_REQUESTED = threading.Event()  # set by the handler of STOP_SIGNALS
+_stop_requested = False  # set by the handler of STOP_SIGNALS, read by the waiting loops
 
 
 # The environment variables `make serve` reads, their defaults (DESIGN.md's ports) and uses.
@@ -119,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_for(lambda: proxy_ready(stack), children, "the proxy")
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
         while all(child.poll() is None for child in children):
-            if STOP_REQUESTED.wait(0.5):
-                raise Stopped
+            check_stop()
+            time.sleep(0.5)
         name, dead = exited(children)
         say(f"{name} {how_it_ended(dead)} (see its log above); stopping the other")
         return 1
@@ -246,16 +245,21 @@ def how_it_ended(child: subprocess.Popen) -> str:
 
 
 def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
+    """Until `ready()`; a stop signal that came meanwhile is acted on before anything else
+    starts (a ready() answered after the signal does not count)."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not ready():
+    while True:
+        check_stop()
+        if ready():
+            check_stop()
+            return
         if gone := exited(children):
             name, dead = gone
             raise RuntimeError(f"{name} {how_it_ended(dead)} while {what} started "
                                "(see its log above)")  # fmt: skip
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} was not ready after {START_TIMEOUT_S} s")
-        if STOP_REQUESTED.wait(0.3):
-            raise Stopped
+        time.sleep(0.3)
 
 
 def model_available(stack: Stack) -> bool:
@@ -278,11 +282,18 @@ def get_json(url: str) -> dict | None:
 
 
 def request_stop(signum: int, frame: object) -> None:
-    """Only sets a flag that the loops check. Raising from the handler could land anywhere,
-    e.g. inside Popen.poll() between taking its lock and the `try` that frees it, and the
-    shutdown's own wait on that child would then block for ever."""
+    """Only sets a flag that the loops check (a plain bool: a threading.Event takes a lock the
+    interrupted thread may hold). Raising from the handler could land anywhere, e.g. inside
+    Popen.poll() between taking its lock and the `try` that frees it, and the shutdown's own
+    wait on that child would then block for ever."""
+    global _stop_requested
     ignore_stop_signals()  # once: a second signal must not cut the shutdown short
-    STOP_REQUESTED.set()
+    _stop_requested = True
+
+
+def check_stop() -> None:
+    if _stop_requested:
+        raise Stopped
 
 
 def ignore_stop_signals() -> None:

@@ -22,7 +22,7 @@ from training.run_folder import make_run_dir, pin_run_options, record_run_option
 from training.tf_startup import import_tensorflow
 
 
-def positive(kind: type) -> Callable[[str], float]:
+def positive(kind: type) -> Callable[[str], int | float]:
     """An argparse type for a number above zero (0 or -3 epochs would "finish" untrained)."""
 
     def parse(text: str):

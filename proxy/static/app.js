@@ -221,6 +221,7 @@ function showError(card, message, retry = null) {
   const button = card.querySelector(".card-retry");
   button.hidden = !retry;
   button.onclick = retry;
+  button.setAttribute("aria-label", `Try ${name} again`);
   card.querySelector(".bars").replaceChildren();
   card.querySelector(".card-meta").textContent = "";
   return { ok: false, text: `${name}: ${text}` };
@@ -283,13 +284,20 @@ function updateStats() {
   ui.stats.textContent = parts.join(" · ");
 }
 
+// The answers that say the file is at fault (bad image, too large, unsupported type): sending
+// it again cannot help. Anything else (no version served, the server down or slow) can pass.
+const FILE_ERRORS = [400, 413, 415];
+
 // Classifies into `card`; returns {ok, label, text}: text is for the screen-reader announcement
-// (empty when Clear removed the card before the answer came).
+// (empty when Clear removed the card before it was sent or answered).
 async function classifyOne(blob, name, card) {
+  if (!card.isConnected) return { ok: false, text: "" }; // cleared while queued: not sent
   const controller = new AbortController();
   inflight.set(card, controller);
   card.classList.add("loading");
+  card.classList.remove("failed");
   card.querySelector(".card-retry").hidden = true;
+  updateStats();
   let outcome;
   try {
     const body = await predict(blob, name, controller.signal);
@@ -299,15 +307,24 @@ async function classifyOne(blob, name, card) {
     if (stale || ui.badge.classList.contains("down")) checkModelSoon();
   } catch (error) {
     if (!card.isConnected) return { ok: false, text: "" };
-    const clientError = error.status >= 400 && error.status < 500; // this file, not the server
-    const retry = clientError ? null : () => classifyOne(blob, name, card).then((o) => o.text && announce([o.text]));
+    const fileError = FILE_ERRORS.includes(error.status);
+    // The live camera card retries by itself with the next frame.
+    const retry = fileError || card === state.liveCard ? null : () => retryCard(blob, name, card);
     outcome = showError(card, error.message, retry);
-    if (!clientError && !ui.badge.classList.contains("down")) checkModelSoon();
+    if (!fileError && !ui.badge.classList.contains("down")) checkModelSoon();
   } finally {
-    inflight.delete(card);
+    if (inflight.get(card) === controller) inflight.delete(card);
   }
   updateStats();
   return outcome;
+}
+
+// Try again: the button about to hide keeps no focus, so the card takes it (and reads out the
+// outcome when it comes).
+async function retryCard(blob, name, card) {
+  card.focus();
+  const outcome = await classifyOne(blob, name, card);
+  if (outcome.text) announce([outcome.text]);
 }
 
 function inputMessage(text) {
@@ -332,22 +349,26 @@ async function classifyFiles(fileList) {
     return;
   }
   let previous = null;
+  const cards = [];
   const jobs = files.map((file) => {
     const name = file.name || `pasted-${++state.counter}.png`;
     const card = newCard(file, name, previous);
     previous = card;
+    cards.push(card);
     if (file.size + settings.multipartOverheadBytes > settings.maxUploadBytes) {
       const limit = mebibytes(settings.maxUploadBytes);
       return async () => showError(card, `Too large: the limit is ${limit} MiB per image.`);
     }
     return () => classifyOne(file, name, card);
   });
-  reveal(ui.grid.querySelector(".card.loading") || ui.grid.firstElementChild);
+  reveal(cards[0]);
   updateStats();
-  const outcomes = (await runLimited(jobs, settings.parallel)).filter((outcome) => outcome.text);
-  if (!outcomes.length) return; // all cleared while they were in flight
+  const outcomes = await runLimited(jobs, settings.parallel);
+  // Cards that Clear removed meanwhile, answered or not, are not spoken of.
+  const texts = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected).map((o) => o.text);
+  if (!texts.length) return;
   updateStats();
-  announce([...announcements, ...outcomes.map((outcome) => outcome.text)]);
+  announce([...announcements, ...texts]);
 }
 
 // Runs the jobs `limit` at a time; their results in job order.
@@ -411,7 +432,7 @@ function wireInputs() {
     const items = event.clipboardData ? [...event.clipboardData.items] : [];
     // Browsers call every pasted picture "image.png": number those so cards can be told apart.
     const named = (file) => /^(image\.\w+)?$/.test(file.name)
-      ? new File([file], `pasted-${++state.counter}.${file.type.split("/")[1] || "png"}`, { type: file.type })
+      ? new File([file], `pasted-${++state.counter}.${(file.type.split("/")[1] || "png").split("+")[0]}`, { type: file.type })
       : file;
     const files = items.filter((i) => i.kind === "file").map((i) => i.getAsFile()).filter(Boolean).map(named);
     if (files.length) {

@@ -26,6 +26,7 @@ def _tree(root: Path) -> Path:
         _save(root / "train" / cls / "0.png", (80 * i, 0, 0), "PNG")
     _save(root / "test" / "ant" / "0.jpg", (0, 0, 0), "JPEG")
     _save(root / "test" / "cow" / "0.webp", (160, 0, 0), "WEBP")
+    _save(root / "test" / "cow" / "1.tif", (160, 0, 0), "TIFF")  # trained on, not served
     return root
 
 
@@ -34,8 +35,9 @@ def test_a_test_split_without_a_class_keeps_the_training_indices(tmp_path):
     encoded, dataset = read_encoded(root, "test"), load_dataset(root, cache_dir=None)
     assert encoded.class_names == dataset.class_names == ("ant", "bee", "cow")
     np.testing.assert_array_equal(encoded.labels, [0, 2])  # cow is 2, as training numbers it
+    # The TIFF is read by training but left out: serving_default's graph cannot decode it.
     assert [Path(name).suffix for name in encoded.names] == [".jpg", ".webp"]
-    np.testing.assert_array_equal(np.sort(encoded.labels), np.sort(dataset.test.labels))
+    assert len(dataset.test.labels) == 3
 
 
 def test_a_tar_gives_the_same_files_as_the_folder(tmp_path):

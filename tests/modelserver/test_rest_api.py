@@ -209,6 +209,8 @@ PLAIN_ERRORS = [
      "Feature: a has element with unexpected JSON type: Null"),
     ({"examples": [{"a": 2**63}]}, ":classify", 400,
      "Feature: a has uint64_t element. Only int64_t is supported."),
+    ({"examples": [{"a": -(2**63) - 1}]}, ":classify", 400,  # a double to RapidJSON: accepted
+     "Expected one or two output Tensors, found 3"),
     ({"signature_name": "nope", "examples": [{"x": 1}]}, ":classify", 400,
      "No signature was found with the name: nope"),
 ]  # fmt: skip
@@ -277,6 +279,7 @@ def test_a_preflight_without_an_origin_is_a_bare_400(rest):
 def test_paths_outside_v1_are_404_html_and_huge_versions_have_an_empty_body(rest):
     response = rest("GET", "/healthz")
     assert response.status_code == 404
+    assert response.headers["Connection"] == "close"  # evhttp_send_page_
     assert response.text == (  # libevent's evhttp_send_error page, as the real server sends
         "<HTML><HEAD>\n<TITLE>404 Not Found</TITLE>\n</HEAD><BODY>\n<H1>Not Found</H1>\n"
         "</BODY></HTML>\n"
@@ -303,16 +306,23 @@ def test_oversized_body_is_refused_and_the_server_keeps_serving(rest):
     assert predict(rest, {"instances": [{"b64": B64_PNG}]}).status_code == 200
 
 
-def test_a_negative_content_length_is_a_400_not_a_hang(api_server):
+@pytest.mark.parametrize(
+    ("header", "body", "message"),
+    [
+        ("Content-Length: -1", "", "Content-Length -1 is negative"),
+        ("Transfer-Encoding: chunked", "-1\r\n", "chunk size b'-1' is not hexadecimal"),
+    ],
+)
+def test_a_negative_body_length_is_a_400_not_a_hang(api_server, header, body, message):
     """`rfile.read(-1)` read until the client closed: the request was never answered."""
     with socket.create_connection(("127.0.0.1", api_server.rest_port), timeout=10) as sock:
         sock.sendall(
-            f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
-            "Content-Length: -1\r\n\r\n".encode()
+            f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n"
+            f"{body}".encode()
         )
         answer = sock.recv(4096).decode()
     assert answer.startswith("HTTP/1.1 400"), answer
-    assert "Content-Length -1 is negative" in answer
+    assert message in answer
 
 
 def test_prometheus_page_counts_rest_requests(rest, api_server):

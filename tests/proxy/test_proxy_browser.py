@@ -222,37 +222,50 @@ def test_a_batch_keeps_its_order_and_the_stats_say_what_they_count(
 
 
 def test_clear_cancels_the_requests_still_in_flight(open_page, browser, photos) -> None:
-    """A request held back by Playwright's routing is answered after Clear: nothing of it may
-    come back on the page (it once counted "0 images" and announced the cleared image)."""
+    """Five files, four sent at a time, all held back by Playwright's routing, then Clear: the
+    four in flight are aborted, the fifth is never sent, and nothing comes back on the page
+    (answers after Clear once counted "0 images" and announced the cleared images)."""
     page = open_page(browser, DESKTOP)
-    held = []
+    held, aborted = [], []
     page.route("**/api/predict*", lambda route: held.append(route))
-    page.set_input_files("#file-input", str(photos[0]))
-    expect(page.locator(".card.loading")).to_have_count(1)
-    expect(page.locator("#stats")).to_have_text("1 image · 1 in progress")
+    page.on("requestfailed", lambda request: aborted.append(request.failure))
+    page.set_input_files("#file-input", [str(p) for p in photos[:5]])
+    expect(page.locator(".card.loading")).to_have_count(5)
+    expect(page.locator("#stats")).to_have_text("5 images · 5 in progress")
     for _ in range(200):
-        if held:
+        if len(held) == 4:
             break
         page.wait_for_timeout(50)
     page.click("#clear-button")
-    with contextlib.suppress(playwright_api.Error):  # the page aborted it: nothing to answer
-        held[0].continue_()
+    for route in held:
+        with contextlib.suppress(playwright_api.Error):  # the page aborted it: nothing to answer
+            route.continue_()
     page.wait_for_timeout(1500)
+    assert len(held) == 4, "a request queued behind the four in flight was sent after Clear"
+    assert len(aborted) == 4 and all("ABORTED" in str(f) for f in aborted), aborted
     expect(page.locator(".card")).to_have_count(0)
     expect(page.locator("#announcer")).to_have_text("Results cleared.")
     expect(page.locator("#stats")).to_have_text("")
 
 
-def test_an_image_that_failed_on_the_server_can_be_sent_again(open_page, browser, photos):
-    """A failure of the server (played by routing: one 503) leaves a Try again button."""
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(503, "The model server is unavailable"), (404, "no version of cifar10 is available")],
+)
+def test_an_image_that_failed_on_the_server_can_be_sent_again(
+    open_page, browser, photos, status, error
+):
+    """A failure of the server, not of the file (played by routing: one 503, or a 404 for a
+    model not served yet), leaves a Try again button that names the image."""
     page = open_page(browser, DESKTOP)
-    outage = {"status": 503, "content_type": "application/json",
-              "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
+    outage = {"status": status, "content_type": "application/json",
+              "body": json.dumps({"error": error})}  # fmt: skip
     page.route("**/api/predict*", lambda route: route.fulfill(**outage))
     page.set_input_files("#file-input", str(photos[0]))
     card = page.locator(".card").first
-    expect(card.locator(".card-error")).to_contain_text("unavailable")
+    expect(card.locator(".card-error")).to_have_text(error)
     expect(page.locator("#stats")).to_have_text("1 image · 1 failed")
+    expect(card.locator(".card-retry")).to_have_attribute("aria-label", "Try cat.jpg again")
     page.unroute("**/api/predict*")
     card.locator(".card-retry").click()
     assert_top3(card)
