@@ -35,7 +35,9 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=_ignore_hangup if ignore_hangup else None,
+            # Set either way: a runner started under nohup would pass SIGHUP on ignored, and
+            # serve rightly keeps an ignored SIGHUP ignored (CI runs began that way here).
+            preexec_fn=_ignore_hangup if ignore_hangup else _default_hangup,
         )
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
@@ -77,6 +79,11 @@ class ServeProcess:
 def _ignore_hangup() -> None:
     """In the child before exec, as `nohup` starts a command."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _default_hangup() -> None:
+    """In the child before exec, as a terminal starts a command."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def start_stack(base_path: Path, ignore_hangup: bool = False) -> ServeProcess:
