@@ -233,6 +233,16 @@ function announce(lines) {
   ui.announcer.textContent = lines.filter(Boolean).join("; ");
 }
 
+// A few outcomes are read out one by one; a large batch as a count and its failures, so that a
+// screen reader is not kept busy for a minute by forty results that the cards show anyway.
+const SPOKEN_ONE_BY_ONE = 5;
+function spoken(outcomes) {
+  if (outcomes.length <= SPOKEN_ONE_BY_ONE) return outcomes.map((o) => o.text);
+  const failed = outcomes.filter((o) => !o.ok);
+  const summary = `${outcomes.length} images: ${outcomes.length - failed.length} classified, ${failed.length} failed`;
+  return [summary, ...failed.slice(0, SPOKEN_ONE_BY_ONE).map((o) => o.text)];
+}
+
 // Three significant digits, as the proxy's own 413 message prints the limit.
 const mebibytes = (bytes) => String(Number((bytes / 2 ** 20).toPrecision(3)));
 const percent = (p) => `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
@@ -365,10 +375,10 @@ async function classifyFiles(fileList) {
   updateStats();
   const outcomes = await runLimited(jobs, settings.parallel);
   // Cards that Clear removed meanwhile, answered or not, are not spoken of.
-  const texts = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected).map((o) => o.text);
-  if (!texts.length) return;
+  const kept = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected);
+  if (!kept.length) return;
   updateStats();
-  announce([...announcements, ...texts]);
+  announce([...announcements, ...spoken(kept)]);
 }
 
 // Runs the jobs `limit` at a time; their results in job order.

@@ -221,6 +221,21 @@ def test_a_batch_keeps_its_order_and_the_stats_say_what_they_count(
     )
 
 
+def test_a_large_batch_is_announced_as_a_count(open_page, browser, photos) -> None:
+    """Up to five results are read out one by one; forty once made one 1,400-character
+    announcement. A batch of six, one of them no image, is read as a count and its failure."""
+    page = open_page(browser, DESKTOP)
+    files = [
+        {"name": p.name, "mimeType": "image/jpeg", "buffer": p.read_bytes()} for p in photos[:5]
+    ]
+    files.append({"name": "junk.jpg", "mimeType": "image/jpeg", "buffer": b"not a picture"})
+    page.set_input_files("#file-input", files)
+    expect(page.locator(".card:not(.loading)")).to_have_count(6)
+    expect(page.locator("#announcer")).to_have_text(
+        re.compile(r"^6 images: 5 classified, 1 failed; junk\.jpg: this file is not an image")
+    )
+
+
 def test_clear_cancels_the_requests_still_in_flight(open_page, browser, photos) -> None:
     """Five files, four sent at a time, all held back by Playwright's routing, then Clear: the
     four in flight are aborted, the fifth is never sent, and nothing comes back on the page
