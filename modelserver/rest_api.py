@@ -96,8 +96,8 @@ class RestApi:
             return Response(200, page, {"Content-Type": "text/plain"})
         if not _API_PATH.fullmatch(path):
             # evhttp_send_page_ sets exactly these two headers, and closes the connection.
-            headers = {"Content-Type": "text/html", "Connection": "close"}
-            return Response(404, _NOT_FOUND_PAGE.encode(), headers)
+            page_headers = {"Content-Type": "text/html", "Connection": "close"}
+            return Response(404, _NOT_FOUND_PAGE.encode(), page_headers)
         started = time.perf_counter()
         response, model, verb, code = self._api(method, path, headers, body)
         if method != "OPTIONS":  # a preflight's answer has neither body nor type (below)

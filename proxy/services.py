@@ -42,8 +42,9 @@ def resolve_default(svc: Services, available: list[int]) -> tuple[int | None, st
         if target.version in available:
             return target.version, None
         return None, f"the default version {target.version} (MODEL_VERSION) is not AVAILABLE"
+    if not target.label:  # latest = the highest AVAILABLE version: no second call (readyz)
+        return max(available), None
     try:
         return svc.client.resolve_version(target), None
     except ModelServerError as exc:
-        which = f"label {target.label!r} (MODEL_LABEL)" if target.label else "latest version"
-        return None, f"the default {which} does not resolve: {exc}"
+        return None, f"the default label {target.label!r} (MODEL_LABEL) does not resolve: {exc}"
