@@ -12,6 +12,7 @@ keyed by the source's path, size and mtime, so the second load takes well under 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import os
@@ -188,9 +189,12 @@ def _assemble(members, source: str, size: int) -> Dataset:
     images: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
     classes: dict[str, list[str]] = {s: [] for s in SPLITS}
     bad: list[str] = []
+    listed: set[str] = set()  # training classes with files, readable or not
     total = 0
     for split, cls, name, data in members:
         total += 1
+        if split == "train":
+            listed.add(cls)
         try:
             images[split].append(decode_image_file(data or b"", size))
             classes[split].append(cls)
@@ -208,6 +212,8 @@ def _assemble(members, source: str, size: int) -> Dataset:
     if len(bad) > max(10, MAX_BAD_FRACTION * total):
         raise DataError(f"{len(bad)} of {total} files in {source} are unreadable, first: {bad[0]}")
     class_names = tuple(sorted(set(classes["train"])))
+    if lost := sorted(listed - set(class_names)):  # it would renumber every class after it
+        raise DataError(f"no training file of class {', '.join(lost)} in {source} could be decoded")
     unknown = set(classes["test"]) - set(class_names)
     if unknown:
         raise DataError(f"test classes {sorted(unknown)} in {source} have no training images")
@@ -306,8 +312,19 @@ def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:
         sig = stamp.hexdigest()
     else:
         sig = f"{st.st_size}:{st.st_mtime_ns}"
-    key = hashlib.sha256(f"{path.resolve()}|{sig}|{size}|{_CACHE_FORMAT}".encode()).hexdigest()
-    return cache_dir / f"{path.name}-{key[:16]}.npz"
+    origin = hashlib.sha256(f"{path.resolve()}|{size}".encode()).hexdigest()[:8]
+    state = hashlib.sha256(f"{sig}|{_CACHE_FORMAT}".encode()).hexdigest()[:12]
+    return cache_dir / f"{path.name}-{origin}-{state}.npz"
+
+
+def _drop_superseded(file: Path) -> None:
+    """Delete this source's caches of an older state or format: each is ~185 MB for CIFAR-10,
+    and an edited source or a format bump would otherwise leave one behind every time."""
+    stem = file.name.rsplit("-", 1)[0]  # <name>-<origin>, shared by this source's caches
+    for old in file.parent.glob(f"{glob.escape(stem)}-*.npz"):
+        if old != file and ".tmp." not in old.name:  # another load's write in progress
+            old.unlink(missing_ok=True)
+            log.info("removed the superseded cache %s", old)
 
 
 def _write_cache(file: Path, ds: Dataset) -> None:
@@ -324,6 +341,7 @@ def _write_cache(file: Path, ds: Dataset) -> None:
             skipped=np.array(ds.skipped, dtype=str),
         )
         os.replace(tmp, file)
+        _drop_superseded(file)
     finally:
         tmp.unlink(missing_ok=True)  # a full disk must not leave half a cache behind
 

@@ -125,10 +125,20 @@ def test_cache_makes_the_second_load_identical(tmp_path):
     assert len(list(cache.glob("*.npz"))) == 1
     second = load_dataset(root, cache_dir=cache)
     np.testing.assert_array_equal(first.train.images, second.train.images)
-    # touching the source changes the key: no stale cache
+    # an edited source changes the key: no stale cache is read, and none is left behind
     (root / "train/ant/0.jpeg").write_bytes(_image_bytes((1, 2, 3), fmt="JPEG"))
-    load_dataset(root, cache_dir=cache)
-    assert len(list(cache.glob("*.npz"))) == 2
+    third = load_dataset(root, cache_dir=cache)
+    assert not np.array_equal(third.train.images, first.train.images)
+    assert len(list(cache.glob("*.npz"))) == 1
+
+
+def test_a_new_cache_keeps_those_of_other_sources_and_sizes(tmp_path):
+    cache = tmp_path / "cache"
+    a, b = make_tree(tmp_path / "a" / "d"), make_tree(tmp_path / "b" / "d")  # same name
+    load_dataset(a, cache_dir=cache)
+    load_dataset(a, cache_dir=cache, size=16)
+    load_dataset(b, cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 3
 
 
 def test_a_cache_that_cannot_be_written_costs_nothing_but_the_cache(tmp_path, caplog):
@@ -195,6 +205,16 @@ def test_a_few_bad_files_are_skipped_and_named(tmp_path, caplog):
     assert len(ds.train.labels) == 12
     assert any("notes.jpg" in s for s in ds.skipped)
     assert "notes.jpg" in caplog.text
+
+
+def test_a_class_whose_files_all_fail_is_an_error_not_a_renumbering(tmp_path):
+    # Dropping it would shift every later class's index; the exporter, which reads the
+    # encoded files, would then score the model against other labels.
+    root = make_tree(tmp_path / "d", classes=("ant", "bee", "cow", "dog"))
+    for file in (root / "train/bee").iterdir():
+        file.write_text("not an image")
+    with pytest.raises(DataError, match="class bee"):
+        load_dataset(root, cache_dir=None)
 
 
 def test_no_usable_images_fails_with_the_file_named(tmp_path):
