@@ -78,7 +78,11 @@ class Load:
         body = {"signature_name": "pixels", "inputs": IMAGES.tolist()}
         with requests.Session() as session:
             while not self._stop.is_set():
-                response = session.post(url, json=body, timeout=30)
+                try:
+                    response = session.post(url, json=body, timeout=30)
+                except requests.RequestException as failure:  # a dropped connection counts
+                    self._record(None, f"REST {type(failure).__name__}: {failure}")
+                    continue
                 error = None if response.status_code == 200 else f"REST {response.text}"
                 self._record(0 if error is None else None, error)
 
@@ -371,6 +375,8 @@ def test_startup_waits_for_the_newest_version_only(
         tmp_path / "models.config", model_config_entry(tiny_model_base, "all {}")
     )
     server = start_server(f"--model_config_file={config}", "--max_num_load_retries=0")
+    first = server.states()  # read once, as the ports open: no polling may hide a late load
+    assert first.get(3) == "AVAILABLE", first
     states = server.wait_states({3: "AVAILABLE", 2: "END", 1: "AVAILABLE"})
     assert set(states) == {1, 2, 3}
     for version in (1, 3):

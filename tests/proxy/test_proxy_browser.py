@@ -199,9 +199,7 @@ def test_a_phone_capture_brings_its_result_into_view(open_page, browser) -> None
     page.evaluate("window.scrollTo(0, 0); document.getElementById('capture-button').click()")
     card = page.locator(".card").first
     assert_top3(card)
-    page.wait_for_timeout(1000)  # a smooth scroll's time
-    box, height = card.locator(".bars").bounding_box(), PHONE["height"]
-    assert box["y"] >= 0 and box["y"] + box["height"] <= height, f"bars at {box}, screen {height}"
+    expect(card.locator(".bars")).to_be_in_viewport(ratio=1)  # retried while it scrolls
 
 
 def test_a_batch_keeps_its_order_and_the_stats_say_what_they_count(
@@ -251,6 +249,7 @@ def test_clear_cancels_the_requests_still_in_flight(open_page, browser, photos) 
         if len(held) == 4:
             break
         page.wait_for_timeout(50)
+    assert len(held) == 4, f"{len(held)} requests in flight, not the four the page sends at once"
     page.click("#clear-button")
     for route in held:
         with contextlib.suppress(playwright_api.Error):  # the page aborted it: nothing to answer
