@@ -99,9 +99,14 @@ class ModelServer:
     def start(self) -> None:
         """Loads the models, then opens the ports. Raises ServingError on a bad start."""
         config = load_model_server_config(self.options)
-        self.manager.apply_config(config, wait=True)
+        self.manager.apply_config(config, wait=True)  # a stop() (SIGTERM) ends the wait too
+        if self._stopped.is_set():
+            return
         self._start_grpc()
         self._start_rest()
+        if self._stopped.is_set():  # the stop came while they opened: close what it missed
+            self._close_ports()
+            return
         if self.options.model_config_file and self.options.model_config_file_poll_wait_seconds > 0:
             threading.Thread(
                 target=self._poll_config_file, name="config-poller", daemon=True
@@ -133,9 +138,7 @@ class ModelServer:
                       self.options.rest_api_enable_cors_support,
                       timeout_ms / 1000 if timeout_ms > 0 else None)  # fmt: skip
         try:
-            self._rest = start_rest_server(
-                self.options.host, port, api, self.options.max_request_bytes
-            )
+            rest = start_rest_server(self.options.host, port, api, self.options.max_request_bytes)
         except OSError as error:
             # model_servers/server.cc logs "Failed to start HTTP Server" and goes on serving
             # gRPC alone (a surprise, but the real server's behaviour); we add the cause.
@@ -143,7 +146,8 @@ class ModelServer:
                       "another --rest_api_port.", self.options.host, port,
                       error.strerror or error)  # fmt: skip
             return
-        threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
+        threading.Thread(target=rest.serve_forever, name="rest", daemon=True).start()
+        self._rest = rest  # only now: shutdown() before serve_forever() runs would block
         log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.host, port)
         if self.prometheus_path:
             log.info("Prometheus metrics at http://%s:%d%s", self.options.host, port,
@@ -179,10 +183,13 @@ class ModelServer:
         self._stopped.set()
         log.info("Shutting down: REST and gRPC stop (gRPC grace %g s), then the models unload",
                  GRPC_STOP_GRACE_S)  # fmt: skip
+        self._close_ports()
+        self.manager.stop()
+
+    def _close_ports(self) -> None:
         if self._health is not None:  # as grpc::Server::Shutdown does: NOT_SERVING first
             self._health.enter_graceful_shutdown()
         if self._rest is not None:
             self._rest.shutdown()
         if self._grpc is not None:
             self._grpc.stop(grace=GRPC_STOP_GRACE_S).wait()
-        self.manager.stop()

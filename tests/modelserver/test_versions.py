@@ -384,6 +384,23 @@ def test_startup_waits_for_the_newest_version_only(
         assert response.model_spec.version.value == version
 
 
+def test_a_stop_before_the_first_version_loads_opens_no_port(start_server, tmp_path):
+    """SIGTERM while the server waits for a model's first version: it exits without opening
+    its ports (it once opened both after "Shutting down", with no model behind them)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    server = start_server(f"--model_name={MODEL}", f"--model_base_path={empty}", ready=False)
+    deadline = time.monotonic() + 60
+    while "No versions of model" not in server.log():
+        assert time.monotonic() < deadline and server.proc.poll() is None, server.log()
+        time.sleep(0.2)
+    server.proc.terminate()
+    assert server.wait_exit() == 0, server.log()
+    log = server.log()
+    assert "Shutting down" in log
+    assert "Running gRPC" not in log and "Exporting HTTP/REST" not in log, log
+
+
 def test_a_model_back_in_the_config_is_loaded_afresh(
     start_server, tmp_path, tiny_model_base, tiny_savedmodel, add_model_version
 ):
