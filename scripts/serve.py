@@ -63,11 +63,17 @@ class Stack:
         def setting(name: str) -> str:
             return os.environ.get(name) or SETTINGS[name][0]
 
+        def port(name: str) -> int:
+            value = setting(name)
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise ValueError(f"{name}={value} is not a port number (1-65535)")
+            return int(value)
+
         return cls(
             base_path=Path(setting("MODEL_BASE_PATH")).resolve(),
-            grpc_port=int(setting("GRPC_PORT")),
-            rest_port=int(setting("REST_PORT")),
-            proxy_port=int(setting("PROXY_PORT")),
+            grpc_port=port("GRPC_PORT"),
+            rest_port=port("REST_PORT"),
+            proxy_port=port("PROXY_PORT"),
             proxy_host=setting("PROXY_HOST"),
         )
 
@@ -98,7 +104,11 @@ def parse_args(argv: list[str] | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parse_args(argv)
-    stack = Stack.from_env()
+    try:
+        stack = Stack.from_env()
+    except ValueError as error:
+        print(f"serve: {error}", file=sys.stderr)
+        return 2
     problem = preflight(stack)
     if problem:
         print(f"serve: {problem}", file=sys.stderr)

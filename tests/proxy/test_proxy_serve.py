@@ -191,6 +191,14 @@ def test_serve_refuses_the_same_port_twice(tiny_model_base) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "70000", "-1"])
+def test_serve_refuses_a_port_that_is_no_number(tiny_model_base, value) -> None:
+    done = run_serve(MODEL_BASE_PATH=str(tiny_model_base), GRPC_PORT=value)
+    assert done.returncode == 2
+    assert f"GRPC_PORT={value} is not a port number" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_help_names_every_setting_and_starts_nothing() -> None:
     from scripts.serve import SETTINGS
 
