@@ -10,7 +10,9 @@ photo is seen in training exactly as the page sends it.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import warnings
 
 import numpy as np
@@ -33,6 +35,15 @@ FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 # still 8x the output size, so the antialiased result hardly changes.
 DRAFT_FACTOR = 8
 WHITE = (255, 255, 255)
+# Transparency is composited over white this many pixels at a time: on the whole image, its
+# RGBA copy, the white background and their blend took ~19 bytes a pixel (760 MB for one
+# 40-megapixel PNG, past the proxy pod's memory limit); a strip at a time adds ~4 MB.
+STRIP_PIXELS = 1 << 20
+# Images above this size that libjpeg cannot shrink while decoding (PNG, WebP, ...) still
+# need ~8 bytes a pixel for a moment (320 MB at 40 megapixels): one at a time per process,
+# so that a worker's threads cannot together go past its memory limit.
+BIG_DECODE_PIXELS = 4_000_000
+_big_decodes = threading.Lock()
 # Importing a plugin registers its decoder; Image.open alone preloads only a few formats and
 # Image.init() would load ~40. Phone "MPO" JPEGs open through the JPEG plugin.
 DECODERS = (
@@ -65,15 +76,17 @@ class UnsupportedImage(ImageError):
 def to_pixels(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> np.ndarray:
     """Decode one image and return its uint8 [size, size, 3] tensor."""
     image = open_image(data, max_pixels)
-    try:
-        _draft_jpeg(image, DRAFT_FACTOR * size)
-        ImageOps.exif_transpose(image, in_place=True)  # in place: a copy costs ~2 ms
-        rgb = to_rgb(image)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(str(exc)) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError("the image file is corrupt or truncated") from exc
-    return np.asarray(resize_center_square(rgb, size), dtype=np.uint8)
+    big = image.format not in ("JPEG", "MPO") and image.width * image.height > BIG_DECODE_PIXELS
+    with _big_decodes if big else contextlib.nullcontext():
+        try:
+            _draft_jpeg(image, DRAFT_FACTOR * size)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: a copy costs ~2 ms
+            rgb = to_rgb(image)
+            return np.asarray(resize_center_square(rgb, size), dtype=np.uint8)
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(str(exc)) from exc
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError("the image file is corrupt or truncated") from exc
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -101,14 +114,25 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB: transparency over white, high bit depths scaled down."""
+    """Any Pillow mode to 8-bit RGB: transparency over white, high bit depths scaled down.
+    An RGB image comes back as it is: convert() would copy it."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         image = Image.fromarray(_to_uint8(np.asarray(image)), mode="L")
     if _has_alpha(image):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*WHITE, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+        return _over_white(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _over_white(image: Image.Image) -> Image.Image:
+    """The image composited over opaque white, a strip of rows at a time (STRIP_PIXELS)."""
+    width, height = image.size
+    rows = max(1, STRIP_PIXELS // width)
+    out = Image.new("RGB", image.size)
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(top + rows, height))).convert("RGBA")
+        white = Image.new("RGBA", strip.size, (*WHITE, 255))
+        out.paste(Image.alpha_composite(white, strip).convert("RGB"), (0, top))
+    return out
 
 
 def resize_center_square(image: Image.Image, size: int) -> Image.Image:
@@ -151,10 +175,10 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
         peak = float(np.nanmax(array)) if array.size else 0.0
         scaled = array * 255.0 if peak <= 1.0 else array
         return np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8)
-    wide = array.astype(np.int64)
-    if wide.size and wide.max() > 255:
-        wide = np.clip(wide, 0, 65535) >> 8
-    return np.clip(wide, 0, 255).astype(np.uint8)
+    # In the array's own type (16 or 32 bits): an int64 copy was 8 bytes a pixel.
+    if array.size and array.max() > 255:
+        array = np.clip(array, 0, 65535) >> 8
+    return np.clip(array, 0, 255).astype(np.uint8)
 
 
 def _too_many_pixels(limit: int, width: int | None = None, height: int | None = None) -> str:

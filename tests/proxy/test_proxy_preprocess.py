@@ -75,6 +75,57 @@ def test_rgba_is_composited_over_white(fmt: str) -> None:
     assert_color(pixels(encode(half, fmt, **_lossless(fmt))), expected, tol=2)
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])
+def test_compositing_a_strip_at_a_time_equals_the_whole_image(monkeypatch, mode) -> None:
+    """Big transparent images are composited in strips to bound memory (preprocess.py's
+    STRIP_PIXELS); forced to many uneven strips here, the pixels must not change."""
+    from proxy import preprocess
+
+    rng = np.random.default_rng(3)
+    image = Image.fromarray(rng.integers(0, 256, (203, 97, 4), np.uint8), "RGBA").convert(mode)
+    background = Image.new("RGBA", image.size, (*WHITE, 255))
+    whole = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
+    monkeypatch.setattr(preprocess, "STRIP_PIXELS", 97 * 10 + 5)  # 10 rows; the last strip: 3
+    np.testing.assert_array_equal(np.asarray(preprocess.to_rgb(image)), np.asarray(whole))
+
+
+def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypatch) -> None:
+    """Each holds ~8 bytes a pixel while it decodes; a worker's threads decoding four at once
+    could go past the proxy's memory limit. Small images and JPEGs (decoded shrunk) overlap."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from proxy import preprocess
+
+    monkeypatch.setattr(preprocess, "BIG_DECODE_PIXELS", 60 * 60)
+    inside, most = 0, 0
+    lock, real = threading.Lock(), preprocess.to_rgb
+
+    def counting_to_rgb(image):
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.2)  # long enough for the other threads to arrive
+        with lock:
+            inside -= 1
+        return real(image)
+
+    monkeypatch.setattr(preprocess, "to_rgb", counting_to_rgb)
+
+    def overlap(data: bytes) -> int:
+        nonlocal most
+        most = 0
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda d: to_pixels(d, LIMIT), [data] * 4))
+        return most
+
+    assert overlap(encode(solid(RED, (80, 80)), "PNG")) == 1
+    assert overlap(encode(solid(RED, (50, 50)), "PNG")) == 4
+    assert overlap(encode(solid(RED, (80, 80)), "JPEG")) == 4
+
+
 def test_la_is_composited_over_white() -> None:
     image = Image.new("LA", (40, 40), (0, 0))
     assert Image.open(io.BytesIO(encode(image))).mode == "LA"
