@@ -67,6 +67,7 @@ class ServerOptions:
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
     grpc_max_threads: int = 64
+    grpc_channel_arguments: str = ""
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 1
     monitoring_config_file: str = ""
@@ -83,7 +84,7 @@ class ServerOptions:
 # command line written for the real server runs here too, but without effect (GPUs, TFLite,
 # TLS, TPUs, thread pools...); a warning names each one given.
 INERT_FLAGS: dict[str, type] = {
-    "grpc_socket_path": str, "grpc_channel_arguments": str, "ssl_config_file": str,
+    "grpc_socket_path": str, "ssl_config_file": str,
     "use_alts_credentials": bool, "num_load_threads": int, "num_unload_threads": int,
     "flush_filesystem_caches": bool, "tensorflow_session_parallelism": int,
     "tensorflow_session_config_file": str, "platform_config_file": str,
@@ -136,7 +137,29 @@ _LOCAL_HELP = {
     "enable_grpc_healthcheck_service": (
         "Enable the standard gRPC health service (grpc.health.v1.Health). Default: false."
     ),
+    "grpc_channel_arguments": (
+        "Comma-separated key=value gRPC server channel arguments, e.g. "
+        "grpc.max_connection_age_ms=20000 (k8s/tfserving.yaml); a value that reads as a "
+        "32-bit integer is passed as one, any other as a string. Default: none."
+    ),
 }
+
+
+def channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """`--grpc_channel_arguments` as gRPC options, typed as model_servers/server.cc types them.
+    (The real server crashes on an element without '='; this one refuses it at start-up.)"""
+    pairs: list[tuple[str, int | str]] = []
+    for item in text.split(",") if text else []:
+        key, equals, value = item.partition("=")
+        if not key or not equals:
+            raise ValueError(f"--grpc_channel_arguments: {item!r} is not key=value")
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        fits = number is not None and -(2**31) <= number < 2**31  # absl::SimpleAtoi to int32
+        pairs.append((key, number if fits else value))
+    return pairs
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -171,7 +194,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def parse_flags(argv: Sequence[str] | None = None) -> ServerOptions:
-    args = vars(build_arg_parser().parse_args(argv))
+    parser = build_arg_parser()
+    args = vars(parser.parse_args(argv))
+    try:
+        channel_arguments(args["grpc_channel_arguments"])
+    except ValueError as error:
+        parser.error(str(error))
     args.pop("version")
     for name in INERT_FLAGS:
         if args.pop(name) is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
@@ -228,14 +228,17 @@ def start_grpc_server(
     max_threads: int,
     max_message_bytes: int,
     health_service: health.HealthServicer | None = None,
+    channel_arguments: Sequence[tuple[str, int | str]] = (),
 ) -> grpc.Server:
-    """A thread-pool gRPC server; threads block in the batcher, so keep many of them."""
+    """A thread-pool gRPC server; threads block in the batcher, so keep many of them.
+    `channel_arguments` (--grpc_channel_arguments) come after ours, as server.cc adds them."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
+            *channel_arguments,
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction, server)

@@ -18,6 +18,7 @@ from modelserver.batching import Batcher
 from modelserver.config import (
     BasePathMap,
     ServerOptions,
+    channel_arguments,
     load_batching_options,
     load_model_server_config,
     load_prometheus_path,
@@ -121,6 +122,7 @@ class ModelServer:
             self.options.grpc_max_threads,
             self.options.max_request_bytes,
             self._health,
+            channel_arguments(self.options.grpc_channel_arguments),
         )
         log.info("Running gRPC ModelServer at %s ...", address)
 

@@ -91,14 +91,20 @@ def test_every_flag_of_the_real_binary_is_accepted(caplog):
     with caplog.at_level("WARNING"):
         options = parse_flags(
             ["--port=9000", "--enable_serialization_as_tensor_content",
-             "--per_process_gpu_memory_fraction=0.5", "--grpc_channel_arguments=a=1"]
+             "--per_process_gpu_memory_fraction=0.5", "--grpc_socket_path=/tmp/s"]
         )  # fmt: skip
     assert options.port == 9000
     ignored = {name for name in INERT_FLAGS if f"--{name} is a" in caplog.text}
     assert ignored == {
         "enable_serialization_as_tensor_content", "per_process_gpu_memory_fraction",
-        "grpc_channel_arguments",
+        "grpc_socket_path",
     }  # fmt: skip
+
+
+def test_a_channel_argument_without_a_value_is_refused_at_start_up(capsys):
+    with pytest.raises(SystemExit):
+        parse_flags(["--grpc_channel_arguments=grpc.max_connection_age_ms=1000,"])
+    assert "is not key=value" in capsys.readouterr().err
 
 
 def test_shortened_flag_names_are_refused_as_by_the_real_binary():

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelserver_harness import MODEL, encode_image, metric
+
+from modelserver.config import channel_arguments
+from modelserver.grpc_api import start_grpc_server
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import (  # noqa: E402
@@ -16,6 +21,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     inference_pb2,
     model_management_pb2,
     predict_pb2,
+    prediction_service_pb2_grpc,
     regression_pb2,
 )
 
@@ -265,3 +271,72 @@ def test_health_service_reports_serving_under_tf_servings_service_names(api_serv
         assert response.status == health_pb2.HealthCheckResponse.SERVING, service
     unknown = health_pb2.HealthCheckRequest(service="tensorflow.serving.PredictionService")
     assert rpc_error(stub.Check, unknown).code() == grpc.StatusCode.NOT_FOUND
+
+
+class _PeerRecorder(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Answers Predict with nothing and notes the client's address and port."""
+
+    def __init__(self) -> None:
+        self.peers: set[str] = set()
+
+    def Predict(self, request, context):
+        self.peers.add(context.peer())
+        return predict_pb2.PredictResponse()
+
+
+def test_channel_arguments_reach_the_grpc_server():
+    """k8s/tfserving.yaml ages out gRPC connections so that clients move off a draining pod.
+    With a 200 ms age the client's connection is replaced (a new client port) again and again,
+    and no call fails. In-process, since only the server sees its peers' ports."""
+    from tensorflow_serving.apis import model_service_pb2_grpc
+
+    from scripts.serve import free_port
+
+    def peers_seen(arguments: str) -> set[str]:
+        recorder, address = _PeerRecorder(), f"127.0.0.1:{free_port()}"
+        server = start_grpc_server(address, recorder,
+                                   model_service_pb2_grpc.ModelServiceServicer(), 4, 1 << 20,
+                                   channel_arguments=channel_arguments(arguments))  # fmt: skip
+        try:
+            with grpc.insecure_channel(address) as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                deadline = time.monotonic() + 2
+                while time.monotonic() < deadline:
+                    stub.Predict(predict_pb2.PredictRequest(), timeout=10)  # raises on failure
+        finally:
+            server.stop(None)
+        return recorder.peers
+
+    assert len(peers_seen("")) == 1
+    aged = "grpc.max_connection_age_ms=200,grpc.max_connection_age_grace_ms=2000"
+    assert len(peers_seen(aged)) >= 3
+
+
+def test_the_proxy_client_loses_no_request_to_connections_aged_out(start_server, tiny_model_base):
+    """The same ageing on the real server, the proxy's own client on one channel for 3 s."""
+    from proxy.client.base import ModelTarget
+    from proxy.client.grpc_client import GrpcClient
+
+    server = start_server(
+        f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}",
+        "--grpc_channel_arguments=grpc.max_connection_age_ms=200,"
+        "grpc.max_connection_age_grace_ms=2000",
+    )  # fmt: skip
+    client = GrpcClient(f"127.0.0.1:{server.grpc_port}", timeout_s=30)
+    answers, deadline = 0, time.monotonic() + 3
+    while time.monotonic() < deadline:
+        client.predict(IMAGES, ModelTarget(MODEL))  # raises on any failure
+        answers += 1
+    assert answers > 20
+
+
+def test_channel_arguments_are_key_value_pairs_typed_as_server_cc_types_them():
+    assert channel_arguments("") == []
+    assert channel_arguments("grpc.max_connection_age_ms=20000,grpc.lb_policy_name=x") == [
+        ("grpc.max_connection_age_ms", 20000),
+        ("grpc.lb_policy_name", "x"),
+    ]
+    assert channel_arguments("a=4294967296") == [("a", "4294967296")]  # no int32: a string
+    for bad in ("a=1,", "novalue", "=1"):
+        with pytest.raises(ValueError, match="is not key=value"):
+            channel_arguments(bad)
