@@ -209,6 +209,10 @@ def _assemble(members, source: str, size: int) -> Dataset:
         raise DataError(
             f"no usable training images in {source}: expected <root>/train/<class>/*.jpg{detail}"
         )
+    if not images["test"]:  # every figure the run reports is measured on it
+        raise DataError(
+            f"no test images in {source}: expected <root>/test/<class>/*.jpg beside train/"
+        )
     if len(bad) > max(10, MAX_BAD_FRACTION * total):
         raise DataError(f"{len(bad)} of {total} files in {source} are unreadable, first: {bad[0]}")
     class_names = tuple(sorted(set(classes["train"])))

@@ -7,6 +7,7 @@ training.evaluate reports, not on the model in its training precision: one figur
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,13 +42,14 @@ def write_run_outputs(
         **extra,
     }
     log(f"final evaluation: {len(ds.test.labels)} test images, TTA none, flip, flip+translate")
+    started = time.monotonic()
     served = build_for_inference(meta, run_dir / "final.weights.h5")
     test_acc = {
         level: accuracy(predict_logits(served, ds.test.images, tta=level), ds.test.labels)
         for level in TTA_NAMES
     }
     meta.update({TTA_ACCURACY_KEYS[level]: value for level, value in test_acc.items()})
-    (run_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+    meta["final_evaluation_seconds"] = time.monotonic() - started
     (run_dir / "history.json").write_text(json.dumps(trainer.progress.history, indent=2))
     if trainer.progress.history:
         plot_curves(
@@ -57,6 +59,11 @@ def write_run_outputs(
             f"{extra.get('precision')}",
             label_smoothing=trainer.recipe.label_smoothing,
         )
+    # meta.json last, whole or not at all: with final.weights.h5 it marks the run finished,
+    # and a re-run would not write the other outputs again.
+    tmp = run_dir / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(run_dir / "meta.json")
     if trainer.ends_on_ema and trainer.steps_after_last_ema_update:
         log("final weights: the lookahead EMA (the epoch lines measured the raw weights)")
     log(

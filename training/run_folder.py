@@ -4,6 +4,7 @@ a re-run resumes the same run or is refused), and its train.log."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +18,8 @@ def run_logger(run_dir: Path) -> Callable[[str], None]:
     log_file = run_dir / "train.log"
 
     def log(msg: str) -> None:
-        print(msg, flush=True)
+        # On a terminal, over the trainer's progress line if one is showing (see _print_inline).
+        print(f"\r\x1b[K{msg}" if sys.stdout.isatty() else msg, flush=True)
         with log_file.open("a") as f:
             f.write(msg + "\n")
 

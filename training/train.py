@@ -9,6 +9,7 @@ TensorFlow's own start-up lines are in tensorflow.log).
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import time
@@ -22,16 +23,19 @@ from training.run_folder import make_run_dir, pin_run_options, record_run_option
 from training.tf_startup import import_tensorflow
 
 
-def positive(kind: type) -> Callable[[str], int | float]:
-    """An argparse type for a number above zero (0 or -3 epochs would "finish" untrained)."""
+def positive(kind: type, zero: bool = False) -> Callable[[str], int | float]:
+    """An argparse type for a finite number above zero (or from zero): 0 or -3 epochs would
+    "finish" untrained, and nan or inf ones failed deep in TensorFlow with a traceback."""
 
     def parse(text: str):
         value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(
+                f"must be {'0 or more' if zero else 'above 0'}, got {text}"
+            )
         return value
 
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = f"{'non-negative' if zero else 'positive'} {kind.__name__}"
     return parse
 
 
@@ -49,7 +53,7 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     )
     ap.add_argument("--batch-size", type=positive(int))
     ap.add_argument("--precision", default="auto", choices=PRECISIONS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=positive(int, zero=True), default=0)
     ap.add_argument("--train-subset", type=positive(int), help="use only this many training images")
     ap.add_argument("--test-subset", type=positive(int), help="use only this many test images")
     ap.add_argument(

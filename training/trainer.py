@@ -320,8 +320,8 @@ class Trainer:
         )
         if left_s >= 1:
             msg += f" · about {duration(left_s)} of steps left"
-        if sys.stdout.isatty():
-            print("\r" + msg, end="", flush=True)
+        if sys.stdout.isatty():  # rewrite the line, erasing the end of a longer one (ESC[K)
+            print(f"\r{msg}\x1b[K", end="", flush=True)
         else:
             print(msg, flush=True)
 

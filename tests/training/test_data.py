@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -214,6 +215,15 @@ def test_a_class_whose_files_all_fail_is_an_error_not_a_renumbering(tmp_path):
     for file in (root / "train/bee").iterdir():
         file.write_text("not an image")
     with pytest.raises(DataError, match="class bee"):
+        load_dataset(root, cache_dir=None)
+
+
+def test_a_tree_without_a_test_split_is_refused(tmp_path):
+    # It trained, then wrote NaN test accuracies into meta.json (not valid JSON) and export
+    # published them.
+    root = make_tree(tmp_path / "d")
+    shutil.rmtree(root / "test")
+    with pytest.raises(DataError, match="no test images"):
         load_dataset(root, cache_dir=None)
 
 

@@ -113,6 +113,29 @@ def test_rerunning_a_finished_run_does_not_train_again(finished_run, tiny_data):
     assert "already holds a finished run" in result.stdout
 
 
+def test_ctrl_c_while_the_outputs_are_written_loses_none_of_them(tiny_data, tmp_path):
+    """meta.json marks a run finished, so it is written last: a Ctrl-C while the curves were
+    drawn once left a "finished" run without curves.png that no re-run would draw."""
+    run_dir = tmp_path / "r"
+    stop_while_plotting = (
+        "import sys, training.report as report\n"
+        "def interrupt(*args, **kwargs): raise KeyboardInterrupt\n"
+        "report.plot_curves = interrupt\n"
+        "from training.train import main\n"
+        "main(sys.argv[1:])"
+    )
+    args = train_cmd(tiny_data, run_dir, "--epochs", "1")[3:]
+    stopped = run([sys.executable, "-c", stop_while_plotting, *args], timeout=300)
+    assert stopped.returncode == 130, stopped.stderr
+    assert not (run_dir / "meta.json").exists()
+    again = run(train_cmd(tiny_data, run_dir, "--epochs", "1"), timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "already holds a finished run" not in again.stdout
+    for name in ("meta.json", "history.json", "curves.png", "final.weights.h5"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "meta.json").read_text())["final_evaluation_seconds"] > 0
+
+
 def test_other_options_on_an_existing_run_are_refused(finished_run, tiny_data):
     result = run(train_cmd(tiny_data, finished_run, "--epochs", "5"), timeout=120)
     assert result.returncode != 0
@@ -273,15 +296,19 @@ def test_options_are_compared_as_the_run_uses_them(tmp_path, monkeypatch):
         ["--test-subset", "0"],  # was a "finished" run with NaN accuracies in meta.json
         ["--train-subset", "-5"],
         ["--checkpoint-every", "0"],
+        ["--epochs", "nan"],  # was a traceback once TensorFlow had started
+        ["--epochs", "inf"],
+        ["--seed", "-1"],  # was a NumPy traceback
     ],
 )
-def test_zero_or_negative_epochs_and_batch_size_are_refused(flag, capsys):
+def test_zero_negative_or_non_finite_numbers_are_refused(flag, capsys):
     from training.train import parse_args
 
     with pytest.raises(SystemExit) as caught:
         parse_args(["--run-dir", "/tmp/unused", *flag])
     assert caught.value.code == 2
-    assert "must be above 0" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert flag[0] in error and ("must be above 0" in error or "must be 0 or more" in error)
 
 
 def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tmp_path):
