@@ -215,7 +215,11 @@ def fold_for_serving(model: keras.Model) -> keras.Model:
     """
     norm = model.get_layer("normalize")
     mean = np.ravel(np.asarray(norm.mean, np.float64))
-    std = np.sqrt(np.ravel(np.asarray(norm.variance, np.float64)))
+    # As keras.layers.Normalization divides: a channel that never varied in training (std 0)
+    # is divided by epsilon, not by zero.
+    std = np.maximum(
+        np.sqrt(np.ravel(np.asarray(norm.variance, np.float64))), keras.config.epsilon()
+    )
     blocks = range(1, sum(layer.name.endswith("_conv1") for layer in model.layers) + 1)
     widths = [model.get_layer(f"block{i}_conv1").filters for i in blocks]
     depth = sum(layer.name.startswith("block1_conv") for layer in model.layers)

@@ -3,6 +3,8 @@ BN and TTA."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -247,6 +249,20 @@ def test_folding_for_serving_keeps_the_function_and_drops_the_affine_layers(dept
     kinds = {type(layer).__name__ for layer in folded.layers}
     assert not kinds & {"BatchNormalization", "Normalization", "Rescaling"}
     assert forward_flops(folded) == forward_flops(model)
+
+
+def test_folding_a_channel_that_never_varied_divides_as_keras_does():
+    """A data set whose blue channel is constant (std 0): the fold divided by zero (a
+    RuntimeWarning and inf weights) where Keras's Normalization divides by epsilon."""
+    images = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
+    images[..., 2] = 50.0
+    model = build_model("fast", 10, [120.0, 120.0, 50.0], [60.0, 60.0, 0.0], widths=(16, 32, 32))
+    init_whitening(model, images.astype(np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        folded = fold_for_serving(model)
+    expected = np.asarray(model(images, training=False))
+    np.testing.assert_allclose(np.asarray(folded(images)), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_unknown_architecture_is_named_in_the_error():
