@@ -50,15 +50,22 @@ def summarize(labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[s
     }
 
 
-def evaluate_run(run_dir: Path, data: str, test_subset: int | None = None) -> dict:
+def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
+    """By default on the run's own data and test images (its --test-subset pick, if it made
+    one), so that the report repeats the figures in its meta.json."""
     from training.inference import TTA_NAMES, predict_logits
     from training.models import load_for_inference
 
     model, meta = load_for_inference(run_dir)
+    data = data or meta.get("data") or DEFAULT_DATA
+    if test_subset is None:
+        test_subset = _run_options(run_dir).get("test_subset")
     ds = load_dataset(data).subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
     if list(ds.class_names) != meta["class_names"]:
         raise DataError(f"{data} has classes {ds.class_names}, the model {meta['class_names']}")
     report = {"model": str(run_dir), "data": ds.source, "test_images": len(ds.test.labels)}
+    if test_subset:
+        report["test_subset"] = test_subset
     for level, name in TTA_NAMES.items():
         start = time.perf_counter()
         predicted = predict_logits(model, ds.test.images, tta=level).argmax(1)
@@ -67,6 +74,11 @@ def evaluate_run(run_dir: Path, data: str, test_subset: int | None = None) -> di
         print(f"  TTA {name:15s} accuracy {report[f'tta_{name}']['accuracy']:.4f}", flush=True)
     report["class_names"] = list(ds.class_names)
     return report
+
+
+def _run_options(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
@@ -81,11 +93,12 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
         out_dir / "confusion.png",
         f"confusion matrix (TTA {headline}), accuracy {best['accuracy']:.2%}",
     )
+    mirror = " (the CIFAR-10 JPEG q75 mirror)" if "cifar10-jpeg" in report["data"] else ""
+    pick = " (the run's own --test-subset pick)" if report.get("test_subset") else ""
     lines = [
         f"# Evaluation of `{report['model']}`",
         "",
-        f"Data: {report['data']} (CIFAR-10 JPEG q75 mirror when from ../shared/data), "
-        f"{report['test_images']} test images.",
+        f"Data: {report['data']}{mirror}, {report['test_images']} test images{pick}.",
         "",
         "| test-time augmentation | accuracy |",
         "| --- | --- |",
@@ -113,11 +126,16 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     ap.add_argument("run_dir", type=Path, help="a finished run folder, or a SavedModel")
-    ap.add_argument("--data", default=DEFAULT_DATA, help="the data set (default: %(default)s)")
+    ap.add_argument(
+        "--data",
+        help=f"the data set (default: a run's own, as its meta.json records it; {DEFAULT_DATA} "
+        "for a SavedModel)",
+    )
     ap.add_argument(
         "--test-subset",
         type=positive(int),
-        help="only this many test images: for a run, the ones its own --test-subset picked",
+        help="only this many test images, the ones a run's own --test-subset would pick "
+        "(default: a run's own --test-subset, if it had one; else all)",
     )
     ap.add_argument(
         "--out",
@@ -145,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         except UnfinishedRunError as err:
             raise SystemExit(f"evaluate: {err}") from None
     else:
-        evaluate_export(args.run_dir, args.data, args.out)
+        evaluate_export(args.run_dir, args.data or DEFAULT_DATA, args.out)
         return
     out = args.out or args.run_dir
     write_report(report, out, args.headline)

@@ -394,7 +394,8 @@ def test_the_evaluate_headlines_are_the_tta_levels():
 
 def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path):
     """--test-subset picks by the run's seed; evaluate used seed 0 whatever the run's was, so
-    its figures disagreed with meta.json's."""
+    its figures disagreed with meta.json's. Unasked, it also takes the run's own data and
+    subset (it scored all the test images of DEFAULT_DATA: other figures again)."""
     from training.evaluate import evaluate_run
 
     run_dir = tmp_path / "r"
@@ -403,8 +404,8 @@ def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "final evaluation: 40 test images" in done.stdout
     meta = json.loads((run_dir / "meta.json").read_text())
-    report = evaluate_run(run_dir, str(tiny_data), test_subset=40)
-    assert report["test_images"] == 40
+    report = evaluate_run(run_dir)
+    assert report["test_images"] == 40 and report["data"] == str(tiny_data)
     assert [report[f"tta_{n}"]["accuracy"] for n in ("none", "flip", "flip+translate")] == [
         pytest.approx(meta[k], abs=1e-9)
         for k in ("test_accuracy", "test_accuracy_flip", "test_accuracy_tta")
