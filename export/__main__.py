@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
 from export.publish import VersionExistsError
@@ -46,6 +47,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not Path(args.run_dir).is_dir():  # before TensorFlow loads: a typo answers at once
+        print(
+            f"export: --run-dir {args.run_dir} not found (a training run folder)", file=sys.stderr
+        )
+        return 1
+    if Path(args.base_path).exists() and not Path(args.base_path).is_dir():
+        print(f"export: --base-path {args.base_path} is a file, not a folder of versions",
+              file=sys.stderr)  # fmt: skip
+        return 1
     from training.tf_startup import import_tensorflow
 
     import_tensorflow()  # only after the arguments parse

@@ -14,6 +14,7 @@ from pathlib import Path
 from export.config import DEFAULT_BASE_PATH
 from export.publish import saved_model_dir
 from training.tf_startup import import_tensorflow
+from training.train import positive
 
 
 def format_top(name: str, probabilities, class_names, k: int) -> str:
@@ -28,6 +29,8 @@ def short_reason(err: Exception) -> str:
     noise = ("Graph execution error", "Detected at", "<stack", "[[", " ", "\t")
     lines = [line for line in message.splitlines() if line.strip() and not line.startswith(noise)]
     reason = lines[0] if lines else message
+    if reason.startswith("assertion failed: [") and reason.endswith("]"):  # tf.debugging's frame
+        reason = reason.removeprefix("assertion failed: [").removesuffix("]")
     if reason.startswith("Unknown image file format"):  # TF's list names JPEG XL, refused here
         return "not an image this model reads (JPEG, PNG, GIF, BMP or WebP)"
     return reason
@@ -37,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.predict", description=__doc__)
     ap.add_argument("images", nargs="+", type=Path, help="JPEG, PNG, GIF, BMP or WebP files")
     ap.add_argument("--model", default=str(DEFAULT_BASE_PATH), help="base path or version folder")
-    ap.add_argument("-k", type=int, default=3, help="how many classes to show (default 3)")
+    ap.add_argument(
+        "-k", type=positive(int), default=3, help="how many classes to show (default 3)"
+    )
     args = ap.parse_args(argv)
     try:
         version_dir = saved_model_dir(args.model)

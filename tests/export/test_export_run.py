@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
@@ -143,7 +144,11 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
     photo.write_bytes(cifar_sample.data[0])
     junk = tmp_path / "junk.jpg"
     junk.write_text("not an image")
-    done = run_cli("-m", "export.predict", str(photo), str(junk), "--model", str(exported))
+    big = tmp_path / "big.png"  # over the 40-megapixel limit, refused from its header
+    Image.new("RGB", (9000, 5000), (1, 2, 3)).save(big)
+    done = run_cli(
+        "-m", "export.predict", str(photo), str(junk), str(big), "--model", str(exported)
+    )
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"model: {exported / '1'}")
     assert lines[1] == str(photo)
@@ -154,6 +159,8 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
     assert done.returncode == 1
     reason = "not an image this model reads (JPEG, PNG, GIF, BMP or WebP)"
     assert f"{junk}: cannot classify: {reason}" in done.stderr
+    too_big = "image is 9000x5000 = 45.0 megapixels; the limit is 40 megapixels"
+    assert f"{big}: cannot classify: {too_big}\n" in done.stderr  # not in tf's assertion frame
     assert "InitializeLog" not in done.stderr  # TensorFlow's start-up lines stay out of sight
 
 

@@ -385,6 +385,16 @@ def test_an_unfinished_run_cannot_be_exported_or_evaluated(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+def test_export_names_a_missing_run_folder_and_a_base_path_that_is_a_file(tmp_path, capsys):
+    from export.__main__ import main as export_main
+
+    assert export_main(["--run-dir", str(tmp_path / "nope"), "--base-path", str(tmp_path)]) == 1
+    assert f"--run-dir {tmp_path / 'nope'} not found" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert export_main(["--run-dir", str(tmp_path), "--base-path", str(tmp_path / "file")]) == 1
+    assert "is a file, not a folder of versions" in capsys.readouterr().err
+
+
 def test_the_evaluate_headlines_are_the_tta_levels():
     from training.evaluate import HEADLINES
     from training.inference import TTA_NAMES
