@@ -29,7 +29,7 @@ serve: venv ## run the shipped model behind the local model server + proxy (Ctrl
 test: venv ## run the whole test suite
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: venv ## tests without the slow ones (full test set, browser)
+test-fast: venv ## tests without the slow ones (test set, browser, training, soak, fuzz)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 screenshots: venv ## redraw README's page screenshots (docs/screenshots) in a real browser

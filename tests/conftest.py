@@ -22,8 +22,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from training.config import SHARED_DATA
+
+# One Hypothesis profile for every area, loaded here so that a test file gets the same
+# examples whether it runs alone or in the whole suite: the same examples every run
+# (FUZZ_RANDOM=1 draws new ones), FUZZ_EXAMPLES per test unless a test sets its own.
+settings.register_profile(
+    "project",
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
+    deadline=None,  # real servers on a shared 2-core machine: time is not a property here
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+    derandomize=os.environ.get("FUZZ_RANDOM") != "1",
+    database=None,  # write nothing into the repository
+)
+settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TAR = SHARED_DATA

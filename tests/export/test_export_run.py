@@ -16,6 +16,8 @@ tf = pytest.importorskip("tensorflow")
 
 from export.config import MIN_PIXELS_AGREEMENT, MIN_SERVING_DEFAULT_AGREEMENT  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a real training run and exports, TFLite included
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

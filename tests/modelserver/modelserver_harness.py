@@ -143,6 +143,25 @@ def metric(page: str, name: str, labels: str = "") -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def pixels_request(
+    images, *, signature: str = "pixels", name: str = MODEL, version: int | None = None,
+    label: str | None = None,
+):  # fmt: skip
+    """A gRPC PredictRequest for uint8 images [N,32,32,3] through `signature`."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    if label is not None:
+        request.model_spec.version_label = label
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
+    return request
+
+
 def monitoring_flag(folder: Path) -> str:
     """`--monitoring_config_file=...` for a file in `folder` that turns the Prometheus page on."""
     path = folder / "monitoring.config"

@@ -15,6 +15,7 @@ from modelserver_harness import (
     metric,
     model_config_entry,
     monitoring_flag,
+    pixels_request,
     running_server,
     write_models_config,
 )
@@ -41,16 +42,6 @@ def batching_server(tmp_path_factory, model_base_v1):
     ]  # fmt: skip
     with running_server(args, tmp_path / "modelserver.log") as server:
         yield server
-
-
-def pixels_request(images: np.ndarray, version: int | None = None) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.model_spec.signature_name = "pixels"
-    if version is not None:
-        request.model_spec.version.value = version
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
-    return request
 
 
 def bytes_request(data: bytes) -> predict_pb2.PredictRequest:

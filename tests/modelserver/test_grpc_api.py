@@ -8,7 +8,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from modelserver_harness import MODEL, encode_image, metric
+from modelserver_harness import MODEL, encode_image, metric, pixels_request
 
 from modelserver.config import channel_arguments
 from modelserver.grpc_api import start_grpc_server
@@ -28,18 +28,6 @@ from tensorflow_serving.apis import (  # noqa: E402
 IMAGES = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
 
 
-def pixels_request(images=IMAGES, signature: str = "pixels", **spec) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = spec.pop("name", MODEL)
-    request.model_spec.signature_name = signature
-    if "version" in spec:
-        request.model_spec.version.value = spec.pop("version")
-    if "label" in spec:
-        request.model_spec.version_label = spec.pop("label")
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto(images))
-    return request
-
-
 def bytes_request(*blobs: bytes) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
@@ -54,7 +42,7 @@ def rpc_error(call, request) -> grpc.RpcError:
 
 
 def test_predict_pixels_fills_model_spec_and_typed_outputs(api_server):
-    response = api_server.prediction_stub().Predict(pixels_request(), timeout=30)
+    response = api_server.prediction_stub().Predict(pixels_request(IMAGES), timeout=30)
     assert response.model_spec.name == MODEL
     assert response.model_spec.version.value == 1
     assert response.model_spec.signature_name == "pixels"
@@ -78,7 +66,7 @@ def test_rest_and_grpc_give_the_same_answer(api_server):
     import requests
 
     grpc_scores = tf.make_ndarray(
-        api_server.prediction_stub().Predict(pixels_request(), timeout=30).outputs["scores"]
+        api_server.prediction_stub().Predict(pixels_request(IMAGES), timeout=30).outputs["scores"]
     )
     body = {"signature_name": "pixels", "inputs": IMAGES.tolist()}
     rest = requests.post(f"{api_server.rest}/v1/models/{MODEL}:predict", json=body, timeout=30)
@@ -86,20 +74,20 @@ def test_rest_and_grpc_give_the_same_answer(api_server):
 
 
 def test_output_filter_limits_outputs(api_server):
-    request = pixels_request()
+    request = pixels_request(IMAGES)
     request.output_filter.append("scores")
     response = api_server.prediction_stub().Predict(request, timeout=30)
     assert set(response.outputs) == {"scores"}
 
 
 def _with_filter(*aliases: str) -> predict_pb2.PredictRequest:
-    request = pixels_request()
+    request = pixels_request(IMAGES)
     request.output_filter.extend(aliases)
     return request
 
 
 def _extra_input() -> predict_pb2.PredictRequest:
-    request = pixels_request()
+    request = pixels_request(IMAGES)
     request.inputs["extra"].CopyFrom(tf.make_tensor_proto([1]))
     return request
 
@@ -121,23 +109,23 @@ def _no_spec() -> predict_pb2.PredictRequest:
 PREDICT_ERRORS = [
     # (request factory, gRPC code, message fragment) - reference §4 table
     (_no_spec, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
-    (lambda: pixels_request(name=""), grpc.StatusCode.INVALID_ARGUMENT,
+    (lambda: pixels_request(IMAGES, name=""), grpc.StatusCode.INVALID_ARGUMENT,
      "ModelSpec has no name specified."),
-    (lambda: pixels_request(name="nope"), grpc.StatusCode.NOT_FOUND,
+    (lambda: pixels_request(IMAGES, name="nope"), grpc.StatusCode.NOT_FOUND,
      "Servable not found for request: Latest(nope)"),
-    (lambda: pixels_request(version=9), grpc.StatusCode.NOT_FOUND,
+    (lambda: pixels_request(IMAGES, version=9), grpc.StatusCode.NOT_FOUND,
      f"Servable not found for request: Specific({MODEL}, 9)"),
-    (lambda: pixels_request(label="nope"), grpc.StatusCode.INVALID_ARGUMENT,
+    (lambda: pixels_request(IMAGES, label="nope"), grpc.StatusCode.INVALID_ARGUMENT,
      "Unrecognized servable version label: nope"),
-    (lambda: pixels_request(signature="nope"), grpc.StatusCode.FAILED_PRECONDITION,
+    (lambda: pixels_request(IMAGES, signature="nope"), grpc.StatusCode.FAILED_PRECONDITION,
      'Serving signature key "nope" not found.'),
     (_extra_input, grpc.StatusCode.INVALID_ARGUMENT,
      "input size does not match signature: 2!=1 len({extra,images}) != len({images}). "
      "Sent extra: {extra}. Missing but required: {}."),
     (_renamed_input, grpc.StatusCode.INVALID_ARGUMENT, "Signature input alias: images"),
-    (lambda: pixels_request(images=IMAGES.astype(np.float32)), grpc.StatusCode.INVALID_ARGUMENT,
+    (lambda: pixels_request(IMAGES.astype(np.float32)), grpc.StatusCode.INVALID_ARGUMENT,
      "Expects arg[0] to be uint8 but float is provided"),
-    (lambda: pixels_request(images=IMAGES[0]), grpc.StatusCode.INVALID_ARGUMENT,
+    (lambda: pixels_request(IMAGES[0]), grpc.StatusCode.INVALID_ARGUMENT,
      "Input images has shape [32,32,3]"),
     (lambda: bytes_request(b"not an image"), grpc.StatusCode.INVALID_ARGUMENT,
      "Unknown image file format"),
@@ -246,7 +234,7 @@ def test_reload_config_rejects_invalid_configs_and_keeps_serving(api_server):
     error = rpc_error(stub.HandleReloadConfigRequest, relative)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "to have an absolute path" in error.details()
-    assert api_server.prediction_stub().Predict(pixels_request(), timeout=30).outputs
+    assert api_server.prediction_stub().Predict(pixels_request(IMAGES), timeout=30).outputs
 
 
 def test_grpc_requests_are_counted_in_metrics(api_server):
@@ -256,8 +244,8 @@ def test_grpc_requests_are_counted_in_metrics(api_server):
         ("request_count", 'model_name="nope",status="NOT_FOUND"'),
     ]
     before = api_server.metrics()
-    api_server.prediction_stub().Predict(pixels_request(), timeout=30)
-    rpc_error(api_server.prediction_stub().Predict, pixels_request(name="nope"))
+    api_server.prediction_stub().Predict(pixels_request(IMAGES), timeout=30)
+    rpc_error(api_server.prediction_stub().Predict, pixels_request(IMAGES, name="nope"))
     for name, labels in counts:
         api_server.wait_metric(name, labels, metric(before, name, labels) + 1)
 

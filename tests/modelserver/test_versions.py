@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 import requests
 from google.protobuf import text_format
-from modelserver_harness import MODEL, model_config_entry, write_models_config
+from modelserver_harness import MODEL, model_config_entry, pixels_request, write_models_config
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import (  # noqa: E402
     get_model_status_pb2,
     model_management_pb2,
-    predict_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
@@ -30,16 +29,9 @@ FAST_POLL = "--file_system_poll_wait_seconds=0.2"
 IMAGES = np.random.default_rng(1).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
 
 
-def pixels_request(version: int | None = None, label: str | None = None):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.model_spec.signature_name = "pixels"
-    if version is not None:
-        request.model_spec.version.value = version
-    if label is not None:
-        request.model_spec.version_label = label
-    request.inputs["images"].CopyFrom(tf.make_tensor_proto(IMAGES))
-    return request
+def served_version(stub, **spec) -> int:
+    """The version that answers a Predict for `spec` (version=, label=, or none: latest)."""
+    return stub.Predict(pixels_request(IMAGES, **spec), timeout=30).model_spec.version.value
 
 
 class Load:
@@ -67,7 +59,7 @@ class Load:
                 self.versions[version] += 1
 
     def _grpc(self, stub) -> None:
-        request = pixels_request()
+        request = pixels_request(IMAGES)
         while not self._stop.is_set():
             try:
                 self._record(stub.Predict(request, timeout=30).model_spec.version.value, None)
@@ -113,10 +105,7 @@ def test_rollout_and_rollback_under_load_lose_no_request(start_server, tiny_mode
         add_model_version(tiny_model_base, 2)
         server.wait_states({2: "AVAILABLE", 1: "END"})
         # Unversioned requests move to version 2 once it is AVAILABLE.
-        assert (
-            server.prediction_stub().Predict(pixels_request(), timeout=30).model_spec.version.value
-            == 2
-        )
+        assert served_version(server.prediction_stub()) == 2
         remove_version(tiny_model_base, 2)
         # Rollback: version 1 is re-loaded from disk before version 2 is unloaded.
         server.wait_states({1: "AVAILABLE", 2: "END"})
@@ -126,9 +115,7 @@ def test_rollout_and_rollback_under_load_lose_no_request(start_server, tiny_mode
     assert sum(load.versions.values()) > seen_during_rollback > 0
     status = requests.get(f"{server.rest}/v1/models/{MODEL}", timeout=10).json()
     assert [s["version"] for s in status["model_version_status"]] == ["2", "1"]  # newest first
-    assert (
-        server.prediction_stub().Predict(pixels_request(), timeout=30).model_spec.version.value == 1
-    )
+    assert served_version(server.prediction_stub()) == 1
     log = server.log()
     assert "Successfully loaded servable version {name: cifar10 version: 2}" in log
     assert "Unloaded servable version {name: cifar10 version: 2}" in log
@@ -196,8 +183,8 @@ def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_
     stub = server.prediction_stub()
 
     _reload(server, model_config_entry(tiny_model_base, "all {}", {"stable": 1, "canary": 2}))
-    assert stub.Predict(pixels_request(label="stable"), timeout=30).model_spec.version.value == 1
-    assert stub.Predict(pixels_request(label="canary"), timeout=30).model_spec.version.value == 2
+    assert served_version(stub, label="stable") == 1
+    assert served_version(stub, label="canary") == 2
     rest = requests.post(
         f"{server.rest}/v1/models/{MODEL}/labels/stable:predict",
         json={"signature_name": "pixels", "inputs": IMAGES.tolist()},
@@ -212,13 +199,13 @@ def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_
         "Request to assign label to version 9 of model cifar10, which is not currently "
         "available for inference"
     )
-    assert stub.Predict(pixels_request(label="stable"), timeout=30).model_spec.version.value == 1
+    assert served_version(stub, label="stable") == 1
 
     response = _reload(server, model_config_entry(tiny_model_base, "specific { versions: 1 }"))
     assert response.status.error_code == 0
     server.wait_states({1: "AVAILABLE", 2: "END"})
     with pytest.raises(grpc.RpcError) as caught:  # labels were replaced with the config
-        stub.Predict(pixels_request(label="canary"), timeout=30)
+        stub.Predict(pixels_request(IMAGES, label="canary"), timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     other = tmp_path / "other"
@@ -227,7 +214,7 @@ def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_
     assert server.states("other") == {3: "AVAILABLE"}
     server.wait_states({1: "END"})  # cifar10 left the config: unloaded, still listed
     with pytest.raises(grpc.RpcError) as caught:
-        stub.Predict(pixels_request(), timeout=30)
+        stub.Predict(pixels_request(IMAGES), timeout=30)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -269,7 +256,7 @@ def test_bad_startup_configs_exit_with_the_tf_serving_error(
         assert server.wait_exit() == 1
         assert message in server.log()
     allowed.wait_ready()
-    response = allowed.prediction_stub().Predict(pixels_request(label="stable"), timeout=30)
+    response = allowed.prediction_stub().Predict(pixels_request(IMAGES, label="stable"), timeout=30)
     assert response.model_spec.version.value == 1
 
 
@@ -380,8 +367,7 @@ def test_startup_waits_for_the_newest_version_only(
     states = server.wait_states({3: "AVAILABLE", 2: "END", 1: "AVAILABLE"})
     assert set(states) == {1, 2, 3}
     for version in (1, 3):
-        response = server.prediction_stub().Predict(pixels_request(version), timeout=30)
-        assert response.model_spec.version.value == version
+        assert served_version(server.prediction_stub(), version=version) == version
 
 
 def test_a_stop_before_the_first_version_loads_opens_no_port(start_server, tmp_path):

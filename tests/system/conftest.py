@@ -4,36 +4,21 @@
 batching, proxy under gunicorn, everything written into one temp folder), started once per
 session over a copy of the tiny model from tests/conftest.py.
 
-Fuzz budget: FUZZ_EXAMPLES (default 200 per test); `make test` replays the same examples
-every run, FUZZ_RANDOM=1 draws new ones. The longer run in docs/RELIABILITY.md is
+Fuzz budget: FUZZ_EXAMPLES (default 200 per test), set with the Hypothesis profile in
+tests/conftest.py; `make test` replays the same examples every run, FUZZ_RANDOM=1 draws new
+ones. The longer run in docs/RELIABILITY.md is
 `FUZZ_EXAMPLES=5000 FUZZ_RANDOM=1 pytest tests/system -k fuzz`.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from bench.soak_stack import SoakStack
-
-settings.register_profile(
-    "system",
-    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "200")),
-    deadline=None,  # real servers on a shared 2-core machine: time is not a property here
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.function_scoped_fixture,
-    ],
-    derandomize=os.environ.get("FUZZ_RANDOM") != "1",
-    database=None,  # write nothing into the repository
-)
-settings.load_profile("system")
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,8 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from modelserver import rest_json
 from modelserver.status import ServingError
 
+pytestmark = pytest.mark.slow  # hundreds of requests to a real server
+
 SIGNATURES = {
     "serving_default": {"image_bytes": types_pb2.DT_STRING},
     "pixels": {"images": types_pb2.DT_UINT8},

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from bench.soak_load import MULTIPART, Payload, Poster, multipart
 from proxy.preprocess import ImageError, to_pixels
 
+pytestmark = pytest.mark.slow  # hundreds of examples, some through the real stack
+
 CONTENT_TYPES = (
     "application/json", "multipart/form-data", "multipart/form-data; boundary=x",
     "image/jpeg", "text/plain", "application/x-www-form-urlencoded", "",

@@ -25,6 +25,8 @@ from bench.soak import (
 from bench.soak_load import CIFAR_TAR
 from bench.soak_stack import ProxyLimits
 
+pytestmark = pytest.mark.slow  # a minute of load on the whole stack
+
 SHORT = Settings(
     duration_s=60,
     clients=3,

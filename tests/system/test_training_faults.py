@@ -17,6 +17,8 @@ import pytest
 
 from bench.training_faults import CIFAR_TAR, TrainSpec, train, train_with_kills
 
+pytestmark = pytest.mark.slow  # several real training runs
+
 TOLERANCE = 0.02
 KILL_SEED = 8  # draws the three kill moments; any seed should pass
 
