@@ -31,7 +31,7 @@ fi
 for d in "$src"/*/; do
   v=$(basename "$d")
   case "$v" in '' | *[!0-9]*) continue ;; esac
-  tmp="$dest/.tmp-seed-$v-$(hostname)-$$"
+  tmp="$dest/.tmp-seed-$v-$(uname -n)-$$"
   rm -rf "$tmp"
   cp -R "$src/$v" "$tmp"
   if mv -T "$tmp" "$dest/$v" 2>/dev/null; then

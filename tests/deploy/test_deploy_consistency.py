@@ -155,7 +155,26 @@ def test_proxy_reaches_tfserving_through_the_service_with_its_own_variable_names
     assert default.model_name == MODEL
 
 
-def test_proxy_port_and_probes():
+def test_the_ingress_publishes_the_page_and_api_but_not_the_operations_endpoints():
+    from urllib.parse import urlsplit
+
+    from proxy.app import create_app
+
+    paths = manifest("Ingress", "proxy")["spec"]["rules"][0]["http"]["paths"]
+
+    def published(url: str) -> bool:
+        return any(
+            url == p["path"] if p["pathType"] == "Exact" else url.startswith(p["path"] + "/")
+            for p in paths
+        )
+
+    app = create_app(ProxyConfig())
+    routes = {urlsplit(rule.rule).path for rule in app.url_map.iter_rules()}
+    private = {"/metrics", "/healthz", "/readyz"}
+    assert private <= routes
+    for route in routes:
+        assert published(route.replace("<path:filename>", "app.js")) == (route not in private)
+
     assert compose_service("proxy")["ports"] == [f"${{PROXY_PUBLISH:-{PROXY}}}:{PROXY}"]
     assert compose_service("proxy")["environment"]["PROXY_PORT"] == str(PROXY)
     proxy = container("proxy")
@@ -314,10 +333,10 @@ def test_selectors_and_references_resolve_to_rendered_resources():
     hpa = manifest("HorizontalPodAutoscaler", "proxy")["spec"]
     assert manifest("Deployment", hpa["scaleTargetRef"]["name"])
     assert hpa["minReplicas"] >= 2  # one pod may be disrupted (PDB) while another serves
-    (path,) = manifest("Ingress", "proxy")["spec"]["rules"][0]["http"]["paths"]
-    backend = path["backend"]["service"]
-    service_ports = manifest("Service", backend["name"])["spec"]["ports"]
-    assert backend["port"]["name"] in [p["name"] for p in service_ports]
+    for path in manifest("Ingress", "proxy")["spec"]["rules"][0]["http"]["paths"]:
+        backend = path["backend"]["service"]
+        service_ports = manifest("Service", backend["name"])["spec"]["ports"]
+        assert backend["port"]["name"] in [p["name"] for p in service_ports]
     volumes = manifest("Deployment", "tfserving")["spec"]["template"]["spec"]["volumes"]
     (claim,) = [v["persistentVolumeClaim"] for v in volumes if "persistentVolumeClaim" in v]
     assert manifest("PersistentVolumeClaim", claim["claimName"])
