@@ -38,8 +38,8 @@ screenshots: venv ## redraw README's page screenshots (docs/screenshots) in a re
 train: venv ## train the default recipe on $(DATA) into $(RUN) (re-run to resume)
 	$(PY) -m training.train --data $(DATA) --run-dir $(RUN) $(ARGS)
 
-evaluate: venv ## evaluation report (accuracy, TTA, per-class, confusion matrix) for $(RUN)
-	$(PY) -m training.evaluate --data $(DATA) $(RUN) $(ARGS)
+evaluate: venv ## evaluation report (accuracy, TTA, per-class, confusion matrix) for $(RUN), on its own data unless DATA is given
+	$(PY) -m training.evaluate $(if $(filter command line environment,$(origin DATA)),--data $(DATA)) $(RUN) $(ARGS)
 
 export: venv ## export $(RUN) as the next version of $(MODEL_BASE_PATH) (what make serve serves)
 	$(PY) -m export --run-dir $(RUN) --base-path $(MODEL_BASE_PATH) $(ARGS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -150,14 +151,13 @@ def channel_arguments(text: str) -> list[tuple[str, int | str]]:
     (The real server crashes on an element without '='; this one refuses it at start-up.)"""
     pairs: list[tuple[str, int | str]] = []
     for item in text.split(",") if text else []:
-        key, equals, value = item.partition("=")
-        if not key or not equals:
+        parts = item.split("=")  # as server.cc: "a=b=c" is key a, value b
+        if len(parts) < 2 or not parts[0]:
             raise ValueError(f"--grpc_channel_arguments: {item!r} is not key=value")
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        fits = number is not None and -(2**31) <= number < 2**31  # absl::SimpleAtoi to int32
+        key, value = parts[0], parts[1]
+        # absl::SimpleAtoi to int32: optional sign and spaces, digits only ("1_000" is text)
+        number = int(value) if re.fullmatch(r"\s*[+-]?\d+\s*", value) else None
+        fits = number is not None and -(2**31) <= number < 2**31
         pairs.append((key, number if fits else value))
     return pairs
 

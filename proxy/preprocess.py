@@ -37,11 +37,12 @@ DRAFT_FACTOR = 8
 WHITE = (255, 255, 255)
 # Transparency is composited over white this many pixels at a time: on the whole image, its
 # RGBA copy, the white background and their blend took ~19 bytes a pixel (760 MB for one
-# 40-megapixel PNG, past the proxy pod's memory limit); a strip at a time adds ~4 MB.
+# 40-megapixel PNG, past the proxy pod's memory limit); a strip at a time adds ~16 MB.
 STRIP_PIXELS = 1 << 20
-# Images above this size that libjpeg cannot shrink while decoding (PNG, WebP, ...) still
-# need ~8 bytes a pixel for a moment (320 MB at 40 megapixels): one at a time per process,
-# so that a worker's threads cannot together go past its memory limit.
+# Images that decode to more pixels than this (PNG, WebP..., and JPEGs that libjpeg cannot
+# shrink enough while decoding) need ~8 bytes a pixel for a moment (320 MB at 40
+# megapixels): one at a time per process, so that a worker's threads cannot together go
+# past its memory limit.
 BIG_DECODE_PIXELS = 4_000_000
 _big_decodes = threading.Lock()
 # Importing a plugin registers its decoder; Image.open alone preloads only a few formats and
@@ -76,10 +77,13 @@ class UnsupportedImage(ImageError):
 def to_pixels(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> np.ndarray:
     """Decode one image and return its uint8 [size, size, 3] tensor."""
     image = open_image(data, max_pixels)
-    big = image.format not in ("JPEG", "MPO") and image.width * image.height > BIG_DECODE_PIXELS
+    try:
+        _draft_jpeg(image, DRAFT_FACTOR * size)  # header only: sets the size it will decode to
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError("the image file is corrupt or truncated") from exc
+    big = image.width * image.height > BIG_DECODE_PIXELS
     with _big_decodes if big else contextlib.nullcontext():
         try:
-            _draft_jpeg(image, DRAFT_FACTOR * size)
             ImageOps.exif_transpose(image, in_place=True)  # in place: a copy costs ~2 ms
             rgb = to_rgb(image)
             return np.asarray(resize_center_square(rgb, size), dtype=np.uint8)
@@ -177,7 +181,9 @@ def _to_uint8(array: np.ndarray) -> np.ndarray:
         return np.clip(np.nan_to_num(scaled), 0, 255).round().astype(np.uint8)
     # In the array's own type (16 or 32 bits): an int64 copy was 8 bytes a pixel.
     if array.size and array.max() > 255:
-        array = np.clip(array, 0, 65535) >> 8
+        if array.dtype.itemsize > 2 or array.dtype.kind == "i":  # uint16 needs no clipping
+            array = np.clip(array, 0, 65535)
+        array = array >> 8
     return np.clip(array, 0, 255).astype(np.uint8)
 
 

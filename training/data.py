@@ -312,7 +312,9 @@ def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:
         for f in sorted(path.rglob("*")):
             if f.is_file():
                 fs = f.stat()
-                stamp.update(f"{f}:{fs.st_size}:{fs.st_mtime_ns}".encode())
+                # relative: two spellings of one folder share one cache, not two that
+                # would supersede each other at every load
+                stamp.update(f"{f.relative_to(path)}:{fs.st_size}:{fs.st_mtime_ns}".encode())
         sig = stamp.hexdigest()
     else:
         sig = f"{st.st_size}:{st.st_mtime_ns}"
@@ -327,8 +329,11 @@ def _drop_superseded(file: Path) -> None:
     stem = file.name.rsplit("-", 1)[0]  # <name>-<origin>, shared by this source's caches
     for old in file.parent.glob(f"{glob.escape(stem)}-*.npz"):
         if old != file and ".tmp." not in old.name:  # another load's write in progress
-            old.unlink(missing_ok=True)
-            log.info("removed the superseded cache %s", old)
+            try:
+                old.unlink(missing_ok=True)
+                log.info("removed the superseded cache %s", old)
+            except OSError as err:  # the new cache is written; an old one left costs disk only
+                log.warning("could not remove the superseded cache %s (%s)", old, err)
 
 
 def _write_cache(file: Path, ds: Dataset) -> None:

@@ -57,8 +57,9 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     from training.models import load_for_inference
 
     model, meta = load_for_inference(run_dir)
-    data = data or meta.get("data") or DEFAULT_DATA
-    if test_subset is None:
+    data = data or _run_data(meta)
+    own_pick = test_subset is None
+    if own_pick:
         test_subset = _run_options(run_dir).get("test_subset")
     ds = load_dataset(data).subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
     if list(ds.class_names) != meta["class_names"]:
@@ -66,6 +67,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     report = {"model": str(run_dir), "data": ds.source, "test_images": len(ds.test.labels)}
     if test_subset:
         report["test_subset"] = test_subset
+        report["test_subset_of_the_run"] = own_pick
     for level, name in TTA_NAMES.items():
         start = time.perf_counter()
         predicted = predict_logits(model, ds.test.images, tta=level).argmax(1)
@@ -74,6 +76,17 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
         print(f"  TTA {name:15s} accuracy {report[f'tta_{name}']['accuracy']:.4f}", flush=True)
     report["class_names"] = list(ds.class_names)
     return report
+
+
+def _run_data(meta: dict) -> str:
+    """The run's data set as its meta.json names it, if that path is found from here (it is
+    as typed: relative to where training ran, or a container's /data/...); else the default."""
+    recorded = meta.get("data")
+    if recorded and (recorded == "keras" or Path(recorded).expanduser().exists()):
+        return recorded
+    if recorded:
+        print(f"  the run's data {recorded} is not found from here; using {DEFAULT_DATA}")
+    return DEFAULT_DATA
 
 
 def _run_options(run_dir: Path) -> dict:
@@ -94,7 +107,7 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
         f"confusion matrix (TTA {headline}), accuracy {best['accuracy']:.2%}",
     )
     mirror = " (the CIFAR-10 JPEG q75 mirror)" if "cifar10-jpeg" in report["data"] else ""
-    pick = " (the run's own --test-subset pick)" if report.get("test_subset") else ""
+    pick = " (the run's own --test-subset pick)" if report.get("test_subset_of_the_run") else ""
     lines = [
         f"# Evaluation of `{report['model']}`",
         "",

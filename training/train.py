@@ -23,9 +23,12 @@ from training.run_folder import make_run_dir, pin_run_options, record_run_option
 from training.tf_startup import import_tensorflow
 
 
-def positive(kind: type, zero: bool = False) -> Callable[[str], int | float]:
-    """An argparse type for a finite number above zero (or from zero): 0 or -3 epochs would
-    "finish" untrained, and nan or inf ones failed deep in TensorFlow with a traceback."""
+def positive(
+    kind: type, zero: bool = False, below: int | None = None
+) -> Callable[[str], int | float]:
+    """An argparse type for a finite number above zero (or from zero, and under `below`): 0 or
+    -3 epochs would "finish" untrained, and nan or inf ones failed deep in TensorFlow with a
+    traceback."""
 
     def parse(text: str):
         value = kind(text)
@@ -33,6 +36,8 @@ def positive(kind: type, zero: bool = False) -> Callable[[str], int | float]:
             raise argparse.ArgumentTypeError(
                 f"must be {'0 or more' if zero else 'above 0'}, got {text}"
             )
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"must be below {below}, got {text}")
         return value
 
     parse.__name__ = f"{'non-negative' if zero else 'positive'} {kind.__name__}"
@@ -53,7 +58,8 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     )
     ap.add_argument("--batch-size", type=positive(int))
     ap.add_argument("--precision", default="auto", choices=PRECISIONS)
-    ap.add_argument("--seed", type=positive(int, zero=True), default=0)
+    # below 2**31: the step's seed is a tf.int32 (trainer.py)
+    ap.add_argument("--seed", type=positive(int, zero=True, below=2**31), default=0)
     ap.add_argument("--train-subset", type=positive(int), help="use only this many training images")
     ap.add_argument("--test-subset", type=positive(int), help="use only this many test images")
     ap.add_argument(

@@ -104,10 +104,8 @@ def test_top_down_bmp_counts_its_rows():
 
 
 @pytest.fixture(scope="module")
-def serving_default(tmp_path_factory):
-    from tests.conftest import _build_tiny_savedmodel
-
-    path = _build_tiny_savedmodel(tmp_path_factory.mktemp("bombs") / "sm", seed=5)
+def serving_default(tiny_savedmodel):
+    path = tiny_savedmodel(5)
     return tf.saved_model.load(str(path)).signatures["serving_default"]
 
 

@@ -106,10 +106,8 @@ def test_cifar_jpegs_decode_bit_identically_to_pillow(cifar_sample):
 
 
 @pytest.fixture(scope="module")
-def serving_default(tmp_path_factory):
-    from tests.conftest import _build_tiny_savedmodel
-
-    path = _build_tiny_savedmodel(tmp_path_factory.mktemp("pre") / "sm", seed=3)
+def serving_default(tiny_savedmodel):
+    path = tiny_savedmodel(3)
     loaded = tf.saved_model.load(str(path))
     return loaded, loaded.signatures["serving_default"]
 

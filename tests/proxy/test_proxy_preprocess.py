@@ -91,14 +91,15 @@ def test_compositing_a_strip_at_a_time_equals_the_whole_image(monkeypatch, mode)
 
 def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypatch) -> None:
     """Each holds ~8 bytes a pixel while it decodes; a worker's threads decoding four at once
-    could go past the proxy's memory limit. Small images and JPEGs (decoded shrunk) overlap."""
+    could go past the proxy's memory limit. Small images overlap, and so do big JPEGs that
+    libjpeg decodes shrunk; a JPEG too narrow to shrink is big."""
     import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     from proxy import preprocess
 
-    monkeypatch.setattr(preprocess, "BIG_DECODE_PIXELS", 60 * 60)
+    monkeypatch.setattr(preprocess, "BIG_DECODE_PIXELS", 600 * 600)
     inside, most = 0, 0
     lock, real = threading.Lock(), preprocess.to_rgb
 
@@ -107,7 +108,7 @@ def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypat
         with lock:
             inside += 1
             most = max(most, inside)
-        time.sleep(0.2)  # long enough for the other threads to arrive
+        time.sleep(0.5)  # long enough for the other threads to arrive
         with lock:
             inside -= 1
         return real(image)
@@ -121,9 +122,10 @@ def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypat
             list(pool.map(lambda d: to_pixels(d, LIMIT), [data] * 4))
         return most
 
-    assert overlap(encode(solid(RED, (80, 80)), "PNG")) == 1
-    assert overlap(encode(solid(RED, (50, 50)), "PNG")) == 4
-    assert overlap(encode(solid(RED, (80, 80)), "JPEG")) == 4
+    assert overlap(encode(solid(RED, (700, 700)), "PNG")) == 1
+    assert overlap(encode(solid(RED, (1000, 500)), "JPEG")) == 1  # under 2 x 256: not shrunk
+    assert overlap(encode(solid(RED, (500, 500)), "PNG")) >= 2
+    assert overlap(encode(solid(RED, (4096, 4096)), "JPEG")) >= 2  # decoded at 512 x 512
 
 
 def test_la_is_composited_over_white() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from bench.soak_files import WriteWatcher
 from bench.soak_stack import watched_roots
+from tests.conftest import HOST_LIMIT
 
 
 def test_a_childs_write_outside_the_run_folder_is_reported(tmp_path) -> None:
@@ -20,7 +21,7 @@ def test_a_childs_write_outside_the_run_folder_is_reported(tmp_path) -> None:
     watcher = WriteWatcher(watched_roots(), (run_dir,)).start()
     if not watcher.available:
         watcher.stop()
-        pytest.skip("fanotify is not available here (needs CAP_SYS_ADMIN)")
+        pytest.skip(f"{HOST_LIMIT} watch writes (fanotify needs CAP_SYS_ADMIN)")
     script = (f"open({str(outside / 'stray.txt')!r}, 'w').write('x');"
               f"open({str(run_dir / 'fine.txt')!r}, 'w').write('x')")  # fmt: skip
     subprocess.run([sys.executable, "-c", script], check=True)

@@ -133,6 +133,15 @@ def test_cache_makes_the_second_load_identical(tmp_path):
     assert len(list(cache.glob("*.npz"))) == 1
 
 
+def test_two_spellings_of_one_folder_share_one_cache(tmp_path, monkeypatch):
+    root = make_tree(tmp_path / "d")
+    cache = tmp_path / "cache"
+    load_dataset(root, cache_dir=cache)
+    monkeypatch.chdir(tmp_path)
+    load_dataset(Path("d"), cache_dir=cache)
+    assert len(list(cache.glob("*.npz"))) == 1
+
+
 def test_a_new_cache_keeps_those_of_other_sources_and_sizes(tmp_path):
     cache = tmp_path / "cache"
     a, b = make_tree(tmp_path / "a" / "d"), make_tree(tmp_path / "b" / "d")  # same name
