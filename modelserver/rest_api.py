@@ -176,10 +176,13 @@ class RestApi:
         if route.version is not None:
             request.model_spec.version.value = route.version
         response = model_status_response(self._manager, request)
+        # http_rest_api_util.cc ToJsonString: add_whitespace, which C++ protobuf prints with
+        # a one-space indent (Python's default is two).
         return json_format.MessageToJson(
             response,
             preserving_proto_field_name=True,
             always_print_fields_with_no_presence=True,
+            indent=1,
         )
 
     def _metadata(self, route: _Route) -> str:

@@ -47,6 +47,12 @@ def test_model_status_is_tf_serving_protobuf_json(rest):
              "status": {"error_code": "OK", "error_message": ""}}
         ]
     }  # fmt: skip
+    # C++ protobuf's add_whitespace layout, byte for byte (one-space indent), for clients
+    # and health checks that read the text (docker-compose.yml's grep)
+    assert response.text == (
+        '{\n "model_version_status": [\n  {\n   "version": "1",\n   "state": "AVAILABLE",\n'
+        '   "status": {\n    "error_code": "OK",\n    "error_message": ""\n   }\n  }\n ]\n}'
+    )
     assert rest("GET", f"/v1/models/{MODEL}/versions/1").json() == response.json()
     # A label is ignored by the status API: every version comes back, even for unknown labels.
     assert rest("GET", f"/v1/models/{MODEL}/labels/nope").json() == response.json()
