@@ -17,10 +17,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training.data import load_dataset
+
 pytestmark = pytest.mark.slow  # about ten real training runs
 
 ROOT = Path(__file__).resolve().parents[2]
 COLORS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200), "gray": (128,) * 3}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _dataset_cache_in_tmp(tmp_path_factory):
+    """The training runs' decoded-image caches go to a temp folder, not the checkout's
+    .cache/datasets, where each session's new temp tree would leave one behind."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATASET_CACHE_DIR", str(tmp_path_factory.mktemp("dataset-cache")))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -407,11 +418,17 @@ def test_the_evaluate_headlines_are_the_tta_levels():
     assert tuple(TTA_NAMES.values()) == HEADLINES
 
 
-def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path):
+def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path, monkeypatch):
     """--test-subset picks by the run's seed; evaluate used seed 0 whatever the run's was, so
     its figures disagreed with meta.json's. Unasked, it also takes the run's own data and
     subset (it scored all the test images of DEFAULT_DATA: other figures again)."""
+    import functools
+
+    from training import evaluate
     from training.evaluate import evaluate_run
+
+    # In this process the default cache folder was fixed at import: no cache, not the checkout's.
+    monkeypatch.setattr(evaluate, "load_dataset", functools.partial(load_dataset, cache_dir=None))
 
     run_dir = tmp_path / "r"
     cmd = train_cmd(tiny_data, run_dir, "--epochs", "1", "--seed", "3", "--test-subset", "40")
