@@ -12,6 +12,13 @@ from dataclasses import dataclass
 
 PROTOCOLS = ("grpc", "rest")
 
+# The environment the proxy's processes must start with (glibc reads it once, at start-up):
+# a fixed mmap threshold keeps big image buffers out of the threads' malloc arenas, which
+# otherwise keep them after each decode. Four threads of one worker held 1,297 MiB after
+# decoding 40-megapixel PNGs, with it 2 MiB (`python -m bench.decode_memory`). make serve
+# (scripts/serve.py) and proxy/Dockerfile set it; a deploy test keeps them equal.
+PROCESS_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
 
 @dataclass(frozen=True)
 class ProxyConfig:

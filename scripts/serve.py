@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from proxy.config import PROCESS_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "cifar10"
 START_TIMEOUT_S = 300
@@ -206,6 +208,7 @@ def proxy_env(stack: Stack, metrics_dir: str) -> dict[str, str]:
         PROXY_PORT=str(stack.proxy_port),
         PROXY_HOST=stack.proxy_host,
         PROMETHEUS_MULTIPROC_DIR=metrics_dir,
+        **PROCESS_ENV,
     )
     return env
 

@@ -268,6 +268,15 @@ def test_images_share_one_pinned_base_and_run_as_non_root():
         assert user.split(":")[0] not in ("root", "0"), path
 
 
+def test_the_proxy_starts_with_its_process_environment_in_the_image_and_in_make_serve():
+    from proxy.config import PROCESS_ENV
+    from scripts.serve import Stack, proxy_env
+
+    assert PROCESS_ENV.items() <= image_env("proxy").items()
+    stack = Stack(Path("models/cifar10"), 1, 2, 3, "127.0.0.1")
+    assert PROCESS_ENV.items() <= proxy_env(stack, "/tmp/unused").items()
+
+
 def test_proxy_image_installs_only_the_tensorflow_free_proxy_extra():
     text = DOCKERFILES["proxy"].read_text()
     assert "['optional-dependencies']['proxy']" in text and "-c constraints.txt" in text
