@@ -13,11 +13,12 @@ from dataclasses import dataclass
 PROTOCOLS = ("grpc", "rest")
 
 # The environment the proxy's processes must start with (glibc reads it once, at start-up):
-# a fixed mmap threshold keeps big image buffers out of the threads' malloc arenas, which
-# otherwise keep them after each decode. Four threads of one worker held 1,297 MiB after
-# decoding 40-megapixel PNGs, with it 2 MiB (`python -m bench.decode_memory`). make serve
-# (scripts/serve.py) and proxy/Dockerfile set it; a deploy test keeps them equal.
-PROCESS_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+# one malloc arena for all threads. With one arena each, a worker's four threads kept the
+# freed buffers of their big decodes: 1,297 MiB after 40-megapixel PNGs, with one 0 MiB
+# (`python -m bench.decode_memory`), at the same request latency (`python -m bench.proxy`;
+# a fixed mmap threshold instead cost 1.5-2.5 ms a request). make serve (scripts/serve.py)
+# and proxy/Dockerfile set it; a deploy test keeps them equal.
+PROCESS_ENV = {"MALLOC_ARENA_MAX": "1"}
 
 
 @dataclass(frozen=True)
