@@ -9,6 +9,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from proxy.client import (
+    ModelNotFound,
     ModelServerError,
     ModelTarget,
     Prediction,
@@ -33,12 +34,19 @@ def predict() -> Response:
     """Classify one or more uploaded images; answers DESIGN.md's "Proxy JSON API"."""
     started = time.perf_counter()
     svc = services()
+    check_query(request.args)
     target = target_from_query(request.args, svc.config)
     k = top_k_from_query(request.args, svc.config.top_k)
     uploads = read_uploads(request, svc.config.max_images)
     pixels = np.stack([_pixels_of(upload, svc.config.max_pixels) for upload in uploads])
     decoded = time.perf_counter()
-    prediction = svc.client.predict(pixels, target)
+    try:
+        prediction = svc.client.predict(pixels, target)
+    except ModelNotFound as exc:  # the server's words name its internals; say what to do
+        raise ModelNotFound(
+            f"{target.describe()} is not being served (the model server says: {exc}); "
+            "GET /api/model lists the versions and labels that are"
+        ) from exc
     answered = time.perf_counter()
     svc.metrics.model_latency.labels(svc.config.protocol).observe(answered - decoded)
     svc.metrics.images.inc(len(uploads))
@@ -89,6 +97,19 @@ def model() -> Response:
             "top_k": config.top_k,
         },
     )
+
+
+QUERY_PARAMETERS = ("k", "version", "label")
+
+
+def check_query(args) -> None:
+    """A misspelt parameter (`?lable=canary`) would silently ask the default version: refuse."""
+    unknown = sorted(set(args) - set(QUERY_PARAMETERS))
+    if unknown:
+        raise ApiError(
+            f"unknown query parameter {', '.join(unknown)}; this API takes "
+            f"{', '.join(QUERY_PARAMETERS)}"
+        )
 
 
 def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:

@@ -1,11 +1,14 @@
-"""Every error leaves the proxy as `{"error": "<message a person understands>"}` JSON."""
+"""Every error leaves the proxy as JSON: `{"error": "<message a person understands>",
+"kind": "<stable name a program can branch on>"}`. The kinds: bad_request, bad_image,
+too_large, unsupported_media, not_found, method_not_allowed, model_unavailable (503, with
+Retry-After), model_error, http, internal."""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from proxy.client import ModelNotFound, ModelServerError, ModelServerUnavailable
 from proxy.preprocess import ImageError
@@ -25,10 +28,18 @@ class ApiError(Exception):
         self.kind = kind
 
 
+# Seconds a client should wait before it retries a 503 (the model server restarting, or
+# loading its first version).
+RETRY_AFTER_S = 2
+
+
 def error_response(message: str, status: int, kind: str) -> tuple[Response, int]:
     """The JSON error body, counted in the errors metric."""
     services().metrics.errors.labels(kind).inc()
-    return jsonify(error=message), status
+    response = jsonify(error=message, kind=kind)
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response, status
 
 
 def install(app: Flask) -> None:
@@ -49,6 +60,21 @@ def install(app: Flask) -> None:
         limit = services().config.max_upload_bytes / 2**20
         message = f"the upload is larger than the {limit:.3g} MiB limit"
         return error_response(message, 413, "too_large")
+
+    @app.errorhandler(MethodNotAllowed)
+    def _method(exc: MethodNotAllowed) -> tuple[Response, int]:
+        allowed = sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        response, status = error_response(
+            f"{request.method} is not allowed here; use {' or '.join(allowed)}",
+            405,
+            "method_not_allowed",
+        )
+        response.headers["Allow"] = ", ".join(exc.valid_methods or ())  # RFC 9110 15.5.6
+        return response, status
+
+    @app.errorhandler(NotFound)
+    def _not_found(exc: NotFound) -> tuple[Response, int]:
+        return error_response(f"no such page or API: {request.path}", 404, "not_found")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[Response, int]:
@@ -79,5 +105,5 @@ def _model_server_message(exc: ModelServerError) -> str:
     if isinstance(exc, ModelServerUnavailable):
         return f"The model server is unavailable ({exc}). Please try again in a moment."
     if isinstance(exc, ModelNotFound):
-        return f"Not being served: {exc}"
+        return str(exc)
     return f"The model server refused the request: {exc}"

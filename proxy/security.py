@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 # 'self' only. blob:/data: for image previews and canvas snapshots, mediastream: for the
 # webcam <video>. No inline scripts or styles, no CDN, no web fonts: the page works offline.
@@ -33,6 +33,9 @@ HEADERS = {
 }
 
 
+UNCACHED = ("/metrics", "/healthz", "/readyz")
+
+
 def install(app: Flask) -> None:
     """Add HEADERS to every response (without overriding a view's own choice)."""
 
@@ -40,4 +43,7 @@ def install(app: Flask) -> None:
     def _secure(response: Response) -> Response:
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
+        if response.mimetype == "application/json" or request.path in UNCACHED:
+            # answers about this moment (predictions, versions, health): no cache may keep them
+            response.headers.setdefault("Cache-Control", "no-store")
         return response

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from proxy.errors import ApiError
 
@@ -60,6 +61,12 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
 def _json_body(request: Request) -> object:
     """The parsed JSON body, None when it is not JSON. Deeply nested arrays make the json
     module raise RecursionError, which `silent=True` does not cover: a 400, not a 500."""
+    limit = request.max_content_length
+    # A chunked body has no length to refuse it by: Werkzeug cuts it at the limit, and the
+    # cut JSON read as "not valid" (a 400). Full to the limit = too large.
+    chunked = request.content_length is None and limit is not None
+    if chunked and len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
     try:
         return request.get_json(silent=True)
     except RecursionError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import numpy as np
 import pytest
@@ -27,12 +28,35 @@ def post_files(client, files: dict[str, bytes], query: str = ""):
     return client.post(f"/api/predict{query}", data=data, content_type="multipart/form-data")
 
 
-def assert_error(response, status: int, *fragments: str) -> None:
+def assert_error(response, status: int, *fragments: str, kind: str | None = None) -> None:
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"error"} and body["error"], body
+    assert set(body) == {"error", "kind"} and body["error"] and body["kind"], body
     for fragment in fragments:
         assert fragment.lower() in body["error"].lower(), body["error"]
+    assert kind is None or body["kind"] == kind, body
+
+
+def test_a_wrong_method_names_the_right_one_and_an_unknown_path_is_a_json_404(client) -> None:
+    response = client.get("/api/predict")
+    assert_error(response, 405, "GET is not allowed here; use POST", kind="method_not_allowed")
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}  # RFC 9110
+    assert_error(client.post("/api/model"), 405, "use GET", kind="method_not_allowed")
+    assert_error(client.get("/api/nope"), 404, "/api/nope", kind="not_found")
+
+
+def test_a_chunked_json_body_over_the_limit_is_too_large_not_invalid(client) -> None:
+    """Without a Content-Length, Werkzeug cuts the body at the limit; the cut JSON got a 400
+    "not valid". (wsgi.input_terminated: what gunicorn sets for a chunked body.)"""
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    body = json.dumps({"images": ["A" * limit]}).encode()
+    response = client.post(
+        "/api/predict",
+        input_stream=io.BytesIO(body),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_error(response, 413, "larger than", kind="too_large")
 
 
 # ---------- predictions ----------
@@ -125,10 +149,19 @@ def test_default_label_from_config(two_version_server, protocol, sample_jpegs) -
     assert response.get_json()["model"]["version"] == 1
 
 
+def test_a_misspelt_query_parameter_is_refused_not_ignored(client, sample_jpegs) -> None:
+    # ?lable=canary answered from the default version: a canary check that tested stable
+    files = {"photo0.jpg": sample_jpegs["photo0.jpg"]}
+    response = post_files(client, files, "?lable=canary")
+    assert_error(response, 400, "unknown query parameter lable", "k, version, label")
+
+
 def test_unknown_version_and_label_are_404(client, sample_jpegs) -> None:
     files = {"a.jpg": sample_jpegs["photo0.jpg"]}
-    assert_error(post_files(client, files, "?version=9"), 404, "9")
-    assert_error(post_files(client, files, "?label=nosuchlabel"), 404, "nosuchlabel")
+    # what was asked, and where to look: the model server's own words name its internals
+    see = "GET /api/model lists"
+    assert_error(post_files(client, files, "?version=9"), 404, "version 9 of model", see)
+    assert_error(post_files(client, files, "?label=nosuchlabel"), 404, "label 'nosuchlabel'", see)
 
 
 def test_model_info(client) -> None:

@@ -31,6 +31,16 @@ def test_security_headers_everywhere(offline_client, path: str) -> None:
     assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp
 
 
+@pytest.mark.parametrize(
+    ("path", "stored"),
+    [("/api/model", False), ("/healthz", False), ("/readyz", False), ("/metrics", False),
+     ("/x", False), ("/static/app.js", True), ("/", True)],
+)  # fmt: skip
+def test_answers_about_this_moment_are_never_cached(offline_client, path, stored) -> None:
+    response = offline_client.get(path)
+    assert ("no-store" not in response.headers.get("Cache-Control", "")) == stored, path
+
+
 def test_no_third_party_origin_and_no_inline_code() -> None:
     """Works offline: no CDN, no remote fonts; and the strict CSP needs no inline code."""
     files = [*STATIC.glob("templates/*.html"), *STATIC.glob("static/*")]

@@ -66,7 +66,9 @@ def test_stopped_then_restarted_model_server(server) -> None:
     for protocol, client in clients.items():
         status, body = predict(client)
         assert status == 503, (protocol, body)
-        assert "try again" in body["error"]
+        assert "try again" in body["error"] and body["kind"] == "model_unavailable"
+        answer = client.get("/api/model")  # a 503 says when to try again
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "2"
         assert client.get("/readyz").status_code == 503
 
     server.start()  # same ports
