@@ -1,7 +1,8 @@
 """Every error leaves the proxy as JSON: `{"error": "<message a person understands>",
 "kind": "<stable name a program can branch on>"}`. The kinds: bad_request, bad_image,
-too_large, unsupported_media, not_found, method_not_allowed, model_unavailable (503, with
-Retry-After), model_error, http, internal."""
+too_large, unsupported_media, not_found (a version, label or model), no_route (a path),
+method_not_allowed, model_unavailable and not_ready (503s, with Retry-After), model_error,
+http, internal."""
 
 from __future__ import annotations
 
@@ -74,7 +75,9 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(NotFound)
     def _not_found(exc: NotFound) -> tuple[Response, int]:
-        return error_response(f"no such page or API: {request.path}", 404, "not_found")
+        if exc.description != NotFound.description:  # a view's own abort(404, "...")
+            return error_response(exc.description, 404, "not_found")
+        return error_response(f"no such page or API: {request.path}", 404, "no_route")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple[Response, int]:

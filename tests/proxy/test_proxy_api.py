@@ -42,12 +42,24 @@ def test_a_wrong_method_names_the_right_one_and_an_unknown_path_is_a_json_404(cl
     assert_error(response, 405, "GET is not allowed here; use POST", kind="method_not_allowed")
     assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}  # RFC 9110
     assert_error(client.post("/api/model"), 405, "use GET", kind="method_not_allowed")
-    assert_error(client.get("/api/nope"), 404, "/api/nope", kind="not_found")
+    assert_error(client.get("/api/nope"), 404, "/api/nope", kind="no_route")
+
+
+def test_a_views_own_404_message_is_kept() -> None:
+    from flask import abort
+
+    from proxy.app import create_app
+    from proxy.config import ProxyConfig
+
+    app = create_app(ProxyConfig())
+    app.add_url_rule("/gone", "gone", lambda: abort(404, "version 7 was deleted"))
+    assert_error(app.test_client().get("/gone"), 404, "version 7 was deleted", kind="not_found")
 
 
 def test_a_chunked_json_body_over_the_limit_is_too_large_not_invalid(client) -> None:
     """Without a Content-Length, Werkzeug cuts the body at the limit; the cut JSON got a 400
-    "not valid". (wsgi.input_terminated: what gunicorn sets for a chunked body.)"""
+    "not valid". (wsgi.input_terminated: gunicorn sets it, and Werkzeug reads a chunked body
+    only with it.)"""
     limit = client.application.config["MAX_CONTENT_LENGTH"]
     body = json.dumps({"images": ["A" * limit]}).encode()
     response = client.post(
