@@ -142,9 +142,12 @@ def test_columnar_and_row_formats_agree_for_pixels(rest):
 
 
 def test_version_path_and_versioned_predictions(rest):
-    response = predict(rest, {"signature_name": "pixels", "inputs": PIXELS},
-                       f"/v1/models/{MODEL}/versions/1:predict")  # fmt: skip
+    body = {"signature_name": "pixels", "inputs": PIXELS}
+    response = predict(rest, body, f"/v1/models/{MODEL}/versions/1:predict")
     assert response.status_code == 200
+    assert response.json() == predict(rest, body).json()  # version 1 is the one served
+    missing = predict(rest, body, f"/v1/models/{MODEL}/versions/9:predict")
+    assert missing.status_code == 404 and "Specific(cifar10, 9)" in missing.json()["error"]
 
 
 def test_floats_are_printed_with_six_digits_unless_that_does_not_round_trip(rest):
