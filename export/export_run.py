@@ -2,9 +2,9 @@
 
 Loads the run's final weights in float32, folds the `fast` model's BatchNorms and input
 normalisation into its convs (the same function in fewer ops, faster to serve), bakes in the
-TTA level that gave the best test accuracy (unless told otherwise), writes the SavedModel (and
-optionally TFLite models with their accuracy beside the SavedModel's) into a hidden temp
-folder and publishes it atomically.
+TTA level whose test accuracy gain is more than noise (unless told otherwise), writes the
+SavedModel (and optionally TFLite models with their accuracy beside the SavedModel's) into a
+hidden temp folder and publishes it atomically.
 """
 
 from __future__ import annotations

@@ -101,3 +101,24 @@ def test_metadata_lives_in_the_savedmodel(loaded, version_dir):
     np.testing.assert_allclose(loaded.std.numpy(), info["std"])
     assert json.loads(loaded.info.numpy()) == info
     assert info["tta"] in (0, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "images", "level"),
+    [
+        ((0.8997, 0.9091, 0.9098), 10_000, 1),  # the shipped run: flip pays, translate does not
+        ((0.115, 0.120, 0.125), 200, 0),  # one test image apart each: noise, no TTA
+        ((0.50, 0.60, 0.70), 200, 2),  # clear gains survive a small test set
+        ((0.90, 0.89, 0.95), 10_000, 2),  # compared with the level chosen so far
+        ((0.90, 0.91, 0.92), None, 2),  # no image count recorded: the best
+    ],
+)
+def test_auto_tta_pays_for_a_costlier_level_only_beyond_test_set_noise(accuracies, images, level):
+    from export.savedmodel import choose_tta
+    from training.inference import TTA_ACCURACY_KEYS
+
+    meta = dict(zip(TTA_ACCURACY_KEYS.values(), accuracies, strict=True))
+    if images:
+        meta["test_images"] = images
+    assert choose_tta(meta) == level
+    assert choose_tta(meta, "2") == 2
