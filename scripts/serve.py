@@ -178,11 +178,20 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port free now (the benchmarks' and tests' servers start on these)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port free now (the benchmarks' and tests' servers start on these), and not
+    one this process handed out before: two calls in a row can get the same port back from
+    the kernel, and a gRPC and a REST port that clash fail the start (it happened in CI)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def model_server_command(stack: Stack) -> list[str]:

@@ -199,6 +199,33 @@ def test_serve_refuses_a_port_that_is_no_number(tiny_model_base, value) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_free_port_never_hands_out_the_same_port_twice(monkeypatch) -> None:
+    """CI once got GRPC_PORT == REST_PORT from two calls in a row. Played here by a kernel
+    that offers the same port twice: the second call must find another."""
+    import socket
+
+    from scripts import serve
+
+    offered = iter([41001, 41001, 41002])
+
+    class Socket:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, address):
+            self.port = next(offered)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(serve, "_handed_out", set())
+    monkeypatch.setattr(socket, "socket", Socket)
+    assert [serve.free_port(), serve.free_port()] == [41001, 41002]
+
+
 def test_help_names_every_setting_and_starts_nothing() -> None:
     from scripts.serve import SETTINGS
 
