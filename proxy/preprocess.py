@@ -79,18 +79,15 @@ def to_pixels(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> np.ndarra
     image = open_image(data, max_pixels)
     try:
         _draft_jpeg(image, DRAFT_FACTOR * size)  # header only: sets the size it will decode to
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError("the image file is corrupt or truncated") from exc
-    big = image.width * image.height > BIG_DECODE_PIXELS
-    with _big_decodes if big else contextlib.nullcontext():
-        try:
+        big = image.width * image.height > BIG_DECODE_PIXELS
+        with _big_decodes if big else contextlib.nullcontext():
             ImageOps.exif_transpose(image, in_place=True)  # in place: a copy costs ~2 ms
             rgb = to_rgb(image)
             return np.asarray(resize_center_square(rgb, size), dtype=np.uint8)
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLarge(str(exc)) from exc
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageError("the image file is corrupt or truncated") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError("the image file is corrupt or truncated") from exc
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:

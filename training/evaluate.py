@@ -19,6 +19,7 @@ import numpy as np
 
 from training.config import DEFAULT_DATA
 from training.data import DataError, load_dataset
+from training.run_folder import RUN_OPTIONS, read_run_options
 from training.tf_startup import import_tensorflow
 from training.train import positive
 
@@ -60,7 +61,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     data = data or _run_data(meta)
     own_pick = test_subset is None
     if own_pick:
-        test_subset = _run_options(run_dir).get("test_subset")
+        test_subset = read_run_options(run_dir).get("test_subset")
     ds = load_dataset(data).subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
     if list(ds.class_names) != meta["class_names"]:
         raise DataError(f"{data} has classes {ds.class_names}, the model {meta['class_names']}")
@@ -87,11 +88,6 @@ def _run_data(meta: dict) -> str:
     if recorded:
         print(f"  the run's data {recorded} is not found from here; using {DEFAULT_DATA}")
     return DEFAULT_DATA
-
-
-def _run_options(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
@@ -166,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.run_dir.exists():
         raise SystemExit(f"evaluate: {args.run_dir} not found")
     import_tensorflow()
-    if (args.run_dir / "run.json").exists() or (args.run_dir / "meta.json").exists():
+    if (args.run_dir / RUN_OPTIONS).exists() or (args.run_dir / "meta.json").exists():
         from training.models import UnfinishedRunError
 
         try:

@@ -26,16 +26,18 @@ def run_logger(run_dir: Path) -> Callable[[str], None]:
     return log
 
 
+RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
+
+
 def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     """Once a run has trained (it has a checkpoint), a re-run must ask for the same options.
 
     Before that, nothing is lost by changing them: a first try with a wrong --data path is
     simply run again with the right one. Not compared: the precision (`auto` resolves once,
     when the run starts) and the folder's own name (a renamed run folder still resumes)."""
-    pinned = run_dir / "run.json"
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
-    if pinned.exists() and (run_dir / CHECKPOINT_NAME).exists():
-        before = json.loads(pinned.read_text())
+    if (run_dir / RUN_OPTIONS).exists() and (run_dir / CHECKPOINT_NAME).exists():
+        before = read_run_options(run_dir)
         diff = {
             k: (before.get(k), v)
             for k, v in wanted.items()
@@ -64,7 +66,13 @@ def _as_run(key: str, value, recipe: str):
 def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
     """What pin_run_options compares a re-run against, written once the data has loaded."""
     record = {**pinned, "resolved_precision": precision}
-    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    (run_dir / RUN_OPTIONS).write_text(json.dumps(record, indent=2))
+
+
+def read_run_options(run_dir: Path) -> dict:
+    """The options a run was started with; {} for a folder that holds none."""
+    path = run_dir / RUN_OPTIONS
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def make_run_dir(path: str) -> Path:
