@@ -23,7 +23,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-from training.config import DEFAULT_DATA
+from training.run_folder import is_finished, read_meta
+from training.train import add_recipe_arguments
 
 ROW_HEADER = (
     "| date | recipe | seed | precision | plain | TTA | work PFLOP | train s | wall s | img/s "
@@ -74,7 +75,7 @@ def run_options(args):
 def refuse_finished_run(run_dir: Path) -> None:
     """A finished folder would not train again, so its row would pair old training seconds
     with a new ceiling and a wall time of seconds: refuse instead."""
-    if (run_dir / "meta.json").exists():
+    if is_finished(run_dir):
         raise SystemExit(
             f"{run_dir} holds a finished run (its row was recorded when it finished); "
             "pick a new --run-dir to benchmark again"
@@ -95,7 +96,7 @@ def run_recipe(opts) -> dict:
 
     start = time.perf_counter()
     run_dir = train(opts)
-    meta = json.loads((run_dir / "meta.json").read_text())
+    meta = read_meta(run_dir)
     meta["bench_wall_seconds"] = time.perf_counter() - start
     return meta
 
@@ -130,11 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--recipe", default="fast")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=float)
-    ap.add_argument("--precision", default="auto")
+    add_recipe_arguments(ap)
     ap.add_argument(
         "--run-dir",
         help="default runs/bench-<recipe>-<seed>; an interrupted run there resumes, "

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from training.config import SHARED_DATA
+from training.run_folder import read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TAR = SHARED_DATA
@@ -75,7 +76,7 @@ def train(spec: TrainSpec, run_dir: Path, seed: int) -> dict:
 
 
 def finished(run_dir: Path) -> dict:
-    meta = json.loads((run_dir / "meta.json").read_text())
+    meta = read_meta(run_dir)
     meta["history"] = json.loads((run_dir / "history.json").read_text())
     return meta
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from training.config import TTA_NAMES
+
 MODEL_NAME = "cifar10"
 # The file types serving_default decodes in its graph (export/image_graph.py): what its
 # accuracy is measured on. Training also reads TIFF, which the graph refuses.
@@ -23,8 +25,8 @@ WARMUP_FILE = Path("assets.extra/tf_serving_warmup_requests")
 LABELS_ASSET = Path("assets/labels.txt")
 INFO_ASSET = Path("assets/model_info.json")
 
-# TTA levels as in training.inference: 0 none, 1 flip, 2 flip + 1-pixel translations.
-TTA_CHOICES = ("auto", "0", "1", "2")
+# --tta: a level of training.config.TTA_NAMES, or "auto" (export.__main__ picks one).
+TTA_CHOICES = ("auto", *(str(level) for level in TTA_NAMES))
 
 # Issue 3: the export must give the Keras model's top-1 class on at least these shares.
 MIN_PIXELS_AGREEMENT = 0.999

@@ -22,6 +22,7 @@ from export.savedmodel import choose_tta, read_info, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
 from training.models import fold_for_serving, load_for_inference
+from training.run_folder import FINAL_WEIGHTS
 
 REPORT_FILE = "export_report.json"
 
@@ -48,7 +49,7 @@ class ExportResult:
 def weights_digest(run_dir: Path) -> str:
     """SHA-256 of a run's final weights: what says that a version came from them."""
     digest = hashlib.sha256()
-    with (run_dir / "final.weights.h5").open("rb") as f:
+    with (run_dir / FINAL_WEIGHTS).open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -124,7 +125,7 @@ def export_run(
     `skip_if_published` publishes nothing when a version, served or rolled back, was exported
     from the same final weights: a re-run of train-then-export (the trainer image) after its
     run finished would otherwise add an identical version, or bring back a rolled-back one."""
-    weights = Path(run_dir) / "final.weights.h5"
+    weights = Path(run_dir) / FINAL_WEIGHTS
     digest = weights_digest(Path(run_dir)) if weights.is_file() else ""
     found = find_published(Path(base_path), digest) if skip_if_published and digest else None
     if found:  # decided before the model loads: a re-run that skips costs a file hash

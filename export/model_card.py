@@ -17,7 +17,9 @@ from pathlib import Path
 from export.config import DEFAULT_BASE_PATH
 from export.publish import latest_version_dir
 from export.savedmodel import read_info
-from training.inference import TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
+from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
+from training.inference import tta_passes
+from training.run_folder import read_meta
 
 CARD_NAME = "MODEL_CARD.md"
 IMAGES = ("curves.png", "confusion.png")
@@ -44,7 +46,7 @@ def served_accuracy(card_text: str) -> float:
 
 
 def render(run_dir: Path, version_dir: Path, note: str = "") -> str:
-    meta = json.loads((run_dir / "meta.json").read_text())
+    meta = read_meta(run_dir)
     info = read_info(version_dir)
     evaluation = _optional_json(run_dir / "evaluation.json")
     export_report = _optional_json(version_dir / "export_report.json")

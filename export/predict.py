@@ -13,8 +13,8 @@ from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH
 from export.publish import saved_model_dir
+from training.cli_args import positive
 from training.tf_startup import import_tensorflow
-from training.train import positive
 
 
 def format_top(name: str, probabilities, class_names, k: int) -> str:

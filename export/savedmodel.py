@@ -46,7 +46,8 @@ from export.config import (
 )
 from export.image_graph import decode_batch
 from export.warmup import write_warmup_requests
-from training.inference import TTA_ACCURACY_KEYS, TTA_NAMES, make_logits_fn
+from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
+from training.inference import make_logits_fn
 
 PIXELS_SPEC = tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.uint8, name=PIXELS_INPUT)
 BYTES_SPEC = tf.TensorSpec([None], tf.string, name=BYTES_INPUT)

@@ -1,4 +1,6 @@
-"""Every setting of the proxy, read from environment variables in one place.
+"""Every setting of the proxy's application, read from environment variables in one place.
+The serving process's own (address, port, workers, threads, access log) are gunicorn's, read by
+proxy/gunicorn_conf.py.
 
 Defaults match DESIGN.md (model `cifar10`, gRPC 8500, REST 8501 on loopback), so
 `create_app()` with no environment talks to a local model server.

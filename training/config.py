@@ -33,6 +33,13 @@ SHARED_DATA = (Path(__file__).resolve().parents[1] / DEFAULT_DATA).resolve()
 # image points it at its writable /runs volume, since its working directory is read-only to it.
 DEFAULT_CACHE_DIR = Path(os.environ.get("DATASET_CACHE_DIR") or ".cache/datasets")
 
+# Test-time augmentation levels, as in airbench: 0 = plain, 1 = + horizontal flip, 2 = + flip
+# of 1-pixel shifts (training.inference runs them), and the meta.json key of each level's test
+# accuracy (written by training.report, read by export). Here, not in training.inference, so
+# that the command-line tools can offer them without loading TensorFlow.
+TTA_NAMES = {0: "none", 1: "flip", 2: "flip+translate"}
+TTA_ACCURACY_KEYS = {0: "test_accuracy", 1: "test_accuracy_flip", 2: "test_accuracy_tta"}
+
 ARCHITECTURES = ("fast", "vgg")  # training.models builds them
 OPTIMIZERS = ("sgd", "adam")  # training.optim: AirbenchSGD, KerasAdam
 

@@ -17,16 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import DEFAULT_DATA
+from training.cli_args import positive
+from training.config import DEFAULT_DATA, TTA_NAMES
 from training.data import DataError, load_dataset
-from training.run_folder import RUN_OPTIONS, read_run_options
+from training.run_folder import META, RUN_OPTIONS, read_run_options
 from training.tf_startup import import_tensorflow
-from training.train import positive
 
-# --headline: the TTA level the per-class table and matrix show. A copy of
-# training.inference.TTA_NAMES (a test keeps them equal): importing that loads TensorFlow,
-# and `--help` and argument errors should answer at once.
-HEADLINES = ("none", "flip", "flip+translate")
+# --headline: the TTA level the per-class table and matrix show.
+HEADLINES = tuple(TTA_NAMES.values())
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -54,7 +52,7 @@ def summarize(labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[s
 def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
     """By default on the run's own data and test images (its --test-subset pick, if it made
     one), so that the report repeats the figures in its meta.json."""
-    from training.inference import TTA_NAMES, predict_logits
+    from training.inference import predict_logits
     from training.models import load_for_inference
 
     model, meta = load_for_inference(run_dir)
@@ -162,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.run_dir.exists():
         raise SystemExit(f"evaluate: {args.run_dir} not found")
     import_tensorflow()
-    if (args.run_dir / RUN_OPTIONS).exists() or (args.run_dir / "meta.json").exists():
+    if (args.run_dir / RUN_OPTIONS).exists() or (args.run_dir / META).exists():
         from training.models import UnfinishedRunError
 
         try:

@@ -8,11 +8,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# TTA levels, as in airbench: 0 = plain, 1 = + horizontal flip, 2 = + flip of 1-pixel shifts.
-TTA_NAMES = {0: "none", 1: "flip", 2: "flip+translate"}
-# meta.json key of each level's test accuracy (written by training.report, read by export).
-TTA_ACCURACY_KEYS = {0: "test_accuracy", 1: "test_accuracy_flip", 2: "test_accuracy_tta"}
-
 
 def tta_passes(tta: int) -> int:
     """Forward passes per image at a TTA level (level 2: 3 positions x 2 mirrors)."""

@@ -8,7 +8,6 @@ trained model, and folded into the whitening conv of the form `fold_for_serving`
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import tensorflow as tf
 from keras import layers
 
 from training.config import ARCHITECTURES
+from training.run_folder import FINAL_WEIGHTS, RUN_OPTIONS, is_finished, read_meta
 
 # Conv layers whose filters are set from the data (init_whitening) and never trained, as in
 # airbench: the trainer leaves them out of the optimizer, bench.conv_passes out of its timings.
@@ -344,15 +344,15 @@ class UnfinishedRunError(FileNotFoundError):
 def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
     """Rebuild a run's model in float32 (fast on every CPU) with its final weights."""
     run_dir = Path(run_dir)
-    if not (run_dir / "meta.json").is_file() or not (run_dir / "final.weights.h5").is_file():
+    if not is_finished(run_dir):
         hint = (
             "its training has not finished: re-run its training command to resume"
-            if (run_dir / "run.json").is_file()
+            if (run_dir / RUN_OPTIONS).is_file()
             else "it is not a training run folder"
         )
         raise UnfinishedRunError(f"{run_dir} holds no finished run ({hint})")
-    meta = json.loads((run_dir / "meta.json").read_text())
-    return build_for_inference(meta, run_dir / "final.weights.h5"), meta
+    meta = read_meta(run_dir)
+    return build_for_inference(meta, run_dir / FINAL_WEIGHTS), meta
 
 
 def build_for_inference(meta: dict, weights: Path) -> keras.Model:

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
 from training.data import Dataset
-from training.inference import TTA_ACCURACY_KEYS, TTA_NAMES, accuracy, predict_logits
+from training.inference import accuracy, predict_logits
 from training.models import build_for_inference
 from training.plots import plot_curves
+from training.run_folder import FINAL_WEIGHTS, META
 
 if TYPE_CHECKING:
     from training.trainer import Trainer
@@ -25,7 +27,7 @@ def write_run_outputs(
     trainer: Trainer, ds: Dataset, run_dir: Path, extra: dict, log: Callable[[str], None] = print
 ) -> dict:
     model = trainer.model
-    model.save_weights(run_dir / "final.weights.h5")
+    model.save_weights(run_dir / FINAL_WEIGHTS)
     model.save(run_dir / "model.keras")
     meta = {
         "arch": trainer.recipe.arch,
@@ -43,7 +45,7 @@ def write_run_outputs(
     }
     log(f"final evaluation: {len(ds.test.labels)} test images, TTA none, flip, flip+translate")
     started = time.monotonic()
-    served = build_for_inference(meta, run_dir / "final.weights.h5")
+    served = build_for_inference(meta, run_dir / FINAL_WEIGHTS)
     test_acc = {
         level: accuracy(predict_logits(served, ds.test.images, tta=level), ds.test.labels)
         for level in TTA_NAMES
@@ -59,11 +61,11 @@ def write_run_outputs(
             f"{extra.get('precision')}",
             label_smoothing=trainer.recipe.label_smoothing,
         )
-    # meta.json last, whole or not at all: with final.weights.h5 it marks the run finished,
-    # and a re-run would not write the other outputs again.
-    tmp = run_dir / "meta.json.tmp"
+    # meta.json last, whole or not at all: with the final weights it marks the run finished
+    # (run_folder.is_finished), and a re-run would not write the other outputs again.
+    tmp = run_dir / f"{META}.tmp"
     tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(run_dir / "meta.json")
+    tmp.replace(run_dir / META)
     if trainer.ends_on_ema and trainer.steps_after_last_ema_update:
         log("final weights: the lookahead EMA (the epoch lines measured the raw weights)")
     log(

@@ -27,6 +27,20 @@ def run_logger(run_dir: Path) -> Callable[[str], None]:
 
 
 RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
+FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.report)
+# What a finished run records: written last, whole or not at all (training.report), so with
+# FINAL_WEIGHTS beside it, it marks the run finished.
+META = "meta.json"
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether the folder holds a finished run: a re-run then trains nothing again."""
+    return (run_dir / META).is_file() and (run_dir / FINAL_WEIGHTS).is_file()
+
+
+def read_meta(run_dir: Path) -> dict:
+    """A finished run's meta.json: what it trained, how long, and its test accuracies."""
+    return json.loads((run_dir / META).read_text())
 
 
 def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:

@@ -9,57 +9,46 @@ TensorFlow's own start-up lines are in tensorflow.log).
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from training.cli_args import positive
 from training.config import DEFAULT_DATA, RECIPES, RunOptions
 from training.data import DataError, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
-from training.run_folder import make_run_dir, pin_run_options, record_run_options, run_logger
+from training.run_folder import (
+    is_finished,
+    make_run_dir,
+    pin_run_options,
+    record_run_options,
+    run_logger,
+)
 from training.tf_startup import import_tensorflow
 
 
-def positive(
-    kind: type, zero: bool = False, below: int | None = None
-) -> Callable[[str], int | float]:
-    """An argparse type for a finite number above zero (or from zero, and under `below`): 0 or
-    -3 epochs would "finish" untrained, and nan or inf ones failed deep in TensorFlow with a
-    traceback."""
-
-    def parse(text: str):
-        value = kind(text)
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(
-                f"must be {'0 or more' if zero else 'above 0'}, got {text}"
-            )
-        if below is not None and value >= below:
-            raise argparse.ArgumentTypeError(f"must be below {below}, got {text}")
-        return value
-
-    parse.__name__ = f"{'non-negative' if zero else 'positive'} {kind.__name__}"
-    return parse
-
-
-def parse_args(argv: list[str] | None = None) -> RunOptions:
-    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
+def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags that pick what is trained; bench.train takes the same ones, checked the same."""
     ap.add_argument(
         "--data",
         default=DEFAULT_DATA,
         help="image-folder tree or .tar(.gz) of one, the CIFAR-10 python archive, or 'keras'",
     )
-    ap.add_argument("--run-dir", default="runs/default", help="output folder; re-use it to resume")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
     ap.add_argument(
         "--epochs", type=positive(float), help="override the recipe's epochs (fractions allowed)"
     )
-    ap.add_argument("--batch-size", type=positive(int))
     ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     # below 2**31: the step's seed is a tf.int32 (trainer.py)
     ap.add_argument("--seed", type=positive(int, zero=True, below=2**31), default=0)
+
+
+def parse_args(argv: list[str] | None = None) -> RunOptions:
+    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
+    add_recipe_arguments(ap)
+    ap.add_argument("--run-dir", default="runs/default", help="output folder; re-use it to resume")
+    ap.add_argument("--batch-size", type=positive(int))
     ap.add_argument("--train-subset", type=positive(int), help="use only this many training images")
     ap.add_argument("--test-subset", type=positive(int), help="use only this many test images")
     ap.add_argument(
@@ -104,7 +93,7 @@ def train(opts: RunOptions) -> Path:
     run_dir = make_run_dir(opts.run_dir)
     log = run_logger(run_dir)
     pinned = pin_run_options(run_dir, opts)
-    if (run_dir / "meta.json").exists() and (run_dir / "final.weights.h5").exists():
+    if is_finished(run_dir):
         log(f"{run_dir} already holds a finished run; pick a new --run-dir to train again")
         return run_dir
     started = time.time()

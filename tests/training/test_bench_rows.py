@@ -85,6 +85,7 @@ def test_a_finished_run_folder_is_refused_before_any_measuring(tmp_path, monkeyp
 
     monkeypatch.setattr("bench.train.measure_ceiling", lambda: pytest.fail("measured"))
     (tmp_path / "meta.json").write_text("{}")
+    (tmp_path / "final.weights.h5").write_bytes(b"")
     with pytest.raises(SystemExit, match="finished run"):
         main(["--run-dir", str(tmp_path), "--no-record"])
 

@@ -411,13 +411,6 @@ def test_export_names_a_missing_run_folder_and_a_base_path_that_is_a_file(tmp_pa
     assert "is a file, not a folder of versions" in capsys.readouterr().err
 
 
-def test_the_evaluate_headlines_are_the_tta_levels():
-    from training.evaluate import HEADLINES
-    from training.inference import TTA_NAMES
-
-    assert tuple(TTA_NAMES.values()) == HEADLINES
-
-
 def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path, monkeypatch):
     """--test-subset picks by the run's seed; evaluate used seed 0 whatever the run's was, so
     its figures disagreed with meta.json's. Unasked, it also takes the run's own data and

@@ -1,0 +1,28 @@
+"""argparse types shared by the command-line tools (training, evaluation, export, bench)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def positive(
+    kind: type, zero: bool = False, below: int | None = None
+) -> Callable[[str], int | float]:
+    """An argparse type for a finite number above zero (or from zero, and under `below`): 0 or
+    -3 epochs would "finish" untrained, and nan or inf ones failed deep in TensorFlow with a
+    traceback."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(
+                f"must be {'0 or more' if zero else 'above 0'}, got {text}"
+            )
+        if below is not None and value >= below:
+            raise argparse.ArgumentTypeError(f"must be below {below}, got {text}")
+        return value
+
+    parse.__name__ = f"{'non-negative' if zero else 'positive'} {kind.__name__}"
+    return parse
