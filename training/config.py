@@ -1,4 +1,7 @@
-"""Every training hyper-parameter, in one place, as named recipes.
+"""Every training hyper-parameter that a recipe varies, in one place, as named recipes. The
+network's fixed constants (BatchNorm momentum and epsilon, logit scale, the whitening layer's
+size and epsilon) stay with the layers in training.models: meta.json does not record them, so
+serving rebuilds a run's model from those defaults.
 
 `fast` follows airbench94 (Keller Jordan): patch-whitened 3-group net, Nesterov SGD on a summed
 label-smoothed loss with a triangular LR schedule, lookahead-EMA of weights, flip + translate
