@@ -106,7 +106,9 @@ def _drain_unread_body() -> None:
 
 def _model_server_message(exc: ModelServerError) -> str:
     if isinstance(exc, ModelServerUnavailable):
-        return f"The model server is unavailable ({exc}). Please try again in a moment."
+        # exc says what happened to "the model server" ("... cannot be reached"): one sentence.
+        text = str(exc)
+        return f"{text[:1].upper()}{text[1:]}. Please try again in a moment."
     if isinstance(exc, ModelNotFound):
         return str(exc)
     return f"The model server refused the request: {exc}"

@@ -101,9 +101,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(_too_many_pixels(max_pixels)) from exc
     except UnidentifiedImageError as exc:
-        raise UnsupportedImage(
-            "this file is not an image we can read (use JPEG, PNG, GIF, BMP, WebP or TIFF)"
-        ) from exc
+        raise UnsupportedImage(_unreadable_message(data)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError("the image file is corrupt") from exc
     width, height = image.size
@@ -112,6 +110,30 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     if width < 1 or height < 1:
         raise ImageError("the image has no pixels")
     return image
+
+
+# Image formats people often have that Pillow does not read here, by their first bytes: an
+# iPhone photo is HEIC unless set to "Most Compatible", and a file picker offers SVG as an image.
+_ISO_MEDIA_BRANDS = {
+    b"heic": "a HEIC photo", b"heix": "a HEIC photo", b"hevc": "a HEIC photo",
+    b"heim": "a HEIC photo", b"heis": "a HEIC photo", b"mif1": "a HEIF image",
+    b"msf1": "a HEIF image", b"avif": "an AVIF image", b"avis": "an AVIF image",
+}  # fmt: skip
+READABLE = "JPEG, PNG, GIF, BMP, WebP or TIFF"
+
+
+def _unreadable_message(data: bytes) -> str:
+    """Names the format when it is a known one that cannot be read, so the fix is plain."""
+    head = data[:512].lstrip()
+    if data[4:8] == b"ftyp" and data[8:12] in _ISO_MEDIA_BRANDS:
+        kind = _ISO_MEDIA_BRANDS[data[8:12]]
+    elif head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):
+        kind = "an SVG drawing"
+    elif head.startswith(b"%PDF"):
+        kind = "a PDF document"
+    else:
+        return f"this file is not an image we can read (use {READABLE})"
+    return f"this is {kind}, which cannot be read here: save it as JPEG or PNG and try again"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -131,5 +131,5 @@ def _error_from_response(response: requests.Response) -> ModelServerError:
     if response.status_code == 404 or any(h in message for h in _NOT_FOUND_HINTS):
         return ModelNotFound(message)
     if response.status_code in (503, 504):
-        return ModelServerUnavailable(message)
+        return ModelServerUnavailable(f"the model server is unavailable ({message})")
     return ModelServerError(message)

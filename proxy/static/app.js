@@ -110,6 +110,9 @@ function renderClassCloud(classes) {
 async function watchModel() {
   clearTimeout(state.modelTimer);
   const ok = await refreshModel();
+  // Again here: an early check may have set a timer while this poll's request was in flight,
+  // and two timers would poll twice as often from then on.
+  clearTimeout(state.modelTimer);
   state.modelTimer = setTimeout(watchModel, ok ? 30000 : 5000);
 }
 
@@ -171,8 +174,14 @@ function showResult(card, result, body) {
   card.querySelector(".card-error").hidden = true;
   card.querySelector(".card-retry").hidden = true;
   const bars = card.querySelector(".bars");
-  const rows = result.top.map((entry) => barRow(entry));
-  bars.replaceChildren(...rows);
+  // The rows of the card's last answer (the live camera card's, twice a second) move to the new
+  // values; rebuilt, the bars grew from zero at every answer and never reached them.
+  let rows = [...bars.children];
+  if (rows.length !== result.top.length) {
+    rows = result.top.map(() => barRow());
+    bars.replaceChildren(...rows);
+  }
+  rows.forEach((row, i) => fillRow(row, result.top[i]));
   requestAnimationFrame(() => requestAnimationFrame(() => {
     rows.forEach((row, i) => {
       row.querySelector(".bar-fill").style.width = `${(result.top[i].probability * 100).toFixed(1)}%`;
@@ -184,27 +193,32 @@ function showResult(card, result, body) {
   return { ok: true, label: best.label, text: `${result.filename}: ${best.label}, ${percent(best.probability)}` };
 }
 
-function barRow(entry) {
+// An empty row (its bar at zero); fillRow writes a class into it.
+function barRow() {
   const row = document.createElement("li");
   row.className = "bar-row";
   const label = document.createElement("span");
   label.className = "bar-label";
-  label.textContent = entry.label;
   const value = document.createElement("span");
   value.className = "bar-value";
-  value.textContent = percent(entry.probability);
   const track = document.createElement("span");
   track.className = "bar-track";
   track.setAttribute("role", "meter");
-  track.setAttribute("aria-label", `${entry.label} probability`);
   track.setAttribute("aria-valuemin", "0");
   track.setAttribute("aria-valuemax", "100");
-  track.setAttribute("aria-valuenow", (entry.probability * 100).toFixed(1));
   const fill = document.createElement("span");
   fill.className = "bar-fill";
   track.append(fill);
   row.append(label, value, track);
   return row;
+}
+
+function fillRow(row, entry) {
+  row.querySelector(".bar-label").textContent = entry.label;
+  row.querySelector(".bar-value").textContent = percent(entry.probability);
+  const track = row.querySelector(".bar-track");
+  track.setAttribute("aria-label", `${entry.label} probability`);
+  track.setAttribute("aria-valuenow", (entry.probability * 100).toFixed(1));
 }
 
 // `retry`: for a failure of the server, not of the file, a button that sends the image again.
@@ -214,7 +228,8 @@ function showError(card, message, retry = null) {
   const name = card.querySelector(".card-name").textContent;
   // The proxy names the file in its errors (a batch must say which image failed); the card
   // already shows the name above the message.
-  const text = message.startsWith(`${name}: `) ? message.slice(name.length + 2) : message;
+  const bare = message.startsWith(`${name}: `) ? message.slice(name.length + 2) : message;
+  const text = bare.charAt(0).toUpperCase() + bare.slice(1); // the proxy's start in lower case
   const error = card.querySelector(".card-error");
   error.textContent = text;
   error.hidden = false;
@@ -465,7 +480,8 @@ function clearResults() {
   }
   if (!ui.grid.childElementCount) {
     ui.empty.hidden = false;
-    ui.clear.disabled = true;
+    ui.clear.disabled = true; // a disabled button drops the focus: the next input takes it
+    ui.dropzone.focus();
   }
   state.latencies = [];
   ui.stats.textContent = "";
@@ -607,6 +623,7 @@ function wireCamera() {
 // ---------- start ----------
 
 $("limit-mib").textContent = mebibytes(settings.maxUploadBytes);
+if (/Mac|iPhone|iPad/.test(navigator.platform)) $("paste-key").textContent = "⌘";
 wireInputs();
 wireCamera();
 watchModel();

@@ -160,10 +160,13 @@ def test_bad_file_shows_a_readable_error(open_page, browser, tmp_path) -> None:
     page.set_input_files("#file-input", str(fake))
     error = page.locator(".card .card-error")
     expect(error).to_be_visible()
-    expect(error).to_contain_text("not an image")
+    # A sentence, capitalised as the page's own messages are (the proxy's start in lower case).
+    expect(error).to_have_text(re.compile(r"^This file is not an image"))
     # The card's title names the file; its message (once said twice) and announcement once.
     expect(error).not_to_contain_text("notes.jpg")
-    expect(page.locator("#announcer")).to_have_text(re.compile(r"^notes\.jpg: this file is not"))
+    expect(page.locator("#announcer")).to_have_text(re.compile(r"^notes\.jpg: This file is not"))
+    # "What the model sees" is not shown for a file the model never saw.
+    expect(page.locator(".card .card-thumb")).to_have_css("visibility", "hidden")
     expect(page.locator(".card .card-retry")).to_be_hidden()  # the file is at fault: no retry
     # The only console line allowed is Chromium's own note about the 415 response.
     assert all("415" in line for line in page.console_errors), page.console_errors
@@ -180,8 +183,15 @@ def test_camera_capture_and_continuous_mode(open_page, browser) -> None:
     live = page.locator(".card.live")
     expect(live).to_have_count(1)
     assert_top3(live)
+    # Each answer moves the same bars to its values: rebuilt, they regrew from zero twice a
+    # second and flickered without reaching them.
+    live.locator(".bar-row").first.evaluate("row => { row.dataset.seen = 'yes'; }")
     first = live.locator(".card-image").get_attribute("src")
     expect(live.locator(".card-image")).not_to_have_attribute("src", first)
+    second = live.locator(".card-image").get_attribute("src")
+    expect(live.locator(".card-image")).not_to_have_attribute("src", second)
+    assert_top3(live)
+    expect(live.locator(".bar-row").first).to_have_attribute("data-seen", "yes")
     page.click("label.switch")
     expect(page.locator("#live-toggle")).not_to_be_checked()
     page.click("#camera-button")
@@ -230,7 +240,7 @@ def test_a_large_batch_is_announced_as_a_count(open_page, browser, photos) -> No
     page.set_input_files("#file-input", files)
     expect(page.locator(".card:not(.loading)")).to_have_count(6)
     expect(page.locator("#announcer")).to_have_text(
-        re.compile(r"^6 images: 5 classified, 1 failed; junk\.jpg: this file is not an image")
+        re.compile(r"^6 images: 5 classified, 1 failed; junk\.jpg: This file is not an image")
     )
 
 
@@ -260,11 +270,13 @@ def test_clear_cancels_the_requests_still_in_flight(open_page, browser, photos) 
     expect(page.locator(".card")).to_have_count(0)
     expect(page.locator("#announcer")).to_have_text("Results cleared.")
     expect(page.locator("#stats")).to_have_text("")
+    # Clear disables itself; the focus goes on to the drop zone, not back to the page's start.
+    expect(page.locator("#dropzone")).to_be_focused()
 
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(503, "The model server is unavailable"), (404, "no version of cifar10 is available")],
+    [(503, "The model server is unavailable"), (404, "No version of cifar10 is available")],
 )
 def test_an_image_that_failed_on_the_server_can_be_sent_again(
     open_page, browser, photos, status, error
@@ -381,6 +393,15 @@ def test_keyboard_reaches_the_controls(open_page, browser) -> None:
         page.keyboard.press("Tab")
         reached.append(page.evaluate("document.activeElement.id"))
     assert reached == ["", "dropzone", "pick-button", "camera-button"]  # "" = skip link
+
+
+def test_the_model_info_link_leaves_the_results_where_they_are(open_page, browser) -> None:
+    """It opened the JSON in the page's own tab, and going back had lost the results."""
+    page = open_page(browser, DESKTOP)
+    with page.context.expect_page() as opened:
+        page.click("text=Model info (JSON)")
+    assert opened.value.url.endswith("/api/model")
+    assert page.url.endswith("/")
 
 
 def test_drop_zone_opens_the_file_picker_from_the_keyboard(open_page, browser) -> None:

@@ -82,7 +82,9 @@ def test_model_server_down_is_a_clear_503(offline_client) -> None:
         content_type="multipart/form-data",
     )
     assert response.status_code == 503
-    assert "model server is unavailable" in response.get_json()["error"].lower()
+    assert response.get_json()["error"] == (
+        "The model server cannot be reached. Please try again in a moment."
+    )
     assert offline_client.get("/readyz").status_code == 503
     assert offline_client.get("/api/model").status_code == 503
     assert offline_client.get("/healthz").status_code == 200

@@ -275,6 +275,23 @@ def test_non_images_and_unaccepted_formats_are_unsupported(data: bytes) -> None:
         to_pixels(data, LIMIT)
 
 
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "a HEIC photo"),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1" + bytes(64), "an AVIF image"),
+        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "an SVG drawing"),
+        (b"%PDF-1.7\n...", "a PDF document"),
+    ],
+    ids=["heic", "avif", "svg", "pdf"],
+)
+def test_a_known_format_that_cannot_be_read_is_named(data: bytes, named: str) -> None:
+    """A picker offers these as images (an iPhone photo is HEIC): "not an image we can read"
+    left the user guessing what to change."""
+    with pytest.raises(UnsupportedImage, match=f"this is {named}, .* save it as JPEG or PNG"):
+        to_pixels(data, LIMIT)
+
+
 def test_empty_and_truncated_files_are_bad_requests() -> None:
     with pytest.raises(ImageError, match="empty") as empty:
         to_pixels(b"", LIMIT)
