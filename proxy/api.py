@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from proxy.client import (
     ModelNotFound,
     ModelServerError,
+    ModelServerUnavailable,
     ModelTarget,
     Prediction,
     class_names_in_index_order,
@@ -43,6 +44,13 @@ def predict() -> Response:
     try:
         prediction = svc.client.predict(pixels, target)
     except ModelNotFound as exc:  # the server's words name its internals; say what to do
+        if not (request.args.get("version") or request.args.get("label")):
+            # Nothing asked for, nothing served (every version unloaded, or the first still
+            # loading): the service's fault, not the client's, as /readyz says too.
+            raise ModelServerUnavailable(
+                f"the model server has no version of {target.describe()} to serve "
+                f"(it says: {exc}); GET /api/model shows what is loading"
+            ) from exc
         raise ModelNotFound(
             f"{target.describe()} is not being served (the model server says: {exc}); "
             "GET /api/model lists the versions and labels that are"

@@ -97,6 +97,37 @@ def test_new_version_is_picked_up_without_restart(server, add_model_version) -> 
     assert [a for a in answers if a[1] != 200] == []
 
 
+def test_no_version_served_is_a_503_for_a_plain_request(server) -> None:
+    """Every version folder gone (a rollback that removed too much): the model server unloads
+    them all. A request that named no version is the service's failure, a 503 that says when
+    to try again, as /readyz says; it was a 404, a client error to alerting. A version the
+    client named stays a 404."""
+    clients = proxies(server)
+    parked = server.base_path.parent / "parked"
+    (server.base_path / "1").rename(parked)
+    for protocol, client in clients.items():
+        eventually(lambda c=client: predict(c)[0] != 200)
+        response = client.post(
+            "/api/predict",
+            data={"file": (io.BytesIO(photo_like(3)), "a.jpg")},
+            content_type="multipart/form-data",
+        )
+        body = response.get_json()
+        assert response.status_code == 503, (protocol, body)
+        assert body["kind"] == "model_unavailable" and response.headers["Retry-After"] == "2"
+        assert body["error"].startswith("The model server has no version of model 'cifar10'")
+        assert client.get("/readyz").status_code == 503
+        named = client.post(
+            "/api/predict?version=1",
+            data={"file": (io.BytesIO(photo_like(3)), "a.jpg")},
+            content_type="multipart/form-data",
+        )
+        assert named.status_code == 404 and named.get_json()["kind"] == "not_found"
+    parked.rename(server.base_path / "1")
+    for client in clients.values():
+        eventually(lambda c=client: predict(c)[0] == 200)
+
+
 def test_hanging_model_server_times_out_as_503() -> None:
     """A port that accepts connections and never answers (a real socket, nothing mocked)."""
     port = free_port()
