@@ -47,4 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Past the stop's grace, requests still running are abandoned (ModelServer.stop): the
+    # interpreter's exit would otherwise join their threads and keep the process, and every
+    # connection made to it meanwhile, waiting for them.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -8,12 +8,15 @@ handler class only moves bytes, so HTTP plumbing and API behaviour stay separate
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import socket
+import threading
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
@@ -262,6 +265,12 @@ class _Handler(BaseHTTPRequestHandler):
     max_body_bytes: int
 
     def _serve(self) -> None:
+        with self.server.serving():
+            self._serve_one()
+        if self.server.stopping:  # a keep-alive client must come back elsewhere, not here
+            self.close_connection = True
+
+    def _serve_one(self) -> None:
         try:
             body = self._read_body()
         except _BodyTooLarge as error:
@@ -348,6 +357,8 @@ class _Handler(BaseHTTPRequestHandler):
             if name != "Connection":
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
+        if self.server.stopping:
+            self.close_connection = True
         if self.close_connection:  # say so, or a keep-alive client reuses a dead connection
             self.send_header("Connection", "close")
         if self.command != "HEAD":
@@ -368,8 +379,37 @@ class _BodyTooLarge(Exception):
 
 
 class _Server(ThreadingHTTPServer):
+    """Counts the requests it is answering, so that a stop can let them finish (`drain`)."""
+
     daemon_threads = True
     request_queue_size = 256
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stopping = False
+        self._answering = 0
+        self._idle = threading.Condition()
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._idle:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._answering -= 1
+                self._idle.notify_all()
+
+    def close(self, grace_s: float) -> bool:
+        """Stops accepting (a new connection is refused, not left waiting in the backlog), then
+        gives the requests being answered up to `grace_s`; whether they all finished. A
+        keep-alive connection is closed after its answer."""
+        self.stopping = True
+        self.shutdown()
+        self.server_close()
+        with self._idle:
+            return self._idle.wait_for(lambda: self._answering == 0, grace_s)
 
 
 def start_rest_server(host: str, port: int, api: RestApi, max_body_bytes: int) -> _Server:

@@ -39,7 +39,8 @@ from modelserver.status import ServingError, from_exception
 from modelserver.versions import ManagerOptions, VersionManager
 
 log = logging.getLogger(__name__)
-GRPC_STOP_GRACE_S = 2.0  # in-flight gRPC calls get this long at shutdown
+STOP_GRACE_S = 2.0  # requests being answered at a stop get this long, over gRPC and REST
+SIGNAL_CHECK_S = 0.2  # the longest a SIGTERM waits to be handled (ModelServer.wait)
 
 
 def configure_tensorflow(options: ServerOptions) -> None:
@@ -176,22 +177,32 @@ class ModelServer:
                 log.error("Config file reload failed: %s", error.message)
 
     def wait(self) -> None:
-        self._stopped.wait()
+        """Until stop(), in short waits: CPython runs a signal's Python handler on the main
+        thread only, when it next runs Python code, and the kernel may deliver SIGTERM to any
+        of the process's threads. One long wait here slept through it: under load about one
+        SIGTERM in three never stopped the server."""
+        while not self._stopped.wait(SIGNAL_CHECK_S):
+            pass
 
     def stop(self) -> None:
-        """Stops accepting requests, lets in-flight ones finish briefly, unloads."""
+        """Stops accepting requests, lets in-flight ones finish briefly, unloads. Work still
+        running after the grace is abandoned: `python -m modelserver` then exits without
+        waiting for it (tensorflow_model_server, which has no SIGTERM handler, is killed)."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        log.info("Shutting down: REST and gRPC stop (gRPC grace %g s), then the models unload",
-                 GRPC_STOP_GRACE_S)  # fmt: skip
+        log.info("Shutting down: no new requests; those being answered get %g s; then the "
+                 "models unload", STOP_GRACE_S)  # fmt: skip
         self._close_ports()
         self.manager.stop()
 
     def _close_ports(self) -> None:
+        """Both listeners close at once (new connections are refused); the requests being
+        answered on either API share one grace period."""
         if self._health is not None:  # as grpc::Server::Shutdown does: NOT_SERVING first
             self._health.enter_graceful_shutdown()
-        if self._rest is not None:
-            self._rest.shutdown()
-        if self._grpc is not None:
-            self._grpc.stop(grace=GRPC_STOP_GRACE_S).wait()
+        grpc_stopped = self._grpc.stop(grace=STOP_GRACE_S) if self._grpc is not None else None
+        if self._rest is not None and not self._rest.close(STOP_GRACE_S):
+            log.warning("REST requests still running after %g s are abandoned", STOP_GRACE_S)
+        if grpc_stopped is not None:
+            grpc_stopped.wait()

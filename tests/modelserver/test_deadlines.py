@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
-from modelserver_harness import metric, monitoring_flag, running_server
+from modelserver_harness import ServerProcess, metric, monitoring_flag, running_server
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow.python.eager import cancellation  # noqa: E402
@@ -171,3 +171,71 @@ def test_a_deadline_already_past_runs_nothing():
     with pytest.raises(ServingError) as caught, deadlines.enforced(deadlines.after(0)):
         ran.append(True)
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and ran == []
+
+
+def test_a_stop_lets_short_requests_finish_refuses_new_ones_and_does_not_wait_out_long_ones(
+    tmp_path, spin_base
+):
+    """SIGTERM with a 1.5 s and a 30 s request being answered over REST and a 30 s one over
+    gRPC. The short one finishes within the 2 s grace; a new connection is refused, not left
+    hanging in the backlog; the long ones are dropped at the grace and the process exits then,
+    not when they would have finished (REST's were cut off at exit while answering, new
+    connections hung, and gRPC's kept the process 20 s and more)."""
+    # Four inter-op threads: all three spins run at once (with TensorFlow's two on this 2-core
+    # machine, the short one could wait behind the long ones and never start).
+    args = [
+        f"--model_name={SPIN}", f"--model_base_path={spin_base}",
+        "--tensorflow_inter_op_parallelism=4",
+    ]  # fmt: skip
+    server = ServerProcess(args, tmp_path / "modelserver.log").wait_ready(SPIN)
+    answers: dict[str, object] = {}
+
+    def call(name: str, send) -> None:
+        try:
+            answers[name] = send()
+        except (requests.RequestException, grpc.RpcError) as error:
+            answers[name] = error
+
+    stub = server.prediction_stub()
+    sends = {
+        "short": lambda: rest_spin(server, 1.5),
+        "long": lambda: rest_spin(server, 30),
+        "grpc": lambda: stub.Predict(spin_request(30), timeout=60),
+    }
+    threads = [threading.Thread(target=call, args=item) for item in sends.items()]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(0.8)  # all three are being answered
+        stopped = time.monotonic()
+        server.proc.terminate()
+        assert refuses_connections(server.rest, within=1.5)  # while the short one runs
+        assert server.wait_exit(timeout=60) == 0
+        exited = time.monotonic() - stopped
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        server.stop()
+    assert isinstance(answers["short"], requests.Response), answers["short"]
+    assert answers["short"].json() == {"predictions": [pytest.approx(1.5)]}
+    assert isinstance(answers["long"], requests.ConnectionError), answers["long"]
+    assert isinstance(answers["grpc"], grpc.RpcError), answers["grpc"]
+    assert answers["grpc"].code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    assert exited < 15, f"the process exited {exited:.1f} s after SIGTERM"
+    assert "REST requests still running after 2 s are abandoned" in server.log()
+
+
+def refuses_connections(url: str, within: float) -> bool:
+    """Whether a new connection is refused within `within` seconds (the listener closes once
+    the REST loop has seen the stop, up to half a second)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=0.3)
+        except requests.ConnectionError as error:
+            if "refused" in str(error):
+                return True
+        except requests.Timeout:
+            pass  # accepted into the backlog and left waiting: try again
+        time.sleep(0.05)
+    return False
