@@ -89,6 +89,11 @@ def kernel_message(message: str) -> str:
     return re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", message).strip()
 
 
+# tf.saved_model.load's advice when the variables file is missing, which is about distributed
+# devices; here the file is missing because the version folder is incomplete.
+_IO_DEVICE_HINT = "You may be trying to load on a different device"
+
+
 def from_exception(error: BaseException) -> ServingError:
     """Maps TensorFlow / Python failures (model load, graph run) to a status."""
     if isinstance(error, ServingError):
@@ -98,7 +103,7 @@ def from_exception(error: BaseException) -> ServingError:
         message = kernel_message(getattr(error, "message", str(error)))
         return ServingError(code_from_number(error_code), message)
     if isinstance(error, FileNotFoundError):
-        return ServingError(grpc.StatusCode.NOT_FOUND, str(error))
+        return ServingError(grpc.StatusCode.NOT_FOUND, str(error).split(_IO_DEVICE_HINT)[0].strip())
     if type(error).__name__ == "DecodeError":  # google.protobuf.message.DecodeError
         return ServingError(grpc.StatusCode.DATA_LOSS, f"Can't parse SavedModel: {error}")
     if isinstance(error, (ValueError, TypeError)):

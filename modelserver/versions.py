@@ -169,7 +169,8 @@ class VersionManager:
         new_names = []
         wanted = {model.name: model for model in config_list.config}
         for name, model in self._models.items():
-            if name not in wanted:
+            # An empty base path marks a model already removed (its statuses stay listed).
+            if name not in wanted and model.config.base_path:
                 log.info("Model %s removed from the config: unloading all its versions", name)
                 model.config = model_server_config_pb2.ModelConfig(name=name, base_path="")
                 self._track_aspired(name, model.aspired, set(), model.failed)

@@ -160,6 +160,10 @@ def test_broken_versions_are_reported_and_the_old_one_keeps_serving(
         assert by_version[version]["state"] == "END"
         assert by_version[version]["status"]["error_code"] != "OK"
         assert by_version[version]["status"]["error_message"]
+    # The missing variables are named without tf.saved_model's advice about distributed
+    # devices, which sent operators the wrong way.
+    assert "variables" in by_version[3]["status"]["error_message"]
+    assert "device" not in by_version[3]["status"]["error_message"]
     assert by_version[4]["status"] == {"error_code": "OK", "error_message": ""}
     log = server.log()
     assert "Retrying load of {name: cifar10 version: 2}" in log
@@ -216,6 +220,9 @@ def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_
     with pytest.raises(grpc.RpcError) as caught:
         stub.Predict(pixels_request(IMAGES), timeout=30)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    # A later reload says nothing more of cifar10: it was logged as removed at every one.
+    _reload(server, model_config_entry(other, "all {}", name="other"))
+    assert server.log().count(f"Model {MODEL} removed from the config") == 1
 
 
 def test_config_file_poll_applies_changes_without_restart(start_server, tmp_path, tiny_model_base,
