@@ -37,12 +37,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.soak_load import MULTIPART, multipart
 from scripts import serve
 from scripts.serve import free_port
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
-BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
 TARGETS = {"p50_ms": 15.0, "p99_ms": 40.0, "rss_mb": 150.0, "startup_s": 1.0, "speedup": 3.0}
 
 
@@ -77,14 +77,6 @@ def test_jpeg(size: tuple[int, int] = (640, 480)) -> bytes:
     return buffer.getvalue()
 
 
-def multipart(field: str, filename: str, data: bytes) -> bytes:
-    head = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"; '
-        f'filename="{filename}"\r\nContent-Type: image/jpeg\r\n\r\n'
-    ).encode()
-    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
 # ---------- start-up ----------
 
 
@@ -113,7 +105,7 @@ def startup_cost(code: str, runs: int = 3) -> tuple[float, float]:
 
 def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[int, float]:
     started = time.perf_counter()
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    headers = {"Content-Type": MULTIPART}
     conn.request("POST", path, body=body, headers=headers)
     response = conn.getresponse()
     response.read()
@@ -165,7 +157,7 @@ def throughput(
 
 
 def measure(name: str, port: int, path: str, args, pids: list[int]) -> LoadResult:
-    body = multipart("file", "photo.jpg", test_jpeg())
+    body = multipart([("photo.jpg", test_jpeg())])
     latency(port, path, body, args.warmup)
     samples = np.array(latency(port, path, body, args.requests)) * 1000
     rps, errors = throughput(port, path, body, args.throughput_requests, args.concurrency)
