@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         result = export_run(
             args.run_dir,
             args.base_path,
-            args.version,
-            args.keep,
-            args.tta,
-            args.tflite,
-            args.data,
-            args.skip_if_published,
+            version=args.version,
+            keep=args.keep,
+            tta=args.tta,
+            tflite=args.tflite,
+            data=args.data,
+            skip_if_published=args.skip_if_published,
         )
     except (VersionExistsError, DataError, OSError, ValueError) as err:
         print(f"export: {err}", file=sys.stderr)

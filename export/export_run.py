@@ -113,6 +113,7 @@ def accuracy_drop_warning(result: ExportResult) -> str | None:
 def export_run(
     run_dir: str | Path,
     base_path: str | Path,
+    *,
     version: int | None = None,
     keep: int | None = None,
     tta: str = "auto",
