@@ -6,6 +6,9 @@ import logging
 import os
 import signal
 import sys
+import threading
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     from modelserver.config import parse_flags
 
     options = parse_flags(argv)  # before TensorFlow loads: --help and flag errors come at once
+    # Before any other thread exists (TensorFlow's and gRPC's come with the imports below), so
+    # that every thread inherits the block and only the "signals" thread takes them. A Python
+    # handler runs on the main thread only, when it next runs Python code: a SIGTERM that the
+    # kernel gave another thread went unhandled while the main thread slept, for good (about
+    # one stop in three under load); and a handler that stops the server must not take the
+    # locks of the code it interrupted.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
     from modelserver.server import ModelServer, configure_tensorflow
     from modelserver.status import ServingError
@@ -34,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         server = ModelServer(options)
-        signal.signal(signal.SIGTERM, lambda *_: server.stop())
-        signal.signal(signal.SIGINT, lambda *_: server.stop())
+        signals = threading.Thread(target=_stop_on_signal, args=(server,), name="signals")
+        signals.daemon = True  # it waits for a signal that may never come
+        signals.start()
         server.start()
     except ServingError as error:
         logging.getLogger("modelserver").error("%s: %s", error.code.name, error.message)
@@ -44,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     server.wait()
     return 0
+
+
+def _stop_on_signal(server) -> None:
+    signal.sigwait(STOP_SIGNALS)
+    server.stop()
 
 
 if __name__ == "__main__":

@@ -402,9 +402,10 @@ class _Server(ThreadingHTTPServer):
                 self._idle.notify_all()
 
     def close(self, grace_s: float) -> bool:
-        """Stops accepting (a new connection is refused, not left waiting in the backlog), then
-        gives the requests being answered up to `grace_s`; whether they all finished. A
-        keep-alive connection is closed after its answer."""
+        """Stops accepting, then gives the requests being answered up to `grace_s`; whether they
+        all finished. New connections are refused once the serving loop has seen the stop (it
+        looks twice a second; one accepted just before is reset when the process exits).
+        A keep-alive connection is closed after its next answer."""
         self.stopping = True
         self.shutdown()
         self.server_close()

@@ -40,7 +40,6 @@ from modelserver.versions import ManagerOptions, VersionManager
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 2.0  # requests being answered at a stop get this long, over gRPC and REST
-SIGNAL_CHECK_S = 0.2  # the longest a SIGTERM waits to be handled (ModelServer.wait)
 
 
 def configure_tensorflow(options: ServerOptions) -> None:
@@ -72,6 +71,8 @@ class ModelServer:
         self._health = health_servicer() if options.enable_grpc_healthcheck_service else None
         self._rest = None
         self._stopped = threading.Event()
+        self._finished = threading.Event()  # stop() has closed the ports and unloaded
+        self._closing = threading.Lock()
 
     def _load_servable(self, name: str, version: int, path: Path) -> Servable:
         """Load, warm up (assets.extra/tf_serving_warmup_requests), attach the batcher."""
@@ -177,12 +178,8 @@ class ModelServer:
                 log.error("Config file reload failed: %s", error.message)
 
     def wait(self) -> None:
-        """Until stop(), in short waits: CPython runs a signal's Python handler on the main
-        thread only, when it next runs Python code, and the kernel may deliver SIGTERM to any
-        of the process's threads. One long wait here slept through it: under load about one
-        SIGTERM in three never stopped the server."""
-        while not self._stopped.wait(SIGNAL_CHECK_S):
-            pass
+        """Until a stop() has finished (it may run on another thread: __main__'s signals)."""
+        self._finished.wait()
 
     def stop(self) -> None:
         """Stops accepting requests, lets in-flight ones finish briefly, unloads. Work still
@@ -195,10 +192,16 @@ class ModelServer:
                  "models unload", STOP_GRACE_S)  # fmt: skip
         self._close_ports()
         self.manager.stop()
+        self._finished.set()
 
     def _close_ports(self) -> None:
         """Both listeners close at once (new connections are refused); the requests being
-        answered on either API share one grace period."""
+        answered on either API share one grace period. A stop on another thread and start()'s
+        own check may both get here: one at a time."""
+        with self._closing:
+            self._close_ports_once()
+
+    def _close_ports_once(self) -> None:
         if self._health is not None:  # as grpc::Server::Shutdown does: NOT_SERVING first
             self._health.enter_graceful_shutdown()
         grpc_stopped = self._grpc.stop(grace=STOP_GRACE_S) if self._grpc is not None else None

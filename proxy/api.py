@@ -44,11 +44,13 @@ def predict() -> Response:
     try:
         prediction = svc.client.predict(pixels, target)
     except ModelNotFound as exc:  # the server's words name its internals; say what to do
-        if not (request.args.get("version") or request.args.get("label")):
-            # Nothing asked for, nothing served (every version unloaded, or the first still
-            # loading): the service's fault, not the client's, as /readyz says too.
+        if target.version is None and not target.label:
+            # The latest version, asked for by no one in particular, and none is served (every
+            # folder rolled back, or the first still loading): the service's fault, not the
+            # client's, as /readyz says too. A default version or label that the server does
+            # not define (MODEL_VERSION, MODEL_LABEL) stays a 404: retrying will not help.
             raise ModelServerUnavailable(
-                f"the model server has no version of {target.describe()} to serve "
+                f"the model server has no version of model {target.name!r} to serve "
                 f"(it says: {exc}); GET /api/model shows what is loading"
             ) from exc
         raise ModelNotFound(

@@ -219,12 +219,16 @@ def test_a_default_label_is_what_readiness_and_the_model_info_describe(
     ],
 )
 def test_a_default_the_server_does_not_serve_is_reported_not_fatal(
-    two_version_server, protocol, default: dict, fragment: str
+    two_version_server, protocol, sample_jpegs, default: dict, fragment: str
 ) -> None:
     """Every plain request of such a proxy fails (404), but requests naming a version or a
     label still work, and every replica shares the setting: readiness stays (it would empty
     the Service) and says why; /api/model still lists what is served instead of failing."""
     client = create_app(proxy_config(two_version_server, protocol, **default)).test_client()
+    plain = post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]})
+    assert plain.status_code == 404 and plain.get_json()["kind"] == "not_found"  # no Retry-After
+    named = post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]}, "?version=1")
+    assert named.get_json()["model"]["version"] == 1
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["default_version"] is None

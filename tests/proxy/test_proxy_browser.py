@@ -165,8 +165,6 @@ def test_bad_file_shows_a_readable_error(open_page, browser, tmp_path) -> None:
     # The card's title names the file; its message (once said twice) and announcement once.
     expect(error).not_to_contain_text("notes.jpg")
     expect(page.locator("#announcer")).to_have_text(re.compile(r"^notes\.jpg: This file is not"))
-    # "What the model sees" is not shown for a file the model never saw.
-    expect(page.locator(".card .card-thumb")).to_have_css("visibility", "hidden")
     expect(page.locator(".card .card-retry")).to_be_hidden()  # the file is at fault: no retry
     # The only console line allowed is Chromium's own note about the 415 response.
     assert all("415" in line for line in page.console_errors), page.console_errors
@@ -276,13 +274,18 @@ def test_clear_cancels_the_requests_still_in_flight(open_page, browser, photos) 
 
 @pytest.mark.parametrize(
     ("status", "error"),
-    [(503, "The model server is unavailable"), (404, "No version of cifar10 is available")],
+    [
+        (503, "The model server cannot be reached. Please try again in a moment."),
+        (404, "Label 'stable' of model 'cifar10' is not being served"),
+    ],
 )
 def test_an_image_that_failed_on_the_server_can_be_sent_again(
     open_page, browser, photos, status, error
 ):
-    """A failure of the server, not of the file (played by routing: one 503, or a 404 for a
-    model not served yet), leaves a Try again button that names the image."""
+    """A failure of the server, not of the file (played by routing: one 503, or the 404 of a
+    proxy whose MODEL_LABEL the server does not define), leaves a Try again button that names
+    the image. The picture is a photo the page can show, so the thumbnail of what the model
+    sees is hidden because the model never saw it, and comes back once it has."""
     page = open_page(browser, DESKTOP)
     outage = {"status": status, "content_type": "application/json",
               "body": json.dumps({"error": error})}  # fmt: skip
@@ -292,9 +295,11 @@ def test_an_image_that_failed_on_the_server_can_be_sent_again(
     expect(card.locator(".card-error")).to_have_text(error)
     expect(page.locator("#stats")).to_have_text("1 image · 1 failed")
     expect(card.locator(".card-retry")).to_have_attribute("aria-label", "Try cat.jpg again")
+    expect(card.locator(".card-thumb")).to_have_css("visibility", "hidden")
     page.unroute("**/api/predict*")
     card.locator(".card-retry").click()
     assert_top3(card)
+    expect(card.locator(".card-thumb")).to_have_css("visibility", "visible")
     expect(card.locator(".card-retry")).to_be_hidden()
     expect(card.locator(".card-error")).to_be_hidden()
     expect(page.locator("#announcer")).to_have_text(re.compile(r"^cat\.jpg: \w"))
