@@ -267,8 +267,6 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         with self.server.serving():
             self._serve_one()
-        if self.server.stopping:  # a keep-alive client must come back elsewhere, not here
-            self.close_connection = True
 
     def _serve_one(self) -> None:
         try:
@@ -357,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
             if name != "Connection":
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
-        if self.server.stopping:
+        if self.server.stopping:  # a keep-alive client must come back elsewhere, not here
             self.close_connection = True
         if self.close_connection:  # say so, or a keep-alive client reuses a dead connection
             self.send_header("Connection", "close")
@@ -379,7 +377,7 @@ class _BodyTooLarge(Exception):
 
 
 class _Server(ThreadingHTTPServer):
-    """Counts the requests it is answering, so that a stop can let them finish (`drain`)."""
+    """Counts the requests it is answering, so that a stop can let them finish (`close`)."""
 
     daemon_threads = True
     request_queue_size = 256

@@ -199,13 +199,10 @@ class ModelServer:
         answered on either API share one grace period. A stop on another thread and start()'s
         own check may both get here: one at a time."""
         with self._closing:
-            self._close_ports_once()
-
-    def _close_ports_once(self) -> None:
-        if self._health is not None:  # as grpc::Server::Shutdown does: NOT_SERVING first
-            self._health.enter_graceful_shutdown()
-        grpc_stopped = self._grpc.stop(grace=STOP_GRACE_S) if self._grpc is not None else None
-        if self._rest is not None and not self._rest.close(STOP_GRACE_S):
-            log.warning("REST requests still running after %g s are abandoned", STOP_GRACE_S)
-        if grpc_stopped is not None:
-            grpc_stopped.wait()
+            if self._health is not None:  # as grpc::Server::Shutdown does: NOT_SERVING first
+                self._health.enter_graceful_shutdown()
+            grpc_stopped = self._grpc.stop(grace=STOP_GRACE_S) if self._grpc is not None else None
+            if self._rest is not None and not self._rest.close(STOP_GRACE_S):
+                log.warning("REST requests still running after %g s are abandoned", STOP_GRACE_S)
+            if grpc_stopped is not None:
+                grpc_stopped.wait()
