@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     stack = serve.Stack(base.resolve(), free_port(), free_port(), free_port(), "127.0.0.1")
     results = []
     with (workdir / "servers.log").open("w") as log:
-        model_server = serve.start(serve.model_server_command(stack), None, log)
+        model_server = serve.start(stack.model_server_command(), None, log)
         try:
             serve.wait_for(lambda: serve.model_available(stack), [model_server], "model server")
             for protocol in args.protocols:

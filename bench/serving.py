@@ -26,12 +26,12 @@ import json
 import multiprocessing as mp
 import os
 import queue
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts import serve
 from scripts.serve import free_port
 from training.hardware import describe_cpu
 
@@ -139,41 +139,33 @@ def rest_payloads(pixels, jpeg: bytes) -> dict[str, bytes]:
 
 
 class Server:
+    """The model server under test, in its own process, started and stopped as `make serve`
+    does it."""
+
     def __init__(self, settings: Settings, batching: bool) -> None:
         self.grpc_port, self.rest_port = free_port(), free_port()
-        command = [
-            sys.executable, "-m", "modelserver", "--host=127.0.0.1",
-            f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}",
-            f"--model_name={settings.model_name}", f"--model_base_path={settings.model_base_path}",
+        flags = [
+            *serve.model_flags(settings.model_base_path, settings.model_name),
             "--file_system_poll_wait_seconds=0",
             f"--tensorflow_intra_op_parallelism={settings.intra_op}",
             f"--tensorflow_inter_op_parallelism={settings.inter_op}",
-        ]  # fmt: skip
+        ]
         if batching:
-            command += ["--enable_batching", f"--batching_parameters_file={settings.batching_file}"]
+            flags += ["--enable_batching", f"--batching_parameters_file={settings.batching_file}"]
+        command = serve.model_server_command(self.grpc_port, self.rest_port, *flags)
         self.log = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self.log, stderr=self.log)
+        self.proc = serve.start(command, None, self.log)
         self.model = settings.model_name
 
-    def wait_ready(self, timeout: float = 120) -> float:
-        import urllib.request
-
+    def wait_ready(self) -> float:
+        """Seconds until the model's status answers (the ports open once it has loaded)."""
         started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"model server exited with {self.proc.returncode}")
-            try:
-                url = f"http://127.0.0.1:{self.rest_port}/v1/models/{self.model}"
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return time.monotonic() - started
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("model server did not become ready")
+        serve.wait_for(lambda: bool(serve.model_states(self.rest_port, self.model)), [self.proc],
+                       "the model server")  # fmt: skip
+        return time.monotonic() - started
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
+        serve.stop(self.proc)
         self.log.close()
 
 

@@ -18,16 +18,18 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
+
 from bench.proxy import children_of, rss_mb
 from bench.soak_load import CANARY
 from export.publish import publish, versions
+from modelserver.config import model_config, models_config_text
 from proxy.config import ProxyConfig
 from scripts import serve
 from scripts.serve import free_port
@@ -53,18 +55,10 @@ class ProxyLimits:
     threads: int = 4
 
 
-def models_config(base_path: Path, labels: dict[str, int] | None = None) -> str:
-    """ModelServerConfig text: latest version of `base_path`, optional version labels."""
-    label_lines = "".join(
-        f'    version_labels {{ key: "{k}" value: {v} }}\n' for k, v in (labels or {}).items()
-    )
-    return (
-        "model_config_list {\n  config {\n"
-        f'    name: "{MODEL_NAME}"\n    base_path: "{base_path}"\n'
-        '    model_platform: "tensorflow"\n'
-        "    model_version_policy { latest { num_versions: 1 } }\n"
-        f"{label_lines}  }}\n}}\n"
-    )
+def models_config(base_path: Path, labels: dict[str, int] | None = None) -> ModelConfig:
+    """The served model: the latest version of `base_path`, optional version labels."""
+    policy = "latest { num_versions: 1 }"
+    return model_config(MODEL_NAME, base_path, policy=policy, labels=labels)
 
 
 @dataclass
@@ -91,7 +85,7 @@ class SoakStack:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         newest = max(versions(self.source_base))
         shutil.copytree(self.source_base / str(newest), self.base_path / "1")
-        self.config_file.write_text(models_config(self.base_path))
+        self.config_file.write_text(models_config_text(models_config(self.base_path)))
         self._log = (self.run_dir / "servers.log").open("a")
         self.start_model_server()
         self.proxy = serve.start(serve.proxy_command(), self._proxy_env(), self._log)
@@ -123,15 +117,14 @@ class SoakStack:
         self.model_server.wait()
 
     def _model_server_command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "modelserver",
-            f"--port={self.ports.grpc_port}", f"--rest_api_port={self.ports.rest_port}",
-            "--host=127.0.0.1", f"--model_config_file={self.config_file}",
+        return serve.model_server_command(
+            self.ports.grpc_port, self.ports.rest_port,
+            f"--model_config_file={self.config_file}",
             "--enable_batching", f"--batching_parameters_file={BATCHING_CONFIG}",
             "--file_system_poll_wait_seconds=0.5",
             # The restarted server reads the canary label before its versions have loaded.
             "--allow_version_labels_for_unavailable_models=true",
-        ]  # fmt: skip
+        )  # fmt: skip
 
     def _env(self) -> dict[str, str]:
         """Children write temp files into the run folder, and no bytecode into the code tree
@@ -172,14 +165,13 @@ class SoakStack:
         """Point `label` at the served version: write the config file (so a restart keeps
         it) and send it with ModelService/HandleReloadConfigRequest."""
         import grpc
-        from google.protobuf import text_format
         from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
         version = max(versions(self.base_path))
-        text = models_config(self.base_path, {label: version})
-        self.config_file.write_text(text)
+        served = models_config(self.base_path, {label: version})
+        self.config_file.write_text(models_config_text(served))
         request = model_management_pb2.ReloadConfigRequest()
-        text_format.Parse(text, request.config)
+        request.config.model_config_list.config.append(served)
         with grpc.insecure_channel(f"127.0.0.1:{self.ports.grpc_port}") as channel:
             stub = model_service_pb2_grpc.ModelServiceStub(channel)
             response = stub.HandleReloadConfigRequest(request, timeout=60)
@@ -187,17 +179,11 @@ class SoakStack:
             raise RuntimeError(f"config reload failed: {response.status.error_message}")
         return version
 
-    def served_versions(self) -> dict[int, str]:
-        """{version: state} from the model server's REST status (empty when down)."""
-        url = f"http://127.0.0.1:{self.ports.rest_port}/v1/models/{MODEL_NAME}"
-        rows = (serve.get_json(url) or {}).get("model_version_status", [])
-        return {int(row["version"]): row["state"] for row in rows}
-
     def wait_served(self, version: int, timeout_s: float = 180) -> None:
         """Until `version` is the only AVAILABLE one (a rollout or rollback has settled)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            states = self.served_versions()
+            states = serve.model_states(self.ports.rest_port)
             if [v for v, s in states.items() if s == "AVAILABLE"] == [version]:
                 return
             time.sleep(0.2)

@@ -12,7 +12,7 @@ import argparse
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -244,6 +244,28 @@ def load_model_server_config(options: ServerOptions) -> model_server_config_pb2.
     model.base_path = options.model_base_path
     model.model_platform = TENSORFLOW_PLATFORM
     return config
+
+
+def model_config(
+    name: str, base_path: str | Path, *, policy: str = "", labels: Mapping[str, int] | None = None
+) -> model_server_config_pb2.ModelConfig:
+    """One model's entry of a models.config; `policy` is a ModelVersionPolicy in text format
+    ("all {}", "specific { versions: 1 }"), empty for TF Serving's default (the latest one).
+    For the tools and tests that write a config file: built as a proto, so both servers read it."""
+    config = model_server_config_pb2.ModelConfig(
+        name=name, base_path=str(base_path), model_platform=TENSORFLOW_PLATFORM
+    )
+    if policy:
+        text_format.Parse(policy, config.model_version_policy)
+    config.version_labels.update(labels or {})
+    return config
+
+
+def models_config_text(*models: model_server_config_pb2.ModelConfig) -> str:
+    """The ModelServerConfig serving `models`, as text for a `--model_config_file`."""
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.extend(models)
+    return text_format.MessageToString(config)
 
 
 def _is_relative(path: str) -> bool:

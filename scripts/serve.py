@@ -79,6 +79,9 @@ class Stack:
             proxy_host=setting("PROXY_HOST"),
         )
 
+    def model_server_command(self) -> list[str]:
+        return model_server_command(self.grpc_port, self.rest_port, *model_flags(self.base_path))
+
     @property
     def url(self) -> str:
         host = "localhost" if self.proxy_host in ("127.0.0.1", "0.0.0.0") else self.proxy_host
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ports = f"gRPC {stack.grpc_port}, REST {stack.rest_port}"
         say(f"starting the model server on {ports} with {stack.base_path}")
-        children.append(start(model_server_command(stack)))
+        children.append(start(stack.model_server_command()))
         wait_for(lambda: model_available(stack), children, "the model server")
         say(f"starting the proxy on port {stack.proxy_port}")
         children.append(start(proxy_command(), proxy_env(stack, metrics_dir)))
@@ -194,13 +197,18 @@ def free_port() -> int:
             return port
 
 
-def model_server_command(stack: Stack) -> list[str]:
+def model_server_command(grpc_port: int, rest_port: int, *flags: str) -> list[str]:
+    """`python -m modelserver` on loopback ports; `flags` say what it serves and how. The one
+    command line of `make serve`, the benchmarks and the tests."""
     return [
-        sys.executable, "-m", "modelserver",
-        f"--port={stack.grpc_port}", f"--rest_api_port={stack.rest_port}",
-        f"--model_name={MODEL_NAME}", f"--model_base_path={stack.base_path}",
-        "--host=127.0.0.1",
+        sys.executable, "-m", "modelserver", "--host=127.0.0.1",
+        f"--port={grpc_port}", f"--rest_api_port={rest_port}", *flags,
     ]  # fmt: skip
+
+
+def model_flags(base_path: Path | str, name: str = MODEL_NAME) -> list[str]:
+    """Serve one model's version folders (no config file: TF Serving's latest-version policy)."""
+    return [f"--model_name={name}", f"--model_base_path={base_path}"]
 
 
 def proxy_command() -> list[str]:
@@ -284,20 +292,25 @@ def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
         time.sleep(0.3)
 
 
-def model_available(stack: Stack) -> bool:
-    status = get_json(f"http://127.0.0.1:{stack.rest_port}/v1/models/{MODEL_NAME}")
+def model_states(rest_port: int, model: str = MODEL_NAME, timeout: float = 2) -> dict[int, str]:
+    """{version: state} from the model server's REST status; empty while it is not up."""
+    status = get_json(f"http://127.0.0.1:{rest_port}/v1/models/{model}", timeout)
     rows = (status or {}).get("model_version_status", [])
-    return any(row.get("state") == "AVAILABLE" for row in rows)
+    return {int(row["version"]): row["state"] for row in rows}
+
+
+def model_available(stack: Stack) -> bool:
+    return "AVAILABLE" in model_states(stack.rest_port).values()
 
 
 def proxy_ready(stack: Stack) -> bool:
     return get_json(f"http://127.0.0.1:{stack.proxy_port}/readyz") is not None
 
 
-def get_json(url: str) -> dict | None:
+def get_json(url: str, timeout: float = 2) -> dict | None:
     """The JSON body of a 200 answer, or None for anything else (not up yet)."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return json.load(response)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return None  # also a port that some other, non-HTTP service answers

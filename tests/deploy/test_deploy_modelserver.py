@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import PurePosixPath
 
 import pytest
 import requests
-from deploy_files import REPO, bind_mounts, compose_service, flags
+from deploy_files import bind_mounts, compose_service, flags
 
+from scripts import serve
 from scripts.serve import free_port
 
 MODEL = "cifar10"
@@ -44,31 +44,21 @@ def server(tiny_model_base, tmp_path):
     AVAILABLE."""
     grpc_port, rest_port = free_port(), free_port()
     args = local_args(grpc_port, rest_port, tiny_model_base.parent)
-    log = (tmp_path / "modelserver.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelserver", *args], cwd=REPO, stdout=log, stderr=log
-    )
+    log_path = tmp_path / "modelserver.log"
+    with log_path.open("w") as log:
+        proc = serve.start([sys.executable, "-m", "modelserver", *args], None, log)
+
+    def available() -> bool:
+        return "AVAILABLE" in serve.model_states(rest_port, MODEL).values()
+
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, (tmp_path / "modelserver.log").read_text()
-            try:
-                status = requests.get(f"http://127.0.0.1:{rest_port}/v1/models/{MODEL}", timeout=2)
-                if "AVAILABLE" in status.text:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "modelserver.log").read_text()
-            time.sleep(0.5)
+        try:
+            serve.wait_for(available, [proc], "the model server")
+        except RuntimeError as error:
+            raise AssertionError(f"{error}:\n{log_path.read_text()}") from None
         yield rest_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        serve.stop(proc)
 
 
 def test_server_started_like_compose_serves_the_model(server):

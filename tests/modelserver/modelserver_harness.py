@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import requests
+from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
 
+from modelserver.config import models_config_text
+from scripts import serve
 from scripts.serve import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "cifar10"
 START_TIMEOUT_S = 120  # generous: two shared cores, maybe a training run beside us
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
@@ -29,13 +29,8 @@ class ServerProcess:
         self.grpc_port, self.rest_port = free_port(), free_port()
         self.log_path = log_path
         self._log = log_path.open("w")
-        command = [
-            sys.executable, "-m", "modelserver", "--host=127.0.0.1",
-            f"--port={self.grpc_port}", f"--rest_api_port={self.rest_port}", *args,
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            ["nice", "-n", "19", *command], cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        command = serve.model_server_command(self.grpc_port, self.rest_port, *args)
+        self.proc = serve.start(["nice", "-n", "19", *command], None, self._log)
         self._channel = None
 
     @property
@@ -47,17 +42,11 @@ class ServerProcess:
 
     def wait_ready(self, model: str = MODEL) -> ServerProcess:
         """Until REST answers for `model` (ports open only once its newest version loaded)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if requests.get(f"{self.rest}/v1/models/{model}", timeout=5).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"server not ready in {START_TIMEOUT_S} s:\n{self.log()}")
+        try:
+            serve.wait_for(lambda: bool(self.states(model)), [self.proc], "the model server")
+        except RuntimeError as error:
+            raise AssertionError(f"{error}:\n{self.log()}") from None
+        return self
 
     def wait_exit(self, timeout: float = START_TIMEOUT_S) -> int:
         return self.proc.wait(timeout=timeout)
@@ -80,14 +69,8 @@ class ServerProcess:
         return model_service_pb2_grpc.ModelServiceStub(self.channel())
 
     def states(self, model: str = MODEL) -> dict[int, str]:
-        """{version: state} from REST model status."""
-        response = requests.get(f"{self.rest}/v1/models/{model}", timeout=10)
-        if response.status_code != 200:
-            return {}
-        return {
-            int(entry["version"]): entry["state"]
-            for entry in response.json()["model_version_status"]
-        }
+        """{version: state} from REST model status (a generous timeout: a busy machine)."""
+        return serve.model_states(self.rest_port, model, timeout=10)
 
     def wait_states(self, expected: dict[int, str], model: str = MODEL, timeout: float = 90):
         """Until every version in `expected` has that state (others may exist)."""
@@ -117,13 +100,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self._channel is not None:
             self._channel.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        serve.stop(self.proc)
         self._log.close()
 
 
@@ -169,22 +146,10 @@ def monitoring_flag(folder: Path) -> str:
     return f"--monitoring_config_file={path}"
 
 
-def write_models_config(path: Path, body: str) -> Path:
-    path.write_text(f"model_config_list {{\n{body}\n}}\n")
+def write_models_config(path: Path, *models: ModelConfig) -> Path:
+    """A models.config file serving `models` (entries from `modelserver.config.model_config`)."""
+    path.write_text(models_config_text(*models))
     return path
-
-
-def model_config_entry(base_path: Path | str, policy: str = "", labels: dict | None = None,
-                       name: str = MODEL) -> str:  # fmt: skip
-    """One `config { ... }` block of a ModelServerConfig text proto."""
-    label_lines = "".join(
-        f'    version_labels {{ key: "{k}" value: {v} }}\n' for k, v in (labels or {}).items()
-    )
-    policy_line = f"    model_version_policy {{ {policy} }}\n" if policy else ""
-    return (
-        f'  config {{\n    name: "{name}"\n    base_path: "{base_path}"\n'
-        f'    model_platform: "tensorflow"\n{policy_line}{label_lines}  }}'
-    )
 
 
 def encode_image(fmt: str = "PNG", size: tuple[int, int] = (40, 30), seed: int = 0) -> bytes:

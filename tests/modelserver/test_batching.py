@@ -13,12 +13,13 @@ from modelserver_harness import (
     MODEL,
     encode_image,
     metric,
-    model_config_entry,
     monitoring_flag,
     pixels_request,
     running_server,
     write_models_config,
 )
+
+from modelserver.config import model_config
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import predict_pb2  # noqa: E402
@@ -144,7 +145,7 @@ def test_per_model_batching_parameters_come_from_the_version_folder(
     server_file = tmp_path / "batching.config"
     server_file.write_text("max_batch_size { value: 2 }")
     config = write_models_config(
-        tmp_path / "models.config", model_config_entry(tiny_model_base, "all {}")
+        tmp_path / "models.config", model_config(MODEL, tiny_model_base, policy="all {}")
     )
     server = start_server(
         f"--model_config_file={config}", "--enable_batching",

@@ -15,8 +15,9 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from google.protobuf import text_format
-from modelserver_harness import MODEL, model_config_entry, pixels_request, write_models_config
+from modelserver_harness import MODEL, pixels_request, write_models_config
+
+from modelserver.config import model_config
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import (  # noqa: E402
@@ -24,6 +25,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     model_management_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
+from tensorflow_serving.config.model_server_config_pb2 import ModelConfig  # noqa: E402
 
 FAST_POLL = "--file_system_poll_wait_seconds=0.2"
 IMAGES = np.random.default_rng(1).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
@@ -170,10 +172,9 @@ def test_broken_versions_are_reported_and_the_old_one_keeps_serving(
     assert "Loading servable: {name: cifar10 version: 2}" in log and "failed" in log
 
 
-def _reload(server, text: str) -> model_management_pb2.ReloadConfigResponse:
+def _reload(server, *models: ModelConfig) -> model_management_pb2.ReloadConfigResponse:
     request = model_management_pb2.ReloadConfigRequest()
-    config_list = text_format.Parse(text, model_server_config_pb2.ModelConfigList())
-    request.config.model_config_list.CopyFrom(config_list)
+    request.config.model_config_list.config.extend(models)
     return server.model_stub().HandleReloadConfigRequest(request, timeout=120)
 
 
@@ -181,12 +182,15 @@ def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_
                                                     add_model_version):  # fmt: skip
     add_model_version(tiny_model_base, 2)
     config = write_models_config(tmp_path / "models.config",
-                                 model_config_entry(tiny_model_base, "all {}"))  # fmt: skip
+                                 model_config(MODEL, tiny_model_base, policy="all {}"))  # fmt: skip
     server = start_server(f"--model_config_file={config}", FAST_POLL)
     server.wait_states({1: "AVAILABLE", 2: "AVAILABLE"})
     stub = server.prediction_stub()
 
-    _reload(server, model_config_entry(tiny_model_base, "all {}", {"stable": 1, "canary": 2}))
+    _reload(
+        server,
+        model_config(MODEL, tiny_model_base, policy="all {}", labels={"stable": 1, "canary": 2}),
+    )
     assert served_version(stub, label="stable") == 1
     assert served_version(stub, label="canary") == 2
     rest = requests.post(
@@ -197,7 +201,7 @@ def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_
     assert rest.status_code == 200  # fmt: skip
 
     with pytest.raises(grpc.RpcError) as caught:
-        _reload(server, model_config_entry(tiny_model_base, "all {}", {"stable": 9}))
+        _reload(server, model_config(MODEL, tiny_model_base, policy="all {}", labels={"stable": 9}))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert caught.value.details() == (
         "Request to assign label to version 9 of model cifar10, which is not currently "
@@ -205,7 +209,9 @@ def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_
     )
     assert served_version(stub, label="stable") == 1
 
-    response = _reload(server, model_config_entry(tiny_model_base, "specific { versions: 1 }"))
+    response = _reload(
+        server, model_config(MODEL, tiny_model_base, policy="specific { versions: 1 }")
+    )
     assert response.status.error_code == 0
     server.wait_states({1: "AVAILABLE", 2: "END"})
     with pytest.raises(grpc.RpcError) as caught:  # labels were replaced with the config
@@ -214,25 +220,27 @@ def test_reload_config_policies_labels_and_removal(start_server, tmp_path, tiny_
 
     other = tmp_path / "other"
     add_model_version(other, 3)
-    _reload(server, model_config_entry(other, name="other"))  # blocks until "other" loaded
+    _reload(server, model_config("other", other))  # blocks until "other" loaded
     assert server.states("other") == {3: "AVAILABLE"}
     server.wait_states({1: "END"})  # cifar10 left the config: unloaded, still listed
     with pytest.raises(grpc.RpcError) as caught:
         stub.Predict(pixels_request(IMAGES), timeout=30)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     # A later reload says nothing more of cifar10: it was logged as removed at every one.
-    _reload(server, model_config_entry(other, "all {}", name="other"))
+    _reload(server, model_config("other", other, policy="all {}"))
     assert server.log().count(f"Model {MODEL} removed from the config") == 1
 
 
 def test_config_file_poll_applies_changes_without_restart(start_server, tmp_path, tiny_model_base,
                                                            add_model_version):  # fmt: skip
     add_model_version(tiny_model_base, 2)
-    config = write_models_config(tmp_path / "models.config", model_config_entry(tiny_model_base))
+    config = write_models_config(tmp_path / "models.config", model_config(MODEL, tiny_model_base))
     server = start_server(f"--model_config_file={config}", FAST_POLL,
                           "--model_config_file_poll_wait_seconds=0.5")  # fmt: skip
     assert server.states() == {2: "AVAILABLE"}  # latest policy: only the newest
-    write_models_config(config, model_config_entry(tiny_model_base, "latest { num_versions: 2 }"))
+    write_models_config(
+        config, model_config(MODEL, tiny_model_base, policy="latest { num_versions: 2 }")
+    )
     server.wait_states({1: "AVAILABLE", 2: "AVAILABLE"})
     assert (
         requests.get(f"{server.rest}/monitoring/prometheus/metrics", timeout=10).status_code == 404
@@ -243,7 +251,7 @@ def test_bad_startup_configs_exit_with_the_tf_serving_error(
     start_server, tmp_path, tiny_model_base
 ):
     labelled = write_models_config(
-        tmp_path / "labels.config", model_config_entry(tiny_model_base, labels={"stable": 1})
+        tmp_path / "labels.config", model_config(MODEL, tiny_model_base, labels={"stable": 1})
     )
     batching = tmp_path / "batching.config"
     batching.write_text("max_batch_size { value: 8 } allowed_batch_sizes: 4")
@@ -283,10 +291,8 @@ def test_aspired_versions_are_listed_as_start_before_their_turn(tiny_model_base,
         return Servable(name, version, path, ["serve"])
 
     manager = VersionManager(gated_loader, ManagerOptions(file_system_poll_wait_seconds=0))
-    config = text_format.Parse(
-        f"model_config_list {{\n{model_config_entry(tiny_model_base, 'all {}')}\n}}",
-        model_server_config_pb2.ModelServerConfig(),
-    )
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.append(model_config(MODEL, tiny_model_base, policy="all {}"))
     try:
         manager.apply_config(config, wait=False)
         states = _wait_for(lambda: {v: s.state for v, s in manager.status(MODEL)},
@@ -366,7 +372,7 @@ def test_startup_waits_for_the_newest_version_only(
     add_model_version(tiny_model_base, 3)
     _publish_broken(tiny_model_base, 2, tiny_savedmodel(1), _drop_variables)
     config = write_models_config(
-        tmp_path / "models.config", model_config_entry(tiny_model_base, "all {}")
+        tmp_path / "models.config", model_config(MODEL, tiny_model_base, policy="all {}")
     )
     server = start_server(f"--model_config_file={config}", "--max_num_load_retries=0")
     first = server.states()  # read once, as the ports open: no polling may hide a late load
@@ -399,7 +405,7 @@ def test_a_model_back_in_the_config_is_loaded_afresh(
 ):
     """A model that leaves the config and comes back is new to TF Serving: the reload waits for
     it and a version that failed before is tried again (reference §1, §4)."""
-    config = write_models_config(tmp_path / "models.config", model_config_entry(tiny_model_base))
+    config = write_models_config(tmp_path / "models.config", model_config(MODEL, tiny_model_base))
     # No background polls: the base paths are read only when a config is applied, so the fixed
     # folder below cannot be picked up any other way than by the model's return.
     server = start_server(f"--model_config_file={config}", "--file_system_poll_wait_seconds=0",
@@ -407,20 +413,20 @@ def test_a_model_back_in_the_config_is_loaded_afresh(
     other = tmp_path / "other"
     other.mkdir()
     _publish_broken(other, 3, tiny_savedmodel(1), _truncate_graph)
-    both = "\n".join([model_config_entry(tiny_model_base), model_config_entry(other, name="other")])
+    both = (model_config(MODEL, tiny_model_base), model_config("other", other))
 
     with pytest.raises(grpc.RpcError) as caught:
-        _reload(server, both)
+        _reload(server, *both)
     assert "did not become available" in caught.value.details()
     assert server.states("other") == {3: "END"}
 
     shutil.rmtree(other / "3")  # the operator fixes the folder...
     add_model_version(other, 3)
     # ...which a reload of the same config does not retry (nothing in it is new)...
-    assert _reload(server, both).status.error_code == 0
+    assert _reload(server, *both).status.error_code == 0
     assert server.states("other") == {3: "END"}
-    _reload(server, model_config_entry(tiny_model_base))  # ...so takes it out and puts it back
-    response = _reload(server, both)  # blocks until "other" is loaded
+    _reload(server, model_config(MODEL, tiny_model_base))  # ...so takes it out and puts it back
+    response = _reload(server, *both)  # blocks until "other" is loaded
     assert response.status.error_code == 0
     assert server.states("other") == {3: "AVAILABLE"}
 
@@ -439,7 +445,7 @@ def test_an_empty_config_starts_a_server_with_no_models_until_a_real_one(
     assert answer.status_code == 404
     assert answer.json() == {"error": f"Could not find any versions of model {MODEL}"}
     assert "Taking no action for empty config." in server.log()
-    write_models_config(config, model_config_entry(tiny_model_base))
+    write_models_config(config, model_config(MODEL, tiny_model_base))
     server.wait_states({1: "AVAILABLE"})
     config.write_text("")
     _wait_for(server.log, lambda log: "Cannot transition to requested config" in log)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from proxy_servers import LABELS, ModelServerProcess, models_config, proxy_config, publish_copy
+from proxy_servers import LABELS, MODEL_NAME, ModelServerProcess, proxy_config, publish_copy
 
+from modelserver.config import model_config, models_config_text
 from proxy.app import create_app
 from proxy.config import ProxyConfig
 
@@ -19,7 +20,9 @@ def two_version_server(tiny_savedmodel, tmp_path_factory) -> Iterator[ModelServe
     for version in (1, 2):
         publish_copy(tiny_savedmodel(version), base, version)
     config = root / "models.config"
-    config.write_text(models_config(base, [1, 2], LABELS))
+    policy = "specific { versions: 1 versions: 2 }"
+    served = model_config(MODEL_NAME, base, policy=policy, labels=LABELS)
+    config.write_text(models_config_text(served))
     server = ModelServerProcess(base, root / "modelserver.log", config_file=config).start()
     yield server
     server.stop()

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 from proxy_images import photo_like
-from proxy_servers import ROOT, child_env, stop_process
+from proxy_servers import ROOT, child_env
 
 from bench.proxy import children_of
 from scripts.serve import free_port
+from scripts.serve import stop as stop_child
 
 
 class ServeProcess:
@@ -72,8 +73,8 @@ class ServeProcess:
             output = "".join(self.lines)[-4000:]
             raise AssertionError(f"still running after {timeout} s; output:\n{output}") from None
 
-    def stop(self) -> int | None:
-        return stop_process(self.process)
+    def stop(self) -> bool:
+        return stop_child(self.process)
 
 
 def _ignore_hangup() -> None:
