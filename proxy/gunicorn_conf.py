@@ -20,6 +20,11 @@ worker_class = "gthread"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 graceful_timeout = 10
 timeout = 60
+# Idle keep-alive connections are kept longer than a load balancer in front keeps its own
+# (ingress-nginx: 60 s, an AWS ALB: 60 s), so that gunicorn never closes one at the moment the
+# balancer sends a request on it: that request would fail with a 502, and a POST is not retried.
+# gunicorn's default is 2 s.
+keepalive = 75
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") == "1" else None
 errorlog = "-"
 loglevel = "info"

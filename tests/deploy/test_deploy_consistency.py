@@ -181,7 +181,10 @@ def test_proxy_port_and_probes():
     assert compose_service("proxy")["environment"]["PROXY_PORT"] == str(PROXY)
     proxy = container("proxy")
     assert proxy["ports"] == [{"name": "http", "containerPort": PROXY}]
-    assert proxy["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Ready = the process answers; /readyz (TF Serving reachable) would take every proxy out
+    # of the Service while TF Serving is down, and the Ingress's HTML 503 would replace the
+    # page and the API's JSON 503.
+    assert proxy["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert proxy["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert proxy["securityContext"]["readOnlyRootFilesystem"] is True
     assert "replicas" not in manifest("Deployment", "proxy")["spec"]  # the HPA's to set

@@ -8,13 +8,16 @@ the local server's documented --model_base_path_prefix_map extension.
 
 from __future__ import annotations
 
+import http.server
+import json
 import subprocess
 import sys
+import threading
 from pathlib import PurePosixPath
 
 import pytest
 import requests
-from deploy_files import bind_mounts, compose_service, flags
+from deploy_files import bind_mounts, compose_service, container, flags
 
 from scripts import serve
 from scripts.serve import free_port
@@ -80,3 +83,63 @@ def test_server_started_like_compose_serves_the_model(server):
     metrics = requests.get(f"http://127.0.0.1:{server}/monitoring/prometheus/metrics", timeout=5)
     assert metrics.status_code == 200
     assert ":tensorflow:serving:request_count" in metrics.text
+
+
+def run_probe(command: list[str], rest_port: int) -> int:
+    """A probe's exec command (bash, /dev/tcp on 8501) aimed at `rest_port`; its exit code."""
+    *shell, script = command
+    return subprocess.run([*shell, script.replace("/8501", f"/{rest_port}")], timeout=10).returncode
+
+
+def test_kubernetes_startup_probe_passes_against_a_server_that_has_loaded(server):
+    assert run_probe(container("tfserving")["startupProbe"]["exec"]["command"], server) == 0
+
+
+class _StatusStub(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with `body` (set per test), as TF Serving's model status."""
+
+    body = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("states", "starts"),
+    [
+        (["AVAILABLE"], True),
+        (["AVAILABLE", "END"], True),  # an older version unloaded, or one that failed to load
+        (["LOADING", "AVAILABLE"], False),  # the canary's second version still loading
+        (["START", "AVAILABLE"], False),
+        (["LOADING"], False),
+        (["END"], False),
+    ],
+)
+def test_kubernetes_startup_probe_waits_until_no_version_is_still_loading(states, starts):
+    # A real server cannot be held with one version LOADING and another AVAILABLE for a test,
+    # so a stub answers with TF Serving's status body for those states (its JSON has a space
+    # after each colon, as the server above and reference §3.4 show).
+    rows = [
+        {"version": str(5 - i), "state": state, "status": {"error_code": "OK", "error_message": ""}}
+        for i, state in enumerate(states)
+    ]
+    handler = type(
+        "Stub",
+        (_StatusStub,),
+        {"body": json.dumps({"model_version_status": rows}, indent=1).encode()},
+    )
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as stub:
+        threading.Thread(target=stub.serve_forever, daemon=True).start()
+        try:
+            code = run_probe(
+                container("tfserving")["startupProbe"]["exec"]["command"], stub.server_port
+            )
+        finally:
+            stub.shutdown()
+    assert (code == 0) == starts
