@@ -22,6 +22,11 @@ from training.run_folder import FINAL_WEIGHTS, RUN_OPTIONS, is_finished, read_me
 # Conv layers whose filters are set from the data (init_whitening) and never trained, as in
 # airbench: the trainer leaves them out of the optimizer, bench.conv_passes out of its timings.
 FROZEN_KERNELS: dict[str, tuple[str, ...]] = {"fast": ("whiten",)}
+# The `fast` net's head divides its logits by 9 (airbench). Not a weight, so meta.json records
+# it (network_constants) and inference rebuilds a run with the scale it was trained with: a
+# changed default must not change an old run's served probabilities. Runs from before it was
+# recorded were all trained with 1/9.
+LOGIT_SCALE = 1 / 9
 
 
 def build_model(
@@ -32,9 +37,12 @@ def build_model(
     image_size: int = 32,
     widths: Sequence[int] = (64, 256, 256),
     depth: int = 2,
+    logit_scale: float = LOGIT_SCALE,
 ) -> keras.Model:
     if arch == "fast":
-        return build_fast(num_classes, mean, std, image_size, widths, depth)
+        return build_fast(
+            num_classes, mean, std, image_size, widths, depth, logit_scale=logit_scale
+        )
     if arch == "vgg":
         return build_vgg(num_classes, mean, std, image_size)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
@@ -173,7 +181,7 @@ def build_fast(
     widths: Sequence[int] = (64, 256, 256),
     depth: int = 2,
     bn_momentum: float = 0.4,
-    logit_scale: float = 1 / 9,
+    logit_scale: float = LOGIT_SCALE,
     folded: bool = False,
 ) -> keras.Model:
     """2x2 patch-whitening conv, three conv groups of `depth` convs, global max-pool, scaled
@@ -367,6 +375,18 @@ def build_for_inference(meta: dict, weights: Path) -> keras.Model:
             meta.get("image_size", 32),
             meta.get("widths", (64, 256, 256)),
             meta.get("depth", 2),
+            meta.get("logit_scale", LOGIT_SCALE),
         )
     model.load_weights(weights)
     return model
+
+
+def network_constants(model: keras.Model) -> dict:
+    """The constants meta.json records, beside the recipe's widths and depth, to rebuild `model`
+    for inference as it was trained: its logit scale (not a weight)."""
+    names = {layer.name for layer in model.layers}
+    return (
+        {"logit_scale": float(model.get_layer("logit_scale").scale)}
+        if "logit_scale" in names
+        else {}
+    )

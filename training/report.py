@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
 from training.data import Dataset
 from training.inference import accuracy, predict_logits
-from training.models import build_for_inference
+from training.models import build_for_inference, network_constants
 from training.plots import plot_curves
 from training.run_folder import FINAL_WEIGHTS, META
 
@@ -33,6 +33,7 @@ def write_run_outputs(
         "arch": trainer.recipe.arch,
         "widths": list(trainer.recipe.widths),
         "depth": trainer.recipe.depth,
+        **network_constants(model),
         "class_names": list(ds.class_names),
         "mean": trainer.mean,
         "std": trainer.std,
