@@ -2,10 +2,12 @@
 same version are merged into one model call.
 
 Follows TF Serving's BatchingSession + SharedBatchScheduler (reference §6): a batch closes when
-it reaches `max_batch_size` or its oldest request has waited `batch_timeout_micros`, and a free
-batch thread takes it; batches are padded up to the next `allowed_batch_sizes` entry with copies
-of the first row. Requests block on an Event while `num_batch_threads` threads run batches, so
-idle threads cost nothing and the GIL is free while TensorFlow computes.
+it reaches `max_batch_size` (with `enable_large_batch_splitting`, `max_execution_batch_size`,
+and a bigger request is cut into pieces of that size) or its oldest request has waited
+`batch_timeout_micros`, and a free batch thread takes it; batches are padded up to the next
+`allowed_batch_sizes` entry with copies of the first row. Requests block on an Event while
+`num_batch_threads` threads run batches, so idle threads cost nothing and the GIL is free while
+TensorFlow computes.
 
 A lone request waits the full `batch_timeout_micros` for company, as in TF Serving (its
 BasicBatchScheduler schedules an underfull batch only once the oldest task has waited that long).
@@ -68,6 +70,14 @@ class Batcher:
 
     def __init__(self, run: RunFn, options: BatchingOptions, metrics: Metrics, model: str) -> None:
         self._run, self._options, self._metrics, self._model = run, options, metrics, model
+        # The most rows one model call takes. max_batch_size limits a request either way; with
+        # large-batch splitting a batch runs at most max_execution_batch_size rows, and a bigger
+        # request is cut into pieces of that size (shared_batch_scheduler.h).
+        self._batch_limit = (
+            options.max_execution_batch_size
+            if options.enable_large_batch_splitting
+            else options.max_batch_size
+        )
         self._queues: dict[str, deque[_Task]] = {}
         self._queued_sizes: dict[str, int] = {}
         self._cond = threading.Condition()
@@ -87,41 +97,41 @@ class Batcher:
         """Queues the request, waits for its batch, returns this request's slice of outputs."""
         deadlines.check(deadline)
         size = batch_size_of(inputs)
-        limit = self._options.max_batch_size
-        if size > limit:
-            if not self._options.enable_large_batch_splitting:
-                # Issue #1401: too-large client batches fail unless splitting is enabled.
-                raise invalid_argument(
-                    f"Task size {size} is larger than maximum input batch size {limit}"
-                )
-            return self._submit_split(signature, inputs, size, deadline)
-        task = _Task(signature, inputs, size, _shape_key(inputs), deadline)
+        if size > self._options.max_batch_size:
+            # Also with large-batch splitting on: max_batch_size is the input limit
+            # (shared_batch_scheduler.h ValidateBatchTaskQueueCapacity; issue #1401).
+            raise invalid_argument(
+                f"Task size {size} is larger than maximum input batch size "
+                f"{self._options.max_batch_size}"
+            )
+        step, key = self._batch_limit, _shape_key(inputs)
+        pieces = [
+            _Task(signature, _rows(inputs, start, step), min(step, size - start), key, deadline)
+            for start in range(0, size, step)
+        ]
         with self._cond:
             if self._stopping:  # unloading: in-flight requests still get an answer
                 return self._run(signature, inputs, deadline)
             queued = self._queued_sizes.get(signature.name, 0)
-            if queued + size > self._options.max_enqueued_batches * limit:
+            if queued + size > self._options.max_enqueued_batches * step:
                 raise ServingError(
                     grpc.StatusCode.UNAVAILABLE,
                     "The batch scheduling queue to which this task was submitted is full",
                 )
-            self._queues.setdefault(signature.name, deque()).append(task)
+            self._queues.setdefault(signature.name, deque()).extend(pieces)
             self._queued_sizes[signature.name] = queued + size
             self._cond.notify()
-        task.done.wait()
-        if task.error is not None:
-            raise task.error
-        return task.outputs
-
-    def _submit_split(self, signature: Signature, inputs, size: int, deadline: Deadline) -> Outputs:
-        step = min(self._options.max_execution_batch_size, self._options.max_batch_size)
-        parts = [
-            self.submit(
-                signature, {k: v[start : start + step] for k, v in inputs.items()}, deadline
-            )
-            for start in range(0, size, step)
-        ]
-        return {alias: np.concatenate([p[alias] for p in parts]) for alias in parts[0]}
+        for piece in pieces:
+            piece.done.wait()
+        if error := next((piece.error for piece in pieces if piece.error is not None), None):
+            raise error
+        if len(pieces) == 1:
+            return pieces[0].outputs
+        parts = [piece.outputs for piece in pieces]
+        return {  # a scalar output is the same for every piece
+            alias: np.concatenate([part[alias] for part in parts]) if value.ndim else value
+            for alias, value in parts[0].items()
+        }
 
     def stop(self) -> None:
         """Finishes queued work, then lets the threads exit."""
@@ -152,7 +162,7 @@ class Batcher:
             queue = self._queues[queue_name]
             count, total = self._fitting_tasks(queue)
             wait_left = queue[0].enqueued + timeout - time.monotonic()
-            if total >= self._options.max_batch_size or wait_left <= 0 or self._stopping:
+            if total >= self._batch_limit or wait_left <= 0 or self._stopping:
                 tasks = [queue.popleft() for _ in range(count)]
                 self._queued_sizes[queue_name] -= total
                 return tasks
@@ -166,7 +176,7 @@ class Batcher:
         """How many head tasks (same input shapes as the first) fit in one batch."""
         key, total, count = queue[0].shape_key, 0, 0
         for task in queue:
-            if task.shape_key != key or total + task.size > self._options.max_batch_size:
+            if task.shape_key != key or total + task.size > self._batch_limit:
                 break
             total += task.size
             count += 1
@@ -252,6 +262,10 @@ def _batch_deadline(tasks: list[_Task]) -> Deadline:
     if any(task.deadline is None for task in tasks):
         return None
     return max(task.deadline for task in tasks)
+
+
+def _rows(inputs: Mapping[str, np.ndarray], start: int, count: int) -> dict[str, np.ndarray]:
+    return {alias: value[start : start + count] for alias, value in inputs.items()}
 
 
 def _shape_key(inputs: Mapping[str, np.ndarray]) -> tuple:

@@ -394,16 +394,31 @@ def _validate_batching(batching: BatchingOptions) -> None:
         raise invalid_argument("max_batch_size and num_batch_threads must be >= 1")
     if batching.max_enqueued_batches < 1 or batching.batch_timeout_micros < 0:
         raise invalid_argument("max_enqueued_batches must be >= 1, batch_timeout_micros >= 0")
+    if batching.enable_large_batch_splitting and batching.max_execution_batch_size < 1:
+        raise invalid_argument("max_execution_batch_size must be >= 1")
     sizes = batching.allowed_batch_sizes
-    if sizes:
-        if list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
-            raise invalid_argument("allowed_batch_sizes entries must be in increasing order")
-        if sizes[-1] != batching.max_batch_size:
-            # servables/tensorflow/bundle_factory_util.cc
+    if not sizes:
+        return
+    if list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
+        raise invalid_argument("allowed_batch_sizes entries must be monotonically increasing")
+    # The messages of servables/tensorflow/bundle_factory_util.cc CreateBasicBatchingSession:
+    # with splitting, the padded sizes are those of the executed batches.
+    if batching.enable_large_batch_splitting:
+        if sizes[-1] > batching.max_batch_size:
             raise invalid_argument(
-                "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
-                f"{sizes[-1]}; expected {batching.max_batch_size}"
+                "Last entry in allowed_batch_sizes must be less than or equal to max_batch_size; "
+                f"last entry was {sizes[-1]}; expected {batching.max_batch_size}"
             )
+        if sizes[-1] != batching.max_execution_batch_size:
+            raise invalid_argument(
+                "Last entry in allowed_batch_sizes must be equal to max_execution_batch_size; "
+                f"last entry was {sizes[-1]}; expected {batching.max_execution_batch_size}"
+            )
+    elif sizes[-1] != batching.max_batch_size:
+        raise invalid_argument(
+            "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
+            f"{sizes[-1]}; expected {batching.max_batch_size}"
+        )
 
 
 def load_prometheus_path(options: ServerOptions) -> str | None:

@@ -114,6 +114,43 @@ def test_a_batch_larger_than_max_batch_size_is_refused(batching_server):
     assert caught.value.details() == "Task size 9 is larger than maximum input batch size 8"
 
 
+def test_large_batch_splitting_runs_a_big_request_in_pieces_but_keeps_the_input_limit(
+    start_server, tmp_path, model_base_v1
+):
+    """enable_large_batch_splitting (shared_batch_scheduler.h): batches run at most
+    max_execution_batch_size rows, a bigger request is cut into pieces of that size, and
+    max_batch_size still refuses a request larger than itself."""
+    batching = tmp_path / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 12 }\nbatch_timeout_micros { value: 1000 }\n"
+        "enable_large_batch_splitting { value: true }\nmax_execution_batch_size { value: 4 }\n"
+    )
+    server = start_server(
+        f"--model_name={MODEL}", f"--model_base_path={model_base_v1}", "--enable_batching",
+        f"--batching_parameters_file={batching}", monitoring_flag(tmp_path),
+    )  # fmt: skip
+    stub = server.prediction_stub()
+    images = np.random.default_rng(3).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    labels = f'model_name="{MODEL}",op_name="pixels"'
+    before = server.metrics()
+    whole = tf.make_ndarray(stub.Predict(pixels_request(images), timeout=60).outputs["scores"])
+    page = server.metrics()
+    runs = metric(page, "batching:processed_batch_size_count", labels) - metric(
+        before, "batching:processed_batch_size_count", labels
+    )
+    assert runs == 3, page  # 4 + 4 + 2 rows
+    assert whole.shape == (10, 10)
+    for start in (0, 6):  # the same rows as requests of their own
+        alone = stub.Predict(pixels_request(images[start : start + 4]), timeout=60)
+        np.testing.assert_allclose(
+            tf.make_ndarray(alone.outputs["scores"]), whole[start : start + 4], rtol=1e-5, atol=1e-6
+        )
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Predict(pixels_request(np.zeros((13, 32, 32, 3), np.uint8)), timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "Task size 13 is larger than maximum input batch size 12"
+
+
 def test_one_bad_image_in_a_merged_batch_fails_only_its_own_request(batching_server):
     good = [bytes_request(encode_image("PNG", seed=i)) for i in range(3)]
     results = concurrently(batching_server.prediction_stub(), [*good, bytes_request(b"junk")])

@@ -133,7 +133,9 @@ def test_shipped_serving_config_files_parse_with_the_real_protos():
     assert (model.name, model.base_path) == ("cifar10", "/models/cifar10")
     assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
     batching = load_batching_options(options)
-    assert batching.max_batch_size == 32 and batching.num_batch_threads >= 1
+    # Requests of up to 256 images, run as batches of at most 32.
+    assert (batching.max_batch_size, batching.max_execution_batch_size) == (256, 32)
+    assert batching.enable_large_batch_splitting and batching.num_batch_threads >= 1
     assert load_prometheus_path(options) == "/monitoring/prometheus/metrics"
 
 
@@ -184,6 +186,14 @@ def test_batching_file_without_enable_batching_is_a_startup_error(tmp_path):
          "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; "
          "expected 8"),
         ("max_batch_size: 8", "Could not parse"),
+        ("max_batch_size { value: 64 } enable_large_batch_splitting { value: true } "
+         "max_execution_batch_size { value: 16 } allowed_batch_sizes: 8",
+         "Last entry in allowed_batch_sizes must be equal to max_execution_batch_size; "
+         "last entry was 8; expected 16"),
+        ("max_batch_size { value: 64 } enable_large_batch_splitting { value: true } "
+         "max_execution_batch_size { value: 128 } allowed_batch_sizes: 128",
+         "Last entry in allowed_batch_sizes must be less than or equal to max_batch_size; "
+         "last entry was 128; expected 64"),
     ],
 )  # fmt: skip
 def test_bad_batching_files_are_rejected(tmp_path, text, message):
