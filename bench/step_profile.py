@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import DEFAULT_DATA
+from training.config import default_data
 from training.hardware import describe_cpu
 
 SUBSET = 10_240  # 10 steps at batch 1024, more at smaller ones: enough distinct batches
@@ -102,7 +102,7 @@ def profile(recipe_name: str, precision: str, data: str, steps: int, timed: int)
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--data", default=default_data())
     ap.add_argument("--recipe", default="fast")
     ap.add_argument("--precision", default="mixed_bfloat16")
     ap.add_argument("--steps", type=int, default=3, help="steps traced")

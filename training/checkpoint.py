@@ -6,14 +6,20 @@ plus a JSON blob (epoch, step, history, LR-plateau counters, elapsed time).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 CHECKPOINT_NAME = "checkpoint.npz"
+
+
+class CheckpointError(Exception):
+    """The checkpoint could not be written, or what is on disk is not one."""
 
 
 def save(run_dir: Path, groups: Mapping[str, Sequence], state: dict) -> Path:
@@ -23,11 +29,20 @@ def save(run_dir: Path, groups: Mapping[str, Sequence], state: dict) -> Path:
             arrays[f"{group}/{i}"] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
     path = run_dir / CHECKPOINT_NAME
     tmp = run_dir / f".{CHECKPOINT_NAME}.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:  # a full disk, above all: leave no partial file to fill it more
+        tmp.unlink(missing_ok=True)
+        kept = "the previous one is intact" if path.exists() else "there is none yet"
+        fix = "free some space" if error.errno == errno.ENOSPC else "fix that"
+        raise CheckpointError(
+            f"could not write the checkpoint {path} ({error.strerror or error}); {kept}: "
+            f"{fix} and re-run the same command to resume"
+        ) from error
     return path
 
 
@@ -36,11 +51,21 @@ def load(run_dir: Path, groups: Mapping[str, Sequence]) -> dict | None:
     path = run_dir / CHECKPOINT_NAME
     if not path.exists():
         return None
+    try:
+        return _load(path, groups)
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"{path} is damaged ({type(error).__name__}: {error}); it cannot be resumed from: "
+            "move it away to start this run again from the first step"
+        ) from error
+
+
+def _load(path: Path, groups: Mapping[str, Sequence]) -> dict:
     with np.load(path) as z:
         for group, variables in groups.items():
             saved = sorted((k for k in z.files if k.startswith(f"{group}/")), key=_index)
             if len(saved) != len(variables):
-                raise ValueError(
+                raise CheckpointError(
                     f"{path}: {group} has {len(saved)} tensors, the model has {len(variables)};"
                     " was it written by a different recipe? Use a new --run-dir."
                 )

@@ -32,6 +32,15 @@ from pathlib import Path
 # project root), and as an absolute path for tests and benchmarks that run from anywhere.
 DEFAULT_DATA = "../shared/data/cifar10-jpeg.tar.gz"
 SHARED_DATA = (Path(__file__).resolve().parents[1] / DEFAULT_DATA).resolve()
+
+
+def default_data() -> str:
+    """The tools' default data source: DEFAULT_DATA as typed when it is found from here (the
+    project root, where `make` runs them), else the same file by its absolute path, so that a
+    command run from another folder finds it too."""
+    return DEFAULT_DATA if Path(DEFAULT_DATA).exists() else str(SHARED_DATA)
+
+
 # Where decoded images are kept between runs (training, export and evaluation all load the
 # data). Relative to the working directory unless DATASET_CACHE_DIR says otherwise: the trainer
 # image points it at its writable /runs volume, since its working directory is read-only to it.

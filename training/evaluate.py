@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from training.cli_args import positive
-from training.config import DEFAULT_DATA, TTA_NAMES
+from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, load_dataset
 from training.run_folder import META, RUN_OPTIONS, read_run_options
 from training.tf_startup import import_tensorflow
@@ -83,9 +83,10 @@ def _run_data(meta: dict) -> str:
     recorded = meta.get("data")
     if recorded and (recorded == "keras" or Path(recorded).expanduser().exists()):
         return recorded
+    fallback = default_data()
     if recorded:
-        print(f"  the run's data {recorded} is not found from here; using {DEFAULT_DATA}")
-    return DEFAULT_DATA
+        print(f"  the run's data {recorded} is not found from here; using {fallback}")
+    return fallback
 
 
 def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
@@ -170,7 +171,12 @@ def main(argv: list[str] | None = None) -> None:
         except UnfinishedRunError as err:
             raise SystemExit(f"evaluate: {err}") from None
     else:
-        evaluate_export(args.run_dir, args.data or DEFAULT_DATA, args.out)
+        if args.test_subset or args.headline != "none":
+            raise SystemExit(
+                "evaluate: --test-subset and --headline apply to a run folder; a SavedModel is "
+                "scored on the whole test set, without per-class tables"
+            )
+        evaluate_export(args.run_dir, args.data or default_data(), args.out)
         return
     out = args.out or args.run_dir
     write_report(report, out, args.headline)

@@ -3,11 +3,14 @@ a re-run resumes the same run or is refused), and its train.log."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import IO
 
 from training.checkpoint import CHECKPOINT_NAME
 from training.config import RECIPES, RunOptions
@@ -59,12 +62,30 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
             and _as_run(k, before.get(k), opts.recipe) != _as_run(k, v, opts.recipe)
         }
         if diff:
+            changes = "; ".join(
+                f"--{k.replace('_', '-')} {_shown(k, then, opts.recipe)} then, "
+                f"{_shown(k, now, opts.recipe)} now"
+                for k, (then, now) in diff.items()
+            )
+            if is_finished(run_dir):
+                raise SystemExit(
+                    f"{run_dir} holds a finished run made with other options ({changes}); "
+                    "pick a new --run-dir to train with these"
+                )
             raise SystemExit(
-                f"{run_dir} was started with other options {diff} (saved, asked); "
-                "re-run with the same options to resume, or pick a new --run-dir"
+                f"{run_dir} was started with other options ({changes}); re-run with the options "
+                "it started with to resume (its run.json lists them), or pick a new --run-dir"
             )
         return {**before, "run_dir": opts.run_dir}
     return wanted
+
+
+def _shown(key: str, value, recipe: str) -> str:
+    """An option's value for a message; one not given is the recipe's, where it has one."""
+    if value is None:
+        as_run = _as_run(key, value, recipe)
+        return "not given" if as_run is None else f"{as_run} (the recipe's)"
+    return str(value)
 
 
 def _as_run(key: str, value, recipe: str):
@@ -87,6 +108,31 @@ def read_run_options(run_dir: Path) -> dict:
     """The options a run was started with; {} for a folder that holds none."""
     path = run_dir / RUN_OPTIONS
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+LOCK = ".lock"  # held by the training that writes the folder (lock_run_dir)
+
+
+def lock_run_dir(run_dir: Path) -> IO:
+    """Claims the folder for this process until it exits (an flock, which the kernel drops
+    also after kill -9): two trainings in one folder would write the same checkpoint file and
+    interleave their logs. Keep the returned file open for as long as the claim should last."""
+    handle = (run_dir / LOCK).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise SystemExit(
+            f"{run_dir} is in use by another training (pid {holder}); let it finish or stop "
+            "it (Ctrl-C saves a checkpoint) before resuming here, or pick another --run-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def make_run_dir(path: str) -> Path:

@@ -1,9 +1,10 @@
 """Train a CIFAR-10 classifier: `python -m training.train --data ... --run-dir runs/x`.
 
 Re-running the same command resumes from the run folder's checkpoint (also after kill -9);
-Ctrl-C or SIGTERM saves a checkpoint first. A finished run folder holds the final model,
-history, curves, the normalisation statistics and a log of how it was made (train.log;
-TensorFlow's own start-up lines are in tensorflow.log).
+Ctrl-C, SIGTERM or a closed terminal (SIGHUP) saves a checkpoint first. One training at a time
+writes a run folder. A finished run folder holds the final model, history, curves, the
+normalisation statistics and a log of how it was made (train.log; TensorFlow's own start-up
+lines are in tensorflow.log).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from training.checkpoint import CheckpointError
 from training.cli_args import positive
-from training.config import DEFAULT_DATA, RECIPES, RunOptions
+from training.config import RECIPES, RunOptions, default_data
 from training.data import DataError, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 from training.run_folder import (
     is_finished,
+    lock_run_dir,
     make_run_dir,
     pin_run_options,
     record_run_options,
@@ -32,7 +35,7 @@ def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
     """The flags that pick what is trained; bench.train takes the same ones, checked the same."""
     ap.add_argument(
         "--data",
-        default=DEFAULT_DATA,
+        default=default_data(),
         help="image-folder tree or .tar(.gz) of one, the CIFAR-10 python archive, or 'keras'",
     )
     ap.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
@@ -91,6 +94,7 @@ def command_line(opts: RunOptions, precision: str) -> str:
 
 def train(opts: RunOptions) -> Path:
     run_dir = make_run_dir(opts.run_dir)
+    claim = lock_run_dir(run_dir)  # noqa: F841 - held until this function returns
     log = run_logger(run_dir)
     pinned = pin_run_options(run_dir, opts)
     if is_finished(run_dir):
@@ -136,6 +140,11 @@ def train(opts: RunOptions) -> Path:
         "per epoch), "
         f"precision {precision}, seed {opts.seed}"
     )
+    if trainer.val is not None:
+        log(
+            f"  {len(trainer.val.labels)} of the {len(ds.train.labels)} training images are held "
+            f"out for validation (recipe {opts.recipe}), {len(trainer.train.labels)} train"
+        )
     if trainer.batch_size < recipe.batch_size:
         log(f"  the batch is cut to the {trainer.batch_size} training images there are")
     left_out = len(trainer.train.labels) - trainer.steps_per_epoch * trainer.batch_size
@@ -149,12 +158,12 @@ def train(opts: RunOptions) -> Path:
         log(f"resumed from checkpoint at step {trainer.progress.step}/{trainer.total_steps}")
     try:
         progress = trainer.fit(opts.checkpoint_every_s)
-    except Interrupted:
+    except Interrupted as stop:
         log(
             f"interrupted: checkpoint saved at step {trainer.progress.step}/{trainer.total_steps}. "
             "Re-run the same command to resume."
         )
-        raise SystemExit(130) from None
+        raise SystemExit(128 + stop.signum) from None  # the shell's code for that signal
     write_run_outputs(
         trainer,
         ds,
@@ -184,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         train(opts)
     except DataError as err:
         raise SystemExit(f"data error: {err}") from None
+    except CheckpointError as err:
+        raise SystemExit(f"checkpoint error: {err}") from None
     except KeyboardInterrupt:
         # Ctrl-C outside the training loop (which saves and exits by itself): before the first
         # step nothing was trained; after the last, the checkpoint holds all of it.

@@ -22,7 +22,7 @@ import tensorflow as tf
 from training import checkpoint
 from training.augment import augment, flip_mask
 from training.config import Recipe
-from training.data import Dataset, Split
+from training.data import DataError, Dataset, Split
 from training.inference import accuracy, make_logits_fn, predict_logits
 from training.models import FROZEN_KERNELS, build_model, init_whitening
 from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
@@ -38,8 +38,17 @@ def duration(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
+# What stops a training with a checkpoint first: Ctrl-C, `kill`, and the hang-up of a closed
+# terminal or dropped SSH session (a SIGHUP already ignored, as under nohup, stays ignored).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived; the checkpoint has been written."""
+    """A stop signal arrived; the checkpoint has been written."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 @dataclass
@@ -64,6 +73,11 @@ class Progress:
 def split_validation(ds: Dataset, n: int, seed: int) -> tuple[Split, Split | None]:
     if n <= 0:
         return ds.train, None
+    if n >= len(ds.train.labels):
+        raise DataError(
+            f"the recipe holds out {n} training images for validation, and {len(ds.train.labels)}"
+            f" are loaded, which leaves none to train on: use a --train-subset above {n}"
+        )
     perm = np.random.default_rng([seed, 99]).permutation(len(ds.train.labels))
     val, train = perm[:n], perm[n:]
     return (
@@ -191,7 +205,9 @@ class Trainer:
 
     def fit(self, checkpoint_every_s: float = 60.0) -> Progress:
         old_handlers = {
-            s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+            s: signal.signal(s, self._on_signal)
+            for s in STOP_SIGNALS
+            if signal.getsignal(s) is not signal.SIG_IGN
         }
         try:
             self._fit(checkpoint_every_s)
@@ -210,7 +226,7 @@ class Trainer:
             self._finish_epoch_if_due()  # also after a kill between last step and report
             if self._stop_signal is not None:  # it came during the epoch's evaluation
                 self.save_checkpoint()
-                raise Interrupted(f"signal {self._stop_signal}")
+                raise Interrupted(self._stop_signal)
             if p.step >= self.total_steps or p.stopped_early:
                 break
             self._run_epoch(checkpoint_every_s)
@@ -281,7 +297,7 @@ class Trainer:
                 self.save_checkpoint()
                 self._last_save = now
                 if self._stop_signal is not None:
-                    raise Interrupted(f"signal {self._stop_signal}")
+                    raise Interrupted(self._stop_signal)
         p.train_seconds += time.monotonic() - mark
 
     def _one_step(self, perm: np.ndarray, index_in_epoch: int) -> tuple[float, float]:

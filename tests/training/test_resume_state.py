@@ -133,3 +133,45 @@ def test_ctrl_c_during_the_last_epochs_evaluation_stops_with_a_checkpoint(tmp_pa
     resumed = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
     assert resumed.resume() and resumed.progress.step == resumed.total_steps
     assert resumed.fit().step == resumed.total_steps
+
+
+def test_a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_and_no_partial_file(
+    tmp_path,
+):
+    """The temp file is pointed at /dev/full, where every write fails with the kernel's own
+    ENOSPC, as on a full disk."""
+    import os
+
+    from training import checkpoint
+
+    groups = {"weights": [np.arange(4.0)]}
+    saved = checkpoint.save(tmp_path, groups, {"step": 1})
+    before = saved.read_bytes()
+    os.symlink("/dev/full", tmp_path / f".{checkpoint.CHECKPOINT_NAME}.tmp")
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.save(tmp_path, {"weights": [np.zeros(1 << 20)]}, {"step": 2})
+    assert "No space left on device" in str(caught.value)
+    assert "the previous one is intact: free some space and re-run" in str(caught.value)
+    assert saved.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoint.CHECKPOINT_NAME]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "text"])
+def test_a_damaged_checkpoint_is_named_not_a_traceback(tmp_path, damage):
+    from training import checkpoint
+
+    path = checkpoint.save(tmp_path, {"weights": [np.arange(1000.0)]}, {"step": 1})
+    data = path.read_bytes()
+    path.write_bytes(
+        {"truncate": data[: len(data) // 2], "empty": b"", "text": b"not a zip"}[damage]
+    )
+    with pytest.raises(checkpoint.CheckpointError, match=r"is damaged .*move it away"):
+        checkpoint.load(tmp_path, {"weights": [np.zeros(1000)]})
+
+
+def test_a_recipe_that_holds_out_every_training_image_says_so():
+    from training.data import DataError
+    from training.trainer import split_validation
+
+    with pytest.raises(DataError, match=r"holds out 64 training images .* 64 are loaded"):
+        split_validation(_dataset(64), 64, seed=0)

@@ -154,7 +154,27 @@ def test_ctrl_c_while_the_outputs_are_written_loses_none_of_them(tiny_data, tmp_
 def test_other_options_on_an_existing_run_are_refused(finished_run, tiny_data):
     result = run(train_cmd(tiny_data, finished_run, "--epochs", "5"), timeout=120)
     assert result.returncode != 0
-    assert "other options" in result.stderr
+    assert "holds a finished run made with other options (--epochs 3" in result.stderr
+    assert "5.0 now" in result.stderr and "pick a new --run-dir" in result.stderr
+
+
+def test_a_second_training_in_a_folder_in_use_is_refused(tiny_data, tmp_path):
+    """Two trainings in one folder wrote the same checkpoint file (one crashed, the other's
+    checkpoint could be a mix). The claim is an flock: held here as a running training would."""
+    from training.run_folder import lock_run_dir
+
+    run_dir = tmp_path / "busy"
+    run_dir.mkdir()
+    claim = lock_run_dir(run_dir)
+    try:
+        result = run(train_cmd(tiny_data, run_dir, "--epochs", "1"), timeout=120)
+    finally:
+        claim.close()
+    assert result.returncode != 0
+    assert f"{run_dir} is in use by another training (pid {os.getpid()})" in result.stderr
+    assert not (run_dir / "checkpoint.npz").exists()
+    # Released (as by the kernel when a training exits, also after kill -9): it runs.
+    assert run(train_cmd(tiny_data, run_dir, "--epochs", "1"), timeout=300).returncode == 0
 
 
 def _start(cmd) -> subprocess.Popen:
@@ -203,14 +223,17 @@ def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_data, tmp_path, fin
         ), key
 
 
-def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_a_closed_terminal_saves_a_checkpoint_and_says_how_to_resume(
+    stop, tiny_data, tmp_path
+):
     run_dir = tmp_path / "term"
     proc = _start(train_cmd(tiny_data, run_dir, "--epochs", "50", "--checkpoint-every", "1000"))
     _wait_for_checkpoint_mid_run(run_dir, proc)
     before = (run_dir / "checkpoint.npz").stat().st_mtime_ns
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out
+    assert proc.returncode == 128 + stop, out  # as a shell reports a process the signal ended
     assert "Re-run the same command to resume" in out
     assert (run_dir / "checkpoint.npz").stat().st_mtime_ns > before
 
@@ -428,6 +451,9 @@ def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path, mon
     done = run(cmd, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "final evaluation: 40 test images" in done.stdout
+    # Each TTA level says its figure as it is done (minutes each on the full test set).
+    level_line = r"  TTA flip\+translate: accuracy \d\.\d{4} \(\d+ s\)"
+    assert re.search(level_line, done.stdout), done.stdout
     meta = json.loads((run_dir / "meta.json").read_text())
     report = evaluate_run(run_dir)
     assert report["test_images"] == 40 and report["data"] == str(tiny_data)
@@ -435,3 +461,26 @@ def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path, mon
         pytest.approx(meta[k], abs=1e-9)
         for k in ("test_accuracy", "test_accuracy_flip", "test_accuracy_tta")
     ]
+
+
+def test_a_savedmodel_is_not_scored_on_a_subset_it_cannot_pick(tmp_path):
+    """--test-subset picks by a run's seed, which a SavedModel does not carry: refused, where
+    it was ignored (the whole test set was scored under the asked-for subset's name)."""
+    result = run(
+        [sys.executable, "-m", "training.evaluate", str(ROOT / "models" / "cifar10" / "4"),
+         "--test-subset", "100"],
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "--test-subset and --headline apply to a run folder" in result.stderr
+
+
+def test_the_default_data_is_found_from_any_folder(tmp_path, monkeypatch):
+    from training.config import DEFAULT_DATA, SHARED_DATA, default_data
+
+    if not SHARED_DATA.exists():
+        pytest.skip(f"needs the shared data set at {SHARED_DATA}")
+    monkeypatch.chdir(ROOT)
+    assert default_data() == DEFAULT_DATA  # as typed, from the project root (make)
+    monkeypatch.chdir(tmp_path)
+    assert default_data() == str(SHARED_DATA)  # its absolute path from anywhere else
