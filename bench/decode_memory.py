@@ -89,7 +89,9 @@ def threaded_mb(path: Path, env: dict[str, str]) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.decode_memory", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--megapixels", type=float, default=40.0)
     ap.add_argument("--repeats", type=int, default=2)
     opts = ap.parse_args(argv)

@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from training.models import Gelu
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.gelu_passes", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
     keras_gelu = keras.layers.Activation("gelu", dtype="float32")  # the layer used before

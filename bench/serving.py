@@ -54,7 +54,9 @@ class Settings:
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.serving", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--model_base_path", type=Path, default=ROOT / "models" / "cifar10")
     parser.add_argument("--model_name", default="cifar10")
     parser.add_argument(

@@ -101,7 +101,9 @@ def profile(recipe_name: str, precision: str, data: str, steps: int, timed: int)
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.step_profile", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--data", default=default_data())
     ap.add_argument("--recipe", default="fast")
     ap.add_argument("--precision", default="mixed_bfloat16")

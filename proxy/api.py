@@ -44,19 +44,7 @@ def predict() -> Response:
     try:
         prediction = svc.client.predict(pixels, target)
     except ModelNotFound as exc:  # the server's words name its internals; say what to do
-        if target.version is None and not target.label:
-            # The latest version, asked for by no one in particular, and none is served (every
-            # folder rolled back, or the first still loading): the service's fault, not the
-            # client's, as /readyz says too. A default version or label that the server does
-            # not define (MODEL_VERSION, MODEL_LABEL) stays a 404: retrying will not help.
-            raise ModelServerUnavailable(
-                f"the model server has no version of model {target.name!r} to serve "
-                f"(it says: {exc}); GET /api/model shows what is loading"
-            ) from exc
-        raise ModelNotFound(
-            f"{target.describe()} is not being served (the model server says: {exc}); "
-            "GET /api/model lists the versions and labels that are"
-        ) from exc
+        raise _not_served(svc, target, exc) from exc
     answered = time.perf_counter()
     svc.metrics.model_latency.labels(svc.config.protocol).observe(answered - decoded)
     svc.metrics.images.inc(len(uploads))
@@ -74,6 +62,35 @@ def predict() -> Response:
             "preprocess": round((decoded - started) * 1000, 2),
             "model_server": round((answered - decoded) * 1000, 2),
         },
+    )
+
+
+def _not_served(svc: Services, target: ModelTarget, exc: ModelNotFound) -> ModelServerError:
+    """What to tell a client whose target the model server does not serve right now.
+
+    The latest version, asked for by no one in particular, of a model the server knows, and
+    none is served (every folder rolled back, or the first still loading): the service's fault,
+    not the client's, as /readyz says too, so a 503 to retry. A version or label that is not
+    served (also MODEL_VERSION, MODEL_LABEL), or a model the server does not know at all (a
+    MODEL_NAME typo; TF Serving answers both with the same NOT_FOUND, its status call tells
+    them apart) stays a 404: retrying will not help."""
+    if target.version is None and not target.label:
+        try:
+            svc.client.status(target.name)
+        except ModelNotFound:
+            return ModelNotFound(
+                f"the model server has no model named {target.name!r} (check MODEL_NAME; it "
+                f"says: {exc})"
+            )
+        except ModelServerError:
+            pass  # it went away meanwhile: a 503 below either way
+        return ModelServerUnavailable(
+            f"the model server has no version of model {target.name!r} to serve "
+            f"(it says: {exc}); GET /api/model shows what is loading"
+        )
+    return ModelNotFound(
+        f"{target.describe()} is not being served (the model server says: {exc}); "
+        "GET /api/model lists the versions and labels that are"
     )
 
 

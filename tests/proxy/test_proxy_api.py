@@ -241,6 +241,18 @@ def test_a_default_the_server_does_not_serve_is_reported_not_fatal(
     assert body["labels"] == LABELS
 
 
+def test_a_model_name_the_server_does_not_know_is_a_404_not_a_retry(
+    two_version_server, protocol, sample_jpegs
+) -> None:
+    """TF Serving answers an unknown model and a known one with no version loaded with the
+    same NOT_FOUND; the second is worth retrying (503), a MODEL_NAME typo is not."""
+    client = create_app(proxy_config(two_version_server, protocol, model_name="dogs")).test_client()
+    answer = post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]})
+    assert answer.status_code == 404 and "Retry-After" not in answer.headers
+    assert answer.get_json()["kind"] == "not_found"
+    assert "has no model named 'dogs' (check MODEL_NAME" in answer.get_json()["error"]
+
+
 # ---------- refused requests ----------
 
 
