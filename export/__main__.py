@@ -9,6 +9,7 @@ from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
 from export.publish import VersionExistsError
+from training.run_folder import is_run_folder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.base_path).exists() and not Path(args.base_path).is_dir():
         print(f"export: --base-path {args.base_path} is a file, not a folder of versions",
               file=sys.stderr)  # fmt: skip
+        return 1
+    if is_run_folder(Path(args.base_path)):
+        print(f"export: --base-path {args.base_path} is a training run folder; name the folder "
+              "of model versions the server reads (models/cifar10)", file=sys.stderr)  # fmt: skip
         return 1
     from training.tf_startup import import_tensorflow
 

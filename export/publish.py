@@ -24,6 +24,8 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from training.run_folder import is_run_folder
+
 LOCK_NAME = ".publish.lock"
 KEEP_AT_LEAST_ONE = "--keep must be at least 1: a base path without versions serves nothing"
 ROLLED_BACK = re.compile(r"\.rollback-([0-9]+)")  # DEPLOY.md's rollback: mv -T 5 .rollback-5
@@ -46,6 +48,11 @@ def versions(base_path: str | Path) -> list[int]:
 def latest_version_dir(base_path: str | Path) -> Path:
     found = versions(base_path)
     if not found:
+        if is_run_folder(Path(base_path)):
+            raise FileNotFoundError(
+                f"{base_path} is a training run folder, not a model: export it first "
+                f"(python -m export --run-dir {base_path}), then name the base path it wrote"
+            )
         raise FileNotFoundError(f"no numbered version folder in {base_path}")
     return _version_dir(Path(base_path), found[-1])
 

@@ -135,9 +135,20 @@ def lock_run_dir(run_dir: Path) -> IO:
     return handle
 
 
+def is_run_folder(path: Path) -> bool:
+    """A training run's folder (it records its options or its results), which a model base
+    path must not be mistaken for, nor the other way round."""
+    return (path / RUN_OPTIONS).is_file() or (path / META).is_file()
+
+
 def make_run_dir(path: str) -> Path:
     """The run folder, made if need be; a sentence, not a traceback, when it cannot be."""
     run_dir = Path(path)
+    if run_dir.is_dir() and any(run_dir.glob("*/saved_model.pb")):
+        raise SystemExit(
+            f"--run-dir {path} holds exported model versions (a model base path, which `export` "
+            "writes); name a training run folder, e.g. runs/<name>"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -484,3 +484,18 @@ def test_the_default_data_is_found_from_any_folder(tmp_path, monkeypatch):
     assert default_data() == DEFAULT_DATA  # as typed, from the project root (make)
     monkeypatch.chdir(tmp_path)
     assert default_data() == str(SHARED_DATA)  # its absolute path from anywhere else
+
+
+def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run, tmp_path, capsys):
+    from export.__main__ import main as export_main
+    from export.predict import main as predict_main
+    from training.run_folder import make_run_dir
+
+    assert predict_main([str(ROOT / "README.md"), "--model", str(finished_run)]) == 2
+    assert f"{finished_run} is a training run folder, not a model: export it first" in (
+        capsys.readouterr().err
+    )
+    assert export_main(["--run-dir", str(finished_run), "--base-path", str(finished_run)]) == 1
+    assert f"--base-path {finished_run} is a training run folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="holds exported model versions"):
+        make_run_dir(str(ROOT / "models" / "cifar10"))
