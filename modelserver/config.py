@@ -219,6 +219,8 @@ def read_text_proto(path: str, message):
         text = Path(path).read_text()
     except OSError as error:
         raise invalid_argument(f"Could not read {path}: {error}") from error
+    except UnicodeDecodeError as error:
+        raise invalid_argument(f"Could not read {path}: not UTF-8 text ({error})") from error
     try:
         return text_format.Parse(text, message)
     except text_format.ParseError as error:

@@ -176,6 +176,8 @@ class ModelServer:
                     self.reload_config(config)
             except ServingError as error:
                 log.error("Config file reload failed: %s", error.message)
+            except Exception:  # anything else must not end the polling either
+                log.exception("Config file reload failed")
 
     def wait(self) -> None:
         """Until a stop() has finished (it may run on another thread: __main__'s signals)."""

@@ -104,6 +104,11 @@ def from_exception(error: BaseException) -> ServingError:
         return ServingError(code_from_number(error_code), message)
     if isinstance(error, FileNotFoundError):
         return ServingError(grpc.StatusCode.NOT_FOUND, str(error).split(_IO_DEVICE_HINT)[0].strip())
+    if isinstance(error, PermissionError):
+        return ServingError(grpc.StatusCode.PERMISSION_DENIED, str(error))
+    # TF's Python bindings raise an OUT_OF_RANGE status as IndexError (pybind11_status.h).
+    if isinstance(error, IndexError):
+        return ServingError(grpc.StatusCode.OUT_OF_RANGE, str(error))  # e.g. a truncated shard
     if type(error).__name__ == "DecodeError":  # google.protobuf.message.DecodeError
         return ServingError(grpc.StatusCode.DATA_LOSS, f"Can't parse SavedModel: {error}")
     if isinstance(error, (ValueError, TypeError)):

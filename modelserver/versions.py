@@ -239,7 +239,10 @@ class VersionManager:
             return
         while not self._stopping.wait(interval):
             for name in list(self._models):
-                self._poll(name)
+                try:
+                    self._poll(name)
+                except Exception:  # one model's bad poll must not end polling for every model
+                    log.exception("Polling the base path of model %s failed", name)
 
     def _poll(self, name: str) -> None:
         """One FileSystemStoragePathSource poll: re-emit the complete aspired list."""
@@ -251,7 +254,7 @@ class VersionManager:
             policy = model.config.model_version_policy
         try:
             children = os.listdir(base_path)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
             log.error("Unable to list base path %s of model %s: %s", base_path, name, error)
             return
         folders: dict[int, Path] = {}

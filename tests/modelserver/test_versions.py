@@ -139,6 +139,11 @@ def _drop_variables(folder: Path) -> None:
     shutil.rmtree(folder / "variables")
 
 
+def _truncate_variables_data(folder: Path) -> None:
+    (shard,) = (folder / "variables").glob("variables.data-*")
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+
+
 def test_broken_versions_are_reported_and_the_old_one_keeps_serving(
     start_server, tiny_model_base, tiny_savedmodel, add_model_version
 ):
@@ -149,24 +154,29 @@ def test_broken_versions_are_reported_and_the_old_one_keeps_serving(
     for name in (".tmp-7", "abc", "8.tmp"):  # not versions: ignored
         shutil.copytree(tiny_savedmodel(1), tiny_model_base / name)
     with Load(server, grpc_clients=2, rest_clients=1) as load:
-        for version, damage in ((2, _truncate_graph), (3, _drop_variables)):
+        damages = ((2, _truncate_graph), (3, _drop_variables), (5, _truncate_variables_data))
+        for version, damage in damages:
             _publish_broken(tiny_model_base, version, tiny_savedmodel(1), damage)
             server.wait_states({version: "END", 1: "AVAILABLE"})
-        add_model_version(tiny_model_base, 4)
-        server.wait_states({4: "AVAILABLE", 1: "END"})
+        add_model_version(tiny_model_base, 6)
+        server.wait_states({6: "AVAILABLE", 1: "END"})
     assert load.errors == [] and load.versions[1] > 0
     status = requests.get(f"{server.rest}/v1/models/{MODEL}", timeout=10).json()
     by_version = {int(s["version"]): s for s in status["model_version_status"]}
-    assert set(by_version) == {1, 2, 3, 4}
-    for version in (2, 3):
+    assert set(by_version) == {1, 2, 3, 5, 6}
+    for version in (2, 3, 5):
         assert by_version[version]["state"] == "END"
         assert by_version[version]["status"]["error_code"] != "OK"
         assert by_version[version]["status"]["error_message"]
+    # TensorFlow's codes, as its own loader reports them (was UNKNOWN for the last one).
+    assert by_version[2]["status"]["error_code"] == "DATA_LOSS"
+    assert by_version[3]["status"]["error_code"] == "NOT_FOUND"
+    assert by_version[5]["status"]["error_code"] == "OUT_OF_RANGE"
     # The missing variables are named without tf.saved_model's advice about distributed
     # devices, which sent operators the wrong way.
     assert "variables" in by_version[3]["status"]["error_message"]
     assert "device" not in by_version[3]["status"]["error_message"]
-    assert by_version[4]["status"] == {"error_code": "OK", "error_message": ""}
+    assert by_version[6]["status"] == {"error_code": "OK", "error_message": ""}
     log = server.log()
     assert "Retrying load of {name: cifar10 version: 2}" in log
     assert "Loading servable: {name: cifar10 version: 2}" in log and "failed" in log
@@ -245,6 +255,26 @@ def test_config_file_poll_applies_changes_without_restart(start_server, tmp_path
     assert (
         requests.get(f"{server.rest}/monitoring/prometheus/metrics", timeout=10).status_code == 404
     )
+
+
+def test_config_files_and_base_paths_that_cannot_be_read_do_not_stop_the_polling(
+    start_server, tmp_path, tiny_model_base, add_model_version
+):
+    """A config file that is not UTF-8 text, and a base path with a NUL byte (os.listdir raises
+    ValueError, not OSError), each ended a poller thread for good: later config edits and new
+    version folders were never seen. Now both are logged errors, and polling goes on."""
+    config = write_models_config(tmp_path / "models.config", model_config(MODEL, tiny_model_base))
+    server = start_server(f"--model_config_file={config}", FAST_POLL,
+                          "--model_config_file_poll_wait_seconds=0.3")  # fmt: skip
+    config.write_bytes(b"model_config_list {\xff\xfe garbage")
+    _wait_for(server.log, lambda log: "not UTF-8 text" in log)
+    write_models_config(
+        config, model_config(MODEL, tiny_model_base), model_config("other", "/tmp/x\x00y")
+    )
+    _wait_for(server.log, lambda log: "Unable to list base path /tmp/x" in log)
+    add_model_version(tiny_model_base, 2)  # both pollers still run: the new version is served
+    server.wait_states({2: "AVAILABLE", 1: "END"})
+    assert "Traceback" not in server.log()
 
 
 def test_bad_startup_configs_exit_with_the_tf_serving_error(
