@@ -182,6 +182,18 @@ def test_broken_versions_are_reported_and_the_old_one_keeps_serving(
     assert "Loading servable: {name: cifar10 version: 2}" in log and "failed" in log
 
 
+def test_python_errors_of_a_load_map_to_the_codes_tensorflow_would_report():
+    from modelserver.status import from_exception
+
+    cases = {
+        PermissionError(13, "Permission denied", "/m/7"): grpc.StatusCode.PERMISSION_DENIED,
+        IndexError("Read less bytes than requested"): grpc.StatusCode.OUT_OF_RANGE,
+        FileNotFoundError(2, "No such file or directory", "/m/7"): grpc.StatusCode.NOT_FOUND,
+        RuntimeError("something else"): grpc.StatusCode.UNKNOWN,
+    }
+    assert {error: from_exception(error).code for error in cases} == cases
+
+
 def _reload(server, *models: ModelConfig) -> model_management_pb2.ReloadConfigResponse:
     request = model_management_pb2.ReloadConfigRequest()
     request.config.model_config_list.config.extend(models)
