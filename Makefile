@@ -73,8 +73,10 @@ bench-proxy: venv ## proxy latency and throughput, gRPC vs REST vs a naive Flask
 soak: venv ## rollout, rollback, canary and a killed model server under continuous load
 	$(PY) -m bench.soak $(ARGS)
 
-compose-up: ## docker compose stack with the real tensorflow/serving (needs Docker); the proxy image is tagged with the commit
-	PROXY_TAG=$${PROXY_TAG:-$$(git rev-parse --short HEAD 2>/dev/null || echo 0.1.0)} docker compose up --build
+compose-up: ## docker compose stack with the real tensorflow/serving (needs Docker); the proxy image is tagged with the commit, kept in .env
+	tag=$$(git rev-parse --short HEAD 2>/dev/null || echo 0.1.0); \
+	  sed -i '/^PROXY_TAG=/d' .env 2>/dev/null; echo "PROXY_TAG=$$tag" >> .env
+	docker compose up --build
 
 clean: ## remove caches (the dataset cache in .cache/, pytest, ruff; not runs/.cache of the trainer image)
 	rm -rf .cache .pytest_cache .ruff_cache

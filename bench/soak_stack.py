@@ -55,7 +55,7 @@ class ProxyLimits:
     threads: int = 4
 
 
-def models_config(base_path: Path, labels: dict[str, int] | None = None) -> ModelConfig:
+def served_model(base_path: Path, labels: dict[str, int] | None = None) -> ModelConfig:
     """The served model: the latest version of `base_path`, optional version labels."""
     policy = "latest { num_versions: 1 }"
     return model_config(MODEL_NAME, base_path, policy=policy, labels=labels)
@@ -85,7 +85,7 @@ class SoakStack:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         newest = max(versions(self.source_base))
         shutil.copytree(self.source_base / str(newest), self.base_path / "1")
-        self.config_file.write_text(models_config_text(models_config(self.base_path)))
+        self.config_file.write_text(models_config_text(served_model(self.base_path)))
         self._log = (self.run_dir / "servers.log").open("a")
         self.start_model_server()
         self.proxy = serve.start(serve.proxy_command(), self._proxy_env(), self._log)
@@ -168,7 +168,7 @@ class SoakStack:
         from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
         version = max(versions(self.base_path))
-        served = models_config(self.base_path, {label: version})
+        served = served_model(self.base_path, {label: version})
         self.config_file.write_text(models_config_text(served))
         request = model_management_pb2.ReloadConfigRequest()
         request.config.model_config_list.config.append(served)

@@ -18,6 +18,7 @@ sitting that happened to measure a slow ceiling cannot flatter the figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from datetime import date
@@ -141,17 +142,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row")
     args = ap.parse_args(argv)
 
-    from training.hardware import describe_cpu
-    from training.run_folder import make_run_dir, pin_run_options
-    from training.tf_startup import import_tensorflow
+    from training.run_folder import claim_run_dir, make_run_dir, pin_run_options
 
     opts = run_options(args)
     startup_log = None
+    claim = contextlib.ExitStack()
     if not args.ceiling_only:  # refusals first, before a minute of measuring
         refuse_finished_run(Path(opts.run_dir))
         run_dir = make_run_dir(opts.run_dir)
+        # Held through the measuring too: a second bench on a busy folder must not add a
+        # sitting to its ceilings nor take its CPU. train() claims it again (re-entrant).
+        claim.enter_context(claim_run_dir(run_dir))
         pin_run_options(run_dir, opts)
         startup_log = run_dir / "tensorflow.log"
+    with claim:
+        _measure_and_train(args, opts, startup_log)
+
+
+def _measure_and_train(args: argparse.Namespace, opts, startup_log: Path | None) -> None:
+    from training.hardware import describe_cpu
+    from training.tf_startup import import_tensorflow
+
     import_tensorflow(startup_log)
     cpu = describe_cpu()
     ceiling = measure_ceiling()

@@ -121,6 +121,8 @@ class Batcher:
             self._queues.setdefault(signature.name, deque()).extend(pieces)
             self._queued_sizes[signature.name] = queued + size
             self._cond.notify()
+        # Once per request at its full size, as BatchingSession records it, pieces or not.
+        self._metrics.input_batch_size.observe(size, self._model, signature.name)
         for piece in pieces:
             piece.done.wait()
         if error := next((piece.error for piece in pieces if piece.error is not None), None):
@@ -198,7 +200,7 @@ class Batcher:
             alias: _pad(np.concatenate([t.inputs[alias] for t in tasks]), padded)
             for alias in tasks[0].inputs
         }
-        self._record_batch(signature.name, total, padded, tasks)
+        self._record_batch(signature.name, total, padded)
         try:
             outputs = self._run(signature, merged, _batch_deadline(tasks))
         except ServingError as error:
@@ -236,13 +238,11 @@ class Batcher:
                 return allowed
         return total
 
-    def _record_batch(self, op_name: str, total: int, padded: int, tasks: list[_Task]) -> None:
+    def _record_batch(self, op_name: str, total: int, padded: int) -> None:
         metrics = self._metrics
         metrics.wrapped_run_count.inc()
         metrics.processed_batch_size.observe(padded, self._model, op_name)
         metrics.padding_size.observe(padded - total, self._model, op_name)
-        for task in tasks:
-            metrics.input_batch_size.observe(task.size, self._model, op_name)
 
 
 def _drop_expired(tasks: list[_Task], now: float) -> list[_Task]:

@@ -383,8 +383,10 @@ def read_batching_options(path: str) -> BatchingOptions:
         allowed_batch_sizes=tuple(params.allowed_batch_sizes),
         pad_variable_length_inputs=params.pad_variable_length_inputs,
         enable_large_batch_splitting=wrapped("enable_large_batch_splitting", False),
+        # Unset, it is max_batch_size (bundle_factory_util.h), not the proto's 1000.
         max_execution_batch_size=wrapped(
-            "max_execution_batch_size", defaults.max_execution_batch_size
+            "max_execution_batch_size",
+            wrapped("max_batch_size", defaults.max_batch_size),
         ),
     )
     _validate_batching(resolved)
@@ -396,8 +398,16 @@ def _validate_batching(batching: BatchingOptions) -> None:
         raise invalid_argument("max_batch_size and num_batch_threads must be >= 1")
     if batching.max_enqueued_batches < 1 or batching.batch_timeout_micros < 0:
         raise invalid_argument("max_enqueued_batches must be >= 1, batch_timeout_micros >= 0")
-    if batching.enable_large_batch_splitting and batching.max_execution_batch_size < 1:
-        raise invalid_argument("max_execution_batch_size must be >= 1")
+    if batching.enable_large_batch_splitting:
+        if batching.max_execution_batch_size < 1:
+            raise invalid_argument("max_execution_batch_size must be >= 1")
+        if batching.max_execution_batch_size > batching.max_batch_size:
+            # shared_batch_scheduler.h: the input limit bounds the execution size
+            raise invalid_argument(
+                "max_batch_size (input_batch_size_limit) must be greater than or equal to "
+                f"max_execution_batch_size; got {batching.max_batch_size} and "
+                f"{batching.max_execution_batch_size}"
+            )
     sizes = batching.allowed_batch_sizes
     if not sizes:
         return

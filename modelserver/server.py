@@ -35,7 +35,7 @@ from modelserver.metrics import Metrics
 from modelserver.predict import Predictor
 from modelserver.rest_api import RestApi, start_rest_server
 from modelserver.servable import Servable
-from modelserver.status import ServingError, from_exception
+from modelserver.status import ServingError, from_load_exception
 from modelserver.versions import ManagerOptions, VersionManager
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class ModelServer:
                     log.info("Finished reading %d warmup records for %s version %d",
                              records, name, version)  # fmt: skip
         except Exception as error:
-            raise from_exception(error) from error
+            raise from_load_exception(error) from error
         if batching is not None:
             servable.batcher = Batcher(servable.run, batching, self.metrics, name)
         if self.batching is not None and self.options.enable_per_model_batching_parameters:

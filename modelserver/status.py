@@ -94,6 +94,19 @@ def kernel_message(message: str) -> str:
 _IO_DEVICE_HINT = "You may be trying to load on a different device"
 
 
+def from_load_exception(error: BaseException) -> ServingError:
+    """A failed version load's status: from_exception, and the codes TensorFlow's own loader
+    gives where a Python error stands for them (only here: at request time a Python
+    IndexError is a bug, UNKNOWN)."""
+    if isinstance(error, PermissionError):
+        return ServingError(grpc.StatusCode.PERMISSION_DENIED, str(error))
+    # TF's Python bindings raise an OUT_OF_RANGE status as IndexError (pybind11_status.h),
+    # e.g. reading a truncated variables shard.
+    if isinstance(error, IndexError):
+        return ServingError(grpc.StatusCode.OUT_OF_RANGE, str(error))
+    return from_exception(error)
+
+
 def from_exception(error: BaseException) -> ServingError:
     """Maps TensorFlow / Python failures (model load, graph run) to a status."""
     if isinstance(error, ServingError):
@@ -104,11 +117,6 @@ def from_exception(error: BaseException) -> ServingError:
         return ServingError(code_from_number(error_code), message)
     if isinstance(error, FileNotFoundError):
         return ServingError(grpc.StatusCode.NOT_FOUND, str(error).split(_IO_DEVICE_HINT)[0].strip())
-    if isinstance(error, PermissionError):
-        return ServingError(grpc.StatusCode.PERMISSION_DENIED, str(error))
-    # TF's Python bindings raise an OUT_OF_RANGE status as IndexError (pybind11_status.h).
-    if isinstance(error, IndexError):
-        return ServingError(grpc.StatusCode.OUT_OF_RANGE, str(error))  # e.g. a truncated shard
     if type(error).__name__ == "DecodeError":  # google.protobuf.message.DecodeError
         return ServingError(grpc.StatusCode.DATA_LOSS, f"Can't parse SavedModel: {error}")
     if isinstance(error, (ValueError, TypeError)):

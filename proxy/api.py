@@ -71,19 +71,20 @@ def _not_served(svc: Services, target: ModelTarget, exc: ModelNotFound) -> Model
     The latest version, asked for by no one in particular, of a model the server knows, and
     none is served (every folder rolled back, or the first still loading): the service's fault,
     not the client's, as /readyz says too, so a 503 to retry. A version or label that is not
-    served (also MODEL_VERSION, MODEL_LABEL), or a model the server does not know at all (a
-    MODEL_NAME typo; TF Serving answers both with the same NOT_FOUND, its status call tells
-    them apart) stays a 404: retrying will not help."""
+    served (also MODEL_VERSION, MODEL_LABEL), or a model the server has no status for (a
+    MODEL_NAME typo, or a configured model none of whose version folders it has found yet;
+    TF Serving answers a predict for either with the same NOT_FOUND as for a known model,
+    its status call tells them apart) stays a 404: retrying will not help."""
     if target.version is None and not target.label:
         try:
             svc.client.status(target.name)
         except ModelNotFound:
             return ModelNotFound(
-                f"the model server has no model named {target.name!r} (check MODEL_NAME; it "
-                f"says: {exc})"
+                f"the model server knows no model named {target.name!r}, or has not found any "
+                f"version of it yet (check MODEL_NAME and the model's base path; it says: {exc})"
             )
-        except ModelServerError:
-            pass  # it went away meanwhile: a 503 below either way
+        except Exception:  # noqa: BLE001 - gone meanwhile, or an odd answer: a 503 either way
+            pass
         return ModelServerUnavailable(
             f"the model server has no version of model {target.name!r} to serve "
             f"(it says: {exc}); GET /api/model shows what is loading"

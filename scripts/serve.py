@@ -231,12 +231,17 @@ def proxy_env(stack: Stack, metrics_dir: str) -> dict[str, str]:
 
 
 def start(
-    command: list[str], env: dict[str, str] | None = None, log: IO | None = None
+    command: list[str],
+    env: dict[str, str] | None = None,
+    log: IO | None = None,
+    own_session: bool = True,
 ) -> subprocess.Popen:
-    """A child in its own session (Ctrl-C reaches only us); output to ours or to `log`."""
+    """A child, by default in its own session (Ctrl-C reaches only us, and we stop it in
+    order); output to ours or to `log`. Tests keep theirs in the test run's session, so that a
+    Ctrl-C or a killed test run takes them along."""
     stderr = subprocess.STDOUT if log else None
     return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=stderr, start_new_session=True
+        command, cwd=ROOT, env=env, stdout=log, stderr=stderr, start_new_session=own_session
     )
 
 

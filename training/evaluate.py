@@ -20,7 +20,7 @@ import numpy as np
 from training.cli_args import positive
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, load_dataset
-from training.run_folder import META, RUN_OPTIONS, read_run_options
+from training.run_folder import is_run_folder, read_run_options
 from training.tf_startup import import_tensorflow
 
 # --headline: the TTA level the per-class table and matrix show.
@@ -160,8 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not args.run_dir.exists():
         raise SystemExit(f"evaluate: {args.run_dir} not found")
+    run = is_run_folder(args.run_dir)
+    if not run and (args.test_subset or args.headline != "none"):
+        raise SystemExit(
+            "evaluate: --test-subset and --headline apply to a run folder; a SavedModel is "
+            "scored on the whole test set, without per-class tables"
+        )
     import_tensorflow()
-    if (args.run_dir / RUN_OPTIONS).exists() or (args.run_dir / META).exists():
+    if run:
         from training.models import UnfinishedRunError
 
         try:
@@ -171,11 +177,6 @@ def main(argv: list[str] | None = None) -> None:
         except UnfinishedRunError as err:
             raise SystemExit(f"evaluate: {err}") from None
     else:
-        if args.test_subset or args.headline != "none":
-            raise SystemExit(
-                "evaluate: --test-subset and --headline apply to a run folder; a SavedModel is "
-                "scored on the whole test set, without per-class tables"
-            )
         evaluate_export(args.run_dir, args.data or default_data(), args.out)
         return
     out = args.out or args.run_dir

@@ -3,11 +3,12 @@ a re-run resumes the same run or is refused), and its train.log."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO
@@ -21,12 +22,18 @@ def run_logger(run_dir: Path) -> Callable[[str], None]:
     log_file = run_dir / "train.log"
 
     def log(msg: str) -> None:
-        # On a terminal, over the trainer's progress line if one is showing (see _print_inline).
-        print(f"\r\x1b[K{msg}" if sys.stdout.isatty() else msg, flush=True)
-        with log_file.open("a") as f:
+        with log_file.open("a") as f:  # first: the file outlives a closed terminal
             f.write(msg + "\n")
+        show(f"\r\x1b[K{msg}" if sys.stdout.isatty() else msg)  # over a progress line
 
     return log
+
+
+def show(text: str, end: str = "\n") -> None:
+    """Print, unless the terminal is gone: after a hang-up, writing to it fails (EIO), and
+    the training must still save its checkpoint and say so in train.log."""
+    with contextlib.suppress(OSError):
+        print(text, end=end, flush=True)
 
 
 RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
@@ -110,13 +117,31 @@ def read_run_options(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-LOCK = ".lock"  # held by the training that writes the folder (lock_run_dir)
+LOCK = ".lock"  # held by the training that writes the folder (claim_run_dir)
+_claims: dict[Path, list] = {}  # folders this process holds: [open lock file, depth]
 
 
-def lock_run_dir(run_dir: Path) -> IO:
-    """Claims the folder for this process until it exits (an flock, which the kernel drops
-    also after kill -9): two trainings in one folder would write the same checkpoint file and
-    interleave their logs. Keep the returned file open for as long as the claim should last."""
+@contextlib.contextmanager
+def claim_run_dir(run_dir: Path) -> Iterator[None]:
+    """Holds the folder for this process while the block runs (an flock, which the kernel also
+    drops when the process dies, kill -9 included): two trainings in one folder would write the
+    same checkpoint file and interleave their logs. Re-entrant within a process, so that
+    bench.train can claim a folder before it measures and then call train(), which claims it
+    too."""
+    key = run_dir.resolve()
+    if key in _claims:
+        _claims[key][1] += 1
+    else:
+        _claims[key] = [_lock(run_dir), 1]
+    try:
+        yield
+    finally:
+        _claims[key][1] -= 1
+        if not _claims[key][1]:
+            _claims.pop(key)[0].close()
+
+
+def _lock(run_dir: Path) -> IO:
     handle = (run_dir / LOCK).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

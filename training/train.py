@@ -21,8 +21,8 @@ from training.config import RECIPES, RunOptions, default_data
 from training.data import DataError, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 from training.run_folder import (
+    claim_run_dir,
     is_finished,
-    lock_run_dir,
     make_run_dir,
     pin_run_options,
     record_run_options,
@@ -94,7 +94,11 @@ def command_line(opts: RunOptions, precision: str) -> str:
 
 def train(opts: RunOptions) -> Path:
     run_dir = make_run_dir(opts.run_dir)
-    claim = lock_run_dir(run_dir)  # noqa: F841 - held until this function returns
+    with claim_run_dir(run_dir):
+        return _train(opts, run_dir)
+
+
+def _train(opts: RunOptions, run_dir: Path) -> Path:
     log = run_logger(run_dir)
     pinned = pin_run_options(run_dir, opts)
     if is_finished(run_dir):

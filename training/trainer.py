@@ -8,6 +8,7 @@ order of epoch e is a permutation seeded by (seed, e) and augmentation is seeded
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ from training.data import DataError, Dataset, Split
 from training.inference import accuracy, make_logits_fn, predict_logits
 from training.models import FROZEN_KERNELS, build_model, init_whitening
 from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
+from training.run_folder import show
 
 
 def duration(seconds: float) -> str:
@@ -41,6 +43,17 @@ def duration(seconds: float) -> str:
 # What stops a training with a checkpoint first: Ctrl-C, `kill`, and the hang-up of a closed
 # terminal or dropped SSH session (a SIGHUP already ignored, as under nohup, stays ignored).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _leave_closed_terminal() -> None:
+    """After a hang-up, writing to the terminal fails (EIO), and Python would even exit with
+    code 120 for output it could not flush: point the terminal's file descriptors at /dev/null
+    (ones redirected to a file keep their file)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        if os.isatty(fd):
+            os.dup2(null, fd)
+    os.close(null)
 
 
 class Interrupted(Exception):
@@ -76,7 +89,7 @@ def split_validation(ds: Dataset, n: int, seed: int) -> tuple[Split, Split | Non
     if n >= len(ds.train.labels):
         raise DataError(
             f"the recipe holds out {n} training images for validation, and {len(ds.train.labels)}"
-            f" are loaded, which leaves none to train on: use a --train-subset above {n}"
+            f" are loaded, which leaves none to train on: train on more than {n} images"
         )
     perm = np.random.default_rng([seed, 99]).permutation(len(ds.train.labels))
     val, train = perm[:n], perm[n:]
@@ -217,6 +230,8 @@ class Trainer:
         return self.progress
 
     def _on_signal(self, signum, frame) -> None:
+        if signum == signal.SIGHUP:
+            _leave_closed_terminal()
         self._stop_signal = signum
 
     def _fit(self, checkpoint_every_s: float) -> None:
@@ -337,9 +352,9 @@ class Trainer:
         if left_s >= 1:
             msg += f" · about {duration(left_s)} of steps left"
         if sys.stdout.isatty():  # rewrite the line, erasing the end of a longer one (ESC[K)
-            print(f"\r{msg}\x1b[K", end="", flush=True)
+            show(f"\r{msg}\x1b[K", end="")
         else:
-            print(msg, flush=True)
+            show(msg)
 
     def _end_epoch(self, epoch: int) -> None:
         p = self.progress

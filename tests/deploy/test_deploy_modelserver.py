@@ -49,7 +49,8 @@ def server(tiny_model_base, tmp_path):
     args = local_args(grpc_port, rest_port, tiny_model_base.parent)
     log_path = tmp_path / "modelserver.log"
     with log_path.open("w") as log:
-        proc = serve.start([sys.executable, "-m", "modelserver", *args], None, log)
+        command = [sys.executable, "-m", "modelserver", *args]
+        proc = serve.start(command, None, log, own_session=False)
 
     def available() -> bool:
         return "AVAILABLE" in serve.model_states(rest_port, MODEL).values()

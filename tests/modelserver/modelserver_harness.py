@@ -9,13 +9,16 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
-from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
 
 from modelserver.config import models_config_text
 from scripts import serve
 from scripts.serve import free_port
+
+if TYPE_CHECKING:
+    from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
 
 MODEL = "cifar10"
 START_TIMEOUT_S = 120  # generous: two shared cores, maybe a training run beside us
@@ -30,7 +33,7 @@ class ServerProcess:
         self.log_path = log_path
         self._log = log_path.open("w")
         command = serve.model_server_command(self.grpc_port, self.rest_port, *args)
-        self.proc = serve.start(["nice", "-n", "19", *command], None, self._log)
+        self.proc = serve.start(["nice", "-n", "19", *command], None, self._log, own_session=False)
         self._channel = None
 
     @property

@@ -139,6 +139,12 @@ def test_large_batch_splitting_runs_a_big_request_in_pieces_but_keeps_the_input_
         before, "batching:processed_batch_size_count", labels
     )
     assert runs == 3, page  # 4 + 4 + 2 rows
+    inputs = [
+        metric(page, f"batching:input_batch_size_{part}", labels)
+        - metric(before, f"batching:input_batch_size_{part}", labels)
+        for part in ("count", "sum")
+    ]
+    assert inputs == [1, 10]  # one request of 10 rows, as BatchingSession records it
     assert whole.shape == (10, 10)
     for start in (0, 6):  # the same rows as requests of their own
         alone = stub.Predict(pixels_request(images[start : start + 4]), timeout=60)

@@ -191,9 +191,12 @@ def test_batching_file_without_enable_batching_is_a_startup_error(tmp_path):
          "Last entry in allowed_batch_sizes must be equal to max_execution_batch_size; "
          "last entry was 8; expected 16"),
         ("max_batch_size { value: 64 } enable_large_batch_splitting { value: true } "
-         "max_execution_batch_size { value: 128 } allowed_batch_sizes: 128",
+         "max_execution_batch_size { value: 32 } allowed_batch_sizes: 128",
          "Last entry in allowed_batch_sizes must be less than or equal to max_batch_size; "
          "last entry was 128; expected 64"),
+        ("max_batch_size { value: 64 } enable_large_batch_splitting { value: true } "
+         "max_execution_batch_size { value: 128 }",
+         "must be greater than or equal to max_execution_batch_size; got 64 and 128"),
     ],
 )  # fmt: skip
 def test_bad_batching_files_are_rejected(tmp_path, text, message):
@@ -202,6 +205,15 @@ def test_bad_batching_files_are_rejected(tmp_path, text, message):
     options = ServerOptions(enable_batching=True, batching_parameters_file=str(path))
     with pytest.raises(ServingError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_batching_options(options)
+
+
+def test_an_unset_execution_batch_size_is_the_max_batch_size(tmp_path):
+    """bundle_factory_util.h: with splitting on and max_execution_batch_size unset, batches run
+    up to max_batch_size (the proto's own default, 1000, would let 1000-row batches run)."""
+    path = tmp_path / "b.config"
+    path.write_text("max_batch_size { value: 32 } enable_large_batch_splitting { value: true }")
+    options = ServerOptions(enable_batching=True, batching_parameters_file=str(path))
+    assert load_batching_options(options).max_execution_batch_size == 32
 
 
 def test_version_folder_names_parse_like_simple_atoi():

@@ -183,7 +183,7 @@ def test_broken_versions_are_reported_and_the_old_one_keeps_serving(
 
 
 def test_python_errors_of_a_load_map_to_the_codes_tensorflow_would_report():
-    from modelserver.status import from_exception
+    from modelserver.status import from_exception, from_load_exception
 
     cases = {
         PermissionError(13, "Permission denied", "/m/7"): grpc.StatusCode.PERMISSION_DENIED,
@@ -191,7 +191,9 @@ def test_python_errors_of_a_load_map_to_the_codes_tensorflow_would_report():
         FileNotFoundError(2, "No such file or directory", "/m/7"): grpc.StatusCode.NOT_FOUND,
         RuntimeError("something else"): grpc.StatusCode.UNKNOWN,
     }
-    assert {error: from_exception(error).code for error in cases} == cases
+    assert {error: from_load_exception(error).code for error in cases} == cases
+    # At request time a Python IndexError is the server's bug, not the client's range error.
+    assert from_exception(IndexError("list index out of range")).code == grpc.StatusCode.UNKNOWN
 
 
 def _reload(server, *models: ModelConfig) -> model_management_pb2.ReloadConfigResponse:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 from proxy_servers import LABELS, MODEL_NAME, ModelServerProcess, proxy_config, publish_copy
 
-from modelserver.config import model_config, models_config_text
 from proxy.app import create_app
 from proxy.config import ProxyConfig
 
@@ -15,6 +14,8 @@ from proxy.config import ProxyConfig
 @pytest.fixture(scope="session")
 def two_version_server(tiny_savedmodel, tmp_path_factory) -> Iterator[ModelServerProcess]:
     """One model server for the whole session: versions 1 and 2, labels stable/canary."""
+    from modelserver.config import model_config, models_config_text  # needs TF Serving's protos
+
     root = tmp_path_factory.mktemp("served")
     base = root / "cifar10"
     for version in (1, 2):

@@ -50,7 +50,7 @@ class ModelServerProcess:
 
     def start(self) -> ModelServerProcess:
         with self.log_path.open("a") as log:
-            self.process = serve.start(self.command(), None, log)
+            self.process = serve.start(self.command(), None, log, own_session=False)
         try:
             serve.wait_for(self.is_ready, [self.process], "the model server")
         except RuntimeError as error:

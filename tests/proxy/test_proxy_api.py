@@ -250,7 +250,8 @@ def test_a_model_name_the_server_does_not_know_is_a_404_not_a_retry(
     answer = post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]})
     assert answer.status_code == 404 and "Retry-After" not in answer.headers
     assert answer.get_json()["kind"] == "not_found"
-    assert "has no model named 'dogs' (check MODEL_NAME" in answer.get_json()["error"]
+    assert "knows no model named 'dogs'" in answer.get_json()["error"]
+    assert "check MODEL_NAME" in answer.get_json()["error"]
 
 
 # ---------- refused requests ----------

@@ -175,3 +175,13 @@ def test_a_recipe_that_holds_out_every_training_image_says_so():
 
     with pytest.raises(DataError, match=r"holds out 64 training images .* 64 are loaded"):
         split_validation(_dataset(64), 64, seed=0)
+
+
+def test_a_checkpoint_of_another_network_is_not_called_damaged(tmp_path):
+    """Same tensor count, other shapes (another width): moving the file away would lose a
+    good checkpoint; the run folder is the mistake."""
+    from training import checkpoint
+
+    checkpoint.save(tmp_path, {"weights": [np.zeros((3, 3))]}, {"step": 1})
+    with pytest.raises(checkpoint.CheckpointError, match="written by another network"):
+        checkpoint.load(tmp_path, {"weights": [np.zeros((3, 4))]})
