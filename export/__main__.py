@@ -9,6 +9,7 @@ from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
 from export.publish import VersionExistsError
+from training.config import TTA_NAMES
 from training.run_folder import is_run_folder
 
 
@@ -95,7 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{where} was already exported from these weights; nothing published")
         return 0
-    print(f"wrote {result.version_dir} (signatures serving_default, pixels; TTA {result.tta})")
+    tta = f"TTA {result.tta} = {TTA_NAMES[result.tta]}, in the graph"
+    print(f"wrote {result.version_dir} (signatures serving_default, pixels; {tta})")
+    if result.copy_of:
+        print(
+            f"note: {result.copy_of} was already exported from these weights; this version is "
+            "a copy (--skip-if-published publishes nothing in that case)",
+            file=sys.stderr,
+        )
     if result.created_base:
         print(
             f"note: {result.version_dir.parent.resolve()} did not exist and was created; a "

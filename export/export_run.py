@@ -44,6 +44,7 @@ class ExportResult:
     previous: Displaced | None = None
     published: bool = True  # False: skip_if_published found these weights already published
     created_base: bool = False  # the base path did not exist: perhaps a mistyped one
+    copy_of: Path | None = None  # published anyway: a version already exported these weights
 
 
 def weights_digest(run_dir: Path) -> str:
@@ -128,8 +129,8 @@ def export_run(
     run finished would otherwise add an identical version, or bring back a rolled-back one."""
     weights = Path(run_dir) / FINAL_WEIGHTS
     digest = weights_digest(Path(run_dir)) if weights.is_file() else ""
-    found = find_published(Path(base_path), digest) if skip_if_published and digest else None
-    if found:  # decided before the model loads: a re-run that skips costs a file hash
+    found = find_published(Path(base_path), digest) if digest else None
+    if found and skip_if_published:  # decided before the model loads: it costs a file hash
         return ExportResult(found, _info(found).get("tta", 0), {}, published=False)
     model, meta = load_for_inference(run_dir)  # an unfinished run fails here, with its reason
     folded = meta["arch"] == "fast"
@@ -160,7 +161,7 @@ def export_run(
         )
     created = not Path(base_path).exists()
     version_dir = publish(write, base_path, version, keep)
-    return ExportResult(version_dir, level, report, previous, created_base=created)
+    return ExportResult(version_dir, level, report, previous, created_base=created, copy_of=found)
 
 
 def _measure_with_tflite(model, saved_model_dir: Path, data: str) -> dict:

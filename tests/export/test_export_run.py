@@ -80,8 +80,9 @@ def test_skip_if_published_adds_no_copy_of_the_newest_version(exported, tiny_run
     newer = run_cli(*export, "--skip-if-published")
     assert newer.returncode == 0 and f"wrote {base / '2'}" in newer.stdout  # 1 stays retired
     assert "did not exist" not in newer.stderr
-    again = run_cli(*export)  # without the flag a re-export is always possible
+    again = run_cli(*export)  # without the flag a re-export is always possible, and said to be one
     assert again.returncode == 0 and f"wrote {base / '3'}" in again.stdout
+    assert f"note: {base / '2'} was already exported from these weights" in again.stderr
 
 
 def test_auto_tta_is_the_level_the_rule_picks_and_records_its_accuracy(exported, tiny_run_dir):
