@@ -93,6 +93,10 @@ def command_line(opts: RunOptions, precision: str) -> str:
 
 
 def train(opts: RunOptions) -> Path:
+    missing = opts.data != "keras" and not Path(opts.data).expanduser().exists()
+    if missing and not is_finished(Path(opts.run_dir)):
+        # before seconds of start-up, and before a run folder is made for nothing
+        raise DataError(f"data source not found: {opts.data}")
     run_dir = make_run_dir(opts.run_dir)
     with claim_run_dir(run_dir):
         return _train(opts, run_dir)
@@ -107,8 +111,6 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     started = time.time()
     recipe = opts.resolve_recipe()
 
-    if opts.data != "keras" and not Path(opts.data).expanduser().exists():
-        raise DataError(f"data source not found: {opts.data}")  # before seconds of start-up
     import_tensorflow(run_dir / "tensorflow.log")  # after argument errors had their chance
     import keras
 

@@ -395,6 +395,7 @@ def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tm
     first = run(wrong, timeout=300)
     assert first.returncode != 0 and "data source not found" in first.stderr
     assert "precision" not in first.stdout  # said before TensorFlow's start-up and timing
+    assert not run_dir.exists()  # and no run folder made for nothing
     second = run(cmd, timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     meta = json.loads((run_dir / "meta.json").read_text())
