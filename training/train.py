@@ -161,12 +161,12 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
         )
     log(f"cpu: {describe_cpu()}")
     if trainer.resume():
-        log(f"resumed from checkpoint at step {trainer.progress.step}/{trainer.total_steps}")
+        log(f"resumed from checkpoint at {_position(trainer)}")
     try:
         progress = trainer.fit(opts.checkpoint_every_s)
     except Interrupted as stop:
         log(
-            f"interrupted: checkpoint saved at step {trainer.progress.step}/{trainer.total_steps}. "
+            f"interrupted: checkpoint saved at {_position(trainer)}. "
             "Re-run the same command to resume."
         )
         raise SystemExit(128 + stop.signum) from None  # the shell's code for that signal
@@ -191,6 +191,18 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
         log=log,
     )
     return run_dir
+
+
+def _position(trainer) -> str:
+    """Where a run stands, in the run's steps and in the progress lines' epoch terms."""
+    step, spe = trainer.progress.step, trainer.steps_per_epoch
+    epoch, done = divmod(step, spe)
+    within = (
+        f"the end of epoch {epoch}"
+        if done == 0 and step
+        else f"epoch {epoch + 1}: step {done}/{spe}"
+    )
+    return f"step {step}/{trainer.total_steps} ({within})"
 
 
 def main(argv: list[str] | None = None) -> None:
