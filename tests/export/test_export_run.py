@@ -158,7 +158,7 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
     assert lines[0].startswith(f"model: {exported / '1'}")
     assert lines[1] == str(photo)
     top = [line.split() for line in lines[2:5]]
-    assert [name for name, _ in top] != [] and all(n in cifar_sample.class_names for n, _ in top)
+    assert all(name in cifar_sample.class_names for name, _ in top)
     shares = [float(p.rstrip("%")) for _, p in top]
     assert shares == sorted(shares, reverse=True) and len(lines) == 5
     assert done.returncode == 1

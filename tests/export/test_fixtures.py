@@ -23,9 +23,12 @@ def test_tiny_model_base_holds_version_1_with_real_signatures(tiny_model_base):
     assert (tiny_model_base / "1" / "assets.extra" / "tf_serving_warmup_requests").is_file()
 
 
-def test_tiny_model_base_is_fresh_per_test(tiny_model_base):
+@pytest.mark.parametrize("turn", [1, 2])
+def test_tiny_model_base_is_fresh_per_test(tiny_model_base, tmp_path, turn):
+    """Each test gets its own copy: the first turn's scratch file is not in the second's."""
+    assert tiny_model_base.is_relative_to(tmp_path)
+    assert not (tiny_model_base / "1" / "scratch").exists()
     (tiny_model_base / "1" / "scratch").write_text("tests may change their copy")
-    assert not any(p.name == "2" for p in tiny_model_base.iterdir())
 
 
 def test_versions_differ_by_default_match_with_one_seed(tiny_model_base, add_model_version):

@@ -133,8 +133,8 @@ PREDICT_ERRORS = [
      "output tensor alias not found in signature: nope"),
     (lambda: _with_filter("scores", "scores"), grpc.StatusCode.INVALID_ARGUMENT,
      "duplicate output tensor alias: scores"),
-    (lambda: pixels_request(np.zeros((700, 32, 32, 3), np.uint8)),
-     grpc.StatusCode.RESOURCE_EXHAUSTED, ""),  # over --max_request_bytes
+    (lambda: pixels_request(np.zeros((700, 32, 32, 3), np.uint8)),  # over --max_request_bytes
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max"),
 ]  # fmt: skip
 
 

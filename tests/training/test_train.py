@@ -438,9 +438,11 @@ def test_ctrl_c_before_training_starts_exits_130_with_a_sentence(tiny_data, tmp_
     deadline = time.monotonic() + 60
     while not (run_dir / "tensorflow.log").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert (run_dir / "tensorflow.log").exists(), "TensorFlow's start-up never began"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
+    assert "epoch 1" not in out and "checkpoint" not in out  # it came before any training
     assert "re-run the same command" in (out + err).lower()
     assert "Traceback" not in err and "InitializeLog" not in err, err
 
@@ -502,7 +504,7 @@ def test_a_savedmodel_is_not_scored_on_a_subset_it_cannot_pick(tmp_path):
     """--test-subset picks by a run's seed, which a SavedModel does not carry: refused, where
     it was ignored (the whole test set was scored under the asked-for subset's name)."""
     result = run(
-        [sys.executable, "-m", "training.evaluate", str(ROOT / "models" / "cifar10" / "4"),
+        [sys.executable, "-m", "training.evaluate", str(ROOT / "models" / "cifar10"),
          "--test-subset", "100"],
         timeout=120,
     )  # fmt: skip
