@@ -26,10 +26,16 @@ REQUESTS = f'model_name="{SPIN}",status='
 
 
 class _Spin(tf.Module):
+    def __init__(self, started_log: Path) -> None:
+        super().__init__()
+        self._started_log = f"file://{started_log}"
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="seconds")])
     def spin(self, seconds):
-        """Loops until max(seconds) have passed (each turn is a point where a run can be
-        cancelled, as in any graph of many ops); returns `seconds`."""
+        """Appends a line to the started log, then loops until max(seconds) have passed (each
+        turn is a point where a run can be cancelled, as in any graph of many ops); returns
+        `seconds`."""
+        tf.print("started", output_stream=self._started_log)
         start = tf.timestamp()
         limit = tf.cast(tf.reduce_max(seconds), tf.float64)
         turns = tf.while_loop(lambda i: tf.timestamp() - start < limit, lambda i: i + 1, [0])
@@ -41,9 +47,19 @@ class _Spin(tf.Module):
 def spin_base(tmp_path_factory) -> Path:
     """`<tmp>/spin` holding version 1 of the spin model."""
     base = tmp_path_factory.mktemp("models") / SPIN
-    module = _Spin()
+    module = _Spin(started_log(base))
     tf.saved_model.save(module, str(base / "1"), signatures={"serving_default": module.spin})
     return base
+
+
+def started_log(spin_base: Path) -> Path:
+    """Where every run of the spin model writes a line as it starts."""
+    return spin_base.parent / "spin-started.log"
+
+
+def started_runs(spin_base: Path) -> int:
+    path = started_log(spin_base)
+    return path.read_text().count("started") if path.exists() else 0
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +219,14 @@ def test_a_stop_lets_short_requests_finish_refuses_new_ones_and_does_not_wait_ou
         "grpc": lambda: stub.Predict(spin_request(30), timeout=60),
     }
     threads = [threading.Thread(target=call, args=item) for item in sends.items()]
+    runs_before = started_runs(spin_base)
     try:
         for thread in threads:
             thread.start()
-        time.sleep(0.8)  # all three are being answered
+        deadline = time.monotonic() + 30
+        while started_runs(spin_base) < runs_before + 3:  # all three are being answered
+            assert time.monotonic() < deadline, "the three spins never all started"
+            time.sleep(0.05)
         stopped = time.monotonic()
         server.proc.terminate()
         assert refuses_connections(server.rest, within=1.5)  # while the short one runs
