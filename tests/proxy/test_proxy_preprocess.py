@@ -94,22 +94,23 @@ def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypat
     could go past the proxy's memory limit. Small images overlap, and so do big JPEGs that
     libjpeg decodes shrunk; a JPEG too narrow to shrink is big."""
     import threading
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from proxy import preprocess
 
     monkeypatch.setattr(preprocess, "BIG_DECODE_PIXELS", 600 * 600)
     inside, most = 0, 0
-    lock, real = threading.Lock(), preprocess.to_rgb
+    changed, real = threading.Condition(), preprocess.to_rgb
 
     def counting_to_rgb(image):
         nonlocal inside, most
-        with lock:
+        with changed:
             inside += 1
             most = max(most, inside)
-        time.sleep(0.5)  # long enough for the other threads to arrive
-        with lock:
+            changed.notify_all()
+            # Until a second thread is inside too; decodes that are serialised never get
+            # there, so they wait out the timeout, long enough for a busy machine.
+            changed.wait_for(lambda: most >= 2, timeout=1.5)
             inside -= 1
         return real(image)
 
