@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,29 @@ def test_a_childs_write_outside_the_run_folder_is_reported(tmp_path) -> None:
     written = watcher.stop()
     assert str(outside / "stray.txt") in written
     assert str(run_dir / "fine.txt") not in written
+
+
+def test_the_snapshot_fallback_reports_a_write_outside_the_run_folder_only() -> None:
+    """Where fanotify is not allowed (the test above skips), the soak compares two snapshots
+    of the watched folders; it must see a stray write and a changed file, and not one inside
+    the excluded run folder. (Not under pytest's tmp_path: the snapshot passes over other
+    pytest runs' folders, FOREIGN_WRITERS.)"""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="soak-snapshot-test-") as folder:
+        _check_snapshot(Path(folder))
+
+
+def _check_snapshot(root: Path) -> None:
+    from bench.soak_stack import FileSnapshot
+
+    run_dir, outside = root / "run", root / "outside"
+    run_dir.mkdir()
+    outside.mkdir()
+    (outside / "kept.txt").write_text("old")
+    before = FileSnapshot.take([root], [run_dir])
+    (outside / "stray.txt").write_text("x")
+    (outside / "kept.txt").write_text("changed")
+    (run_dir / "fine.txt").write_text("x")
+    after = FileSnapshot.take([root], [run_dir])
+    assert after.changed_since(before) == [str(outside / "kept.txt"), str(outside / "stray.txt")]
