@@ -24,7 +24,9 @@ from proxy.uploads import Upload, read_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-LABEL_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Not dots alone: "." and ".." would be path segments in the REST client's
+# /labels/<label>/ URLs (resolved away by the HTTP library: another version, or a 500).
+LABEL_PATTERN = re.compile(r"(?!\.+$)[A-Za-z0-9_.-]{1,64}")
 # ASCII digits only (str.isdigit also accepts "²", which int() rejects), and few enough that
 # the number fits the int64 of ModelSpec.version: anything longer cannot name a version.
 VERSION_PATTERN = re.compile(r"[0-9]{1,18}")

@@ -22,6 +22,11 @@ from prometheus_client import (
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+# A client may send any method name; each new one would be a new series for ever (in the
+# multiprocess files too), so the rest count as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
 class Metrics:
     """The proxy's metric families, registered in their own registry (one per app)."""
 
@@ -70,7 +75,8 @@ class Metrics:
             started = g.get("request_started")
             if started is not None:
                 self.latency.labels(endpoint).observe(time.perf_counter() - started)
-            self.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+            method = request.method if request.method in KNOWN_METHODS else "other"
+            self.requests.labels(endpoint, method, str(response.status_code)).inc()
             return response
 
     def render(self) -> tuple[bytes, str]:

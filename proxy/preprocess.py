@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import struct
 import threading
 import warnings
 
@@ -45,6 +46,18 @@ STRIP_PIXELS = 1 << 20
 # past its memory limit.
 BIG_DECODE_PIXELS = 4_000_000
 _big_decodes = threading.Lock()
+# What some files cost to decode beyond their pixel count, refused from the header (a few
+# hundred bytes could otherwise take gigabytes or minutes):
+# - pixels allowed, as a share of max_pixels, for formats that need more bytes a pixel while
+#   decoding (a 40-megapixel 32-bit TIFF peaked at 833 MB, a lossless WebP at 642 MB);
+PIXEL_SHARE = {"F": 4, "I": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "WEBP": 2}
+# - a TIFF tile is decoded whole: one of 26000 x 26000 in a 16 x 16 image took 2 GB;
+TILE_SLACK = 16
+# - every scan of a progressive JPEG is a pass over the whole image (libjpeg's default
+#   script has about ten; 3,000 copies of one scan in 389 KB took minutes of CPU);
+MAX_JPEG_SCANS = 100
+# - run-length-encoded BMPs decode in pure Python (5 s for 36 megapixels).
+BMP_RLE = (1, 2)  # BI_RLE8, BI_RLE4
 # Importing a plugin registers its decoder; Image.open alone preloads only a few formats and
 # Image.init() would load ~40. Phone "MPO" JPEGs open through the JPEG plugin.
 DECODERS = (
@@ -78,15 +91,21 @@ def to_pixels(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> np.ndarra
     """Decode one image and return its uint8 [size, size, 3] tensor."""
     image = open_image(data, max_pixels)
     try:
+        # A progressive JPEG keeps every coefficient of the full image while it decodes,
+        # whatever the size it is drafted to: it counts at its full size.
+        full = image.width * image.height
         _draft_jpeg(image, DRAFT_FACTOR * size)  # header only: sets the size it will decode to
-        big = image.width * image.height > BIG_DECODE_PIXELS
+        drafted = full if image.info.get("progressive") else image.width * image.height
+        big = drafted > BIG_DECODE_PIXELS
         with _big_decodes if big else contextlib.nullcontext():
             ImageOps.exif_transpose(image, in_place=True)  # in place: a copy costs ~2 ms
             rgb = to_rgb(image)
             return np.asarray(resize_center_square(rgb, size), dtype=np.uint8)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError,
+            struct.error) as exc:  # fmt: skip
+        # Pillow's plugins raise all of these for some damaged files.
         raise ImageError("the image file is corrupt or truncated") from exc
 
 
@@ -109,7 +128,37 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ImageTooLarge(_too_many_pixels(max_pixels, width, height))
     if width < 1 or height < 1:
         raise ImageError("the image has no pixels")
+    _refuse_costly_decodes(image, data, max_pixels)
     return image
+
+
+def _refuse_costly_decodes(image: Image.Image, data: bytes, max_pixels: int) -> None:
+    """The header checks of the costs listed at PIXEL_SHARE..BMP_RLE."""
+    width, height = image.size
+    share = PIXEL_SHARE.get(image.mode) or PIXEL_SHARE.get(image.format, 1)
+    if width * height > max_pixels // share:
+        kind = f"a {image.format} image in mode {image.mode}"
+        raise ImageTooLarge(
+            f"{kind} may have at most {max_pixels // share:,} pixels (it decodes at several "
+            f"bytes a pixel); this one has {width} x {height}"
+        )
+    if image.format == "TIFF":
+        tile = image.tag_v2.get(322, 0), image.tag_v2.get(323, 0)  # TileWidth, TileLength
+        if tile[0] > _round_up(width, TILE_SLACK) or tile[1] > _round_up(height, TILE_SLACK):
+            raise ImageError(f"the TIFF's tiles ({tile[0]} x {tile[1]}) are larger than the image")
+    if image.format in ("JPEG", "MPO") and data.count(b"\xff\xda") > MAX_JPEG_SCANS:
+        raise ImageError(
+            f"the JPEG has more than {MAX_JPEG_SCANS} scans (a progressive JPEG has about ten)"
+        )
+    if image.format == "BMP" and image.info.get("compression") in BMP_RLE:
+        raise UnsupportedImage(
+            "this is a run-length-encoded BMP, which cannot be read here: save it as PNG "
+            "and try again"
+        )
+
+
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
 
 
 # Image formats people often have that Pillow does not read here, by their first bytes: an

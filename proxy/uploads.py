@@ -48,14 +48,18 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
             for i, f in enumerate(request.files.getlist("file"))
         ]
     elif request.is_json:
-        uploads = _from_json(_json_body(request))
+        uploads = _from_json(_json_body(request), max_images)
     else:
         raise ApiError(USAGE, 415, "unsupported_media")
     if not uploads:
         raise ApiError(f"no image in the request: {USAGE}")
     if len(uploads) > max_images:
-        raise ApiError(f"too many images in one request (limit {max_images})", 413, "too_large")
+        raise _too_many(max_images)
     return uploads
+
+
+def _too_many(max_images: int) -> ApiError:
+    return ApiError(f"too many images in one request (limit {max_images})", 413, "too_large")
 
 
 def _json_body(request: Request) -> object:
@@ -73,9 +77,11 @@ def _json_body(request: Request) -> object:
         return None
 
 
-def _from_json(body: object) -> list[Upload]:
+def _from_json(body: object, max_images: int) -> list[Upload]:
     if not isinstance(body, dict) or not isinstance(body.get("images"), list):
         raise ApiError(f"the JSON body is not valid: {USAGE}")
+    if len(body["images"]) > max_images:  # before decoding millions of them
+        raise _too_many(max_images)
     return [Upload(f"image-{i + 1}", _b64decode(item, i)) for i, item in enumerate(body["images"])]
 
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from proxy_images import encode, png_header_only, solid
+from proxy_images import (
+    encode,
+    many_scans_jpeg,
+    png_header_only,
+    rle8_bmp,
+    solid,
+    tiled_tiff,
+)
 
 from proxy.preprocess import (
     ImageError,
@@ -126,6 +134,8 @@ def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypat
     assert overlap(encode(solid(RED, (700, 700)), "PNG")) == 1
     assert overlap(encode(solid(RED, (1000, 500)), "JPEG")) == 1  # under 2 x 256: not shrunk
     assert overlap(encode(solid(RED, (500, 500)), "PNG")) >= 2
+    # A progressive JPEG holds the whole image's coefficients however small it is drafted.
+    assert overlap(encode(solid(RED, (1300, 1300)), "JPEG", progressive=True)) == 1
     assert overlap(encode(solid(RED, (4096, 4096)), "JPEG")) >= 2  # decoded at 512 x 512
 
 
@@ -331,3 +341,58 @@ def test_any_valid_image_gives_a_32x32_rgb_tensor(width, height, mode, fmt, seed
 
 def _lossless(fmt: str) -> dict:
     return {"lossless": True} if fmt == "WEBP" else {}
+
+
+# A 184-byte TIFF found by fuzzing the proxy: Pillow raised TypeError in exif_transpose (a 500).
+FUZZED_TIFF = bytes.fromhex(
+    "49492a0028000000789cedc2411100000c02a0bf21ec1fc5380b3238b2465555d57f0fda77653d000b00"
+    "00010300010000002800000001010300010000001e0000000201030003000000b2000000030103000"
+    "13d00000800000006010300010000000200000011010200010000000800d100120103000100000006"
+    "00000015010300010000000300000016010300010000001e00000017010400010000001f0000001c01"
+    "0300010000000100b50000000000080008000800"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "fragment"),
+    [
+        (tiled_tiff(16, 16, 4096), ImageError, "tiles (4096 x 4096) are larger than the image"),
+        (many_scans_jpeg(150), ImageError, "more than 100 scans"),
+        (rle8_bmp(300, 20), UnsupportedImage, "run-length-encoded BMP"),
+        (FUZZED_TIFF, ImageError, "corrupt or truncated"),
+    ],
+    ids=["tiff-tile-bomb", "jpeg-scan-bomb", "bmp-rle", "fuzzed-tiff"],
+)
+def test_files_that_cost_far_more_than_their_pixels_are_refused_from_the_header(
+    data, error, fragment
+) -> None:
+    """A few kilobytes that would take gigabytes (a 26000-pixel tile took 2 GB) or minutes
+    of CPU (3,000 copies of a JPEG scan; RLE BMPs decode in Python) are refused before any
+    pixel is decoded."""
+    with pytest.raises(error, match=re.escape(fragment)):
+        to_pixels(data, LIMIT)
+
+
+def test_the_well_behaved_kinds_of_those_files_still_decode() -> None:
+    for data in (tiled_tiff(16, 16, 16), many_scans_jpeg(20), encode(solid(RED, (30, 20)), "BMP")):
+        pixels(data)
+
+
+@pytest.mark.parametrize(
+    ("image", "fmt", "share"),
+    [
+        (Image.new("F", (60, 50)), "TIFF", 4),
+        (Image.new("I;16", (60, 50)), "TIFF", 2),
+        (solid(RED, (60, 50)), "WEBP", 2),
+    ],
+)
+def test_formats_that_decode_at_several_bytes_a_pixel_get_a_share_of_the_limit(
+    image, fmt, share
+) -> None:
+    """A 40-megapixel float TIFF peaked at 833 MB, a lossless WebP at 642 MB: past a proxy
+    pod's memory with two workers, where an RGB PNG of that size stays under it."""
+    data = encode(image, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    pixels(data, 3000 * share)  # 3,000 pixels fit the share
+    with pytest.raises(ImageTooLarge, match="may have at most"):
+        to_pixels(data, 3000 * share - share)
+    pixels(encode(solid(RED, (60, 50)), "PNG"), 3000)  # RGB: the whole limit
