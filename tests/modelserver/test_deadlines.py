@@ -4,6 +4,7 @@ model busy-waits as many seconds as it is asked, so the tests choose how slow th
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -62,6 +63,14 @@ def started_runs(spin_base: Path) -> int:
     return path.read_text().count("started") if path.exists() else 0
 
 
+def wait_for_runs(spin_base: Path, count: int, timeout: float = 30) -> None:
+    """Until the spin model has started `count` runs in all."""
+    deadline = time.monotonic() + timeout
+    while started_runs(spin_base) < count:
+        assert time.monotonic() < deadline, f"{count - started_runs(spin_base)} runs never began"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def spin_server(tmp_path_factory, spin_base):
     """No batching; REST predictions are cut off after REST_TIMEOUT_MS."""
@@ -117,7 +126,7 @@ def test_a_rest_prediction_past_the_timeout_is_cut_off_with_504(spin_server):
     assert (answer.status_code, answer.json()) == (200, {"predictions": [pytest.approx(0.01)]})
 
 
-def test_the_grpc_deadline_cancels_the_model_run(spin_server):
+def test_the_grpc_deadline_cancels_the_model_run(spin_server, spin_base):
     stub = spin_server.prediction_stub()
     timed_out = metric(spin_server.metrics(), "request_count", REQUESTS + '"DEADLINE_EXCEEDED"')
     with pytest.raises(grpc.RpcError) as caught:
@@ -125,9 +134,28 @@ def test_the_grpc_deadline_cancels_the_model_run(spin_server):
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     # The server's own answer: DEADLINE_EXCEEDED soon after the deadline, not after 60 s.
     spin_server.wait_metric("request_count", REQUESTS + '"DEADLINE_EXCEEDED"', timed_out + 1)
-    # Without a deadline there is no limit.
-    response = stub.Predict(spin_request(0.2))
-    assert tf.make_ndarray(response.outputs["seconds"]).tolist() == [pytest.approx(0.2)]
+    # Cancelled, not abandoned: an answer given while the run went on spinning would leave a
+    # core busy for the rest of its 60 s.
+    assert cpu_seconds_during(spin_server.proc.pid, 1.0) < 0.3
+    # Without a deadline there is no limit; and the measure above does see a spin.
+    runs = started_runs(spin_base)
+    running = threading.Thread(target=lambda: stub.Predict(spin_request(2.5)))
+    running.start()
+    wait_for_runs(spin_base, runs + 1)
+    assert cpu_seconds_during(spin_server.proc.pid, 1.0) > 0.5
+    running.join()
+
+
+def cpu_seconds_during(pid: int, seconds: float) -> float:
+    """CPU time (user + system, all threads) a process uses over the next `seconds`."""
+
+    def used() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+    before = used()
+    time.sleep(seconds)
+    return used() - before
 
 
 def test_requests_whose_deadline_passes_in_the_batching_queue_are_not_run(queued_spin_server):
@@ -223,10 +251,7 @@ def test_a_stop_lets_short_requests_finish_refuses_new_ones_and_does_not_wait_ou
     try:
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 30
-        while started_runs(spin_base) < runs_before + 3:  # all three are being answered
-            assert time.monotonic() < deadline, "the three spins never all started"
-            time.sleep(0.05)
+        wait_for_runs(spin_base, runs_before + 3)  # all three are being answered
         stopped = time.monotonic()
         server.proc.terminate()
         assert refuses_connections(server.rest, within=1.5)  # while the short one runs
