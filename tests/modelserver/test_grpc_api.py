@@ -280,7 +280,8 @@ def test_channel_arguments_reach_the_grpc_server():
 
     from scripts.serve import free_port
 
-    def peers_seen(arguments: str) -> set[str]:
+    def peers_seen(arguments: str, enough: int, seconds: float) -> set[str]:
+        """Calls for `seconds`, or until `enough` peers were seen."""
         recorder, address = _PeerRecorder(), f"127.0.0.1:{free_port()}"
         server = start_grpc_server(address, recorder,
                                    model_service_pb2_grpc.ModelServiceServicer(), 4, 1 << 20,
@@ -288,16 +289,16 @@ def test_channel_arguments_reach_the_grpc_server():
         try:
             with grpc.insecure_channel(address) as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-                deadline = time.monotonic() + 2
-                while time.monotonic() < deadline:
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline and len(recorder.peers) < enough:
                     stub.Predict(predict_pb2.PredictRequest(), timeout=10)  # raises on failure
         finally:
             server.stop(None)
         return recorder.peers
 
-    assert len(peers_seen("")) == 1
+    assert len(peers_seen("", enough=2, seconds=2)) == 1
     aged = "grpc.max_connection_age_ms=200,grpc.max_connection_age_grace_ms=2000"
-    assert len(peers_seen(aged)) >= 3
+    assert len(peers_seen(aged, enough=3, seconds=30)) >= 3
 
 
 def test_the_proxy_client_loses_no_request_to_connections_aged_out(start_server, tiny_model_base):
