@@ -58,8 +58,16 @@ def install(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
         _drain_unread_body()
-        limit = services().config.max_upload_bytes / 2**20
-        message = f"the upload is larger than the {limit:.3g} MiB limit"
+        limit = services().config.max_upload_bytes
+        if request.content_length is not None and request.content_length <= limit:
+            # Under the body limit, Werkzeug's form limits were hit instead: too many parts,
+            # or a text field held in memory that is too long.
+            message = (
+                f"the form has more than {request.max_form_parts} parts, or a text field over "
+                f"{request.max_form_memory_size // 1000:,} kB; send each image as a `file` field"
+            )
+        else:
+            message = f"the upload is larger than the {limit / 2**20:.3g} MiB limit"
         return error_response(message, 413, "too_large")
 
     @app.errorhandler(MethodNotAllowed)

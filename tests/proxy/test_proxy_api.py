@@ -288,6 +288,10 @@ def test_bad_uploads(client, sample_jpegs) -> None:
     assert_error(post_files(client, {"bomb.png": png_header_only(9000, 9000)}), 413, "megapixels")
     both = post_files(client, {"ok.jpg": jpeg, "bad.txt": b"nope"})
     assert_error(both, 415, "bad.txt")
+    # Under the body limit, Werkzeug's own form limits: said as such, not as the byte limit.
+    parts = {f"field{i}": "x" for i in range(1001)}
+    crowded = client.post("/api/predict", data=parts, content_type="multipart/form-data")
+    assert_error(crowded, 413, "more than 1000 parts")
 
 
 def test_missing_or_malformed_bodies(client) -> None:
