@@ -70,13 +70,14 @@ def _load(path: Path, groups: Mapping[str, Sequence]) -> dict:
                     " was it written by a different recipe? Use a new --run-dir."
                 )
             for v, key in zip(variables, saved):
-                if tuple(z[key].shape) != tuple(v.shape):
+                value = z[key]  # each z[key] reads and decompresses the array again
+                if tuple(value.shape) != tuple(v.shape):
                     raise CheckpointError(
-                        f"{path}: {group} tensor {key} has shape {z[key].shape}, the model's "
+                        f"{path}: {group} tensor {key} has shape {value.shape}, the model's "
                         f"{tuple(v.shape)}; it was written by another network (a changed "
                         "recipe or code?): use a new --run-dir"
                     )
-                v.assign(z[key])
+                v.assign(value)
         return json.loads(str(z["state"]))
 
 
