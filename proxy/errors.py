@@ -1,8 +1,9 @@
 """Every error leaves the proxy as JSON: `{"error": "<message a person understands>",
 "kind": "<stable name a program can branch on>"}`. The kinds: bad_request, bad_image,
 too_large, unsupported_media, not_found (a version, label or model), no_route (a path),
-method_not_allowed, model_unavailable and not_ready (503s, with Retry-After), model_error,
-http, internal."""
+method_not_allowed, model_unavailable and not_ready (503s, with Retry-After), model_timeout
+(504: the model server did not answer within MODEL_SERVER_TIMEOUT_S), model_error, http,
+internal."""
 
 from __future__ import annotations
 

@@ -63,10 +63,19 @@ class ModelServerError(Exception):
 
 
 class ModelServerUnavailable(ModelServerError):
-    """The model server cannot be reached or did not answer in time (503)."""
+    """The model server cannot be reached, or has nothing to serve yet (503)."""
 
     http_status = 503
     kind = "model_unavailable"
+
+
+class ModelServerTimeout(ModelServerUnavailable):
+    """The model server did not answer within the proxy's deadline: a gateway timeout (504),
+    as TF Serving's own REST API answers a run past its deadline. Still "unavailable" to
+    callers that only ask whether the server can serve (readiness)."""
+
+    http_status = 504
+    kind = "model_timeout"
 
 
 class ModelNotFound(ModelServerError):

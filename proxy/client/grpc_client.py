@@ -19,6 +19,7 @@ from proxy.client.base import (
     ModelClient,
     ModelNotFound,
     ModelServerError,
+    ModelServerTimeout,
     ModelServerUnavailable,
     ModelTarget,
     Prediction,
@@ -36,7 +37,6 @@ _CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
-_UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class GrpcClient(ModelClient):
@@ -108,12 +108,10 @@ def _model_spec(target: ModelTarget, signature: str = "") -> pb2.ModelSpec:
 def _error_from_rpc(exc: grpc.RpcError, target: ModelTarget) -> ModelServerError:
     """Map gRPC codes (tfserving-behaviour.md §4) to our errors."""
     code, details = exc.code(), exc.details() or ""
-    if code in _UNAVAILABLE:
-        return ModelServerUnavailable(
-            "the model server did not answer in time"
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED
-            else "the model server cannot be reached"
-        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ModelServerTimeout("the model server did not answer in time")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ModelServerUnavailable("the model server cannot be reached")
     if code == grpc.StatusCode.NOT_FOUND or "version label" in details:
         return ModelNotFound(details or f"{target.describe()} is not being served")
     return ModelServerError(details or code.name)

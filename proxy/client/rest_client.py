@@ -22,6 +22,7 @@ from proxy.client.base import (
     ModelClient,
     ModelNotFound,
     ModelServerError,
+    ModelServerTimeout,
     ModelServerUnavailable,
     ModelTarget,
     Prediction,
@@ -113,7 +114,7 @@ class RestClient(ModelClient):
                 method, self._base + path, json=body, timeout=self._timeout
             )
         except requests.Timeout as exc:
-            raise ModelServerUnavailable("the model server did not answer in time") from exc
+            raise ModelServerTimeout("the model server did not answer in time") from exc
         except requests.RequestException as exc:
             raise ModelServerUnavailable("the model server cannot be reached") from exc
         if response.status_code == 200:
@@ -130,6 +131,8 @@ def _error_from_response(response: requests.Response) -> ModelServerError:
     message = message or f"HTTP {response.status_code}"
     if response.status_code == 404 or any(h in message for h in _NOT_FOUND_HINTS):
         return ModelNotFound(message)
-    if response.status_code in (503, 504):
+    if response.status_code == 504:  # its own deadline passed (--rest_api_timeout_in_ms)
+        return ModelServerTimeout(f"the model server did not answer in time ({message})")
+    if response.status_code == 503:
         return ModelServerUnavailable(f"the model server is unavailable ({message})")
     return ModelServerError(message)

@@ -22,9 +22,16 @@ LABELS = {"stable": 1, "canary": 2}
 class ModelServerProcess:
     """`python -m modelserver` on free ports; stop() and start() again keep the same ports."""
 
-    def __init__(self, base_path: Path, log_path: Path, config_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        base_path: Path,
+        log_path: Path,
+        config_file: Path | None = None,
+        extra_flags: tuple[str, ...] = (),
+    ) -> None:
         self.base_path = base_path
         self.config_file = config_file
+        self.extra_flags = extra_flags
         self.log_path = log_path
         self.grpc_port = free_port()
         self.rest_port = free_port()
@@ -46,7 +53,7 @@ class ModelServerProcess:
             ]
         else:
             flags = serve.model_flags(self.base_path)
-        return serve.model_server_command(self.grpc_port, self.rest_port, *flags)
+        return serve.model_server_command(self.grpc_port, self.rest_port, *flags, *self.extra_flags)
 
     def start(self) -> ModelServerProcess:
         with self.log_path.open("a") as log:

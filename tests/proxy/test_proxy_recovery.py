@@ -1,5 +1,6 @@
 """The model server goes away, hangs, comes back, or rolls out a new version: the proxy
-answers 503 while it cannot reach it and recovers by itself, without a restart."""
+answers 503 while it cannot reach it, 504 while it does not answer, and recovers by itself,
+without a restart."""
 
 from __future__ import annotations
 
@@ -128,8 +129,10 @@ def test_no_version_served_is_a_503_for_a_plain_request(server) -> None:
         eventually(lambda c=client: predict(c)[0] == 200)
 
 
-def test_hanging_model_server_times_out_as_503() -> None:
-    """A port that accepts connections and never answers (a real socket, nothing mocked)."""
+def test_a_port_that_never_answers() -> None:
+    """A port that accepts connections and never answers (a real socket, nothing mocked).
+    Over REST the request goes out and no answer comes: a gateway timeout. gRPC never gets
+    the HTTP/2 handshake, so for it the server cannot be reached: a 503."""
     port = free_port()
     listener = socket.create_server(("127.0.0.1", port))
     accepted: list[socket.socket] = []
@@ -142,6 +145,7 @@ def test_hanging_model_server_times_out_as_503() -> None:
                 return
 
     threading.Thread(target=accept_forever, daemon=True).start()
+    expected = {"rest": (504, "model_timeout"), "grpc": (503, "model_unavailable")}
     try:
         address = f"127.0.0.1:{port}"
         for protocol in PROTOCOLS:
@@ -149,9 +153,51 @@ def test_hanging_model_server_times_out_as_503() -> None:
                 grpc_address=address, rest_url=f"http://{address}", protocol=protocol, timeout_s=1
             )
             status, body = predict(create_app(config).test_client())
-            assert status == 503, (protocol, body)
+            assert (status, body["kind"]) == expected[protocol], (protocol, body)
             assert "model server" in body["error"].lower()
     finally:
         listener.close()
         for conn in accepted:
             conn.close()
+
+
+def test_a_model_server_slower_than_the_deadline_is_a_gateway_timeout(
+    tiny_model_base, tmp_path
+) -> None:
+    """A real model server that holds each request 30 s in its batching queue (a batch of 64
+    that never fills, with a 30 s timeout): past the proxy's 1 s deadline the answer is 504,
+    over both protocols, and it comes at the deadline, not when the server answers."""
+    batching = tmp_path / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 64 }\nbatch_timeout_micros { value: 30000000 }\n"
+        "num_batch_threads { value: 1 }\n"
+    )
+    flags = ("--enable_batching", f"--batching_parameters_file={batching}")
+    server = ModelServerProcess(tiny_model_base, tmp_path / "ms.log", extra_flags=flags).start()
+    try:
+        for protocol, client in proxies(server, timeout_s=1).items():
+            started = time.monotonic()
+            status, body = predict(client)
+            assert (status, body["kind"]) == (504, "model_timeout"), (protocol, body)
+            assert body["error"].startswith("The model server did not answer in time")
+            assert time.monotonic() - started < 10, protocol
+    finally:
+        server.stop()
+
+
+def test_a_model_server_rest_timeout_is_a_gateway_timeout_too() -> None:
+    """TF Serving answers 504 when a REST run passes --rest_api_timeout_in_ms (the model
+    server's own test, test_deadlines.py, shows it with a slow model; the tiny model here is
+    too fast to reach one, so the answer is built by hand). The proxy passes it on as 504."""
+    import requests
+
+    from proxy.client.rest_client import _error_from_response
+
+    answers = {504: ("model_timeout", 504), 503: ("model_unavailable", 503)}
+    for upstream, (kind, status) in answers.items():
+        response = requests.Response()
+        response.status_code = upstream
+        response._content = b'{"error": "Timed out waiting for notification"}'
+        error = _error_from_response(response)
+        assert (error.kind, error.http_status) == (kind, status)
+        assert "Timed out waiting for notification" in str(error)
