@@ -17,7 +17,7 @@ from pathlib import Path
 
 from export.config import INFO_ASSET
 from export.evaluation import evaluate_saved_model
-from export.publish import latest_version_dir, publish, rolled_back_dirs, versions
+from export.publish import latest_version_dir, publish, rolled_back_dirs, version_dirs, versions
 from export.savedmodel import choose_tta, read_info, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
@@ -69,7 +69,7 @@ def _info(version_dir: Path) -> dict:
 
 def find_published(base_path: Path, digest: str) -> Path | None:
     """The version folder, served or rolled back (.rollback-N), exported from these weights."""
-    folders = [base_path / str(v) for v in versions(base_path)]
+    folders = list(version_dirs(base_path).values())
     folders += rolled_back_dirs(base_path).values()
     for folder in folders:
         if _info(folder).get("source_weights_sha256") == digest:

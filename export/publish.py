@@ -24,6 +24,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from modelserver.version_names import parse_version
 from training.run_folder import is_run_folder
 
 LOCK_NAME = ".publish.lock"
@@ -37,16 +38,28 @@ class VersionExistsError(FileExistsError):
     """The requested version folder already exists: publishing never overwrites one."""
 
 
-def versions(base_path: str | Path) -> list[int]:
-    """The integer version folders of a base path, ascending (as TF Serving parses them)."""
+def version_dirs(base_path: str | Path) -> dict[int, Path]:
+    """The version folders of a base path by number, ascending, named as TF Serving parses
+    them ("7", and also "007" or "+7"); of two names for one number, the first in sorted
+    order, as the local model server keeps."""
     base = Path(base_path)
     if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if _is_version_name(p.name) and p.is_dir())
+        return {}
+    found: dict[int, Path] = {}
+    for path in sorted(base.iterdir()):
+        version = parse_version(path.name)
+        if version is not None and version not in found and path.is_dir():
+            found[version] = path
+    return dict(sorted(found.items()))
+
+
+def versions(base_path: str | Path) -> list[int]:
+    """The version numbers of a base path's folders, ascending."""
+    return list(version_dirs(base_path))
 
 
 def latest_version_dir(base_path: str | Path) -> Path:
-    found = versions(base_path)
+    found = version_dirs(base_path)
     if not found:
         if is_run_folder(Path(base_path)):
             raise FileNotFoundError(
@@ -54,7 +67,7 @@ def latest_version_dir(base_path: str | Path) -> Path:
                 f"(python -m export --run-dir {base_path}), then name the base path it wrote"
             )
         raise FileNotFoundError(f"no numbered version folder in {base_path}")
-    return _version_dir(Path(base_path), found[-1])
+    return found[max(found)]
 
 
 def saved_model_dir(path: str | Path) -> Path:
@@ -107,11 +120,12 @@ def prune(base_path: str | Path, keep: int) -> list[int]:
         raise ValueError(KEEP_AT_LEAST_ONE)
     base = Path(base_path)
     with _locked(base):
-        doomed = versions(base)[:-keep]
+        folders = version_dirs(base)
+        doomed = list(folders)[:-keep]
         hidden = []
         for v in doomed:
             gone = base / f".deleting-{v}-{os.getpid()}"
-            os.rename(_version_dir(base, v), gone)
+            os.rename(folders[v], gone)
             hidden.append(gone)
         _fsync_dir(base)
     for folder in hidden:
@@ -121,8 +135,7 @@ def prune(base_path: str | Path, keep: int) -> list[int]:
 
 def used_numbers(base: Path) -> set[int]:
     """Every version number the base path has used: what the next version must be above."""
-    used = {int(entry.name) for entry in base.iterdir() if _is_version_name(entry.name)}
-    return used | set(rolled_back_dirs(base)) | ({_last_published(base)} - {0})
+    return _entry_numbers(base) | set(rolled_back_dirs(base)) | ({_last_published(base)} - {0})
 
 
 def rolled_back_dirs(base_path: str | Path) -> dict[int, Path]:
@@ -143,11 +156,12 @@ def _last_published(base: Path) -> int:
         text = (base / LAST_VERSION).read_text().strip()
     except FileNotFoundError:
         return 0
-    return int(text) if _is_version_name(text) else 0
+    return max(parse_version(text) or 0, 0)
 
 
-def _is_version_name(name: str) -> bool:
-    return name.isascii() and name.isdigit()
+def _entry_numbers(base: Path) -> set[int]:
+    """The version numbers of every entry, folder or not ("7" and "+7" alike)."""
+    return {parse_version(entry.name) for entry in base.iterdir()} - {None}
 
 
 def _version_dir(base: Path, version: int) -> Path:
@@ -157,7 +171,7 @@ def _version_dir(base: Path, version: int) -> Path:
 def _refuse_existing(base: Path, version: int) -> None:
     if version < 0:
         raise ValueError(f"version must be a non-negative integer, got {version}")
-    if version in versions(base) or os.path.lexists(base / str(version)):  # a file, a link
+    if version in _entry_numbers(base):  # a folder, a file or a link that TF Serving would see
         raise VersionExistsError(f"version {version} already exists in {base}; not overwriting it")
     if version in rolled_back_dirs(base):
         raise VersionExistsError(

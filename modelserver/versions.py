@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,15 +23,13 @@ from tensorflow_serving.config import model_server_config_pb2
 from modelserver.config import validate_model_config_list
 from modelserver.servable import Servable
 from modelserver.status import ServingError, failed_precondition, invalid_argument, not_found
+from modelserver.version_names import parse_version
 
 log = logging.getLogger(__name__)
 
 # apis/get_model_status.proto ModelVersionStatus.State names.
 START, LOADING, AVAILABLE, UNLOADING, END = "START", "LOADING", "AVAILABLE", "UNLOADING", "END"
 
-# absl::SimpleAtoi: optional surrounding whitespace and sign, then digits (reference §2).
-_VERSION_NAME = re.compile(r"\s*[+-]?\d+\s*")
-_INT64_MAX = 2**63 - 1
 
 Loader = Callable[[str, int, Path], Servable]
 
@@ -61,14 +58,6 @@ class _Model:
     folders: dict[int, Path] = field(default_factory=dict)
     polled: bool = False
     failed: set[int] = field(default_factory=set)  # aspired versions whose load ended in error
-
-
-def parse_version(name: str) -> int | None:
-    """The version number of a base-path child, or None for non-version names."""
-    if not _VERSION_NAME.fullmatch(name):
-        return None
-    number = int(name.strip())
-    return number if -_INT64_MAX - 1 <= number <= _INT64_MAX else None
 
 
 def aspired_versions(policy, available: list[int], model: str) -> set[int]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from modelserver.version_names import parse_version
 from proxy.config import PROCESS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def preflight(stack: Stack) -> str | None:
     """A clear message for the mistakes a first run makes (no model, port taken)."""
-    versions = [p for p in stack.base_path.glob("*") if p.is_dir() and p.name.isdigit()]
-    if not versions:
+    folders = [p for p in stack.base_path.glob("*") if p.is_dir()]
+    if not any(parse_version(p.name) is not None for p in folders):
         return (
             f"no model version folder in {stack.base_path}: train and export one "
             "(make train && make export) or set MODEL_BASE_PATH"

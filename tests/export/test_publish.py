@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from export.publish import VersionExistsError, prune, publish, versions
+from export.publish import VersionExistsError, latest_version_dir, prune, publish, versions
 
 MARKER = "written-last"
 
@@ -105,6 +105,23 @@ def test_versions_ignores_non_numeric_children(tmp_path):
         (tmp_path / name).mkdir()
     (tmp_path / "9").write_text("a file, not a folder")
     assert versions(tmp_path) == [1, 7]
+
+
+def test_every_name_the_model_server_loads_as_a_version_counts_as_that_version(tmp_path):
+    """TF Serving (and the local server) load "+7", " 8" and "009" as versions 7, 8 and 9.
+    Publishing must see them the same way: not write a second 7 beside "+7", start numbering
+    above 9, and find and prune them under their own names. "٣" is a digit to Python's
+    isdigit() and int(), not to absl::SimpleAtoi."""
+    for name in ("+7", " 8", "009", "٣"):
+        (tmp_path / name).mkdir()
+    assert versions(tmp_path) == [7, 8, 9]
+    assert latest_version_dir(tmp_path) == tmp_path / "009"
+    with pytest.raises(VersionExistsError, match="version 7 already exists"):
+        publish(slow_writer(1), tmp_path, version=7)
+    assert publish(slow_writer(1), tmp_path, keep=2).name == "10"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "009", "10", "٣"
+    ]  # fmt: skip
 
 
 def test_keep_below_one_is_refused_before_anything_is_published(tmp_path):

@@ -28,7 +28,8 @@ from modelserver.config import (
     validate_model_config_list,
 )
 from modelserver.status import ServingError
-from modelserver.versions import aspired_versions, parse_version
+from modelserver.version_names import parse_version
+from modelserver.versions import aspired_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING_CONFIG = ROOT / "serving_config"
@@ -219,8 +220,9 @@ def test_an_unset_execution_batch_size_is_the_max_batch_size(tmp_path):
 def test_version_folder_names_parse_like_simple_atoi():
     assert [parse_version(n) for n in ["1", "0007", " 3 ", "+4"]] == [1, 7, 3, 4]
     assert [
-        parse_version(n) for n in ["1.tmp", ".tmp-3", "tmp", "", "1_0", "99999999999999999999"]
-    ] == [None] * 6
+        parse_version(n)
+        for n in ["1.tmp", ".tmp-3", "tmp", "", "1_0", "99999999999999999999", "٣", "²"]
+    ] == [None] * 8
 
 
 @pytest.mark.parametrize(
