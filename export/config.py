@@ -18,14 +18,13 @@ SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "pixels"
 BYTES_INPUT = "image_bytes"
 PIXELS_INPUT = "images"
-OUTPUT_NAMES = ("probabilities", "classes", "scores")
 
 # Files inside a SavedModel folder besides TensorFlow's own.
 WARMUP_FILE = Path("assets.extra/tf_serving_warmup_requests")
 LABELS_ASSET = Path("assets/labels.txt")
 INFO_ASSET = Path("assets/model_info.json")
 
-# --tta: a level of training.config.TTA_NAMES, or "auto" (export.__main__ picks one).
+# --tta: a level of training.config.TTA_NAMES, or "auto" (export.savedmodel.choose_tta picks one).
 TTA_CHOICES = ("auto", *(str(level) for level in TTA_NAMES))
 
 # Issue 3: the export must give the Keras model's top-1 class on at least these shares.
@@ -35,7 +34,9 @@ MIN_SERVING_DEFAULT_AGREEMENT = 0.99
 # serving_default refuses, from the header and before decoding, an image of more pixels than
 # this (width * height): decoders allocate from the header alone, so a 389 kB PNG claiming
 # 20000x20000 would cost tens of GB and seconds. Same figure and test (>) as the proxy's
-# MAX_PIXELS default (proxy/config.py), so both doors refuse the same images.
+# MAX_PIXELS default (proxy/config.py). The proxy refuses more besides: a lower share of it for
+# images that decode at more bytes a pixel, and headers that promise a costly decode
+# (proxy/preprocess.py); the graph has only TensorFlow's decoders and this limit.
 MAX_PIXELS = 40_000_000
 # A GIF's frame sizes are only found by walking its blocks (giflib decodes every frame, each at
 # its own size, even when the graph keeps only the first). The walk's cost is bounded by a budget

@@ -351,8 +351,9 @@ def version_batching_options(
 ) -> BatchingOptions | None:
     """GetPerModelBatchingParams (bundle_factory_util.cc): with per-model parameters on, a
     version batches only if its folder holds batching_params.pbtxt, and by those parameters;
-    a file that does not parse fails the version's load. The batch threads stay the server's:
-    TF Serving runs every model's queue on the one scheduler built from the server's file."""
+    a file that does not parse fails the version's load. TF Serving runs every model's queue
+    on one scheduler built from the server's file; here each loaded version starts its own
+    batch threads (batching.py), so during a rollout two versions' threads run side by side."""
     if batching is None or not per_model:
         return batching
     path = version_dir / PER_MODEL_BATCHING_FILE

@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (
 from modelserver import deadlines
 from modelserver.deadlines import Deadline
 from modelserver.predict import Predictor
-from modelserver.servable import validate_classify_regress_signature
+from modelserver.servable import DEFAULT_SIGNATURE, classify_or_regress_unimplemented
 from modelserver.status import ServingError, failed_precondition, invalid_argument
 from modelserver.tensors import ndarray_to_proto, proto_to_ndarray
 from modelserver.versions import VersionManager
@@ -99,7 +99,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         servable = self._predictor.servable(*model_spec_target(request.model_spec))
-        signature_name = request.model_spec.signature_name or "serving_default"
+        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         signature = servable.signature(signature_name)
         if signature is None:
             raise failed_precondition(f'Serving signature key "{signature_name}" not found.')
@@ -130,10 +130,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, definition in servable.signature_defs.items():
-            signature_map.signature_def[key].CopyFrom(definition)
-        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
         return response
 
     def _classify_or_regress(self, method: str) -> Callable:
@@ -144,15 +141,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             if not request.HasField("model_spec"):
                 raise invalid_argument("Missing ModelSpec")
             servable = self._predictor.servable(*model_spec_target(request.model_spec))
-            name = request.model_spec.signature_name or "serving_default"
-            signature = servable.signature(name)
-            if signature is None:  # GetClassificationSignature / GetRegressionSignature
-                raise invalid_argument(f"No signature was found with the name: {name}")
-            validate_classify_regress_signature(signature, method)
-            raise ServingError(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"{method} is not implemented by this server; use Predict",
-            )
+            name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+            raise classify_or_regress_unimplemented(servable, name, method)
 
         return handler
 

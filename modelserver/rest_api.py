@@ -21,15 +21,18 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-import grpc
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+from tensorflow_serving.apis import get_model_status_pb2
 
 from modelserver import deadlines, rest_json
 from modelserver.grpc_api import model_status_response
 from modelserver.metrics import Metrics
 from modelserver.predict import Predictor
-from modelserver.servable import Servable, validate_classify_regress_signature
+from modelserver.servable import (
+    DEFAULT_SIGNATURE,
+    Servable,
+    classify_or_regress_unimplemented,
+)
 from modelserver.status import ServingError, invalid_argument
 
 log = logging.getLogger(__name__)
@@ -191,11 +194,8 @@ class RestApi:
     def _metadata(self, route: _Route) -> str:
         """Hand-assembled like http_rest_api_util.cc: note the doubled "signature_def" key."""
         servable = self._predictor.servable(route.model, route.version, route.label)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, definition in servable.signature_defs.items():
-            signature_map.signature_def[key].CopyFrom(definition)
         signatures = json_format.MessageToDict(
-            signature_map,
+            servable.signature_def_map(),
             preserving_proto_field_name=True,
             always_print_fields_with_no_presence=True,
         )
@@ -213,7 +213,7 @@ class RestApi:
         """ProcessPredictRequest: JSON first, then model and signature, then tensors, so
         malformed JSON to an unknown model is a 400, not a 404 (reference §3.6)."""
         document = rest_json.parse_document(body)
-        signature_name = rest_json.signature_name_of(document) or "serving_default"
+        signature_name = rest_json.signature_name_of(document) or DEFAULT_SIGNATURE
         servable = self._predictor.servable(route.model, route.version, route.label)
         signature = self._signature(servable, signature_name)
         inputs, row_format = rest_json.predict_inputs(document, signature.definition.inputs)
@@ -237,17 +237,10 @@ class RestApi:
         of classifier.cc / regressor.cc; the call itself is not implemented here (our models
         have predict-style signatures, on which TF Serving answers 400 as well)."""
         document = rest_json.parse_document(body)
-        signature_name = rest_json.signature_name_of(document) or "serving_default"
+        signature_name = rest_json.signature_name_of(document) or DEFAULT_SIGNATURE
         rest_json.check_examples(document)
         servable = self._predictor.servable(route.model, route.version, route.label)
-        signature = servable.signature(signature_name)
-        if signature is None:  # classifier.cc / regressor.cc's own wording
-            raise invalid_argument(f"No signature was found with the name: {signature_name}")
-        validate_classify_regress_signature(signature, route.verb)
-        raise ServingError(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"{route.verb} is not implemented by this server; use :predict",
-        )
+        raise classify_or_regress_unimplemented(servable, signature_name, route.verb)
 
 
 class _EmptyBodyError(Exception):

@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
-from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
 from modelserver import deadlines
 from modelserver.deadlines import Deadline
@@ -26,6 +26,8 @@ from modelserver.tensors import dtype_string, numpy_dtype, proto_to_ndarray
 log = logging.getLogger(__name__)
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+# A request that names no signature gets this one (tensorflow's kDefaultServingSignatureDefKey).
+DEFAULT_SIGNATURE = "serving_default"
 MAX_WARMUP_RECORDS = 1000  # servables/tensorflow/saved_model_warmup_util.cc kMaxNumRecords
 
 
@@ -69,9 +71,16 @@ class Servable:
         if self.batcher is not None:
             self.batcher.stop()
 
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+        """GetModelMetadata's signature_def field (gRPC and REST)."""
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, definition in self.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(definition)
+        return signature_map
+
     def signature(self, name: str) -> Signature | None:
         """The named signature ("" = serving_default), or None when absent or not callable."""
-        signature = self.signatures.get(name or "serving_default")
+        signature = self.signatures.get(name or DEFAULT_SIGNATURE)
         return signature if signature is not None and signature.function is not None else None
 
     def run(
@@ -159,10 +168,16 @@ def validate_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> N
         _check_tensor(index, alias, signature.definition.inputs[alias], inputs[alias])
 
 
-def validate_classify_regress_signature(signature: Signature, method: str) -> None:
-    """PreProcessClassification / PreProcessRegression (servables/tensorflow/classifier.cc,
-    regressor.cc): on predict-style signatures like ours TF Serving answers INVALID_ARGUMENT
-    (reference §3.7, §4). `method` is "classify" or "regress"."""
+def classify_or_regress_unimplemented(servable: Servable, name: str, method: str) -> ServingError:
+    """TF Serving's checks before a Classify or Regress call, then UNIMPLEMENTED for the call
+    itself (gRPC and REST alike). The checks: GetClassificationSignature /
+    GetRegressionSignature find the signature, then PreProcessClassification /
+    PreProcessRegression (servables/tensorflow/classifier.cc, regressor.cc) refuse
+    predict-style signatures like ours with INVALID_ARGUMENT (reference §3.7, §4). `method` is
+    "classify" or "regress"; a failed check is raised, the UNIMPLEMENTED error returned."""
+    signature = servable.signature(name)
+    if signature is None:  # classifier.cc / regressor.cc's own wording
+        raise invalid_argument(f"No signature was found with the name: {name}")
     definition = signature.definition
     if len(definition.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
@@ -171,6 +186,10 @@ def validate_classify_regress_signature(signature: Signature, method: str) -> No
         raise invalid_argument(f"Expected one or two output Tensors, found {outputs}")
     if method == "regress" and outputs != 1:
         raise invalid_argument("Expected one output Tensor.")
+    return ServingError(
+        grpc.StatusCode.UNIMPLEMENTED,
+        f"{method} is not implemented by this server; use predict instead",
+    )
 
 
 def _check_tensor(index: int, alias: str, info: meta_graph_pb2.TensorInfo, value: np.ndarray):

@@ -2,6 +2,7 @@
 
 Module map, in the order a run uses them:
   train.py       the CLI: options, precision, data, then the trainer and the outputs
+  cli_args.py    argparse types shared by the command-line tools (training, export, bench)
   run_folder.py  making the run folder, pinning its options for resume, train.log
   config.py      every recipe and hyper-parameter in one place (`fast`, `long`, `vgg`...)
   hardware.py    the CPU, its flags, and the precision that trains fastest on it

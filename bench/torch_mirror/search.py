@@ -34,7 +34,8 @@ from PIL import Image
 
 torch.backends.cudnn.benchmark = True
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: smoke tests only
-# Label order of training/data.py (which imports TensorFlow, absent on the GPU machine).
+# Label order of training/data.py; this file stands alone, as the GPU machine runs it without
+# the project's dependencies.
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 

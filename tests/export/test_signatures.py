@@ -43,6 +43,17 @@ def test_signature_inputs_and_outputs(loaded, signature, input_name, dtype, shap
         assert spec.shape.as_list() == [None, 10]
 
 
+def test_the_proxy_asks_for_the_outputs_the_signatures_have(loaded):
+    """The proxy keeps its own copy of the names (it imports no TensorFlow) and asks for them
+    by name (gRPC output_filter): a renamed output would fail every request."""
+    from proxy.client.base import OUTPUTS as PROXY_OUTPUTS
+    from proxy.client.base import PIXELS_INPUT, PIXELS_SIGNATURE
+
+    fn = loaded.signatures[PIXELS_SIGNATURE]
+    assert list(fn.structured_input_signature[1]) == [PIXELS_INPUT]
+    assert set(PROXY_OUTPUTS) == set(fn.structured_outputs)
+
+
 def test_only_the_two_contract_signatures(loaded):
     assert set(loaded.signatures) == {"serving_default", "pixels"}
 
