@@ -1,4 +1,4 @@
-"""Peak memory of decoding one big upload (`proxy.preprocess.to_pixels`), per image kind.
+"""Peak memory of decoding one big upload (`imaging.decode.to_pixels`), per image kind.
 
 The proxy decodes uploads in its worker processes, several threads each, under a container
 memory limit, so what one big image costs while it decodes matters more than its file size
@@ -39,7 +39,7 @@ KINDS = {
 # so a child of this script (which has just drawn a 40-megapixel image) would read ours.
 MEASURE = """
 import re, sys
-from proxy.preprocess import to_pixels
+from imaging.decode import to_pixels
 def peak_kb():
     return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 data = open(sys.argv[1], "rb").read()
@@ -53,7 +53,7 @@ print((peak_kb() - start) / 1024)
 THREADED = """
 import re, sys
 from concurrent.futures import ThreadPoolExecutor
-from proxy.preprocess import to_pixels
+from imaging.decode import to_pixels
 def kb(field):
     return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 data = open(sys.argv[1], "rb").read()

@@ -36,7 +36,7 @@ MIN_SERVING_DEFAULT_AGREEMENT = 0.99
 # 20000x20000 would cost tens of GB and seconds. Same figure and test (>) as the proxy's
 # MAX_PIXELS default (proxy/config.py). The proxy refuses more besides: a lower share of it for
 # images that decode at more bytes a pixel, and headers that promise a costly decode
-# (proxy/preprocess.py); the graph has only TensorFlow's decoders and this limit.
+# (imaging/decode.py); the graph has only TensorFlow's decoders and this limit.
 MAX_PIXELS = 40_000_000
 # A GIF's frame sizes are only found by walking its blocks (giflib decodes every frame, each at
 # its own size, even when the graph keeps only the first). The walk's cost is bounded by a budget

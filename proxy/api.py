@@ -8,6 +8,7 @@ import time
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
+from imaging.decode import IMAGE_SIZE, ImageError, to_pixels
 from proxy.client import (
     ModelNotFound,
     ModelServerError,
@@ -18,7 +19,6 @@ from proxy.client import (
 )
 from proxy.config import ProxyConfig
 from proxy.errors import ApiError
-from proxy.preprocess import IMAGE_SIZE, ImageError, to_pixels
 from proxy.services import Services, default_target, resolve_default, services
 from proxy.uploads import Upload, read_uploads
 

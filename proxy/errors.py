@@ -12,8 +12,8 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from imaging.decode import ImageError
 from proxy.client import ModelNotFound, ModelServerError, ModelServerUnavailable
-from proxy.preprocess import ImageError
 from proxy.services import services
 
 log = logging.getLogger(__name__)

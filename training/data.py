@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from proxy.preprocess import ImageError, to_pixels
+from imaging.decode import ImageError, to_pixels
 from training.config import DEFAULT_CACHE_DIR
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def _load_keras_download() -> Dataset:
 
 # ---------------------------------------------------------------- cache
 
-_CACHE_FORMAT = 2  # 2: files decoded by proxy.preprocess (EXIF, transparency over white)
+_CACHE_FORMAT = 2  # 2: files decoded by imaging.decode (EXIF, transparency over white)
 
 
 def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:

@@ -391,8 +391,9 @@ def _project_imports(entry: str) -> set[Path]:
     ],
 )
 def test_each_image_holds_every_project_module_its_commands_import(image, entries):
-    """The trainer decodes data with proxy/preprocess.py: an image that lacked it would fail
-    at its first import, which no test here could see without Docker."""
+    """The trainer decodes data with imaging/ and numbers versions with modelserver's rule: an
+    image that lacked a module would fail at its first import, which no test here could see
+    without Docker."""
     copied = [
         source.rstrip("/")
         for c in final_stage(image)

@@ -16,8 +16,8 @@ import requests
 from proxy_images import encode, png_header_only, solid
 from proxy_servers import LABELS, proxy_config
 
+from imaging.decode import to_pixels
 from proxy.app import create_app
-from proxy.preprocess import to_pixels
 from training.data import CIFAR10_CLASSES
 
 CLASSES = list(CIFAR10_CLASSES)

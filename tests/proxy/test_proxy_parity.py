@@ -1,7 +1,7 @@
 """The proxy's Pillow preprocessing matches the SavedModel's in-graph preprocessing.
 
 Real CIFAR-10 test images are upscaled to photo sizes (JPEG) and fed both ways:
-* pixel level: `proxy.preprocess.to_pixels` vs `export.image_graph.decode_batch` (the very
+* pixel level: `imaging.decode.to_pixels` vs `export.image_graph.decode_batch` (the very
   function `serving_default` runs), and
 * model level (the issue's criterion): top-1 of `serving_default` on the bytes vs top-1 of
   `pixels` on the proxy's tensor, through the real model server, on >= 99 % of images.
@@ -16,7 +16,7 @@ import pytest
 import requests
 from proxy_images import upscaled_jpeg
 
-from proxy.preprocess import to_pixels
+from imaging.decode import to_pixels
 
 SIZES = [(640, 480), (1600, 1200)]  # 1600x1200 takes the JPEG draft (reduced-scale) path
 

@@ -1,4 +1,5 @@
-"""proxy.preprocess: every image mode, EXIF orientation, size and limit case (no server)."""
+"""imaging.decode, the proxy's decoder: every image mode, EXIF orientation, size and limit
+case (no server)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from proxy_images import (
     tiled_tiff,
 )
 
-from proxy.preprocess import (
+from imaging.decode import (
     ImageError,
     ImageTooLarge,
     UnsupportedImage,
@@ -85,16 +86,16 @@ def test_rgba_is_composited_over_white(fmt: str) -> None:
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])
 def test_compositing_a_strip_at_a_time_equals_the_whole_image(monkeypatch, mode) -> None:
-    """Big transparent images are composited in strips to bound memory (preprocess.py's
+    """Big transparent images are composited in strips to bound memory (imaging/decode.py's
     STRIP_PIXELS); forced to many uneven strips here, the pixels must not change."""
-    from proxy import preprocess
+    from imaging import decode
 
     rng = np.random.default_rng(3)
     image = Image.fromarray(rng.integers(0, 256, (203, 97, 4), np.uint8), "RGBA").convert(mode)
     background = Image.new("RGBA", image.size, (*WHITE, 255))
     whole = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-    monkeypatch.setattr(preprocess, "STRIP_PIXELS", 97 * 10 + 5)  # 10 rows; the last strip: 3
-    np.testing.assert_array_equal(np.asarray(preprocess.to_rgb(image)), np.asarray(whole))
+    monkeypatch.setattr(decode, "STRIP_PIXELS", 97 * 10 + 5)  # 10 rows; the last strip: 3
+    np.testing.assert_array_equal(np.asarray(decode.to_rgb(image)), np.asarray(whole))
 
 
 def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypatch) -> None:
@@ -104,11 +105,11 @@ def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypat
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from proxy import preprocess
+    from imaging import decode
 
-    monkeypatch.setattr(preprocess, "BIG_DECODE_PIXELS", 600 * 600)
+    monkeypatch.setattr(decode, "BIG_DECODE_PIXELS", 600 * 600)
     inside, most = 0, 0
-    changed, real = threading.Condition(), preprocess.to_rgb
+    changed, real = threading.Condition(), decode.to_rgb
 
     def counting_to_rgb(image):
         nonlocal inside, most
@@ -122,7 +123,7 @@ def test_big_images_that_decode_at_full_size_are_decoded_one_at_a_time(monkeypat
             inside -= 1
         return real(image)
 
-    monkeypatch.setattr(preprocess, "to_rgb", counting_to_rgb)
+    monkeypatch.setattr(decode, "to_rgb", counting_to_rgb)
 
     def overlap(data: bytes) -> int:
         nonlocal most
@@ -244,7 +245,7 @@ def test_center_crop_keeps_the_middle(size: tuple[int, int]) -> None:
 
 def test_large_jpeg_draft_decoding_stays_close_to_full_decoding() -> None:
     """A 4000x3000 JPEG is decoded at reduced scale; the 32x32 result barely moves."""
-    from proxy.preprocess import resize_center_square
+    from imaging.decode import resize_center_square
 
     rng = np.random.default_rng(1)
     field = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))

@@ -1,4 +1,4 @@
-"""Fuzzing the proxy's upload decoding: in process (`proxy.preprocess`), then over HTTP
+"""Fuzzing the proxy's upload decoding: in process (`imaging.decode`), then over HTTP
 against the real stack (gunicorn proxy -> model server). No input may produce a 5xx or
 take a process down."""
 
@@ -14,7 +14,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bench.soak_load import MULTIPART, Payload, Poster, multipart
-from proxy.preprocess import ImageError, to_pixels
+from imaging.decode import ImageError, to_pixels
 
 pytestmark = pytest.mark.slow  # hundreds of examples, some through the real stack
 

@@ -285,7 +285,7 @@ def test_data_set_photos_are_trained_on_as_the_proxy_sends_them(tmp_path):
     """Training once decoded with a bare convert("RGB"): a transparent PNG came out over
     black (the page composites it over white) and a phone photo lay on its side (the proxy
     applies EXIF orientation), so custom data sets trained on other pixels than were served."""
-    from proxy.preprocess import to_pixels
+    from imaging.decode import to_pixels
 
     clear = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
     clear.paste((200, 40, 40, 255), (32, 0, 64, 48))  # opaque right half, transparent left
