@@ -42,8 +42,10 @@ const ui = {
 };
 
 const state = {
-  stream: null, liveTimer: null, liveBusy: false, liveCard: null, liveKey: null,
+  stream: null, cameraStarting: false, liveTimer: null, liveBusy: false, liveCard: null, liveKey: null,
   latencies: [], counter: 0, modelTimer: null, modelCheck: null, lastEarlyCheck: -Infinity,
+  modelPolls: 0, // numbers each /api/model request: an answer overtaken by a newer one is dropped
+  draggingInside: false, // a picture or text dragged within the page, not a file from outside
   badgeVersion: null, // the version the badge names: an answer from another one re-checks it
 };
 // The request in flight for a card, so that Clear can cancel it.
@@ -51,17 +53,24 @@ const inflight = new WeakMap();
 
 // ---------- model badge ----------
 
+// Whether the default version is served; null when a newer poll started meanwhile (its answer,
+// not this older one, sets the badge and the next poll).
 async function refreshModel() {
-  let response;
+  const poll = ++state.modelPolls;
+  let response, body;
   try {
     response = await fetch("/api/model", { headers: { Accept: "application/json" } });
+    body = await response.json();
   } catch (error) {
+    body = null;
+  }
+  if (poll !== state.modelPolls) return null;
+  if (!response) {
     setBadge("down", "Server unreachable · retrying");
     return false;
   }
   try {
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || response.statusText);
+    if (!body || !response.ok) throw new Error((body && body.error) || response.statusText);
     // The version a plain request goes to (the latest, or the proxy's MODEL_LABEL / _VERSION),
     // not the newest loaded one: during a canary those differ.
     const { serves, label, version, error: reason } = body.default;
@@ -110,6 +119,7 @@ function renderClassCloud(classes) {
 async function watchModel() {
   clearTimeout(state.modelTimer);
   const ok = await refreshModel();
+  if (ok === null) return; // overtaken: the newer poll schedules the next one
   // Again here: an early check may have set a timer while this poll's request was in flight,
   // and two timers would poll twice as often from then on.
   clearTimeout(state.modelTimer);
@@ -187,8 +197,10 @@ function showResult(card, result, body) {
       row.querySelector(".bar-fill").style.width = `${(result.top[i].probability * 100).toFixed(1)}%`;
     });
   }));
+  // The proxy's own work: the time its client took to send the upload is not the server's.
+  const serverMs = body.elapsed_ms - ((body.timing_ms && body.timing_ms.receive) || 0);
   card.querySelector(".card-meta").textContent =
-    `model v${body.model.version} · ${body.elapsed_ms.toFixed(0)} ms server time`;
+    `model v${body.model.version} · ${serverMs.toFixed(0)} ms server time`;
   const best = result.top[0];
   return { ok: true, label: best.label, text: `${result.filename}: ${best.label}, ${percent(best.probability)}` };
 }
@@ -260,7 +272,8 @@ function spoken(outcomes) {
 
 // Three significant digits, as the proxy's own 413 message prints the limit.
 const mebibytes = (bytes) => String(Number((bytes / 2 ** 20).toPrecision(3)));
-const percent = (p) => `${(p * 100).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
+// One decimal, as the bars and meters; the ends say so rather than round to 100 % or 0 %.
+const percent = (p) => (p >= 0.9995 ? ">99.9%" : p < 0.0005 ? "<0.1%" : `${(p * 100).toFixed(1)}%`);
 
 // ---------- talking to the proxy ----------
 
@@ -360,13 +373,15 @@ function inputMessage(text) {
 
 const isImage = (file) => file.type.startsWith("image/") || file.type === "";
 
-async function classifyFiles(fileList) {
+// `earlier`: a note about the same drop that this one must not hide.
+async function classifyFiles(fileList, earlier = "") {
   const all = [...fileList];
   const files = all.filter(isImage);
   const skipped = all.filter((file) => !isImage(file)).map((file) => file.name || file.type);
-  const note = skipped.length
+  const skippedNote = skipped.length
     ? `Skipped ${skipped.join(", ")}: not ${skipped.length === 1 ? "an image" : "images"} (use JPEG, PNG, GIF, BMP, WebP or TIFF).`
     : "";
+  const note = [earlier, skippedNote].filter(Boolean).join(" ");
   inputMessage(note);
   const announcements = note ? [note] : []; // a live region shown with its text is often not read
   if (!files.length) {
@@ -440,12 +455,22 @@ function wireInputs() {
   // Every drop is the page's: a link or a picture dragged from another tab would otherwise
   // make the browser open it in place of this page, and the results would be gone.
   window.addEventListener("dragover", (event) => event.preventDefault());
+  document.addEventListener("dragstart", () => { state.draggingInside = true; });
+  document.addEventListener("dragend", () => { state.draggingInside = false; });
   window.addEventListener("drop", (event) => {
     event.preventDefault();
     depth = 0;
     ui.dropzone.classList.remove("dragging");
+    if (state.draggingInside) return; // a result picture or some text moved by mistake
     const transfer = event.dataTransfer;
-    if (transfer && transfer.files.length) classifyFiles(transfer.files);
+    const folders = droppedFolders(transfer);
+    if (folders.length) {
+      const note = `${folders.join(", ")}: a folder cannot be dropped. Open it and drop or choose the images inside.`;
+      inputMessage(note);
+      announce([note]);
+      const files = [...transfer.files].filter((file) => !folders.includes(file.name));
+      if (files.length) classifyFiles(files, note);
+    } else if (transfer && transfer.files.length) classifyFiles(transfer.files);
     else if (transfer && transfer.types.length) {
       const note = "That was a link or text, not a file: save the picture to your device first, then drop or choose the file.";
       inputMessage(note);
@@ -467,6 +492,17 @@ function wireInputs() {
   });
 
   ui.clear.addEventListener("click", clearResults);
+}
+
+// The names of dropped folders: the browser lists them among the files, and reading one fails
+// as if the proxy could not be reached.
+function droppedFolders(transfer) {
+  if (!transfer || !transfer.items) return [];
+  return [...transfer.items]
+    .filter((item) => item.kind === "file" && item.webkitGetAsEntry)
+    .map((item) => item.webkitGetAsEntry())
+    .filter((entry) => entry && entry.isDirectory)
+    .map((entry) => entry.name);
 }
 
 const hasFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
@@ -501,20 +537,31 @@ async function toggleCamera() {
     stopCamera();
     return;
   }
+  if (state.cameraStarting) return; // pressed again while the permission prompt is open
   cameraMessage("");
   if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     cameraMessage("The camera needs a secure page: open this site via https:// or http://localhost, in a browser with camera support.");
     return;
   }
+  state.cameraStarting = true;
+  let stream;
   try {
-    state.stream = await navigator.mediaDevices.getUserMedia({
+    stream = await navigator.mediaDevices.getUserMedia({
       video: { facingMode: "environment", width: { ideal: 1280 }, height: { ideal: 960 } },
       audio: false,
     });
   } catch (error) {
     cameraMessage(cameraErrorText(error));
     return;
+  } finally {
+    state.cameraStarting = false;
   }
+  if (document.hidden) { // the page was left while the prompt was open: no camera behind it
+    stream.getTracks().forEach((track) => track.stop());
+    cameraMessage("The camera was not turned on because you left the page. Press Use camera to turn it on.");
+    return;
+  }
+  state.stream = stream;
   ui.video.srcObject = state.stream;
   await ui.video.play().catch(() => {});
   ui.cameraPanel.hidden = false;
@@ -548,14 +595,22 @@ function stopCamera() {
   ui.cameraButton.lastChild.textContent = " Use camera";
 }
 
+// The centre square of the frame, the part the model classifies (the proxy crops the same
+// square), at most FRAME_SIDE pixels a side: a 1280x960 frame took up to 1.6 s to encode.
+const FRAME_SIDE = 512;
 function grabFrame() {
   const video = ui.video;
   if (!video.videoWidth) return Promise.resolve(null);
+  const square = Math.min(video.videoWidth, video.videoHeight);
+  const side = Math.min(square, FRAME_SIDE);
   const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  canvas.getContext("2d").drawImage(video, 0, 0);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.88));
+  canvas.width = canvas.height = side;
+  const context = canvas.getContext("2d");
+  context.imageSmoothingQuality = "high";
+  const left = (video.videoWidth - square) / 2;
+  const top = (video.videoHeight - square) / 2;
+  context.drawImage(video, left, top, square, square, 0, 0, side, side);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
 }
 
 async function captureOnce() {
@@ -573,7 +628,8 @@ async function liveTick() {
   state.liveBusy = true;
   try {
     const blob = await grabFrame();
-    if (!blob) return;
+    // Continuous mode or the camera may have been turned off while the frame was encoded.
+    if (!blob || !state.liveTimer) return;
     if (!state.liveCard || !state.liveCard.isConnected) {
       state.liveCard = newCard(blob, "Live camera");
       state.liveCard.classList.add("live");
@@ -615,7 +671,9 @@ function wireCamera() {
   // Leaving the page turns the camera off (its light too), not only continuous mode.
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden || !state.stream) return;
+    const hadFocus = ui.cameraPanel.contains(document.activeElement);
     stopCamera();
+    if (hadFocus) ui.cameraButton.focus(); // the hidden panel would drop it to the page
     cameraMessage("The camera was turned off when you left the page. Press Use camera to turn it on again.");
   });
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -89,6 +90,47 @@ def test_one_image_gets_the_design_answer(client, sample_jpegs) -> None:
     probabilities = [entry["probability"] for entry in top]
     assert probabilities == sorted(probabilities, reverse=True)
     assert 0 < sum(probabilities) <= 1.0001
+
+
+class _SlowUpload(io.BytesIO):
+    """A client's upload that arrives slowly: the first read waits `delay_s`."""
+
+    def __init__(self, data: bytes, delay_s: float) -> None:
+        super().__init__(data)
+        self._delay_s = delay_s
+
+    def _wait(self) -> None:
+        time.sleep(self._delay_s)
+        self._delay_s = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self._wait()
+        return super().read(size)
+
+    def readinto(self, buffer) -> int:  # what Werkzeug's LimitedStream calls
+        self._wait()
+        return super().readinto(buffer)
+
+
+def test_the_time_a_slow_client_takes_to_upload_is_not_counted_as_decoding(
+    client, sample_jpegs
+) -> None:
+    """timing_ms splits elapsed_ms into receive, preprocess and model_server; "preprocess"
+    once included the upload, so a slow network showed up as seconds of server work."""
+    body = json.dumps({"images": [base64.b64encode(sample_jpegs["photo0.jpg"]).decode()]})
+    data = body.encode()
+    response = client.post(
+        "/api/predict",
+        input_stream=_SlowUpload(data, 0.5),
+        headers={"Content-Type": "application/json", "Content-Length": str(len(data))},
+    )
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()
+    timing = answer["timing_ms"]
+    assert set(timing) == {"receive", "preprocess", "model_server"}
+    assert timing["receive"] >= 500
+    assert timing["preprocess"] < 500
+    assert sum(timing.values()) <= answer["elapsed_ms"]
 
 
 def test_answer_is_what_the_model_says_for_our_tensor(client, two_version_server, sample_jpegs):
