@@ -257,7 +257,10 @@ function showError(card, message, retry = null) {
 // One polite announcement per action (a drop of several files, a captured frame), not one per
 // card: each would cut off the one before it.
 function announce(lines) {
-  ui.announcer.textContent = lines.filter(Boolean).join("; ");
+  // A full stop before the next line goes: "…TIFF).; 2 images" read badly.
+  const kept = lines.filter(Boolean);
+  const last = kept.length - 1;
+  ui.announcer.textContent = kept.map((line, i) => (i < last ? line.replace(/\.$/, "") : line)).join("; ");
 }
 
 // A few outcomes are read out one by one; a large batch as a count and its failures, so that a
@@ -488,6 +491,10 @@ function wireInputs() {
     if (files.length) {
       event.preventDefault();
       classifyFiles(files);
+    } else if (items.length) { // a copied link or text: the page has no text field to take it
+      const note = "That was a link or text, not a picture: copy the picture itself (right-click it, Copy image), or save it and choose the file.";
+      inputMessage(note);
+      announce([note]);
     }
   });
 

@@ -580,6 +580,21 @@ def test_paste_from_clipboard(open_page, browser, photos) -> None:
     assert page.console_errors == []
 
 
+def test_pasting_a_link_says_what_to_paste_instead(open_page, browser) -> None:
+    """A copied link or text used to do nothing at all."""
+    page = open_page(browser, DESKTOP)
+    page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.setData("text/plain", "https://example.com/cat.jpg");
+            document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data }));
+        }"""
+    )
+    expect(page.locator("#input-message")).to_contain_text("copy the picture itself")
+    expect(page.locator("#announcer")).to_contain_text("link or text")
+    expect(page.locator(".card")).to_have_count(0)
+
+
 def test_keyboard_reaches_the_controls(open_page, browser) -> None:
     page = open_page(browser, DESKTOP)
     reached = []
@@ -656,7 +671,7 @@ def test_files_that_are_not_images_are_named_on_the_page(open_page, browser, pho
     expect(page.locator(".card")).to_have_count(1)  # the photo, classified
     assert_top3(page.locator(".card").first)
     expect(page.locator("#announcer")).to_have_text(
-        re.compile(r"^Skipped notes\.txt.*; cat\.jpg: ")
+        re.compile(r"^Skipped notes\.txt.*TIFF\); cat\.jpg: ")  # no ".;" between the two
     )
     page.click("#clear-button")
     expect(message).to_be_hidden()
