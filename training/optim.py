@@ -33,12 +33,23 @@ def lookahead_decay(step: int, total_steps: int, steps: int) -> float:
 
 
 class AirbenchSGD:
-    def __init__(self, variables: list, recipe: Recipe, whiten_bias: tf.Variable | None):
-        scale = recipe.batch_size * (1 + 1 / (1 - recipe.momentum))  # airbench's kilostep scale
+    """airbench's Nesterov SGD on the loss summed over the batch. The learning rate is divided
+    by the batch size the steps really run (`batch_size`: the recipe's, or a small data set's
+    whole training split), so a step moves the weights as far for 500 images as for 1024."""
+
+    def __init__(
+        self,
+        variables: list,
+        recipe: Recipe,
+        whiten_bias: tf.Variable | None,
+        batch_size: int | None = None,
+    ):
+        batch_size = batch_size or recipe.batch_size
+        scale = batch_size * (1 + 1 / (1 - recipe.momentum))  # airbench's kilostep scale
         self.momentum = recipe.momentum
         self.muon_lr, self.muon_momentum = recipe.muon_lr, recipe.muon_momentum
         self.base_lr = recipe.lr / scale
-        wd = recipe.weight_decay * recipe.batch_size / scale
+        wd = recipe.weight_decay * batch_size / scale
         self.vars = variables
         is_bias = [len(v.shape) == 1 for v in variables]
         self.lr_mult = [recipe.bias_lr_scale if b else 1.0 for b in is_bias]

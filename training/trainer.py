@@ -157,7 +157,9 @@ class Trainer:
             v for v in self.model.trainable_variables if not any(v is f for f in frozen)
         ]
         if self.recipe.optimizer == "sgd":
-            self.optimizer = AirbenchSGD(self.trainable, self.recipe, whiten_bias)
+            self.optimizer = AirbenchSGD(
+                self.trainable, self.recipe, whiten_bias, batch_size=self.batch_size
+            )
         else:
             self.optimizer = KerasAdam(self.trainable, self.recipe)
 

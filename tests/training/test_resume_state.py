@@ -185,3 +185,31 @@ def test_a_checkpoint_of_another_network_is_not_called_damaged(tmp_path):
     checkpoint.save(tmp_path, {"weights": [np.zeros((3, 3))]}, {"step": 1})
     with pytest.raises(checkpoint.CheckpointError, match="written by another network"):
         checkpoint.load(tmp_path, {"weights": [np.zeros((3, 4))]})
+
+
+def _one_sgd_step(recipe: Recipe, batch: int, mean_grad: np.ndarray) -> np.ndarray:
+    """The change one AirbenchSGD step makes to a [4, 2] weight whose summed-loss gradient
+    over `batch` images is `batch` x `mean_grad` (what the trainer's reduce_sum gives)."""
+    import tensorflow as tf
+
+    weight = tf.Variable(tf.ones([4, 2]))
+    optimizer = AirbenchSGD([weight], recipe, whiten_bias=None, batch_size=batch)
+    optimizer.apply([tf.constant(batch * mean_grad)], tf.constant(1.0), tf.constant(1.0))
+    return 1.0 - weight.numpy()
+
+
+def test_a_small_data_set_steps_as_far_as_the_recipe_batch(tmp_path):
+    """With fewer training images than the recipe's batch (a student's subset), the trainer
+    runs smaller batches; the learning rate was still divided by the recipe's 1024, so each
+    step moved the weights 512/1024 as far. The step must not depend on the batch size."""
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["tiny"], optimizer="sgd", muon_lr=0.0)
+    mean_grad = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
+    small, full = (_one_sgd_step(recipe, b, mean_grad) for b in (16, recipe.batch_size))
+    np.testing.assert_allclose(small, full, rtol=1e-5)
+    trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    assert trainer.batch_size == 64 < recipe.batch_size  # the whole small training split
+    assert trainer.optimizer.base_lr == pytest.approx(
+        AirbenchSGD([], recipe, None, batch_size=64).base_lr
+    )
