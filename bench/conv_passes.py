@@ -58,8 +58,9 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
     from keras import layers
 
     from training.config import RECIPES
+    from training.flops import conv_flops
     from training.hardware import seconds_per_call
-    from training.models import FROZEN_KERNELS, build_model, conv_flops, precision_policy
+    from training.models import FROZEN_KERNELS, build_model, precision_policy
 
     recipe = RECIPES[recipe_name]
     with precision_policy(precision):

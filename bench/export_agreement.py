@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.encoded import read_encoded
     from export.evaluation import agreement
     from export.publish import saved_model_dir
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     encoded = read_encoded(args.data, "test")
     if args.limit:

@@ -4,7 +4,7 @@
 
 Times, at batch 1,024, each activation shape of the `fast` net (the whitening stage in float32,
 the conv groups in bfloat16) through Keras's `Activation("gelu")` computed in float32 (with the
-casts that cost under mixed_bfloat16) and through `training.models.Gelu` in training mode (one
+casts that cost under mixed_bfloat16) and through `training.layers.Gelu` in training mode (one
 XLA kernel each way), and sums them per step. Prints the CPU beside the figures.
 """
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     import keras
     import tensorflow as tf
 
-    from training.models import Gelu
+    from training.layers import Gelu
 
     ap = argparse.ArgumentParser(
         prog="python -m bench.gelu_passes", description=__doc__.split("\n\n")[0]

@@ -226,7 +226,7 @@ def serve_baseline(port: int, run_dir: Path) -> None:
     import keras
     from flask import Flask, jsonify, request
 
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     model, meta = load_for_inference(run_dir)
     names = meta["class_names"]

@@ -32,7 +32,7 @@ KINDS = (  # (kind, test on "layer/op name:OpType"), first match wins
     ("cast", lambda name, op: op == "Cast"),
     ("pooling", lambda name, op: "Pool" in op),
 )
-# The only XLA code in a training step is the fused GELU (training.models.Gelu). Its kernels
+# The only XLA code in a training step is the fused GELU (training.layers.Gelu). Its kernels
 # are traced under XLA's own names (fusions), each inside one event of this name.
 XLA_RUN = "CpuExecutable::ExecuteAsyncOnStream"
 

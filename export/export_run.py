@@ -17,12 +17,13 @@ from pathlib import Path
 
 from export.config import INFO_ASSET
 from export.evaluation import evaluate_saved_model
+from export.fold import fold_for_serving
 from export.publish import latest_version_dir, publish, rolled_back_dirs, version_dirs, versions
 from export.savedmodel import choose_tta, read_info, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
-from training.models import fold_for_serving, load_for_inference
 from training.run_folder import FINAL_WEIGHTS
+from training.run_model import load_for_inference
 
 REPORT_FILE = "export_report.json"
 

@@ -8,11 +8,14 @@ Module map, in the order a run uses them:
   hardware.py    the CPU, its flags, and the precision that trains fastest on it
   tf_startup.py  TensorFlow imported with its start-up lines sent to a file
   data.py        image-folder trees, tars and the CIFAR-10 archive -> uint8 arrays, cached
-  models.py      the `fast` and `vgg` networks, FLOP counts, the folded serving form
+  models.py      the `fast` and `vgg` networks, built from the recipe's widths and depth
+  layers.py      their custom layers: the fused BatchNorm and the XLA-fused GELU
+  flops.py       forward FLOPs per image, the work unit of the benchmarks
   augment.py     flip, translate and cutout on the training batches
   optim.py       the recipes' optimizers and learning-rate schedules
   trainer.py     the resumable step loop: progress lines, epoch history, checkpoints
   checkpoint.py  the whole training state in one file, replaced atomically
+  run_model.py   a finished run's network rebuilt for inference from meta.json and its weights
   inference.py   batched prediction with test-time augmentation (training, export, evaluate)
   report.py      what a finished run leaves: model, weights, meta.json, history, curves
   plots.py       training curves and the confusion matrix

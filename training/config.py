@@ -1,8 +1,8 @@
 """Every training hyper-parameter that a recipe varies, in one place, as named recipes. The
 network's fixed constants (BatchNorm momentum and epsilon, logit scale, the whitening layer's
-size and epsilon) stay with the layers in training.models. Of those, meta.json records the logit
-scale, which sets how confident a run's served probabilities are; the BatchNorm epsilon is not
-recorded, so changing it would shift an old run's outputs a little when it is rebuilt.
+size and epsilon) stay with the networks in training.models. Of those, meta.json records the
+logit scale, which sets how confident a run's served probabilities are; the BatchNorm epsilon
+is not recorded, so changing it would shift an old run's outputs a little when it is rebuilt.
 
 `fast` follows airbench94 (Keller Jordan): patch-whitened 3-group net, Nesterov SGD on a summed
 label-smoothed loss with a triangular LR schedule, lookahead-EMA of weights, flip + translate

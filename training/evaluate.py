@@ -53,7 +53,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     """By default on the run's own data and test images (its --test-subset pick, if it made
     one), so that the report repeats the figures in its meta.json."""
     from training.inference import predict_logits
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     model, meta = load_for_inference(run_dir)
     data = data or _run_data(meta)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     import_tensorflow()
     if run:
-        from training.models import UnfinishedRunError
+        from training.run_model import UnfinishedRunError
 
         try:
             report = evaluate_run(args.run_dir, args.data, args.test_subset)

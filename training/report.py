@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
 from training.data import Dataset
 from training.inference import accuracy, predict_logits
-from training.models import build_for_inference, network_constants
 from training.plots import plot_curves
 from training.run_folder import FINAL_WEIGHTS, META
+from training.run_model import build_for_inference, network_constants
 
 if TYPE_CHECKING:
     from training.trainer import Trainer

@@ -133,7 +133,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
         log(f"  skipped {len(ds.skipped)} unreadable files, e.g. {ds.skipped[0]}")
     record_run_options(run_dir, pinned, precision)
 
-    from training.models import forward_flops
+    from training.flops import forward_flops
     from training.report import write_run_outputs
     from training.trainer import Interrupted, Trainer
 

@@ -97,7 +97,7 @@ def test_auto_tta_is_the_level_the_rule_picks_and_records_its_accuracy(exported,
 
 def test_agreement_with_keras_on_a_sample(exported, tiny_run_dir, cifar_sample):
     from export.evaluation import agreement
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     model, _ = load_for_inference(tiny_run_dir)
     result = agreement(exported / "1", model, cifar_sample.per_class(10))
@@ -127,7 +127,7 @@ def test_tflite_models_agree_with_keras(tiny_run_dir, cifar_sample, tmp_path):
     from export.tflite import export_tflite, tflite_probabilities
     from training.data import decode_image_file
     from training.inference import predict_logits
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     model, _ = load_for_inference(tiny_run_dir)
     images = np.stack([decode_image_file(d, 32) for d in cifar_sample.data[::3]])

@@ -44,7 +44,8 @@ def test_layer_passes_take_the_layers_shapes_and_dtype():
 def test_every_conv_of_the_recipe_is_measured():
     from bench.conv_passes import PASSES, measure
     from training.config import RECIPES
-    from training.models import build_model, forward_flops
+    from training.flops import forward_flops
+    from training.models import build_model
 
     rows = measure("tiny", "float32", repeats=1)
     recipe = RECIPES["tiny"]

@@ -6,7 +6,8 @@ import collections
 
 from bench.gelu_passes import SHAPES, time_ms
 from training.config import RECIPES
-from training.models import Gelu, build_model, precision_policy
+from training.layers import Gelu
+from training.models import build_model, precision_policy
 
 
 def test_the_timed_shapes_are_the_fast_models_gelus_at_batch_1024():

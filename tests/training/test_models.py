@@ -8,7 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
-from training.models import build_model, fold_for_serving, forward_flops, init_whitening
+from export.fold import fold_for_serving
+from training.flops import forward_flops
+from training.models import build_model, init_whitening
 
 MEAN, STD = [125.0, 123.0, 114.0], [63.0, 62.0, 67.0]
 
@@ -107,7 +109,7 @@ def test_fused_batchnorm_trains_like_keras_batchnorm(policy, scale):
     import keras
     import tensorflow as tf
 
-    from training.models import BatchNormalization as FusedBatchNorm
+    from training.layers import BatchNormalization as FusedBatchNorm
 
     keras.mixed_precision.set_global_policy(policy)
     try:
@@ -149,7 +151,8 @@ def test_fused_gelu_trains_and_infers_like_keras_gelu(policy):
     import keras
     import tensorflow as tf
 
-    from training.models import Gelu, precision_policy
+    from training.layers import Gelu
+    from training.models import precision_policy
 
     with precision_policy(policy):  # the layer keeps the policy it is built with
         layer = Gelu()
@@ -283,7 +286,7 @@ def test_a_run_of_deeper_groups_reloads_for_inference_from_its_meta(tmp_path):
     """meta.json's widths and depth rebuild the net that the weights file was saved from."""
     import json
 
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     model = build_model("fast", 10, MEAN, STD, widths=(8, 16, 24), depth=3)
     model.save_weights(tmp_path / "final.weights.h5")
@@ -300,7 +303,7 @@ def test_a_run_is_rebuilt_with_the_logit_scale_its_meta_records(tmp_path):
     """The scale is no weight: a run must not be served with a later default of the code."""
     import json
 
-    from training.models import load_for_inference, network_constants
+    from training.run_model import load_for_inference, network_constants
 
     model = build_model("fast", 10, MEAN, STD, widths=(8, 16, 24), logit_scale=0.25)
     assert network_constants(model) == {"logit_scale": 0.25}

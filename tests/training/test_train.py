@@ -109,12 +109,12 @@ def test_a_finished_run_has_every_output(finished_run, tiny_data):
 
 
 def test_the_runs_model_keras_file_opens_as_the_readme_says(finished_run):
-    """README: `import training.models` registers the custom layers that `model.keras` holds;
+    """README: `import training.layers` registers the custom layers that `model.keras` holds;
     the reopened model computes what the run's final weights compute."""
     import keras
     import numpy as np
 
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     reopened = keras.saving.load_model(finished_run / "model.keras")
     assert {type(layer).__name__ for layer in reopened.layers} >= {"Gelu", "BatchNormalization"}
@@ -294,7 +294,7 @@ def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_d
     assert "Per class (flip):" in (tmp_path / "evaluation.md").read_text()
 
     from training.data import load_dataset
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     model, _ = load_for_inference(finished_run)
     ds = load_dataset(tiny_data, cache_dir=None)
@@ -404,7 +404,7 @@ def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tm
 
     from training.data import load_dataset
     from training.inference import predict_logits
-    from training.models import load_for_inference
+    from training.run_model import load_for_inference
 
     model, _ = load_for_inference(run_dir)
     assert model.dtype_policy.name == "float32"
