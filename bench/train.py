@@ -143,19 +143,19 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from training.run_folder import claim_run_dir, make_run_dir, pin_run_options
+    from training.train import user_errors
 
     opts = run_options(args)
     startup_log = None
-    claim = contextlib.ExitStack()
-    if not args.ceiling_only:  # refusals first, before a minute of measuring
-        refuse_finished_run(Path(opts.run_dir))
-        run_dir = make_run_dir(opts.run_dir)
-        # Held through the measuring too: a second bench on a busy folder must not add a
-        # sitting to its ceilings nor take its CPU. train() claims it again (re-entrant).
-        claim.enter_context(claim_run_dir(run_dir))
-        pin_run_options(run_dir, opts)
-        startup_log = run_dir / "tensorflow.log"
-    with claim:
+    with user_errors(), contextlib.ExitStack() as claim:
+        if not args.ceiling_only:  # refusals first, before a minute of measuring
+            refuse_finished_run(Path(opts.run_dir))
+            run_dir = make_run_dir(opts.run_dir)
+            # Held through the measuring too: a second bench on a busy folder must not add a
+            # sitting to its ceilings nor take its CPU. train() claims it again (re-entrant).
+            claim.enter_context(claim_run_dir(run_dir))
+            pin_run_options(run_dir, opts)
+            startup_log = run_dir / "tensorflow.log"
         _measure_and_train(args, opts, startup_log)
 
 

@@ -1,4 +1,6 @@
-"""Optimizers and LR schedules of the two recipes, behind one small interface.
+"""Optimizers and LR schedules of the two recipes, behind one small interface: `apply` a step,
+the `learning_rate_at` a point of the schedule, and `reduce_on_plateau` (the trainer counts the
+epochs without improvement; the optimizer decides what a plateau changes).
 
 `AirbenchSGD` is airbench94's update, written out so its per-group learning rates (biases x64),
 lr-relative weight decay and the frozen-after-N-epochs whitening bias are explicit. With
@@ -67,6 +69,15 @@ class AirbenchSGD:
     def variables(self) -> list:
         return self.buffers
 
+    def learning_rate_at(self, schedule: float) -> float:
+        """The rate of a step at this point of the triangle (the weights'; biases x64)."""
+        return self.base_lr * schedule
+
+    def reduce_on_plateau(self, factor: float, floor: float) -> float | None:
+        """None: the triangle schedule is fixed in advance, a plateau changes nothing."""
+        del factor, floor
+        return None
+
     def apply(self, grads, schedule: tf.Tensor, whiten_bias_on: tf.Tensor) -> None:
         lr = self.base_lr * schedule
         for i, (g, v, buf) in enumerate(zip(grads, self.vars, self.buffers)):
@@ -121,6 +132,16 @@ class KerasAdam:
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
         self.opt.learning_rate.assign(value)
+
+    def learning_rate_at(self, schedule: float) -> float:
+        """Adam follows no schedule: its rate moves only when validation plateaus."""
+        del schedule
+        return self.learning_rate
+
+    def reduce_on_plateau(self, factor: float, floor: float) -> float:
+        """ReduceLROnPlateau's step: the rate times `factor`, not below `floor`; the new rate."""
+        self.learning_rate = max(floor, self.learning_rate * factor)
+        return self.learning_rate
 
     def apply(self, grads, schedule: tf.Tensor, whiten_bias_on: tf.Tensor) -> None:
         del schedule, whiten_bias_on  # Adam's LR moves by plateau logic, between epochs

@@ -19,14 +19,18 @@ from training.config import RECIPES, RunOptions
 
 def run_logger(run_dir: Path) -> Callable[[str], None]:
     """A log function: each line to the terminal and appended to the run's train.log."""
-    log_file = run_dir / "train.log"
 
     def log(msg: str) -> None:
-        with log_file.open("a") as f:  # first: the file outlives a closed terminal
-            f.write(msg + "\n")
+        append_to_log(run_dir, msg)  # first: the file outlives a closed terminal
         show(f"\r\x1b[K{msg}" if sys.stdout.isatty() else msg)  # over a progress line
 
     return log
+
+
+def append_to_log(run_dir: Path, msg: str) -> None:
+    """A line in train.log only: for what the terminal is told otherwise (an error message)."""
+    with (run_dir / "train.log").open("a") as f:
+        f.write(msg + "\n")
 
 
 def show(text: str, end: str = "\n") -> None:
@@ -53,6 +57,11 @@ def read_meta(run_dir: Path) -> dict:
     return json.loads((run_dir / META).read_text())
 
 
+class RunFolderError(Exception):
+    """A run folder that cannot be used as asked (in use, started with other options, not a
+    folder): the message says what to do; the command-line tools print it without a traceback."""
+
+
 def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     """Once a run has trained (it has a checkpoint), a re-run must ask for the same options.
 
@@ -75,11 +84,11 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
                 for k, (then, now) in diff.items()
             )
             if is_finished(run_dir):
-                raise SystemExit(
+                raise RunFolderError(
                     f"{run_dir} holds a finished run made with other options ({changes}); "
                     "pick a new --run-dir to train with these"
                 )
-            raise SystemExit(
+            raise RunFolderError(
                 f"{run_dir} was started with other options ({changes}); re-run with the options "
                 "it started with to resume (its run.json lists them), or pick a new --run-dir"
             )
@@ -149,7 +158,7 @@ def _lock(run_dir: Path) -> IO:
         handle.seek(0)
         holder = handle.read().strip() or "unknown"
         handle.close()
-        raise SystemExit(
+        raise RunFolderError(
             f"{run_dir} is in use by another training (pid {holder}); let it finish or stop "
             "it (Ctrl-C saves a checkpoint) before resuming here, or pick another --run-dir"
         ) from None
@@ -170,14 +179,14 @@ def make_run_dir(path: str) -> Path:
     """The run folder, made if need be; a sentence, not a traceback, when it cannot be."""
     run_dir = Path(path)
     if run_dir.is_dir() and any(run_dir.glob("*/saved_model.pb")):
-        raise SystemExit(
+        raise RunFolderError(
             f"--run-dir {path} holds exported model versions (a model base path, which `export` "
             "writes); name a training run folder, e.g. runs/<name>"
         )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        raise SystemExit(f"--run-dir {path}: a file is in the way; name a folder") from None
+        raise RunFolderError(f"--run-dir {path}: a file is in the way; name a folder") from None
     except PermissionError:
-        raise SystemExit(f"--run-dir {path}: no permission to create it here") from None
+        raise RunFolderError(f"--run-dir {path}: no permission to create it here") from None
     return run_dir

@@ -10,9 +10,11 @@ lines are in tensorflow.log).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from training.checkpoint import CheckpointError
@@ -21,6 +23,8 @@ from training.config import RECIPES, RunOptions, default_data
 from training.data import DataError, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 from training.run_folder import (
+    RunFolderError,
+    append_to_log,
     claim_run_dir,
     is_finished,
     make_run_dir,
@@ -99,7 +103,11 @@ def train(opts: RunOptions) -> Path:
         raise DataError(f"data source not found: {opts.data}")
     run_dir = make_run_dir(opts.run_dir)
     with claim_run_dir(run_dir):
-        return _train(opts, run_dir)
+        try:
+            return _train(opts, run_dir)
+        except (DataError, CheckpointError) as err:  # the terminal gets them from user_errors
+            append_to_log(run_dir, f"stopped: {error_line(err)}")
+            raise
 
 
 def _train(opts: RunOptions, run_dir: Path) -> Path:
@@ -205,14 +213,30 @@ def _position(trainer) -> str:
     return f"step {step}/{trainer.total_steps} ({within})"
 
 
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """The errors a person fixes (bad data, a full disk, a busy or mismatched run folder), as
+    one line and an exit code instead of a traceback: for every command that trains."""
+    try:
+        yield
+    except (DataError, CheckpointError, RunFolderError) as err:
+        raise SystemExit(error_line(err)) from None
+
+
+def error_line(err: Exception) -> str:
+    """How a person-fixable error is told, on the terminal and in train.log alike."""
+    if isinstance(err, DataError):
+        return f"data error: {err}"
+    if isinstance(err, CheckpointError):
+        return f"checkpoint error: {err}"
+    return str(err)
+
+
 def main(argv: list[str] | None = None) -> None:
     opts = parse_args(argv)
     try:
-        train(opts)
-    except DataError as err:
-        raise SystemExit(f"data error: {err}") from None
-    except CheckpointError as err:
-        raise SystemExit(f"checkpoint error: {err}") from None
+        with user_errors():
+            train(opts)
     except KeyboardInterrupt:
         # Ctrl-C outside the training loop (which saves and exits by itself): before the first
         # step nothing was trained; after the last, the checkpoint holds all of it.

@@ -295,6 +295,9 @@ class Trainer:
         epoch_end = min((epoch + 1) * spe, self.total_steps)
         t0 = mark = last_print = time.monotonic()
         seen_here = 0
+        # Speed is timed from the end of this sitting's first step: that one also traces the
+        # step function (seconds), and counted in, it made the first estimates far too long.
+        rate_from: tuple[float, int] | None = None
         while p.step < epoch_end:
             loss, hits = self._one_step(perm, p.step - epoch * spe)
             p.epoch_loss_sum += loss
@@ -302,9 +305,12 @@ class Trainer:
             p.epoch_seen += self.batch_size
             seen_here += self.batch_size
             now = time.monotonic()
+            if rate_from is None:
+                rate_from = (now, seen_here)
             if now - last_print > 5 or p.step == epoch_end:
                 done, total = p.step - epoch * spe, epoch_end - epoch * spe
-                ips = seen_here / (now - t0)
+                timed = now - rate_from[0]
+                ips = (seen_here - rate_from[1]) / timed if timed > 0 else seen_here / (now - t0)
                 left = (self.total_steps - p.step) * self.batch_size / ips
                 self._print_inline(epoch, done, total, ips, p.epoch_loss_sum / p.epoch_seen, left)
                 last_print = now
@@ -391,11 +397,8 @@ class Trainer:
             self._plateau_logic(row)
 
     def _current_lr(self) -> float:
-        if isinstance(self.optimizer, KerasAdam):
-            return self.optimizer.learning_rate
-        return self.optimizer.base_lr * triangle_lr(
-            self.progress.step, self.total_steps, self.recipe
-        )
+        schedule = triangle_lr(self.progress.step, self.total_steps, self.recipe)
+        return self.optimizer.learning_rate_at(schedule)
 
     def _plateau_logic(self, row: dict) -> None:
         """ReduceLROnPlateau and EarlyStopping on the validation split. The best validation
@@ -410,12 +413,11 @@ class Trainer:
             return
         p.plateau_wait += 1
         p.early_stop_wait += 1
-        if isinstance(self.optimizer, KerasAdam) and p.plateau_wait >= r.plateau_patience:
-            self.optimizer.learning_rate = max(
-                r.min_lr, self.optimizer.learning_rate * r.plateau_factor
-            )
-            p.plateau_wait = 0
-            self.log(f"  val loss plateaued: learning rate -> {self.optimizer.learning_rate:.2e}")
+        if p.plateau_wait >= r.plateau_patience:
+            lowered = self.optimizer.reduce_on_plateau(r.plateau_factor, r.min_lr)
+            if lowered is not None:
+                p.plateau_wait = 0
+                self.log(f"  val loss plateaued: learning rate -> {lowered:.2e}")
         if p.early_stop_wait >= r.early_stop_patience:
             p.stopped_early = True
             self.log(f"  early stop: no val-loss improvement in {r.early_stop_patience} epochs")

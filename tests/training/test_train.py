@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from training.data import load_dataset
+from training.run_folder import RunFolderError
 
 pytestmark = pytest.mark.slow  # about ten real training runs
 
@@ -333,7 +334,7 @@ def test_options_pin_once_a_run_has_trained_and_a_renamed_folder_still_resumes(t
     renamed = first.rename(tmp_path / "b")
     pinned = pin_run_options(renamed, RunOptions("x", str(renamed), seed=1))
     assert pinned["run_dir"] == str(renamed) and pinned["resolved_precision"] == "f"
-    with pytest.raises(SystemExit, match="other options"):
+    with pytest.raises(RunFolderError, match="other options"):
         pin_run_options(renamed, RunOptions("x", str(renamed), seed=2))
 
 
@@ -354,7 +355,7 @@ def test_options_are_compared_as_the_run_uses_them(tmp_path, monkeypatch):
     same = RunOptions(str(tmp_path / "data.tar"), str(run_dir), recipe="tiny",
                       epochs=tiny.epochs, batch_size=tiny.batch_size)  # fmt: skip
     assert pin_run_options(run_dir, same)["data"] == "data.tar"
-    with pytest.raises(SystemExit, match="epochs"):
+    with pytest.raises(RunFolderError, match="epochs"):
         pin_run_options(run_dir, RunOptions("data.tar", str(run_dir), recipe="tiny", epochs=9))
 
 
@@ -382,6 +383,20 @@ def test_zero_negative_or_non_finite_numbers_are_refused(flag, capsys):
     assert caught.value.code == 2
     error = capsys.readouterr().err
     assert flag[0] in error and "must be" in error
+
+
+def test_a_data_error_is_told_once_and_kept_in_train_log(tmp_path):
+    """Data that exists but holds no images fails after the run folder is made: the terminal
+    gets one line, and train.log (what a student reads later) says why the run stopped."""
+    empty = tmp_path / "photos"
+    empty.mkdir()
+    run_dir = tmp_path / "r"
+    result = run(train_cmd(empty, run_dir), timeout=300)
+    assert result.returncode == 1
+    [line] = [x for x in result.stderr.splitlines() if "data error" in x]
+    assert "data error" not in result.stdout
+    log = (run_dir / "train.log").read_text()
+    assert f"stopped: {line}" in log
 
 
 def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tmp_path):
@@ -534,5 +549,5 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
     )
     assert export_main(["--run-dir", str(finished_run), "--base-path", str(finished_run)]) == 1
     assert f"--base-path {finished_run} is a training run folder" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match="holds exported model versions"):
+    with pytest.raises(RunFolderError, match="holds exported model versions"):
         make_run_dir(str(ROOT / "models" / "cifar10"))
