@@ -73,7 +73,10 @@ class Recipe:
     start_lr: float = 0.2
     end_lr: float = 0.07
     whiten_bias_epochs: float | None = None  # train the whitening bias this long (None: all run)
+    whiten_images: int = 5000  # training images whose 2x2 patches set the whitening filters
+    whiten_eps: float = 5e-4  # added to the patch covariance's eigenvalues before 1/sqrt
     lookahead_every: int = 5  # steps between lookahead-EMA updates (0 = off)
+    lookahead_rate: float = 0.95  # the EMA's decay a step, before airbench's cube ramp
     widths: tuple[int, int, int] = (64, 256, 256)
     depth: int = 2  # convs per group
     translate: int = 2  # pixels of reflect-padded random translation
@@ -86,6 +89,7 @@ class Recipe:
     # Adam + plateau logic (vgg recipe)
     plateau_patience: int = 5
     plateau_factor: float = 0.5
+    plateau_min_delta: float = 1e-4  # a val-loss drop smaller than this is no improvement
     early_stop_patience: int = 15
     min_lr: float = 1e-6
     val_split: int = 0  # images held out of train for validation (0: none)

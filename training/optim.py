@@ -28,10 +28,11 @@ def triangle_lr(step: int, total_steps: int, recipe: Recipe) -> float:
     return 1 + (recipe.end_lr - 1) * (step - peak) / max(1, total_steps - peak)
 
 
-def lookahead_decay(step: int, total_steps: int, steps: int) -> float:
-    """airbench's EMA decay for an update `steps` steps after the previous one: 0.95 a step,
-    times a cube ramp that makes the early EMA follow the weights."""
-    return 0.95**steps * (step / total_steps) ** 3
+def lookahead_decay(step: int, total_steps: int, steps: int, rate: float = 0.95) -> float:
+    """airbench's EMA decay for an update `steps` steps after the previous one: `rate` a step
+    (the recipe's lookahead_rate), times a cube ramp that makes the early EMA follow the
+    weights."""
+    return rate**steps * (step / total_steps) ** 3
 
 
 class AirbenchSGD:

@@ -150,7 +150,8 @@ class Trainer:
         that goes with it (airbench's SGD steps on the summed loss, Adam on the mean)."""
         whiten_bias = None
         if self.recipe.arch == "fast":
-            init_whitening(self.model, self.train.images[:5000])
+            sample = self.train.images[: self.recipe.whiten_images]
+            init_whitening(self.model, sample, self.recipe.whiten_eps)
             whiten_bias = self.model.get_layer("whiten").bias
         frozen = [self.model.get_layer(n).kernel for n in FROZEN_KERNELS.get(self.recipe.arch, ())]
         self.trainable = [
@@ -272,7 +273,9 @@ class Trainer:
         if not self.ends_on_ema:
             return
         if leftover := self.steps_after_last_ema_update:
-            decay = lookahead_decay(self.progress.step, self.total_steps, steps=leftover)
+            decay = lookahead_decay(
+                self.progress.step, self.total_steps, leftover, self.recipe.lookahead_rate
+            )
             self._lookahead(tf.constant(decay, tf.float32))
         self._lookahead(tf.constant(1.0))
 
@@ -342,7 +345,7 @@ class Trainer:
         p.images_seen += self.batch_size
         every = self.recipe.lookahead_every
         if every and p.step % every == 0:
-            decay = lookahead_decay(p.step, self.total_steps, steps=every)
+            decay = lookahead_decay(p.step, self.total_steps, every, self.recipe.lookahead_rate)
             self._lookahead(tf.constant(decay, tf.float32))
         return float(loss), float(hits)
 
@@ -408,7 +411,7 @@ class Trainer:
         if row["val_accuracy"] > p.best_val_accuracy:
             p.best_val_accuracy = row["val_accuracy"]
             self.model.save_weights(self.run_dir / "best.weights.h5")
-        if row["val_loss"] < p.best_val_loss - 1e-4:
+        if row["val_loss"] < p.best_val_loss - r.plateau_min_delta:
             p.best_val_loss, p.plateau_wait, p.early_stop_wait = row["val_loss"], 0, 0
             return
         p.plateau_wait += 1
