@@ -147,27 +147,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
 
     trainer = Trainer(recipe, ds, run_dir, opts.seed, log=log)
     flops = forward_flops(trainer.model)
-    log(
-        f"recipe {opts.recipe}: {recipe.arch}, {trainer.model.count_params():,} params, "
-        f"{flops / 1e6:.1f} MFLOP/image forward, {recipe.epochs} epochs = "
-        f"{trainer.total_steps} steps of {trainer.batch_size} ({trainer.steps_per_epoch} "
-        "per epoch), "
-        f"precision {precision}, seed {opts.seed}"
-    )
-    if trainer.val is not None:
-        log(
-            f"  {len(trainer.val.labels)} of the {len(ds.train.labels)} training images are held "
-            f"out for validation (recipe {opts.recipe}), {len(trainer.train.labels)} train"
-        )
-    if trainer.batch_size < recipe.batch_size:
-        log(f"  the batch is cut to the {trainer.batch_size} training images there are")
-    left_out = len(trainer.train.labels) - trainer.steps_per_epoch * trainer.batch_size
-    if left_out:
-        log(
-            f"  each epoch leaves out {left_out} of {len(trainer.train.labels)} images "
-            "(the last partial batch), a different set each epoch"
-        )
-    log(f"cpu: {describe_cpu()}")
+    _log_plan(log, opts, trainer, len(ds.train.labels), flops, precision)
     if trainer.resume():
         log(f"resumed from checkpoint at {_position(trainer)}")
     try:
@@ -199,6 +179,32 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
         log=log,
     )
     return run_dir
+
+
+def _log_plan(log, opts: RunOptions, trainer, n_train: int, flops: int, precision: str) -> None:
+    """What the run is about to do, in train.log's words: the network, the steps, the split."""
+    recipe = trainer.recipe
+    log(
+        f"recipe {opts.recipe}: {recipe.arch}, {trainer.model.count_params():,} params, "
+        f"{flops / 1e6:.1f} MFLOP/image forward, {recipe.epochs} epochs = "
+        f"{trainer.total_steps} steps of {trainer.batch_size} ({trainer.steps_per_epoch} "
+        "per epoch), "
+        f"precision {precision}, seed {opts.seed}"
+    )
+    if trainer.val is not None:
+        log(
+            f"  {len(trainer.val.labels)} of the {n_train} training images are held "
+            f"out for validation (recipe {opts.recipe}), {len(trainer.train.labels)} train"
+        )
+    if trainer.batch_size < recipe.batch_size:
+        log(f"  the batch is cut to the {trainer.batch_size} training images there are")
+    left_out = len(trainer.train.labels) - trainer.steps_per_epoch * trainer.batch_size
+    if left_out:
+        log(
+            f"  each epoch leaves out {left_out} of {len(trainer.train.labels)} images "
+            "(the last partial batch), a different set each epoch"
+        )
+    log(f"cpu: {describe_cpu()}")
 
 
 def _position(trainer) -> str:
