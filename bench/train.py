@@ -104,7 +104,7 @@ def run_recipe(opts) -> dict:
 
 def summarize(meta: dict, sittings: list[dict[str, float]]) -> dict:
     """The row's figures; the ceiling is the fastest kernel of any sitting of the run."""
-    from training.inference import tta_passes
+    from training.config import tta_passes
 
     f = meta["forward_flops_per_image"]
     train_work = 3 * f * meta["images_seen"]

@@ -21,7 +21,7 @@ from export.config import (
     SERVING_SIGNATURE,
 )
 from export.encoded import EncodedImages, read_encoded
-from export.savedmodel import read_info
+from export.info import read_info
 from training.data import Dataset, decode_image_file
 from training.inference import predict_logits
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from export.config import INFO_ASSET
 from export.evaluation import evaluate_saved_model
 from export.fold import fold_for_serving
+from export.info import read_info
 from export.publish import latest_version_dir, publish, rolled_back_dirs, version_dirs, versions
-from export.savedmodel import choose_tta, read_info, save_savedmodel
+from export.savedmodel import choose_tta, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
 from training.run_folder import FINAL_WEIGHTS

@@ -15,10 +15,9 @@ import shutil
 from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH
+from export.info import read_info
 from export.publish import latest_version_dir
-from export.savedmodel import read_info
-from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
-from training.inference import tta_passes
+from training.config import TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.run_folder import read_meta
 
 CARD_NAME = "MODEL_CARD.md"

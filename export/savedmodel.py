@@ -38,13 +38,13 @@ import tensorflow as tf
 from export.config import (
     BYTES_INPUT,
     IMAGE_SIZE,
-    INFO_ASSET,
     LABELS_ASSET,
     PIXELS_INPUT,
     PIXELS_SIGNATURE,
     SERVING_SIGNATURE,
 )
 from export.image_graph import decode_batch
+from export.info import write_info
 from export.warmup import write_warmup_requests
 from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
 from training.inference import make_logits_fn
@@ -147,11 +147,6 @@ def save_savedmodel(
     tf.saved_model.save(module, str(out_dir), signatures=signatures)
     (out_dir / LABELS_ASSET).parent.mkdir(exist_ok=True)
     (out_dir / LABELS_ASSET).write_text("\n".join(meta["class_names"]) + "\n")
-    (out_dir / INFO_ASSET).write_text(json.dumps(info, indent=2) + "\n")
+    write_info(out_dir, info)
     write_warmup_requests(out_dir)
     return out_dir
-
-
-def read_info(saved_model_dir: str | Path) -> dict:
-    """The export information of a SavedModel folder, without loading TensorFlow's graph."""
-    return json.loads((Path(saved_model_dir) / INFO_ASSET).read_text())

@@ -53,6 +53,12 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("DATASET_CACHE_DIR") or ".cache/datasets
 TTA_NAMES = {0: "none", 1: "flip", 2: "flip+translate"}
 TTA_ACCURACY_KEYS = {0: "test_accuracy", 1: "test_accuracy_flip", 2: "test_accuracy_tta"}
 
+
+def tta_passes(tta: int) -> int:
+    """Forward passes per image at a TTA level (level 2: 3 positions x 2 mirrors)."""
+    return {0: 1, 1: 2, 2: 6}[tta]
+
+
 ARCHITECTURES = ("fast", "vgg")  # training.models builds them
 OPTIMIZERS = ("sgd", "adam")  # training.optim: AirbenchSGD, KerasAdam
 

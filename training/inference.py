@@ -9,11 +9,6 @@ import numpy as np
 import tensorflow as tf
 
 
-def tta_passes(tta: int) -> int:
-    """Forward passes per image at a TTA level (level 2: 3 positions x 2 mirrors)."""
-    return {0: 1, 1: 2, 2: 6}[tta]
-
-
 def make_logits_fn(model: keras.Model, tta: int = 0) -> Callable[[tf.Tensor], tf.Tensor]:
     """A compiled function uint8/float images [N,H,W,3] -> float32 logits [N,C]."""
 

@@ -229,3 +229,12 @@ def test_model_card_states_the_served_accuracy(exported, tiny_run_dir, tmp_path)
     for needle in ("CIFAR-10 (JPEG q75 mirror)", meta["command"], f"{meta['params']:,}", "seed 0"):
         assert needle in text
     assert (base / "curves.png").is_file() and "![curves](curves.png)" in text
+    # Rendering Markdown needs no TensorFlow: it once took seconds of start-up to import it.
+    code = (
+        "import sys; from export.model_card import main;"
+        f"main(['--run-dir', {str(tiny_run_dir)!r}, '--base-path', {str(base)!r}]);"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')];"
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
