@@ -19,7 +19,10 @@ def prometheus_name(name: str) -> str:
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
+    # The text format's three escapes. TF Serving's exporter escapes only the first two, and a
+    # request for a model named "a\nb" then breaks its whole page for the scraper; this page
+    # stays readable (one label value differs from TF Serving's, on an error path only).
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _format_number(value: float) -> str:

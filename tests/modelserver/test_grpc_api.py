@@ -250,6 +250,19 @@ def test_grpc_requests_are_counted_in_metrics(api_server):
         api_server.wait_metric(name, labels, metric(before, name, labels) + 1)
 
 
+def test_a_model_name_with_a_newline_leaves_the_metrics_page_readable(api_server):
+    """A request for model "evil\\nname" wrote a raw newline into a label value, and the
+    Prometheus parser then refused the whole page (the scraper lost every metric)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rpc_error(api_server.prediction_stub().Predict, pixels_request(IMAGES, name="evil\nname"))
+    labels = 'model_name="evil\\nname",status="NOT_FOUND"'
+    page = api_server.wait_metric("request_count", labels, 1)
+    names = {sample.labels.get("model_name") for family in text_string_to_metric_families(page)
+             for sample in family.samples}  # fmt: skip
+    assert "evil\nname" in names
+
+
 def test_health_service_reports_serving_under_tf_servings_service_names(api_server):
     """--enable_grpc_healthcheck_service (off by default): the server ("") and the services
     model_servers/server.cc names, unqualified, are SERVING once the port is open."""
