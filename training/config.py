@@ -79,7 +79,7 @@ class Recipe:
     start_lr: float = 0.2
     end_lr: float = 0.07
     whiten_bias_epochs: float | None = None  # train the whitening bias this long (None: all run)
-    whiten_images: int = 5000  # training images whose 2x2 patches set the whitening filters
+    whiten_images: int = 5000  # a random sample of training images: its patches set the whitening
     whiten_eps: float = 5e-4  # added to the patch covariance's eigenvalues before 1/sqrt
     lookahead_every: int = 5  # steps between lookahead-EMA updates (0 = off)
     lookahead_rate: float = 0.95  # the EMA's decay a step, before airbench's cube ramp

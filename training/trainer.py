@@ -150,8 +150,7 @@ class Trainer:
         that goes with it (airbench's SGD steps on the summed loss, Adam on the mean)."""
         whiten_bias = None
         if self.recipe.arch == "fast":
-            sample = self.train.images[: self.recipe.whiten_images]
-            init_whitening(self.model, sample, self.recipe.whiten_eps)
+            init_whitening(self.model, self._whitening_sample(), self.recipe.whiten_eps)
             whiten_bias = self.model.get_layer("whiten").bias
         frozen = [self.model.get_layer(n).kernel for n in FROZEN_KERNELS.get(self.recipe.arch, ())]
         self.trainable = [
@@ -163,6 +162,15 @@ class Trainer:
             )
         else:
             self.optimizer = KerasAdam(self.trainable, self.recipe)
+
+    def _whitening_sample(self) -> np.ndarray:
+        """A seeded random sample of the training images: the data sets here are stored class
+        by class, so the first 5,000 (what airbench takes from CIFAR's shuffled order) were
+        all airplanes, and the whitening filters fitted airplane patches only."""
+        n = len(self.train.labels)
+        rng = np.random.default_rng([self.seed, 7919])  # a stream no other draw uses
+        chosen = np.sort(rng.choice(n, size=min(n, self.recipe.whiten_images), replace=False))
+        return self.train.images[chosen]
 
     def _state_groups(self) -> dict:
         return {"model": self.model.weights, "opt": self.optimizer.variables, "ema": self.ema}

@@ -317,7 +317,10 @@ def run(cfg, data, seed):
         .to(DEV)
         .to(memory_format=torch.channels_last)
     )
-    init_whitening(net, xtr[:5000])
+    # A random sample, as training.trainer draws it: the data here are sorted by class, and
+    # xtr[:5000] (sweeps 1-18) were all airplanes.
+    pick = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(seed + 7919))[:5000]
+    init_whitening(net, xtr[pick.sort().values])
     n = len(ytr)
     spe = n // c["bs"]
     total = max(1, math.ceil(c["epochs"] * spe))

@@ -262,3 +262,20 @@ def test_a_validation_plateau_lowers_adams_rate_and_leaves_sgds_schedule(tmp_pat
         assert said == [f"  val loss plateaued: learning rate -> {trainer._current_lr():.2e}"]
     else:
         assert trainer._current_lr() == before and said == []
+
+
+def test_the_whitening_filters_see_every_class_of_a_class_sorted_data_set(tmp_path):
+    """The data sets here are stored class by class; the first 5,000 training images (what
+    airbench takes from CIFAR's shuffled order) were all airplanes. Four classes of 16
+    images, each class one flat grey, and a sample of 16: every class must be in it."""
+    from training.trainer import Trainer
+
+    labels = np.repeat(np.arange(4), 16).astype(np.int32)
+    images = np.broadcast_to((labels * 60)[:, None, None, None], (64, 32, 32, 3)).astype(np.uint8)
+    split = Split(np.ascontiguousarray(images), labels)
+    data = Dataset(split, split, ("a", "b", "c", "d"), "generated, sorted by class")
+    recipe = replace(RECIPES["tiny"], whiten_images=16, batch_size=16)
+    trainer = Trainer(recipe, data, tmp_path, seed=0, log=lambda _: None)
+    sample = trainer._whitening_sample()
+    assert len(sample) == 16
+    assert set(np.unique(sample[:, 0, 0, 0])) == {0, 60, 120, 180}
