@@ -69,7 +69,9 @@ class Recipe:
     epochs: float = 9.9
     batch_size: int = 1024
     optimizer: str = "sgd"  # "sgd" (airbench Nesterov, Muon for conv filters) or "adam"
-    # SGD: lr is per *kilo-step* as in airbench: divided by batch_size * (1 + 1/(1-momentum)).
+    # SGD: lr is divided by batch_size * (1 + 1/(1-momentum)), as airbench94 does at its fixed
+    # batch of 1024 (its "kilostep" scale); another --batch-size keeps the per-step rate, so
+    # it changes the per-epoch one (airbench itself would scale per 1024 examples).
     lr: float = 11.5
     momentum: float = 0.85
     weight_decay: float = 0.0153

@@ -66,7 +66,9 @@ def _conv_block(x, width: int, name: str, bn_momentum: float, depth: int = 2, fo
     def bn(y, suffix: str):
         if folded:
             return y
-        # BN scale frozen at 1 (scale=False) as in airbench; Keras momentum is 1 - PyTorch's.
+        # BN scale frozen at 1 (scale=False) as in airbench. Keras momentum is 1 - PyTorch's:
+        # 0.4 here weighs each batch 0.6, where airbench94 weighs it 0.4 (Keras 0.6); the mirror
+        # measured both the same (docs/BENCHMARKS.md, sweep 14).
         return BatchNormalization(
             momentum=bn_momentum, epsilon=1e-5, scale=False, name=f"{name}_bn{suffix}"
         )(y)
