@@ -347,6 +347,7 @@ class VersionManager:
         log.info("Loading servable: {name: %s version: %d} from %s", name, version, path)
         attempts = 1 + max(self._options.max_num_load_retries, 0)
         error: ServingError | None = None
+        tried = 0
         for attempt in range(attempts):
             if attempt:
                 # core/loader_harness.cc: retries keep the state LOADING, and stop early when
@@ -356,8 +357,12 @@ class VersionManager:
                 if not self._still_aspired(name, version):
                     log.info("Version %d of %s no longer aspired; retries cancelled", version, name)
                     break
-                log.info("Retrying load of {name: %s version: %d}", name, version)
+                log.info(
+                    "Retrying load of {name: %s version: %d} (attempt %d of %d)",
+                    name, version, attempt + 1, attempts,
+                )  # fmt: skip
             started = time.monotonic()
+            tried += 1
             try:
                 servable = self._loader(name, version, path)
             except ServingError as failure:
@@ -380,6 +385,12 @@ class VersionManager:
         with self._lock:  # one hold: a waiter never sees it failed but not yet END
             self._models[name].failed.add(version)
             self._set_state(name, version, END, error)
+            serving = sorted(self._loaded.get(name, {}))
+        log.error(
+            "Gave up loading servable {name: %s version: %d} after %d attempt(s); serving %s",
+            name, version, tried,
+            f"version(s) {', '.join(map(str, serving))}" if serving else "no version of it",
+        )  # fmt: skip
 
     def _unload(self, name: str, version: int) -> None:
         self._set_state(name, version, UNLOADING)

@@ -44,13 +44,20 @@ def predict() -> Response:
     received = time.perf_counter()  # the body arrives as it is parsed: a slow client's time
     pixels = np.stack([_pixels_of(upload, svc.config.max_pixels) for upload in uploads])
     decoded = time.perf_counter()
+    outcome = "ok"
     try:
         prediction = svc.client.predict(pixels, target)
     except ModelNotFound as exc:  # the server's words name its internals; say what to do
+        outcome = exc.kind
         raise _not_served(svc, target, exc) from exc
-    answered = time.perf_counter()
-    svc.metrics.model_latency.labels(svc.config.protocol).observe(answered - decoded)
-    svc.metrics.images.inc(len(uploads))
+    except ModelServerError as exc:
+        outcome = exc.kind
+        raise
+    finally:  # failures too: a timeout's 5 s belong in the model server's latency
+        answered = time.perf_counter()
+        model_latency = svc.metrics.model_latency.labels(svc.config.protocol, outcome)
+        model_latency.observe(answered - decoded)
+    svc.metrics.images.labels(str(prediction.version)).inc(len(uploads))
     model = {"name": prediction.name, "version": prediction.version}
     if target.label:
         model["label"] = target.label

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from proxy import api, errors, ops, page, security
+from proxy import api, errors, ops, page, request_log, security
 from proxy.client import ModelClient, make_client
 from proxy.config import ProxyConfig
 from proxy.metrics import Metrics
@@ -26,6 +26,7 @@ def create_app(config: ProxyConfig | None = None, client: ModelClient | None = N
     metrics = Metrics()
     app.extensions["proxy"] = Services(config, client or make_client(config), metrics)
     metrics.install(app)
+    request_log.install(app)
     security.install(app)
     errors.install(app)
     app.register_blueprint(page.bp)

@@ -13,6 +13,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from imaging.decode import ImageError
+from proxy import request_log
 from proxy.client import ModelNotFound, ModelServerError, ModelServerUnavailable
 from proxy.services import services
 
@@ -35,9 +36,12 @@ class ApiError(Exception):
 RETRY_AFTER_S = 2
 
 
-def error_response(message: str, status: int, kind: str) -> tuple[Response, int]:
-    """The JSON error body, counted in the errors metric."""
+def error_response(
+    message: str, status: int, kind: str, cause: BaseException | None = None
+) -> tuple[Response, int]:
+    """The JSON error body, counted in the errors metric; `cause` goes to the log only."""
     services().metrics.errors.labels(kind).inc()
+    request_log.note_error(kind, cause)
     response = jsonify(error=message, kind=kind)
     if status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
@@ -54,7 +58,8 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(ModelServerError)
     def _model_server(exc: ModelServerError) -> tuple[Response, int]:
-        return error_response(_model_server_message(exc), exc.http_status, exc.kind)
+        cause = exc.__cause__ or exc  # the gRPC or HTTP error behind it, for the log
+        return error_response(_model_server_message(exc), exc.http_status, exc.kind, cause)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> tuple[Response, int]:
@@ -94,8 +99,8 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
-        log.exception("unhandled error")
-        return error_response("internal error in the proxy (see its log)", 500, "internal")
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response("internal error in the proxy (see its log)", 500, "internal", exc)
 
 
 def _drain_unread_body() -> None:

@@ -26,8 +26,41 @@ timeout = 60
 # gunicorn's default is 2 s.
 keepalive = 75
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") == "1" else None
+# gunicorn's default line plus the request id (X-Request-ID, proxy/request_log.py), the
+# client behind a proxy or Ingress (X-Forwarded-For) and the time taken in milliseconds.
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
+    "id=%({x-request-id}o)s fwd=%({x-forwarded-for}i)s ms=%(M)s"
+)
 errorlog = "-"
 loglevel = "info"
+# One line format for gunicorn's own messages and the proxy's (time, level, pid, logger): the
+# proxy's loggers had no handler, so an unhandled error printed a bare message.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"},
+        "access": {"format": "%(message)s"},  # the access line has its own time
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "line",
+            "stream": "ext://sys.stderr",
+        },
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "access",
+            "stream": "ext://sys.stdout",
+        },
+    },
+    "root": {"level": "INFO", "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+    },
+}
 # gunicorn opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or ~/.gunicorn):
 # two stacks side by side (make serve's PROXY_PORT) would share it; the first to stop deletes it.
 control_socket_disable = True

@@ -53,13 +53,17 @@ class Metrics:
         )
         self.model_latency = Histogram(
             "proxy_model_server_duration_seconds",
-            "Time spent waiting for the model server's Predict.",
-            ["protocol"],
+            "Time spent waiting for the model server's Predict, by protocol and outcome (ok, "
+            "or the error kind: model_timeout, model_unavailable, not_found, model_error).",
+            ["protocol", "outcome"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.images = Counter(
-            "proxy_images_classified", "Images classified.", registry=self.registry
+            "proxy_images_classified",
+            "Images classified, by the model version that answered (a rollout shows here).",
+            ["version"],
+            registry=self.registry,
         )
 
     def install(self, app: Flask) -> None:

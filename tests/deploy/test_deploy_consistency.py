@@ -211,6 +211,49 @@ def test_prometheus_scrape_annotations_match_monitoring_config():
     assert annotations["prometheus.io/port"] == str(REST)
 
 
+def test_the_proxy_pods_are_scraped_at_the_proxys_metrics_page():
+    annotations = manifest("Deployment", "proxy")["spec"]["template"]["metadata"]["annotations"]
+    config = ProxyConfig()
+    from proxy.app import create_app
+
+    page = create_app(config).test_client().get(annotations["prometheus.io/path"])
+    assert page.status_code == 200 and b"proxy_http_requests_total" in page.data
+    assert annotations["prometheus.io/port"] == "5000"  # the container's port `http`
+
+
+def test_every_metric_the_alert_rules_name_is_one_the_proxy_exports():
+    """k8s/monitoring/alerts.yaml is not applied by kustomize; nothing else would notice a
+    rule that names a metric which does not exist (it would never fire)."""
+    import yaml
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from proxy.app import create_app
+
+    client = create_app(ProxyConfig()).test_client()
+    client.get("/healthz")
+    client.post("/api/predict", data=b"x", content_type="application/json")  # an error kind
+    page = client.get("/metrics").get_data(as_text=True)
+    exported = set()
+    for family in text_string_to_metric_families(page):
+        exported |= {sample.name for sample in family.samples}
+    rules = yaml.safe_load((REPO / "k8s/monitoring/alerts.yaml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    assert alerts and all({"alert", "expr", "for", "annotations"} <= set(a) for a in alerts)
+    for alert in alerts:
+        named = set(re.findall(r"\b(proxy_[a-z_]+)\b", alert["expr"]))
+        assert named and named <= exported, (alert["alert"], named - exported)
+        kinds = set(re.findall(r'kind="([a-z_]+)"', alert["expr"]))
+        assert kinds <= server_side_kinds(), (alert["alert"], kinds)
+
+
+def server_side_kinds() -> set[str]:
+    """The error kinds of the proxy's 5xx answers (proxy/client/base.py, proxy/errors.py)."""
+    from proxy import client
+
+    errors = (client.ModelServerError, client.ModelServerUnavailable, client.ModelServerTimeout)
+    return {error.kind for error in errors} | {"internal"}
+
+
 def test_the_trainer_image_writes_only_into_its_volumes():
     """The trainer runs as an unprivileged user in a read-only /app: its run folder, the models
     it exports and the decoded-data cache (which once defaulted to /app/.cache, a traceback

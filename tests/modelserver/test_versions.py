@@ -178,8 +178,13 @@ def test_broken_versions_are_reported_and_the_old_one_keeps_serving(
     assert "device" not in by_version[3]["status"]["error_message"]
     assert by_version[6]["status"] == {"error_code": "OK", "error_message": ""}
     log = server.log()
-    assert "Retrying load of {name: cifar10 version: 2}" in log
+    assert "Retrying load of {name: cifar10 version: 2} (attempt 2 of 2)" in log
     assert "Loading servable: {name: cifar10 version: 2}" in log and "failed" in log
+    # The end of the retries is said, and what is served instead (it used to fall silent).
+    assert (
+        "Gave up loading servable {name: cifar10 version: 2} after 2 attempt(s); "
+        "serving version(s) 1"
+    ) in log
 
 
 def test_python_errors_of_a_load_map_to_the_codes_tensorflow_would_report():

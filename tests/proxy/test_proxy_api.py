@@ -384,7 +384,8 @@ def test_metrics_count_requests_latency_and_errors(client, sample_jpegs) -> None
     assert 'proxy_errors_total{kind="unsupported_media"} 1.0' in text
     assert 'proxy_http_request_duration_seconds_count{endpoint="/api/predict"} 2.0' in text
     assert "proxy_model_server_duration_seconds_bucket" in text
-    assert "proxy_images_classified_total 1.0" in text
+    assert 'proxy_images_classified_total{version="2"} 1.0' in text  # a rollout shows here
+    assert 'outcome="ok",protocol=' in text  # the model server's latency, by outcome
 
 
 def test_made_up_http_methods_share_one_metrics_series(client) -> None:

@@ -5,6 +5,7 @@ without a restart."""
 from __future__ import annotations
 
 import io
+import re
 import socket
 import threading
 import time
@@ -201,3 +202,37 @@ def test_a_model_server_rest_timeout_is_a_gateway_timeout_too() -> None:
         error = _error_from_response(response)
         assert (error.kind, error.http_status) == (kind, status)
         assert "Timed out waiting for notification" in str(error)
+
+
+def test_a_5xx_is_logged_with_its_cause_and_the_request_id(caplog) -> None:
+    """The proxy logged nothing when the model server was down: an operator saw a 503 in the
+    access log and no reason. Now one warning line names the kind, the network error behind
+    it and the request id, which the answer echoes (a sane client id is kept)."""
+    import logging
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    causes = {"grpc": "UNAVAILABLE", "rest": "ConnectionError"}
+    for protocol in PROTOCOLS:
+        config = ProxyConfig(
+            grpc_address=address, rest_url=f"http://{address}", protocol=protocol, timeout_s=1
+        )
+        client = create_app(config).test_client()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="proxy.requests"):
+            response = client.post(
+                "/api/predict",
+                data={"file": (io.BytesIO(photo_like(3)), "a.jpg")},
+                content_type="multipart/form-data",
+                headers={"X-Request-ID": "req-42"},
+            )
+        assert response.status_code == 503
+        assert response.headers["X-Request-ID"] == "req-42"
+        [line] = [r.getMessage() for r in caplog.records if r.name == "proxy.requests"]
+        assert "POST /api/predict -> 503 model_unavailable" in line, line
+        assert "(request req-42)" in line and causes[protocol] in line, line
+        metrics = client.get("/metrics").get_data(as_text=True)
+        series = f'outcome="model_unavailable",protocol="{protocol}"'
+        assert f"proxy_model_server_duration_seconds_count{{{series}}} 1.0" in metrics
+        # An id that could forge log lines is replaced by a new one.
+        odd = client.get("/healthz", headers={"X-Request-ID": "a b\tc"})
+        assert re.fullmatch(r"[0-9a-f]{32}", odd.headers["X-Request-ID"])
