@@ -16,7 +16,7 @@ from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH
 from export.info import read_info
-from export.publish import latest_version_dir
+from export.publish import latest_version_dir, version_dirs
 from training.config import TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.run_folder import read_meta
 
@@ -66,7 +66,12 @@ def write_card(
     run_dir: str | Path, base_path: str | Path, version: int | None = None, note: str = ""
 ) -> Path:
     run_dir, base_path = Path(run_dir), Path(base_path)
-    version_dir = base_path / str(version) if version is not None else latest_version_dir(base_path)
+    if version is None:
+        version_dir = latest_version_dir(base_path)
+    elif version in (folders := version_dirs(base_path)):
+        version_dir = folders[version]  # "7", or "007": the folder TF Serving loads as 7
+    else:
+        raise FileNotFoundError(f"no version {version} in {base_path}")
     for name in IMAGES:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, base_path / name)

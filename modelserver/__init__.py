@@ -10,6 +10,7 @@ Module map (one job each):
   config.py     ServerOptions (every flag), text-proto config files, base-path mapping
   server.py     wiring: version manager + gRPC + REST; config-file polling
   versions.py   base-path polling, version policies, load/unload, routing table, labels
+  version_names.py  which base-path children are versions (TF Serving's rule; no TensorFlow)
   servable.py   one loaded SavedModel version: signatures, direct calls, warm-up, input checks
   batching.py   --enable_batching: merges concurrent requests into one model call
   deadlines.py  gRPC deadline / REST timeout carried into the model run (cancelled when past)

@@ -347,7 +347,7 @@ class VersionManager:
         log.info("Loading servable: {name: %s version: %d} from %s", name, version, path)
         attempts = 1 + max(self._options.max_num_load_retries, 0)
         error: ServingError | None = None
-        tried = 0
+        tried, cancelled = 0, False
         for attempt in range(attempts):
             if attempt:
                 # core/loader_harness.cc: retries keep the state LOADING, and stop early when
@@ -356,6 +356,7 @@ class VersionManager:
                     return
                 if not self._still_aspired(name, version):
                     log.info("Version %d of %s no longer aspired; retries cancelled", version, name)
+                    cancelled = True
                     break
                 log.info(
                     "Retrying load of {name: %s version: %d} (attempt %d of %d)",
@@ -386,7 +387,8 @@ class VersionManager:
             self._models[name].failed.add(version)
             self._set_state(name, version, END, error)
             serving = sorted(self._loaded.get(name, {}))
-        log.error(
+        log.log(
+            logging.INFO if cancelled else logging.ERROR,  # no longer wanted: not an error
             "Gave up loading servable {name: %s version: %d} after %d attempt(s); serving %s",
             name, version, tried,
             f"version(s) {', '.join(map(str, serving))}" if serving else "no version of it",

@@ -44,19 +44,17 @@ def predict() -> Response:
     received = time.perf_counter()  # the body arrives as it is parsed: a slow client's time
     pixels = np.stack([_pixels_of(upload, svc.config.max_pixels) for upload in uploads])
     decoded = time.perf_counter()
-    outcome = "ok"
+    model_latency = svc.metrics.model_latency
     try:
         prediction = svc.client.predict(pixels, target)
-    except ModelNotFound as exc:  # the server's words name its internals; say what to do
-        outcome = exc.kind
-        raise _not_served(svc, target, exc) from exc
-    except ModelServerError as exc:
-        outcome = exc.kind
+    except ModelServerError as exc:  # failures too: a timeout's 5 s are model-server time
+        outcome = exc.kind  # what the model server answered (or that it did not)
+        model_latency.labels(svc.config.protocol, outcome).observe(time.perf_counter() - decoded)
+        if isinstance(exc, ModelNotFound):  # its words name its internals; say what to do
+            raise _not_served(svc, target, exc) from exc
         raise
-    finally:  # failures too: a timeout's 5 s belong in the model server's latency
-        answered = time.perf_counter()
-        model_latency = svc.metrics.model_latency.labels(svc.config.protocol, outcome)
-        model_latency.observe(answered - decoded)
+    answered = time.perf_counter()
+    model_latency.labels(svc.config.protocol, "ok").observe(answered - decoded)
     svc.metrics.images.labels(str(prediction.version)).inc(len(uploads))
     model = {"name": prediction.name, "version": prediction.version}
     if target.label:

@@ -25,7 +25,8 @@ timeout = 60
 # balancer sends a request on it: that request would fail with a 502, and a POST is not retried.
 # gunicorn's default is 2 s.
 keepalive = 75
-accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG") == "1" else None
+ACCESS_LOG = os.environ.get("GUNICORN_ACCESS_LOG") == "1"
+accesslog = "-" if ACCESS_LOG else None
 # gunicorn's default line plus the request id (X-Request-ID, proxy/request_log.py), the
 # client behind a proxy or Ingress (X-Forwarded-For) and the time taken in milliseconds.
 access_log_format = (
@@ -58,7 +59,13 @@ logconfig_dict = {
     "root": {"level": "INFO", "handlers": ["stderr"]},
     "loggers": {
         "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
-        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        # With logconfig_dict set, gunicorn writes access lines whatever `accesslog` says: this
+        # logger's handlers decide.
+        "gunicorn.access": {
+            "level": "INFO",
+            "handlers": ["stdout"] if ACCESS_LOG else [],
+            "propagate": False,
+        },
     },
 }
 # gunicorn opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or ~/.gunicorn):

@@ -19,6 +19,15 @@ from prometheus_client import (
     multiprocess,
 )
 
+from proxy.client.base import ModelServerError, ModelServerTimeout, ModelServerUnavailable
+
+# The kinds of the 5xx answers (proxy/client/base.py's errors and errors.py's "internal").
+SERVER_SIDE_KINDS = (
+    ModelServerError.kind,
+    ModelServerUnavailable.kind,
+    ModelServerTimeout.kind,
+    "internal",
+)
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -51,6 +60,10 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # The server-side kinds exist from the start at 0, so that an alert's rate() sees the
+        # first error (a series born at 1 has no increase to show).
+        for kind in SERVER_SIDE_KINDS:
+            self.errors.labels(kind)
         self.model_latency = Histogram(
             "proxy_model_server_duration_seconds",
             "Time spent waiting for the model server's Predict, by protocol and outcome (ok, "

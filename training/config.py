@@ -1,6 +1,6 @@
 """Every training hyper-parameter that a recipe varies, in one place, as named recipes. The
 network's fixed constants (BatchNorm momentum and epsilon, logit scale, the whitening layer's
-size and epsilon) stay with the networks in training.models. Of those, meta.json records the
+size) stay with the networks in training.models. Of those, meta.json records the
 logit scale, which sets how confident a run's served probabilities are; the BatchNorm epsilon
 is not recorded, so changing it would shift an old run's outputs a little when it is rebuilt.
 

@@ -106,7 +106,8 @@ def train(opts: RunOptions) -> Path:
         try:
             return _train(opts, run_dir)
         except (DataError, CheckpointError) as err:  # the terminal gets them from user_errors
-            append_to_log(run_dir, f"stopped: {error_line(err)}")
+            with contextlib.suppress(OSError):  # the disk may be the very thing that is full
+                append_to_log(run_dir, f"stopped: {error_line(err)}")
             raise
 
 

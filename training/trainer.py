@@ -306,8 +306,8 @@ class Trainer:
         epoch_end = min((epoch + 1) * spe, self.total_steps)
         t0 = mark = last_print = time.monotonic()
         seen_here = 0
-        # Speed is timed from the end of this sitting's first step: that one also traces the
-        # step function (seconds), and counted in, it made the first estimates far too long.
+        # Speed is timed from the end of each epoch's first step: a sitting's first also traces
+        # the step function (seconds), and counted in, it made the first estimates far too long.
         rate_from: tuple[float, int] | None = None
         while p.step < epoch_end:
             loss, hits = self._one_step(perm, p.step - epoch * spe)

@@ -317,8 +317,8 @@ def run(cfg, data, seed):
         .to(DEV)
         .to(memory_format=torch.channels_last)
     )
-    # A random sample, as training.trainer draws it: the data here are sorted by class, and
-    # xtr[:5000] (sweeps 1-18) were all airplanes.
+    # A seeded random 5,000, as training.trainer draws them (with another generator, so other
+    # images): the data here are sorted by class, and xtr[:5000] (sweeps 1-18) were airplanes.
     pick = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(seed + 7919))[:5000]
     init_whitening(net, xtr[pick.sort().values])
     n = len(ytr)

@@ -113,6 +113,8 @@ class RestClient(ModelClient):
             response = self._session.request(
                 method, self._base + path, json=body, timeout=self._timeout
             )
+        except requests.ConnectTimeout as exc:  # no connection at all: down, not slow
+            raise ModelServerUnavailable("the model server cannot be reached") from exc
         except requests.Timeout as exc:
             raise ModelServerTimeout("the model server did not answer in time") from exc
         except requests.RequestException as exc:

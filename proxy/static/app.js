@@ -59,7 +59,9 @@ async function refreshModel() {
   const poll = ++state.modelPolls;
   let response, body;
   try {
-    response = await fetch("/api/model", { headers: { Accept: "application/json" } });
+    // A hung request would stop the polling for good: each poll waits for the one before.
+    const signal = AbortSignal.timeout(10000);
+    response = await fetch("/api/model", { headers: { Accept: "application/json" }, signal });
     body = await response.json();
   } catch (error) {
     body = null;
@@ -464,15 +466,20 @@ function wireInputs() {
     event.preventDefault();
     depth = 0;
     ui.dropzone.classList.remove("dragging");
-    if (state.draggingInside) return; // a result picture or some text moved by mistake
+    if (state.draggingInside) { // a result picture or some text moved by mistake
+      state.draggingInside = false; // in case its dragend never reaches the document
+      return;
+    }
     const transfer = event.dataTransfer;
     const folders = droppedFolders(transfer);
     if (folders.length) {
       const note = `${folders.join(", ")}: a folder cannot be dropped. Open it and drop or choose the images inside.`;
-      inputMessage(note);
-      announce([note]);
       const files = [...transfer.files].filter((file) => !folders.includes(file.name));
-      if (files.length) classifyFiles(files, note);
+      if (files.length) classifyFiles(files, note); // which shows and announces the note too
+      else {
+        inputMessage(note);
+        announce([note]);
+      }
     } else if (transfer && transfer.files.length) classifyFiles(transfer.files);
     else if (transfer && transfer.types.length) {
       const note = "That was a link or text, not a file: save the picture to your device first, then drop or choose the file.";
@@ -571,6 +578,7 @@ async function toggleCamera() {
   state.stream = stream;
   ui.video.srcObject = state.stream;
   await ui.video.play().catch(() => {});
+  if (state.stream !== stream) return; // stopped meanwhile (a press, or the page was left)
   ui.cameraPanel.hidden = false;
   ui.cameraButton.setAttribute("aria-expanded", "true");
   ui.cameraButton.lastChild.textContent = " Stop camera";

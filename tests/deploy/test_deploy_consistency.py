@@ -228,30 +228,28 @@ def test_every_metric_the_alert_rules_name_is_one_the_proxy_exports():
     from prometheus_client.parser import text_string_to_metric_families
 
     from proxy.app import create_app
+    from proxy.metrics import SERVER_SIDE_KINDS
 
     client = create_app(ProxyConfig()).test_client()
     client.get("/healthz")
     client.post("/api/predict", data=b"x", content_type="application/json")  # an error kind
     page = client.get("/metrics").get_data(as_text=True)
-    exported = set()
+    exported: dict[str, set[str]] = {}  # sample name -> its label names
     for family in text_string_to_metric_families(page):
-        exported |= {sample.name for sample in family.samples}
+        for sample in family.samples:
+            exported.setdefault(sample.name, set()).update(sample.labels)
     rules = yaml.safe_load((REPO / "k8s/monitoring/alerts.yaml").read_text())
     alerts = [rule for group in rules["groups"] for rule in group["rules"]]
     assert alerts and all({"alert", "expr", "for", "annotations"} <= set(a) for a in alerts)
     for alert in alerts:
         named = set(re.findall(r"\b(proxy_[a-z_]+)\b", alert["expr"]))
-        assert named and named <= exported, (alert["alert"], named - exported)
+        assert named and named <= set(exported), (alert["alert"], named - set(exported))
+        for metric, matchers in re.findall(r"\b(proxy_[a-z_]+)\{([^}]*)\}", alert["expr"]):
+            labels = set(re.findall(r"([a-z_]+)\s*=~?", matchers))
+            assert labels <= exported[metric] | {"le"}, (alert["alert"], metric, labels)
         kinds = set(re.findall(r'kind="([a-z_]+)"', alert["expr"]))
-        assert kinds <= server_side_kinds(), (alert["alert"], kinds)
-
-
-def server_side_kinds() -> set[str]:
-    """The error kinds of the proxy's 5xx answers (proxy/client/base.py, proxy/errors.py)."""
-    from proxy import client
-
-    errors = (client.ModelServerError, client.ModelServerUnavailable, client.ModelServerTimeout)
-    return {error.kind for error in errors} | {"internal"}
+        assert kinds <= set(SERVER_SIDE_KINDS), (alert["alert"], kinds)
+        assert set(re.findall(r'endpoint="([^"]+)"', alert["expr"])) <= {"/api/predict"}
 
 
 def test_the_trainer_image_writes_only_into_its_volumes():
@@ -265,13 +263,18 @@ def test_the_trainer_image_writes_only_into_its_volumes():
         assert any(path.is_relative_to(v) for v in volumes), f"{name}={path} is on no volume"
 
 
-def test_the_proxy_image_command_serves_the_app(tmp_path):
+@pytest.mark.parametrize("access_log", ["image", "off"])
+def test_the_proxy_image_command_serves_the_app(tmp_path, access_log):
     """The Dockerfile's own CMD with its own ENV, run here as the container would run it (no
     Docker engine on this machine): gunicorn starts the app factory with gunicorn_conf.py,
-    listens on every interface, answers /healthz and logs the request. The port is a free one."""
+    listens on every interface, answers /healthz and logs the request (with its request id)
+    as the image asks, and not when GUNICORN_ACCESS_LOG is off (the logging config once
+    turned it on for good). The port is a free one."""
     cmd = [c for c in dockerfile.parse_file(str(DOCKERFILES["proxy"])) if c.cmd == "CMD"][-1]
     port = free_port()
     image = {k: v for k, v in image_env("proxy").items() if k != "PATH"}
+    if access_log == "off":
+        image["GUNICORN_ACCESS_LOG"] = ""
     env = {**os.environ, **image, "PROXY_PORT": str(port)}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "prom")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # the venv's gunicorn
@@ -291,7 +294,8 @@ def test_the_proxy_image_command_serves_the_app(tmp_path):
     assert code == 0  # gunicorn's graceful stop
     printed = log.read_text()
     assert f"Listening at: http://0.0.0.0:{port}" in printed
-    assert '"GET /healthz HTTP/1.1" 200' in printed  # the access log
+    logged = re.search(r'"GET /healthz HTTP/1.1" 200 .* id=[0-9a-f]{32} fwd=- ms=\d+', printed)
+    assert bool(logged) == (access_log == "image"), printed[-2000:]
 
 
 def _first_answer(url: str, process: subprocess.Popen, timeout: float) -> requests.Response:

@@ -419,7 +419,7 @@ def test_leaving_the_page_during_the_permission_prompt_starts_no_camera(open_pag
 def test_continuous_mode_turned_off_mid_frame_leaves_no_live_card(open_page, browser) -> None:
     """A frame still being encoded when Continuous was turned off made a new live card that
     Clear skipped forever. Encoding a 1280x960 frame took up to 1.6 s on a slow machine; here
-    each encode is held 0.8 s (toBlob wrapped), so the switch is turned off during one."""
+    each encode is held 3 s (toBlob wrapped), so the switch is turned off during one."""
     page = open_page(browser, DESKTOP)
     page.evaluate(
         """() => {
@@ -430,7 +430,7 @@ def test_continuous_mode_turned_off_mid_frame_leaves_no_live_card(open_page, bro
                 real.call(this, (blob) => setTimeout(() => {
                     window.encodes.done += 1;
                     callback(blob);
-                }, 800), ...rest);
+                }, 3000), ...rest);
             };
         }"""
     )

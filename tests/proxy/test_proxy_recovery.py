@@ -236,3 +236,23 @@ def test_a_5xx_is_logged_with_its_cause_and_the_request_id(caplog) -> None:
         # An id that could forge log lines is replaced by a new one.
         odd = client.get("/healthz", headers={"X-Request-ID": "a b\tc"})
         assert re.fullmatch(r"[0-9a-f]{32}", odd.headers["X-Request-ID"])
+
+
+def test_a_rest_connect_timeout_is_a_server_that_cannot_be_reached() -> None:
+    """requests' ConnectTimeout is a Timeout too, so an unreachable host (packets dropped by a
+    firewall) was reported as a slow model server (504). Loopback refuses at once and cannot
+    drop packets, so the session's request raises it here (the one stand-in in this file)."""
+    import requests
+
+    from proxy.client.base import ModelServerError
+    from proxy.client.rest_client import RestClient
+
+    client = RestClient("http://127.0.0.1:9", timeout_s=1)
+
+    def dropped(*args, **kwargs):
+        raise requests.ConnectTimeout("connect timeout")
+
+    client._session.request = dropped
+    with pytest.raises(ModelServerError) as caught:
+        client.status("cifar10")
+    assert (caught.value.kind, caught.value.http_status) == ("model_unavailable", 503)
