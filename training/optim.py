@@ -28,7 +28,7 @@ def triangle_lr(step: int, total_steps: int, recipe: Recipe) -> float:
     return 1 + (recipe.end_lr - 1) * (step - peak) / max(1, total_steps - peak)
 
 
-def lookahead_decay(step: int, total_steps: int, steps: int, rate: float = 0.95) -> float:
+def lookahead_decay(step: int, total_steps: int, steps: int, rate: float) -> float:
     """airbench's EMA decay for an update `steps` steps after the previous one: `rate` a step
     (the recipe's lookahead_rate), times a cube ramp that makes the early EMA follow the
     weights."""

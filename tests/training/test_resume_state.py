@@ -90,7 +90,7 @@ def test_steps_after_the_last_lookahead_update_are_blended_into_the_final_weight
     trainer._take_ema_weights = spy
     trainer.fit()
     assert trainer.progress.step == 6 and trainer.ends_on_ema
-    decay = lookahead_decay(6, 6, steps=1)
+    decay = lookahead_decay(6, 6, steps=1, rate=recipe.lookahead_rate)
     final = _arrays(w for w, _ in trainer.ema_pairs)
     for ema, raw, got in zip(snapshots["ema"], snapshots["raw"], final):
         np.testing.assert_allclose(got, ema + (1 - decay) * (raw - ema), rtol=1e-5, atol=1e-6)
