@@ -217,7 +217,7 @@ def augment(x, translate, flip, epoch, alt_flip, idx, cutout):
     return x
 
 
-def zeropower(g, steps=5):
+def zeropower(g, steps):
     a, b, c = (3.4445, -4.7750, 2.0315)
     x = g.bfloat16()
     x = x / (x.norm() + 1e-7)
@@ -291,6 +291,10 @@ def run(cfg, data, seed):
         muon_lr=0.0,
         muon_mom=0.6,
         muon_sched="triangle",  # "triangle": the SGD schedule; "decay": 1 -> 0 linearly, no warm-up
+        muon_ns=5,  # Newton-Schulz iterations per orthogonalised step (airbench94_muon: 3)
+        # airbench94_muon rescales each filter tensor to norm sqrt(out channels) before its step,
+        # so the step size stays relative to the weights (BatchNorm makes their scale free)
+        muon_norm=False,
         tta=2,
         scale=1 / 9,
         glorot=False,
@@ -403,7 +407,9 @@ def run(cfg, data, seed):
                         buf.mul_(c["muon_mom"]).add_(p.grad)
                         upd = p.grad + c["muon_mom"] * buf
                         m = upd.reshape(len(upd), -1)
-                        o = zeropower(m).view_as(p)
+                        o = zeropower(m, c["muon_ns"]).view_as(p)
+                        if c["muon_norm"]:
+                            p.mul_(len(p) ** 0.5 / p.norm())
                         sm = s if c["muon_sched"] == "triangle" else 1 - step / total
                         p.sub_(c["muon_lr"] * sm * o * max(1, m.size(0) / m.size(1)) ** 0.5)
             step += 1

@@ -33,16 +33,34 @@ def test_orthogonalize_handles_tall_matrices_by_transposing():
 
 
 def test_muon_moves_conv_filters_and_sgd_moves_the_rest():
-    conv = tf.Variable(tf.ones([3, 3, 4, 8]))
+    start = 1 / 6  # 288 weights of 1/6: norm sqrt(8), the scale muon_normalize pins them to
+    conv = tf.Variable(tf.fill([3, 3, 4, 8], start))
     dense = tf.Variable(tf.ones([8, 2]))
     opt = AirbenchSGD([conv, dense], RECIPES["fast"], whiten_bias=None)
     grads = [tf.random.stateless_normal(v.shape, seed=[3, i]) for i, v in enumerate([conv, dense])]
     opt.apply(grads, tf.constant(1.0), tf.constant(1.0))
-    step = (1.0 - conv.numpy()).reshape(36, 8).T  # [out, fan-in]
+    step = (start - conv.numpy()).reshape(36, 8).T  # [out, fan-in]
     # A Muon step has a flat spectrum (scaled by the lr); an SGD step would not.
     singular = np.linalg.svd(step, compute_uv=False) / RECIPES["fast"].muon_lr
     assert singular.min() > 0.6 and singular.max() < 1.3
     assert not np.allclose(dense.numpy(), 1.0)
+
+
+def test_normalized_muon_steps_do_not_depend_on_the_filters_scale():
+    # BatchNorm after every conv makes the filters' scale free, and unnormalised Muon steps
+    # shrink against weights that grow; pinning the norm keeps each step the same share.
+    recipe = RECIPES["fast"]
+    assert recipe.muon_normalize
+    start = tf.random.stateless_normal([3, 3, 16, 32], seed=[5, 6])
+    grad = tf.random.stateless_normal([3, 3, 16, 32], seed=[7, 8])
+    small, large = tf.Variable(start), tf.Variable(10 * start)
+    for conv in (small, large):
+        AirbenchSGD([conv], recipe, whiten_bias=None).apply([grad], 1.0, 1.0)
+    np.testing.assert_allclose(small.numpy(), large.numpy(), atol=1e-5)
+    # Without a gradient the step is nothing but the rescale: norm sqrt(out channels).
+    still = tf.Variable(10 * start)
+    AirbenchSGD([still], recipe, whiten_bias=None).apply([tf.zeros_like(grad)], 1.0, 1.0)
+    np.testing.assert_allclose(np.linalg.norm(still.numpy()), 32**0.5, rtol=1e-5)
 
 
 def test_alternating_flip_mirrors_each_image_in_exactly_one_of_two_epochs():
