@@ -9,12 +9,12 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO
 
 from training.checkpoint import CHECKPOINT_NAME
-from training.config import RECIPES, RunOptions
+from training.config import RECIPES, Recipe, RunOptions
 
 
 def run_logger(run_dir: Path) -> Callable[[str], None]:
@@ -41,6 +41,7 @@ def show(text: str, end: str = "\n") -> None:
 
 
 RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
+RECIPE_SETTINGS = "recipe_settings"  # run.json's copy of the recipe as the run began
 FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.report)
 # What a finished run records: written last, whole or not at all (training.report), so with
 # FINAL_WEIGHTS beside it, it marks the run finished.
@@ -69,12 +70,13 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     simply run again with the right one. Not compared: the precision (`auto` resolves once,
     when the run starts) and the folder's own name (a renamed run folder still resumes)."""
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
+    wanted[RECIPE_SETTINGS] = opts.resolve_recipe().to_dict()
     if (run_dir / RUN_OPTIONS).exists() and (run_dir / CHECKPOINT_NAME).exists():
         before = read_run_options(run_dir)
         diff = {
             k: (before.get(k), v)
             for k, v in wanted.items()
-            if k not in ("precision", "run_dir")
+            if k not in ("precision", "run_dir", RECIPE_SETTINGS)
             and _as_run(k, before.get(k), opts.recipe) != _as_run(k, v, opts.recipe)
         }
         if diff:
@@ -94,6 +96,38 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
             )
         return {**before, "run_dir": opts.run_dir}
     return wanted
+
+
+def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, list[str]]:
+    """The recipe's settings as the run started with them, and how the code's recipe of that
+    name differs now. A resumed run finishes as it began, even when the code's recipe has
+    changed meanwhile (a tuned default): else its steps would mix two recipes and meta.json
+    would record only the second. A setting the run did not record (older code) is the
+    code's; a run that recorded none at all (older still) takes the code's recipe whole."""
+    current = opts.resolve_recipe()
+    started = pinned.get(RECIPE_SETTINGS)
+    if not started:
+        return current, []
+    unknown = sorted(set(started) - set(current.to_dict()))
+    if unknown:
+        raise RunFolderError(
+            f"{opts.run_dir} started with recipe settings this code no longer has "
+            f"({', '.join(unknown)}); resume it with the code it started with, or pick a new "
+            "--run-dir"
+        )
+    recipe = replace(current, **{k: _from_json(v) for k, v in started.items()})
+    changes = [
+        f"{k} {getattr(recipe, k)!r} then, {v!r} now" if k in started
+        else f"{k} not recorded then, {v!r} now"
+        for k, v in asdict(current).items()
+        if k not in started or getattr(recipe, k) != v
+    ]  # fmt: skip
+    return recipe, changes
+
+
+def _from_json(value):
+    """JSON wrote the recipe's tuples (the widths) as lists."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _shown(key: str, value, recipe: str) -> str:

@@ -29,6 +29,7 @@ from training.run_folder import (
     is_finished,
     make_run_dir,
     pin_run_options,
+    recipe_as_started,
     record_run_options,
     run_logger,
 )
@@ -118,7 +119,12 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
         log(f"{run_dir} already holds a finished run; pick a new --run-dir to train again")
         return run_dir
     started = time.time()
-    recipe = opts.resolve_recipe()
+    recipe, changed = recipe_as_started(pinned, opts)
+    if changed:
+        log(
+            f"recipe {opts.recipe} as this run started it; the code's has changed since: "
+            + "; ".join(changed)
+        )
 
     import_tensorflow(run_dir / "tensorflow.log")  # after argument errors had their chance
     import keras

@@ -199,14 +199,20 @@ def _wait_for_checkpoint_mid_run(run_dir: Path, proc: subprocess.Popen, timeout=
     raise AssertionError("no checkpoint appeared")
 
 
-def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_data, tmp_path, finished_run):
-    run_dir = tmp_path / "killed"
+def _killed_mid_run(tiny_data: Path, run_dir: Path) -> list[str]:
+    """A 3-epoch run SIGKILLed after its first epoch's checkpoint; its command, to resume."""
     cmd = train_cmd(tiny_data, run_dir, "--epochs", "3", "--checkpoint-every", "0.2")
     proc = _start(cmd)
     _wait_for_checkpoint_mid_run(run_dir, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "meta.json").exists()
+    return cmd
+
+
+def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_data, tmp_path, finished_run):
+    run_dir = tmp_path / "killed"
+    cmd = _killed_mid_run(tiny_data, run_dir)
     result = run(cmd, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     resumed = [ln for ln in result.stdout.splitlines() if "resumed from checkpoint" in ln]
@@ -223,6 +229,56 @@ def test_sigkill_then_rerun_resumes_from_the_checkpoint(tiny_data, tmp_path, fin
         assert [h[key] for h in history] == pytest.approx(
             [h[key] for h in uninterrupted], rel=1e-3
         ), key
+
+
+def test_a_resumed_run_finishes_with_the_recipe_it_started_with(tiny_data, tmp_path):
+    """The code's recipe can change between a kill and the re-run (a pulled commit retuned
+    it): the run goes on with the settings run.json kept, says what differs, and meta.json
+    records those. Here run.json is edited to stand in for the older code's recipe."""
+    run_dir = tmp_path / "retuned"
+    cmd = _killed_mid_run(tiny_data, run_dir)
+    options = json.loads((run_dir / "run.json").read_text())
+    assert options["recipe_settings"]["label_smoothing"] == 0.1  # tiny's, as the code has it
+    options["recipe_settings"]["label_smoothing"] = 0.05
+    (run_dir / "run.json").write_text(json.dumps(options))
+    result = run(cmd, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "recipe tiny as this run started it; the code's has changed since: "
+        "label_smoothing 0.05 then, 0.1 now"
+    ) in result.stdout
+    assert json.loads((run_dir / "meta.json").read_text())["recipe"]["label_smoothing"] == 0.05
+
+
+def test_recipe_settings_the_code_no_longer_has_or_never_recorded(tmp_path):
+    from training.config import RECIPES, RunOptions
+    from training.run_folder import pin_run_options, recipe_as_started, record_run_options
+
+    opts = RunOptions("x", str(tmp_path), recipe="tiny")
+    pinned = pin_run_options(tmp_path, opts)
+    assert recipe_as_started(pinned, opts) == (RECIPES["tiny"], [])  # a new run: the code's
+    record_run_options(tmp_path, pinned, "f")
+    (tmp_path / "checkpoint.npz").write_bytes(b"")
+    options = json.loads((tmp_path / "run.json").read_text())
+    # Recorded by an older code: widths as JSON lists, and no muon_normalize yet.
+    assert options["recipe_settings"].pop("widths") == list(RECIPES["tiny"].widths)
+    options["recipe_settings"]["widths"] = [8, 16, 16]
+    del options["recipe_settings"]["muon_normalize"]
+    (tmp_path / "run.json").write_text(json.dumps(options))
+    recipe, changed = recipe_as_started(pin_run_options(tmp_path, opts), opts)
+    assert recipe.widths == (8, 16, 16)
+    assert recipe.muon_normalize == RECIPES["tiny"].muon_normalize  # the code's, said so
+    assert changed == [
+        f"widths (8, 16, 16) then, {RECIPES['tiny'].widths!r} now",
+        f"muon_normalize not recorded then, {RECIPES['tiny'].muon_normalize!r} now",
+    ]
+    options["recipe_settings"]["retired_knob"] = 1
+    (tmp_path / "run.json").write_text(json.dumps(options))
+    with pytest.raises(RunFolderError, match=r"no longer has \(retired_knob\)"):
+        recipe_as_started(pin_run_options(tmp_path, opts), opts)
+    del options["recipe_settings"]  # a run.json from before recipes were recorded
+    (tmp_path / "run.json").write_text(json.dumps(options))
+    assert recipe_as_started(pin_run_options(tmp_path, opts), opts) == (RECIPES["tiny"], [])
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data, tmp_path):
