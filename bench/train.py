@@ -173,7 +173,7 @@ def _measure_and_train(args: argparse.Namespace, opts, startup_log: Path | None)
     sittings = add_ceiling(Path(opts.run_dir), ceiling)
     meta = run_recipe(opts)
     s = summarize(meta, sittings)
-    label = recipe_label(args.recipe, args.epochs)
+    label = recipe_label(args.recipe, args.epochs, _ran_as_coded(meta, opts))
     line = (
         f"{label} seed {args.seed} {meta['precision']}: plain {s['plain']:.2%} · "
         f"TTA {s['tta']:.2%} · work {s['work_pflop']:.3f} PFLOP · "
@@ -184,17 +184,22 @@ def _measure_and_train(args: argparse.Namespace, opts, startup_log: Path | None)
     )
     print(line)
     if not args.no_record:
-        record_row(args, meta, s, cpu)
+        record_row(label, args.seed, meta, s, cpu)
 
 
-def record_row(args, meta: dict, s: dict, cpu: str) -> None:
+def _ran_as_coded(meta: dict, opts) -> bool:
+    """Whether the run's recipe is the code's now: a run resumed after the code's recipe
+    changed finishes with the settings it started with (training.run_folder)."""
+    return meta["recipe"] == json.loads(json.dumps(opts.resolve_recipe().to_dict()))
+
+
+def record_row(label: str, seed: int, meta: dict, s: dict, cpu: str) -> None:
     doc = Path("docs/BENCHMARKS.md")
     text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     if TABLE_MARK not in text:
         text += f"\n## Training recipes (bench/train.py)\n\n{TABLE_MARK}\n{ROW_HEADER}"
-    label = recipe_label(args.recipe, args.epochs)
     row = (
-        f"| {date.today()} | {label} | {args.seed} | {meta['precision']} | {s['plain']:.2%} "
+        f"| {date.today()} | {label} | {seed} | {meta['precision']} | {s['plain']:.2%} "
         f"| {s['tta']:.2%} | {s['work_pflop']:.3f} | {s['train_seconds']:.0f} "
         f"| {wall_cell(meta)} | {s['images_per_second']:,.0f} "
         f"| {s['achieved_gflops']:,.0f} | {s['ceiling_gflops']:,.0f} | {s['mfu']:.0%} | {cpu} |\n"
@@ -212,9 +217,11 @@ def wall_cell(meta: dict) -> str:
     return f"{wall} (resumed)" if meta.get("resumed_at_steps") else wall
 
 
-def recipe_label(recipe: str, epochs: float | None) -> str:
-    """The table's recipe cell: the name, plus the epochs when the run overrode them."""
-    return recipe if epochs is None else f"{recipe} {epochs:g} ep"
+def recipe_label(recipe: str, epochs: float | None, as_coded: bool = True) -> str:
+    """The table's recipe cell: the name, plus the epochs when the run overrode them, and a
+    mark when the run kept settings the code's recipe no longer has (see its meta.json)."""
+    label = recipe if epochs is None else f"{recipe} {epochs:g} ep"
+    return label if as_coded else f"{label}, settings as started (meta.json)"
 
 
 def _insert_row(text: str, row: str) -> str:

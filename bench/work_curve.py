@@ -5,7 +5,7 @@
 Every row is one run (one seed); each recipe length is a point at the mean of its seeds, with
 the single runs shown faintly behind. The line joins the airbench-family recipes; the `vgg`
 reference is another design, and the `fast` runs from before the Muon rescale (nineteenth
-session) an older version of the default, so both stand apart as markers. Rows whose
+session) are of an older version of the default, so both stand apart as markers. Rows whose
 precision cell is marked "defect" were measured with a since-fixed bug and are left out.
 """
 
@@ -18,9 +18,14 @@ from pathlib import Path
 
 from bench.train import ROW_HEADER, TABLE_MARK
 
-# Drawn apart from the line; the second is the recipe cell of the 1x `fast` rows before the
-# nineteenth session, relabelled in docs/BENCHMARKS.md beside today's `fast` rows.
-REFERENCE_RECIPES = ("vgg", "fast, Muon unrescaled")
+REFERENCE_RECIPES = ("vgg",)  # drawn apart from the line
+# The mark on the recipe cell of the `fast` rows from before the nineteenth session (relabelled
+# in docs/BENCHMARKS.md beside today's `fast` rows): also drawn apart.
+SUPERSEDED = "Muon unrescaled"
+
+
+def off_line(recipe: str) -> bool:
+    return recipe in REFERENCE_RECIPES or SUPERSEDED in recipe
 
 
 def read_rows(text: str) -> list[dict]:
@@ -71,24 +76,32 @@ def plot(by_recipe: dict[str, list[tuple[float, float, float]]], out: Path) -> N
     for runs in by_recipe.values():
         ax.scatter([p[0] for p in runs], [p[2] for p in runs], color="C0", alpha=0.3, s=14)
         ax.scatter([p[0] for p in runs], [p[1] for p in runs], color="C1", alpha=0.3, s=14)
-    line = [m for m in means if m[3] not in REFERENCE_RECIPES]
+    line = [m for m in means if not off_line(m[3])]
     ax.plot([m[0] for m in line], [m[2] for m in line], "o-", color="C0", label="with TTA")
     ax.plot([m[0] for m in line], [m[1] for m in line], "s--", color="C1", label="plain")
     for work, plain, tta, recipe, _ in means:
-        if recipe in REFERENCE_RECIPES:
+        if off_line(recipe):
             ax.scatter([work, work], [tta, plain], color=["C0", "C1"], marker="x", s=40)
+    ax.scatter([], [], color="gray", marker="x", label=f"vgg; fast, {SUPERSEDED}")
     rightmost = max(m[0] for m in means)
+    markers = 0
     for index, (work, _, tta, recipe, seeds) in enumerate(means):
         # Neighbours alternate above and below the line; the last label leans left to stay in.
-        # A marker off the line takes its label lower, clear of the line's labels above it.
-        at_edge = work > 0.85 * rightmost
-        offset = (10, -26) if recipe in REFERENCE_RECIPES else (6, 6 if index % 2 == 0 else -12)
+        # Markers off the line take short names (the legend says what they are), below them,
+        # alternately to the right and the left.
+        left = work > 0.85 * rightmost
+        if off_line(recipe):
+            dx, dy, left = 8, -16, left or markers % 2 == 1
+            markers += 1
+            recipe = recipe.replace(f", {SUPERSEDED}", "")
+        else:
+            dx, dy = 6, 6 if index % 2 == 0 else -12
         ax.annotate(
             f"{recipe}, {seeds} seed{'s' * (seeds > 1)}",
             (work, tta),
             textcoords="offset points",
-            xytext=(-offset[0] if at_edge else offset[0], offset[1]),
-            ha="right" if at_edge else "left",
+            xytext=(-dx if left else dx, dy),
+            ha="right" if left else "left",
             fontsize=8,
         )
     ax.set_xlabel("work: training + TTA evaluation (PFLOP)")

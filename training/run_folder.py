@@ -73,16 +73,19 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     wanted[RECIPE_SETTINGS] = opts.resolve_recipe().to_dict()
     if (run_dir / RUN_OPTIONS).exists() and (run_dir / CHECKPOINT_NAME).exists():
         before = read_run_options(run_dir)
+        # An option not given is the recipe's: as the run recorded it, which a resumed run
+        # keeps (recipe_as_started), else as the code has it.
+        recipe = before.get(RECIPE_SETTINGS) or _code_recipe(opts.recipe)
         diff = {
             k: (before.get(k), v)
             for k, v in wanted.items()
             if k not in ("precision", "run_dir", RECIPE_SETTINGS)
-            and _as_run(k, before.get(k), opts.recipe) != _as_run(k, v, opts.recipe)
+            and _as_run(k, before.get(k), recipe) != _as_run(k, v, recipe)
         }
         if diff:
             changes = "; ".join(
-                f"--{k.replace('_', '-')} {_shown(k, then, opts.recipe)} then, "
-                f"{_shown(k, now, opts.recipe)} now"
+                f"--{k.replace('_', '-')} {_shown(k, then, recipe)} then, "
+                f"{_shown(k, now, recipe)} now"
                 for k, (then, now) in diff.items()
             )
             if is_finished(run_dir):
@@ -98,16 +101,20 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     return wanted
 
 
-def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, list[str]]:
-    """The recipe's settings as the run started with them, and how the code's recipe of that
-    name differs now. A resumed run finishes as it began, even when the code's recipe has
-    changed meanwhile (a tuned default): else its steps would mix two recipes and meta.json
-    would record only the second. A setting the run did not record (older code) is the
-    code's; a run that recorded none at all (older still) takes the code's recipe whole."""
+def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, str | None]:
+    """The recipe's settings as the run started with them, and a line for its log when the
+    code's recipe of that name differs now. A resumed run finishes as it began, even when the
+    code's recipe has changed meanwhile (a tuned default): else its steps would mix two recipes
+    and meta.json would record only the second. A setting the run did not record (older code)
+    is the code's; a run that recorded none at all (older still) takes the code's recipe whole,
+    and the log says it may differ."""
     current = opts.resolve_recipe()
     started = pinned.get(RECIPE_SETTINGS)
-    if not started:
-        return current, []
+    if started is None:  # only a run.json from before recipes were recorded lacks them
+        return current, (
+            f"this run recorded no recipe settings when it started (older code): it goes on "
+            f"with the code's recipe {opts.recipe} as it is now, which may differ"
+        )
     unknown = sorted(set(started) - set(current.to_dict()))
     if unknown:
         raise RunFolderError(
@@ -115,14 +122,25 @@ def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, list[str]
             f"({', '.join(unknown)}); resume it with the code it started with, or pick a new "
             "--run-dir"
         )
-    recipe = replace(current, **{k: _from_json(v) for k, v in started.items()})
+    try:
+        recipe = replace(current, **{k: _from_json(v) for k, v in started.items()})
+    except ValueError as err:  # a choice the code no longer offers (Recipe.__post_init__)
+        raise RunFolderError(
+            f"{opts.run_dir} started with recipe settings this code refuses ({err}); resume it "
+            "with the code it started with, or pick a new --run-dir"
+        ) from None
     changes = [
         f"{k} {getattr(recipe, k)!r} then, {v!r} now" if k in started
         else f"{k} not recorded then, {v!r} now"
         for k, v in asdict(current).items()
         if k not in started or getattr(recipe, k) != v
     ]  # fmt: skip
-    return recipe, changes
+    if not changes:
+        return recipe, None
+    return recipe, (
+        f"recipe {opts.recipe} as this run started it; the code's has changed since: "
+        + "; ".join(changes)
+    )
 
 
 def _from_json(value):
@@ -130,7 +148,12 @@ def _from_json(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def _shown(key: str, value, recipe: str) -> str:
+def _code_recipe(name: str) -> dict:
+    """The code's recipe of that name, as run.json records one ({} for an unknown name)."""
+    return RECIPES[name].to_dict() if name in RECIPES else {}
+
+
+def _shown(key: str, value, recipe: dict) -> str:
     """An option's value for a message; one not given is the recipe's, where it has one."""
     if value is None:
         as_run = _as_run(key, value, recipe)
@@ -138,11 +161,11 @@ def _shown(key: str, value, recipe: str) -> str:
     return str(value)
 
 
-def _as_run(key: str, value, recipe: str):
+def _as_run(key: str, value, recipe: dict):
     """An option as the run uses it: the recipe's own epochs or batch size when not given, and
     the data file itself however its path is spelled."""
-    if key in ("epochs", "batch_size") and value is None and recipe in RECIPES:
-        return getattr(RECIPES[recipe], key)
+    if key in ("epochs", "batch_size") and value is None:
+        return recipe.get(key)
     if key == "data" and value not in (None, "keras"):
         return str(Path(value).expanduser().resolve())
     return value

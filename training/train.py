@@ -121,10 +121,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     started = time.time()
     recipe, changed = recipe_as_started(pinned, opts)
     if changed:
-        log(
-            f"recipe {opts.recipe} as this run started it; the code's has changed since: "
-            + "; ".join(changed)
-        )
+        log(changed)
 
     import_tensorflow(run_dir / "tensorflow.log")  # after argument errors had their chance
     import keras

@@ -1,5 +1,7 @@
 """bench/train.py appends its rows to the recipe table of docs/BENCHMARKS.md, and only there."""
 
+import json
+
 import pytest
 
 from bench.train import ROW_HEADER, TABLE_MARK, _insert_row
@@ -100,3 +102,18 @@ def test_other_options_on_an_interrupted_run_are_refused_before_any_measuring(
     (tmp_path / "checkpoint.npz").write_bytes(b"")  # it trained, so its options are pinned
     with pytest.raises(SystemExit, match="other options"):
         main(["--run-dir", str(tmp_path), "--seed", "1", "--no-record"])
+
+
+def test_a_run_that_kept_older_recipe_settings_is_marked_in_its_row():
+    """A run resumed after the code's recipe changed finishes with its first settings; its
+    row must not pass for the code's recipe."""
+    from bench.train import _ran_as_coded, recipe_label
+    from training.config import RunOptions
+
+    opts = RunOptions("x", "runs/r", recipe="fast")
+    meta = {"recipe": json.loads(json.dumps(opts.resolve_recipe().to_dict()))}
+    assert _ran_as_coded(meta, opts)
+    assert recipe_label("fast", None, _ran_as_coded(meta, opts)) == "fast"
+    meta["recipe"]["muon_lr"] = 0.5
+    assert not _ran_as_coded(meta, opts)
+    assert recipe_label("fast", 5.0, False) == "fast 5 ep, settings as started (meta.json)"

@@ -256,29 +256,51 @@ def test_recipe_settings_the_code_no_longer_has_or_never_recorded(tmp_path):
 
     opts = RunOptions("x", str(tmp_path), recipe="tiny")
     pinned = pin_run_options(tmp_path, opts)
-    assert recipe_as_started(pinned, opts) == (RECIPES["tiny"], [])  # a new run: the code's
+    assert recipe_as_started(pinned, opts) == (RECIPES["tiny"], None)  # a new run: the code's
     record_run_options(tmp_path, pinned, "f")
     (tmp_path / "checkpoint.npz").write_bytes(b"")
-    options = json.loads((tmp_path / "run.json").read_text())
-    # Recorded by an older code: widths as JSON lists, and no muon_normalize yet.
-    assert options["recipe_settings"].pop("widths") == list(RECIPES["tiny"].widths)
-    options["recipe_settings"]["widths"] = [8, 16, 16]
-    del options["recipe_settings"]["muon_normalize"]
-    (tmp_path / "run.json").write_text(json.dumps(options))
-    recipe, changed = recipe_as_started(pin_run_options(tmp_path, opts), opts)
-    assert recipe.widths == (8, 16, 16)
-    assert recipe.muon_normalize == RECIPES["tiny"].muon_normalize  # the code's, said so
-    assert changed == [
-        f"widths (8, 16, 16) then, {RECIPES['tiny'].widths!r} now",
-        f"muon_normalize not recorded then, {RECIPES['tiny'].muon_normalize!r} now",
-    ]
-    options["recipe_settings"]["retired_knob"] = 1
-    (tmp_path / "run.json").write_text(json.dumps(options))
+
+    def resumed_with(settings: dict | None):
+        options = json.loads((tmp_path / "run.json").read_text())
+        options["recipe_settings"] = settings
+        if settings is None:  # a run.json from before recipes were recorded
+            del options["recipe_settings"]
+        (tmp_path / "run.json").write_text(json.dumps(options))
+        return recipe_as_started(pin_run_options(tmp_path, opts), opts)
+
+    tiny = RECIPES["tiny"]
+    # Recorded by an older code: widths as JSON lists, no lr yet (tiny's differs from the
+    # dataclass default, so taking the default would show).
+    older = {k: v for k, v in json.loads(json.dumps(tiny.to_dict())).items() if k != "lr"}
+    recipe, note = resumed_with({**older, "widths": [8, 16, 16]})
+    assert recipe.widths == (8, 16, 16) and recipe.lr == tiny.lr == 3.0
+    assert note == (
+        "recipe tiny as this run started it; the code's has changed since: "
+        f"lr not recorded then, 3.0 now; widths (8, 16, 16) then, {tiny.widths!r} now"
+    )
     with pytest.raises(RunFolderError, match=r"no longer has \(retired_knob\)"):
-        recipe_as_started(pin_run_options(tmp_path, opts), opts)
-    del options["recipe_settings"]  # a run.json from before recipes were recorded
-    (tmp_path / "run.json").write_text(json.dumps(options))
-    assert recipe_as_started(pin_run_options(tmp_path, opts), opts) == (RECIPES["tiny"], [])
+        resumed_with({**older, "retired_knob": 1})
+    with pytest.raises(RunFolderError, match=r"refuses \(unknown optimizer 'rmsprop'"):
+        resumed_with({**older, "optimizer": "rmsprop"})
+    recipe, note = resumed_with(None)
+    assert recipe == tiny and "recorded no recipe settings" in note and "may differ" in note
+
+
+def test_an_option_left_out_is_the_recipe_as_the_run_recorded_it(tmp_path, monkeypatch):
+    """After the code's recipe changed its epochs, spelling out the epochs the run started
+    with is the same run (it was refused), and the message shows the recorded value."""
+    from training.config import RECIPES, RunOptions
+    from training.run_folder import pin_run_options, record_run_options
+
+    opts = RunOptions("x", str(tmp_path), recipe="tiny")
+    record_run_options(tmp_path, pin_run_options(tmp_path, opts), "f")
+    (tmp_path / "checkpoint.npz").write_bytes(b"")
+    started = RECIPES["tiny"].epochs
+    monkeypatch.setitem(RECIPES, "tiny", replace(RECIPES["tiny"], epochs=started + 3))
+    pin_run_options(tmp_path, opts)
+    pin_run_options(tmp_path, replace(opts, epochs=started))
+    with pytest.raises(RunFolderError, match=rf"--epochs {started} \(the recipe's\) then"):
+        pin_run_options(tmp_path, replace(opts, epochs=started + 3))
 
 
 def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data, tmp_path):
