@@ -109,7 +109,11 @@ def open_page(site):
 
 def assert_top3(card) -> None:
     rows = card.locator(".bar-row")
-    expect(rows).to_have_count(3, timeout=30_000)
+    try:
+        expect(rows).to_have_count(3, timeout=30_000)
+    except AssertionError as missing:  # say what the card shows instead: an error, or waiting
+        state = card.get_attribute("class")
+        raise AssertionError(f"card [{state}] shows {card.inner_text()!r}") from missing
     for i in range(3):
         assert rows.nth(i).locator(".bar-label").inner_text().strip()
         assert PERCENT.match(rows.nth(i).locator(".bar-value").inner_text().strip())
