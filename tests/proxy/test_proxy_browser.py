@@ -38,6 +38,10 @@ PHONE = {"width": 390, "height": 844}
 PERCENT = re.compile(r"^[<>]?\d{1,3}(\.\d)?%$")
 
 
+# The running stack's output lines, for a failure message to quote (assert_top3).
+STACK_OUTPUT: list[list[str]] = []
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, tiny_savedmodel):
     """The whole stack; with the shipped model when there is one (better screenshots),
@@ -50,6 +54,7 @@ def site(tmp_path_factory, tiny_savedmodel):
         publish_copy(tiny_savedmodel(1), base, 1)
     stack = start_stack(base)
     stack.wait_for_line("ready: open")
+    STACK_OUTPUT.append(stack.lines)
     yield stack.url
     stack.stop()
 
@@ -113,7 +118,10 @@ def assert_top3(card) -> None:
         expect(rows).to_have_count(3, timeout=30_000)
     except AssertionError as missing:  # say what the card shows instead: an error, or waiting
         state = card.get_attribute("class")
-        raise AssertionError(f"card [{state}] shows {card.inner_text()!r}") from missing
+        log = "".join(STACK_OUTPUT[-1][-20:]) if STACK_OUTPUT else ""
+        raise AssertionError(
+            f"card [{state}] shows {card.inner_text()!r}; the stack's last lines:\n{log}"
+        ) from missing
     for i in range(3):
         assert rows.nth(i).locator(".bar-label").inner_text().strip()
         assert PERCENT.match(rows.nth(i).locator(".bar-value").inner_text().strip())
