@@ -115,7 +115,8 @@ def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, str | Non
             f"this run recorded no recipe settings when it started (older code): it goes on "
             f"with the code's recipe {opts.recipe} as it is now, which may differ"
         )
-    unknown = sorted(set(started) - set(current.to_dict()))
+    coded = current.to_dict()
+    unknown = sorted(set(started) - set(coded))
     if unknown:
         raise RunFolderError(
             f"{opts.run_dir} started with recipe settings this code no longer has "
@@ -132,7 +133,7 @@ def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, str | Non
     changes = [
         f"{k} {getattr(recipe, k)!r} then, {v!r} now" if k in started
         else f"{k} not recorded then, {v!r} now"
-        for k, v in asdict(current).items()
+        for k, v in coded.items()
         if k not in started or getattr(recipe, k) != v
     ]  # fmt: skip
     if not changes:
