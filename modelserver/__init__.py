@@ -24,7 +24,8 @@ Module map (one job each):
   protos/       BatchingParameters / MonitoringConfig .proto copies (compiled: protos_gen/)
 
 Local extensions (not in tensorflow_model_server): --model_base_path_prefix_map (or env
-MODELSERVER_BASE_PATH_PREFIX_MAP), --max_request_bytes, --host; fractional poll intervals.
+MODELSERVER_BASE_PATH_PREFIX_MAP), --max_request_bytes, --host, --rest_idle_timeout_seconds;
+fractional poll intervals.
 The real binary's other flags (GPU, TLS, TFLite...) are accepted without effect, with a
 warning (config.INERT_FLAGS), so its command lines run here unchanged.
 """

@@ -79,6 +79,7 @@ class ServerOptions:
     model_base_path_prefix_map: str = ""
     max_request_bytes: int = 64 * 1024 * 1024
     host: str = "0.0.0.0"
+    rest_idle_timeout_seconds: float = 50.0
 
 
 # The other flags of tensorflow_model_server (model_servers/main.cc): accepted, so that a
@@ -121,6 +122,12 @@ _LOCAL_HELP = {
     "host": (
         f"LOCAL EXTENSION. Address to bind both ports to. Default: {ServerOptions.host}, all "
         "interfaces, as tensorflow_model_server; make serve passes 127.0.0.1."
+    ),
+    "rest_idle_timeout_seconds": (
+        "LOCAL EXTENSION. A REST connection whose client sends nothing for this long (an idle "
+        "keep-alive connection, or a request or body stalled half-way) is closed without an "
+        "answer; 0 = never. Default: 50, libevent's read timeout, which the real server's "
+        "REST front end keeps."
     ),
     "rest_api_port": (
         "REST port; 0 turns REST off. Default 8501, what the tensorflow/serving image's "

@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 
 # model_servers/http_rest_api_util.h (RE2::FullMatch semantics -> re.fullmatch).
 _API_PATH = re.compile(r"(?i)/v1/.*")
-_DISCARD_CAP_BYTES = 64 << 20  # refused bodies up to this size are drained so the 413 arrives
+# A refused body is still read (and dropped) for up to this long before the 413 goes out:
+# closing a socket with unread bytes makes the kernel send a reset, and the client, still
+# sending, loses the answer. A time cap, not a size cap: on a fast link any size drains.
+_DISCARD_WINDOW_S = 10.0
 _PREDICTION_PATH = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
     r":(classify|regress|predict)"
@@ -269,6 +272,10 @@ class _Handler(BaseHTTPRequestHandler):
             message = rest_json.error_body(str(error)).encode()
             self._send(Response(413, message, {"Content-Type": "application/json"}))
             return
+        except TimeoutError:
+            # A body stalled past the idle timeout: closed without an answer, as libevent
+            # closes a connection on its read timeout (http.c, evhttp_connection_fail_).
+            raise  # handle_one_request closes the connection
         except (ValueError, OSError, EOFError, zlib.error) as error:
             self.close_connection = True
             message = rest_json.error_body(f"Unreadable request body: {error}").encode()
@@ -285,14 +292,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._serve()
 
-    def _discard(self, length: int) -> None:
-        """Read (and drop) a refused body of moderate size before answering.
-
-        Closing the socket with unread bytes makes the kernel send a reset, and the client
-        then loses the 413 it should read; bodies beyond the cap are not worth reading.
-        """
-        left = min(length, _DISCARD_CAP_BYTES)
-        while left > 0:
+    def _discard(self, length: int, deadline: float) -> None:
+        """Read and drop up to `length` bytes of a refused body, until `deadline`."""
+        left = length
+        while left > 0 and time.monotonic() < deadline:
             chunk = self.rfile.read(min(left, 1 << 16))
             if not chunk:
                 return
@@ -307,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
             if length < 0:  # rfile.read(-1) would wait for the client to close
                 raise ValueError(f"Content-Length {length} is negative")
             if length > limit:
-                self._discard(length)
+                self._discard(length, time.monotonic() + _DISCARD_WINDOW_S)
                 raise _BodyTooLarge(length, limit)
             body = self.rfile.read(length) if length else b""
         if self.headers.get("Content-Encoding", "").lower() == "gzip":
@@ -318,8 +321,10 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _read_chunked(self, limit: int) -> bytes:
-        parts, total = [], 0
-        while True:
+        """The chunks joined; past `limit`, the rest is read and dropped (as `_discard`) until
+        the last chunk or the discard window's end, then refused."""
+        parts, total, deadline = [], 0, None
+        while deadline is None or time.monotonic() < deadline:
             text = self.rfile.readline().split(b";")[0].strip() or b"0"
             if not _HEX.fullmatch(text):  # int() takes "-1", "+5" and "1_0": read(-1) hangs
                 raise ValueError(f"chunk size {text[:20]!r} is not hexadecimal")
@@ -327,12 +332,18 @@ class _Handler(BaseHTTPRequestHandler):
             if size == 0:
                 while self.rfile.readline().strip():  # trailers
                     pass
-                return b"".join(parts)
+                break
             total += size
-            if total > limit:
-                raise _BodyTooLarge(total, limit)
-            parts.append(self.rfile.read(size))
+            if total > limit and deadline is None:
+                parts, deadline = [], time.monotonic() + _DISCARD_WINDOW_S
+            if deadline is None:
+                parts.append(self.rfile.read(size))
+            else:
+                self._discard(size, deadline)
             self.rfile.readline()
+        if total > limit:
+            raise _BodyTooLarge(total, limit)
+        return b"".join(parts)
 
     def setup(self) -> None:
         super().setup()
@@ -404,7 +415,11 @@ class _Server(ThreadingHTTPServer):
             return self._idle.wait_for(lambda: self._answering == 0, grace_s)
 
 
-def start_rest_server(host: str, port: int, api: RestApi, max_body_bytes: int) -> _Server:
-    """Binds and returns the server; the caller runs `serve_forever` on a thread."""
-    handler = type("Handler", (_Handler,), {"api": api, "max_body_bytes": max_body_bytes})
+def start_rest_server(
+    host: str, port: int, api: RestApi, max_body_bytes: int, idle_timeout_s: float | None
+) -> _Server:
+    """Binds and returns the server; the caller runs `serve_forever` on a thread.
+    `idle_timeout_s` bounds each wait for the client (None: no bound)."""
+    attributes = {"api": api, "max_body_bytes": max_body_bytes, "timeout": idle_timeout_s}
+    handler = type("Handler", (_Handler,), attributes)
     return _Server((host, port), handler)

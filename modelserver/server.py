@@ -142,7 +142,10 @@ class ModelServer:
                       self.options.rest_api_enable_cors_support,
                       timeout_ms / 1000 if timeout_ms > 0 else None)  # fmt: skip
         try:
-            rest = start_rest_server(self.options.host, port, api, self.options.max_request_bytes)
+            rest = start_rest_server(
+                self.options.host, port, api, self.options.max_request_bytes,
+                self.options.rest_idle_timeout_seconds or None,
+            )  # fmt: skip
         except OSError as error:
             # model_servers/server.cc logs "Failed to start HTTP Server" and goes on serving
             # gRPC alone (a surprise, but the real server's behaviour); we add the cause.

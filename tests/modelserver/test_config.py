@@ -86,7 +86,7 @@ REAL_FLAGS = set(_MAIN_CC_FLAGS.split())
 def test_every_flag_of_the_real_binary_is_accepted(caplog):
     """A command line written for tensorflow_model_server runs here; the flags that change
     nothing here (GPU, TLS, TFLite...) are named in a warning, not refused."""
-    local = {"model_base_path_prefix_map", "max_request_bytes", "host"}
+    local = {"model_base_path_prefix_map", "max_request_bytes", "host", "rest_idle_timeout_seconds"}
     parser_flags = {a.dest for a in build_arg_parser()._actions if a.dest != "help"}
     assert parser_flags - local == REAL_FLAGS
     with caplog.at_level("WARNING"):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import gzip
+import http.client
 import json
 import re
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -313,6 +315,54 @@ def test_oversized_body_is_refused_and_the_server_keeps_serving(rest):
     assert response.status_code == 413
     assert "exceeds the limit" in response.json()["error"]
     assert predict(rest, {"instances": [{"b64": B64_PNG}]}).status_code == 200
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_far_over_the_limit_still_gets_its_413(api_server, chunked):
+    """80 MiB against the 1 MiB limit, from http.client, which sends the whole body before it
+    reads: the refused body is read and dropped before the answer. Closing with unread bytes
+    made the client's send fail (broken pipe, reset) past 64 MiB, and a chunked body at once.
+    (requests reads the early answer after such a failure; many clients do not.)"""
+    piece = b"x" * (1 << 20)
+    connection = http.client.HTTPConnection("127.0.0.1", api_server.rest_port, timeout=30)
+    try:
+        body = (piece for _ in range(80)) if chunked else piece * 80
+        connection.request("POST", f"/v1/models/{MODEL}:predict", body, encode_chunked=chunked)
+        response = connection.getresponse()
+        assert response.status == 413
+        assert b"exceeds the limit of 1048576 bytes" in response.read()
+    finally:
+        connection.close()
+
+
+def test_a_stalled_client_is_disconnected_after_the_idle_timeout(start_server, model_base_v1):
+    """Each stalled connection held a server thread for ever (no read timeout)."""
+    server = start_server(
+        f"--model_name={MODEL}", f"--model_base_path={model_base_v1}",
+        "--file_system_poll_wait_seconds=0", "--rest_idle_timeout_seconds=0.5",
+    )  # fmt: skip
+    request = f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
+    stalls = {
+        "silent": b"",
+        "headers half-sent": request.encode(),
+        "body half-sent": f"{request}Content-Length: 100\r\n\r\n{'{' * 10}".encode(),
+        "idle keep-alive": f"GET /v1/models/{MODEL} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+    }
+    sockets = {name: socket.create_connection(("127.0.0.1", server.rest_port), timeout=10)
+               for name in stalls}  # fmt: skip
+    for name, sent in stalls.items():
+        sockets[name].sendall(sent)
+    time.sleep(1.5)
+    for name, sock in sockets.items():
+        with sock:
+            received = b""
+            while chunk := sock.recv(65536):  # the server closing ends it; 10 s would raise
+                received += chunk
+        if name == "idle keep-alive":  # answered, then closed
+            assert received.startswith(b"HTTP/1.1 200"), received[:200]
+        else:  # closed without an answer, as libevent does
+            assert received == b"", (name, received[:200])
+    assert requests.get(f"{server.rest}/v1/models/{MODEL}", timeout=10).status_code == 200
 
 
 @pytest.mark.parametrize(
