@@ -1,8 +1,11 @@
 """`python -m export.predict photo.jpg [more.jpg ...]`: top-3 classes of photos, for humans.
 
-Sends each file's bytes through the SavedModel's `serving_default` signature, exactly what a
-REST client of the model server gets. `--model` is a base path (its newest version is used)
-or one version folder.
+Decodes each file as the page's proxy does (imaging.decode: EXIF orientation applied, so a
+phone photo is upright; transparency over white) and runs the SavedModel's `pixels` signature:
+the answer the page gives. `--serving-default` sends the file's bytes through `serving_default`
+instead, exactly what a REST or gRPC client sending encoded images gets (TensorFlow's decoders
+ignore EXIF orientation). `--model` is a base path (its newest version is used) or one version
+folder.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from export.config import DEFAULT_BASE_PATH
+import numpy as np
+
+from export.config import DEFAULT_BASE_PATH, MAX_PIXELS
 from export.publish import saved_model_dir
+from imaging.decode import ImageError, to_pixels
 from training.cli_args import positive
 from training.tf_startup import import_tensorflow
 
@@ -38,10 +44,19 @@ def short_reason(err: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.predict", description=__doc__)
-    ap.add_argument("images", nargs="+", type=Path, help="JPEG, PNG, GIF, BMP or WebP files")
+    ap.add_argument(
+        "images", nargs="+", type=Path,
+        help="JPEG, PNG, GIF, BMP or WebP files (TIFF too, without --serving-default)",
+    )  # fmt: skip
     ap.add_argument("--model", default=str(DEFAULT_BASE_PATH), help="base path or version folder")
     ap.add_argument(
         "-k", type=positive(int), default=3, help="how many classes to show (default 3)"
+    )
+    ap.add_argument(
+        "--serving-default",
+        action="store_true",
+        help="send the bytes through serving_default, as a model-server client does (EXIF "
+        "orientation ignored) instead of decoding them as the page does",
     )
     args = ap.parse_args(argv)
     try:
@@ -55,12 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     from export.evaluation import ServedModel
 
     model = ServedModel(version_dir)
-    print(f"model: {version_dir} (TTA {model.info['tta_name']})")
+    how = "bytes through serving_default" if args.serving_default else "decoded as the page does"
+    print(f"model: {version_dir} (TTA {model.info['tta_name']}; {how})")
     failed = 0
     for path in args.images:
         try:
-            probabilities = model.serving_default([path.read_bytes()])[0]
-        except (OSError, tf.errors.InvalidArgumentError) as err:
+            data = path.read_bytes()
+            if args.serving_default:
+                probabilities = model.serving_default([data])[0]
+            else:
+                probabilities = model.pixels(to_pixels(data, MAX_PIXELS)[np.newaxis])[0]
+        except (OSError, ImageError, tf.errors.InvalidArgumentError) as err:
             print(f"{path}: cannot classify: {short_reason(err)}", file=sys.stderr)
             failed += 1
             continue

@@ -92,6 +92,9 @@ class VersionManager:
         self._config_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
         self._states: dict[str, dict[int, VersionStatus]] = {}
+        # How each version's load is going, in words, for the start-up wait's log lines
+        # (while retrying, GetModelStatus shows LOADING without the error, as TF Serving does).
+        self._load_notes: dict[tuple[str, int], str] = {}
         self._loaded: dict[str, dict[int, Servable]] = {}
         # Request routing: replaced wholesale, never mutated, so readers need no lock.
         self._serving: dict[str, dict[int, Servable]] = {}
@@ -191,12 +194,7 @@ class VersionManager:
                 if time.monotonic() - last_note > 10:
                     last_note = time.monotonic()
                     for name in pending:
-                        model = self._models[name]
-                        log.warning(
-                            "Still waiting for model %s: no loadable version yet under %s",
-                            name,
-                            model.base_path,
-                        )
+                        log.warning("Still waiting for model %s: %s", name, self._waiting_on(name))
                 self._changed.wait(timeout=1.0)
             failures = [
                 f"{{name: {name} version: {latest}}} due to error: "
@@ -209,6 +207,14 @@ class VersionManager:
                 grpc.StatusCode.UNKNOWN,
                 f"{len(failures)} servable(s) did not become available: {{{', '.join(failures)}}}",
             )
+
+    def _waiting_on(self, name: str) -> str:
+        """What start-up waits for, for a log line (the lock held)."""
+        model, latest = self._models[name], self._latest(name)
+        if latest is None:
+            which = " the version policy wants" if model.folders else " yet"
+            return f"no version folder{which} under {model.base_path}"
+        return self._load_notes.get((name, latest), f"version {latest} is waiting to load")
 
     def _latest(self, name: str) -> int | None:
         """The newest aspired version: the one start-up and a reload wait for."""
@@ -344,6 +350,7 @@ class VersionManager:
             return
         self._set_state(name, version, START)
         self._set_state(name, version, LOADING)
+        self._note_load(name, version, f"version {version} is loading from {path}")
         log.info("Loading servable: {name: %s version: %d} from %s", name, version, path)
         attempts = 1 + max(self._options.max_num_load_retries, 0)
         error: ServingError | None = None
@@ -372,6 +379,15 @@ class VersionManager:
                     "Loading servable: {name: %s version: %d} failed: %s: %s",
                     name, version, failure.code.name, failure.message,
                 )  # fmt: skip
+                cause = failure.message.splitlines()[0][:300] if failure.message else ""
+                retry = (
+                    f"retry {attempt + 1} of {attempts - 1} in "
+                    f"{self._options.load_retry_interval_seconds:g} s"
+                    if attempt + 1 < attempts
+                    else "no retry left"
+                )
+                self._note_load(name, version, f"version {version} failed to load "
+                                f"({failure.code.name}: {cause}); {retry}")  # fmt: skip
                 continue
             with self._lock:  # one hold: a waiter never sees it routable but not AVAILABLE
                 self._loaded.setdefault(name, {})[version] = servable
@@ -393,6 +409,10 @@ class VersionManager:
             name, version, tried,
             f"version(s) {', '.join(map(str, serving))}" if serving else "no version of it",
         )  # fmt: skip
+
+    def _note_load(self, name: str, version: int, note: str) -> None:
+        with self._lock:
+            self._load_notes[(name, version)] = note
 
     def _unload(self, name: str, version: int) -> None:
         self._set_state(name, version, UNLOADING)

@@ -32,7 +32,9 @@ from proxy.config import PROCESS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAME = "cifar10"
-START_TIMEOUT_S = 300
+# Longer than the model server's own load retries (by default 6 attempts, 60 s apart): a
+# version that never loads makes it exit with the cause, which beats our timeout to the screen.
+START_TIMEOUT_S = 420
 STOP_TIMEOUT_S = 20
 # What stops the stack: Ctrl-C, `kill`, and the hang-up of a closed terminal or SSH session
 # (the children, in their own sessions, do not get it, so without a handler they would outlive

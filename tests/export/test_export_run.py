@@ -144,7 +144,19 @@ def test_tflite_models_agree_with_keras(tiny_run_dir, cifar_sample, tmp_path):
     assert json.loads((tmp_path / "tflite" / "report.json").read_text()) == report
 
 
-def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
+# What each way of decoding says of a text file and of a 45-megapixel PNG.
+PREDICT_MODES = {
+    "page": ([], "this file is not an image we can read (use JPEG, PNG, GIF, BMP, WebP or TIFF)",
+             "the image has too many pixels (9000x5000); the limit is 40 megapixels"),
+    "serving_default": (["--serving-default"],
+                        "not an image this model reads (JPEG, PNG, GIF, BMP or WebP)",
+                        "image is 9000x5000 = 45.0 megapixels; the limit is 40 megapixels"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", PREDICT_MODES)
+def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path, mode):
+    flags, not_an_image, too_big = PREDICT_MODES[mode]
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(cifar_sample.data[0])
     junk = tmp_path / "junk.jpg"
@@ -152,7 +164,7 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
     big = tmp_path / "big.png"  # over the 40-megapixel limit, refused from its header
     Image.new("RGB", (9000, 5000), (1, 2, 3)).save(big)
     done = run_cli(
-        "-m", "export.predict", str(photo), str(junk), str(big), "--model", str(exported)
+        "-m", "export.predict", *flags, str(photo), str(junk), str(big), "--model", str(exported)
     )
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"model: {exported / '1'}")
@@ -162,11 +174,35 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path):
     shares = [float(p.rstrip("%")) for _, p in top]
     assert shares == sorted(shares, reverse=True) and len(lines) == 5
     assert done.returncode == 1
-    reason = "not an image this model reads (JPEG, PNG, GIF, BMP or WebP)"
-    assert f"{junk}: cannot classify: {reason}" in done.stderr
-    too_big = "image is 9000x5000 = 45.0 megapixels; the limit is 40 megapixels"
+    assert f"{junk}: cannot classify: {not_an_image}\n" in done.stderr
     assert f"{big}: cannot classify: {too_big}\n" in done.stderr  # not in tf's assertion frame
     assert "InitializeLog" not in done.stderr  # TensorFlow's start-up lines stay out of sight
+
+
+def test_predict_cli_turns_a_phone_photo_upright_as_the_page_does(exported, tmp_path):
+    """A phone stores a portrait photo sideways with an EXIF orientation tag: `make predict`
+    classified it sideways (TensorFlow's decoders ignore the tag) while the page, whose proxy
+    applies the tag, classified it upright. Lossless PNGs, so upright and tagged decode alike."""
+    upright = np.zeros((48, 32, 3), np.uint8)
+    upright[:24] = (250, 220, 30)  # a yellow top half over a dark blue one
+    upright[24:] = (20, 30, 120)
+    Image.fromarray(upright).save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: the stored pixels are turned 90 degrees anticlockwise
+    sideways = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    sideways.save(tmp_path / "phone.png", exif=exif)
+
+    def shares(*flags: str) -> list[list[str]]:
+        done = run_cli("-m", "export.predict", *flags, "-k", "10", "--model", str(exported),
+                       str(tmp_path / "upright.png"), str(tmp_path / "phone.png"))  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines = done.stdout.splitlines()[1:]
+        return [lines[1:11], lines[12:22]]  # the upright's rows, the phone photo's
+
+    upright_rows, phone_rows = shares()
+    assert phone_rows == upright_rows
+    upright_rows, phone_rows = shares("--serving-default")
+    assert phone_rows != upright_rows  # the check can tell: sideways pixels score otherwise
 
 
 def version_recording(base: Path, n: int, accuracy: float) -> Path:

@@ -432,6 +432,25 @@ def test_startup_waits_for_the_newest_version_only(
         assert served_version(server.prediction_stub(), version=version) == version
 
 
+def test_the_start_up_wait_names_the_load_error_it_waits_out(
+    start_server, tmp_path, tiny_savedmodel
+):
+    """A base path whose only version is broken: start-up waits out the load retries, as TF
+    Serving does, and its log lines every 10 s named the cause and the retries left (they said
+    "no loadable version yet", and the operator of `make serve` waited minutes not knowing)."""
+    base = tmp_path / MODEL
+    _publish_broken(base, 1, tiny_savedmodel(1), _truncate_graph)
+    server = start_server(
+        f"--model_name={MODEL}", f"--model_base_path={base}",
+        "--max_num_load_retries=1", "--load_retry_interval_micros=12000000", ready=False,
+    )  # fmt: skip
+    assert server.wait_exit() != 0
+    log = server.log()
+    assert "Still waiting for model cifar10: version 1 failed to load (DATA_LOSS: " in log, log
+    assert "); retry 1 of 1 in 12 s" in log
+    assert "1 servable(s) did not become available" in log
+
+
 def test_a_stop_before_the_first_version_loads_opens_no_port(start_server, tmp_path):
     """SIGTERM while the server waits for a model's first version: it exits without opening
     its ports (it once opened both after "Shutting down", with no model behind them)."""
