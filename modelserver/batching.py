@@ -3,7 +3,8 @@ same version are merged into one model call.
 
 Follows TF Serving's BatchingSession + SharedBatchScheduler (reference §6): a batch closes when
 it reaches `max_batch_size` (with `enable_large_batch_splitting`, `max_execution_batch_size`,
-and a bigger request is cut into pieces of that size) or its oldest request has waited
+and a request that does not fit is cut: a piece fills the open batch, the rest come in pieces of
+that size) or its oldest request has waited
 `batch_timeout_micros`, and a free batch thread takes it; batches are padded up to the next
 `allowed_batch_sizes` entry with copies of the first row. Requests block on an Event while
 `num_batch_threads` threads run batches, so idle threads cost nothing and the GIL is free while
@@ -71,8 +72,8 @@ class Batcher:
     def __init__(self, run: RunFn, options: BatchingOptions, metrics: Metrics, model: str) -> None:
         self._run, self._options, self._metrics, self._model = run, options, metrics, model
         # The most rows one model call takes. max_batch_size limits a request either way; with
-        # large-batch splitting a batch runs at most max_execution_batch_size rows, and a bigger
-        # request is cut into pieces of that size (shared_batch_scheduler.h).
+        # large-batch splitting a batch runs at most max_execution_batch_size rows, and a request
+        # is cut to fit (shared_batch_scheduler.h; `_piece_sizes`).
         self._batch_limit = (
             options.max_execution_batch_size
             if options.enable_large_batch_splitting
@@ -105,10 +106,6 @@ class Batcher:
                 f"{self._options.max_batch_size}"
             )
         step, key = self._batch_limit, _shape_key(inputs)
-        pieces = [
-            _Task(signature, _rows(inputs, start, step), min(step, size - start), key, deadline)
-            for start in range(0, size, step)
-        ]
         with self._cond:
             if self._stopping:  # unloading: in-flight requests still get an answer
                 return self._run(signature, inputs, deadline)
@@ -118,7 +115,12 @@ class Batcher:
                     grpc.StatusCode.UNAVAILABLE,
                     "The batch scheduling queue to which this task was submitted is full",
                 )
-            self._queues.setdefault(signature.name, deque()).extend(pieces)
+            queue = self._queues.setdefault(signature.name, deque())
+            pieces = [
+                _Task(signature, _rows(inputs, start, count), count, key, deadline)
+                for start, count in self._piece_sizes(size, queue, key)
+            ]
+            queue.extend(pieces)
             self._queued_sizes[signature.name] = queued + size
             self._cond.notify()
         # Once per request at its full size, as BatchingSession records it, pieces or not.
@@ -134,6 +136,27 @@ class Batcher:
             alias: np.concatenate([part[alias] for part in parts]) if value.ndim else value
             for alias, value in parts[0].items()
         }
+
+    def _piece_sizes(self, size: int, queue: deque[_Task], key: tuple) -> list[tuple[int, int]]:
+        """(start, rows) of each piece a request is queued as. With large-batch splitting, a
+        request larger than the room left in the open batch is cut: the first piece fills that
+        room, the rest are batch-sized (shared_batch_scheduler.h, eager split); without it, a
+        request is never cut (its size is at most max_batch_size, the batch limit then)."""
+        room = self._open_room(queue, key) if self._options.enable_large_batch_splitting else size
+        if size <= room:
+            return [(0, size)]
+        starts = [0, *range(room, size, self._batch_limit)]
+        return [(start, min(end, size) - start) for start, end in zip(starts, [*starts[1:], size])]
+
+    def _open_room(self, queue: deque[_Task], key: tuple) -> int:
+        """Rows still free in the batch that the queue's last tasks will form (packed from the
+        head as `_fitting_tasks` packs them); a whole batch when a new one would start."""
+        room, last_key = self._batch_limit, None
+        for task in queue:
+            if task.shape_key != last_key or task.size > room:
+                room, last_key = self._batch_limit, task.shape_key
+            room -= task.size
+        return room if last_key == key and room > 0 else self._batch_limit
 
     def stop(self) -> None:
         """Finishes queued work, then lets the threads exit."""

@@ -4,6 +4,7 @@ merge is proved with the server's own batching metrics."""
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -158,6 +159,45 @@ def test_large_batch_splitting_runs_a_big_request_in_pieces_but_keeps_the_input_
         stub.Predict(pixels_request(np.zeros((13, 32, 32, 3), np.uint8)), timeout=60)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details() == "Task size 13 is larger than maximum input batch size 12"
+
+
+def test_a_split_request_first_fills_the_open_batch(start_server, tmp_path, model_base_v1):
+    """Eager splitting (shared_batch_scheduler.h): 6 rows arriving after a request of 2, with
+    batches of 4, go 2 into the open batch and 4 into the next: 2 model calls. Cut at 4 from
+    their own first row, they took 3 (2 alone after its timeout, 4, 2)."""
+    batching = tmp_path / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n"
+        "num_batch_threads { value: 1 }\n"
+        "enable_large_batch_splitting { value: true }\nmax_execution_batch_size { value: 4 }\n"
+    )
+    server = start_server(
+        f"--model_name={MODEL}", f"--model_base_path={model_base_v1}", "--enable_batching",
+        f"--batching_parameters_file={batching}", monitoring_flag(tmp_path),
+    )  # fmt: skip
+    stub = server.prediction_stub()
+    images = np.random.default_rng(4).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    alone = tf.make_ndarray(stub.Predict(pixels_request(images), timeout=60).outputs["scores"])
+    labels = f'model_name="{MODEL}",op_name="pixels"'
+    before = server.metrics()
+    answers: dict[str, np.ndarray] = {}
+
+    def send(name: str, rows: slice) -> None:
+        response = stub.Predict(pixels_request(images[rows]), timeout=60)
+        answers[name] = tf.make_ndarray(response.outputs["scores"])
+
+    first = threading.Thread(target=send, args=("two", slice(0, 2)))
+    first.start()
+    time.sleep(0.3)  # the 2 rows wait in the open batch (1 s timeout) when the 6 arrive
+    send("six", slice(2, 8))
+    first.join()
+    page = server.metrics()
+    runs = metric(page, "batching:processed_batch_size_count", labels) - metric(
+        before, "batching:processed_batch_size_count", labels
+    )
+    assert runs == 2, page
+    np.testing.assert_allclose(answers["two"], alone[:2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(answers["six"], alone[2:], rtol=1e-5, atol=1e-6)
 
 
 def test_one_bad_image_in_a_merged_batch_fails_only_its_own_request(batching_server):
