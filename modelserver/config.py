@@ -126,8 +126,8 @@ _LOCAL_HELP = {
     "rest_idle_timeout_seconds": (
         "LOCAL EXTENSION. A REST connection whose client sends nothing for this long (an idle "
         "keep-alive connection, or a request or body stalled half-way) is closed without an "
-        "answer; 0 = never. Default: 50, libevent's read timeout, which the real server's "
-        "REST front end keeps."
+        "answer; 0 = never. Each connection holds a thread here (the real server's event loop "
+        "holds only a socket, and sets no such timeout). Default: 50."
     ),
     "rest_api_port": (
         "REST port; 0 turns REST off. Default 8501, what the tensorflow/serving image's "

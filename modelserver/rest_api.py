@@ -273,8 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Response(413, message, {"Content-Type": "application/json"}))
             return
         except TimeoutError:
-            # A body stalled past the idle timeout: closed without an answer, as libevent
-            # closes a connection on its read timeout (http.c, evhttp_connection_fail_).
+            # A body stalled past the idle timeout: closed without an answer, as http.server
+            # closes a stalled request line or headers (--rest_idle_timeout_seconds).
             raise  # handle_one_request closes the connection
         except (ValueError, OSError, EOFError, zlib.error) as error:
             self.close_connection = True
