@@ -74,7 +74,16 @@ def saved_model_dir(path: str | Path) -> Path:
     """A version folder as given, or the newest numbered version under a base path: what the
     command-line tools accept wherever they take a model."""
     path = Path(path)
-    return path if (path / "saved_model.pb").is_file() else latest_version_dir(path)
+    if (path / "saved_model.pb").is_file():
+        return path
+    latest = latest_version_dir(path)
+    if not (latest / "saved_model.pb").is_file():
+        what = "a training run folder" if is_run_folder(latest) else "not an exported model"
+        raise FileNotFoundError(
+            f"the newest version folder in {path}, {latest.name}, holds no saved_model.pb "
+            f"({what}); move it out of the base path, or name a version folder"
+        )
+    return latest
 
 
 def publish(

@@ -12,12 +12,14 @@ keyed by the source's path, size and mtime, so the second load takes well under 
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import logging
 import os
 import pickle
 import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,13 +146,41 @@ def tree_members(
     if path.is_dir():
         yield from _folder_members(path, read)
         return
-    with tarfile.open(path) as tar:
+    with reading_archive(path) as tar:
         for info in tar:
             key = _split_and_class(tuple(Path(info.name).parts)) if info.isfile() else None
             if key is None:
                 continue
             data = tar.extractfile(info) if read(key[0]) else None
             yield key[0], key[1], f"{path}:{info.name}", data.read() if data else None
+        _check_archive_end(tar, path)
+
+
+@contextlib.contextmanager
+def reading_archive(path: Path) -> Iterator[tarfile.TarFile]:
+    """An open tar whose damage is a DataError: a truncated or corrupt file raised EOFError,
+    zlib or gzip errors from deep inside tarfile, each a traceback."""
+    try:
+        with tarfile.open(path) as tar:
+            yield tar
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise DataError(
+            f"cannot read {path} to its end ({err or type(err).__name__}): the archive is "
+            "truncated or damaged; copy or download it again"
+        ) from err
+
+
+def _check_archive_end(tar: tarfile.TarFile, path: Path) -> None:
+    """Fail on an archive that tarfile stopped reading early. tarfile ends at the first
+    zeroed or invalid header, wherever it is, so a damaged block in the middle silently cut
+    the data set short (and the cache kept it so); only zero padding may follow that point.
+    Reading to the end also makes gzip check its length and CRC."""
+    while chunk := tar.fileobj.read(1 << 20):
+        if chunk.count(0) != len(chunk):
+            raise DataError(
+                f"{path} is damaged: its archive stops at a broken block ({tar.offset:,} bytes "
+                "in, uncompressed) with data after it; copy or download it again"
+            )
 
 
 def _folder_members(
@@ -242,7 +272,7 @@ def _is_official_cifar(path: Path) -> bool:
         return (path / "batches.meta").exists() or (path / "cifar-10-batches-py").is_dir()
     if not tarfile.is_tarfile(path):
         return False
-    with tarfile.open(path) as tar:
+    with reading_archive(path) as tar:
         for info in tar:
             if Path(info.name).name == "batches.meta":
                 return True
@@ -258,10 +288,11 @@ def _load_official_cifar(path: Path) -> Dataset:
         for f in folder.iterdir():
             blobs[f.name] = f.read_bytes()
     else:
-        with tarfile.open(path) as tar:
+        with reading_archive(path) as tar:
             for info in tar:
                 if info.isfile():
                     blobs[Path(info.name).name] = tar.extractfile(info).read()
+            _check_archive_end(tar, path)
     missing = [n for n in [*_OFFICIAL_TRAIN, "test_batch", "batches.meta"] if n not in blobs]
     if missing:
         raise DataError(f"{path} looks like the CIFAR-10 python archive but lacks {missing}")

@@ -241,6 +241,14 @@ def make_run_dir(path: str) -> Path:
             f"--run-dir {path} holds exported model versions (a model base path, which `export` "
             "writes); name a training run folder, e.g. runs/<name>"
         )
+    parent = run_dir.absolute().parent
+    if any(parent.glob("*/saved_model.pb")):
+        # The model server would take a numbered run folder there for a broken version, and
+        # the tools that pick a base path's newest version would pick it.
+        raise RunFolderError(
+            f"--run-dir {path} is inside the model base path {parent}, beside its exported "
+            "versions; name a folder outside it, e.g. runs/<name>"
+        )
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -258,6 +258,38 @@ def test_a_plain_file_is_rejected(tmp_path):
         load_dataset(f)
 
 
+def _archive(tmp_path: Path, mode: str) -> Path:
+    root = make_tree(tmp_path / "d", per_class=6)
+    archive = tmp_path / f"d.tar{'.gz' if mode == 'w:gz' else ''}"
+    with tarfile.open(archive, mode) as tar:
+        tar.add(root, arcname="mydata")
+    return archive
+
+
+def test_a_truncated_archive_is_a_data_error_not_a_traceback(tmp_path):
+    archive = _archive(tmp_path, "w:gz")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size * 2 // 3])
+    with pytest.raises(DataError, match="truncated or damaged"):  # was EOFError from gzip
+        load_dataset(archive, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*"))
+
+
+def test_a_zeroed_block_mid_archive_is_refused_not_read_as_its_end(tmp_path):
+    """tarfile stops at a zeroed header as if the archive ended there: the data set came out
+    short, with no word, and was cached so. 512-byte blocks; zero the header of a file in the
+    middle (a plain tar, so the bytes on disk are the blocks)."""
+    archive = _archive(tmp_path, "w")
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+    middle = members[len(members) // 2].offset
+    data = bytearray(archive.read_bytes())
+    data[middle : middle + 512] = bytes(512)
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DataError, match="damaged: its archive stops at a broken block"):
+        load_dataset(archive, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").glob("*"))
+
+
 @pytest.mark.skipif(not SHARED_TAR.exists(), reason="../shared/data not present")
 def test_real_cifar_jpegs_from_the_shared_mirror(tmp_path):
     """A few hundred real JPEGs repacked from the shared tar load like the full set would."""

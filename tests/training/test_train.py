@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -629,3 +630,28 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
     assert f"--base-path {finished_run} is a training run folder" in capsys.readouterr().err
     with pytest.raises(RunFolderError, match="holds exported model versions"):
         make_run_dir(str(ROOT / "models" / "cifar10"))
+    # A run folder beside the versions: the model server would load a numbered one as a version.
+    base = tmp_path / "models" / "cifar10"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(RunFolderError, match="is inside the model base path"):
+        make_run_dir(str(base / "2"))
+    assert not (base / "2").exists()
+
+
+def test_a_newest_version_folder_that_is_no_model_is_named(finished_run, tmp_path, capsys):
+    """A run folder moved into a base path as its newest "version": predict and evaluate
+    stopped with a traceback about a missing assets/model_info.json."""
+    from export.predict import main as predict_main
+    from training.evaluate import main as evaluate_main
+
+    base = tmp_path / "cifar10"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "saved_model.pb").write_bytes(b"")  # never loaded: the check comes first
+    shutil.copytree(finished_run, base / "2")
+    message = "the newest version folder in {}, 2, holds no saved_model.pb (a training run folder)"
+    assert predict_main([str(ROOT / "README.md"), "--model", str(base)]) == 2
+    assert message.format(base) in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        evaluate_main([str(base)])
+    assert message.format(base) in str(exited.value)
