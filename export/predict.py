@@ -48,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         "images", nargs="+", type=Path,
         help="JPEG, PNG, GIF, BMP or WebP files (TIFF too, without --serving-default)",
     )  # fmt: skip
-    ap.add_argument("--model", default=str(DEFAULT_BASE_PATH), help="base path or version folder")
+    ap.add_argument(
+        "--model", "--base-path", default=str(DEFAULT_BASE_PATH),
+        help="base path (as export's --base-path) or version folder",
+    )  # fmt: skip
     ap.add_argument(
         "-k", type=positive(int), default=3, help="how many classes to show (default 3)"
     )
