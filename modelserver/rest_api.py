@@ -43,6 +43,7 @@ _API_PATH = re.compile(r"(?i)/v1/.*")
 # closing a socket with unread bytes makes the kernel send a reset, and the client, still
 # sending, loses the answer. A time cap, not a size cap: on a fast link any size drains.
 _DISCARD_WINDOW_S = 10.0
+_LINE_LIMIT = 65536  # http.server's own limit on the request line and each header
 _PREDICTION_PATH = re.compile(
     r"(?i)/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
     r":(classify|regress|predict)"
@@ -325,12 +326,12 @@ class _Handler(BaseHTTPRequestHandler):
         the last chunk or the discard window's end, then refused."""
         parts, total, deadline = [], 0, None
         while deadline is None or time.monotonic() < deadline:
-            text = self.rfile.readline().split(b";")[0].strip() or b"0"
+            text = self._line().split(b";")[0].strip() or b"0"
             if not _HEX.fullmatch(text):  # int() takes "-1", "+5" and "1_0": read(-1) hangs
                 raise ValueError(f"chunk size {text[:20]!r} is not hexadecimal")
             size = int(text, 16)
             if size == 0:
-                while self.rfile.readline().strip():  # trailers
+                while self._line().strip():  # trailers
                     pass
                 break
             total += size
@@ -340,10 +341,17 @@ class _Handler(BaseHTTPRequestHandler):
                 parts.append(self.rfile.read(size))
             else:
                 self._discard(size, deadline)
-            self.rfile.readline()
+            self._line()
         if total > limit:
             raise _BodyTooLarge(total, limit)
         return b"".join(parts)
+
+    def _line(self) -> bytes:
+        """One line of a chunked body's framing; an endless one would grow without bound."""
+        line = self.rfile.readline(_LINE_LIMIT + 1)
+        if len(line) > _LINE_LIMIT:
+            raise ValueError(f"a chunk-size or trailer line is longer than {_LINE_LIMIT} bytes")
+        return line
 
     def setup(self) -> None:
         super().setup()

@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ports = f"gRPC {stack.grpc_port}, REST {stack.rest_port}"
         say(f"starting the model server on {ports} with {stack.base_path}")
+        say("(without a GPU, TensorFlow's start-up lines include a 'failed call to cuInit' "
+            "error: expected, and harmless)")  # fmt: skip
         children.append(start(stack.model_server_command()))
         wait_for(lambda: model_available(stack), children, "the model server")
         say(f"starting the proxy on port {stack.proxy_port}")

@@ -46,6 +46,16 @@ def batching_server(tmp_path_factory, model_base_v1):
         yield server
 
 
+def start_batching(start_server, tmp_path, base, parameters: str):
+    """A server of `base` batching by `parameters` (a text BatchingParameters), monitoring on."""
+    batching = tmp_path / "batching.config"
+    batching.write_text(parameters)
+    return start_server(
+        f"--model_name={MODEL}", f"--model_base_path={base}", "--enable_batching",
+        f"--batching_parameters_file={batching}", monitoring_flag(tmp_path),
+    )  # fmt: skip
+
+
 def bytes_request(data: bytes) -> predict_pb2.PredictRequest:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = MODEL
@@ -124,14 +134,10 @@ def test_large_batch_splitting_runs_a_big_request_in_pieces_but_keeps_the_input_
     """enable_large_batch_splitting (shared_batch_scheduler.h): batches run at most
     max_execution_batch_size rows, a bigger request is cut into pieces of that size, and
     max_batch_size still refuses a request larger than itself."""
-    batching = tmp_path / "batching.config"
-    batching.write_text(
+    server = start_batching(
+        start_server, tmp_path, model_base_v1,
         "max_batch_size { value: 12 }\nbatch_timeout_micros { value: 1000 }\n"
-        "enable_large_batch_splitting { value: true }\nmax_execution_batch_size { value: 4 }\n"
-    )
-    server = start_server(
-        f"--model_name={MODEL}", f"--model_base_path={model_base_v1}", "--enable_batching",
-        f"--batching_parameters_file={batching}", monitoring_flag(tmp_path),
+        "enable_large_batch_splitting { value: true }\nmax_execution_batch_size { value: 4 }\n",
     )  # fmt: skip
     stub = server.prediction_stub()
     images = np.random.default_rng(3).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
@@ -165,15 +171,11 @@ def test_a_split_request_first_fills_the_open_batch(start_server, tmp_path, mode
     """Eager splitting (shared_batch_scheduler.h): 6 rows arriving after a request of 2, with
     batches of 4, go 2 into the open batch and 4 into the next: 2 model calls. Cut at 4 from
     their own first row, they took 3 (2 alone after its timeout, 4, 2)."""
-    batching = tmp_path / "batching.config"
-    batching.write_text(
+    server = start_batching(
+        start_server, tmp_path, model_base_v1,
         "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n"
         "num_batch_threads { value: 1 }\n"
-        "enable_large_batch_splitting { value: true }\nmax_execution_batch_size { value: 4 }\n"
-    )
-    server = start_server(
-        f"--model_name={MODEL}", f"--model_base_path={model_base_v1}", "--enable_batching",
-        f"--batching_parameters_file={batching}", monitoring_flag(tmp_path),
+        "enable_large_batch_splitting { value: true }\nmax_execution_batch_size { value: 4 }\n",
     )  # fmt: skip
     stub = server.prediction_stub()
     images = np.random.default_rng(4).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)

@@ -370,10 +370,13 @@ def test_a_stalled_client_is_disconnected_after_the_idle_timeout(start_server, m
     [
         ("Content-Length: -1", "", "Content-Length -1 is negative"),
         ("Transfer-Encoding: chunked", "-1\r\n", "chunk size b'-1' is not hexadecimal"),
+        # a chunk-size line with no end (one byte over the limit, so nothing is left unread)
+        ("Transfer-Encoding: chunked", "1" * 65537, "line is longer than 65536 bytes"),
     ],
 )
-def test_a_negative_body_length_is_a_400_not_a_hang(api_server, header, body, message):
-    """`rfile.read(-1)` read until the client closed: the request was never answered."""
+def test_bad_body_framing_is_a_400_not_a_hang(api_server, header, body, message):
+    """`rfile.read(-1)` read until the client closed, and `readline()` until a newline came:
+    the request was never answered (and an endless line grew in memory)."""
     with socket.create_connection(("127.0.0.1", api_server.rest_port), timeout=10) as sock:
         sock.sendall(
             f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n"
