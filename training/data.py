@@ -91,9 +91,7 @@ def load_dataset(
     """Load ``source`` (folder, tar, official archive, or the word ``keras``)."""
     if str(source) == "keras":
         return _load_keras_download()
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise DataError(f"data source not found: {path}")
+    path = check_source(source)
     cache_file = _cache_file(path, cache_dir, size) if cache_dir else None
     if cache_file:
         try:
@@ -115,13 +113,22 @@ def load_dataset(
     return dataset
 
 
-def _load_uncached(path: Path, size: int) -> Dataset:
-    if _is_official_cifar(path):
-        return _load_official_cifar(path)
+def check_source(source: str | os.PathLike) -> Path:
+    """The source's path, once it is known to exist and to be a folder or a tar: the checks
+    that take no time, so that a trainer can make them before its seconds of start-up."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"data source not found: {path}")
     if not path.is_dir() and not tarfile.is_tarfile(path):
         raise DataError(
             f"{path} is neither a folder, a .tar/.tar.gz archive, nor the CIFAR-10 python archive"
         )
+    return path
+
+
+def _load_uncached(path: Path, size: int) -> Dataset:
+    if _is_official_cifar(path):
+        return _load_official_cifar(path)
     return _assemble(tree_members(path), str(path), size)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from training.checkpoint import CheckpointError
 from training.cli_args import positive
 from training.config import RECIPES, RunOptions, default_data
-from training.data import DataError, load_dataset
+from training.data import DataError, check_source, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 from training.run_folder import (
     RunFolderError,
@@ -98,10 +98,8 @@ def command_line(opts: RunOptions, precision: str) -> str:
 
 
 def train(opts: RunOptions) -> Path:
-    missing = opts.data != "keras" and not Path(opts.data).expanduser().exists()
-    if missing and not is_finished(Path(opts.run_dir)):
-        # before seconds of start-up, and before a run folder is made for nothing
-        raise DataError(f"data source not found: {opts.data}")
+    if opts.data != "keras" and not is_finished(Path(opts.run_dir)):
+        check_source(opts.data)  # before seconds of start-up, and a run folder made for nothing
     run_dir = make_run_dir(opts.run_dir)
     with claim_run_dir(run_dir):
         try:

@@ -478,6 +478,18 @@ def test_a_data_error_is_told_once_and_kept_in_train_log(tmp_path):
     assert f"stopped: {line}" in log
 
 
+def test_a_file_that_is_no_data_set_is_refused_before_start_up(tiny_data, tmp_path):
+    """Refused only after the precision timing, leaving a run folder behind (an audit)."""
+    junk = tmp_path / "cifar.tar.gz"
+    junk.write_text("not an archive")
+    cmd = train_cmd(tiny_data, tmp_path / "r", "--epochs", "2")
+    cmd[cmd.index(str(tiny_data))] = str(junk)
+    done = run(cmd, timeout=300)
+    assert done.returncode != 0
+    assert "is neither a folder, a .tar/.tar.gz archive" in done.stderr
+    assert "precision" not in done.stdout and not (tmp_path / "r").exists()
+
+
 def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tmp_path):
     """Nothing trained yet, so nothing is pinned: the second try trains. It also trains in
     bfloat16 and checks that meta.json's accuracy is the float32 (served) model's."""
