@@ -142,7 +142,9 @@ class Batcher:
         request larger than the room left in the open batch is cut: the first piece fills that
         room, the rest are batch-sized (shared_batch_scheduler.h, eager split); without it, a
         request is never cut (its size is at most max_batch_size, the batch limit then)."""
-        room = self._open_room(queue, key) if self._options.enable_large_batch_splitting else size
+        if size == 1 or not self._options.enable_large_batch_splitting:
+            return [(0, size)]  # cannot be cut (skips the walk through the queue)
+        room = self._open_room(queue, key)
         if size <= room:
             return [(0, size)]
         starts = [0, *range(room, size, self._batch_limit)]

@@ -207,6 +207,9 @@ def parse_flags(argv: Sequence[str] | None = None) -> ServerOptions:
         channel_arguments(args["grpc_channel_arguments"])
     except ValueError as error:
         parser.error(str(error))
+    timeout = args["rest_idle_timeout_seconds"]
+    if not 0 <= timeout < 1e9:  # also NaN; settimeout() refused these in every connection
+        parser.error(f"--rest_idle_timeout_seconds must be 0 (no limit) or positive, not {timeout}")
     args.pop("version")
     for name in INERT_FLAGS:
         if args.pop(name) is not None:

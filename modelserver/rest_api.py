@@ -270,6 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BodyTooLarge as error:
             self.close_connection = True
+            self.connection.settimeout(self.timeout)  # the drain may have shortened it
             message = rest_json.error_body(str(error)).encode()
             self._send(Response(413, message, {"Content-Type": "application/json"}))
             return
@@ -293,14 +294,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._serve()
 
-    def _discard(self, length: int, deadline: float) -> None:
-        """Read and drop up to `length` bytes of a refused body, until `deadline`."""
+    def _discard(self, length: int, deadline: float) -> int:
+        """Read and drop up to `length` bytes of a refused body until `deadline`; the bytes
+        left unread. Each wait for the client ends at the deadline too (`_until`)."""
         left = length
-        while left > 0 and time.monotonic() < deadline:
-            chunk = self.rfile.read(min(left, 1 << 16))
-            if not chunk:
-                return
-            left -= len(chunk)
+        with contextlib.suppress(TimeoutError):  # the window is over: answer now
+            while left > 0:
+                self._until(deadline)
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        return left
+
+    def _until(self, deadline: float) -> None:
+        """The next socket wait ends by `deadline` (and within the idle timeout)."""
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            raise TimeoutError
+        self.connection.settimeout(min(wait, self.timeout or wait))
 
     def _read_body(self) -> bytes:
         limit = self.max_body_bytes
@@ -324,27 +336,38 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_chunked(self, limit: int) -> bytes:
         """The chunks joined; past `limit`, the rest is read and dropped (as `_discard`) until
         the last chunk or the discard window's end, then refused."""
-        parts, total, deadline = [], 0, None
-        while deadline is None or time.monotonic() < deadline:
-            text = self._line().split(b";")[0].strip() or b"0"
-            if not _HEX.fullmatch(text):  # int() takes "-1", "+5" and "1_0": read(-1) hangs
-                raise ValueError(f"chunk size {text[:20]!r} is not hexadecimal")
-            size = int(text, 16)
-            if size == 0:
-                while self._line().strip():  # trailers
-                    pass
-                break
-            total += size
-            if total > limit and deadline is None:
-                parts, deadline = [], time.monotonic() + _DISCARD_WINDOW_S
-            if deadline is None:
-                parts.append(self.rfile.read(size))
-            else:
-                self._discard(size, deadline)
-            self._line()
+        parts: list[bytes] = []
+        total, deadline = 0, None
+        while True:
+            try:
+                if deadline is not None:
+                    self._until(deadline)
+                size = self._chunk_size()
+                if size == 0:
+                    while self._line().strip():  # trailers
+                        pass
+                    break
+                total += size
+                if total > limit and deadline is None:
+                    parts, deadline = [], time.monotonic() + _DISCARD_WINDOW_S
+                if deadline is None:
+                    parts.append(self.rfile.read(size))
+                elif self._discard(size, deadline):
+                    break  # the window ended inside this chunk
+                self._line()  # the line end after the chunk's data
+            except (TimeoutError, ValueError):
+                if deadline is None:
+                    raise
+                break  # draining a refused body: its framing no longer matters
         if total > limit:
             raise _BodyTooLarge(total, limit)
         return b"".join(parts)
+
+    def _chunk_size(self) -> int:
+        text = self._line().split(b";")[0].strip() or b"0"
+        if not _HEX.fullmatch(text):  # int() takes "-1", "+5" and "1_0": read(-1) hangs
+            raise ValueError(f"chunk size {text[:20]!r} is not hexadecimal")
+        return int(text, 16)
 
     def _line(self) -> bytes:
         """One line of a chunked body's framing; an endless one would grow without bound."""

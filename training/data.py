@@ -16,6 +16,7 @@ import contextlib
 import glob
 import hashlib
 import logging
+import lzma
 import os
 import pickle
 import tarfile
@@ -170,7 +171,7 @@ def reading_archive(path: Path) -> Iterator[tarfile.TarFile]:
     try:
         with tarfile.open(path) as tar:
             yield tar
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as err:
         raise DataError(
             f"cannot read {path} to its end ({err or type(err).__name__}): the archive is "
             "truncated or damaged; copy or download it again"
@@ -179,14 +180,19 @@ def reading_archive(path: Path) -> Iterator[tarfile.TarFile]:
 
 def _check_archive_end(tar: tarfile.TarFile, path: Path) -> None:
     """Fail on an archive that tarfile stopped reading early. tarfile ends at the first
-    zeroed or invalid header, wherever it is, so a damaged block in the middle silently cut
-    the data set short (and the cache kept it so); only zero padding may follow that point.
-    Reading to the end also makes gzip check its length and CRC."""
+    header it cannot read (a zeroed or damaged block, or none at all) wherever it is, so a
+    damaged or cut-off archive silently made a smaller data set (and the cache kept it so).
+    A whole archive stops at its 512-byte end-of-archive block, and only zero padding
+    follows; reading to the end also makes gzip check its length and CRC."""
+    fix = "copy or download it again"
+    if tar.fileobj.tell() != tar.offset + tarfile.BLOCKSIZE:
+        raise DataError(f"{path} ends without its end-of-archive block: it is cut off; {fix}")
     while chunk := tar.fileobj.read(1 << 20):
         if chunk.count(0) != len(chunk):
             raise DataError(
-                f"{path} is damaged: its archive stops at a broken block ({tar.offset:,} bytes "
-                "in, uncompressed) with data after it; copy or download it again"
+                f"{path} holds data after the point where its archive stops reading "
+                f"({tar.offset:,} bytes in, uncompressed): a damaged block, or several "
+                f"archives joined together; {fix}"
             )
 
 

@@ -192,7 +192,7 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     try:
         path = saved_model_dir(path)
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"{path} is neither a run folder nor a SavedModel ({err})") from None
+        raise SystemExit(f"cannot evaluate {path}: {err}") from None
     try:
         report = evaluate_saved_model(path, load_dataset(data))
     except DataError as err:

@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import IO
 
+from modelserver.version_names import parse_version
 from training.checkpoint import CHECKPOINT_NAME
 from training.config import RECIPES, Recipe, RunOptions
 
@@ -242,9 +243,9 @@ def make_run_dir(path: str) -> Path:
             "writes); name a training run folder, e.g. runs/<name>"
         )
     parent = run_dir.absolute().parent
-    if any(parent.glob("*/saved_model.pb")):
-        # The model server would take a numbered run folder there for a broken version, and
-        # the tools that pick a base path's newest version would pick it.
+    if parse_version(run_dir.name) is not None and any(parent.glob("*/saved_model.pb")):
+        # A numbered folder beside exported versions: the model server would take it for a
+        # broken version, and the tools that pick a base path's newest version would pick it.
         raise RunFolderError(
             f"--run-dir {path} is inside the model base path {parent}, beside its exported "
             "versions; name a folder outside it, e.g. runs/<name>"

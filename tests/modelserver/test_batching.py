@@ -170,10 +170,11 @@ def test_large_batch_splitting_runs_a_big_request_in_pieces_but_keeps_the_input_
 def test_a_split_request_first_fills_the_open_batch(start_server, tmp_path, model_base_v1):
     """Eager splitting (shared_batch_scheduler.h): 6 rows arriving after a request of 2, with
     batches of 4, go 2 into the open batch and 4 into the next: 2 model calls. Cut at 4 from
-    their own first row, they took 3 (2 alone after its timeout, 4, 2)."""
+    their own first row, they took 3 (2 alone after its timeout, 4, 2). Both batches close
+    by filling, so the long timeout costs the passing run nothing."""
     server = start_batching(
         start_server, tmp_path, model_base_v1,
-        "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n"
+        "max_batch_size { value: 8 }\nbatch_timeout_micros { value: 10000000 }\n"
         "num_batch_threads { value: 1 }\n"
         "enable_large_batch_splitting { value: true }\nmax_execution_batch_size { value: 4 }\n",
     )  # fmt: skip
@@ -190,7 +191,7 @@ def test_a_split_request_first_fills_the_open_batch(start_server, tmp_path, mode
 
     first = threading.Thread(target=send, args=("two", slice(0, 2)))
     first.start()
-    time.sleep(0.3)  # the 2 rows wait in the open batch (1 s timeout) when the 6 arrive
+    time.sleep(0.3)  # the 2 rows wait in the open batch (10 s timeout) when the 6 arrive
     send("six", slice(2, 8))
     first.join()
     page = server.metrics()

@@ -108,6 +108,15 @@ def test_a_channel_argument_without_a_value_is_refused_at_start_up(capsys):
     assert "is not key=value" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_an_idle_timeout_sockets_refuse_is_refused_at_start_up(capsys, value):
+    """They passed, and every REST connection then died in settimeout() with a traceback."""
+    with pytest.raises(SystemExit):
+        parse_flags([f"--rest_idle_timeout_seconds={value}"])
+    assert "must be 0 (no limit) or positive" in capsys.readouterr().err
+    assert parse_flags(["--rest_idle_timeout_seconds=0"]).rest_idle_timeout_seconds == 0
+
+
 def test_shortened_flag_names_are_refused_as_by_the_real_binary():
     with pytest.raises(SystemExit):
         parse_flags(["--model_nam=m"])  # argparse would take it for --model_name

@@ -335,6 +335,22 @@ def test_a_body_far_over_the_limit_still_gets_its_413(api_server, chunked):
         connection.close()
 
 
+def test_a_refused_body_that_stalls_is_answered_when_the_drain_window_ends(api_server):
+    """A 2 MiB chunk (the limit is 1 MiB) of which 1,000 bytes come: the drain gives up after
+    its 10 s and answers 413. Its reads waited out the 50 s idle timeout instead, then closed
+    without an answer."""
+    with socket.create_connection(("127.0.0.1", api_server.rest_port), timeout=40) as sock:
+        sock.sendall(
+            f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
+            f"Transfer-Encoding: chunked\r\n\r\n{2 << 20:x}\r\n{'x' * 1000}".encode()
+        )
+        started = time.monotonic()
+        answer = sock.recv(4096).decode()
+        waited = time.monotonic() - started
+    assert answer.startswith("HTTP/1.1 413"), answer
+    assert waited < 30, waited
+
+
 def test_a_stalled_client_is_disconnected_after_the_idle_timeout(start_server, model_base_v1):
     """Each stalled connection held a server thread for ever (no read timeout)."""
     server = start_server(

@@ -285,9 +285,25 @@ def test_a_zeroed_block_mid_archive_is_refused_not_read_as_its_end(tmp_path):
     data = bytearray(archive.read_bytes())
     data[middle : middle + 512] = bytes(512)
     archive.write_bytes(bytes(data))
-    with pytest.raises(DataError, match="damaged: its archive stops at a broken block"):
+    with pytest.raises(DataError, match="holds data after the point where its archive stops"):
         load_dataset(archive, cache_dir=tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*"))
+
+
+def test_a_plain_tar_cut_off_at_a_header_is_refused(tmp_path):
+    """An interrupted copy can stop exactly where a member's header starts: tarfile then sees
+    no header and ends there, as if the archive were whole."""
+    archive = _archive(tmp_path, "w")
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+    archive.write_bytes(archive.read_bytes()[: members[-1].offset])
+    with pytest.raises(DataError, match="ends without its end-of-archive block"):
+        load_dataset(archive, cache_dir=None)
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:xz"])
+def test_whole_archives_of_any_compression_load(tmp_path, mode):
+    assert len(load_dataset(_archive(tmp_path, mode), cache_dir=None).train.labels) == 18
 
 
 @pytest.mark.skipif(not SHARED_TAR.exists(), reason="../shared/data not present")

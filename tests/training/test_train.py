@@ -649,6 +649,8 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
     with pytest.raises(RunFolderError, match="is inside the model base path"):
         make_run_dir(str(base / "2"))
     assert not (base / "2").exists()
+    # A named folder there is no version to anyone: allowed, as beside any other SavedModel.
+    assert make_run_dir(str(base / "run-a")).is_dir()
 
 
 def test_a_newest_version_folder_that_is_no_model_is_named(finished_run, tmp_path, capsys):
