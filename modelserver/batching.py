@@ -147,8 +147,8 @@ class Batcher:
         room = self._open_room(queue, key)
         if size <= room:
             return [(0, size)]
-        starts = [0, *range(room, size, self._batch_limit)]
-        return [(start, min(end, size) - start) for start, end in zip(starts, [*starts[1:], size])]
+        step = self._batch_limit
+        return [(0, room)] + [(start, min(step, size - start)) for start in range(room, size, step)]
 
     def _open_room(self, queue: deque[_Task], key: tuple) -> int:
         """Rows still free in the batch that the queue's last tasks will form (packed from the
