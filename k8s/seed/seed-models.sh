@@ -9,6 +9,9 @@
 # Each version is copied under a temp name TF Serving ignores (not an integer), then renamed
 # with `mv -T` (one rename(2)): TF Serving never sees a half-copied version, and when two
 # pods seed at once the loser's rename fails on the non-empty target and it drops its copy.
+# Newest version first: "seeded" means "holds a version", so a seed cut short (the pod killed
+# mid-copy) or a second pod that starts meanwhile must find the version to serve, not an
+# old one; only older versions, kept for rollback, can then be missing.
 set -eu
 src=${1:?source base path}
 dest=${2:?destination base path}
@@ -28,9 +31,8 @@ if has_version "$dest"; then
   echo "seed-models: $dest already has versions; nothing to do"
   exit 0
 fi
-for d in "$src"/*/; do
-  v=$(basename "$d")
-  case "$v" in '' | *[!0-9]*) continue ;; esac
+for v in $(ls "$src" | grep -Ex '[0-9]+' | sort -rn); do
+  [ -d "$src/$v" ] || continue
   tmp="$dest/.tmp-seed-$v-$(uname -n)-$$"
   rm -rf "$tmp"
   cp -R "$src/$v" "$tmp"

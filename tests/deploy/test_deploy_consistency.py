@@ -33,6 +33,7 @@ from deploy_files import (
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from modelserver.config import parse_flags
 from modelserver.protos_gen import tfs_monitoring_config_pb2
 from proxy.config import ProxyConfig
 from scripts.serve import free_port
@@ -56,11 +57,23 @@ def test_tfserving_image_matches_pinned_tensorflow():
     assert container("tfserving")["image"] == expected
 
 
+# Kubernetes only: a pod shares its node, whose core count TensorFlow would size its pools from.
+THREAD_FLAGS = ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism")
+
+
 def test_compose_and_kubernetes_run_tfserving_with_the_same_flags():
     assert compose_service("tfserving")["entrypoint"] == ["tensorflow_model_server"]
     k8s = container("tfserving")
     assert k8s["command"] == ["tensorflow_model_server"]
-    assert k8s["args"] == compose_service("tfserving")["command"]
+    shared = [a for a in k8s["args"] if not a.lstrip("-").startswith(THREAD_FLAGS)]
+    assert shared == compose_service("tfserving")["command"]
+    threads = flags(k8s["args"])
+    assert all(int(threads[name]) >= 1 for name in THREAD_FLAGS)
+    # The local server takes the same flags.
+    options = parse_flags(k8s["args"])
+    assert [getattr(options, name) for name in THREAD_FLAGS] == [
+        int(threads[name]) for name in THREAD_FLAGS
+    ]
 
 
 def test_tfserving_stops_on_sigterm_and_its_clients_leave_a_draining_pod_in_time():
@@ -366,6 +379,10 @@ def test_dockerignore_keeps_runs_data_caches_and_venv_out_but_lets_copied_files_
         "proxy/__pycache__/app.cpython-311.pyc",
         "tests/conftest.py",
         "models/cifar10/.tmp-2/saved_model.pb",
+        "models/cifar10/.rollback-6/saved_model.pb",
+        "models/cifar10/.deleting-6/saved_model.pb",
+        "models/cifar10/5/tflite/model.tflite",
+        "models/cifar10/.last-version",
     ):
         assert dockerignored(path, patterns), f"{path} would enter the build context"
     copied = [

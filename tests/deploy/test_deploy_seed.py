@@ -53,3 +53,16 @@ def test_temp_folders_of_an_interrupted_seed_do_not_count_as_versions(shipped, t
     (dest / ".tmp-seed-1-otherpod-7").mkdir(parents=True)
     seed(shipped, dest)
     assert {"1", "2"} <= {p.name for p in dest.iterdir()}
+
+
+def test_the_newest_version_is_seeded_first(tmp_path):
+    # A seed cut short, or a second pod starting meanwhile, must find the version to serve:
+    # "seeded" means "holds any version", and the model server serves the highest it finds.
+    src = tmp_path / "seed" / "cifar10"
+    for name in ("2", "10", "9"):
+        (src / name).mkdir(parents=True)
+    out = seed(src, tmp_path / "volume" / "cifar10")
+    copied = [
+        line.split()[2] for line in out.splitlines() if line.startswith("seed-models: version")
+    ]
+    assert copied == ["10", "9", "2"]
