@@ -18,5 +18,5 @@ def index() -> str:
         model_name=config.model_name,
         top_k=config.top_k,
         max_upload_bytes=config.max_upload_bytes,
-        max_images=config.max_images,
+        max_pixels=config.max_pixels,
     )

@@ -6,7 +6,10 @@
 const settings = {
   topK: Number(document.body.dataset.topK) || 3,
   maxUploadBytes: Number(document.body.dataset.maxUploadBytes) || 10 * 1024 * 1024,
-  maxImages: Number(document.body.dataset.maxImages) || 16,
+  maxPixels: Number(document.body.dataset.maxPixels) || 40_000_000,
+  // A photo over the proxy's limits is shrunk to this short side before upload: the model sees
+  // a 32x32 square, so nothing it could use is lost.
+  shrinkSide: 1024,
   parallel: 4,
   liveIntervalMs: 500,
   // The proxy's limit is on the whole request body: the file plus its multipart headers.
@@ -17,6 +20,8 @@ const CLASS_HUES = {
   airplane: "#4f8cff", automobile: "#ff6b6b", bird: "#ffb020", cat: "#b36bff", deer: "#c98a4b",
   dog: "#ff8f4f", frog: "#3fbf6f", horse: "#8d6e63", ship: "#2bb3c0", truck: "#e0559b",
 };
+
+const PROTOCOLS = { grpc: "gRPC", rest: "REST" }; // how the proxy reaches the model server
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -47,6 +52,7 @@ const state = {
   modelPolls: 0, // numbers each /api/model request: an answer overtaken by a newer one is dropped
   draggingInside: false, // a picture or text dragged within the page, not a file from outside
   badgeVersion: null, // the version the badge names: an answer from another one re-checks it
+  actions: 0, announced: 0, // numbers each action (a drop, a capture) when it starts: see announce
 };
 // The request in flight for a card, so that Clear can cancel it.
 const inflight = new WeakMap();
@@ -80,7 +86,7 @@ async function refreshModel() {
     state.badgeVersion = serves;
     if (serves !== null) {
       const via = label ? ` (${label})` : "";
-      setBadge("ok", `${body.name} · version ${serves}${via} · ${body.protocol.toUpperCase()}`);
+      setBadge("ok", `${body.name} · version ${serves}${via} · ${PROTOCOLS[body.protocol] || body.protocol}`);
     } else if (live) {
       const wanted = label ? `label ${label}` : version !== null ? `version ${version}` : "latest version";
       setBadge("down", `${body.name} · default ${wanted} not served`, reason);
@@ -151,6 +157,7 @@ function newCard(blob, name, after = null) {
   image.addEventListener("load", () => drawThumb(image, node.querySelector(".card-thumb")), { once: true });
   image.addEventListener("error", () => node.classList.add("no-preview"), { once: true });
   node.querySelector(".card-name").textContent = name;
+  node.querySelector(".card-name").title = name; // shown cut short with "…" when long
   node.classList.add("loading");
   node.dataset.url = url;
   ui.empty.hidden = true;
@@ -201,8 +208,9 @@ function showResult(card, result, body) {
   }));
   // The proxy's own work: the time its client took to send the upload is not the server's.
   const serverMs = body.elapsed_ms - ((body.timing_ms && body.timing_ms.receive) || 0);
+  const sent = card.dataset.sent ? ` · ${card.dataset.sent}` : "";
   card.querySelector(".card-meta").textContent =
-    `model v${body.model.version} · ${serverMs.toFixed(0)} ms server time`;
+    `model v${body.model.version} · ${serverMs.toFixed(0)} ms server time${sent}`;
   const best = result.top[0];
   return { ok: true, label: best.label, text: `${result.filename}: ${best.label}, ${percent(best.probability)}` };
 }
@@ -257,8 +265,13 @@ function showError(card, message, retry = null) {
 }
 
 // One polite announcement per action (a drop of several files, a captured frame), not one per
-// card: each would cut off the one before it.
-function announce(lines) {
+// card: each would cut off the one before it. `action` (from newAction, taken when the action
+// started): an action whose answers come after a newer one's were read stays silent, so the
+// last thing read is about the newest action; its cards show the rest.
+const newAction = () => ++state.actions;
+function announce(lines, action = newAction()) {
+  if (action < state.announced) return;
+  state.announced = action;
   // A full stop before the next line goes: "…TIFF).; 2 images" read badly.
   const kept = lines.filter(Boolean);
   const last = kept.length - 1;
@@ -366,8 +379,9 @@ async function classifyOne(blob, name, card) {
 // outcome when it comes).
 async function retryCard(blob, name, card) {
   card.focus();
+  const action = newAction();
   const outcome = await classifyOne(blob, name, card);
-  if (outcome.text) announce([outcome.text]);
+  if (outcome.text) announce([outcome.text], action);
 }
 
 function inputMessage(text) {
@@ -380,6 +394,7 @@ const isImage = (file) => file.type.startsWith("image/") || file.type === "";
 
 // `earlier`: a note about the same drop that this one must not hide.
 async function classifyFiles(fileList, earlier = "") {
+  const action = newAction();
   const all = [...fileList];
   const files = all.filter(isImage);
   const skipped = all.filter((file) => !isImage(file)).map((file) => file.name || file.type);
@@ -390,7 +405,7 @@ async function classifyFiles(fileList, earlier = "") {
   inputMessage(note);
   const announcements = note ? [note] : []; // a live region shown with its text is often not read
   if (!files.length) {
-    announce(announcements);
+    announce(announcements, action);
     return;
   }
   let previous = null;
@@ -400,11 +415,7 @@ async function classifyFiles(fileList, earlier = "") {
     const card = newCard(file, name, previous);
     previous = card;
     cards.push(card);
-    if (file.size + settings.multipartOverheadBytes > settings.maxUploadBytes) {
-      const limit = mebibytes(settings.maxUploadBytes);
-      return async () => showError(card, `Too large: the limit is ${limit} MiB per image.`);
-    }
-    return () => classifyOne(file, name, card);
+    return () => classifyFile(file, name, card);
   });
   reveal(cards[0]);
   updateStats();
@@ -413,7 +424,49 @@ async function classifyFiles(fileList, earlier = "") {
   const kept = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected);
   if (!kept.length) return;
   updateStats();
-  announce([...announcements, ...spoken(kept)]);
+  announce([...announcements, ...spoken(kept)], action);
+}
+
+// Sends the file as it is when the proxy takes it. A photo over its byte or pixel limit (a
+// 48-megapixel phone photo) is first shrunk here, if this browser can draw it (not TIFF).
+async function classifyFile(file, name, card) {
+  const tooLarge = file.size + settings.multipartOverheadBytes > settings.maxUploadBytes;
+  const size = await shownSize(card.querySelector(".card-image"));
+  const tooManyPixels = size && size.width * size.height > settings.maxPixels;
+  if (!tooLarge && !tooManyPixels) return classifyOne(file, name, card);
+  if (!card.isConnected) return { ok: false, text: "" };
+  if (!size) return showError(card, `Too large: the limit is ${mebibytes(settings.maxUploadBytes)} MiB per image.`);
+  const smaller = await shrink(card.querySelector(".card-image"), size);
+  if (!smaller) return showError(card, "This image is too large for this browser to shrink before upload.");
+  card.dataset.sent = `sent at ${smaller.width}×${smaller.height}, shrunk from ${size.width}×${size.height}`;
+  return classifyOne(smaller.blob, name, card);
+}
+
+// The picture's size as shown (EXIF orientation applied); null when the browser cannot show it.
+function shownSize(image) {
+  const size = () => ({ width: image.naturalWidth, height: image.naturalHeight });
+  if (image.complete) return Promise.resolve(image.naturalWidth ? size() : null);
+  return new Promise((resolve) => {
+    image.addEventListener("load", () => resolve(size()), { once: true });
+    image.addEventListener("error", () => resolve(null), { once: true });
+  });
+}
+
+// A JPEG of the whole picture with a short side of settings.shrinkSide (and within the pixel
+// limit, for a panorama), transparency over white as the proxy flattens it.
+async function shrink(image, { width, height }) {
+  const scale = Math.min(1, settings.shrinkSide / Math.min(width, height),
+    Math.sqrt((0.9 * settings.maxPixels) / (width * height)));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(width * scale));
+  canvas.height = Math.max(1, Math.round(height * scale));
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#fff";
+  context.fillRect(0, 0, canvas.width, canvas.height);
+  context.imageSmoothingQuality = "high";
+  context.drawImage(image, 0, 0, canvas.width, canvas.height);
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+  return blob && { blob, width: canvas.width, height: canvas.height };
 }
 
 // Runs the jobs `limit` at a time; their results in job order.
@@ -631,11 +684,12 @@ function grabFrame() {
 async function captureOnce() {
   const blob = await grabFrame();
   if (!blob) return;
+  const action = newAction();
   const name = `camera-${++state.counter}.jpg`;
   const card = newCard(blob, name);
   reveal(card);
   const outcome = await classifyOne(blob, name, card);
-  if (outcome.text) announce([outcome.text]);
+  if (outcome.text) announce([outcome.text], action);
 }
 
 async function liveTick() {
@@ -657,10 +711,13 @@ async function liveTick() {
       image.src = card.dataset.url;
       image.addEventListener("load", () => drawThumb(image, card.querySelector(".card-thumb")), { once: true });
     }
-    // Twice a second: announce only a change (another top class, failing, recovering).
+    // Twice a second: announce only a change (another top class, failing, recovering), and
+    // nothing once continuous mode is off (an answer to a frame sent before).
+    const action = newAction();
     const outcome = await classifyOne(blob, "Live camera", state.liveCard);
+    if (!state.liveTimer) return;
     const key = outcome.ok ? outcome.label : "failed";
-    if (key !== state.liveKey) announce([outcome.text]);
+    if (key !== state.liveKey) announce([outcome.text], action);
     state.liveKey = key;
   } finally {
     state.liveBusy = false;

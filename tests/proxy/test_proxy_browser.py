@@ -14,7 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import requests
 from proxy_images import upscaled_jpeg
 from proxy_servers import ROOT
 from test_proxy_serve import start_stack
@@ -645,6 +647,79 @@ def test_an_oversized_file_is_refused_in_the_page_with_the_limit_in_mib(open_pag
         "big.jpg: Too large: the limit is 10 MiB per image."
     )
     assert page.console_errors == []
+
+
+def test_photos_over_the_proxys_limits_are_shrunk_in_the_page_and_classified(
+    open_page, browser, site, photos
+) -> None:
+    """A 48-megapixel phone photo (over MAX_PIXELS) and a 12 MB PNG (over MAX_UPLOAD_BYTES)
+    were refused; the page now sends them at a 1,024-pixel short side, says so on the card, and
+    the answer is the one the proxy gives for the same photo shrunk by Pillow."""
+    from PIL import Image
+
+    page = open_page(browser, DESKTOP)
+    ship = Image.open(photos[1])
+    big = io.BytesIO()
+    ship.resize((8000, 6000), Image.Resampling.BICUBIC).save(big, "JPEG", quality=85)
+    noise = np.random.default_rng(0).integers(0, 256, (1700, 2200, 3), dtype=np.uint8)
+    heavy = io.BytesIO()
+    Image.fromarray(noise).save(heavy, "PNG")
+    assert len(heavy.getvalue()) > 10 << 20
+    page.set_input_files(
+        "#file-input",
+        [
+            {"name": "phone.jpg", "mimeType": "image/jpeg", "buffer": big.getvalue()},
+            {"name": "noise.png", "mimeType": "image/png", "buffer": heavy.getvalue()},
+        ],
+    )
+    cards = page.locator(".card")
+    expect(cards).to_have_count(2)
+    for i, sent in enumerate(
+        ("1365×1024, shrunk from 8000×6000", "1325×1024, shrunk from 2200×1700")
+    ):
+        assert_top3(cards.nth(i))
+        expect(cards.nth(i).locator(".card-meta")).to_contain_text(f"sent at {sent}")
+    small = io.BytesIO()
+    ship.resize((1365, 1024), Image.Resampling.BICUBIC).save(small, "JPEG", quality=92)
+    answer = requests.post(f"{site}/api/predict", files={"file": ("s.jpg", small.getvalue())})
+    expected = answer.json()["results"][0]["top"][0]["label"]
+    assert cards.first.locator(".bar-label").first.text_content() == expected
+    assert page.console_errors == []
+
+
+def test_a_long_file_name_wraps_instead_of_widening_a_phone_page(open_page, browser) -> None:
+    page = open_page(browser, {"width": 375, "height": 667})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    name = "verylongname_without_any_breaks_com.example.application.document.txt"
+    page.set_input_files("#file-input", [{"name": name, "mimeType": "text/plain", "buffer": b"x"}])
+    expect(page.locator("#input-message")).to_contain_text("not an image")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # it was 642
+
+
+def test_an_older_drop_answered_last_is_not_announced_over_a_newer_one(
+    open_page, browser, photos
+) -> None:
+    """Drop A (its answer held back), then B: B is read out; A's late answer fills its card
+    but is not read after B (it was, and the last thing a screen reader said was the older)."""
+    page = open_page(browser, DESKTOP)
+    held = []
+
+    def route(route):
+        if b'filename="cat.jpg"' in (route.request.post_data_buffer or b""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/predict*", route)
+    page.set_input_files("#file-input", [str(photos[0])])  # cat.jpg, held
+    expect(page.locator(".card.loading")).to_have_count(1)
+    page.set_input_files("#file-input", [str(photos[1])])  # ship.jpg
+    expect(page.locator("#announcer")).to_have_text(re.compile(r"^ship\.jpg: "))
+    assert len(held) == 1
+    held[0].continue_()
+    assert_top3(page.locator(".card").nth(1))  # cat's card, answered
+    page.wait_for_timeout(300)
+    expect(page.locator("#announcer")).to_have_text(re.compile(r"^ship\.jpg: "))
 
 
 def test_a_file_just_inside_the_page_margin_reaches_the_proxy_within_its_limit(
