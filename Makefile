@@ -13,7 +13,9 @@ ARGS ?=
 .PHONY: help venv serve test test-fast screenshots train evaluate export model-card bench-export predict lint format bench-train bench-serving bench-proxy soak compose-up clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' \
+		-e 's|$$(DATA)|$(DATA)|g' -e 's|$$(RUN)|$(RUN)|g' \
+		-e 's|$$(MODEL_BASE_PATH)|$(MODEL_BASE_PATH)|g' | expand -t 16
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

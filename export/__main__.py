@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
-from export.publish import VersionExistsError
+from export.publish import VersionExistsError, versions
+from training.cli_args import positive
 from training.config import TTA_NAMES
 from training.run_folder import is_run_folder
 
@@ -24,11 +25,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument(
         "--version",
-        type=int,
+        type=positive(int, zero=True, below=2**63),  # TF Serving's versions are int64
         help="version number (default: one above every number this base path has used, "
         "rolled-back ones included)",
     )
-    ap.add_argument("--keep", type=int, help="after publishing, keep only the N newest versions")
+    ap.add_argument(
+        "--keep", type=positive(int), help="after publishing, keep only the N newest versions"
+    )
     ap.add_argument(
         "--tta",
         choices=TTA_CHOICES,
@@ -51,9 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not Path(args.run_dir).is_dir():  # before TensorFlow loads: a typo answers at once
-        print(
-            f"export: --run-dir {args.run_dir} not found (a training run folder)", file=sys.stderr
-        )
+        what = "is a file, not" if Path(args.run_dir).exists() else "not found"
+        print(f"export: --run-dir {args.run_dir} {what} (a training run folder)", file=sys.stderr)
         return 1
     if Path(args.base_path).exists() and not Path(args.base_path).is_dir():
         print(f"export: --base-path {args.base_path} is a file, not a folder of versions",
@@ -108,6 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"note: {result.version_dir.parent.resolve()} did not exist and was created; a "
             "model server serves this version only if its base path is that folder",
+            file=sys.stderr,
+        )
+    newest = max(versions(result.version_dir.parent))
+    if int(result.version_dir.name) < newest:
+        print(
+            f"note: version {newest} is newer; a model server under the default latest policy "
+            f"keeps serving it (pin version {result.version_dir.name} in models.config to serve "
+            "this one)",
             file=sys.stderr,
         )
     warning = accuracy_drop_warning(result)

@@ -9,17 +9,15 @@ hidden temp folder and publishes it atomically.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.config import INFO_ASSET
 from export.evaluation import evaluate_saved_model
 from export.fold import fold_for_serving
-from export.info import read_info
-from export.publish import latest_version_dir, publish, rolled_back_dirs, version_dirs, versions
+from export.info import find_published, info_if_any, weights_digest
+from export.publish import latest_version_dir, publish, versions
 from export.savedmodel import choose_tta, save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from training.data import load_dataset
@@ -49,15 +47,6 @@ class ExportResult:
     copy_of: Path | None = None  # published anyway: a version already exported these weights
 
 
-def weights_digest(run_dir: Path) -> str:
-    """SHA-256 of a run's final weights: what says that a version came from them."""
-    digest = hashlib.sha256()
-    with (run_dir / FINAL_WEIGHTS).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _newest(base_path: Path) -> Path | None:
     try:
         return latest_version_dir(base_path)
@@ -65,23 +54,9 @@ def _newest(base_path: Path) -> Path | None:
         return None
 
 
-def _info(version_dir: Path) -> dict:
-    return read_info(version_dir) if (version_dir / INFO_ASSET).is_file() else {}
-
-
-def find_published(base_path: Path, digest: str) -> Path | None:
-    """The version folder, served or rolled back (.rollback-N), exported from these weights."""
-    folders = list(version_dirs(base_path).values())
-    folders += rolled_back_dirs(base_path).values()
-    for folder in folders:
-        if _info(folder).get("source_weights_sha256") == digest:
-            return folder
-    return None
-
-
 def expected_accuracy(version_dir: Path) -> float | None:
     """The test accuracy a version's export recorded for itself (assets/model_info.json)."""
-    return _info(version_dir).get("expected_test_accuracy")
+    return info_if_any(version_dir).get("expected_test_accuracy")
 
 
 def accuracy_drop_warning(result: ExportResult) -> str | None:
@@ -133,7 +108,7 @@ def export_run(
     digest = weights_digest(Path(run_dir)) if weights.is_file() else ""
     found = find_published(Path(base_path), digest) if digest else None
     if found and skip_if_published:  # decided before the model loads: it costs a file hash
-        return ExportResult(found, _info(found).get("tta", 0), {}, published=False)
+        return ExportResult(found, info_if_any(found).get("tta", 0), {}, published=False)
     model, meta = load_for_inference(run_dir)  # an unfinished run fails here, with its reason
     folded = meta["arch"] == "fast"
     if folded:
@@ -157,7 +132,7 @@ def export_run(
     newest = _newest(Path(base_path))
     previous = None
     if newest:
-        info = _info(newest)  # read before --keep can prune it
+        info = info_if_any(newest)  # read before --keep can prune it
         previous = Displaced(
             int(newest.name), info.get("expected_test_accuracy"), info.get("source_run")
         )

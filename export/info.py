@@ -4,10 +4,13 @@ model cards and checks read it without loading TensorFlow."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from export.config import INFO_ASSET
+from export.publish import rolled_back_dirs, version_dirs
+from training.run_folder import FINAL_WEIGHTS
 
 
 def write_info(saved_model_dir: Path, info: dict) -> None:
@@ -16,3 +19,27 @@ def write_info(saved_model_dir: Path, info: dict) -> None:
 
 def read_info(saved_model_dir: str | Path) -> dict:
     return json.loads((Path(saved_model_dir) / INFO_ASSET).read_text())
+
+
+def info_if_any(version_dir: Path) -> dict:
+    """A version's export information; {} for a folder exported without it."""
+    return read_info(version_dir) if (version_dir / INFO_ASSET).is_file() else {}
+
+
+def weights_digest(run_dir: Path) -> str:
+    """SHA-256 of a run's final weights: what says that a version came from them."""
+    digest = hashlib.sha256()
+    with (run_dir / FINAL_WEIGHTS).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_published(base_path: Path, digest: str) -> Path | None:
+    """The version folder, served or rolled back (.rollback-N), exported from these weights."""
+    folders = list(version_dirs(base_path).values())
+    folders += rolled_back_dirs(base_path).values()
+    for folder in folders:
+        if info_if_any(folder).get("source_weights_sha256") == digest:
+            return folder
+    return None

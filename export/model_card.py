@@ -12,13 +12,14 @@ import argparse
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH
-from export.info import read_info
+from export.info import find_published, read_info, weights_digest
 from export.publish import latest_version_dir, version_dirs
 from training.config import TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
-from training.run_folder import read_meta
+from training.run_folder import FINAL_WEIGHTS, META, read_meta
 
 CARD_NAME = "MODEL_CARD.md"
 IMAGES = ("curves.png", "confusion.png")
@@ -72,12 +73,37 @@ def write_card(
         version_dir = folders[version]  # "7", or "007": the folder TF Serving loads as 7
     else:
         raise FileNotFoundError(f"no version {version} in {base_path}")
+    if not (run_dir / META).is_file():
+        raise FileNotFoundError(f"{run_dir} holds no finished training run ({META})")
+    check_exported_from(run_dir, version_dir)
     for name in IMAGES:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, base_path / name)
     card = base_path / CARD_NAME
     card.write_text(render(run_dir, version_dir, note))
     return card
+
+
+def check_exported_from(run_dir: Path, version_dir: Path) -> None:
+    """The card joins the run's figures to the version's: refuse a version exported from other
+    weights (its recorded digest differs), which would give it the run's accuracy."""
+    recorded = read_info(version_dir).get("source_weights_sha256")
+    if not recorded or not (run_dir / FINAL_WEIGHTS).is_file():
+        return  # exported before versions recorded their weights: nothing to compare
+    digest = weights_digest(run_dir)
+    if digest == recorded:
+        return
+    source = read_info(version_dir).get("source_run", "another run")
+    match = find_published(version_dir.parent, digest)
+    hint = (
+        f"; {run_dir}'s weights are version {match.name}: pass --version {match.name}"
+        if match and match.name.isdigit()
+        else f"; pass --run-dir {source}, or export {run_dir} first"
+    )
+    raise ValueError(
+        f"version {version_dir.name} was not exported from {run_dir} (other weights; it came "
+        f"from {source}){hint}"
+    )
 
 
 def _optional_json(path: Path) -> dict | None:
@@ -209,15 +235,21 @@ def _images(run_dir: Path) -> str:
     return "\n\n".join(f"![{Path(name).stem}]({name})" for name in shown)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.model_card", description=__doc__)
     ap.add_argument("--run-dir", default="runs/default", type=Path)
     ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), type=Path)
     ap.add_argument("--version", type=int, help="default: the newest version")
     ap.add_argument("--note", default="", help="a remark on how the run went (conditions)")
     args = ap.parse_args(argv)
-    print(f"wrote {write_card(args.run_dir, args.base_path, args.version, args.note)}")
+    try:
+        card = write_card(args.run_dir, args.base_path, args.version, args.note)
+    except (OSError, ValueError) as err:
+        print(f"model_card: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {card}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {version_dir} (TTA {model.info['tta_name']}; {how})")
     failed = 0
     for path in args.images:
+        if path.is_dir():
+            print(f"{path}: cannot classify: a folder, not an image", file=sys.stderr)
+            failed += 1
+            continue
         try:
             data = path.read_bytes()
             if args.serving_default:

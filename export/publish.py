@@ -66,6 +66,17 @@ def latest_version_dir(base_path: str | Path) -> Path:
                 f"{base_path} is a training run folder, not a model: export it first "
                 f"(python -m export --run-dir {base_path}), then name the base path it wrote"
             )
+        if not Path(base_path).exists():
+            raise FileNotFoundError(f"{base_path} not found")
+        if not Path(base_path).is_dir():
+            raise FileNotFoundError(
+                f"{base_path} is a file; name a version folder or the base path that holds them"
+            )
+        if (Path(base_path) / "train.log").is_file():
+            raise FileNotFoundError(
+                f"{base_path} is a training run folder that has not finished (see its "
+                "train.log): no model to use yet"
+            )
         raise FileNotFoundError(f"no numbered version folder in {base_path}")
     return found[max(found)]
 

@@ -9,7 +9,7 @@ label-smoothed loss with a triangular LR schedule, lookahead-EMA of weights, fli
 augmentation and flip + translate test-time augmentation; on top of it, Muon steps for the conv
 filters (rescaled before each step, as airbench94_muon does), an alternating flip and a
 whitening bias trained all run. Result on the CIFAR-10 JPEG mirror, 2 seeds, 0.36 PFLOP each:
-90.21 % plain, 91.33 % with TTA, 18.5-20.7 minutes of steps on a 2-core CPU in bfloat16, 69-73 %
+90.21 % plain, 91.33 % with TTA, 18.5-20.6 minutes of steps on a 2-core CPU in bfloat16, 69-73 %
 of the machine's peak measured in the same run (the same recipe without the rescale: 89.80 % /
 91.04 %; airbench94's own settings: 89.64 % / 90.54 %, one seed; docs/BENCHMARKS.md).
 `vgg` reproduces the project's original reference recipe (Adam 5e-4, ReduceLROnPlateau,

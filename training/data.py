@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLITS = ("train", "test")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2")
 # Skip-and-report is for a few damaged files; beyond this share the source is not trusted.
 MAX_BAD_FRACTION = 0.01
 # Larger images are skipped as unreadable: Pillow's own decompression-bomb limit.
@@ -71,6 +72,12 @@ class Dataset:
         """A random subset, for quick runs and tests; each split's pick depends only on seed."""
 
         def pick(split: Split, n: int | None, stream: int) -> Split:
+            if n is not None and n > len(split.labels):
+                name = SPLITS[stream]
+                log.warning(
+                    "a subset of %d %s images asked for; %s has %d: using them all",
+                    n, name, self.source, len(split.labels),
+                )  # fmt: skip
             if n is None or n >= len(split.labels):
                 return split
             rng = np.random.default_rng([seed, stream])
@@ -124,6 +131,10 @@ def check_source(source: str | os.PathLike) -> Path:
         raise DataError(
             f"{path} is neither a folder, a .tar/.tar.gz archive, nor the CIFAR-10 python archive"
         )
+    if path.is_dir() and not any(child.is_dir() for child in path.iterdir()):
+        archives = sorted(p.name for p in path.iterdir() if p.name.endswith(TAR_SUFFIXES))
+        hint = f"; it holds {archives[0]}: pass that file" if archives else ""
+        raise DataError(f"{path} holds no image folders (<root>/train/<class>/*.jpg){hint}")
     return path
 
 

@@ -60,7 +60,10 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     own_pick = test_subset is None
     if own_pick:
         test_subset = read_run_options(run_dir).get("test_subset")
-    ds = load_dataset(data).subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
+    full = load_dataset(data)
+    ds = full.subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
+    if test_subset and test_subset >= len(full.test.labels):
+        test_subset = None  # the whole test set: the report must not claim a subset
     if list(ds.class_names) != meta["class_names"]:
         raise DataError(f"{data} has classes {ds.class_names}, the model {meta['class_names']}")
     report = {"model": str(run_dir), "data": ds.source, "test_images": len(ds.test.labels)}
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not args.run_dir.exists():
         raise SystemExit(f"evaluate: {args.run_dir} not found")
+    if args.out and args.out.exists() and not args.out.is_dir():  # before the minutes of work
+        raise SystemExit(f"evaluate: --out {args.out} is a file; name a folder for the report")
     run = is_run_folder(args.run_dir)
     if not run and (args.test_subset or args.headline != "none"):
         raise SystemExit(

@@ -242,6 +242,11 @@ def make_run_dir(path: str) -> Path:
             f"--run-dir {path} holds exported model versions (a model base path, which `export` "
             "writes); name a training run folder, e.g. runs/<name>"
         )
+    if run_dir.is_dir() and (bases := sorted(run_dir.glob("*/*/saved_model.pb"))):
+        raise RunFolderError(  # `models`, whose cifar10/ holds the shipped versions
+            f"--run-dir {path} holds the model base path {bases[0].parent.parent}; name a "
+            "training run folder, e.g. runs/<name>"
+        )
     parent = run_dir.absolute().parent
     if parse_version(run_dir.name) is not None and any(parent.glob("*/saved_model.pb")):
         # A numbered folder beside exported versions: the model server would take it for a

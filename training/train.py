@@ -41,13 +41,22 @@ def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--data",
         default=default_data(),
-        help="image-folder tree or .tar(.gz) of one, the CIFAR-10 python archive, or 'keras'",
+        help="image-folder tree or .tar(.gz) of one, the CIFAR-10 python archive, or 'keras' "
+        "(default: %(default)s)",
     )
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="fast")
+    ap.add_argument(
+        "--recipe", choices=sorted(RECIPES), default="fast", help="(default: %(default)s)"
+    )
     ap.add_argument(
         "--epochs", type=positive(float), help="override the recipe's epochs (fractions allowed)"
     )
-    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
+    ap.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto (default): mixed_bfloat16 with AMX, else float32 or bfloat16, whichever a "
+        "short conv timing here finds faster",
+    )
     # below 2**31: the step's seed is a tf.int32 (trainer.py)
     ap.add_argument("--seed", type=positive(int, zero=True, below=2**31), default=0)
 
@@ -55,7 +64,11 @@ def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
 def parse_args(argv: list[str] | None = None) -> RunOptions:
     ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
     add_recipe_arguments(ap)
-    ap.add_argument("--run-dir", default="runs/default", help="output folder; re-use it to resume")
+    ap.add_argument(
+        "--run-dir",
+        default="runs/default",
+        help="output folder; re-use it to resume (default: %(default)s)",
+    )
     ap.add_argument("--batch-size", type=positive(int))
     ap.add_argument("--train-subset", type=positive(int), help="use only this many training images")
     ap.add_argument("--test-subset", type=positive(int), help="use only this many test images")

@@ -53,7 +53,7 @@ def test_skip_if_published_adds_no_copy_of_the_newest_version(exported, tiny_run
     published, a re-run must not add the same model again as a new version."""
     import shutil
 
-    from export.export_run import weights_digest
+    from export.info import weights_digest
 
     base = tmp_path / "cifar10"
     shutil.copytree(exported, base)
@@ -164,8 +164,9 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path, mode):
     big = tmp_path / "big.png"  # over the 40-megapixel limit, refused from its header
     Image.new("RGB", (9000, 5000), (1, 2, 3)).save(big)
     done = run_cli(
-        "-m", "export.predict", *flags, str(photo), str(junk), str(big), "--model", str(exported)
-    )
+        "-m", "export.predict", *flags, str(photo), str(junk), str(big), str(tmp_path),
+        "--model", str(exported),
+    )  # fmt: skip
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"model: {exported / '1'}")
     assert lines[1] == str(photo)
@@ -176,6 +177,7 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path, mode):
     assert done.returncode == 1
     assert f"{junk}: cannot classify: {not_an_image}\n" in done.stderr
     assert f"{big}: cannot classify: {too_big}\n" in done.stderr  # not in tf's assertion frame
+    assert f"{tmp_path}: cannot classify: a folder, not an image\n" in done.stderr
     assert "InitializeLog" not in done.stderr  # TensorFlow's start-up lines stay out of sight
 
 
@@ -274,3 +276,49 @@ def test_model_card_states_the_served_accuracy(exported, tiny_run_dir, tmp_path)
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_model_card_refuses_a_version_exported_from_other_weights(exported, tiny_run_dir, tmp_path):
+    """The card puts the run's accuracy on the version: a version exported from another run
+    (its recorded weights digest differs) once got a card claiming the other run's figures."""
+    import shutil
+
+    from export.model_card import write_card
+
+    base = tmp_path / "cifar10"
+    shutil.copytree(exported, base)
+    info_file = base / "1" / "assets" / "model_info.json"
+    info = json.loads(info_file.read_text())
+    info_file.write_text(json.dumps({**info, "source_weights_sha256": "0" * 64,
+                                     "source_run": "runs/other"}))  # fmt: skip
+    with pytest.raises(ValueError, match=r"version 1 was not exported from .*runs/other"):
+        write_card(tiny_run_dir, base)
+    assert not (base / "MODEL_CARD.md").exists()
+    # The same weights published again as version 2: the message names it.
+    shutil.copytree(exported / "1", base / "2")
+    with pytest.raises(ValueError, match="pass --version 2"):
+        write_card(tiny_run_dir, base, version=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run-dir", "{tmp}/nothing"], "holds no finished training run"),
+        (["--version", "7"], "no version 7 in"),
+        (["--base-path", "{tmp}/empty"], "not found"),
+    ],
+)
+def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
+    exported, tiny_run_dir, tmp_path, capsys, args, message
+):
+    import shutil
+
+    from export.model_card import main
+
+    base = tmp_path / "cifar10"
+    shutil.copytree(exported, base)
+    given = ["--run-dir", str(tiny_run_dir), "--base-path", str(base)]
+    given += [a.format(tmp=tmp_path) for a in args]
+    assert main(given) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("model_card: ") and message in err and "Traceback" not in err

@@ -203,6 +203,20 @@ def test_a_subset_still_names_the_skipped_files():
     assert ds.subset(4, 4, seed=1).skipped == ("train/a/broken.jpg",)
 
 
+def test_a_subset_larger_than_the_split_says_it_uses_them_all(caplog):
+    """--train-subset 100000 trained on the 50,000 there were without a word."""
+    from training.data import Dataset, Split
+
+    split = Split(np.zeros((10, 32, 32, 3), np.uint8), np.arange(10) % 2)
+    ds = Dataset(split, split, ("a", "b"), "generated", ())
+    with caplog.at_level("WARNING"):
+        assert len(ds.subset(train=25, test=4).train.labels) == 10
+    assert "a subset of 25 train images asked for; generated has 10: using them all" in (
+        caplog.text
+    )
+    assert "test images asked" not in caplog.text
+
+
 def test_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not found"):
         load_dataset(tmp_path / "nope")

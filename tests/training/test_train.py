@@ -468,7 +468,7 @@ def test_a_data_error_is_told_once_and_kept_in_train_log(tmp_path):
     """Data that exists but holds no images fails after the run folder is made: the terminal
     gets one line, and train.log (what a student reads later) says why the run stopped."""
     empty = tmp_path / "photos"
-    empty.mkdir()
+    (empty / "train" / "cat").mkdir(parents=True)  # a tree, but no image in it
     run_dir = tmp_path / "r"
     result = run(train_cmd(empty, run_dir), timeout=300)
     assert result.returncode == 1
@@ -488,6 +488,21 @@ def test_a_file_that_is_no_data_set_is_refused_before_start_up(tiny_data, tmp_pa
     assert done.returncode != 0
     assert "is neither a folder, a .tar/.tar.gz archive" in done.stderr
     assert "precision" not in done.stdout and not (tmp_path / "r").exists()
+
+
+def test_a_folder_without_image_folders_is_refused_with_what_it_holds(tmp_path):
+    """`--data ../shared/data` (the folder README names) passed, spent the precision timing,
+    then said "no usable training images" with no word of the archive lying in it."""
+    from training.data import DataError, check_source
+
+    (tmp_path / "cifar10-jpeg.tar.gz").write_bytes(b"")
+    (tmp_path / "README.md").write_text("")
+    with pytest.raises(DataError, match=r"holds cifar10-jpeg\.tar\.gz: pass that file"):
+        check_source(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"empty holds no image folders \(<root>"):
+        check_source(empty)
 
 
 def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tmp_path):
@@ -565,6 +580,16 @@ def test_an_unfinished_run_cannot_be_exported_or_evaluated(tmp_path, capsys):
     with pytest.raises(SystemExit, match="training has not finished"):
         evaluate_main([str(run_dir), "--data", str(tmp_path / "unused")])
     assert not (tmp_path / "b").exists()
+    # A run that stopped before it recorded its options (a data error) left only its log.
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / "train.log").write_text("data error: ...\n")
+    with pytest.raises(SystemExit, match=r"has not finished \(see its train\.log\)"):
+        evaluate_main([str(stopped), "--data", str(tmp_path / "unused")])
+    # --out naming a file is refused before the minutes of scoring, not after them.
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit, match=r"--out .*afile is a file"):
+        evaluate_main([str(run_dir), "--out", str(tmp_path / "afile")])
 
 
 def test_export_names_a_missing_run_folder_and_a_base_path_that_is_a_file(tmp_path, capsys):
@@ -642,6 +667,21 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
     assert f"--base-path {finished_run} is a training run folder" in capsys.readouterr().err
     with pytest.raises(RunFolderError, match="holds exported model versions"):
         make_run_dir(str(ROOT / "models" / "cifar10"))
+    with pytest.raises(RunFolderError, match=r"holds the model base path .*cifar10"):
+        make_run_dir(str(ROOT / "models"))  # training wrote its files beside cifar10/
+    # Paths that are files or missing say so, not "no numbered version folder".
+    assert predict_main([str(ROOT / "README.md"), "--model", str(ROOT / "README.md")]) == 2
+    assert "README.md is a file; name a version folder" in capsys.readouterr().err
+    assert predict_main([str(ROOT / "README.md"), "--model", str(tmp_path / "nothing")]) == 2
+    assert f"{tmp_path / 'nothing'} not found" in capsys.readouterr().err
+    assert export_main(["--run-dir", str(ROOT / "README.md")]) == 1
+    assert "README.md is a file, not (a training run folder)" in capsys.readouterr().err
+    # A version number no model server can load is refused before TensorFlow starts.
+    for version in ("99999999999999999999", "-3"):
+        with pytest.raises(SystemExit) as refused:
+            export_main(["--run-dir", str(finished_run), "--version", version])
+        assert refused.value.code == 2
+        assert "--version: must be" in capsys.readouterr().err
     # A run folder beside the versions: the model server would load a numbered one as a version.
     base = tmp_path / "models" / "cifar10"
     (base / "1").mkdir(parents=True)
