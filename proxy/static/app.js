@@ -193,6 +193,7 @@ function showResult(card, result, body) {
   card.querySelector(".card-error").hidden = true;
   card.querySelector(".card-retry").hidden = true;
   const bars = card.querySelector(".bars");
+  bars.hidden = false;
   // The rows of the card's last answer (the live camera card's, twice a second) move to the new
   // values; rebuilt, the bars grew from zero at every answer and never reached them.
   let rows = [...bars.children];
@@ -219,10 +220,14 @@ function showResult(card, result, body) {
 function barRow() {
   const row = document.createElement("li");
   row.className = "bar-row";
+  // A screen reader reads the meter alone ("truck, 45.3%"): the text beside it, for the eye,
+  // was read too, each probability three times.
   const label = document.createElement("span");
   label.className = "bar-label";
+  label.setAttribute("aria-hidden", "true");
   const value = document.createElement("span");
   value.className = "bar-value";
+  value.setAttribute("aria-hidden", "true");
   const track = document.createElement("span");
   track.className = "bar-track";
   track.setAttribute("role", "meter");
@@ -239,8 +244,9 @@ function fillRow(row, entry) {
   row.querySelector(".bar-label").textContent = entry.label;
   row.querySelector(".bar-value").textContent = percent(entry.probability);
   const track = row.querySelector(".bar-track");
-  track.setAttribute("aria-label", `${entry.label} probability`);
+  track.setAttribute("aria-label", entry.label);
   track.setAttribute("aria-valuenow", (entry.probability * 100).toFixed(1));
+  track.setAttribute("aria-valuetext", percent(entry.probability)); // ">99.9%", not "100"
 }
 
 // `retry`: for a failure of the server, not of the file, a button that sends the image again.
@@ -260,6 +266,7 @@ function showError(card, message, retry = null) {
   button.onclick = retry;
   button.setAttribute("aria-label", `Try ${name} again`);
   card.querySelector(".bars").replaceChildren();
+  card.querySelector(".bars").hidden = true; // no empty "Top classes" list for a screen reader
   card.querySelector(".card-meta").textContent = "";
   return { ok: false, text: `${name}: ${text}` };
 }

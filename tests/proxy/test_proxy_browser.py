@@ -126,7 +126,9 @@ def assert_top3(card) -> None:
         ) from missing
     for i in range(3):
         assert rows.nth(i).locator(".bar-label").inner_text().strip()
-        assert PERCENT.match(rows.nth(i).locator(".bar-value").inner_text().strip())
+        value = rows.nth(i).locator(".bar-value").inner_text().strip()
+        assert PERCENT.match(value)
+        assert rows.nth(i).locator(".bar-track").get_attribute("aria-valuetext") == value
     expect(card.locator(".card-meta")).to_contain_text(re.compile(r"model v\d+"))
 
 
@@ -685,6 +687,21 @@ def test_photos_over_the_proxys_limits_are_shrunk_in_the_page_and_classified(
     expected = answer.json()["results"][0]["top"][0]["label"]
     assert cards.first.locator(".bar-label").first.text_content() == expected
     assert page.console_errors == []
+
+
+def test_the_bars_stay_visible_in_forced_colours(open_page, browser, photos) -> None:
+    """High-contrast modes drop background colours: the bars (gradients) vanished."""
+    page = open_page(browser, DESKTOP)
+    page.emulate_media(forced_colors="active")
+    page.set_input_files("#file-input", [str(photos[0])])
+    assert_top3(page.locator(".card").first)
+    style = (
+        "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e.parentNode).backgroundColor]"
+    )
+    for i in range(3):
+        fill, track = page.locator(".bar-fill").nth(i).evaluate(style)
+        alpha = float(fill.rstrip(")").split(",")[3]) if fill.startswith("rgba") else 1.0
+        assert alpha > 0.5 and fill != track, (fill, track)  # the top bar's was transparent
 
 
 def test_a_long_file_name_wraps_instead_of_widening_a_phone_page(open_page, browser) -> None:
