@@ -86,6 +86,30 @@ def test_server_started_like_compose_serves_the_model(server):
     assert ":tensorflow:serving:request_count" in metrics.text
 
 
+def test_the_tfserving_alert_rules_name_metrics_and_labels_the_server_exports(server):
+    """A rule on a metric or label TF Serving does not export would never fire."""
+    import re
+
+    import yaml
+    from deploy_files import REPO
+
+    url = f"http://127.0.0.1:{server}/v1/models/{MODEL}:predict"
+    requests.post(url, json={"signature_name": "pixels", "inputs": {"images": "x"}}, timeout=30)
+    page = requests.get(f"http://127.0.0.1:{server}/monitoring/prometheus/metrics", timeout=5)
+    exported: dict[str, set[str]] = {}  # names as exposed (the parser adds "_total" to counters)
+    for line in page.text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, labels = line.partition("{")
+            exported.setdefault(name.split()[0], set()).update(re.findall(r"(\w+)=", labels))
+    rules = yaml.safe_load((REPO / "k8s/monitoring/alerts.yaml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"] if ":tensorflow:" in r["expr"]]
+    assert exprs
+    for expr in exprs:
+        for metric, matchers in re.findall(r"(:tensorflow:serving:[a-z_]+)\{([^}]*)\}", expr):
+            assert metric in exported, metric
+            assert set(re.findall(r"([a-z_]+)\s*=~?", matchers)) <= exported[metric], matchers
+
+
 def run_probe(command: list[str], rest_port: int) -> int:
     """A probe's exec command (bash, /dev/tcp on 8501) aimed at `rest_port`; its exit code."""
     *shell, script = command
