@@ -52,6 +52,7 @@ const state = {
   modelPolls: 0, // numbers each /api/model request: an answer overtaken by a newer one is dropped
   draggingInside: false, // a picture or text dragged within the page, not a file from outside
   badgeVersion: null, // the version the badge names: an answer from another one re-checks it
+  cards: 0, // numbers the cards, for their names' ids
   actions: 0, announced: 0, // numbers each action (a drop, a capture) when it starts: see announce
 };
 // The request in flight for a card, so that Clear can cancel it.
@@ -156,8 +157,12 @@ function newCard(blob, name, after = null) {
   image.alt = `Uploaded image ${name}`;
   image.addEventListener("load", () => drawThumb(image, node.querySelector(".card-thumb")), { once: true });
   image.addEventListener("error", () => node.classList.add("no-preview"), { once: true });
-  node.querySelector(".card-name").textContent = name;
-  node.querySelector(".card-name").title = name; // shown cut short with "…" when long
+  const nameNode = node.querySelector(".card-name");
+  nameNode.textContent = name;
+  nameNode.title = name; // shown cut short with "…" when long
+  // The card takes the focus after Try again: named by its file, not read as an empty item.
+  nameNode.id = `card-name-${++state.cards}`;
+  node.setAttribute("aria-labelledby", nameNode.id);
   node.classList.add("loading");
   node.dataset.url = url;
   ui.empty.hidden = true;

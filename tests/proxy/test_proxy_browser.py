@@ -316,6 +316,8 @@ def test_an_image_that_failed_on_the_server_can_be_sent_again(
     expect(card.locator(".card-thumb")).to_have_css("visibility", "hidden")
     page.unroute("**/api/predict*")
     card.locator(".card-retry").click()
+    expect(card).to_be_focused()
+    expect(card).to_have_accessible_name("cat.jpg")  # not an unnamed list item
     assert_top3(card)
     expect(card.locator(".card-thumb")).to_have_css("visibility", "visible")
     expect(card.locator(".card-retry")).to_be_hidden()
