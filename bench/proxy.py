@@ -38,8 +38,8 @@ import numpy as np
 from PIL import Image
 
 from bench.soak_load import MULTIPART, multipart
-from scripts import serve
-from scripts.serve import free_port
+from scripts import processes
+from scripts.processes import free_port
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,33 +192,35 @@ def children_of(pid: int) -> list[int]:
 # ---------- the systems under test ----------
 
 
-def run_proxy(protocol: str, stack: serve.Stack, args, log) -> LoadResult:
-    env = serve.proxy_env(stack, tempfile.mkdtemp(prefix="bench-metrics-"))
+def run_proxy(protocol: str, stack: processes.Stack, args, log) -> LoadResult:
+    env = processes.proxy_env(stack, tempfile.mkdtemp(prefix="bench-metrics-"))
     env.update(
         PROXY_PROTOCOL=protocol,
         GUNICORN_WORKERS=str(args.workers),
         GUNICORN_THREADS=str(args.threads),
     )
-    proxy = serve.start(serve.proxy_command(), env, log)
+    proxy = processes.start(processes.proxy_command(), env, log)
     try:
-        serve.wait_for(lambda: serve.proxy_ready(stack), [proxy], f"proxy ({protocol})")
+        processes.wait_for(lambda: processes.proxy_ready(stack), [proxy], f"proxy ({protocol})")
         workers = children_of(proxy.pid)
         return measure(f"proxy, {protocol} client", stack.proxy_port, "/api/predict", args, workers)
     finally:
-        serve.stop(proxy)
+        processes.stop(proxy)
         shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def run_baseline(run_dir: Path, args, log) -> LoadResult:
     port = free_port()
     command = [sys.executable, "-m", "bench.proxy", "--baseline-server", str(port), "--run-dir"]
-    baseline = serve.start([*command, str(run_dir)], None, log)
+    baseline = processes.start([*command, str(run_dir)], None, log)
     try:
         url = f"http://127.0.0.1:{port}/ready"
-        serve.wait_for(lambda: serve.get_json(url) is not None, [baseline], "naive baseline")
+        processes.wait_for(
+            lambda: processes.get_json(url) is not None, [baseline], "naive baseline"
+        )
         return measure("naive Flask + model.predict", port, "/predict", args, [baseline.pid])
     finally:
-        serve.stop(baseline)
+        processes.stop(baseline)
 
 
 def serve_baseline(port: int, run_dir: Path) -> None:
@@ -357,17 +359,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         run_dir, base = tiny_model(workdir)
     startup = measure_startup()
-    stack = serve.Stack(base.resolve(), free_port(), free_port(), free_port(), "127.0.0.1")
+    stack = processes.Stack(base.resolve(), free_port(), free_port(), free_port(), "127.0.0.1")
     results = []
     with (workdir / "servers.log").open("w") as log:
-        model_server = serve.start(stack.model_server_command(), None, log)
+        model_server = processes.start(stack.model_server_command(), None, log)
         try:
-            serve.wait_for(lambda: serve.model_available(stack), [model_server], "model server")
+            processes.wait_for(
+                lambda: processes.model_available(stack), [model_server], "model server"
+            )
             for protocol in args.protocols:
                 results.append(run_proxy(protocol, stack, args, log))
                 print(results[-1], flush=True)
         finally:
-            serve.stop(model_server)  # the baseline runs alone, as it would in production
+            processes.stop(model_server)  # the baseline runs alone, as it would in production
         if not args.no_baseline:
             results.append(run_baseline(run_dir, args, log))
             print(results[-1], flush=True)

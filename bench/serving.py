@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts import serve
-from scripts.serve import free_port
+from scripts import processes
+from scripts.processes import free_port
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,27 +147,30 @@ class Server:
     def __init__(self, settings: Settings, batching: bool) -> None:
         self.grpc_port, self.rest_port = free_port(), free_port()
         flags = [
-            *serve.model_flags(settings.model_base_path, settings.model_name),
+            *processes.model_flags(settings.model_base_path, settings.model_name),
             "--file_system_poll_wait_seconds=0",
             f"--tensorflow_intra_op_parallelism={settings.intra_op}",
             f"--tensorflow_inter_op_parallelism={settings.inter_op}",
         ]
         if batching:
             flags += ["--enable_batching", f"--batching_parameters_file={settings.batching_file}"]
-        command = serve.model_server_command(self.grpc_port, self.rest_port, *flags)
+        command = processes.model_server_command(self.grpc_port, self.rest_port, *flags)
         self.log = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = serve.start(command, None, self.log)
+        self.proc = processes.start(command, None, self.log)
         self.model = settings.model_name
 
     def wait_ready(self) -> float:
         """Seconds until the model's status answers (the ports open once it has loaded)."""
         started = time.monotonic()
-        serve.wait_for(lambda: bool(serve.model_states(self.rest_port, self.model)), [self.proc],
-                       "the model server")  # fmt: skip
+
+        def loaded() -> bool:
+            return bool(processes.model_states(self.rest_port, self.model))
+
+        processes.wait_for(loaded, [self.proc], "the model server")
         return time.monotonic() - started
 
     def stop(self) -> None:
-        serve.stop(self.proc)
+        processes.stop(self.proc)
         self.log.close()
 
 

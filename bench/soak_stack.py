@@ -7,7 +7,7 @@ the soak run injects: roll a version out and back, reload the config with a `can
 over gRPC, SIGKILL and restart the model server. Everything the stack writes (logs, metrics,
 temp files, the model copy) stays under one run folder, which `FileSnapshot` verifies.
 
-Process plumbing is `scripts.serve`'s (the same start/stop/wait code as `make serve`), so
+Process plumbing is `scripts.processes`'s (the same start/stop/wait code as `make serve`), so
 the soak exercises the real start-up path rather than a test double of it.
 """
 
@@ -31,14 +31,14 @@ from bench.soak_load import CANARY
 from export.publish import publish, versions
 from modelserver.config import model_config, models_config_text
 from proxy.config import ProxyConfig
-from scripts import serve
-from scripts.serve import free_port
+from scripts import processes
+from scripts.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shared-machine neighbours the file check cannot tell apart from us by path alone: other
 # pytest sessions (ours runs inside its own run folder), tool job folders, browser profiles.
 FOREIGN_WRITERS = ("/tmp/pytest-of-*", "/tmp/bash_*", "/tmp/playwright*")
-MODEL_NAME = serve.MODEL_NAME
+MODEL_NAME = processes.MODEL_NAME
 BATCHING_CONFIG = ROOT / "serving_config" / "batching.config"
 
 
@@ -76,7 +76,9 @@ class SoakStack:
         self.base_path = self.run_dir / "models" / MODEL_NAME
         self.config_file = self.run_dir / "models.config"
         self.tmp_dir = self.run_dir / "tmp"
-        self.ports = serve.Stack(self.base_path, free_port(), free_port(), free_port(), "127.0.0.1")
+        self.ports = processes.Stack(
+            self.base_path, free_port(), free_port(), free_port(), "127.0.0.1"
+        )
 
     # ----- lifecycle -----
 
@@ -88,14 +90,14 @@ class SoakStack:
         self.config_file.write_text(models_config_text(served_model(self.base_path)))
         self._log = (self.run_dir / "servers.log").open("a")
         self.start_model_server()
-        self.proxy = serve.start(serve.proxy_command(), self._proxy_env(), self._log)
-        serve.wait_for(lambda: serve.proxy_ready(self.ports), [self.proxy], "the proxy")
+        self.proxy = processes.start(processes.proxy_command(), self._proxy_env(), self._log)
+        processes.wait_for(lambda: processes.proxy_ready(self.ports), [self.proxy], "the proxy")
         return self
 
     def stop(self) -> None:
         for process in (self.proxy, self.model_server):
             if process is not None:
-                serve.stop(process)
+                processes.stop(process)
         if self._log is not None:
             self._log.close()
 
@@ -106,8 +108,8 @@ class SoakStack:
         self.stop()
 
     def start_model_server(self) -> None:
-        self.model_server = serve.start(self._model_server_command(), self._env(), self._log)
-        serve.wait_for(lambda: serve.model_available(self.ports), [self.model_server],
+        self.model_server = processes.start(self._model_server_command(), self._env(), self._log)
+        processes.wait_for(lambda: processes.model_available(self.ports), [self.model_server],
                        "the model server")  # fmt: skip
 
     def kill_model_server(self) -> None:
@@ -117,7 +119,7 @@ class SoakStack:
         self.model_server.wait()
 
     def _model_server_command(self) -> list[str]:
-        return serve.model_server_command(
+        return processes.model_server_command(
             self.ports.grpc_port, self.ports.rest_port,
             f"--model_config_file={self.config_file}",
             "--enable_batching", f"--batching_parameters_file={BATCHING_CONFIG}",
@@ -134,7 +136,7 @@ class SoakStack:
     def _proxy_env(self) -> dict[str, str]:
         metrics = self.run_dir / "proxy-metrics"
         metrics.mkdir(exist_ok=True)
-        env = {**serve.proxy_env(self.ports, str(metrics)), **self._env()}
+        env = {**processes.proxy_env(self.ports, str(metrics)), **self._env()}
         env.update(
             MAX_UPLOAD_BYTES=str(self.limits.max_upload_bytes),
             MAX_PIXELS=str(self.limits.max_pixels),
@@ -183,7 +185,7 @@ class SoakStack:
         """Until `version` is the only AVAILABLE one (a rollout or rollback has settled)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            states = serve.model_states(self.ports.rest_port)
+            states = processes.model_states(self.ports.rest_port)
             if [v for v, s in states.items() if s == "AVAILABLE"] == [version]:
                 return
             time.sleep(0.2)

@@ -11,84 +11,36 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
-import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
 from modelserver.version_names import parse_version
-from proxy.config import PROCESS_ENV
+from scripts.processes import (
+    CHILD_NAMES,
+    SETTINGS,
+    STOP_TIMEOUT_S,
+    Stack,
+    exited,
+    how_it_ended,
+    model_available,
+    port_in_use,
+    proxy_command,
+    proxy_env,
+    proxy_ready,
+    start,
+    stop,
+    wait_for,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL_NAME = "cifar10"
-# Longer than the model server's own load retries (by default 6 attempts, 60 s apart): a
-# version that never loads makes it exit with the cause, which beats our timeout to the screen.
-START_TIMEOUT_S = 420
-STOP_TIMEOUT_S = 20
 # What stops the stack: Ctrl-C, `kill`, and the hang-up of a closed terminal or SSH session
 # (the children, in their own sessions, do not get it, so without a handler they would outlive
 # us). A signal already ignored when we start (SIGHUP under `nohup`) stays ignored.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _stop_requested = False  # set by the handler of STOP_SIGNALS, read by the waiting loops
-
-
-# The environment variables `make serve` reads, their defaults (DESIGN.md's ports) and uses.
-SETTINGS = {
-    "MODEL_BASE_PATH": ("models/cifar10", "the model's version folders"),
-    "GRPC_PORT": ("8500", "the model server's gRPC port"),
-    "REST_PORT": ("8501", "the model server's REST port"),
-    "PROXY_PORT": ("5000", "the proxy's port (the page)"),
-    "PROXY_HOST": ("127.0.0.1", "the proxy's address; 0.0.0.0 to reach it from other machines"),
-}
-
-
-@dataclass(frozen=True)
-class Stack:
-    """Where everything listens; from the environment (SETTINGS)."""
-
-    base_path: Path
-    grpc_port: int
-    rest_port: int
-    proxy_port: int
-    proxy_host: str
-
-    @classmethod
-    def from_env(cls) -> Stack:
-        def setting(name: str) -> str:
-            return os.environ.get(name) or SETTINGS[name][0]
-
-        def port(name: str) -> int:
-            value = setting(name)
-            if not value.isdigit() or not 0 < int(value) < 65536:
-                raise ValueError(f"{name}={value} is not a port number (1-65535)")
-            return int(value)
-
-        return cls(
-            base_path=Path(setting("MODEL_BASE_PATH")).resolve(),
-            grpc_port=port("GRPC_PORT"),
-            rest_port=port("REST_PORT"),
-            proxy_port=port("PROXY_PORT"),
-            proxy_host=setting("PROXY_HOST"),
-        )
-
-    def model_server_command(self) -> list[str]:
-        return model_server_command(self.grpc_port, self.rest_port, *model_flags(self.base_path))
-
-    @property
-    def url(self) -> str:
-        host = "localhost" if self.proxy_host in ("127.0.0.1", "0.0.0.0") else self.proxy_host
-        return f"http://{host}:{self.proxy_port}/"
 
 
 class Stopped(Exception):
@@ -132,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         say("(without a GPU, TensorFlow's start-up lines include a 'failed call to cuInit' "
             "error: expected, and harmless)")  # fmt: skip
         children.append(start(stack.model_server_command()))
-        wait_for(lambda: model_available(stack), children, "the model server")
+        wait_for(lambda: model_available(stack), children, "the model server", check_stop)
         say(f"starting the proxy on port {stack.proxy_port}")
         children.append(start(proxy_command(), proxy_env(stack, metrics_dir)))
-        wait_for(lambda: proxy_ready(stack), children, "the proxy")
+        wait_for(lambda: proxy_ready(stack), children, "the proxy", check_stop)
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
         while all(child.poll() is None for child in children):
             check_stop()
@@ -174,156 +126,6 @@ def preflight(stack: Stack) -> str | None:
         if port_in_use(port):
             return f"port {port} is already in use; choose another with {name.upper()}=..."
     return None
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port free now (the benchmarks' and tests' servers start on these), and not
-    one this process handed out before: two calls in a row can get the same port back from
-    the kernel, and a gRPC and a REST port that clash fail the start (it happened in CI)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-
-
-def model_server_command(grpc_port: int, rest_port: int, *flags: str) -> list[str]:
-    """`python -m modelserver` on loopback ports; `flags` say what it serves and how. The one
-    command line of `make serve`, the benchmarks and the tests."""
-    return [
-        sys.executable, "-m", "modelserver", "--host=127.0.0.1",
-        f"--port={grpc_port}", f"--rest_api_port={rest_port}", *flags,
-    ]  # fmt: skip
-
-
-def model_flags(base_path: Path | str, name: str = MODEL_NAME) -> list[str]:
-    """Serve one model's version folders (no config file: TF Serving's latest-version policy)."""
-    return [f"--model_name={name}", f"--model_base_path={base_path}"]
-
-
-def proxy_command() -> list[str]:
-    conf = ROOT / "proxy" / "gunicorn_conf.py"
-    return [sys.executable, "-m", "gunicorn", "-c", str(conf), "proxy.app:create_app()"]
-
-
-def proxy_env(stack: Stack, metrics_dir: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        MODEL_SERVER_GRPC=f"127.0.0.1:{stack.grpc_port}",
-        MODEL_SERVER_REST=f"http://127.0.0.1:{stack.rest_port}",
-        MODEL_NAME=MODEL_NAME,
-        PROXY_PORT=str(stack.proxy_port),
-        PROXY_HOST=stack.proxy_host,
-        PROMETHEUS_MULTIPROC_DIR=metrics_dir,
-        **PROCESS_ENV,
-    )
-    return env
-
-
-def start(
-    command: list[str],
-    env: dict[str, str] | None = None,
-    log: IO | None = None,
-    own_session: bool = True,
-) -> subprocess.Popen:
-    """A child, by default in its own session (Ctrl-C reaches only us, and we stop it in
-    order); output to ours or to `log`. Tests keep theirs in the test run's session, so that a
-    Ctrl-C or a killed test run takes them along."""
-    stderr = subprocess.STDOUT if log else None
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=stderr, start_new_session=own_session
-    )
-
-
-def stop(child: subprocess.Popen) -> bool:
-    """SIGTERM, wait, then SIGKILL: never leave a child behind. False when it had to be killed."""
-    if child.poll() is not None:
-        return True
-    child.terminate()
-    try:
-        child.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-        return False
-    return True
-
-
-CHILD_NAMES = ("the model server", "the proxy")  # in the order main() starts them
-
-
-def exited(children: list[subprocess.Popen]) -> tuple[str, subprocess.Popen] | None:
-    """The first child that has exited, with its name; None while all run."""
-    return next(((n, c) for n, c in zip(CHILD_NAMES, children) if c.poll() is not None), None)
-
-
-def how_it_ended(child: subprocess.Popen) -> str:
-    """'exited with code 1', or 'was killed by signal 9 (SIGKILL)' for a negative code."""
-    code = child.returncode
-    if code is None or code >= 0:
-        return f"exited with code {code}"
-    try:
-        name = f" ({signal.Signals(-code).name})"
-    except ValueError:  # a real-time signal has no name
-        name = ""
-    return f"was killed by signal {-code}{name}"
-
-
-def wait_for(ready, children: list[subprocess.Popen], what: str) -> None:
-    """Until `ready()`; a stop signal that came meanwhile is acted on before anything else
-    starts (a ready() answered after the signal does not count)."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        check_stop()
-        if ready():
-            check_stop()
-            return
-        if gone := exited(children):
-            name, dead = gone
-            raise RuntimeError(f"{name} {how_it_ended(dead)} while {what} started "
-                               "(see its log above)")  # fmt: skip
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} was not ready after {START_TIMEOUT_S} s")
-        time.sleep(0.3)
-
-
-def model_states(rest_port: int, model: str = MODEL_NAME, timeout: float = 2) -> dict[int, str]:
-    """{version: state} from the model server's REST status; empty while it is not up."""
-    status = get_json(f"http://127.0.0.1:{rest_port}/v1/models/{model}", timeout)
-    rows = (status or {}).get("model_version_status", [])
-    return {int(row["version"]): row["state"] for row in rows}
-
-
-def model_available(stack: Stack) -> bool:
-    return "AVAILABLE" in model_states(stack.rest_port).values()
-
-
-def proxy_ready(stack: Stack) -> bool:
-    return get_json(f"http://127.0.0.1:{stack.proxy_port}/readyz") is not None
-
-
-def get_json(url: str, timeout: float = 2) -> dict | None:
-    """The JSON body of a 200 answer, or None for anything else (not up yet)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.load(response)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
-        return None  # also a port that some other, non-HTTP service answers
 
 
 def request_stop(signum: int, frame: object) -> None:

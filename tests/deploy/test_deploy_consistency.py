@@ -36,7 +36,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from modelserver.config import parse_flags
 from modelserver.protos_gen import tfs_monitoring_config_pb2
 from proxy.config import ProxyConfig
-from scripts.serve import free_port
+from scripts.processes import free_port
 
 MODEL = "cifar10"
 GRPC, REST, PROXY = 8500, 8501, 5000
@@ -335,7 +335,7 @@ def test_images_share_one_pinned_base_and_run_as_non_root():
 
 def test_the_proxy_starts_with_its_process_environment_in_the_image_and_in_make_serve():
     from proxy.config import PROCESS_ENV
-    from scripts.serve import Stack, proxy_env
+    from scripts.processes import Stack, proxy_env
 
     assert PROCESS_ENV.items() <= image_env("proxy").items()
     stack = Stack(Path("models/cifar10"), 1, 2, 3, "127.0.0.1")

@@ -19,8 +19,8 @@ import pytest
 import requests
 from deploy_files import bind_mounts, compose_service, container, flags
 
-from scripts import serve
-from scripts.serve import free_port
+from scripts import processes
+from scripts.processes import free_port
 
 MODEL = "cifar10"
 
@@ -50,19 +50,19 @@ def server(tiny_model_base, tmp_path):
     log_path = tmp_path / "modelserver.log"
     with log_path.open("w") as log:
         command = [sys.executable, "-m", "modelserver", *args]
-        proc = serve.start(command, None, log, own_session=False)
+        proc = processes.start(command, None, log, own_session=False)
 
     def available() -> bool:
-        return "AVAILABLE" in serve.model_states(rest_port, MODEL).values()
+        return "AVAILABLE" in processes.model_states(rest_port, MODEL).values()
 
     try:
         try:
-            serve.wait_for(available, [proc], "the model server")
+            processes.wait_for(available, [proc], "the model server")
         except RuntimeError as error:
             raise AssertionError(f"{error}:\n{log_path.read_text()}") from None
         yield rest_port
     finally:
-        serve.stop(proc)
+        processes.stop(proc)
 
 
 def test_server_started_like_compose_serves_the_model(server):

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import requests
 
 from modelserver.config import models_config_text
-from scripts import serve
-from scripts.serve import free_port
+from scripts import processes
+from scripts.processes import free_port
 
 if TYPE_CHECKING:
     from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
@@ -32,8 +32,10 @@ class ServerProcess:
         self.grpc_port, self.rest_port = free_port(), free_port()
         self.log_path = log_path
         self._log = log_path.open("w")
-        command = serve.model_server_command(self.grpc_port, self.rest_port, *args)
-        self.proc = serve.start(["nice", "-n", "19", *command], None, self._log, own_session=False)
+        command = processes.model_server_command(self.grpc_port, self.rest_port, *args)
+        self.proc = processes.start(
+            ["nice", "-n", "19", *command], None, self._log, own_session=False
+        )
         self._channel = None
 
     @property
@@ -46,7 +48,7 @@ class ServerProcess:
     def wait_ready(self, model: str = MODEL) -> ServerProcess:
         """Until REST answers for `model` (ports open only once its newest version loaded)."""
         try:
-            serve.wait_for(lambda: bool(self.states(model)), [self.proc], "the model server")
+            processes.wait_for(lambda: bool(self.states(model)), [self.proc], "the model server")
         except RuntimeError as error:
             raise AssertionError(f"{error}:\n{self.log()}") from None
         return self
@@ -73,7 +75,7 @@ class ServerProcess:
 
     def states(self, model: str = MODEL) -> dict[int, str]:
         """{version: state} from REST model status (a generous timeout: a busy machine)."""
-        return serve.model_states(self.rest_port, model, timeout=10)
+        return processes.model_states(self.rest_port, model, timeout=10)
 
     def wait_states(self, expected: dict[int, str], model: str = MODEL, timeout: float = 90):
         """Until every version in `expected` has that state (others may exist)."""
@@ -103,7 +105,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self._channel is not None:
             self._channel.close()
-        serve.stop(self.proc)
+        processes.stop(self.proc)
         self._log.close()
 
 

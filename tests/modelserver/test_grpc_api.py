@@ -291,7 +291,7 @@ def test_channel_arguments_reach_the_grpc_server():
     and no call fails. In-process, since only the server sees its peers' ports."""
     from tensorflow_serving.apis import model_service_pb2_grpc
 
-    from scripts.serve import free_port
+    from scripts.processes import free_port
 
     def peers_seen(arguments: str, enough: int, seconds: float) -> set[str]:
         """Calls for `seconds`, or until `enough` peers were seen."""

@@ -46,7 +46,7 @@ def client(two_version_server, protocol):
 def offline_client():
     """A proxy whose model server address has nothing listening (for requests refused
     before any model call, and for the 'model server down' answer)."""
-    from scripts.serve import free_port
+    from scripts.processes import free_port
 
     port = free_port()
     config = ProxyConfig(

@@ -10,8 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from scripts import serve
-from scripts.serve import free_port
+from scripts import processes
+from scripts.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "cifar10"
@@ -52,28 +52,30 @@ class ModelServerProcess:
                 "--allow_version_labels_for_unavailable_models=true",
             ]
         else:
-            flags = serve.model_flags(self.base_path)
-        return serve.model_server_command(self.grpc_port, self.rest_port, *flags, *self.extra_flags)
+            flags = processes.model_flags(self.base_path)
+        return processes.model_server_command(
+            self.grpc_port, self.rest_port, *flags, *self.extra_flags
+        )
 
     def start(self) -> ModelServerProcess:
         with self.log_path.open("a") as log:
-            self.process = serve.start(self.command(), None, log, own_session=False)
+            self.process = processes.start(self.command(), None, log, own_session=False)
         try:
-            serve.wait_for(self.is_ready, [self.process], "the model server")
+            processes.wait_for(self.is_ready, [self.process], "the model server")
         except RuntimeError as error:
-            serve.stop(self.process)
+            processes.stop(self.process)
             raise RuntimeError(f"{error}:\n{tail(self.log_path)}") from None
         return self
 
     def is_ready(self) -> bool:
         # The ports open once the newest version is AVAILABLE (as TF Serving's do); older
         # versions of a multi-version config may still be loading, so wait for those too.
-        states = set(serve.model_states(self.rest_port).values())
+        states = set(processes.model_states(self.rest_port).values())
         return "AVAILABLE" in states and states <= {"AVAILABLE", "END"}
 
     def stop(self) -> None:
         if self.process is not None:
-            serve.stop(self.process)
+            processes.stop(self.process)
         self.process = None
 
 

@@ -18,8 +18,8 @@ from proxy_images import photo_like
 from proxy_servers import ROOT, child_env
 
 from bench.proxy import children_of
-from scripts.serve import free_port
-from scripts.serve import stop as stop_child
+from scripts.processes import free_port
+from scripts.processes import stop as stop_child
 
 
 class ServeProcess:
@@ -162,7 +162,7 @@ def test_under_nohup_a_hang_up_is_still_ignored(tiny_model_base) -> None:
 def test_a_child_killed_by_a_signal_without_a_name_is_still_described() -> None:
     from types import SimpleNamespace
 
-    from scripts.serve import how_it_ended
+    from scripts.processes import how_it_ended
 
     assert how_it_ended(SimpleNamespace(returncode=-9)) == "was killed by signal 9 (SIGKILL)"
     assert how_it_ended(SimpleNamespace(returncode=-40)) == "was killed by signal 40"
@@ -205,7 +205,7 @@ def test_free_port_never_hands_out_the_same_port_twice(monkeypatch) -> None:
     that offers the same port twice: the second call must find another."""
     import socket
 
-    from scripts import serve
+    from scripts import processes
 
     offered = iter([41001, 41001, 41002])
 
@@ -222,13 +222,13 @@ def test_free_port_never_hands_out_the_same_port_twice(monkeypatch) -> None:
         def getsockname(self):
             return ("127.0.0.1", self.port)
 
-    monkeypatch.setattr(serve, "_handed_out", set())
+    monkeypatch.setattr(processes, "_handed_out", set())
     monkeypatch.setattr(socket, "socket", Socket)
-    assert [serve.free_port(), serve.free_port()] == [41001, 41002]
+    assert [processes.free_port(), processes.free_port()] == [41001, 41002]
 
 
 def test_help_names_every_setting_and_starts_nothing() -> None:
-    from scripts.serve import SETTINGS
+    from scripts.processes import SETTINGS
 
     shown = run_serve("--help")
     assert shown.returncode == 0
@@ -240,7 +240,7 @@ def test_help_names_every_setting_and_starts_nothing() -> None:
 
 def test_a_port_answered_by_something_else_is_just_not_ready() -> None:
     """A foreign, non-HTTP service on a port: the readiness probe says 'not ready', no crash."""
-    from scripts.serve import get_json
+    from scripts.processes import get_json
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
