@@ -2,7 +2,7 @@
 
     python -m bench.work_curve [--doc docs/BENCHMARKS.md] [--out docs/accuracy-vs-work.png]
 
-Every row is one run (one seed); each recipe length is a point at the mean of its seeds, with
+Every row is one run (one seed); each recipe length is a point at the mean of its runs, with
 the single runs shown faintly behind. The line joins the airbench-family recipes; the `vgg`
 reference is another design, and the `fast` runs from before the Muon rescale (nineteenth
 session) are of an older version of the default, so both stand apart as markers. Rows whose
@@ -85,7 +85,7 @@ def plot(by_recipe: dict[str, list[tuple[float, float, float]]], out: Path) -> N
     ax.scatter([], [], color="gray", marker="x", label=f"vgg; fast, {SUPERSEDED}")
     rightmost = max(m[0] for m in means)
     markers = 0
-    for index, (work, _, tta, recipe, seeds) in enumerate(means):
+    for index, (work, _, tta, recipe, runs) in enumerate(means):
         # Neighbours alternate above and below the line; the last label leans left to stay in.
         # Markers off the line take short names (the legend says what they are), below them,
         # alternately to the right and the left.
@@ -97,7 +97,7 @@ def plot(by_recipe: dict[str, list[tuple[float, float, float]]], out: Path) -> N
         else:
             dx, dy = 6, 6 if index % 2 == 0 else -12
         ax.annotate(
-            f"{recipe}, {seeds} seed{'s' * (seeds > 1)}",
+            f"{recipe}, {runs} run{'s' * (runs > 1)}",  # runs, not seeds: some repeat a seed
             (work, tta),
             textcoords="offset points",
             xytext=(-dx if left else dx, dy),
@@ -106,7 +106,7 @@ def plot(by_recipe: dict[str, list[tuple[float, float, float]]], out: Path) -> N
         )
     ax.set_xlabel("work: training + TTA evaluation (PFLOP)")
     ax.set_ylabel("test accuracy (%), CIFAR-10 JPEG mirror")
-    ax.set_title("Accuracy against work (bench/train.py rows, mean of seeds)")
+    ax.set_title("Accuracy against work (bench/train.py rows, mean of runs)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()

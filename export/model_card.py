@@ -34,6 +34,9 @@ KNOWN_LIMITS = [
     "lighting and sharpness, so expect lower accuracy on them than the test figure.",
     "`serving_default` ignores EXIF orientation; the proxy applies it before sending pixels.",
     "Probabilities are not calibrated: read them as a ranking, not as a chance of being right.",
+    "The test accuracy above is somewhat optimistic: the recipe's settings were chosen, and "
+    "versions were published only when they beat the previous one, by comparing accuracies on "
+    "these same test images (no held-out split).",
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from training import hardware
@@ -37,3 +39,16 @@ def test_auto_with_amx_takes_bfloat16_without_timing(monkeypatch):
     )
     monkeypatch.setattr(hardware, "time_conv_step", lambda: pytest.fail("timed on an AMX CPU"))
     assert hardware.choose_precision("auto") == ("mixed_bfloat16", "auto: the CPU has AMX")
+
+
+def test_a_timing_lasts_its_minimum_seconds_however_few_the_calls():
+    """bench.train's ceiling kernels are timed for 5 s each: a 1 s timing read low."""
+    from training.hardware import seconds_per_call
+
+    calls = []
+    seconds = seconds_per_call(lambda: (calls.append(1), time.sleep(0.01)), 2, min_seconds=0.2)
+    assert len(calls) >= 1 + 10  # the warm-up, then calls until 0.2 s had passed
+    assert 0.01 <= seconds < 0.05
+    calls.clear()
+    seconds_per_call(lambda: calls.append(1), 3)
+    assert len(calls) == 1 + 3

@@ -320,3 +320,23 @@ def test_a_run_is_rebuilt_with_the_logit_scale_its_meta_records(tmp_path):
     del meta["logit_scale"]
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     assert load_for_inference(tmp_path)[0].get_layer("logit_scale").scale == pytest.approx(1 / 9)
+
+
+@pytest.mark.parametrize("arch", ["fast", "vgg"])
+def test_forward_flops_match_tensorflows_own_profiler(arch):
+    """A count independent of training.flops and of the hand formula above: TensorFlow's graph
+    profiler (its registered FLOP statistics of Conv2D and MatMul) on the frozen batch-1 graph."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    model = build_model(arch, 10, MEAN, STD)
+    serve = tf.function(lambda x: model(x, training=False))
+    graph = convert_variables_to_constants_v2(
+        serve.get_concrete_function(tf.TensorSpec([1, 32, 32, 3], tf.float32))
+    ).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options.update(account_type_regexes=["Conv2D", "MatMul"], output="none")
+    counted = tf.compat.v1.profiler.profile(graph, options=options).total_float_ops
+    assert forward_flops(model) == counted
