@@ -15,12 +15,12 @@ import sys
 import time
 
 from export.config import DEFAULT_BASE_PATH, MIN_PIXELS_AGREEMENT, MIN_SERVING_DEFAULT_AGREEMENT
-from training.config import default_data
+from training.config import DEFAULT_RUN_DIR, default_data
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.export_agreement", description=__doc__)
-    ap.add_argument("--run-dir", default="runs/default")
+    ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR)
     ap.add_argument("--model", default=str(DEFAULT_BASE_PATH), help="base path or version folder")
     ap.add_argument("--data", default=default_data())
     ap.add_argument("--limit", type=int, help="images per class (default: all)")

@@ -38,8 +38,9 @@ import numpy as np
 from PIL import Image
 
 from bench.soak_load import MULTIPART, multipart
+from export.config import DEFAULT_BASE_PATH
 from scripts import processes
-from scripts.processes import free_port
+from scripts.processes import children_of, free_port, rss_mb
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,13 +61,10 @@ class LoadResult:
     rss_mb: list[float]
 
 
-# ---------- environment ----------
+# ---------- the request ----------
 
 
-cpu_description = describe_cpu  # the same line as training logs print
-
-
-def test_jpeg(size: tuple[int, int] = (640, 480)) -> bytes:
+def sample_jpeg(size: tuple[int, int] = (640, 480)) -> bytes:
     """A 640x480 photo-like JPEG (smooth colour field + sensor-like noise, quality 90)."""
     rng = np.random.default_rng(0)
     field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
@@ -157,7 +155,7 @@ def throughput(
 
 
 def measure(name: str, port: int, path: str, args, pids: list[int]) -> LoadResult:
-    body = multipart([("photo.jpg", test_jpeg())])
+    body = multipart([("photo.jpg", sample_jpeg())])
     latency(port, path, body, args.warmup)
     samples = np.array(latency(port, path, body, args.requests)) * 1000
     rps, errors = throughput(port, path, body, args.throughput_requests, args.concurrency)
@@ -172,21 +170,6 @@ def measure(name: str, port: int, path: str, args, pids: list[int]) -> LoadResul
         requests=args.requests + args.throughput_requests,
         rss_mb=[rss_mb(pid) for pid in pids],
     )
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        found += [int(x) for x in text]
-    return found
 
 
 # ---------- the systems under test ----------
@@ -251,25 +234,6 @@ def serve_baseline(port: int, run_dir: Path) -> None:
     app.run(host="127.0.0.1", port=port, threaded=True)
 
 
-# ---------- tiny model for --quick ----------
-
-
-def tiny_model(folder: Path) -> tuple[Path, Path]:
-    """An untrained small model as a run folder (for the baseline) and a base path (served)."""
-    from export.publish import publish
-    from export.savedmodel import save_savedmodel
-    from export.untrained import untrained_model
-
-    model, meta = untrained_model(seed=0)
-    run_dir = folder / "run"
-    run_dir.mkdir(parents=True)
-    model.save_weights(run_dir / "final.weights.h5")
-    (run_dir / "meta.json").write_text(json.dumps(meta))
-    base = folder / "cifar10"
-    publish(lambda tmp: save_savedmodel(model, meta, tmp), base, 1)
-    return run_dir, base
-
-
 # ---------- report ----------
 
 
@@ -278,7 +242,7 @@ def report(results: list[LoadResult], startup: dict, cpu: str, args) -> str:
         f"CPU: {cpu}",
         f"proxy: gunicorn {args.workers} workers x {args.threads} threads (gthread); "
         f"{args.requests} sequential + {args.throughput_requests} concurrent requests "
-        f"(concurrency {args.concurrency}), 640x480 JPEG {len(test_jpeg()) // 1024} KiB",
+        f"(concurrency {args.concurrency}), 640x480 JPEG {len(sample_jpeg()) // 1024} KiB",
         "",
         f"start-up, fresh interpreter: proxy {startup['proxy_s']:.2f} s / "
         f"{startup['proxy_mb']:.0f} MB peak RSS; importing tensorflow_serving.apis.predict_pb2 "
@@ -322,7 +286,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench.proxy", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="tiny untrained model, few requests")
-    parser.add_argument("--model-base-path", type=Path, default=ROOT / "models" / "cifar10")
+    parser.add_argument("--model-base-path", type=Path, default=ROOT / DEFAULT_BASE_PATH)
     parser.add_argument(
         "--run-dir",
         type=Path,
@@ -352,12 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_server:
         serve_baseline(args.baseline_server, args.run_dir)
         return 0
-    cpu = cpu_description()
+    cpu = describe_cpu()
     print(f"CPU: {cpu}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     run_dir, base = args.run_dir, args.model_base_path
     if args.quick:
-        run_dir, base = tiny_model(workdir)
+        from export.untrained import write_untrained_run
+
+        run_dir, base = write_untrained_run(workdir)
     startup = measure_startup()
     stack = processes.Stack(base.resolve(), free_port(), free_port(), free_port(), "127.0.0.1")
     results = []

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from export.config import DEFAULT_BASE_PATH, MODEL_NAME
 from scripts import processes
 from scripts.processes import free_port
 from training.hardware import describe_cpu
@@ -57,8 +58,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serving", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--model_base_path", type=Path, default=ROOT / "models" / "cifar10")
-    parser.add_argument("--model_name", default="cifar10")
+    parser.add_argument("--model_base_path", type=Path, default=ROOT / DEFAULT_BASE_PATH)
+    parser.add_argument("--model_name", default=MODEL_NAME)
     parser.add_argument(
         "--batching_parameters_file", type=Path, default=ROOT / "serving_config" / "batching.config"
     )
@@ -88,9 +89,6 @@ def parse_args(argv: list[str] | None = None) -> Settings:
 
 
 # ----- machine description ----------------------------------------------------------------------
-
-
-cpu_description = describe_cpu  # the same line as training logs print
 
 
 # ----- requests, serialised once ----------------------------------------------------------------
@@ -370,7 +368,7 @@ def report(settings: Settings, ceiling: dict[int, float], off: dict, on: dict) -
     lines = [
         f"Model server benchmark ({time.strftime('%Y-%m-%d %H:%M')}), model "
         f"{settings.model_base_path}",
-        f"CPU: {cpu_description()}",
+        f"CPU: {describe_cpu()}",
         f"TF threads: intra {settings.intra_op or 'auto'}, inter {settings.inter_op or 'auto'}; "
         f"batching file {settings.batching_file.name}; {settings.duration_s:g} s per cell",
         "",
@@ -401,7 +399,7 @@ def report(settings: Settings, ceiling: dict[int, float], off: dict, on: dict) -
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    print(f"CPU: {cpu_description()}", flush=True)
+    print(f"CPU: {describe_cpu()}", flush=True)
     pixels, jpeg = sample_images(1)
     grpc_requests = grpc_payloads(settings.model_name, pixels, jpeg)
     rest_requests = rest_payloads(pixels, jpeg)

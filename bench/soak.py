@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 from bench import soak_load
-from bench.proxy import cpu_description
 from bench.soak_files import WriteWatcher
 from bench.soak_load import Load, Payload, Record
 from bench.soak_stack import (
@@ -52,6 +51,8 @@ from bench.soak_stack import (
     default_exclusions,
     watched_roots,
 )
+from export.config import DEFAULT_BASE_PATH
+from training.hardware import describe_cpu
 
 RSS_TOLERANCE = 0.10
 RSS_QUANTILE = 25  # percent: the floor of the RSS swings, see SoakResult.rss
@@ -201,7 +202,7 @@ def _run(settings: Settings, run_dir: Path) -> SoakResult:
         sampler.join()
     labels = {("good", i): p.label for i, p in enumerate(good)}
     return SoakResult(settings, records, events, reference, labels,
-                      model=source, cpu=cpu_description(), rss_samples=sampler.samples)  # fmt: skip
+                      model=source, cpu=describe_cpu(), rss_samples=sampler.samples)  # fmt: skip
 
 
 class RssSampler(threading.Thread):
@@ -245,16 +246,16 @@ def model_source(settings: Settings, scratch: Path) -> ModelSource:
     from export.model_card import CARD_NAME, served_accuracy
     from export.publish import versions
 
-    shipped = settings.model_base_path or ROOT / "models" / "cifar10"
+    shipped = settings.model_base_path or ROOT / DEFAULT_BASE_PATH
     if versions(shipped):
         card = shipped / CARD_NAME
         stated = served_accuracy(card.read_text()) if card.exists() else None
         return ModelSource(shipped, f"{shipped} (version {max(versions(shipped))})", stated)
     if settings.model_base_path is not None:
         raise SystemExit(f"no numbered version folder in {settings.model_base_path}")
-    from bench.proxy import tiny_model
+    from export.untrained import write_untrained_run
 
-    _, base = tiny_model(scratch)
+    _, base = write_untrained_run(scratch)
     return ModelSource(base, "tiny untrained model (models/cifar10 has no version yet)", None)
 
 

@@ -26,19 +26,18 @@ from typing import IO
 
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
 
-from bench.proxy import children_of, rss_mb
 from bench.soak_load import CANARY
+from export.config import MODEL_NAME
 from export.publish import publish, versions
 from modelserver.config import model_config, models_config_text
 from proxy.config import ProxyConfig
 from scripts import processes
-from scripts.processes import free_port
+from scripts.processes import children_of, free_port, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shared-machine neighbours the file check cannot tell apart from us by path alone: other
 # pytest sessions (ours runs inside its own run folder), tool job folders, browser profiles.
 FOREIGN_WRITERS = ("/tmp/pytest-of-*", "/tmp/bash_*", "/tmp/playwright*")
-MODEL_NAME = processes.MODEL_NAME
 BATCHING_CONFIG = ROOT / "serving_config" / "batching.config"
 
 

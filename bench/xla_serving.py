@@ -15,6 +15,7 @@ import statistics
 import time
 
 from export.config import DEFAULT_BASE_PATH, PIXELS_SIGNATURE
+from training.config import DEFAULT_RUN_DIR
 
 CALLS = {1: 300, 32: 30, 256: 6}  # timed calls per batch size, after warm-up
 
@@ -47,7 +48,7 @@ def median_seconds(fn, images, calls: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bench.xla_serving", description=__doc__)
-    ap.add_argument("--run-dir", default="runs/default", help="a finished `fast` run")
+    ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR, help="a finished `fast` run")
     ap.add_argument("--model", default=str(DEFAULT_BASE_PATH), help="base path or version")
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The side the model sees: the proxy's decoder and the graph share the one figure.
+from imaging.decode import IMAGE_SIZE  # noqa: F401 - re-exported for export/
 from training.config import TTA_NAMES
 
 MODEL_NAME = "cifar10"
@@ -11,7 +13,6 @@ MODEL_NAME = "cifar10"
 # accuracy is measured on. Training also reads TIFF, which the graph refuses.
 SERVED_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 DEFAULT_BASE_PATH = Path("models/cifar10")
-IMAGE_SIZE = 32
 
 # Signatures and their tensor names (DESIGN.md "Interfaces").
 SERVING_SIGNATURE = "serving_default"
@@ -24,7 +25,7 @@ WARMUP_FILE = Path("assets.extra/tf_serving_warmup_requests")
 LABELS_ASSET = Path("assets/labels.txt")
 INFO_ASSET = Path("assets/model_info.json")
 
-# --tta: a level of training.config.TTA_NAMES, or "auto" (export.savedmodel.choose_tta picks one).
+# --tta: a level of training.config.TTA_NAMES, or "auto" (export.tta.choose_tta picks one).
 TTA_CHOICES = ("auto", *(str(level) for level in TTA_NAMES))
 
 # Issue 3: the export must give the Keras model's top-1 class on at least these shares.

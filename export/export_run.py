@@ -18,8 +18,9 @@ from export.evaluation import evaluate_saved_model
 from export.fold import fold_for_serving
 from export.info import find_published, info_if_any, weights_digest
 from export.publish import latest_version_dir, publish, versions
-from export.savedmodel import choose_tta, save_savedmodel
+from export.savedmodel import save_savedmodel
 from export.tflite import calibration_sample, export_tflite
+from export.tta import choose_tta
 from training.data import load_dataset
 from training.run_folder import FINAL_WEIGHTS
 from training.run_model import load_for_inference

@@ -18,7 +18,7 @@ from pathlib import Path
 from export.config import DEFAULT_BASE_PATH
 from export.info import find_published, read_info, weights_digest
 from export.publish import latest_version_dir, version_dirs
-from training.config import TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
+from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.run_folder import FINAL_WEIGHTS, META, read_meta
 
 CARD_NAME = "MODEL_CARD.md"
@@ -240,7 +240,7 @@ def _images(run_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.model_card", description=__doc__)
-    ap.add_argument("--run-dir", default="runs/default", type=Path)
+    ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR, type=Path)
     ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), type=Path)
     ap.add_argument("--version", type=int, help="default: the newest version")
     ap.add_argument("--note", default="", help="a remark on how the run went (conditions)")

@@ -6,12 +6,15 @@ seconds; what it predicts does not matter, only that a given seed always predict
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 
 from training.data import CIFAR10_CLASSES
 from training.models import build_model
+from training.run_folder import FINAL_WEIGHTS, META
 
 # CIFAR-10 training statistics (0..255 units), rounded: close enough for an untrained model.
 CIFAR_MEAN = [125.3, 123.0, 113.9]
@@ -33,3 +36,19 @@ def untrained_model(seed: int, widths: Sequence[int] = (8, 16, 16)) -> tuple[ker
         "params": model.count_params(),
     }
     return model, meta
+
+
+def write_untrained_run(folder: Path) -> tuple[Path, Path]:
+    """An untrained model as a finished run folder and as version 1 of a base path: the quick
+    benchmark runs serve the one and give the other to a baseline that loads run folders."""
+    from export.publish import publish
+    from export.savedmodel import save_savedmodel
+
+    model, meta = untrained_model(seed=0)
+    run_dir = folder / "run"
+    run_dir.mkdir(parents=True)
+    model.save_weights(run_dir / FINAL_WEIGHTS)
+    (run_dir / META).write_text(json.dumps(meta))
+    base = folder / "cifar10"
+    publish(lambda tmp: save_savedmodel(model, meta, tmp), base, 1)
+    return run_dir, base

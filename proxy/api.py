@@ -17,9 +17,15 @@ from proxy.client import (
     Prediction,
     class_names_in_index_order,
 )
-from proxy.config import ProxyConfig
+from proxy.config import MAX_TOP_K, ProxyConfig
 from proxy.errors import ApiError
-from proxy.services import Services, default_target, resolve_default, services
+from proxy.services import (
+    Services,
+    available_versions,
+    default_target,
+    resolve_default,
+    services,
+)
 from proxy.uploads import Upload, read_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -111,7 +117,7 @@ def model() -> Response:
     config = svc.config
     versions = svc.client.status(config.model_name)
     default = default_target(config)
-    available = [v.version for v in versions if v.state == "AVAILABLE"]
+    available = available_versions(versions)
     serves, problem = resolve_default(svc, available)
     return jsonify(
         name=config.model_name,
@@ -169,8 +175,8 @@ def top_k_from_query(args: dict, default: int) -> int:
     raw = args.get("k", "")
     if not raw:
         return default
-    if not re.fullmatch(r"[0-9]{1,2}", raw) or not 1 <= int(raw) <= 10:
-        raise ApiError("k must be a whole number from 1 to 10")
+    if not re.fullmatch(r"[0-9]{1,2}", raw) or not 1 <= int(raw) <= MAX_TOP_K:
+        raise ApiError(f"k must be a whole number from 1 to {MAX_TOP_K}")
     return int(raw)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 PROTOCOLS = ("grpc", "rest")
+MAX_TOP_K = 10  # TOP_K and a request's ?k= (the model has ten classes)
 
 # The environment the proxy's processes must start with (glibc reads it once, at start-up):
 # one malloc arena for all threads. With one arena each, a worker's four threads kept the
@@ -48,8 +49,8 @@ class ProxyConfig:
             raise ValueError(f"PROXY_PROTOCOL must be one of {PROTOCOLS}, not {self.protocol!r}")
         if self.default_version is not None and self.default_label:
             raise ValueError("set MODEL_VERSION or MODEL_LABEL, not both")
-        if not 1 <= self.top_k <= 10:
-            raise ValueError("TOP_K must be between 1 and 10")
+        if not 1 <= self.top_k <= MAX_TOP_K:
+            raise ValueError(f"TOP_K must be between 1 and {MAX_TOP_K}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ProxyConfig:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from proxy.client import ModelServerError
 from proxy.errors import error_response
-from proxy.services import resolve_default, services
+from proxy.services import available_versions, resolve_default, services
 
 bp = Blueprint("ops", __name__)
 
@@ -30,7 +30,7 @@ def readyz() -> Response | tuple[Response, int]:
         versions = svc.client.status(name)
     except ModelServerError as exc:
         return error_response(f"not ready: {exc}", 503, "not_ready")
-    available = [v.version for v in versions if v.state == "AVAILABLE"]
+    available = available_versions(versions)
     if not available:
         message = f"not ready: model {name!r} has no AVAILABLE version"
         return error_response(message, 503, "not_ready")

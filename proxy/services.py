@@ -32,6 +32,11 @@ def default_target(config: ProxyConfig) -> ModelTarget:
     return ModelTarget(config.model_name, config.default_version, config.default_label)
 
 
+def available_versions(versions: list) -> list[int]:
+    """The numbers of the versions that answer requests (the model server's VersionStatus)."""
+    return [v.version for v in versions if v.state == "AVAILABLE"]
+
+
 def resolve_default(svc: Services, available: list[int]) -> tuple[int | None, str | None]:
     """The AVAILABLE version a request without ?version or ?label goes to, or why there is
     none: what /readyz reports and the page's badge shows (during a canary, not the newest)."""

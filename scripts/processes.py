@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from export.config import DEFAULT_BASE_PATH, MODEL_NAME
 from proxy.config import PROCESS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_NAME = "cifar10"
 # Longer than the model server's own load retries (by default 6 attempts, 60 s apart): a
 # version that never loads makes it exit with the cause, which beats our timeout to the screen.
 START_TIMEOUT_S = 420
@@ -34,7 +34,7 @@ STOP_TIMEOUT_S = 20
 
 # The environment variables `make serve` reads, their defaults (DESIGN.md's ports) and uses.
 SETTINGS = {
-    "MODEL_BASE_PATH": ("models/cifar10", "the model's version folders"),
+    "MODEL_BASE_PATH": (str(DEFAULT_BASE_PATH), "the model's version folders"),
     "GRPC_PORT": ("8500", "the model server's gRPC port"),
     "REST_PORT": ("8501", "the model server's REST port"),
     "PROXY_PORT": ("5000", "the proxy's port (the page)"),
@@ -236,3 +236,19 @@ def get_json(url: str, timeout: float = 2) -> dict | None:
             return json.load(response)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return None  # also a port that some other, non-HTTP service answers
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (from /proc; OSError once it is gone)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(x) for x in text]
+    return found

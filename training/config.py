@@ -33,6 +33,7 @@ from pathlib import Path
 # The CIFAR-10 JPEG mirror beside the project: as the command-line tools take it (run from the
 # project root), and as an absolute path for tests and benchmarks that run from anywhere.
 DEFAULT_DATA = "../shared/data/cifar10-jpeg.tar.gz"
+DEFAULT_RUN_DIR = "runs/default"  # make train's run folder, and the other tools' default run
 SHARED_DATA = (Path(__file__).resolve().parents[1] / DEFAULT_DATA).resolve()
 
 

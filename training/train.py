@@ -19,7 +19,7 @@ from pathlib import Path
 
 from training.checkpoint import CheckpointError
 from training.cli_args import positive
-from training.config import RECIPES, RunOptions, default_data
+from training.config import DEFAULT_RUN_DIR, RECIPES, RunOptions, default_data
 from training.data import DataError, check_source, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 from training.run_folder import (
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     add_recipe_arguments(ap)
     ap.add_argument(
         "--run-dir",
-        default="runs/default",
+        default=DEFAULT_RUN_DIR,
         help="output folder; re-use it to resume (default: %(default)s)",
     )
     ap.add_argument("--batch-size", type=positive(int))

@@ -86,7 +86,7 @@ def test_skip_if_published_adds_no_copy_of_the_newest_version(exported, tiny_run
 
 
 def test_auto_tta_is_the_level_the_rule_picks_and_records_its_accuracy(exported, tiny_run_dir):
-    from export.savedmodel import choose_tta
+    from export.tta import choose_tta
 
     meta = json.loads((tiny_run_dir / "meta.json").read_text())
     info = json.loads((exported / "1" / "assets" / "model_info.json").read_text())

@@ -125,7 +125,7 @@ def test_metadata_lives_in_the_savedmodel(loaded, version_dir):
     ],
 )
 def test_auto_tta_pays_for_a_costlier_level_only_beyond_test_set_noise(accuracies, images, level):
-    from export.savedmodel import choose_tta
+    from export.tta import choose_tta
     from training.config import TTA_ACCURACY_KEYS
 
     meta = dict(zip(TTA_ACCURACY_KEYS.values(), accuracies, strict=True))

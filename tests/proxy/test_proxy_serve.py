@@ -17,8 +17,7 @@ import requests
 from proxy_images import photo_like
 from proxy_servers import ROOT, child_env
 
-from bench.proxy import children_of
-from scripts.processes import free_port
+from scripts.processes import children_of, free_port
 from scripts.processes import stop as stop_child
 
 
