@@ -23,7 +23,7 @@ from export.config import (
 from export.encoded import EncodedImages, read_encoded
 from export.info import read_info
 from training.data import Dataset, decode_image_file
-from training.inference import predict_logits
+from training.inference import predict_logits, top1_accuracy
 
 BATCH_SIZE = 500
 
@@ -71,7 +71,7 @@ def evaluate_saved_model(path: str | Path, dataset: Dataset) -> dict:
         "saved_model": str(path),
         "tta": served.info["tta"],
         "test_images": len(dataset.test.labels),
-        "pixels_accuracy": _accuracy(top1, dataset.test.labels),
+        "pixels_accuracy": top1_accuracy(top1, dataset.test.labels),
         "serving_default_images": 0,
         "serving_default_accuracy": None,
     }
@@ -79,7 +79,7 @@ def evaluate_saved_model(path: str | Path, dataset: Dataset) -> dict:
     if encoded is not None:
         top1 = served.serving_default(encoded.data).argmax(1)
         report["serving_default_images"] = len(encoded)
-        report["serving_default_accuracy"] = _accuracy(top1, encoded.labels)
+        report["serving_default_accuracy"] = top1_accuracy(top1, encoded.labels)
     return report
 
 
@@ -100,9 +100,9 @@ def agreement(path: str | Path, model: keras.Model, encoded: EncodedImages) -> d
         "tta": tta,
         "pixels_agreement": float(np.mean(pixels == keras_top1)),
         "serving_default_agreement": float(np.mean(served == keras_top1)),
-        "keras_accuracy": _accuracy(keras_top1, encoded.labels),
-        "pixels_accuracy": _accuracy(pixels, encoded.labels),
-        "serving_default_accuracy": _accuracy(served, encoded.labels),
+        "keras_accuracy": top1_accuracy(keras_top1, encoded.labels),
+        "pixels_accuracy": top1_accuracy(pixels, encoded.labels),
+        "serving_default_accuracy": top1_accuracy(served, encoded.labels),
         "serving_default_disagreements": [
             encoded.names[i] for i in np.flatnonzero(served != keras_top1)[:20]
         ],
@@ -116,7 +116,3 @@ def _original_test_files(dataset: Dataset) -> EncodedImages | None:
     except (OSError, ValueError, tarfile.TarError):  # not an image-folder source
         return None
     return encoded if encoded.class_names == tuple(dataset.class_names) else None
-
-
-def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(predicted == labels)) if len(labels) else float("nan")

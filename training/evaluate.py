@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,7 +51,7 @@ def summarize(labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[s
 def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
     """By default on the run's own data and test images (its --test-subset pick, if it made
     one), so that the report repeats the figures in its meta.json."""
-    from training.inference import predict_logits
+    from training.inference import predict_each_tta
     from training.run_model import load_for_inference
 
     model, meta = load_for_inference(run_dir)
@@ -70,11 +69,9 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     if test_subset:
         report["test_subset"] = test_subset
         report["test_subset_of_the_run"] = own_pick
-    for level, name in TTA_NAMES.items():
-        start = time.perf_counter()
-        predicted = predict_logits(model, ds.test.images, tta=level).argmax(1)
+    for _, name, predicted, seconds in predict_each_tta(model, ds.test.images):
         report[f"tta_{name}"] = summarize(ds.test.labels, predicted, ds.class_names)
-        report[f"tta_{name}"]["seconds"] = time.perf_counter() - start
+        report[f"tta_{name}"]["seconds"] = seconds
         print(f"  TTA {name:15s} accuracy {report[f'tta_{name}']['accuracy']:.4f}", flush=True)
     report["class_names"] = list(ds.class_names)
     return report

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from training.config import TTA_NAMES
 
 
 def make_logits_fn(model: keras.Model, tta: int = 0) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -49,5 +52,17 @@ def predict_logits(
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else float("nan")
+def top1_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """The share of predicted classes (not logits) that are right; nan without images."""
+    return float(np.mean(predicted == labels)) if len(labels) else float("nan")
+
+
+def predict_each_tta(
+    model: keras.Model, images: np.ndarray
+) -> Iterator[tuple[int, str, np.ndarray, float]]:
+    """(level, name, predicted classes, seconds) for every TTA level: what a run's final
+    report and `training.evaluate` both score (minutes on the full test set, so one by one)."""
+    for level, name in TTA_NAMES.items():
+        started = time.perf_counter()
+        predicted = predict_logits(model, images, tta=level).argmax(1)
+        yield level, name, predicted, time.perf_counter() - started

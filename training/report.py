@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
+from training.config import TTA_ACCURACY_KEYS
 from training.data import Dataset
-from training.inference import accuracy, predict_logits
+from training.inference import predict_each_tta, top1_accuracy
 from training.plots import plot_curves
 from training.run_folder import FINAL_WEIGHTS, META
 from training.run_model import build_for_inference, network_constants
@@ -48,12 +48,8 @@ def write_run_outputs(
     started = time.monotonic()
     served = build_for_inference(meta, run_dir / FINAL_WEIGHTS)
     test_acc = {}
-    for level, name in TTA_NAMES.items():  # minutes on the full test set: say how it goes
-        level_started = time.monotonic()
-        test_acc[level] = accuracy(
-            predict_logits(served, ds.test.images, tta=level), ds.test.labels
-        )
-        seconds = time.monotonic() - level_started
+    for level, name, predicted, seconds in predict_each_tta(served, ds.test.images):
+        test_acc[level] = top1_accuracy(predicted, ds.test.labels)
         log(f"  TTA {name}: accuracy {test_acc[level]:.4f} ({seconds:.0f} s)")
     meta.update({TTA_ACCURACY_KEYS[level]: value for level, value in test_acc.items()})
     meta["final_evaluation_seconds"] = time.monotonic() - started

@@ -24,7 +24,7 @@ from training import checkpoint
 from training.augment import augment, flip_mask
 from training.config import Recipe
 from training.data import DataError, Dataset, Split
-from training.inference import accuracy, make_logits_fn, predict_logits
+from training.inference import make_logits_fn, predict_logits, top1_accuracy
 from training.models import FROZEN_KERNELS, build_model, init_whitening
 from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
 from training.run_folder import show
@@ -390,7 +390,7 @@ class Trainer:
             "train_loss": loss_sum / max(seen, 1),
             "train_accuracy": correct / max(seen, 1),
             f"{name}_loss": float(np.mean(ce)),
-            f"{name}_accuracy": accuracy(logits, monitor.labels),
+            f"{name}_accuracy": top1_accuracy(logits.argmax(1), monitor.labels),
             "lr": self._current_lr(),
             "train_seconds": p.train_seconds,
             "images_seen": p.images_seen,

@@ -534,10 +534,10 @@ def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tm
     assert meta["test_accuracy"] == served
 
 
-def test_a_run_dir_that_is_a_file_gets_a_sentence_not_a_traceback(tmp_path):
+def test_a_run_dir_that_is_a_file_gets_a_sentence_not_a_traceback(tiny_data, tmp_path):
     in_the_way = tmp_path / "runs"
     in_the_way.write_text("")
-    result = run(train_cmd(tmp_path, in_the_way / "r"), timeout=60)
+    result = run(train_cmd(tiny_data, in_the_way / "r"), timeout=60)
     assert result.returncode == 1
     assert "a file is in the way" in result.stderr and "Traceback" not in result.stderr
 
