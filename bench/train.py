@@ -148,6 +148,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--ceiling-only", action="store_true")
     ap.add_argument("--no-record", action="store_true", help="print only; no BENCHMARKS.md row")
+    ap.add_argument(
+        "--note",
+        default="",
+        help="a remark for the row's recipe cell (what differs, e.g. a code change under test), "
+        "so that no row needs editing by hand",
+    )
     args = ap.parse_args(argv)
 
     from training.run_folder import claim_run_dir, make_run_dir, pin_run_options
@@ -185,7 +191,7 @@ def _measure_and_train(args: argparse.Namespace, opts, startup_log: Path | None)
     print("after training: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in after.items()))
     sittings = add_ceiling(Path(opts.run_dir), after)
     s = summarize(meta, sittings)
-    label = recipe_label(args.recipe, args.epochs, _ran_as_coded(meta, opts))
+    label = recipe_label(args.recipe, args.epochs, _ran_as_coded(meta, opts), args.note)
     line = (
         f"{label} seed {args.seed} {meta['precision']}: plain {s['plain']:.2%} · "
         f"TTA {s['tta']:.2%} · work {s['work_pflop']:.3f} PFLOP · "
@@ -229,11 +235,13 @@ def wall_cell(meta: dict) -> str:
     return f"{wall} (resumed)" if meta.get("resumed_at_steps") else wall
 
 
-def recipe_label(recipe: str, epochs: float | None, as_coded: bool = True) -> str:
-    """The table's recipe cell: the name, plus the epochs when the run overrode them, and a
-    mark when the run kept settings the code's recipe no longer has (see its meta.json)."""
+def recipe_label(recipe: str, epochs: float | None, as_coded: bool = True, note: str = "") -> str:
+    """The table's recipe cell: the name, plus the epochs when the run overrode them, a mark
+    when the run kept settings the code's recipe no longer has (see its meta.json), and the
+    --note given."""
     label = recipe if epochs is None else f"{recipe} {epochs:g} ep"
-    return label if as_coded else f"{label}, settings as started (meta.json)"
+    label = label if as_coded else f"{label}, settings as started (meta.json)"
+    return f"{label} ({note.replace('|', '/')})" if note else label
 
 
 def _insert_row(text: str, row: str) -> str:

@@ -117,3 +117,10 @@ def test_a_run_that_kept_older_recipe_settings_is_marked_in_its_row():
     meta["recipe"]["muon_lr"] = 0.5
     assert not _ran_as_coded(meta, opts)
     assert recipe_label("fast", 5.0, False) == "fast 5 ep, settings as started (meta.json)"
+
+
+def test_a_note_goes_into_the_recipe_cell_so_no_row_is_edited_by_hand():
+    from bench.train import recipe_label
+
+    assert recipe_label("fast", None, True, "wd x0.5") == "fast (wd x0.5)"
+    assert recipe_label("fast", 15.0, True, "a|b") == "fast 15 ep (a/b)"  # no stray column
