@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="publish nothing when a version, served or rolled back, was exported from this "
         "run's final weights (for pipelines that re-run train-then-export: the trainer image)",
     )
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.data and not args.tflite:  # it would be ignored without a word
+        ap.error("--data is the data --tflite measures with; add --tflite, or leave --data out")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

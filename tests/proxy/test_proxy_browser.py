@@ -762,6 +762,8 @@ def test_phone_wording_without_drop_or_paste(site, browser) -> None:
         dropzone = page.get_by_role("button", name="Tap to choose photos")
         expect(dropzone).to_be_visible()
         expect(page.locator("#dropzone-hint")).not_to_contain_text("paste", use_inner_text=True)
+        # Out of sight on a phone, but still a heading a screen reader can jump to.
+        expect(page.get_by_role("heading", name="Add images")).to_have_count(1)
     finally:
         context.close()
 

@@ -676,6 +676,9 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
     assert f"{tmp_path / 'nothing'} not found" in capsys.readouterr().err
     assert export_main(["--run-dir", str(ROOT / "README.md")]) == 1
     assert "README.md is a file, not (a training run folder)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # --data only serves --tflite
+        export_main(["--run-dir", str(finished_run), "--data", "x"])
+    assert refused.value.code == 2 and "add --tflite" in capsys.readouterr().err
     # A version number no model server can load is refused before TensorFlow starts.
     for version in ("99999999999999999999", "-3"):
         with pytest.raises(SystemExit) as refused:
