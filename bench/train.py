@@ -198,7 +198,7 @@ def _measure_and_train(args: argparse.Namespace, opts, startup_log: Path | None)
         f"train {s['train_seconds']:.0f} s · wall {wall_cell(meta)} s · "
         f"{s['images_per_second']:,.0f} img/s · {s['achieved_gflops']:,.0f} GFLOP/s "
         f"of {s['ceiling_gflops']:,.0f} ({s['ceiling_kernel']}, best of {s['sittings']} "
-        f"sitting(s)) · MFU {s['mfu']:.0%} · {cpu}"
+        f"measurements) · MFU {s['mfu']:.0%} · {cpu}"
     )
     print(line)
     if not args.no_record:

@@ -9,6 +9,7 @@ Module map:
   image_graph.py the in-graph decoding of `serving_default`: limits, formats, crop, resize
   warmup.py      the TF Serving warm-up records written beside it
   info.py        assets/model_info.json: what a version was exported from, read without TensorFlow
+  tta.py         which test-time augmentation to bake in (--tta auto)
   publish.py     atomic numbered versions in a base path, --keep, rolled-back numbers
   tflite.py      float32 and int8 TFLite models with their accuracy (--tflite)
   evaluation.py  a SavedModel's accuracy, and its agreement with the Keras model

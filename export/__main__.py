@@ -115,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
             "model server serves this version only if its base path is that folder",
             file=sys.stderr,
         )
+    if not result.version_dir.exists():
+        print(
+            f"warning: --keep {args.keep} removed {result.version_dir} again: it is not among "
+            f"the {args.keep} newest versions",
+            file=sys.stderr,
+        )
+        return 1
     newest = max(versions(result.version_dir.parent))
     if int(result.version_dir.name) < newest:
         print(

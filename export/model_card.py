@@ -96,16 +96,18 @@ def check_exported_from(run_dir: Path, version_dir: Path) -> None:
     digest = weights_digest(run_dir)
     if digest == recorded:
         return
-    source = read_info(version_dir).get("source_run", "another run")
+    source = read_info(version_dir).get("source_run")
     match = find_published(version_dir.parent, digest)
-    hint = (
-        f"; {run_dir}'s weights are version {match.name}: pass --version {match.name}"
-        if match and match.name.isdigit()
-        else f"; pass --run-dir {source}, or export {run_dir} first"
-    )
+    if match and match.name.isdigit():
+        hint = f"{run_dir}'s weights are version {match.name}: pass --version {match.name}"
+    elif match:
+        hint = f"{run_dir}'s weights were published and rolled back ({match.name})"
+    else:
+        hint = f"export {run_dir} first"
+    came_from = f"it came from {source}" if source else "its run is not recorded"
     raise ValueError(
-        f"version {version_dir.name} was not exported from {run_dir} (other weights; it came "
-        f"from {source}){hint}"
+        f"version {version_dir.name} was not exported from {run_dir} (other weights; "
+        f"{came_from}); {hint}"
     )
 
 

@@ -131,7 +131,8 @@ def check_source(source: str | os.PathLike) -> Path:
         raise DataError(
             f"{path} is neither a folder, a .tar/.tar.gz archive, nor the CIFAR-10 python archive"
         )
-    if path.is_dir() and not any(child.is_dir() for child in path.iterdir()):
+    flat = path.is_dir() and not any(child.is_dir() for child in path.iterdir())
+    if flat and not _is_official_cifar(path):  # cifar-10-batches-py/ holds files only
         archives = sorted(p.name for p in path.iterdir() if p.name.endswith(TAR_SUFFIXES))
         hint = f"; it holds {archives[0]}: pass that file" if archives else ""
         raise DataError(f"{path} holds no image folders (<root>/train/<class>/*.jpg){hint}")

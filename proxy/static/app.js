@@ -7,8 +7,8 @@ const settings = {
   topK: Number(document.body.dataset.topK) || 3,
   maxUploadBytes: Number(document.body.dataset.maxUploadBytes) || 10 * 1024 * 1024,
   maxPixels: Number(document.body.dataset.maxPixels) || 40_000_000,
-  // A photo over the proxy's limits is shrunk to this short side before upload: the model sees
-  // a 32x32 square, so nothing it could use is lost.
+  // A photo over the proxy's limits is sent as its centre square at most this many pixels a
+  // side: the model sees a 32x32 centre square, so nothing it could use is lost.
   shrinkSide: 1024,
   parallel: 4,
   liveIntervalMs: 500,
@@ -48,6 +48,7 @@ const ui = {
 
 const state = {
   stream: null, cameraStarting: false, liveTimer: null, liveBusy: false, liveCard: null, liveKey: null,
+  liveSession: 0, // counts turns of continuous mode on or off: a frame answered after one is stale
   latencies: [], counter: 0, modelTimer: null, modelCheck: null, lastEarlyCheck: -Infinity,
   modelPolls: 0, // numbers each /api/model request: an answer overtaken by a newer one is dropped
   draggingInside: false, // a picture or text dragged within the page, not a file from outside
@@ -184,13 +185,21 @@ function reveal(card) {
 
 // The 32x32 center crop the model sees, drawn pixelated in the corner of the preview.
 function drawThumb(image, canvas) {
-  const side = Math.min(image.naturalWidth, image.naturalHeight);
-  if (!side) return;
-  const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "#fff"; // transparency over white, as the proxy flattens it
-  ctx.fillRect(0, 0, 32, 32);
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(image, (image.naturalWidth - side) / 2, (image.naturalHeight - side) / 2, side, side, 0, 0, 32, 32);
+  if (!image.naturalWidth) return;
+  drawCentreSquare(image, image.naturalWidth, image.naturalHeight, 32, canvas);
+}
+
+// The centre square of a picture or video frame (the part the proxy crops and the model sees),
+// drawn `side` pixels a side, transparency over white as the proxy flattens it.
+function drawCentreSquare(source, width, height, side, canvas = document.createElement("canvas")) {
+  const square = Math.min(width, height);
+  canvas.width = canvas.height = side;
+  const context = canvas.getContext("2d");
+  context.fillStyle = "#fff";
+  context.fillRect(0, 0, side, side);
+  context.imageSmoothingQuality = "high";
+  context.drawImage(source, (width - square) / 2, (height - square) / 2, square, square, 0, 0, side, side);
+  return canvas;
 }
 
 function showResult(card, result, body) {
@@ -378,7 +387,7 @@ async function classifyOne(blob, name, card) {
     const fileError = FILE_ERRORS.includes(error.status);
     // The live camera card retries by itself with the next frame.
     const retry = fileError || card === state.liveCard ? null : () => retryCard(blob, name, card);
-    outcome = showError(card, error.message, retry);
+    outcome = { ...showError(card, error.message, retry), status: error.status };
     if (!fileError && !ui.badge.classList.contains("down")) checkModelSoon();
   } finally {
     if (inflight.get(card) === controller) inflight.delete(card);
@@ -440,18 +449,23 @@ async function classifyFiles(fileList, earlier = "") {
 }
 
 // Sends the file as it is when the proxy takes it. A photo over its byte or pixel limit (a
-// 48-megapixel phone photo) is first shrunk here, if this browser can draw it (not TIFF).
+// 48-megapixel phone photo) is first shrunk here, if this browser can draw it (not TIFF); so is
+// one the proxy refuses with 413 under its lower limits (a large WebP or 16-bit PNG decodes at
+// more bytes a pixel), once.
 async function classifyFile(file, name, card) {
+  const image = card.querySelector(".card-image");
   const tooLarge = file.size + settings.multipartOverheadBytes > settings.maxUploadBytes;
-  const size = await shownSize(card.querySelector(".card-image"));
-  const tooManyPixels = size && size.width * size.height > settings.maxPixels;
-  if (!tooLarge && !tooManyPixels) return classifyOne(file, name, card);
+  const size = await shownSize(image);
+  if (!tooLarge && !(size && size.width * size.height > settings.maxPixels)) {
+    const outcome = await classifyOne(file, name, card);
+    if (outcome.status !== 413 || !size || !card.isConnected) return outcome;
+  }
   if (!card.isConnected) return { ok: false, text: "" };
   if (!size) return showError(card, `Too large: the limit is ${mebibytes(settings.maxUploadBytes)} MiB per image.`);
-  const smaller = await shrink(card.querySelector(".card-image"), size);
-  if (!smaller) return showError(card, "This image is too large for this browser to shrink before upload.");
-  card.dataset.sent = `sent at ${smaller.width}×${smaller.height}, shrunk from ${size.width}×${size.height}`;
-  return classifyOne(smaller.blob, name, card);
+  const square = await centreSquare(image, size);
+  if (!square) return showError(card, "This image is too large for this browser to shrink before upload.");
+  card.dataset.sent = `sent as ${square.side}×${square.side}: the centre square of ${size.width}×${size.height}, shrunk here`;
+  return classifyOne(square.blob, name, card);
 }
 
 // The picture's size as shown (EXIF orientation applied); null when the browser cannot show it.
@@ -464,21 +478,14 @@ function shownSize(image) {
   });
 }
 
-// A JPEG of the whole picture with a short side of settings.shrinkSide (and within the pixel
-// limit, for a panorama), transparency over white as the proxy flattens it.
-async function shrink(image, { width, height }) {
-  const scale = Math.min(1, settings.shrinkSide / Math.min(width, height),
-    Math.sqrt((0.9 * settings.maxPixels) / (width * height)));
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.max(1, Math.round(width * scale));
-  canvas.height = Math.max(1, Math.round(height * scale));
-  const context = canvas.getContext("2d");
-  context.fillStyle = "#fff";
-  context.fillRect(0, 0, canvas.width, canvas.height);
-  context.imageSmoothingQuality = "high";
-  context.drawImage(image, 0, 0, canvas.width, canvas.height);
+// The centre square the model sees (the proxy crops the same one), at most settings.shrinkSide
+// a side, as a JPEG with transparency over white, as the proxy flattens it. Only the square:
+// a panorama's whole width could pass a canvas's size limit.
+async function centreSquare(image, { width, height }) {
+  const side = Math.min(width, height, settings.shrinkSide);
+  const canvas = drawCentreSquare(image, width, height, side);
   const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
-  return blob && { blob, width: canvas.width, height: canvas.height };
+  return blob && { blob, side };
 }
 
 // Runs the jobs `limit` at a time; their results in job order.
@@ -681,15 +688,8 @@ const FRAME_SIDE = 512;
 function grabFrame() {
   const video = ui.video;
   if (!video.videoWidth) return Promise.resolve(null);
-  const square = Math.min(video.videoWidth, video.videoHeight);
-  const side = Math.min(square, FRAME_SIDE);
-  const canvas = document.createElement("canvas");
-  canvas.width = canvas.height = side;
-  const context = canvas.getContext("2d");
-  context.imageSmoothingQuality = "high";
-  const left = (video.videoWidth - square) / 2;
-  const top = (video.videoHeight - square) / 2;
-  context.drawImage(video, left, top, square, square, 0, 0, side, side);
+  const side = Math.min(video.videoWidth, video.videoHeight, FRAME_SIDE);
+  const canvas = drawCentreSquare(video, video.videoWidth, video.videoHeight, side);
   return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
 }
 
@@ -707,10 +707,11 @@ async function captureOnce() {
 async function liveTick() {
   if (state.liveBusy) return;
   state.liveBusy = true;
+  const session = state.liveSession;
   try {
     const blob = await grabFrame();
     // Continuous mode or the camera may have been turned off while the frame was encoded.
-    if (!blob || !state.liveTimer) return;
+    if (!blob || session !== state.liveSession) return;
     if (!state.liveCard || !state.liveCard.isConnected) {
       state.liveCard = newCard(blob, "Live camera");
       state.liveCard.classList.add("live");
@@ -724,10 +725,10 @@ async function liveTick() {
       image.addEventListener("load", () => drawThumb(image, card.querySelector(".card-thumb")), { once: true });
     }
     // Twice a second: announce only a change (another top class, failing, recovering), and
-    // nothing once continuous mode is off (an answer to a frame sent before).
+    // nothing once continuous mode was turned off, or off and on again, meanwhile.
     const action = newAction();
     const outcome = await classifyOne(blob, "Live camera", state.liveCard);
-    if (!state.liveTimer) return;
+    if (session !== state.liveSession) return;
     const key = outcome.ok ? outcome.label : "failed";
     if (key !== state.liveKey) announce([outcome.text], action);
     state.liveKey = key;
@@ -737,6 +738,7 @@ async function liveTick() {
 }
 
 function setLive(on) {
+  state.liveSession += 1;
   state.liveKey = null;
   ui.liveToggle.checked = on;
   ui.livePill.hidden = !on;

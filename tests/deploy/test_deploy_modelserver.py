@@ -90,6 +90,7 @@ def test_the_tfserving_alert_rules_name_metrics_and_labels_the_server_exports(se
     """A rule on a metric or label TF Serving does not export would never fire."""
     import re
 
+    import grpc
     import yaml
     from deploy_files import REPO
 
@@ -108,6 +109,9 @@ def test_the_tfserving_alert_rules_name_metrics_and_labels_the_server_exports(se
         for metric, matchers in re.findall(r"(:tensorflow:serving:[a-z_]+)\{([^}]*)\}", expr):
             assert metric in exported, metric
             assert set(re.findall(r"([a-z_]+)\s*=~?", matchers)) <= exported[metric], matchers
+        # The status label holds gRPC code names (reference §5): a misspelt one never matches.
+        for values in re.findall(r'status=~?"([^"]+)"', expr):
+            assert set(values.split("|")) <= {code.name for code in grpc.StatusCode}, values
 
 
 def run_probe(command: list[str], rest_port: int) -> int:

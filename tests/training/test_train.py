@@ -503,6 +503,12 @@ def test_a_folder_without_image_folders_is_refused_with_what_it_holds(tmp_path):
     empty.mkdir()
     with pytest.raises(DataError, match=r"empty holds no image folders \(<root>"):
         check_source(empty)
+    # The unpacked CIFAR-10 python archive holds files only, and is a data set.
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    for name in ("batches.meta", "data_batch_1", "test_batch"):
+        (batches / name).write_bytes(b"")
+    assert check_source(batches) == batches
 
 
 def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tmp_path):
