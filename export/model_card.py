@@ -90,13 +90,14 @@ def write_card(
 def check_exported_from(run_dir: Path, version_dir: Path) -> None:
     """The card joins the run's figures to the version's: refuse a version exported from other
     weights (its recorded digest differs), which would give it the run's accuracy."""
-    recorded = read_info(version_dir).get("source_weights_sha256")
+    info = read_info(version_dir)
+    recorded = info.get("source_weights_sha256")
     if not recorded or not (run_dir / FINAL_WEIGHTS).is_file():
         return  # exported before versions recorded their weights: nothing to compare
     digest = weights_digest(run_dir)
     if digest == recorded:
         return
-    source = read_info(version_dir).get("source_run")
+    source = info.get("source_run")
     match = find_published(version_dir.parent, digest)
     if match and match.name.isdigit():
         hint = f"{run_dir}'s weights are version {match.name}: pass --version {match.name}"
