@@ -46,13 +46,17 @@ def save(run_dir: Path, groups: Mapping[str, Sequence], state: dict) -> Path:
     return path
 
 
-def load(run_dir: Path, groups: Mapping[str, Sequence]) -> dict | None:
-    """Assign saved values into `groups`' variables; return the JSON state, or None if absent."""
+def load(
+    run_dir: Path, groups: Mapping[str, Sequence], optional: Sequence[str] = ()
+) -> tuple[dict, list[str]] | None:
+    """Assign saved values into `groups`' variables; return the JSON state and the `optional`
+    groups the file holds nothing of (a checkpoint written before they were saved: their
+    variables stay as they are), or None when there is no checkpoint."""
     path = run_dir / CHECKPOINT_NAME
     if not path.exists():
         return None
     try:
-        return _load(path, groups)
+        return _load(path, groups, optional)
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as error:
         raise CheckpointError(
             f"{path} is damaged ({type(error).__name__}: {error}); it cannot be resumed from: "
@@ -60,10 +64,16 @@ def load(run_dir: Path, groups: Mapping[str, Sequence]) -> dict | None:
         ) from error
 
 
-def _load(path: Path, groups: Mapping[str, Sequence]) -> dict:
+def _load(
+    path: Path, groups: Mapping[str, Sequence], optional: Sequence[str]
+) -> tuple[dict, list[str]]:
+    missing = []
     with np.load(path) as z:
         for group, variables in groups.items():
             saved = sorted((k for k in z.files if k.startswith(f"{group}/")), key=_index)
+            if not saved and variables and group in optional:
+                missing.append(group)
+                continue
             if len(saved) != len(variables):
                 raise CheckpointError(
                     f"{path}: {group} has {len(saved)} tensors, the model has {len(variables)};"
@@ -78,7 +88,7 @@ def _load(path: Path, groups: Mapping[str, Sequence]) -> dict:
                         "recipe or code?): use a new --run-dir"
                     )
                 v.assign(value)
-        return json.loads(str(z["state"]))
+        return json.loads(str(z["state"])), missing
 
 
 def _index(key: str) -> int:

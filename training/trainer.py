@@ -173,7 +173,18 @@ class Trainer:
         return self.train.images[chosen]
 
     def _state_groups(self) -> dict:
-        return {"model": self.model.weights, "opt": self.optimizer.variables, "ema": self.ema}
+        return {
+            "model": self.model.weights,
+            "opt": self.optimizer.variables,
+            "ema": self.ema,
+            "rng": self._rng_states(),
+        }
+
+    def _rng_states(self) -> list:
+        """The seed generators' states (dropout's masks, in `vgg`): not among the model's
+        weights, yet a resumed run must draw the masks that the uninterrupted one would."""
+        weights = {id(w) for w in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in weights]
 
     def _make_train_step(self):
         recipe, model, optimizer, trainable = (
@@ -215,9 +226,13 @@ class Trainer:
     # ------------------------------------------------------------ run
 
     def resume(self) -> bool:
-        state = checkpoint.load(self.run_dir, self._state_groups())
-        if state is None:
+        loaded = checkpoint.load(self.run_dir, self._state_groups(), optional=("rng",))
+        if loaded is None:
             return False
+        state, missing = loaded
+        if missing:
+            self.log("  this checkpoint predates saved dropout seeds: the resumed epochs draw "
+                     "other dropout masks than an uninterrupted run would")  # fmt: skip
         self.progress = Progress(**state)
         self.progress.resumed_from.append(self.progress.step)
         # Adam's learning rate is one of its variables, so the checkpoint restored it, plateau

@@ -169,6 +169,44 @@ def test_a_damaged_checkpoint_is_named_not_a_traceback(tmp_path, damage):
         checkpoint.load(tmp_path, {"weights": [np.zeros(1000)]})
 
 
+def _vgg_trainer(run_dir, log=lambda _: None):
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["vgg"], val_split=16, batch_size=16)
+    return Trainer(recipe, _dataset(), run_dir, seed=0, log=log)
+
+
+def _masked_output(trainer) -> np.ndarray:
+    """A training-mode forward pass: dropout draws its masks (and moves its seeds on)."""
+    return trainer.model(np.ones((2, 32, 32, 3), np.float32), training=True).numpy()
+
+
+def test_a_resumed_vgg_run_draws_the_dropout_masks_an_uninterrupted_one_would(tmp_path):
+    """The seed generators' states are not model weights: unsaved, a resumed run drew the
+    masks of the run's first steps again."""
+    first = _vgg_trainer(tmp_path)
+    _masked_output(first)
+    first.save_checkpoint()
+    expected = _masked_output(first)
+
+    resumed = _vgg_trainer(tmp_path)
+    assert resumed.resume()
+    np.testing.assert_array_equal(_masked_output(resumed), expected)
+
+
+def test_a_checkpoint_without_dropout_seeds_resumes_and_says_the_masks_differ(tmp_path):
+    """Checkpoints written before the seeds were saved still resume."""
+    from training import checkpoint
+
+    first = _vgg_trainer(tmp_path)
+    groups = {k: v for k, v in first._state_groups().items() if k != "rng"}
+    checkpoint.save(tmp_path, groups, first.progress.__dict__)
+
+    lines = []
+    assert _vgg_trainer(tmp_path, lines.append).resume()
+    assert any("predates saved dropout seeds" in line for line in lines), lines
+
+
 def test_a_recipe_that_holds_out_every_training_image_says_so():
     from training.data import DataError
     from training.trainer import split_validation
