@@ -46,11 +46,11 @@ evaluate: venv ## evaluation report (accuracy, TTA, per-class, confusion matrix)
 export: venv ## export $(RUN) as the next version of $(MODEL_BASE_PATH) (what make serve serves)
 	$(PY) -m export --run-dir $(RUN) --base-path $(MODEL_BASE_PATH) $(ARGS)
 
-model-card: venv ## render $(MODEL_BASE_PATH)/MODEL_CARD.md from $(RUN) and the newest version
-	$(PY) -m export.model_card --run-dir $(RUN) --base-path $(MODEL_BASE_PATH)
+model-card: venv ## render $(MODEL_BASE_PATH)/MODEL_CARD.md from $(RUN) and the newest version (ARGS="--note ...")
+	$(PY) -m export.model_card --run-dir $(RUN) --base-path $(MODEL_BASE_PATH) $(ARGS)
 
-bench-export: venv ## Keras vs SavedModel top-1 agreement on the full test set
-	$(PY) -m bench.export_agreement --run-dir $(RUN)
+bench-export: venv ## Keras vs SavedModel top-1 agreement on the full test set (ARGS="--limit 20" for a quick try)
+	$(PY) -m bench.export_agreement --run-dir $(RUN) --model $(MODEL_BASE_PATH) $(ARGS)
 
 predict: venv ## top-3 for images: make predict ARGS="photo.jpg"
 	$(PY) -m export.predict $(ARGS)

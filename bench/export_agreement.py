@@ -3,8 +3,9 @@
     python -m bench.export_agreement --run-dir runs/default --model models/cifar10
 
 Issue 3 asks for >= 99.9 % through `pixels` and >= 99 % through `serving_default` fed the
-original JPEG files. Exits 1 when either share is below its bar. `--limit` takes the first N
-images of every class (for a quick try).
+original JPEG files. Exits 1 when either share is below its bar, 2 when the two cannot be
+compared (a run not finished, a version exported from other weights, no test files).
+`--limit` takes the first N images of every class (for a quick try).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, MIN_PIXELS_AGREEMENT, MIN_SERVING_DEFAULT_AGREEMENT
 from training.config import DEFAULT_RUN_DIR, default_data
@@ -28,15 +30,23 @@ def main(argv: list[str] | None = None) -> int:
 
     from export.encoded import read_encoded
     from export.evaluation import agreement
+    from export.info import check_exported_from
     from export.publish import saved_model_dir
-    from training.run_model import load_for_inference
+    from training.data import DataError
+    from training.run_model import UnfinishedRunError, load_for_inference
 
-    encoded = read_encoded(args.data, "test")
+    try:  # the model and its checks before the seconds of reading the test files
+        version_dir = saved_model_dir(args.model)
+        model, _ = load_for_inference(args.run_dir)
+        check_exported_from(Path(args.run_dir), version_dir, "pass --model {path}")
+        encoded = read_encoded(args.data, "test")
+    except (OSError, ValueError, DataError, UnfinishedRunError) as err:
+        print(f"export_agreement: {err}", file=sys.stderr)
+        return 2
     if args.limit:
         encoded = encoded.per_class(args.limit)
-    model, _ = load_for_inference(args.run_dir)
     start = time.perf_counter()
-    result = agreement(saved_model_dir(args.model), model, encoded)
+    result = agreement(version_dir, model, encoded)
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result, indent=2))
     passed = (

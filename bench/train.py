@@ -235,13 +235,16 @@ def wall_cell(meta: dict) -> str:
     return f"{wall} (resumed)" if meta.get("resumed_at_steps") else wall
 
 
+NOTE_MARK = "(note: "  # how a --note starts in the recipe cell (bench.work_curve reads it)
+
+
 def recipe_label(recipe: str, epochs: float | None, as_coded: bool = True, note: str = "") -> str:
     """The table's recipe cell: the name, plus the epochs when the run overrode them, a mark
     when the run kept settings the code's recipe no longer has (see its meta.json), and the
     --note given."""
     label = recipe if epochs is None else f"{recipe} {epochs:g} ep"
     label = label if as_coded else f"{label}, settings as started (meta.json)"
-    return f"{label} ({note.replace('|', '/')})" if note else label
+    return f"{label} {NOTE_MARK}{note.replace('|', '/')})" if note else label
 
 
 def _insert_row(text: str, row: str) -> str:

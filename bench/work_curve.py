@@ -5,7 +5,9 @@
 Every row is one run (one seed); each recipe length is a point at the mean of its runs, with
 the single runs shown faintly behind. The line joins the airbench-family recipes; the `vgg`
 reference is another design, and the `fast` runs from before the Muon rescale (nineteenth
-session) are of an older version of the default, so both stand apart as markers. Rows whose
+session) are of an older version of the default, and a row with a `bench.train --note` is a
+variant under test (its recipe cell ends "(note: ...)"), so all three stand apart as markers.
+Rows whose
 precision cell is marked "defect" were measured with a since-fixed bug and are left out.
 """
 
@@ -16,7 +18,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from bench.train import ROW_HEADER, TABLE_MARK
+from bench.train import NOTE_MARK, ROW_HEADER, TABLE_MARK
 
 REFERENCE_RECIPES = ("vgg",)  # drawn apart from the line
 # The mark on the recipe cell of the `fast` rows from before the nineteenth session (relabelled
@@ -25,7 +27,7 @@ SUPERSEDED = "Muon unrescaled"
 
 
 def off_line(recipe: str) -> bool:
-    return recipe in REFERENCE_RECIPES or SUPERSEDED in recipe
+    return recipe in REFERENCE_RECIPES or SUPERSEDED in recipe or NOTE_MARK in recipe
 
 
 def read_rows(text: str) -> list[dict]:
@@ -82,7 +84,7 @@ def plot(by_recipe: dict[str, list[tuple[float, float, float]]], out: Path) -> N
     for work, plain, tta, recipe, _ in means:
         if off_line(recipe):
             ax.scatter([work, work], [tta, plain], color=["C0", "C1"], marker="x", s=40)
-    ax.scatter([], [], color="gray", marker="x", label=f"vgg; fast, {SUPERSEDED}")
+    ax.scatter([], [], color="gray", marker="x", label=f"vgg; fast, {SUPERSEDED}; noted")
     rightmost = max(m[0] for m in means)
     markers = 0
     for index, (work, _, tta, recipe, runs) in enumerate(means):

@@ -22,7 +22,7 @@ from export.config import (
 )
 from export.encoded import EncodedImages, read_encoded
 from export.info import read_info
-from training.data import Dataset, decode_image_file
+from training.data import DataError, Dataset, decode_image_file
 from training.inference import predict_logits, top1_accuracy
 
 BATCH_SIZE = 500
@@ -113,6 +113,7 @@ def _original_test_files(dataset: Dataset) -> EncodedImages | None:
     source = Path(dataset.source)
     try:
         encoded = read_encoded(source, "test")
-    except (OSError, ValueError, tarfile.TarError):  # not an image-folder source
+    # Not an image-folder source: `keras`, the CIFAR-10 python archive or its folder.
+    except (OSError, ValueError, tarfile.TarError, DataError):
         return None
     return encoded if encoded.class_names == tuple(dataset.class_names) else None

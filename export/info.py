@@ -43,3 +43,33 @@ def find_published(base_path: Path, digest: str) -> Path | None:
         if info_if_any(folder).get("source_weights_sha256") == digest:
             return folder
     return None
+
+
+def check_exported_from(
+    run_dir: Path, version_dir: Path, choose: str = "pass --version {name}"
+) -> None:
+    """Refuse a version exported from other weights than the run's (its recorded digest
+    differs): a model card would give it the run's accuracy, an agreement check would compare
+    two unrelated models. `choose` says how the caller's user picks another version ({name}:
+    its number, {path}: its folder)."""
+    info = read_info(version_dir)
+    recorded = info.get("source_weights_sha256")
+    if not recorded or not (run_dir / FINAL_WEIGHTS).is_file():
+        return  # exported before versions recorded their weights: nothing to compare
+    digest = weights_digest(run_dir)
+    if digest == recorded:
+        return
+    source = info.get("source_run")
+    match = find_published(version_dir.parent, digest)
+    if match and match.name.isdigit():
+        pick = choose.format(name=match.name, path=match)
+        hint = f"{run_dir}'s weights are version {match.name}: {pick}"
+    elif match:
+        hint = f"{run_dir}'s weights were published and rolled back ({match.name})"
+    else:
+        hint = f"export {run_dir} first"
+    came_from = f"it came from {source}" if source else "its run is not recorded"
+    raise ValueError(
+        f"version {version_dir.name} was not exported from {run_dir} (other weights; "
+        f"{came_from}); {hint}"
+    )

@@ -2,8 +2,10 @@
 
 Renders what a user of the shipped model needs to know from the run folder's meta.json,
 history.json and evaluation.json (`make evaluate`), and the exported version's own files;
-the curve and confusion-matrix images are copied beside the card. The line "Test accuracy of
-the served model" is what tests/export/test_shipped_model.py holds the shipped model to.
+the training curves are copied beside the card and the confusion matrix is drawn for the
+served TTA level. The card of the version before, if another, is kept as MODEL_CARD-v<N>.md
+with its pictures (a rolled-back version keeps its card). The line "Test accuracy of the
+served model" is what tests/export/test_shipped_model.py holds the shipped model to.
 """
 
 from __future__ import annotations
@@ -15,29 +17,47 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from export.config import DEFAULT_BASE_PATH
-from export.info import find_published, read_info, weights_digest
+from export.info import check_exported_from, read_info
 from export.publish import latest_version_dir, version_dirs
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
-from training.run_folder import FINAL_WEIGHTS, META, read_meta
+from training.run_folder import META, read_meta
 
 CARD_NAME = "MODEL_CARD.md"
-IMAGES = ("curves.png", "confusion.png")
+CURVES, CONFUSION = "curves.png", "confusion.png"
+IMAGES = (CURVES, CONFUSION)
+CARD_VERSION = re.compile(r"^# Model card: `[^`]*` version (\d+)", re.M)
 SERVED_LINE = re.compile(r"Test accuracy of the served model[^*]*\*\*([0-9.]+) %\*\*")
-DATA_NAME = "CIFAR-10 (JPEG q75 mirror)"
-KNOWN_LIMITS = [
-    "Inputs are seen at 32x32 pixels: a photo is center-cropped to a square and shrunk, so "
-    "objects outside the central square, or small in it, are lost.",
-    "Ten classes only (airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck); "
-    "anything else still gets one of them, often with high probability.",
-    "Trained on CIFAR-10's low-resolution web images; real photos differ in framing, "
-    "lighting and sharpness, so expect lower accuracy on them than the test figure.",
-    "`serving_default` ignores EXIF orientation; the proxy applies it before sending pixels.",
-    "Probabilities are not calibrated: read them as a ranking, not as a chance of being right.",
-    "The test accuracy above is somewhat optimistic: the recipe's settings were chosen, and "
-    "versions were published only when they beat the previous one, by comparing accuracies on "
-    "these same test images (no held-out split).",
-]
+
+
+def data_name(source: str) -> str:
+    """What the run trained on, as the card names it (meta.json keeps only the --data given)."""
+    name = Path(source).name
+    if "cifar10-jpeg" in name:
+        return "CIFAR-10 (JPEG q75 mirror)"
+    if source == "keras":
+        return "CIFAR-10 (the Keras download)"
+    if name.startswith(("cifar-10-python", "cifar-10-batches-py")):
+        return "CIFAR-10 (the official python archive)"
+    return f"the image set `{name}`"
+
+
+def known_limits(class_names: list[str], data: str) -> list[str]:
+    return [
+        "Inputs are seen at 32x32 pixels: a photo is center-cropped to a square and shrunk, so "
+        "objects outside the central square, or small in it, are lost.",
+        f"{len(class_names)} classes only ({', '.join(class_names)}); anything else still gets "
+        "one of them, often with high probability.",
+        f"Trained on {data} at 32x32 pixels; real photos differ in framing, lighting and "
+        "sharpness, so expect lower accuracy on them than the test figure.",
+        "`serving_default` ignores EXIF orientation; the proxy applies it before sending pixels.",
+        "Probabilities are not calibrated: read them as a ranking, not as a chance of being right.",
+        "The test accuracy above is somewhat optimistic: the recipe's settings were chosen, and "
+        "versions were published only when they beat the previous one, by comparing accuracies "
+        "on these same test images (no held-out split).",
+    ]
 
 
 def served_accuracy(card_text: str) -> float:
@@ -54,14 +74,16 @@ def render(run_dir: Path, version_dir: Path, note: str = "") -> str:
     evaluation = _optional_json(run_dir / "evaluation.json")
     export_report = _optional_json(version_dir / "export_report.json")
     tta = info["tta"]
+    data = data_name(meta.get("data", ""))
     sections = [
-        _header(meta, info, version_dir),
+        _header(meta, info, version_dir, data),
         _training(meta, note),
         _accuracy(meta, tta, version_dir.name),
         _per_class(evaluation, tta),
         _export(export_report, info),
-        _images(run_dir),
-        "## Known limits\n\n" + "\n".join(f"- {line}" for line in KNOWN_LIMITS),
+        _images(version_dir.parent),
+        "## Known limits\n\n"
+        + "\n".join(f"- {line}" for line in known_limits(info["class_names"], data)),
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
@@ -79,56 +101,74 @@ def write_card(
     if not (run_dir / META).is_file():
         raise FileNotFoundError(f"{run_dir} holds no finished training run ({META})")
     check_exported_from(run_dir, version_dir)
-    for name in IMAGES:
-        if (run_dir / name).exists():
-            shutil.copyfile(run_dir / name, base_path / name)
     card = base_path / CARD_NAME
+    archive_card(card, version_dir.name)
+    for name in IMAGES:
+        (base_path / name).unlink(missing_ok=True)  # no picture of the version before stays
+    if (run_dir / CURVES).exists():
+        shutil.copyfile(run_dir / CURVES, base_path / CURVES)
+    draw_confusion(run_dir, read_info(version_dir)["tta"], base_path / CONFUSION)
     card.write_text(render(run_dir, version_dir, note))
     return card
 
 
-def check_exported_from(run_dir: Path, version_dir: Path) -> None:
-    """The card joins the run's figures to the version's: refuse a version exported from other
-    weights (its recorded digest differs), which would give it the run's accuracy."""
-    info = read_info(version_dir)
-    recorded = info.get("source_weights_sha256")
-    if not recorded or not (run_dir / FINAL_WEIGHTS).is_file():
-        return  # exported before versions recorded their weights: nothing to compare
-    digest = weights_digest(run_dir)
-    if digest == recorded:
-        return
-    source = info.get("source_run")
-    match = find_published(version_dir.parent, digest)
-    if match and match.name.isdigit():
-        hint = f"{run_dir}'s weights are version {match.name}: pass --version {match.name}"
-    elif match:
-        hint = f"{run_dir}'s weights were published and rolled back ({match.name})"
-    else:
-        hint = f"export {run_dir} first"
-    came_from = f"it came from {source}" if source else "its run is not recorded"
-    raise ValueError(
-        f"version {version_dir.name} was not exported from {run_dir} (other weights; "
-        f"{came_from}); {hint}"
-    )
+def archive_card(card: Path, version: str) -> Path | None:
+    """Keep the card of another version as MODEL_CARD-v<N>.md, its pictures as <name>-v<N>.png:
+    the new card takes their names, and a rollback to that version wants its card back."""
+    match = CARD_VERSION.search(card.read_text()) if card.is_file() else None
+    if not match or int(match.group(1)) == int(version):
+        return None
+    old = match.group(1)
+    text = card.read_text()
+    for name in IMAGES:
+        kept = f"{Path(name).stem}-v{old}.png"
+        if (card.parent / name).is_file():
+            shutil.copyfile(card.parent / name, card.parent / kept)
+        text = text.replace(f"]({name})", f"]({kept})")
+    archived = card.with_name(f"{Path(CARD_NAME).stem}-v{old}.md")
+    archived.write_text(text)
+    return archived
+
+
+def draw_confusion(run_dir: Path, tta: int, path: Path) -> Path | None:
+    """The confusion matrix of the served TTA level (the run's own confusion.png shows the
+    level `make evaluate --headline` chose), from evaluation.json; none without one."""
+    evaluation = _optional_json(run_dir / "evaluation.json")
+    if not evaluation:
+        return None
+    key, level = _served_evaluation(evaluation, tta)
+    from training.plots import plot_confusion
+
+    names = list(level["per_class"])
+    title = f"confusion matrix (TTA {key.removeprefix('tta_')}), accuracy {level['accuracy']:.2%}"
+    return plot_confusion(np.array(level["confusion_matrix"]), names, path, title)
+
+
+def _served_evaluation(evaluation: dict, tta: int) -> tuple[str, dict]:
+    """The evaluation of the served TTA level, or of none when it lacks that level."""
+    key = f"tta_{TTA_NAMES[tta]}"
+    key = key if key in evaluation else "tta_none"
+    return key, evaluation[key]
 
 
 def _optional_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _header(meta: dict, info: dict, version_dir: Path) -> str:
+def _header(meta: dict, info: dict, version_dir: Path, data: str) -> str:
     return "\n".join(
         [
             f"# Model card: `cifar10` version {version_dir.name}",
             "",
-            f"An image classifier for the ten {DATA_NAME} classes, trained from scratch and "
+            f"An image classifier for the {len(info['class_names'])} classes of {data}, "
+            "trained from scratch and "
             "served by TensorFlow Serving (or the local `modelserver`) with its preprocessing "
             "inside the graph: send a JPEG/PNG/GIF/BMP/WebP to `serving_default`, or 32x32 RGB "
             "uint8 pixels to `pixels`.",
             "",
             "| | |",
             "| --- | --- |",
-            f"| data set | {DATA_NAME}: {meta.get('train_images')} training images, "
+            f"| data set | {data}: {meta.get('train_images')} training images, "
             f"{meta.get('test_images')} test images |",
             f"| architecture | `{meta['arch']}`, widths {meta.get('widths')}, "
             f"{meta.get('depth', 2)} convs per group |",
@@ -193,8 +233,8 @@ def _accuracy(meta: dict, tta: int, version: str) -> str:
 def _per_class(evaluation: dict | None, tta: int) -> str:
     if not evaluation:
         return "## Per class\n\nNo evaluation.json in the run folder: run `make evaluate` first."
-    key = f"tta_{TTA_NAMES[tta]}"
-    per_class = evaluation.get(key, evaluation["tta_none"])["per_class"]
+    key, level = _served_evaluation(evaluation, tta)
+    per_class = level["per_class"]
     rows = [
         f"| {name} | {c['recall']:.2%} | {c['precision']:.2%} | {c['support']} |"
         for name, c in per_class.items()
@@ -226,7 +266,7 @@ def _export(report: dict | None, info: dict) -> str:
             f"| SavedModel via `pixels` (TTA {info['tta_name']}) | {saved['bytes'] / 1e6:.1f} MB "
             f"| {saved['pixels_accuracy']:.2%} |",
             f"| SavedModel via `serving_default` on the JPEG files | | "
-            f"{saved['serving_default_accuracy']:.2%} |",
+            f"{_share(saved['serving_default_accuracy'])} |",
             *[
                 f"| TFLite {kind} (no TTA) | {lite[kind]['bytes'] / 1e6:.1f} MB "
                 f"| {lite[kind]['test_accuracy']:.2%} |"
@@ -236,8 +276,13 @@ def _export(report: dict | None, info: dict) -> str:
     return "\n".join(lines)
 
 
-def _images(run_dir: Path) -> str:
-    shown = [name for name in IMAGES if (run_dir / name).exists()]
+def _share(value: float | None) -> str:
+    """A measured share, or why there is none (a data set without image files to send)."""
+    return "n/a (the data set has no image files)" if value is None else f"{value:.2%}"
+
+
+def _images(base_path: Path) -> str:
+    shown = [name for name in IMAGES if (base_path / name).exists()]
     return "\n\n".join(f"![{Path(name).stem}]({name})" for name in shown)
 
 

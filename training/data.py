@@ -126,7 +126,11 @@ def check_source(source: str | os.PathLike) -> Path:
     that take no time, so that a trainer can make them before its seconds of start-up."""
     path = Path(source).expanduser()
     if not path.exists():
-        raise DataError(f"data source not found: {path}")
+        raise DataError(
+            f"data source not found: {path} (give --data, or DATA= to make: an image-folder "
+            "tree or its .tar/.tar.gz, the official cifar-10-python.tar.gz, or keras to "
+            "download CIFAR-10)"
+        )
     if not path.is_dir() and not tarfile.is_tarfile(path):
         raise DataError(
             f"{path} is neither a folder, a .tar/.tar.gz archive, nor the CIFAR-10 python archive"

@@ -278,6 +278,62 @@ def test_model_card_states_the_served_accuracy(exported, tiny_run_dir, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_model_card_draws_the_confusion_matrix_of_the_served_tta(exported, tiny_run_dir, tmp_path):
+    """`make evaluate` draws the matrix of --headline (default none) into the run folder; the
+    card showed that picture under a per-class table of the served flip TTA."""
+    import shutil
+
+    from export.model_card import write_card
+    from training.plots import plot_confusion
+
+    base, run = tmp_path / "cifar10", tmp_path / "run"
+    shutil.copytree(exported, base)
+    shutil.copytree(tiny_run_dir, run)
+    info_file = base / "1" / "assets" / "model_info.json"
+    info_file.write_text(json.dumps({**json.loads(info_file.read_text()), "tta": 1}))
+    names = ["a", "b"]
+
+    def level(matrix):
+        per_class = {n: {"recall": 0.5, "precision": 0.5, "support": 2} for n in names}
+        return {"accuracy": 0.5, "per_class": per_class, "confusion_matrix": matrix}
+
+    served = [[2, 0], [1, 1]]
+    evaluation = {"tta_none": level([[1, 1], [1, 1]]), "tta_flip": level(served)}
+    (run / "evaluation.json").write_text(json.dumps(evaluation))
+    plot_confusion(np.array([[1, 1], [1, 1]]), names, run / "confusion.png", "as evaluated")
+
+    text = write_card(run, base).read_text()
+    expected = plot_confusion(
+        np.array(served),
+        names,
+        tmp_path / "expected.png",
+        "confusion matrix (TTA flip), accuracy 50.00%",
+    )
+    assert (base / "confusion.png").read_bytes() == expected.read_bytes()
+    assert "## Per class (flip)" in text and "![confusion](confusion.png)" in text
+
+
+def test_model_card_keeps_the_card_of_the_version_before(exported, tiny_run_dir, tmp_path):
+    """A rollback to the version before wants its card back: it is kept with its pictures."""
+    import shutil
+
+    from export.model_card import write_card
+
+    base = tmp_path / "cifar10"
+    shutil.copytree(exported, base)
+    first = write_card(tiny_run_dir, base).read_text()
+    curves = (base / "curves.png").read_bytes()
+    shutil.copytree(base / "1", base / "2")  # the same weights published again
+    assert (
+        write_card(tiny_run_dir, base).read_text().startswith("# Model card: `cifar10` version 2")
+    )
+    kept = (base / "MODEL_CARD-v1.md").read_text()
+    assert kept == first.replace("](curves.png)", "](curves-v1.png)")
+    assert (base / "curves-v1.png").read_bytes() == curves
+    write_card(tiny_run_dir, base)  # the same version again: nothing more is archived
+    assert sorted(p.name for p in base.glob("MODEL_CARD*")) == ["MODEL_CARD-v1.md", "MODEL_CARD.md"]
+
+
 def test_model_card_refuses_a_version_exported_from_other_weights(exported, tiny_run_dir, tmp_path):
     """The card puts the run's accuracy on the version: a version exported from another run
     (its recorded weights digest differs) once got a card claiming the other run's figures."""
@@ -298,6 +354,29 @@ def test_model_card_refuses_a_version_exported_from_other_weights(exported, tiny
     shutil.copytree(exported / "1", base / "2")
     with pytest.raises(ValueError, match="pass --version 2"):
         write_card(tiny_run_dir, base, version=1)
+
+
+def test_export_agreement_refuses_a_version_of_other_weights_before_reading_the_data(
+    exported, tiny_run_dir, tmp_path, capsys
+):
+    """It compared the run with whatever version was newest: after a `make train` without an
+    export, the shipped model, and printed a meaningless FAIL."""
+    import shutil
+
+    from bench.export_agreement import main
+
+    base = tmp_path / "cifar10"
+    shutil.copytree(exported, base)
+    info_file = base / "1" / "assets" / "model_info.json"
+    info_file.write_text(json.dumps({**json.loads(info_file.read_text()),
+                                     "source_weights_sha256": "0" * 64}))  # fmt: skip
+    nowhere = str(tmp_path / "no-data")  # reading it would fail: the refusal comes first
+    common = ["--model", str(base), "--data", nowhere]
+    assert main(["--run-dir", str(tiny_run_dir), *common]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("export_agreement: version 1 was not exported from"), err
+    assert main(["--run-dir", str(tmp_path), *common]) == 2
+    assert "holds no finished run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -322,3 +401,15 @@ def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
     assert main(given) == 1
     err = capsys.readouterr().err
     assert err.startswith("model_card: ") and message in err and "Traceback" not in err
+
+
+def test_the_model_card_names_the_data_set_the_run_trained_on():
+    """The card said "CIFAR-10 (JPEG q75 mirror)" whatever --data was, and a run on the
+    official archive (no image files to send to serving_default) crashed it."""
+    from export.model_card import _share, data_name
+
+    assert data_name("../shared/data/cifar10-jpeg.tar.gz") == "CIFAR-10 (JPEG q75 mirror)"
+    assert data_name("keras") == "CIFAR-10 (the Keras download)"
+    assert data_name("/data/cifar-10-python.tar.gz") == "CIFAR-10 (the official python archive)"
+    assert data_name("/photos/pets") == "the image set `pets`"
+    assert _share(None).startswith("n/a") and _share(0.9101) == "91.01%"

@@ -29,7 +29,8 @@ def test_shipped_model_meets_its_card(cifar_sample):  # cifar_sample: skips with
     card = (SHIPPED / CARD_NAME).read_text()
     newest = versions(SHIPPED)[-1]
     # The card must be about the version a model server serves, not an older one.
-    assert card.startswith(f"# Model card: `cifar10` version {newest}\n")
+    stale = f"{CARD_NAME} is not about version {newest}: make evaluate, then make model-card"
+    assert card.startswith(f"# Model card: `cifar10` version {newest}\n"), stale
     assert f"Test accuracy of the served model (version {newest}," in card
     promised = served_accuracy(card)
     report = evaluate_saved_model(SHIPPED / str(newest), load_dataset(CIFAR_TAR))

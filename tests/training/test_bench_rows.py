@@ -122,5 +122,14 @@ def test_a_run_that_kept_older_recipe_settings_is_marked_in_its_row():
 def test_a_note_goes_into_the_recipe_cell_so_no_row_is_edited_by_hand():
     from bench.train import recipe_label
 
-    assert recipe_label("fast", None, True, "wd x0.5") == "fast (wd x0.5)"
-    assert recipe_label("fast", 15.0, True, "a|b") == "fast 15 ep (a/b)"  # no stray column
+    assert recipe_label("fast", None, True, "wd x0.5") == "fast (note: wd x0.5)"
+    assert recipe_label("fast", 15.0, True, "a|b") == "fast 15 ep (note: a/b)"  # no stray column
+
+
+def test_a_noted_row_is_a_marker_off_the_curves_line():
+    """A note says what differs: its run is not one more sample of the recipe's point."""
+    from bench.train import recipe_label
+    from bench.work_curve import off_line
+
+    assert off_line(recipe_label("fast", None, True, "wd x0.5"))
+    assert not off_line(recipe_label("fast", 15.0))
