@@ -78,6 +78,23 @@ class ModelServerTimeout(ModelServerUnavailable):
     kind = "model_timeout"
 
 
+# TF Serving's words when its batching queue is overloaded (the local server's are the same,
+# modelserver/batching.py): full (UNAVAILABLE, REST 503), or a request that waited there past
+# its deadline (RESOURCE_EXHAUSTED, REST 429).
+QUEUE_FULL = "batch scheduling queue"
+QUEUE_WAIT = "waiting in batching queue"
+
+
+def overloaded(message: str) -> ModelServerUnavailable | None:
+    """A busy model server is the service's state, not a refusal of this request: a 503 to
+    retry, or the 504 of a run that waited too long; None for any other message."""
+    if QUEUE_FULL in message:
+        return ModelServerUnavailable(f"the model server is overloaded ({message})")
+    if QUEUE_WAIT in message:
+        return ModelServerTimeout(f"the model server did not answer in time: busy ({message})")
+    return None
+
+
 class ModelNotFound(ModelServerError):
     """The requested model, version or label is not being served (404)."""
 

@@ -24,6 +24,7 @@ from proxy.client.base import (
     ModelTarget,
     Prediction,
     VersionStatus,
+    overloaded,
 )
 from proxy.client.tensors import to_numpy, to_tensor_proto
 from proxy.protos_gen import serving_subset_pb2 as pb2
@@ -108,6 +109,8 @@ def _model_spec(target: ModelTarget, signature: str = "") -> pb2.ModelSpec:
 def _error_from_rpc(exc: grpc.RpcError, target: ModelTarget) -> ModelServerError:
     """Map gRPC codes (tfserving-behaviour.md §4) to our errors."""
     code, details = exc.code(), exc.details() or ""
+    if busy := overloaded(details):
+        return busy
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ModelServerTimeout("the model server did not answer in time")
     if code == grpc.StatusCode.UNAVAILABLE:

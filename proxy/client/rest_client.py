@@ -27,6 +27,7 @@ from proxy.client.base import (
     ModelTarget,
     Prediction,
     VersionStatus,
+    overloaded,
 )
 
 _NOT_FOUND_HINTS = ("Unrecognized servable version label",)
@@ -131,6 +132,8 @@ def _error_from_response(response: requests.Response) -> ModelServerError:
     except ValueError:
         message = response.text[:200]
     message = message or f"HTTP {response.status_code}"
+    if busy := overloaded(message):
+        return busy
     if response.status_code == 404 or any(h in message for h in _NOT_FOUND_HINTS):
         return ModelNotFound(message)
     if response.status_code == 504:  # its own deadline passed (--rest_api_timeout_in_ms)

@@ -186,6 +186,53 @@ def test_a_model_server_slower_than_the_deadline_is_a_gateway_timeout(
         server.stop()
 
 
+def test_a_full_batching_queue_is_a_503_to_retry_not_a_refused_request(
+    tiny_model_base, tmp_path
+) -> None:
+    """A real model server whose batching queue holds 3 images, 2 of them taken by a request
+    waiting for company (60 s batch timeout): a proxy request of 2 more images is refused with
+    TF Serving's UNAVAILABLE "queue is full" (REST 503). The proxy said "cannot be reached"."""
+    import grpc
+    import numpy as np
+    import requests
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    batching = tmp_path / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 3 }\nbatch_timeout_micros { value: 60000000 }\n"
+        "max_enqueued_batches { value: 1 }\nnum_batch_threads { value: 1 }\n"
+    )
+    metrics_path = "/monitoring/prometheus/metrics"
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text(f'prometheus_config {{ enable: true path: "{metrics_path}" }}')
+    flags = ("--enable_batching", f"--batching_parameters_file={batching}",
+             f"--monitoring_config_file={monitoring}")  # fmt: skip
+    server = ModelServerProcess(tiny_model_base, tmp_path / "ms.log", extra_flags=flags).start()
+    channel = grpc.insecure_channel(server.grpc_address)
+    try:
+        waiting = predict_pb2.PredictRequest()
+        waiting.model_spec.name, waiting.model_spec.signature_name = "cifar10", "pixels"
+        waiting.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((2, 32, 32, 3), np.uint8)))
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        held = stub.Predict.future(waiting, timeout=120)
+        queued = 'input_batch_size_count{model_name="cifar10",op_name="pixels"} 1'
+        eventually(lambda: queued in requests.get(server.rest_url + metrics_path, timeout=10).text)
+        for protocol, client in proxies(server, timeout_s=30).items():
+            two = [(io.BytesIO(photo_like(i)), f"{i}.jpg") for i in range(2)]
+            response = client.post("/api/predict", data={"file": two},
+                                   content_type="multipart/form-data")  # fmt: skip
+            body = response.get_json()
+            assert (response.status_code, body["kind"]) == (503, "model_unavailable"), body
+            assert body["error"].startswith("The model server is overloaded"), body
+            assert "queue" in body["error"] and response.headers["Retry-After"], protocol
+        assert not held.done(), "the waiting request was answered: the queue was not full"
+        held.cancel()
+    finally:
+        channel.close()
+        server.stop()
+
+
 def test_a_model_server_rest_timeout_is_a_gateway_timeout_too() -> None:
     """TF Serving answers 504 when a REST run passes --rest_api_timeout_in_ms (the model
     server's own test, test_deadlines.py, shows it with a slow model; the tiny model here is
@@ -202,6 +249,13 @@ def test_a_model_server_rest_timeout_is_a_gateway_timeout_too() -> None:
         error = _error_from_response(response)
         assert (error.kind, error.http_status) == (kind, status)
         assert "Timed out waiting for notification" in str(error)
+    # A run that waited in the batching queue past its deadline: TF Serving's
+    # RESOURCE_EXHAUSTED, REST 429. A busy server, not a refused request (it was a 502).
+    response = requests.Response()
+    response.status_code = 429
+    response._content = b'{"error": "Run() timeout exceeded while waiting in batching queue"}'
+    error = _error_from_response(response)
+    assert (error.kind, error.http_status) == ("model_timeout", 504)
 
 
 def test_a_5xx_is_logged_with_its_cause_and_the_request_id(caplog) -> None:
