@@ -15,8 +15,10 @@ repeatedly. Then it checks (and exits non-zero unless all hold):
   * the good requests' top-1 matches what the same image got before any fault (a mismatch is
     allowed only where the first two classes were tied within 0.01), and their accuracy is
     reported beside the model's own;
-  * proxy and model server RSS at the end within 10 % of their value after warm-up (the
-    lower quartile of each stretch's samples: the floor under the upload-driven swings);
+  * memory at the end within 10 % of its value after warm-up (the lower quartile of each
+    stretch's samples: the floor under the upload-driven swings): the model server's RSS,
+    the proxy's PSS summed over its processes (summed RSS counted the shared libraries once
+    per process, and rose as the workers touched more of them);
   * no file was written outside the run's own temp folder (repo tree and /tmp compared).
 
 tests/system/test_soak.py runs the short variant through `run_soak` and `failures`.
@@ -111,7 +113,8 @@ class SoakResult:
         return float(np.percentile(values, RSS_QUANTILE)) if values else float("nan")
 
     def rss_window(self, column: int, start: float, end: float) -> list[float]:
-        return [sample[column] for sample in self.rss_samples if start <= sample[0] <= end]
+        return [sample[column] for sample in self.rss_samples
+                if start <= sample[0] <= end and not np.isnan(sample[column])]  # fmt: skip
 
     @property
     def rss_warm_windows(self) -> dict[str, tuple[float, float]]:
@@ -418,9 +421,9 @@ def memory_failures(result: SoakResult) -> list[str]:
     for name, warm in result.rss_warm.items():
         end = result.rss_end[name]
         if np.isnan(warm) or np.isnan(end):
-            found.append(f"no RSS samples of the {name} to compare (warm {warm}, end {end})")
+            found.append(f"no memory samples of the {name} to compare (warm {warm}, end {end})")
         elif end > warm * (1 + RSS_TOLERANCE):
-            found.append(f"{name} RSS grew from {warm:.0f} MB after warm-up to {end:.0f} MB "
+            found.append(f"{name} memory grew from {warm:.0f} MB after warm-up to {end:.0f} MB "
                          f"(lower quartiles; {rss_spread(result, name)})")  # fmt: skip
     return found
 
@@ -510,7 +513,8 @@ def summary(result: SoakResult) -> str:
         f"{sum(r.status == 503 for r in down)} answered 503 (slowest {slowest_503:.2f} s, "
         f"bound {result.settings.limits.timeout_s + 2:.1f} s)",
         f"top-1 accuracy of good requests: {acc:.3f} over {n} answers",
-        f"RSS after warm-up -> end (lower quartile of the samples): {rss}",
+        f"memory after warm-up -> end (lower quartile of the samples; proxy PSS, model server "
+        f"RSS): {rss}",
         f"files written outside the run folder: {len(result.written)} ({result.file_method})",
     ])  # fmt: skip
 
@@ -544,7 +548,7 @@ def plot(result: SoakResult, path: Path, bucket_s: float = 5.0) -> None:
         memory.plot(t, proxy, label="proxy (gunicorn, all processes)")
         memory.plot(t, server, label="model server")
         memory.axvspan(*result.down_window, color="red", alpha=0.12)
-        memory.set(xlabel="seconds since start", ylabel="RSS (MB)")
+        memory.set(xlabel="seconds since start", ylabel="MB (proxy PSS, model server RSS)")
         memory.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -14,6 +14,7 @@ the soak exercises the real start-up path rather than a test double of it.
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 import shutil
 import signal
@@ -32,7 +33,7 @@ from export.publish import publish, versions
 from modelserver.config import model_config, models_config_text
 from proxy.config import ProxyConfig
 from scripts import processes
-from scripts.processes import children_of, free_port, rss_mb
+from scripts.processes import children_of, free_port, pss_mb, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shared-machine neighbours the file check cannot tell apart from us by path alone: other
@@ -193,23 +194,19 @@ class SoakStack:
     # ----- observation -----
 
     def rss(self) -> dict[str, float]:
-        """Resident memory in MB: the model server, and the proxy (master + workers)."""
+        """Memory in MB: the model server's RSS, and the proxy's PSS summed over its master and
+        workers (shared pages once). NaN while a process is gone (the killed model server, a
+        worker exiting): a sample without it would read as a drop."""
         try:
-            proxy_pids = [self.proxy.pid, *children_of(self.proxy.pid)] if self.proxy else []
-        except OSError:  # the master exited under us
-            proxy_pids = []
-        return {
-            "model_server": _rss(self.model_server.pid) if self.model_server else 0.0,
-            "proxy": sum(_rss(pid) for pid in proxy_pids),
-        }
-
-
-def _rss(pid: int) -> float:
-    """RSS in MB, 0 for a process that is gone (killed model server, recycled worker)."""
-    try:
-        return rss_mb(pid)
-    except OSError:
-        return 0.0
+            pids = [self.proxy.pid, *children_of(self.proxy.pid)] if self.proxy else []
+            proxy = sum(pss_mb(pid) for pid in pids) if pids else math.nan
+        except OSError:  # a process exited under us
+            proxy = math.nan
+        try:
+            server = rss_mb(self.model_server.pid) if self.model_server else math.nan
+        except OSError:
+            server = math.nan
+        return {"model_server": server, "proxy": proxy}
 
 
 @dataclass

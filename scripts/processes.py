@@ -246,6 +246,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size in MB: the process's private pages plus its share of those it
+    shares. Summed over a gunicorn master and its workers it counts the shared libraries once,
+    where summed RSS counts them once per process, and grows as workers touch more of them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():

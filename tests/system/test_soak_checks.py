@@ -47,8 +47,8 @@ def test_a_clean_run_passes_and_renders(tmp_path) -> None:
         (result(good(11, 500)), "in the down window got 500"),
         (result(Record("bomb", 0, 6, 0.1, 500, 413)), "hostile bomb got 500"),
         (result(good(5, label="dog")), "answered dog"),
-        (result(samples=((3.5, 200, 700), (13, 200, 700), (17, 260, 700))), "proxy RSS grew"),
-        (result(samples=((17, 200, 700),)), "no RSS samples"),
+        (result(samples=((3.5, 200, 700), (13, 200, 700), (17, 260, 700))), "proxy memory grew"),
+        (result(samples=((17, 200, 700),)), "no memory samples"),
     ],
 )
 def test_each_broken_promise_is_reported(broken: SoakResult, words: str) -> None:
@@ -74,5 +74,13 @@ def test_upload_swings_are_not_a_leak() -> None:
 
 def test_a_raised_floor_is_a_leak() -> None:
     problems = failures(result(samples=_proxy_samples(SWINGS, [mb + 30 for mb in SWINGS])))
-    assert len(problems) == 1 and "proxy RSS grew" in problems[0], problems
+    assert len(problems) == 1 and "proxy memory grew" in problems[0], problems
     assert "min / median / max after warm-up 190 / 222 / 260 MB over 8 samples" in problems[0]
+
+
+def test_a_sample_taken_while_a_process_was_gone_is_left_out() -> None:
+    """A worker exiting mid-sample gives NaN (it gave 0, a false drop in the floor)."""
+    gone = _proxy_samples(SWINGS, [*SWINGS[:4], float("nan"), float("nan"), *SWINGS[4:]])
+    clean = result(samples=gone)
+    assert failures(clean) == []
+    assert clean.rss_end["proxy"] == pytest.approx(np.percentile(SWINGS, 25))
