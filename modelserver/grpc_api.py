@@ -22,9 +22,13 @@ from tensorflow_serving.apis import (
 from modelserver import deadlines
 from modelserver.deadlines import Deadline
 from modelserver.predict import Predictor
-from modelserver.servable import DEFAULT_SIGNATURE, classify_or_regress_unimplemented
+from modelserver.servable import (
+    DEFAULT_SIGNATURE,
+    classify_or_regress_unimplemented,
+    request_inputs,
+)
 from modelserver.status import ServingError, failed_precondition, invalid_argument
-from modelserver.tensors import ndarray_to_proto, proto_to_ndarray
+from modelserver.tensors import ndarray_to_proto
 from modelserver.versions import VersionManager
 
 log = logging.getLogger(__name__)
@@ -89,6 +93,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except ServingError as error:
             self._metrics.request_count.inc(name, error.code.name)
             context.abort(error.code, error.grpc_message)
+        except Exception as error:
+            log.exception("%s failed", api)
+            self._metrics.request_count.inc(name, "INTERNAL")
+            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
         self._metrics.request_latency.observe(
             (time.perf_counter() - started) * 1e6, name, api, "GRPC"
         )
@@ -103,7 +111,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature = servable.signature(signature_name)
         if signature is None:
             raise failed_precondition(f'Serving signature key "{signature_name}" not found.')
-        inputs = {alias: proto_to_ndarray(tensor) for alias, tensor in request.inputs.items()}
+        inputs = request_inputs(signature, request.inputs)
         result = self._predictor.predict(
             servable, signature, inputs, request.output_filter, deadline
         )

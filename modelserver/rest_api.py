@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_status_pb2
 
@@ -137,16 +138,19 @@ class RestApi:
             text = self._dispatch(method, path, route, body)
         except _EmptyBodyError as error:
             return Response(400), error.model, "", "INVALID_ARGUMENT"
-        except ServingError as error:
+        except Exception as error:
+            if not isinstance(error, ServingError):
+                log.exception("%s %s failed", method, path)
+                error = ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
             model = route.model if route else ""
             verb = route.verb if route and method == "POST" else ""
             return self._error(error), model, verb, error.code.name
         verb = route.verb if method == "POST" else ""
-        return Response(200, text.encode()), route.model, verb, "OK"
+        return Response(200, rest_json.body_bytes(text)), route.model, verb, "OK"
 
     @staticmethod
     def _error(error: ServingError) -> Response:
-        return Response(error.http_status, rest_json.error_body(error.message).encode())
+        return Response(error.http_status, rest_json.error_body(error.message))
 
     @staticmethod
     def _route(method: str, path: str) -> _Route | None:
@@ -217,9 +221,13 @@ class RestApi:
         """ProcessPredictRequest: JSON first, then model and signature, then tensors, so
         malformed JSON to an unknown model is a 400, not a 404 (reference §3.6)."""
         document = rest_json.parse_document(body)
-        signature_name = rest_json.signature_name_of(document) or DEFAULT_SIGNATURE
+        requested = rest_json.signature_name_of(document)
         servable = self._predictor.servable(route.model, route.version, route.label)
-        signature = self._signature(servable, signature_name)
+        signature = self._signature(servable, requested or DEFAULT_SIGNATURE)
+        if not signature.definition.inputs:  # json_tensor.cc FillPredictRequestFromJson
+            raise invalid_argument(
+                f"Failed to get input map for signature: {requested or 'DEFAULT'}"
+            )
         inputs, row_format = rest_json.predict_inputs(document, signature.definition.inputs)
         # The timeout bounds the run, not the JSON work (the handler's RunOptions.timeout_in_ms).
         deadline = deadlines.after(self._timeout_s)
@@ -271,7 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _BodyTooLarge as error:
             self.close_connection = True
             self.connection.settimeout(self.timeout)  # the drain may have shortened it
-            message = rest_json.error_body(str(error)).encode()
+            message = rest_json.error_body(str(error))
             self._send(Response(413, message, {"Content-Type": "application/json"}))
             return
         except TimeoutError:
@@ -280,7 +288,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise  # handle_one_request closes the connection
         except (ValueError, OSError, EOFError, zlib.error) as error:
             self.close_connection = True
-            message = rest_json.error_body(f"Unreadable request body: {error}").encode()
+            message = rest_json.error_body(f"Unreadable request body: {error}")
             self._send(Response(400, message, {"Content-Type": "application/json"}))
             return
         # The request line's own target: http.server collapses a leading "//" in self.path,

@@ -24,6 +24,12 @@ from modelserver.tensors import dtype_string, numpy_dtype
 
 _DEBUG_STRING_LIMIT = 256  # kMaxJsonDebugStringBytes
 _MAX_RANK = 64  # numpy.ndarray's maximum number of dimensions
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one (an odd run of backslashes
+# before it: an escaped backslash is not an escape). RapidJSON refuses it; Python's json
+# accepts it, and the lone surrogate then fails every UTF-8 encoding of the request.
+_LONE_HIGH_SURROGATE = re.compile(
+    r"(?<!\\)((?:\\\\)*)(\\u[dD][89abAB][0-9a-fA-F]{2})(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 # Python's json messages -> RapidJSON's GetParseError_En texts.
@@ -79,6 +85,12 @@ def parse_document(body: bytes) -> Any:
     stripped = text.lstrip(" \t\r\n")
     if not stripped:
         raise invalid_argument("JSON Parse error: The document is empty")
+    skipped = len(text) - len(stripped)
+    if "\\u" in stripped and (lone := _LONE_HIGH_SURROGATE.search(stripped)):
+        raise invalid_argument(
+            "JSON Parse error: The surrogate pair in string is invalid. "
+            f"at offset: {lone.start(2) + skipped}"
+        )
     try:
         document, _ = _DECODER.raw_decode(stripped)
     except RecursionError as error:
@@ -86,7 +98,7 @@ def parse_document(body: bytes) -> Any:
     except _NumberTooBig as error:
         # The hook sees the literal, not where it was: its first occurrence is the offset,
         # exact unless the same characters also appear earlier, inside a string.
-        offset = stripped.find(error.literal) + len(text) - len(stripped)
+        offset = stripped.find(error.literal) + skipped
         raise _number_too_big(f" at offset: {offset}") from None
     except json.JSONDecodeError as error:
         message = next(
@@ -95,8 +107,12 @@ def parse_document(body: bytes) -> Any:
             if "delimiter" in error.msg
             else "Invalid value.",
         )
-        offset = error.pos + len(text) - len(stripped)
+        offset = error.pos + skipped
         raise invalid_argument(f"JSON Parse error: {message} at offset: {offset}") from error
+    except ValueError as error:  # an integer over Python's 4,300-digit limit for int()
+        long_int = re.search(r"[0-9]{4301,}", stripped)
+        where = f" at offset: {long_int.start() + skipped}" if long_int else ""
+        raise _number_too_big(where) from error
     if not isinstance(document, dict):
         raise _format_error(document, "Is not object")
     return document
@@ -423,7 +439,7 @@ def _scalar(value, dtype: int):
     if dtype == types_pb2.DT_STRING:
         if not isinstance(value, str):
             raise _type_error(value, dtype)
-        return value.encode("utf-8")
+        return value.encode("utf-8", "surrogatepass")  # a lone \uDC00: RapidJSON's 3 bytes
     raise ServingError(
         grpc.StatusCode.UNIMPLEMENTED,
         f"Conversion of JSON Value: {debug_string(value)} to type: {dtype_string(dtype)}",
@@ -593,6 +609,13 @@ def columnar_response(outputs: Mapping[str, np.ndarray], dtypes: Mapping[str, in
     return '{\n    "outputs": {\n        ' + fields + "\n    }\n}"
 
 
-def error_body(message: str) -> str:
+def body_bytes(text: str) -> bytes:
+    """A response body as bytes. A lone low surrogate from the request (RapidJSON accepts
+    "\\udc00") can reach an answer or an error's "JSON Value: ..." text: its 3 UTF-8 bytes
+    go out, as RapidJSON writes them, where strict UTF-8 would raise."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def error_body(message: str) -> bytes:
     """MakeJsonFromStatus: a pretty-printed {"error": message}."""
-    return '{\n    "error": ' + json.dumps(message, ensure_ascii=False) + "\n}"
+    return body_bytes('{\n    "error": ' + json.dumps(message, ensure_ascii=False) + "\n}")

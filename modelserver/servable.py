@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
@@ -122,7 +123,7 @@ class Servable:
                 raise invalid_argument(
                     f"Warm-up record names unknown signature {request.model_spec.signature_name!r}"
                 )
-            inputs = {k: proto_to_ndarray(v) for k, v in request.inputs.items()}
+            inputs = request_inputs(signature, request.inputs)
             validate_inputs(signature, inputs)
             for _ in range(max(iterations, 1)):
                 self.run(signature, inputs)
@@ -149,8 +150,21 @@ def _read_signature_defs(path: Path, tags: Sequence[str]) -> dict[str, meta_grap
 def validate_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
     """Input checks of servables/tensorflow/predict_util.cc and saved_model/util.cc, with the
     messages TF Serving gives (reference §4 table)."""
+    check_input_names(signature, list(inputs))
+    for index, alias in enumerate(signature.input_names):
+        _check_tensor(index, alias, signature.definition.inputs[alias], inputs[alias])
+
+
+def request_inputs(signature: Signature, tensors: Mapping[str, tensor_pb2.TensorProto]):
+    """A request's TensorProtos as arrays, its input names checked first, as TF Serving
+    checks them before it parses a tensor (VerifyRequestInputsSize, then GetInputValues)."""
+    check_input_names(signature, list(tensors))
+    return {alias: proto_to_ndarray(tensor, alias) for alias, tensor in tensors.items()}
+
+
+def check_input_names(signature: Signature, aliases: list[str]) -> None:
     expected = signature.input_names
-    sent = sorted(inputs)
+    sent = sorted(aliases)
     if len(sent) != len(expected):
         extra = sorted(set(sent) - set(expected))
         missing = sorted(set(expected) - set(sent))
@@ -159,13 +173,12 @@ def validate_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> N
             f"len({{{','.join(sent)}}}) != len({{{','.join(expected)}}}). "
             f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}."
         )
-    for index, alias in enumerate(expected):
-        if alias not in inputs:
+    for alias in expected:
+        if alias not in sent:
             info = signature.definition.inputs[alias]
             raise invalid_argument(
                 f"Signature input alias: {alias}({info.name}) not found in request"
             )
-        _check_tensor(index, alias, signature.definition.inputs[alias], inputs[alias])
 
 
 def classify_or_regress_unimplemented(servable: Servable, name: str, method: str) -> ServingError:

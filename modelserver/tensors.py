@@ -44,31 +44,41 @@ def numpy_dtype(dtype: int) -> np.dtype:
     return np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype)
 
 
-def proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Decodes a request tensor; raises INVALID_ARGUMENT when it is inconsistent."""
+def proto_to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
+    """Decodes request input `alias` as TensorFlow's Tensor::FromProto does: `tensor_content`
+    must hold exactly the tensor's bytes; typed values may be fewer (the last one repeats),
+    none (zeros) or more (the rest ignored). What it refuses is INVALID_ARGUMENT "tensor
+    parsing error: <alias>" (tensorflow/cc/saved_model/util.cc GetInputValues)."""
     shape = [dim.size for dim in proto.tensor_shape.dim]
+    if any(size < 0 for size in shape):
+        raise _parsing_error(alias)
     count = int(np.prod(shape, dtype=np.int64))
     dtype = proto.dtype
     if dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16) or dtype not in _VALUE_FIELD:
         try:
             return tf.make_ndarray(proto)
         except (TypeError, ValueError) as error:
-            raise invalid_argument(f"Unable to parse tensor proto: {error}") from error
+            raise _parsing_error(alias) from error
     np_dtype = numpy_dtype(dtype)
     if proto.tensor_content:
-        if dtype == types_pb2.DT_STRING:
-            raise invalid_argument("Unable to parse tensor proto")
-        flat = np.frombuffer(proto.tensor_content, dtype=np_dtype)
-    elif dtype == types_pb2.DT_STRING:
-        flat = np.empty(len(proto.string_val), dtype=object)
-        flat[:] = list(proto.string_val)
+        if dtype == types_pb2.DT_STRING or len(proto.tensor_content) != count * np_dtype.itemsize:
+            raise _parsing_error(alias)
+        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
+    values = getattr(proto, _VALUE_FIELD[dtype])
+    if dtype == types_pb2.DT_STRING:
+        flat = np.empty(len(values), dtype=object)
+        flat[:] = list(values)
     else:
-        flat = np.asarray(getattr(proto, _VALUE_FIELD[dtype]), dtype=np_dtype)
-    if flat.size == count:
-        return flat.reshape(shape)
-    if flat.size == 1 and count > 0:  # a single value fills the tensor (Tensor::FromProto)
-        return np.full(shape, flat[0], dtype=np_dtype)
-    raise invalid_argument("Unable to parse tensor proto")
+        flat = np.asarray(values, dtype=np_dtype)
+    if flat.size >= count:
+        return flat[:count].reshape(shape)
+    if flat.size == 0:
+        return np.full(shape, b"" if dtype == types_pb2.DT_STRING else 0, dtype=np_dtype)
+    return np.concatenate([flat, np.full(count - flat.size, flat[-1], np_dtype)]).reshape(shape)
+
+
+def _parsing_error(alias: str):
+    return invalid_argument(f"tensor parsing error: {alias}")
 
 
 def ndarray_to_proto(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:

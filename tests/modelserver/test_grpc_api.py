@@ -107,6 +107,24 @@ def _no_spec() -> predict_pb2.PredictRequest:
     return request
 
 
+def _content_cut_short() -> predict_pb2.PredictRequest:
+    """tensor_content one byte short of its shape (np.frombuffer raised: UNKNOWN, uncounted)."""
+    request = pixels_request(IMAGES)
+    request.inputs["images"].tensor_content = IMAGES.tobytes()[:-1]
+    return request
+
+
+def _typed_values(values: list[int], extra_input: bool = False) -> predict_pb2.PredictRequest:
+    """One image [1,32,32,3] whose pixels come as `values` in int_val, however many."""
+    request = pixels_request(IMAGES[:1])
+    tensor = request.inputs["images"]
+    tensor.ClearField("tensor_content")
+    tensor.int_val.extend(values)
+    if extra_input:
+        request.inputs["extra"].CopyFrom(tf.make_tensor_proto([1]))
+    return request
+
+
 PREDICT_ERRORS = [
     # (request factory, gRPC code, message fragment) - reference §4 table
     (_no_spec, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
@@ -130,6 +148,10 @@ PREDICT_ERRORS = [
      "Input images has shape [32,32,3]"),
     (lambda: bytes_request(b"not an image"), grpc.StatusCode.INVALID_ARGUMENT,
      "Unknown image file format"),
+    (_content_cut_short, grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: images"),
+    # The names are checked before a tensor is parsed (VerifyRequestInputsSize first).
+    (lambda: _typed_values([], extra_input=True), grpc.StatusCode.INVALID_ARGUMENT,
+     "input size does not match signature: 2!=1"),
     (lambda: _with_filter("nope"), grpc.StatusCode.INVALID_ARGUMENT,
      "output tensor alias not found in signature: nope"),
     (lambda: _with_filter("scores", "scores"), grpc.StatusCode.INVALID_ARGUMENT,
@@ -144,6 +166,21 @@ def test_predict_errors_have_tf_serving_codes(api_server, make, code, message):
     error = rpc_error(api_server.prediction_stub().Predict, make())
     assert error.code() == code
     assert message in error.details()
+
+
+def test_typed_values_fill_the_shape_as_tensorflow_does(api_server):
+    """Tensor::FromProto: no values are zeros, too few repeat the last one, too many are cut
+    (they were refused)."""
+    stub = api_server.prediction_stub()
+
+    def scores(request) -> np.ndarray:
+        return tf.make_ndarray(stub.Predict(request, timeout=30).outputs["probabilities"])
+
+    full = IMAGES[:1].ravel().tolist()
+    padded = np.array([7, 9] + [9] * (len(full) - 2), np.uint8).reshape(1, 32, 32, 3)
+    np.testing.assert_array_equal(scores(_typed_values([])), scores(pixels_request(0 * IMAGES[:1])))
+    np.testing.assert_array_equal(scores(_typed_values([7, 9])), scores(pixels_request(padded)))
+    np.testing.assert_array_equal(scores(_typed_values([*full, 1, 2])), scores(_typed_values(full)))
 
 
 def test_metadata_packs_a_signature_def_map(api_server):

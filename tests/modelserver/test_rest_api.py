@@ -170,6 +170,13 @@ PLAIN_ERRORS = [
     (b"[1, 2]", ":predict", 400, "Is not object"),
     (b'{"signature_name": "pixels", "instances": [1e400]}', ":predict", 400,
      "JSON Parse error: Number too big to be stored in double. at offset: 43"),
+    # Past Python's 4,300-digit limit for int() (a ValueError of its own: it dropped the
+    # connection), and a high surrogate with no low one (Python's json accepts it, and the
+    # string then failed every UTF-8 encoding: the connection dropped too).
+    (b'{"signature_name": "pixels", "instances": [' + b"1" * 5000 + b"]}", ":predict", 400,
+     "JSON Parse error: Number too big to be stored in double. at offset: 43"),
+    (b'{"instances": ["\\ud800"]}', ":predict", 400,
+     "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"),
     ({"signature_name": "pixels"}, ":predict", 400, "Missing 'inputs' or 'instances' key"),
     ({"instances": [1], "inputs": [1]}, ":predict", 400,
      "expecting only one of 'inputs' or 'instances'"),
@@ -234,6 +241,16 @@ def test_bad_requests_get_tf_serving_status_and_message(rest, body, suffix, stat
     assert response.headers["Content-Type"] == "application/json"
     assert message in response.json()["error"]
     assert set(response.json()) == {"error"}
+
+
+def test_a_lone_low_surrogate_is_answered_with_its_bytes_not_a_dropped_connection(rest):
+    """RapidJSON accepts "\\udc00" and writes it back as its 3 UTF-8 bytes (not valid UTF-8);
+    the error quoting it once failed to encode, and the client got no answer at all."""
+    body = b'{"signature_name": "pixels", "instances": ["\\udc00"]}'
+    response = predict(rest, body, f"/v1/models/{MODEL}:predict")
+    assert response.status_code == 400
+    assert b"is not of expected type: uint8" in response.content
+    assert b'\\"\xed\xb0\x80\\"' in response.content  # quoted inside the message
 
 
 def test_a_bad_example_to_an_unknown_model_is_a_400_not_a_404(rest):
