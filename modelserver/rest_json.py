@@ -30,7 +30,12 @@ _MAX_RANK = 64  # numpy.ndarray's maximum number of dimensions
 _LONE_HIGH_SURROGATE = re.compile(
     r"(?<!\\)((?:\\\\)*)(\\u[dD][89abAB][0-9a-fA-F]{2})(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
 )
-_B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# absl::Base64Unescape, which TF Serving decodes "b64" with: whitespace anywhere is skipped
+# (line-wrapped base64, as `base64` and MIME encoders write it), "=" or "." pads, and the
+# padding is either absent or exactly what the last quantum needs.
+_B64_DATA = re.compile(r"[A-Za-z0-9+/ \t\n\v\f\r]*")
+_B64_PADDING = re.compile(r"[=. \t\n\v\f\r]*")
+_B64_SPACE = re.compile(r"[ \t\n\v\f\r]+")
 
 # Python's json messages -> RapidJSON's GetParseError_En texts.
 _PARSE_ERRORS = {
@@ -452,13 +457,26 @@ def _decode_b64(value) -> bytes:
         raise invalid_argument(
             f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
         )
-    text = value["b64"]
-    if not _B64.fullmatch(text) or len(text.rstrip("=")) % 4 == 1:
+    decoded = absl_base64_unescape(value["b64"])
+    if decoded is None:
         raise invalid_argument("Unable to base64 decode")
+    return decoded
+
+
+def absl_base64_unescape(text: str) -> bytes | None:
+    """absl::Base64Unescape (absl/strings/escaping.cc): the bytes, or None where it fails."""
+    data = _B64_DATA.match(text).group()
+    padding = text[len(data) :]
+    data = _B64_SPACE.sub("", data)
+    if not _B64_PADDING.fullmatch(padding) or len(data) % 4 == 1:
+        return None
+    equals = sum(ch in "=." for ch in padding)
+    if equals not in (0, {0: 0, 2: 2, 3: 1}[len(data) % 4]):
+        return None
     try:
-        return base64.b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
-    except binascii.Error as error:
-        raise invalid_argument("Unable to base64 decode") from error
+        return base64.b64decode(data + "=" * (-len(data) % 4))
+    except binascii.Error:
+        return None
 
 
 def _to_array(flat: list, shape: list[int], dtype: int) -> np.ndarray:

@@ -127,6 +127,21 @@ def test_row_format_b64_images_give_one_prediction_per_image(rest):
         _check_prediction(item)
 
 
+def test_b64_is_decoded_as_absl_does_line_breaks_and_dot_padding_included(rest):
+    """base64 wrapped at 76 columns (the `base64` tool, MIME encoders, Python's encodebytes)
+    was refused with "Unable to base64 decode"; TF Serving's absl decoder skips whitespace."""
+    image = encode_image("PNG", (64, 48))
+    wrapped = base64.encodebytes(image).decode()
+    assert "\n" in wrapped.rstrip("\n")
+    plain = base64.b64encode(image).decode()
+    dotted = plain.rstrip("=") + "." * (len(plain) - len(plain.rstrip("=")))
+    assert dotted != plain, "pick an image whose base64 is padded"
+    answers = [
+        predict(rest, {"instances": [{"b64": text}]}).json() for text in (plain, wrapped, dotted)
+    ]
+    assert answers[0] == answers[1] == answers[2] and "predictions" in answers[0], answers
+
+
 def test_columnar_and_row_formats_agree_for_pixels(rest):
     row = predict(rest, {"signature_name": "pixels", "instances": PIXELS})
     named_row = predict(
@@ -193,6 +208,9 @@ PLAIN_ERRORS = [
      "is not of expected type: uint8"),
     ({"instances": [5]}, ":predict", 400, "is not of expected type: string"),
     ({"instances": [{"b64": "not base64!"}]}, ":predict", 400, "Unable to base64 decode"),
+    # absl: the padding is absent or exactly what the last quantum needs.
+    ({"instances": [{"b64": "QUJD="}]}, ":predict", 400, "Unable to base64 decode"),
+    ({"instances": [{"b64": "QQ="}]}, ":predict", 400, "Unable to base64 decode"),
     ({"instances": [{"b64": base64.urlsafe_b64encode(b"\xfb\xff\xfe").decode()}]}, ":predict",
      400, "Unable to base64 decode"),
     ({"signature_name": "pixels", "instances": [PIXELS[0], PIXELS[0][:5]]}, ":predict", 400,
