@@ -99,12 +99,21 @@ class RestApi:
         self._timeout_s = timeout_s  # --rest_api_timeout_in_ms; None: no limit
 
     def handle(self, method: str, target: str, headers, body: bytes) -> Response:
+        # The server finds a handler by the path alone, but the handlers match what libevent
+        # calls uri_path(): the path with "?query" and "#fragment" (evhttp_request.cc). So a
+        # query string makes a predict "Malformed", a status request look up model "m?x=1",
+        # and the metrics page answer "Unexpected path" (http_server.cc).
         path = urlsplit(target).path
+        uri_path = target if target.startswith("/") else path
         # The real handler answers the page whatever the method (http_server.cc).
         if self._prometheus_path and path == self._prometheus_path:
+            if uri_path != path:
+                message = f"Unexpected path: {uri_path}. Should be {path}"
+                return Response(400, message.encode(), {"Content-Type": "text/plain"})
             page = self._metrics.render().encode()
             # http_server.cc sets exactly "text/plain" (reference §5).
             return Response(200, page, {"Content-Type": "text/plain"})
+        path = uri_path
         if not _API_PATH.fullmatch(path):
             # evhttp_send_page_ sets exactly these two headers, and closes the connection.
             page_headers = {"Content-Type": "text/html", "Connection": "close"}

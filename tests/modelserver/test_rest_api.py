@@ -458,3 +458,19 @@ def test_prometheus_page_counts_rest_requests(rest, api_server):
     assert "# TYPE :tensorflow:serving:request_latency histogram" in page
     # http_server.cc's handler serves the page whatever the method.
     assert rest("POST", "/monitoring/prometheus/metrics").status_code == 200
+    # It is found by the path, then compares the path with the query (below).
+    queried = rest("GET", "/monitoring/prometheus/metrics?x=1")
+    assert (queried.status_code, queried.text) == (
+        400, "Unexpected path: /monitoring/prometheus/metrics?x=1. "
+        "Should be /monitoring/prometheus/metrics")  # fmt: skip
+
+
+def test_a_query_string_is_part_of_the_path_the_api_matches(rest):
+    """libevent's uri_path() holds the query, and TF Serving's routes match it: a cache-buster
+    worked here and failed against the real server."""
+    queried = predict(rest, {"instances": [{"b64": B64_PNG}]}, f"/v1/models/{MODEL}:predict?x=1")
+    assert (queried.status_code, queried.json()) == (
+        400, {"error": f"Malformed request: POST /v1/models/{MODEL}:predict?x=1"})  # fmt: skip
+    status = rest("GET", f"/v1/models/{MODEL}?x=1")
+    assert status.status_code == 404
+    assert status.json()["error"].endswith(f"model {MODEL}?x=1")
