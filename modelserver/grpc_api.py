@@ -13,6 +13,7 @@ from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
+    model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -34,6 +35,8 @@ from modelserver.versions import VersionManager
 log = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadataImpl::kSignatureDef
+# A MultiInference task's method_name -> classify_or_regress_unimplemented's (signature_constants)
+TASK_METHODS = {"tensorflow/serving/classify": "classify", "tensorflow/serving/regress": "regress"}
 # Services named in the health service, as model_servers/server.cc names them (not qualified).
 HEALTH_SERVICES = ("ModelService", "PredictionService")
 _NO_DEADLINE_S = 1e9  # gRPC reports ~2**63 s remaining when the client set no deadline
@@ -78,16 +81,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._call(request, context, "Regress", self._classify_or_regress("regress"))
 
     def MultiInference(self, request, context):
-        # Its tasks are classify / regress calls, which this server does not implement.
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not implemented by this server"
-        )
+        spec = request.tasks[0].model_spec if request.tasks else None
+        name = spec.name if spec is not None else ""
+        return self._call(request, context, "MultiInference", self._multi_inference, name)
 
-    def _call(self, request, context, api: str, handler: Callable):
+    def _call(self, request, context, api: str, handler: Callable, name: str | None = None):
         """Runs `handler` with TF Serving's request_count / request_latency bookkeeping
-        (model_servers/prediction_service_impl.cc)."""
+        (model_servers/prediction_service_impl.cc); `name`: the model, when the request has
+        no model_spec of its own."""
         started = time.perf_counter()
-        name = request.model_spec.name
+        name = request.model_spec.name if name is None else name
         try:
             response = handler(request)
         except ServingError as error:
@@ -140,6 +143,37 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
         return response
+
+    def _multi_inference(self, request) -> None:
+        """TF Serving's checks (multi_inference_helper.cc: the first task's model; then
+        multi_inference.cc, task by task); its tasks are classify / regress calls, which this
+        server does not implement, so a request that passes them gets UNIMPLEMENTED."""
+        first = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        servable = self._predictor.servable(*model_spec_target(first))
+        seen: set[str] = set()
+        for task in request.tasks:
+            if not task.model_spec.name:
+                raise invalid_argument("Found ModelSpec with an empty model name.")
+            if task.model_spec.name != first.name:
+                raise invalid_argument(
+                    "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+                )
+            name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+            if name in seen:
+                raise invalid_argument(f"Duplicate evaluation of signature: {name}")
+            seen.add(name)
+            if servable.signature(name) is None:
+                raise invalid_argument(f"Requested signature not found in model graph: {name}")
+            method = TASK_METHODS.get(task.method_name)
+            if method is None:
+                raise ServingError(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"Unsupported signature method_name: {task.method_name}",
+                )
+            classify_or_regress_unimplemented(servable, name, method)  # raises a failed check
+        raise ServingError(
+            grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not implemented by this server"
+        )
 
     def _classify_or_regress(self, method: str) -> Callable:
         """TF Serving's checks up to the call (unknown model NOT_FOUND, a predict-style

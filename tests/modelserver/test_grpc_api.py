@@ -228,9 +228,13 @@ def test_model_status_over_grpc(api_server):
     )
 
 
-def test_classify_and_regress_check_like_tf_serving_multi_inference_is_unimplemented(api_server):
+CLASSIFY = "tensorflow/serving/classify"
+
+
+def test_classify_regress_and_multi_inference_check_like_tf_serving(api_server):
     """Our signatures are predict-style, so TF Serving's own checks answer before the (not
-    implemented) call would run (reference §4 table, classifier.cc / regressor.cc)."""
+    implemented) call would run (reference §4 table, classifier.cc / regressor.cc,
+    multi_inference.cc)."""
     stub = api_server.prediction_stub()
 
     def request(kind, model: str = MODEL, signature: str = ""):
@@ -240,6 +244,14 @@ def test_classify_and_regress_check_like_tf_serving_multi_inference_is_unimpleme
         return message
 
     classify, regress = classification_pb2.ClassificationRequest, regression_pb2.RegressionRequest
+
+    def multi(*tasks: tuple[str, str, str]) -> inference_pb2.MultiInferenceRequest:
+        message = inference_pb2.MultiInferenceRequest()
+        for model, signature, method in tasks:
+            task = message.tasks.add(method_name=method)
+            task.model_spec.name, task.model_spec.signature_name = model, signature
+        return message
+
     cases = [
         (stub.Classify, request(classify), grpc.StatusCode.INVALID_ARGUMENT,
          "Expected one or two output Tensors, found 3"),
@@ -251,7 +263,18 @@ def test_classify_and_regress_check_like_tf_serving_multi_inference_is_unimpleme
          "Servable not found for request: Latest(nope)"),
         (stub.Classify, classify(), grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec"),
         (stub.MultiInference, inference_pb2.MultiInferenceRequest(),
-         grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not implemented by this server"),
+         grpc.StatusCode.INVALID_ARGUMENT, "ModelSpec has no name specified."),
+        (stub.MultiInference, multi(("nope", "", CLASSIFY)), grpc.StatusCode.NOT_FOUND,
+         "Servable not found for request: Latest(nope)"),
+        (stub.MultiInference, multi((MODEL, "", CLASSIFY)), grpc.StatusCode.INVALID_ARGUMENT,
+         "Expected one or two output Tensors, found 3"),
+        (stub.MultiInference, multi((MODEL, "pixels", "tensorflow/serving/predict")),
+         grpc.StatusCode.UNIMPLEMENTED,
+         "Unsupported signature method_name: tensorflow/serving/predict"),
+        # (A second task's checks, duplicate signature or another model, come after the
+        # first task's, which no signature of ours passes.)
+        (stub.MultiInference, multi((MODEL, "nope", CLASSIFY)), grpc.StatusCode.INVALID_ARGUMENT,
+         "Requested signature not found in model graph: nope"),
     ]  # fmt: skip
     for call, message, code, details in cases:
         error = rpc_error(call, message)
