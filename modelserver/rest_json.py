@@ -81,6 +81,9 @@ _DECODER = json.JSONDecoder(parse_float=_rapidjson_float)
 def parse_document(body: bytes) -> Any:
     """ParseJson: NaN/Infinity allowed, bytes after the top-level value ignored
     (kParseNanAndInfFlag | kParseStopWhenDoneFlag)."""
+    # RapidJSON reads through an EncodedInputStream, which skips a UTF-8 byte-order mark (a
+    # file saved by Notepad and sent with curl -d @file starts with one).
+    body = body.removeprefix(b"\xef\xbb\xbf")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:

@@ -142,6 +142,13 @@ def test_b64_is_decoded_as_absl_does_line_breaks_and_dot_padding_included(rest):
     assert answers[0] == answers[1] == answers[2] and "predictions" in answers[0], answers
 
 
+def test_a_body_with_a_utf8_byte_order_mark_is_read(rest):
+    """Notepad saves one; RapidJSON's stream skips it (it was a 400 'Invalid value')."""
+    body = b"\xef\xbb\xbf" + json.dumps({"instances": [{"b64": B64_PNG}]}).encode()
+    response = predict(rest, body)
+    assert response.status_code == 200, response.text
+
+
 def test_columnar_and_row_formats_agree_for_pixels(rest):
     row = predict(rest, {"signature_name": "pixels", "instances": PIXELS})
     named_row = predict(
