@@ -473,3 +473,29 @@ def test_each_image_holds_every_project_module_its_commands_import(image, entrie
         assert any(relative == s or relative.startswith(f"{s}/") for s in copied), (
             f"the {image} image lacks {relative}"
         )
+
+
+def _trainer_entrypoint(*extra: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The trainer image's ENTRYPOINT script run by sh, its `python` a stub that prints its
+    arguments (the image itself needs Docker, absent here)."""
+    entrypoint = next(c for c in final_stage("trainer") if c.cmd == "ENTRYPOINT").value
+    stub = tmp_path / "python"
+    stub.write_text('#!/bin/sh\necho "python $*"\n')
+    stub.chmod(0o755)
+    env = {**image_env("trainer"), "PATH": f"{tmp_path}:/usr/bin:/bin"}
+    return subprocess.run([*entrypoint, *extra], capture_output=True, text=True, env=env)
+
+
+def test_the_trainer_trains_and_exports_the_same_run_folder(tmp_path):
+    """`--run-dir` among the training flags trained one folder while export published RUN_DIR
+    (argparse keeps the last --run-dir): it is refused, RUN_DIR names the folder."""
+    done = _trainer_entrypoint("--recipe", "long", tmp_path=tmp_path)
+    run_dir = image_env("trainer")["RUN_DIR"]
+    assert done.returncode == 0, done.stderr
+    train, export = done.stdout.splitlines()
+    assert f"--run-dir {run_dir} --recipe long" in train
+    assert export.startswith(f"python -m export --run-dir {run_dir} ")
+    for flag in (["--run-dir", "/runs/long"], ["--run-dir=/runs/long"]):
+        refused = _trainer_entrypoint("--recipe", "long", *flag, tmp_path=tmp_path)
+        assert refused.returncode == 2 and refused.stdout == "", refused.stdout
+        assert "-e RUN_DIR=/runs/<name>" in refused.stderr
