@@ -39,6 +39,11 @@ SETTINGS = {
     "REST_PORT": ("8501", "the model server's REST port"),
     "PROXY_PORT": ("5000", "the proxy's port (the page)"),
     "PROXY_HOST": ("127.0.0.1", "the proxy's address; 0.0.0.0 to reach it from other machines"),
+    "MODEL_CONFIG_FILE": (
+        "",
+        "a models.config to serve instead (labels, version policies; re-read every minute), "
+        "e.g. serving_config/models.config: its /models/ paths are MODEL_BASE_PATH's folder",
+    ),
 }
 
 
@@ -51,6 +56,7 @@ class Stack:
     rest_port: int
     proxy_port: int
     proxy_host: str
+    config_file: Path | None = None
 
     @classmethod
     def from_env(cls) -> Stack:
@@ -69,10 +75,17 @@ class Stack:
             rest_port=port("REST_PORT"),
             proxy_port=port("PROXY_PORT"),
             proxy_host=setting("PROXY_HOST"),
+            config_file=Path(setting("MODEL_CONFIG_FILE")).resolve()
+            if setting("MODEL_CONFIG_FILE")
+            else None,
         )
 
     def model_server_command(self) -> list[str]:
-        return model_server_command(self.grpc_port, self.rest_port, *model_flags(self.base_path))
+        if self.config_file is None:
+            flags = model_flags(self.base_path)
+        else:
+            flags = config_flags(self.config_file, self.base_path.parent)
+        return model_server_command(self.grpc_port, self.rest_port, *flags)
 
     @property
     def url(self) -> str:
@@ -118,6 +131,17 @@ def model_server_command(grpc_port: int, rest_port: int, *flags: str) -> list[st
 def model_flags(base_path: Path | str, name: str = MODEL_NAME) -> list[str]:
     """Serve one model's version folders (no config file: TF Serving's latest-version policy)."""
     return [f"--model_name={name}", f"--model_base_path={base_path}"]
+
+
+def config_flags(config_file: Path, models_dir: Path) -> list[str]:
+    """Serve a models.config as docker compose does: re-read every minute, labels accepted
+    while their versions load, its /models/ paths (the container's) mapped to `models_dir`."""
+    return [
+        f"--model_config_file={config_file}",
+        "--model_config_file_poll_wait_seconds=60",
+        "--allow_version_labels_for_unavailable_models",
+        f"--model_base_path_prefix_map=/models={models_dir}",
+    ]
 
 
 def proxy_command() -> list[str]:

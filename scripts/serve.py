@@ -1,6 +1,7 @@
 """`make serve`: the local model server and the proxy together, stopped together.
 
-Starts `python -m modelserver` on $GRPC_PORT/$REST_PORT with the model in $MODEL_BASE_PATH,
+Starts `python -m modelserver` on $GRPC_PORT/$REST_PORT with the model in $MODEL_BASE_PATH
+(or the models.config in $MODEL_CONFIG_FILE, for labels and version policies),
 waits until a version is AVAILABLE, starts the proxy under gunicorn on $PROXY_PORT, waits
 for /readyz, prints the URL, and on Ctrl-C / SIGTERM / SIGHUP (a closed terminal), or if
 either child dies, stops the proxy, then the model server. Both children run in their own
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     children: list[subprocess.Popen] = []
     try:
         ports = f"gRPC {stack.grpc_port}, REST {stack.rest_port}"
-        say(f"starting the model server on {ports} with {stack.base_path}")
+        served = stack.config_file or stack.base_path
+        say(f"starting the model server on {ports} with {served}")
         say("(without a GPU, TensorFlow's start-up lines include a 'failed call to cuInit' "
             "error: expected, and harmless)")  # fmt: skip
         children.append(start(stack.model_server_command()))
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def preflight(stack: Stack) -> str | None:
     """A clear message for the mistakes a first run makes (no model, port taken)."""
+    if stack.config_file is not None and not stack.config_file.is_file():
+        return f"MODEL_CONFIG_FILE={stack.config_file} is not a file"
     folders = [p for p in stack.base_path.glob("*") if p.is_dir()]
     if not any(parse_version(p.name) is not None for p in folders):
         return (

@@ -24,8 +24,11 @@ from scripts.processes import stop as stop_child
 class ServeProcess:
     """`python -m scripts.serve` with its output collected line by line."""
 
-    def __init__(self, base_path: Path, ignore_hangup: bool = False, **ports: int) -> None:
-        env = {k.upper(): str(v) for k, v in ports.items()}
+    def __init__(
+        self, base_path: Path, ignore_hangup: bool = False, extra_env: dict | None = None,
+        **ports: int,
+    ) -> None:  # fmt: skip
+        env = {**{k.upper(): str(v) for k, v in ports.items()}, **(extra_env or {})}
         self.ports = ports
         self.lines: list[str] = []
         self.process = subprocess.Popen(
@@ -86,9 +89,11 @@ def _default_hangup() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
-def start_stack(base_path: Path, ignore_hangup: bool = False) -> ServeProcess:
+def start_stack(
+    base_path: Path, ignore_hangup: bool = False, extra_env: dict | None = None
+) -> ServeProcess:
     ports = {"grpc_port": free_port(), "rest_port": free_port(), "proxy_port": free_port()}
-    return ServeProcess(base_path, ignore_hangup, **ports)
+    return ServeProcess(base_path, ignore_hangup, extra_env, **ports)
 
 
 def listening(port: int) -> bool:
@@ -124,6 +129,34 @@ def test_serve_starts_prints_the_url_and_stops_both(stack) -> None:
     assert "stopping" in "".join(stack.lines)
     for name, port in stack.ports.items():
         assert not listening(port), f"{name} {port} still open after serve exited"
+
+
+def test_serve_with_a_models_config_answers_its_labels(tiny_model_base, add_model_version):
+    """MODEL_CONFIG_FILE: labels and version policies under make serve, with the config's
+    container paths (/models/...) mapped to MODEL_BASE_PATH's folder, as compose mounts it."""
+    add_model_version(tiny_model_base, 2)
+    config = tiny_model_base.parent / "models.config"
+    config.write_text(
+        'model_config_list { config { name: "cifar10" base_path: "/models/cifar10" '
+        'model_platform: "tensorflow" '
+        "model_version_policy { specific { versions: 1 versions: 2 } } "
+        'version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } } }'
+    )
+    serve = start_stack(tiny_model_base, extra_env={"MODEL_CONFIG_FILE": str(config)})
+    try:
+        serve.wait_for_line("ready: open")
+        for label, version in (("stable", 1), ("canary", 2)):
+            files = {"file": ("a.jpg", io.BytesIO(photo_like(0)), "image/jpeg")}
+            answer = requests.post(
+                f"{serve.url}/api/predict?label={label}", files=files, timeout=30
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model"] == {"name": "cifar10", "version": version, "label": label}
+    finally:
+        serve.stop()
+    missing = start_stack(tiny_model_base, extra_env={"MODEL_CONFIG_FILE": str(config) + ".x"})
+    assert missing.wait_exit(60) == 2
+    missing.wait_for_line("is not a file")
 
 
 def test_when_the_model_server_dies_serve_names_it_and_stops_the_proxy(stack) -> None:
