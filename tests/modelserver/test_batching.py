@@ -4,7 +4,6 @@ merge is proved with the server's own batching metrics."""
 from __future__ import annotations
 
 import threading
-import time
 
 import grpc
 import numpy as np
@@ -191,7 +190,11 @@ def test_a_split_request_first_fills_the_open_batch(start_server, tmp_path, mode
 
     first = threading.Thread(target=send, args=("two", slice(0, 2)))
     first.start()
-    time.sleep(0.3)  # the 2 rows wait in the open batch (10 s timeout) when the 6 arrive
+    # The 2 rows must wait in the open batch (10 s timeout) when the 6 arrive: a request is
+    # counted in input_batch_size once it is queued. (Were the 6 first, cutting at 4 from
+    # their own first row would also give 2 calls, and the test would prove nothing.)
+    queued = metric(before, "batching:input_batch_size_count", labels) + 1
+    server.wait_metric("batching:input_batch_size_count", labels, queued)
     send("six", slice(2, 8))
     first.join()
     page = server.metrics()
