@@ -30,8 +30,10 @@ def test_three_sigkills_and_resumes_finish_like_an_uninterrupted_run(tmp_path) -
     rng = random.Random(KILL_SEED)
     killed, report = train_with_kills(spec, tmp_path / "killed", 0, 3, rng)
     assert report.invocations == 4 and len(report.killed_after) == 3
-    # Resumed from a checkpoint, not from scratch, and never went backwards.
-    assert report.resumed_at and report.resumed_at[-1] > 0, report
+    # Each restart resumed from the checkpoint its kill left (or one written in the moment
+    # before the kill), not from scratch or an older one, and never went backwards.
+    assert len(report.resumed_at) == 3, report
+    assert all(r >= k > 0 for r, k in zip(report.resumed_at, report.killed_after)), report
     assert report.resumed_at == sorted(report.resumed_at), report
     assert [row["epoch"] for row in killed["history"]] == list(range(1, spec.epochs + 1))
     assert killed["resumed_at_steps"], "the finished run does not record its resumes"
@@ -41,3 +43,8 @@ def test_three_sigkills_and_resumes_finish_like_an_uninterrupted_run(tmp_path) -
         report,
     )
     assert killed["test_accuracy"] > 0.2  # it learned: 10 classes, 0.1 is chance
+    # The same steps on the same data: every epoch's losses, not only the last accuracy.
+    for key in ("train_loss", "test_loss"):
+        assert [row[key] for row in killed["history"]] == pytest.approx(
+            [row[key] for row in plain["history"]], rel=1e-3
+        ), key
