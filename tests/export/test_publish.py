@@ -154,3 +154,43 @@ def test_the_next_number_was_never_used_before(tmp_path):
     shutil.rmtree(tmp_path / "12")
     assert publish(slow_writer(1), tmp_path).name == "13"
     assert publish(slow_writer(1), tmp_path, version=3).name == "3"  # a deliberate backfill
+
+
+def test_two_exports_publishing_at_once_get_two_numbers(tmp_path):
+    """Two processes (two `make export`s, or the trainer image beside a person) write their
+    folders at the same time, then rename: the lock gives each its own next number. The
+    window between choosing a number and renaming is microseconds; each child widens it
+    with a 0.5 s pause after reading the used numbers (instrumented here, nothing mocked),
+    so that without the lock both would choose 1."""
+    import subprocess
+    import sys
+
+    base, go = tmp_path / "cifar10", tmp_path / "go"
+    code = (
+        "import sys, time; from pathlib import Path; import export.publish as p\n"
+        "used = p.used_numbers\n"
+        "p.used_numbers = lambda base: (used(base), time.sleep(0.5))[0]\n"
+        "def write(folder):\n"
+        "    (folder / 'who').write_text(sys.argv[1])\n"
+        "    Path(sys.argv[3], sys.argv[1]).touch()  # in the write phase\n"
+        "    while not Path(sys.argv[3], 'go').exists(): time.sleep(0.01)\n"
+        "print(p.publish(write, sys.argv[2]).name)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, name, str(base), str(tmp_path)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / name).exists() for name in ("a", "b")):
+        assert time.monotonic() < deadline, "the two writers never were in their write phase"
+        time.sleep(0.05)
+    go.touch()  # both folders written: now both rename
+    numbers = sorted(w.communicate(timeout=60)[0].strip() for w in writers)
+    assert [w.returncode for w in writers] == [0, 0] and numbers == ["1", "2"]
+    assert sorted((base / n / "who").read_text() for n in numbers) == ["a", "b"]
