@@ -83,6 +83,28 @@ def evaluate_saved_model(path: str | Path, dataset: Dataset) -> dict:
     return report
 
 
+def evaluate_saved_model_on_files(path: str | Path, encoded: EncodedImages) -> dict:
+    """The same report for labelled image files alone (`<root>/test/<class>/*`, say your own
+    photos): classes matched to the model's by name, any subset of them."""
+    served = ServedModel(path)
+    names = list(served.info["class_names"])
+    unknown = sorted(set(encoded.class_names) - set(names))
+    if unknown:
+        raise ValueError(f"the data's classes {unknown} are not among the model's: {names}")
+    labels = np.array([names.index(encoded.class_names[i]) for i in encoded.labels])
+    images = np.stack([decode_image_file(data, IMAGE_SIZE) for data in encoded.data])
+    return {
+        "saved_model": str(path),
+        "tta": served.info["tta"],
+        "test_images": len(labels),
+        "pixels_accuracy": top1_accuracy(served.pixels(images).argmax(1), labels),
+        "serving_default_images": len(labels),
+        "serving_default_accuracy": top1_accuracy(
+            served.serving_default(encoded.data).argmax(1), labels
+        ),
+    }
+
+
 def agreement(path: str | Path, model: keras.Model, encoded: EncodedImages) -> dict:
     """Share of images whose top-1 class is the Keras model's, per signature.
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from training.cli_args import positive
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
-from training.data import DataError, load_dataset
+from training.data import DataError, check_source, load_dataset, tree_members
 from training.run_folder import is_run_folder, read_run_options
 from training.tf_startup import import_tensorflow
 
@@ -186,9 +186,23 @@ def main(argv: list[str] | None = None) -> None:
     print(f"report: {out / 'evaluation.md'}")
 
 
+def test_files_only(data: str) -> bool:
+    """A folder or tar with test/<class>/ images and no train/ split (your own labelled
+    photos): a SavedModel takes its classes from itself, so it needs no training images."""
+    if data == "keras":
+        return False
+    found_test = False
+    for split, *_ in tree_members(check_source(data), read=lambda split: False):
+        if split == "train":
+            return False  # a whole data set: stop at its first training image
+        found_test = found_test or split == "test"
+    return found_test  # the CIFAR-10 python archive has neither
+
+
 def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     """Accuracy of a SavedModel through `pixels` and `serving_default` (original files)."""
-    from export.evaluation import evaluate_saved_model
+    from export.encoded import read_encoded
+    from export.evaluation import evaluate_saved_model, evaluate_saved_model_on_files
     from export.publish import saved_model_dir
 
     try:
@@ -196,8 +210,11 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"cannot evaluate {path}: {err}") from None
     try:
-        report = evaluate_saved_model(path, load_dataset(data))
-    except DataError as err:
+        if test_files_only(data):
+            report = evaluate_saved_model_on_files(path, read_encoded(data, "test"))
+        else:
+            report = evaluate_saved_model(path, load_dataset(data))
+    except (DataError, ValueError) as err:
         raise SystemExit(f"data error: {err}") from None
     print(json.dumps(report, indent=2))
     if out:

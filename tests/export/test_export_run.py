@@ -123,6 +123,49 @@ def test_evaluate_saved_model_reports_both_signatures(exported, cifar_sample, tm
     assert report["pixels_accuracy"] > 0.1
 
 
+def test_a_saved_model_scores_labelled_photos_without_training_images(
+    exported, cifar_sample, tmp_path
+):
+    """`evaluate <SavedModel> --data my_photos/` with test/<class>/ alone (two of the ten
+    classes): it asked for train/ images of every class, needed only for their names."""
+    from export.encoded import read_encoded
+    from export.evaluation import evaluate_saved_model, evaluate_saved_model_on_files
+    from training.data import load_dataset
+
+    chosen = ("cat", "ship")
+    names = cifar_sample.class_names
+
+    def write(root: Path, sample, keep) -> None:
+        for split, name, data, label in sample:
+            if keep(split, names[label]):
+                file = root / split / names[label] / Path(name).name
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_bytes(data)
+
+    tests = [
+        ("test", *row) for row in zip(cifar_sample.names, cifar_sample.data, cifar_sample.labels)
+    ]
+    one = cifar_sample.per_class(1)
+    trains = [("train", *row) for row in zip(one.names, one.data, one.labels)]
+    write(tmp_path / "photos", tests, lambda split, cls: cls in chosen)
+    done = run_cli("-m", "training.evaluate", str(exported), "--data", str(tmp_path / "photos"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout[done.stdout.index("{") :])
+    assert report["test_images"] == report["serving_default_images"] == 60
+    # The same test files in a whole data set (a training image of every class beside them):
+    write(
+        tmp_path / "whole", [*trains, *tests], lambda split, cls: split == "train" or cls in chosen
+    )
+    direct = evaluate_saved_model(exported / "1", load_dataset(tmp_path / "whole", cache_dir=None))
+    assert direct["test_images"] == 60
+    assert report["pixels_accuracy"] == pytest.approx(direct["pixels_accuracy"], abs=1e-9)
+    assert report["serving_default_accuracy"] == direct["serving_default_accuracy"]
+    (tmp_path / "photos" / "test" / "spaceship").mkdir()
+    (tmp_path / "photos" / "test" / "spaceship" / "a.jpg").write_bytes(cifar_sample.data[0])
+    with pytest.raises(ValueError, match=r"classes \['spaceship'\] are not among the model's"):
+        evaluate_saved_model_on_files(exported / "1", read_encoded(tmp_path / "photos", "test"))
+
+
 def test_tflite_models_agree_with_keras(tiny_run_dir, cifar_sample, tmp_path):
     from export.tflite import export_tflite, tflite_probabilities
     from training.data import decode_image_file
