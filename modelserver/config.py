@@ -20,7 +20,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from modelserver.protos_gen import tfs_batching_parameters_pb2, tfs_monitoring_config_pb2
-from modelserver.status import failed_precondition, invalid_argument
+from modelserver.status import invalid_argument
 
 PREFIX_MAP_ENV = "MODELSERVER_BASE_PATH_PREFIX_MAP"
 DEFAULT_PROMETHEUS_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
@@ -306,15 +306,20 @@ def validate_model_config_list(config: model_server_config_pb2.ModelConfigList) 
                 "Illegal setting both ModelServerConfig::model_type (deprecated) and "
                 f"ModelServerConfig::model_platform, model name is {model.name}"
             )
+        # server_core.cc GetPlatform, then CreateStoragePathRoutes.
         if model.model_type == model_server_config_pb2.TENSORFLOW:
             platform = TENSORFLOW_PLATFORM
+        elif model.model_type:
+            raise invalid_argument(
+                f"ModelServerConfig::model_type choice {model.model_type} not supported."
+            )
         if not platform:
             raise invalid_argument(
                 "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
                 f"ModelServerConfig::model_platform, model name is {model.name}"
             )
         if platform != TENSORFLOW_PLATFORM:
-            raise failed_precondition(f"PlatformConfigMap has no entry for platform {platform}")
+            raise invalid_argument(f"Model {model.name} requests unsupported platform {platform}")
 
 
 class BasePathMap:

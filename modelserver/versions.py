@@ -127,6 +127,7 @@ class VersionManager:
             raise invalid_argument("ServerModelConfig type not supported by this server")
         with self._config_lock:
             validate_model_config_list(config.model_config_list)
+            first = not self.current_config.WhichOneof("config")
             with self._lock:
                 # Labels are checked before anything loads, exactly like server_core.cc: a
                 # label in the *startup* config fails unless its version is already AVAILABLE.
@@ -136,7 +137,9 @@ class VersionManager:
             for name in list(new_names) + [m for m in self._models if m not in new_names]:
                 self._poll(name)
             if wait:
-                self._wait_until_loaded(new_names)
+                # Start-up waits in load_servables_fast.cc, a reload in server_core.cc's
+                # WaitUntilModelsAvailable: their messages differ in one word.
+                self._wait_until_loaded(new_names, "servable(s)" if first else "model(s)")
 
     def _build_label_map(self, config_list) -> dict[str, dict[str, int]]:
         labels: dict[str, dict[str, int]] = {}
@@ -181,7 +184,7 @@ class VersionManager:
         self._changed.notify_all()
         return new_names
 
-    def _wait_until_loaded(self, names: list[str]) -> None:
+    def _wait_until_loaded(self, names: list[str], noun: str) -> None:
         """Blocks like load_servables_fast: until the latest aspired version of each of `names`
         is AVAILABLE or END (older ones may still be loading; reference §0). No version folder
         at all means waiting forever, as TF Serving does."""
@@ -197,15 +200,17 @@ class VersionManager:
                         log.warning("Still waiting for model %s: %s", name, self._waiting_on(name))
                 self._changed.wait(timeout=1.0)
             failures = [
-                f"{{name: {name} version: {latest}}} due to error: "
-                f"{self._states[name][latest].error.message}"
+                # "{" ServableId::DebugString() " due to error: " Status::ToString() "}, "
+                f"{{{{name: {name} version: {latest}}} due to error: "
+                f"{error.code.name}: {error.message}}}, "
                 for name in names
                 if (latest := self._latest(name)) in self._models[name].failed
+                and (error := self._states[name][latest].error) is not None
             ]
         if failures:
             raise ServingError(
                 grpc.StatusCode.UNKNOWN,
-                f"{len(failures)} servable(s) did not become available: {{{', '.join(failures)}}}",
+                f"{len(failures)} {noun} did not become available: {{{''.join(failures)}}}",
             )
 
     def _waiting_on(self, name: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("tensorflow_serving")
 
+import grpc
 from google.protobuf import text_format
 from tensorflow_serving.config import (
     file_system_storage_path_source_pb2,
@@ -164,12 +165,17 @@ def _config(text: str) -> model_server_config_pb2.ModelConfigList:
         ('config { name: "m" base_path: "/a" }',
          "Illegal setting neither ModelServerConfig::model_type (deprecated) nor "
          "ModelServerConfig::model_platform, model name is m"),
+        ('config { name: "m" base_path: "/a" model_platform: "pytorch" }',
+         "Model m requests unsupported platform pytorch"),
+        ('config { name: "m" base_path: "/a" model_type: OTHER }',
+         "ModelServerConfig::model_type choice 2 not supported."),
     ],
 )  # fmt: skip
 def test_invalid_model_config_lists_are_rejected_like_server_core(text, message):
     with pytest.raises(ServingError) as caught:
         validate_model_config_list(_config(text))
     assert caught.value.message == message
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_base_path_map_is_a_prefix_replacement(tmp_path):
