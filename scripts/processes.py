@@ -249,6 +249,14 @@ def model_available(stack: Stack) -> bool:
     return "AVAILABLE" in model_states(stack.rest_port).values()
 
 
+def model_settled(rest_port: int) -> bool:
+    """Serving, and no version still on its way: the ports open once the newest version is
+    AVAILABLE (as TF Serving's do), and a models.config's older versions, which its labels
+    may name, can still be loading then."""
+    states = set(model_states(rest_port).values())
+    return "AVAILABLE" in states and states <= {"AVAILABLE", "END"}
+
+
 def proxy_ready(stack: Stack) -> bool:
     return get_json(f"http://127.0.0.1:{stack.proxy_port}/readyz") is not None
 

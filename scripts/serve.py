@@ -27,7 +27,7 @@ from scripts.processes import (
     Stack,
     exited,
     how_it_ended,
-    model_available,
+    model_settled,
     port_in_use,
     proxy_command,
     proxy_env,
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         say("(without a GPU, TensorFlow's start-up lines include a 'failed call to cuInit' "
             "error: expected, and harmless)")  # fmt: skip
         children.append(start(stack.model_server_command()))
-        wait_for(lambda: model_available(stack), children, "the model server", check_stop)
+        wait_for(lambda: model_settled(stack.rest_port), children, "the model server", check_stop)
         say(f"starting the proxy on port {stack.proxy_port}")
         children.append(start(proxy_command(), proxy_env(stack, metrics_dir)))
         wait_for(lambda: proxy_ready(stack), children, "the proxy", check_stop)

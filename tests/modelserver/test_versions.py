@@ -448,9 +448,10 @@ def test_the_start_up_wait_names_the_load_error_it_waits_out(
     log = server.log()
     assert "Still waiting for model cifar10: version 1 failed to load (DATA_LOSS: " in log, log
     assert "); retry 1 of 1 in 12 s" in log
-    # load_servables_fast.cc's layout: "{" ServableId "due to error: " CODE: message "}, ".
+    # load_servables_fast.cc's layout: "{", then per servable "{" ServableId::DebugString()
+    # (itself "{name: ... version: ...}") " due to error: " CODE: message "}, ", then "}".
     assert (
-        f"1 servable(s) did not become available: {{{{name: {MODEL} version: 1}} due to error: "
+        f"1 servable(s) did not become available: {{{{{{name: {MODEL} version: 1}} due to error: "
         "DATA_LOSS: " in log
     ), log
 
@@ -491,7 +492,7 @@ def test_a_model_back_in_the_config_is_loaded_afresh(
         _reload(server, *both)
     # A reload waits in server_core.cc: "model(s)", not start-up's "servable(s)".
     assert caught.value.details().startswith(
-        "1 model(s) did not become available: {{name: other version: 3} due to error: "
+        "1 model(s) did not become available: {{{name: other version: 3} due to error: "
     ), caught.value.details()
     assert caught.value.details().endswith("}, }")
     assert server.states("other") == {3: "END"}

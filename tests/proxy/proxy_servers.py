@@ -68,10 +68,7 @@ class ModelServerProcess:
         return self
 
     def is_ready(self) -> bool:
-        # The ports open once the newest version is AVAILABLE (as TF Serving's do); older
-        # versions of a multi-version config may still be loading, so wait for those too.
-        states = set(processes.model_states(self.rest_port).values())
-        return "AVAILABLE" in states and states <= {"AVAILABLE", "END"}
+        return processes.model_settled(self.rest_port)
 
     def stop(self) -> None:
         if self.process is not None:

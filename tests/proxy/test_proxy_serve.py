@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from hangup import with_hangup
 from proxy_images import photo_like
 from proxy_servers import ROOT, child_env
 
@@ -32,16 +33,15 @@ class ServeProcess:
         env = {**{k.upper(): str(v) for k, v in ports.items()}, **(extra_env or {})}
         self.ports = ports
         self.lines: list[str] = []
+        # SIGHUP set either way: a runner started under nohup would pass it on ignored, and
+        # serve rightly keeps an ignored SIGHUP ignored (CI runs began that way here).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "scripts.serve"],
+            with_hangup([sys.executable, "-m", "scripts.serve"], ignored=ignore_hangup),
             cwd=ROOT,
             env=child_env(MODEL_BASE_PATH=str(base_path), **env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            # Set either way: a runner started under nohup would pass SIGHUP on ignored, and
-            # serve rightly keeps an ignored SIGHUP ignored (CI runs began that way here).
-            preexec_fn=_ignore_hangup if ignore_hangup else _default_hangup,
         )
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
@@ -78,16 +78,6 @@ class ServeProcess:
 
     def stop(self) -> bool:
         return stop_child(self.process)
-
-
-def _ignore_hangup() -> None:
-    """In the child before exec, as `nohup` starts a command."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-def _default_hangup() -> None:
-    """In the child before exec, as a terminal starts a command."""
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 def start_stack(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hangup import with_hangup
 from PIL import Image
 
 from training.data import load_dataset
@@ -180,11 +181,9 @@ def test_a_second_training_in_a_folder_in_use_is_refused(tiny_data, tmp_path):
 
 def _start(cmd, output=subprocess.PIPE) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.Popen(
-        cmd, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True, env=env,
-        # As a terminal starts it, whatever this test run ignores (nohup, some CI runners).
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
-    )  # fmt: skip
+    # SIGHUP as a terminal starts it, whatever this test run ignores (nohup, some CI runners).
+    return subprocess.Popen(with_hangup(cmd, ignored=False), cwd=ROOT, stdout=output,
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
 
 
 def _wait_for_checkpoint_mid_run(run_dir: Path, proc: subprocess.Popen, timeout=180) -> None:
