@@ -7,6 +7,7 @@ original encoded files (what a REST client sends), so a preprocessing mismatch s
 from __future__ import annotations
 
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -22,6 +23,7 @@ from export.config import (
 )
 from export.encoded import EncodedImages, read_encoded
 from export.info import read_info
+from imaging.decode import ImageError
 from training.data import DataError, Dataset, decode_image_file
 from training.inference import predict_logits, top1_accuracy
 
@@ -66,43 +68,53 @@ def evaluate_saved_model(path: str | Path, dataset: Dataset) -> dict:
     names = served.info["class_names"]
     if list(names) != list(dataset.class_names):
         raise ValueError(f"{path} has classes {names}, the data {list(dataset.class_names)}")
-    top1 = served.pixels(dataset.test.images).argmax(1)
-    report = {
-        "saved_model": str(path),
-        "tta": served.info["tta"],
-        "test_images": len(dataset.test.labels),
-        "pixels_accuracy": top1_accuracy(top1, dataset.test.labels),
-        "serving_default_images": 0,
-        "serving_default_accuracy": None,
-    }
-    encoded = _original_test_files(dataset)
-    if encoded is not None:
-        top1 = served.serving_default(encoded.data).argmax(1)
-        report["serving_default_images"] = len(encoded)
-        report["serving_default_accuracy"] = top1_accuracy(top1, encoded.labels)
-    return report
+    return _report(served, dataset.test.images, dataset.test.labels, _original_test_files(dataset))
 
 
 def evaluate_saved_model_on_files(path: str | Path, encoded: EncodedImages) -> dict:
     """The same report for labelled image files alone (`<root>/test/<class>/*`, say your own
-    photos): classes matched to the model's by name, any subset of them."""
+    photos): classes matched to the model's by name, any subset of them. Files that are not
+    readable images are left out and listed under "skipped"."""
     served = ServedModel(path)
     names = list(served.info["class_names"])
     unknown = sorted(set(encoded.class_names) - set(names))
     if unknown:
         raise ValueError(f"the data's classes {unknown} are not among the model's: {names}")
-    labels = np.array([names.index(encoded.class_names[i]) for i in encoded.labels])
-    images = np.stack([decode_image_file(data, IMAGE_SIZE) for data in encoded.data])
-    return {
-        "saved_model": str(path),
+    images, readable, skipped = [], [], []
+    for i, data in enumerate(encoded.data):
+        try:
+            images.append(decode_image_file(data, IMAGE_SIZE))
+            readable.append(i)
+        except (ImageError, OSError, ValueError) as err:
+            skipped.append(f"{encoded.names[i]}: {err}")
+    if not images:
+        raise ValueError(f"none of the {len(encoded)} files is a readable image: {skipped[0]}")
+    labels = np.array([names.index(encoded.class_names[encoded.labels[i]]) for i in readable])
+    files = replace(encoded.take(readable), labels=labels, class_names=tuple(names))
+    return {**_report(served, np.stack(images), labels, files), "skipped": skipped}
+
+
+def _report(
+    served: ServedModel, images: np.ndarray, labels: np.ndarray, files: EncodedImages | None
+) -> dict:
+    """Accuracy through `pixels` on `images`, and through `serving_default` on `files` (None
+    without the original files)."""
+    report = {
+        "saved_model": str(served.path),
         "tta": served.info["tta"],
         "test_images": len(labels),
         "pixels_accuracy": top1_accuracy(served.pixels(images).argmax(1), labels),
-        "serving_default_images": len(labels),
-        "serving_default_accuracy": top1_accuracy(
-            served.serving_default(encoded.data).argmax(1), labels
-        ),
+        "serving_default_images": 0,
+        "serving_default_accuracy": None,
     }
+    if files is not None:
+        try:
+            top1 = served.serving_default(files.data).argmax(1)
+        except tf.errors.InvalidArgumentError as err:  # a file Pillow reads and TF cannot
+            raise ValueError(f"serving_default refused a file: {err.message[:300]}") from err
+        report["serving_default_images"] = len(files)
+        report["serving_default_accuracy"] = top1_accuracy(top1, files.labels)
+    return report
 
 
 def agreement(path: str | Path, model: keras.Model, encoded: EncodedImages) -> dict:

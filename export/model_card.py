@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -68,7 +69,7 @@ def served_accuracy(card_text: str) -> float:
     return float(match.group(1)) / 100
 
 
-def render(run_dir: Path, version_dir: Path, note: str = "") -> str:
+def render(run_dir: Path, version_dir: Path, note: str = "", images: tuple = IMAGES) -> str:
     meta = read_meta(run_dir)
     info = read_info(version_dir)
     evaluation = _optional_json(run_dir / "evaluation.json")
@@ -81,7 +82,7 @@ def render(run_dir: Path, version_dir: Path, note: str = "") -> str:
         _accuracy(meta, tta, version_dir.name),
         _per_class(evaluation, tta),
         _export(export_report, info),
-        _images(version_dir.parent),
+        _images(images),
         "## Known limits\n\n"
         + "\n".join(f"- {line}" for line in known_limits(info["class_names"], data)),
     ]
@@ -101,14 +102,20 @@ def write_card(
     if not (run_dir / META).is_file():
         raise FileNotFoundError(f"{run_dir} holds no finished training run ({META})")
     check_exported_from(run_dir, version_dir)
+    # The text first: a run folder it cannot render (a missing figure) changes nothing.
+    sources = {CURVES: run_dir / CURVES, CONFUSION: run_dir / "evaluation.json"}
+    images = tuple(name for name, source in sources.items() if source.exists())
+    text = render(run_dir, version_dir, note, images)
     card = base_path / CARD_NAME
     archive_card(card, version_dir.name)
     for name in IMAGES:
         (base_path / name).unlink(missing_ok=True)  # no picture of the version before stays
-    if (run_dir / CURVES).exists():
+    if CURVES in images:
         shutil.copyfile(run_dir / CURVES, base_path / CURVES)
     draw_confusion(run_dir, read_info(version_dir)["tta"], base_path / CONFUSION)
-    card.write_text(render(run_dir, version_dir, note))
+    partial = card.with_name(f".{CARD_NAME}.tmp")
+    partial.write_text(text)
+    os.replace(partial, card)
     return card
 
 
@@ -281,9 +288,8 @@ def _share(value: float | None) -> str:
     return "n/a (the data set has no image files)" if value is None else f"{value:.2%}"
 
 
-def _images(base_path: Path) -> str:
-    shown = [name for name in IMAGES if (base_path / name).exists()]
-    return "\n\n".join(f"![{Path(name).stem}]({name})" for name in shown)
+def _images(names: tuple) -> str:
+    return "\n\n".join(f"![{Path(name).stem}]({name})" for name in names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         card = write_card(args.run_dir, args.base_path, args.version, args.note)
     except (OSError, ValueError) as err:
         print(f"model_card: {err}", file=sys.stderr)
+        return 1
+    except KeyError as err:  # a meta.json or model_info.json without a figure the card shows
+        print(f"model_card: the run or the version does not record {err}", file=sys.stderr)
         return 1
     print(f"wrote {card}")
     return 0

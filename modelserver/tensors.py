@@ -32,6 +32,15 @@ _VALUE_FIELD = {
 }
 
 
+# The numpy type of each repeated field, as the proto declares it.
+_FIELD_DTYPE = {
+    "float_val": np.float32, "double_val": np.float64, "int_val": np.int32,
+    "int64_val": np.int64, "uint32_val": np.uint32, "uint64_val": np.uint64,
+    "bool_val": np.bool_, "half_val": np.int32,
+}  # fmt: skip
+_MAX_FILLED_BYTES = 2**31
+
+
 def dtype_string(dtype: int) -> str:
     """TensorFlow's DataTypeString(): "float", "uint8", "string" (as TF errors print them)."""
     name = tf.dtypes.as_dtype(dtype).name
@@ -64,17 +73,26 @@ def proto_to_ndarray(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
         if dtype == types_pb2.DT_STRING or len(proto.tensor_content) != count * np_dtype.itemsize:
             raise _parsing_error(alias)
         return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
-    values = getattr(proto, _VALUE_FIELD[dtype])
+    field = _VALUE_FIELD[dtype]
+    values = getattr(proto, field)
     if dtype == types_pb2.DT_STRING:
         flat = np.empty(len(values), dtype=object)
         flat[:] = list(values)
     else:
-        flat = np.asarray(values, dtype=np_dtype)
+        # Read as the proto field's own type, then cast as C++ does: int_val 300 for a uint8
+        # is 44, -1 is 255 (numpy refuses to convert them directly).
+        flat = np.asarray(values, dtype=_FIELD_DTYPE[field]).astype(np_dtype)
     if flat.size >= count:
         return flat[:count].reshape(shape)
-    if flat.size == 0:
-        return np.full(shape, b"" if dtype == types_pb2.DT_STRING else 0, dtype=np_dtype)
-    return np.concatenate([flat, np.full(count - flat.size, flat[-1], np_dtype)]).reshape(shape)
+    # Zeros or the last value repeated: a few bytes can ask for any size. Past what a proto
+    # could carry (2 GiB), or what this machine can hold, it is a parsing error as in TF.
+    if count * np_dtype.itemsize > _MAX_FILLED_BYTES:
+        raise _parsing_error(alias)
+    fill = flat[-1] if flat.size else (b"" if dtype == types_pb2.DT_STRING else 0)
+    try:
+        return np.concatenate([flat, np.full(count - flat.size, fill, np_dtype)]).reshape(shape)
+    except (MemoryError, ValueError) as error:
+        raise _parsing_error(alias) from error
 
 
 def _parsing_error(alias: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -214,8 +215,10 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
             report = evaluate_saved_model_on_files(path, read_encoded(data, "test"))
         else:
             report = evaluate_saved_model(path, load_dataset(data))
-    except (DataError, ValueError) as err:
+    except (DataError, ValueError, OSError) as err:  # OSError: no servable files in test/
         raise SystemExit(f"data error: {err}") from None
+    for line in report.get("skipped", [])[:20]:
+        print(f"skipped, not a readable image: {line}", file=sys.stderr)
     print(json.dumps(report, indent=2))
     if out:
         out.mkdir(parents=True, exist_ok=True)

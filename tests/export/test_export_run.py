@@ -160,6 +160,13 @@ def test_a_saved_model_scores_labelled_photos_without_training_images(
     assert direct["test_images"] == 60
     assert report["pixels_accuracy"] == pytest.approx(direct["pixels_accuracy"], abs=1e-9)
     assert report["serving_default_accuracy"] == direct["serving_default_accuracy"]
+    # A file that is not an image is left out and named; the rest are still scored.
+    (tmp_path / "photos" / "test" / "cat" / "notes.jpg").write_text("not an image")
+    done = run_cli("-m", "training.evaluate", str(exported), "--data", str(tmp_path / "photos"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = json.loads(done.stdout[done.stdout.index("{") :])
+    assert again["test_images"] == 60 and len(again["skipped"]) == 1
+    assert "skipped, not a readable image: " in done.stderr and "notes.jpg" in done.stderr
     (tmp_path / "photos" / "test" / "spaceship").mkdir()
     (tmp_path / "photos" / "test" / "spaceship" / "a.jpg").write_bytes(cifar_sample.data[0])
     with pytest.raises(ValueError, match=r"classes \['spaceship'\] are not among the model's"):
@@ -375,6 +382,27 @@ def test_model_card_keeps_the_card_of_the_version_before(exported, tiny_run_dir,
     assert (base / "curves-v1.png").read_bytes() == curves
     write_card(tiny_run_dir, base)  # the same version again: nothing more is archived
     assert sorted(p.name for p in base.glob("MODEL_CARD*")) == ["MODEL_CARD-v1.md", "MODEL_CARD.md"]
+
+
+def test_a_card_that_cannot_be_rendered_changes_nothing(exported, tiny_run_dir, tmp_path, capsys):
+    """The old card was archived and the pictures replaced before the text was rendered; a
+    figure missing from meta.json then left the old card beside the new pictures."""
+    import shutil
+
+    from export.model_card import main, write_card
+
+    base, run = tmp_path / "cifar10", tmp_path / "run"
+    shutil.copytree(exported, base)
+    shutil.copytree(tiny_run_dir, run)
+    write_card(run, base)
+    before = {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()}
+    shutil.copytree(base / "1", base / "2")  # a new version: this card would archive v1's
+    meta = json.loads((run / "meta.json").read_text())
+    del meta["mean"]
+    (run / "meta.json").write_text(json.dumps(meta))
+    assert main(["--run-dir", str(run), "--base-path", str(base)]) == 1
+    assert "does not record 'mean'" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in base.iterdir() if p.is_file()} == before
 
 
 def test_model_card_refuses_a_version_exported_from_other_weights(exported, tiny_run_dir, tmp_path):

@@ -114,6 +114,13 @@ def _content_cut_short() -> predict_pb2.PredictRequest:
     return request
 
 
+def _huge_fill() -> predict_pb2.PredictRequest:
+    """A few bytes asking for 300 GB of zero-filled pixels."""
+    request = _typed_values([])
+    request.inputs["images"].tensor_shape.dim[0].size = 10**8
+    return request
+
+
 def _typed_values(values: list[int], extra_input: bool = False) -> predict_pb2.PredictRequest:
     """One image [1,32,32,3] whose pixels come as `values` in int_val, however many."""
     request = pixels_request(IMAGES[:1])
@@ -149,6 +156,7 @@ PREDICT_ERRORS = [
     (lambda: bytes_request(b"not an image"), grpc.StatusCode.INVALID_ARGUMENT,
      "Unknown image file format"),
     (_content_cut_short, grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: images"),
+    (_huge_fill, grpc.StatusCode.INVALID_ARGUMENT, "tensor parsing error: images"),
     # The names are checked before a tensor is parsed (VerifyRequestInputsSize first).
     (lambda: _typed_values([], extra_input=True), grpc.StatusCode.INVALID_ARGUMENT,
      "input size does not match signature: 2!=1"),
@@ -181,6 +189,9 @@ def test_typed_values_fill_the_shape_as_tensorflow_does(api_server):
     np.testing.assert_array_equal(scores(_typed_values([])), scores(pixels_request(0 * IMAGES[:1])))
     np.testing.assert_array_equal(scores(_typed_values([7, 9])), scores(pixels_request(padded)))
     np.testing.assert_array_equal(scores(_typed_values([*full, 1, 2])), scores(_typed_values(full)))
+    # Out of uint8's range, cast as C++ casts (numpy refused: an INTERNAL error).
+    wrapped = np.array([44] + [255] * (len(full) - 1), np.uint8).reshape(1, 32, 32, 3)
+    np.testing.assert_array_equal(scores(_typed_values([300, -1])), scores(pixels_request(wrapped)))
 
 
 def test_metadata_packs_a_signature_def_map(api_server):
