@@ -33,6 +33,7 @@ _LONE_HIGH_SURROGATE = re.compile(
 # absl::Base64Unescape, which TF Serving decodes "b64" with: whitespace anywhere is skipped
 # (line-wrapped base64, as `base64` and MIME encoders write it), "=" or "." pads, and the
 # padding is either absent or exactly what the last quantum needs.
+_UTF8_BOM = b"\xef\xbb\xbf"
 _B64_DATA = re.compile(r"[A-Za-z0-9+/ \t\n\v\f\r]*")
 _B64_PADDING = re.compile(r"[=. \t\n\v\f\r]*")
 _B64_SPACE = re.compile(r"[ \t\n\v\f\r]+")
@@ -83,17 +84,18 @@ def parse_document(body: bytes) -> Any:
     (kParseNanAndInfFlag | kParseStopWhenDoneFlag)."""
     # RapidJSON reads through an EncodedInputStream, which skips a UTF-8 byte-order mark (a
     # file saved by Notepad and sent with curl -d @file starts with one).
-    body = body.removeprefix(b"\xef\xbb\xbf")
+    bom = len(_UTF8_BOM) if body.startswith(_UTF8_BOM) else 0  # offsets still count it
+    body = body[bom:]
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         raise invalid_argument(
-            f"JSON Parse error: Invalid encoding in string. at offset: {error.start}"
+            f"JSON Parse error: Invalid encoding in string. at offset: {error.start + bom}"
         ) from error
     stripped = text.lstrip(" \t\r\n")
     if not stripped:
         raise invalid_argument("JSON Parse error: The document is empty")
-    skipped = len(text) - len(stripped)
+    skipped = len(text) - len(stripped) + bom
     if "\\u" in stripped and (lone := _LONE_HIGH_SURROGATE.search(stripped)):
         raise invalid_argument(
             "JSON Parse error: The surrogate pair in string is invalid. "

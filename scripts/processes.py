@@ -42,7 +42,8 @@ SETTINGS = {
     "MODEL_CONFIG_FILE": (
         "",
         "a models.config to serve instead (labels, version policies; re-read every minute), "
-        "e.g. serving_config/models.config: its /models/ paths are MODEL_BASE_PATH's folder",
+        "e.g. serving_config/models.config; its /models/ paths are taken under the folder "
+        "that holds MODEL_BASE_PATH (models/ by default)",
     ),
 }
 

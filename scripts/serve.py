@@ -116,7 +116,9 @@ def preflight(stack: Stack) -> str | None:
     if stack.config_file is not None and not stack.config_file.is_file():
         return f"MODEL_CONFIG_FILE={stack.config_file} is not a file"
     folders = [p for p in stack.base_path.glob("*") if p.is_dir()]
-    if not any(parse_version(p.name) is not None for p in folders):
+    # With a models.config the server finds its own folders (and names a missing one).
+    no_version = not any(parse_version(p.name) is not None for p in folders)
+    if stack.config_file is None and no_version:
         return (
             f"no model version folder in {stack.base_path}: train and export one "
             "(make train && make export) or set MODEL_BASE_PATH"

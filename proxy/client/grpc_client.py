@@ -109,7 +109,8 @@ def _model_spec(target: ModelTarget, signature: str = "") -> pb2.ModelSpec:
 def _error_from_rpc(exc: grpc.RpcError, target: ModelTarget) -> ModelServerError:
     """Map gRPC codes (tfserving-behaviour.md §4) to our errors."""
     code, details = exc.code(), exc.details() or ""
-    if busy := overloaded(details):
+    busy_codes = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    if code in busy_codes and (busy := overloaded(details)):
         return busy
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ModelServerTimeout("the model server did not answer in time")

@@ -132,7 +132,7 @@ def _error_from_response(response: requests.Response) -> ModelServerError:
     except ValueError:
         message = response.text[:200]
     message = message or f"HTTP {response.status_code}"
-    if busy := overloaded(message):
+    if response.status_code in (503, 429) and (busy := overloaded(message)):
         return busy
     if response.status_code == 404 or any(h in message for h in _NOT_FOUND_HINTS):
         return ModelNotFound(message)

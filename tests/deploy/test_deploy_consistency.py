@@ -495,7 +495,8 @@ def test_the_trainer_trains_and_exports_the_same_run_folder(tmp_path):
     train, export = done.stdout.splitlines()
     assert f"--run-dir {run_dir} --recipe long" in train
     assert export.startswith(f"python -m export --run-dir {run_dir} ")
-    for flag in (["--run-dir", "/runs/long"], ["--run-dir=/runs/long"]):
+    # argparse takes any unambiguous prefix (--recipe shares "--r"): --ru... is --run-dir.
+    for flag in (["--run-dir", "/runs/long"], ["--run-dir=/runs/long"], ["--run", "/x"]):
         refused = _trainer_entrypoint("--recipe", "long", *flag, tmp_path=tmp_path)
         assert refused.returncode == 2 and refused.stdout == "", refused.stdout
         assert "-e RUN_DIR=/runs/<name>" in refused.stderr

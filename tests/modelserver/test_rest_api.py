@@ -147,6 +147,11 @@ def test_a_body_with_a_utf8_byte_order_mark_is_read(rest):
     body = b"\xef\xbb\xbf" + json.dumps({"instances": [{"b64": B64_PNG}]}).encode()
     response = predict(rest, body)
     assert response.status_code == 200, response.text
+    # Its offsets still count the mark's 3 bytes.
+    plain, marked = (predict(rest, prefix + b'{"instances": [1,]}').json()["error"]
+                     for prefix in (b"", b"\xef\xbb\xbf"))  # fmt: skip
+    offset = int(plain.rsplit("offset: ", 1)[1])
+    assert marked == plain.replace(f"offset: {offset}", f"offset: {offset + 3}"), (plain, marked)
 
 
 def test_columnar_and_row_formats_agree_for_pixels(rest):
