@@ -122,11 +122,11 @@ def write_card(
 def archive_card(card: Path, version: str) -> Path | None:
     """Keep the card of another version as MODEL_CARD-v<N>.md, its pictures as <name>-v<N>.png:
     the new card takes their names, and a rollback to that version wants its card back."""
-    match = CARD_VERSION.search(card.read_text()) if card.is_file() else None
+    text = card.read_text() if card.is_file() else ""
+    match = CARD_VERSION.search(text)
     if not match or int(match.group(1)) == int(version):
         return None
     old = match.group(1)
-    text = card.read_text()
     for name in IMAGES:
         kept = f"{Path(name).stem}-v{old}.png"
         if (card.parent / name).is_file():

@@ -81,8 +81,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._call(request, context, "Regress", self._classify_or_regress("regress"))
 
     def MultiInference(self, request, context):
-        spec = request.tasks[0].model_spec if request.tasks else None
-        name = spec.name if spec is not None else ""
+        name = request.tasks[0].model_spec.name if request.tasks else ""
         return self._call(request, context, "MultiInference", self._multi_inference, name)
 
     def _call(self, request, context, api: str, handler: Callable, name: str | None = None):

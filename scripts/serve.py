@@ -113,12 +113,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def preflight(stack: Stack) -> str | None:
     """A clear message for the mistakes a first run makes (no model, port taken)."""
-    if stack.config_file is not None and not stack.config_file.is_file():
-        return f"MODEL_CONFIG_FILE={stack.config_file} is not a file"
-    folders = [p for p in stack.base_path.glob("*") if p.is_dir()]
-    # With a models.config the server finds its own folders (and names a missing one).
-    no_version = not any(parse_version(p.name) is not None for p in folders)
-    if stack.config_file is None and no_version:
+    if stack.config_file is not None:  # the server finds its folders (and names a missing one)
+        if not stack.config_file.is_file():
+            return f"MODEL_CONFIG_FILE={stack.config_file} is not a file"
+    elif not any(p.is_dir() and parse_version(p.name) is not None
+                 for p in stack.base_path.glob("*")):  # fmt: skip
         return (
             f"no model version folder in {stack.base_path}: train and export one "
             "(make train && make export) or set MODEL_BASE_PATH"
