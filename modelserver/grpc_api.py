@@ -28,7 +28,12 @@ from modelserver.servable import (
     classify_or_regress_unimplemented,
     request_inputs,
 )
-from modelserver.status import ServingError, failed_precondition, invalid_argument
+from modelserver.status import (
+    ServingError,
+    failed_precondition,
+    internal_error,
+    invalid_argument,
+)
 from modelserver.tensors import ndarray_to_proto
 from modelserver.versions import VersionManager
 
@@ -51,6 +56,27 @@ def client_deadline(context: grpc.ServicerContext) -> Deadline:
     return deadlines.after(remaining)
 
 
+def answer(
+    context: grpc.ServicerContext,
+    api: str,
+    handler: Callable[[], object],
+    on_error: Callable[[str], None] = lambda code: None,
+):
+    """`handler`'s response, or the call aborted with its ServingError's status. Any other
+    exception is a bug here: logged and answered INTERNAL (status.internal_error). `on_error`
+    gets the status code's name (for request_count)."""
+    try:
+        return handler()
+    except ServingError as error:
+        on_error(error.code.name)
+        context.abort(error.code, error.grpc_message)
+    except Exception as error:
+        log.exception("%s failed", api)
+        on_error("INTERNAL")
+        internal = internal_error(error)
+        context.abort(internal.code, internal.grpc_message)
+
+
 def model_spec_target(spec) -> tuple[str, int | None, str | None]:
     """(name, version, label) of a ModelSpec; label and version are a oneof."""
     choice = spec.WhichOneof("version_choice")
@@ -69,10 +95,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._call(request, context, "Predict", lambda req: self._predict(req, deadline))
 
     def GetModelMetadata(self, request, context):
-        try:
-            return self._metadata(request)
-        except ServingError as error:
-            context.abort(error.code, error.grpc_message)
+        return answer(context, "GetModelMetadata", lambda: self._metadata(request))
 
     def Classify(self, request, context):
         return self._call(request, context, "Classify", self._classify_or_regress("classify"))
@@ -90,19 +113,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         no model_spec of its own."""
         started = time.perf_counter()
         name = request.model_spec.name if name is None else name
-        try:
-            response = handler(request)
-        except ServingError as error:
-            self._metrics.request_count.inc(name, error.code.name)
-            context.abort(error.code, error.grpc_message)
-        except Exception as error:
-            log.exception("%s failed", api)
-            self._metrics.request_count.inc(name, "INTERNAL")
-            context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+        count = self._metrics.request_count
+        response = answer(
+            context, api, lambda: handler(request), lambda code: count.inc(name, code)
+        )
         self._metrics.request_latency.observe(
             (time.perf_counter() - started) * 1e6, name, api, "GRPC"
         )
-        self._metrics.request_count.inc(name, "OK")
+        count.inc(name, "OK")
         return response
 
     def _predict(self, request, deadline: Deadline) -> predict_pb2.PredictResponse:
@@ -194,14 +212,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._reload_config = reload_config
 
     def GetModelStatus(self, request, context):
-        try:
-            return model_status_response(self._manager, request)
-        except ServingError as error:
-            context.abort(error.code, error.grpc_message)
+        return answer(
+            context, "GetModelStatus", lambda: model_status_response(self._manager, request)
+        )
 
     def HandleReloadConfigRequest(self, request, context):
         """Replaces the whole model config; blocks until newly added models are loaded."""
-        response = model_management_pb2.ReloadConfigResponse()
         try:
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid_argument(
@@ -211,12 +227,18 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             self._reload_config(request.config)
         except ServingError as error:
             log.error("ReloadConfig failed: %s", error.message)
-            response.status.CopyFrom(status_proto(error))
-            context.set_code(error.code)
-            context.set_details(error.grpc_message)
-            return response
-        response.status.CopyFrom(status_pb2.StatusProto())
-        return response
+            return reload_failed(context, error)
+        except Exception as error:  # a bug here: INTERNAL, as `answer` does for the others
+            log.exception("ReloadConfig failed")
+            return reload_failed(context, internal_error(error))
+        return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto())
+
+
+def reload_failed(context: grpc.ServicerContext, error: ServingError):
+    """TF Serving answers a failed reload with the status both in the response and the call."""
+    context.set_code(error.code)
+    context.set_details(error.grpc_message)
+    return model_management_pb2.ReloadConfigResponse(status=status_proto(error))
 
 
 def status_proto(error: ServingError | None) -> status_pb2.StatusProto:

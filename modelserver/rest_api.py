@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
-import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_status_pb2
 
@@ -34,7 +33,7 @@ from modelserver.servable import (
     Servable,
     classify_or_regress_unimplemented,
 )
-from modelserver.status import ServingError, invalid_argument
+from modelserver.status import ServingError, internal_error, invalid_argument
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,7 @@ class RestApi:
         except Exception as error:
             if not isinstance(error, ServingError):
                 log.exception("%s %s failed", method, path)
-                error = ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+                error = internal_error(error)
             model = route.model if route else ""
             verb = route.verb if route and method == "POST" else ""
             return self._error(error), model, verb, error.code.name

@@ -80,6 +80,12 @@ def failed_precondition(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
 
 
+def internal_error(error: BaseException) -> ServingError:
+    """A bug in this server, caught at a handler's edge: INTERNAL, the code TF Serving's own
+    unexpected failures carry (never grpcio's UNKNOWN "Exception calling application")."""
+    return ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
+
+
 def kernel_message(message: str) -> str:
     """The kernel's own text, as TF Serving's session run reports it, without the Python
     eager wrapper ("Graph execution error: ... Detected at node ...", "[Op:__inference_...]")."""

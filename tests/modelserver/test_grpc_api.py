@@ -428,3 +428,49 @@ def test_channel_arguments_are_key_value_pairs_typed_as_server_cc_types_them():
     for bad in ("a=1,", "novalue", "=1"):
         with pytest.raises(ValueError, match="is not key=value"):
             channel_arguments(bad)
+
+
+class _Buggy:
+    """Stands in for the version manager and the predictor, raising where they would answer:
+    a bug cannot be provoked in the real ones, and the handlers' edge is what is tested."""
+
+    metrics = None
+
+    def status(self, *args):
+        raise KeyError("a bug")
+
+    servable = reload = status
+
+
+def test_a_bug_in_any_handler_answers_internal_not_unknown():
+    """grpcio alone answers an exception UNKNOWN "Exception calling application", a code TF
+    Serving never sends; each method answers INTERNAL with the exception's words instead."""
+    from tensorflow_serving.apis import model_service_pb2_grpc
+
+    from modelserver.grpc_api import ModelService, PredictionService
+    from scripts.processes import free_port
+
+    buggy, address = _Buggy(), f"127.0.0.1:{free_port()}"
+    server = start_grpc_server(address, PredictionService(buggy),
+                               ModelService(buggy, buggy.reload), 4, 1 << 20)  # fmt: skip
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    status = get_model_status_pb2.GetModelStatusRequest()
+    reload = model_management_pb2.ReloadConfigRequest()
+    for request in (metadata, status):
+        request.model_spec.name = MODEL
+    reload.config.model_config_list.config.add(name=MODEL, base_path="/models/x")
+    try:
+        with grpc.insecure_channel(address) as channel:
+            prediction = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            model = model_service_pb2_grpc.ModelServiceStub(channel)
+            calls = [
+                (prediction.GetModelMetadata, metadata),
+                (model.GetModelStatus, status),
+                (model.HandleReloadConfigRequest, reload),
+            ]
+            for call, request in calls:
+                error = rpc_error(call, request)
+                assert error.code() == grpc.StatusCode.INTERNAL, call
+                assert error.details() == "KeyError: 'a bug'"
+    finally:
+        server.stop(None)
