@@ -69,10 +69,13 @@ def served_accuracy(card_text: str) -> float:
     return float(match.group(1)) / 100
 
 
-def render(run_dir: Path, version_dir: Path, note: str = "", images: tuple = IMAGES) -> str:
+def render(
+    run_dir: Path, version_dir: Path, evaluated: tuple[dict | None, str], note: str, images: tuple
+) -> str:
+    """The card's text; `evaluated`: run_evaluation's answer."""
     meta = read_meta(run_dir)
     info = read_info(version_dir)
-    evaluation = _optional_json(run_dir / "evaluation.json")
+    evaluation, why_not = evaluated
     export_report = _optional_json(version_dir / "export_report.json")
     tta = info["tta"]
     data = data_name(meta.get("data", ""))
@@ -80,7 +83,7 @@ def render(run_dir: Path, version_dir: Path, note: str = "", images: tuple = IMA
         _header(meta, info, version_dir, data),
         _training(meta, note),
         _accuracy(meta, tta, version_dir.name),
-        _per_class(evaluation, tta),
+        _per_class(evaluation, tta) if evaluation else f"## Per class\n\n{why_not}",
         _export(export_report, info),
         _images(images),
         "## Known limits\n\n"
@@ -103,16 +106,20 @@ def write_card(
         raise FileNotFoundError(f"{run_dir} holds no finished training run ({META})")
     check_exported_from(run_dir, version_dir)
     # The text first: a run folder it cannot render (a missing figure) changes nothing.
-    sources = {CURVES: run_dir / CURVES, CONFUSION: run_dir / "evaluation.json"}
-    images = tuple(name for name, source in sources.items() if source.exists())
-    text = render(run_dir, version_dir, note, images)
+    evaluation, why_not = evaluated = run_evaluation(run_dir, read_meta(run_dir))
+    if why_not:
+        print(f"model_card: {why_not}", file=sys.stderr)
+    drawn = {CURVES: (run_dir / CURVES).exists(), CONFUSION: evaluation is not None}
+    images = tuple(name for name in IMAGES if drawn[name])
+    text = render(run_dir, version_dir, evaluated, note, images)
     card = base_path / CARD_NAME
     archive_card(card, version_dir.name)
     for name in IMAGES:
         (base_path / name).unlink(missing_ok=True)  # no picture of the version before stays
     if CURVES in images:
         shutil.copyfile(run_dir / CURVES, base_path / CURVES)
-    draw_confusion(run_dir, read_info(version_dir)["tta"], base_path / CONFUSION)
+    if evaluation:
+        draw_confusion(evaluation, read_info(version_dir)["tta"], base_path / CONFUSION)
     partial = card.with_name(f".{CARD_NAME}.tmp")
     partial.write_text(text)
     os.replace(partial, card)
@@ -137,18 +144,34 @@ def archive_card(card: Path, version: str) -> Path | None:
     return archived
 
 
-def draw_confusion(run_dir: Path, tta: int, path: Path) -> Path | None:
+def draw_confusion(evaluation: dict, tta: int, path: Path) -> Path:
     """The confusion matrix of the served TTA level (the run's own confusion.png shows the
-    level `make evaluate --headline` chose), from evaluation.json; none without one."""
-    evaluation = _optional_json(run_dir / "evaluation.json")
-    if not evaluation:
-        return None
+    level `make evaluate --headline` chose)."""
     key, level = _served_evaluation(evaluation, tta)
     from training.plots import plot_confusion
 
     names = list(level["per_class"])
     title = f"confusion matrix (TTA {key.removeprefix('tta_')}), accuracy {level['accuracy']:.2%}"
     return plot_confusion(np.array(level["confusion_matrix"]), names, path, title)
+
+
+def run_evaluation(run_dir: Path, meta: dict) -> tuple[dict | None, str]:
+    """The run folder's evaluation.json when it measured the run's own test images, else None
+    and why: a report of other images (`evaluate --data my_photos`, a smaller --test-subset)
+    would sit under the card's accuracy heading as if it were of the same test set. (A subset
+    of the same size is the same pick: evaluate draws it with the run's seed.)"""
+    evaluation = _optional_json(run_dir / "evaluation.json")
+    if evaluation is None:
+        return None, "No evaluation.json in the run folder: run `make evaluate` first."
+    data, images = data_name(evaluation.get("data", "")), evaluation.get("test_images")
+    if (data, images) != (data_name(meta.get("data", "")), meta.get("test_images")):
+        return None, (
+            f"The run folder's evaluation.json is of other test images ({images} of {data}) "
+            f"than the run's ({meta.get('test_images')} of {data_name(meta.get('data', ''))}): "
+            "run `make evaluate` (its own test set) for the per-class figures and the "
+            "confusion matrix."
+        )
+    return evaluation, ""
 
 
 def _served_evaluation(evaluation: dict, tta: int) -> tuple[str, dict]:
@@ -237,9 +260,7 @@ def _accuracy(meta: dict, tta: int, version: str) -> str:
     )
 
 
-def _per_class(evaluation: dict | None, tta: int) -> str:
-    if not evaluation:
-        return "## Per class\n\nNo evaluation.json in the run folder: run `make evaluate` first."
+def _per_class(evaluation: dict, tta: int) -> str:
     key, level = _served_evaluation(evaluation, tta)
     per_class = level["per_class"]
     rows = [

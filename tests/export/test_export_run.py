@@ -348,7 +348,9 @@ def test_model_card_draws_the_confusion_matrix_of_the_served_tta(exported, tiny_
         return {"accuracy": 0.5, "per_class": per_class, "confusion_matrix": matrix}
 
     served = [[2, 0], [1, 1]]
-    evaluation = {"tta_none": level([[1, 1], [1, 1]]), "tta_flip": level(served)}
+    meta = json.loads((run / "meta.json").read_text())
+    evaluation = {"tta_none": level([[1, 1], [1, 1]]), "tta_flip": level(served),
+                  "data": meta["data"], "test_images": meta["test_images"]}  # fmt: skip
     (run / "evaluation.json").write_text(json.dumps(evaluation))
     plot_confusion(np.array([[1, 1], [1, 1]]), names, run / "confusion.png", "as evaluated")
 
@@ -361,6 +363,29 @@ def test_model_card_draws_the_confusion_matrix_of_the_served_tta(exported, tiny_
     )
     assert (base / "confusion.png").read_bytes() == expected.read_bytes()
     assert "## Per class (flip)" in text and "![confusion](confusion.png)" in text
+
+
+def test_model_card_leaves_out_an_evaluation_of_other_test_images(
+    exported, tiny_run_dir, tmp_path, capsys
+):
+    """`evaluate --test-subset 50` (or --data my_photos) into the run folder once put its
+    per-class table and confusion matrix under the card's heading of the run's test images."""
+    import shutil
+
+    from export.model_card import write_card
+
+    base, run = tmp_path / "cifar10", tmp_path / "run"
+    shutil.copytree(exported, base)
+    shutil.copytree(tiny_run_dir, run)
+    meta = json.loads((run / "meta.json").read_text())
+    level = {"accuracy": 0.5, "confusion_matrix": [[1]], "per_class": {"a": {}}}
+    other = {"tta_none": level, "data": meta["data"], "test_images": meta["test_images"] - 1}
+    (run / "evaluation.json").write_text(json.dumps(other))
+    text = write_card(run, base).read_text()
+    why = f"evaluation.json is of other test images ({meta['test_images'] - 1} of"
+    assert why in text and why in capsys.readouterr().err
+    assert "(confusion.png)" not in text and not (base / "confusion.png").exists()
+    assert "accuracy (recall)" not in text
 
 
 def test_model_card_keeps_the_card_of_the_version_before(exported, tiny_run_dir, tmp_path):
