@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
-from export.publish import VersionExistsError, versions
+from export.publish import VersionExistsError, check_base_path, versions
 from training.cli_args import positive
 from training.config import TTA_NAMES
-from training.run_folder import is_run_folder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,13 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         what = "is a file, not" if Path(args.run_dir).exists() else "not found"
         print(f"export: --run-dir {args.run_dir} {what} (a training run folder)", file=sys.stderr)
         return 1
-    if Path(args.base_path).exists() and not Path(args.base_path).is_dir():
-        print(f"export: --base-path {args.base_path} is a file, not a folder of versions",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    if is_run_folder(Path(args.base_path)):
-        print(f"export: --base-path {args.base_path} is a training run folder; name the folder "
-              "of model versions the server reads (models/cifar10)", file=sys.stderr)  # fmt: skip
+    try:
+        check_base_path(args.base_path)
+    except ValueError as err:
+        print(f"export: {err}", file=sys.stderr)
         return 1
     from training.tf_startup import import_tensorflow
 

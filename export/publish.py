@@ -1,10 +1,12 @@
 """Atomic versioned publishing into a TF Serving base path.
 
-A version is written into ``<base>/.tmp-<pid>-<n>`` (TF Serving only loads children whose
-name parses as an integer, so it ignores this one), every file and folder is fsync'ed, and the
-folder is then renamed to its number: one ``rename(2)``, so a server polling the base path sees
-either no version or a complete one. Pruning renames a version to a hidden name first, for the
-same reason, and deletes it afterwards. A lock file serialises concurrent publishers.
+A version is written into ``<base>/.tmp-<pid>-<random>`` (TF Serving only loads children
+whose name parses as an integer, so it ignores this one), every file and folder is fsync'ed,
+and the folder is then renamed to its number: one ``rename(2)``, so a server polling the base
+path sees either no version or a complete one. Pruning renames a version to a hidden name
+first, for the same reason, and deletes it afterwards. A lock file serialises concurrent
+publishers. Each holds a lock on its own hidden folder while it works there, so the next
+publisher can tell what an interrupted one left (kill -9, a stopped container) and delete it.
 
 The next number is above every number already used in the base path, so that a number never
 names two different models in clients' pins, logs and metrics: version folders, any other
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
+import logging
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +34,10 @@ LOCK_NAME = ".publish.lock"
 KEEP_AT_LEAST_ONE = "--keep must be at least 1: a base path without versions serves nothing"
 ROLLED_BACK = re.compile(r"\.rollback-([0-9]+)")  # DEPLOY.md's rollback: mv -T 5 .rollback-5
 LAST_VERSION = ".last-version"
-_counter = itertools.count()
+# The hidden folders publish() and prune() work in (DEPLOY.md's hand-made ".tmp-6" is not one).
+WORK_FOLDER = re.compile(r"\.tmp-[0-9]+-\w+|\.deleting-[0-9]+-[0-9]+")
+
+log = logging.getLogger(__name__)
 
 
 class VersionExistsError(FileExistsError):
@@ -81,6 +87,33 @@ def latest_version_dir(base_path: str | Path) -> Path:
     return found[max(found)]
 
 
+def check_base_path(path: str | Path) -> None:
+    """Refuse, in one line, a --base-path that cannot be a folder of versions: a file, a run
+    folder, a version folder (the new version would nest inside the served one) or the folder
+    above the base paths (it would start a model beside them). Checked before TensorFlow loads."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--base-path {path} is a file, not a folder of versions")
+    if is_run_folder(path):
+        raise ValueError(
+            f"--base-path {path} is a training run folder; name the folder of model versions "
+            "the server reads (models/cifar10)"
+        )
+    if (path / "saved_model.pb").is_file():
+        raise ValueError(
+            f"--base-path {path} is a version folder (it holds saved_model.pb); name the folder "
+            f"that holds the versions ({path.parent})"
+        )
+    if not path.is_dir() or version_dirs(path):
+        return
+    holders = sorted(child.name for child in path.iterdir() if version_dirs(child))
+    if holders:
+        raise ValueError(
+            f"--base-path {path} holds the version folders of {', '.join(holders)}; name one "
+            f"of those ({path / holders[0]}), or a new folder for a new model"
+        )
+
+
 def saved_model_dir(path: str | Path) -> Path:
     """A version folder as given, or the newest numbered version under a base path: what the
     command-line tools accept wherever they take a model."""
@@ -113,22 +146,26 @@ def publish(
     base.mkdir(parents=True, exist_ok=True)
     if version is not None:
         _refuse_existing(base, version)  # fail before the (slow) write, and again under the lock
-    tmp = base / f".tmp-{os.getpid()}-{next(_counter)}"
-    tmp.mkdir()
-    try:
-        write(tmp)
-        _fsync_tree(tmp)
-        with _locked(base):
-            target = version if version is not None else max(used_numbers(base), default=0) + 1
-            _refuse_existing(base, target)
-            final = _version_dir(base, target)
-            os.rename(tmp, final)
-            if target > _last_published(base):
-                (base / LAST_VERSION).write_text(f"{target}\n")
-            _fsync_dir(base)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with contextlib.ExitStack() as claim:
+        with _locked(base):  # made and claimed under the lock: no sweep sees it unclaimed
+            _sweep_leftovers(base)
+            tmp = base / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+            tmp.mkdir()  # not mkdtemp: its 0700 would keep a server of another user out
+            claim.enter_context(_claimed(tmp))
+        try:
+            write(tmp)
+            _fsync_tree(tmp)
+            with _locked(base):
+                target = version if version is not None else max(used_numbers(base), default=0) + 1
+                _refuse_existing(base, target)
+                final = _version_dir(base, target)
+                os.rename(tmp, final)
+                if target > _last_published(base):
+                    (base / LAST_VERSION).write_text(f"{target}\n")
+                _fsync_dir(base)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     if keep is not None:
         prune(base, keep)
     return final
@@ -139,18 +176,59 @@ def prune(base_path: str | Path, keep: int) -> list[int]:
     if keep < 1:
         raise ValueError(KEEP_AT_LEAST_ONE)
     base = Path(base_path)
-    with _locked(base):
-        folders = version_dirs(base)
-        doomed = list(folders)[:-keep]
-        hidden = []
-        for v in doomed:
-            gone = base / f".deleting-{v}-{os.getpid()}"
-            os.rename(folders[v], gone)
-            hidden.append(gone)
-        _fsync_dir(base)
-    for folder in hidden:
-        shutil.rmtree(folder)
+    with contextlib.ExitStack() as claims:
+        with _locked(base):
+            folders = version_dirs(base)
+            doomed = list(folders)[:-keep]
+            hidden = []
+            for v in doomed:
+                claims.enter_context(_claimed(folders[v]))  # the lock follows it when renamed
+                gone = base / f".deleting-{v}-{os.getpid()}"
+                os.rename(folders[v], gone)
+                hidden.append(gone)
+            _fsync_dir(base)
+        for folder in hidden:  # still claimed: a sweep leaves them to us
+            shutil.rmtree(folder)
     return doomed
+
+
+def _sweep_leftovers(base: Path) -> list[str]:
+    """Delete the work folders no live publisher claims: what a publish or prune killed
+    midway left behind (megabytes each, and never loaded). Called under the base path's lock."""
+    swept = []
+    for entry in sorted(base.iterdir()):
+        if not WORK_FOLDER.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # claimed by a live publisher (or no locks on this file system)
+            continue
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+            swept.append(entry.name)
+            log.warning("removed %s, left in %s by an interrupted publish", entry.name, base)
+        finally:
+            os.close(fd)
+    return swept
+
+
+@contextlib.contextmanager
+def _claimed(folder: Path) -> Iterator[None]:
+    """Holds a lock on `folder` itself (it follows the folder through a rename) while this
+    process works in it: the mark that tells a live publisher's folder from a leftover."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # Where a folder cannot be locked (some NFS mounts), the sweep cannot lock one either,
+        # so it removes nothing there: unclaimed work is then safe too.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def used_numbers(base: Path) -> set[int]:

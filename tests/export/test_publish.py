@@ -194,3 +194,64 @@ def test_two_exports_publishing_at_once_get_two_numbers(tmp_path):
     numbers = sorted(w.communicate(timeout=60)[0].strip() for w in writers)
     assert [w.returncode for w in writers] == [0, 0] and numbers == ["1", "2"]
     assert sorted((base / n / "who").read_text() for n in numbers) == ["a", "b"]
+
+
+def test_what_a_killed_publisher_left_is_swept_and_a_live_ones_work_is_not(tmp_path):
+    """An export killed mid-write (kill -9, a stopped container) left its hidden folder in
+    the base path for good: megabytes each time, and, with a container's repeated pids, a
+    name the next export once tried to make again. Publishers are real subprocesses here."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time; from pathlib import Path; from export.publish import publish;"
+        "publish(lambda d: ((d / 'part').write_text('x'), time.sleep(120)), sys.argv[1])"
+    )
+    root = Path(__file__).resolve().parents[2]
+    killed, alive = (
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], cwd=root) for _ in range(2)
+    )
+    manual = tmp_path / ".tmp-6"  # DEPLOY.md's hand copy: not the publisher's to remove
+    manual.mkdir()
+    try:
+
+        def work_folders() -> set[str]:
+            return {p.name for p in tmp_path.glob(".tmp-*-*") if (p / "part").exists()}
+
+        deadline = time.monotonic() + 60
+        while len(work_folders()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(work_folders()) == 2
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(30)
+        left = {p.name for p in tmp_path.glob(f".tmp-{killed.pid}-*")}
+        assert len(left) == 1
+        assert publish(slow_writer(1), tmp_path).name == "1"
+        live = work_folders() - left
+        assert len(live) == 1  # the live publisher's folder is kept, and so is the hand copy
+        assert {p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")} == {
+            ".tmp-6",
+            *live,
+        }
+    finally:
+        for child in (killed, alive):
+            child.kill()
+            child.wait(30)
+
+
+def test_a_base_path_that_is_a_version_folder_or_the_folder_above_is_refused(tmp_path):
+    """`--base-path models/cifar10/1` wrote models/cifar10/1/1, inside the served version;
+    `--base-path models` started a model beside cifar10/. Both reported success."""
+    from export.publish import check_base_path
+
+    models = tmp_path / "models"
+    (models / "cifar10" / "1").mkdir(parents=True)
+    (models / "cifar10" / "1" / "saved_model.pb").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"is a version folder \(it holds saved_model.pb\)"):
+        check_base_path(models / "cifar10" / "1")
+    with pytest.raises(ValueError, match="holds the version folders of cifar10; name one"):
+        check_base_path(models)
+    (tmp_path / "empty").mkdir()
+    for fine in (models / "cifar10", models / "new-model", tmp_path / "empty"):
+        check_base_path(fine)  # a base path, one not made yet, and an empty folder
