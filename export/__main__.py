@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from training.tf_startup import import_tensorflow
 
     import_tensorflow()  # only after the arguments parse
+    import tensorflow as tf
+
     from export.export_run import accuracy_drop_warning, export_run
     from training.data import DataError
 
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (VersionExistsError, DataError, OSError, ValueError) as err:
         print(f"export: {err}", file=sys.stderr)
+        return 1
+    except tf.errors.OpError as err:  # TensorFlow's own writes: a full disk, above all
+        print(f"export: {err.message}", file=sys.stderr)
         return 1
     if not result.published:
         ignored = [f for f, given in (("--version", args.version is not None),

@@ -223,7 +223,8 @@ def _training(meta: dict, note: str = "") -> str:
         f"- recipe `{meta.get('recipe_name')}`, seed {meta.get('seed')}, "
         f"precision {meta.get('precision')}",
         f"- training steps took {meta.get('train_seconds', 0):,.0f} s "
-        f"({meta.get('images_per_second', 0):,.0f} images/s); the command "
+        f"({meta.get('images_per_second', 0):,.0f} images/s); "
+        f"{'its last sitting' if resumed else 'the command'} "
         f"{meta.get('last_invocation_wall_seconds', 0):,.0f} s wall up to its final evaluation, "
         f"on {cpu.get('model', '?')}, "
         f"{cpu.get('cores', '?')} cores, CPU flags {', '.join(cpu.get('flags', []))}",

@@ -38,12 +38,16 @@ def save(run_dir: Path, groups: Mapping[str, Sequence], state: dict) -> Path:
     except OSError as error:  # a full disk, above all: leave no partial file to fill it more
         tmp.unlink(missing_ok=True)
         kept = "the previous one is intact" if path.exists() else "there is none yet"
-        fix = "free some space" if error.errno == errno.ENOSPC else "fix that"
         raise CheckpointError(
             f"could not write the checkpoint {path} ({error.strerror or error}); {kept}: "
-            f"{fix} and re-run the same command to resume"
+            f"{fix_for(error)} and re-run the same command to resume"
         ) from error
     return path
+
+
+def fix_for(error: OSError) -> str:
+    """What to do about a failed write, in the error lines of every run output."""
+    return "free some space" if error.errno == errno.ENOSPC else "fix that"
 
 
 def load(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -161,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not args.run_dir.exists():
         raise SystemExit(f"evaluate: {args.run_dir} not found")
-    if args.out and args.out.exists() and not args.out.is_dir():  # before the minutes of work
-        raise SystemExit(f"evaluate: --out {args.out} is a file; name a folder for the report")
     run = is_run_folder(args.run_dir)
+    if args.out or run:
+        check_out(args.out or args.run_dir)  # before the minutes of work
     if not run and (args.test_subset or args.headline != "none"):
         raise SystemExit(
             "evaluate: --test-subset and --headline apply to a run folder; a SavedModel is "
@@ -185,6 +186,19 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or args.run_dir
     write_report(report, out, args.headline)
     print(f"report: {out / 'evaluation.md'}")
+
+
+def check_out(out: Path) -> None:
+    """The report folder, made now and found writable, or a one-line exit: a read-only or
+    full disk, or a file in the way, once failed only after every TTA pass was scored."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"evaluate: --out {out} is a file; name a folder for the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise SystemExit(f"evaluate: cannot write the report in {out} ({error.strerror})") from None
 
 
 def test_files_only(data: str) -> bool:

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from training.checkpoint import fix_for
 from training.config import TTA_ACCURACY_KEYS
 from training.data import Dataset
 from training.inference import predict_each_tta, top1_accuracy
 from training.plots import plot_curves
-from training.run_folder import FINAL_WEIGHTS, META
+from training.run_folder import FINAL_WEIGHTS, META, OutputError
 from training.run_model import build_for_inference, network_constants
 
 if TYPE_CHECKING:
@@ -25,6 +26,21 @@ if TYPE_CHECKING:
 
 def write_run_outputs(
     trainer: Trainer, ds: Dataset, run_dir: Path, extra: dict, log: Callable[[str], None] = print
+) -> dict:
+    """Writes them all, meta.json last; a failed write is an OutputError that says the
+    checkpoint still holds the training, so the same command finishes the run."""
+    try:
+        return _write_run_outputs(trainer, ds, run_dir, extra, log)
+    except OSError as error:
+        where = error.filename or run_dir
+        raise OutputError(
+            f"could not write {where} ({error.strerror or error}); the checkpoint holds the "
+            f"trained weights: {fix_for(error)} and re-run the same command to finish the run"
+        ) from error
+
+
+def _write_run_outputs(
+    trainer: Trainer, ds: Dataset, run_dir: Path, extra: dict, log: Callable[[str], None]
 ) -> dict:
     model = trainer.model
     model.save_weights(run_dir / FINAL_WEIGHTS)

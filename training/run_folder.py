@@ -64,6 +64,10 @@ class RunFolderError(Exception):
     folder): the message says what to do; the command-line tools print it without a traceback."""
 
 
+class OutputError(Exception):
+    """A finished run's outputs could not be written (a full disk, above all)."""
+
+
 def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     """Once a run has trained (it has a checkpoint), a re-run must ask for the same options.
 
@@ -210,7 +214,12 @@ def claim_run_dir(run_dir: Path) -> Iterator[None]:
 
 
 def _lock(run_dir: Path) -> IO:
-    handle = (run_dir / LOCK).open("a+")
+    try:
+        handle = (run_dir / LOCK).open("a+")
+    except OSError as error:  # a folder on a read-only mount, or of another user
+        raise RunFolderError(
+            f"{run_dir}: cannot write in it ({error.strerror}); name a --run-dir you can write"
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -259,6 +268,6 @@ def make_run_dir(path: str) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise RunFolderError(f"--run-dir {path}: a file is in the way; name a folder") from None
-    except PermissionError:
-        raise RunFolderError(f"--run-dir {path}: no permission to create it here") from None
+    except OSError as error:  # no permission, a read-only mount, a full disk
+        raise RunFolderError(f"--run-dir {path}: cannot create it ({error.strerror})") from None
     return run_dir

@@ -23,6 +23,7 @@ from training.config import DEFAULT_RUN_DIR, RECIPES, RunOptions, default_data
 from training.data import DataError, check_source, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 from training.run_folder import (
+    OutputError,
     RunFolderError,
     append_to_log,
     claim_run_dir,
@@ -117,7 +118,7 @@ def train(opts: RunOptions) -> Path:
     with claim_run_dir(run_dir):
         try:
             return _train(opts, run_dir)
-        except (DataError, CheckpointError) as err:  # the terminal gets them from user_errors
+        except (DataError, CheckpointError, OutputError) as err:  # user_errors tells them
             with contextlib.suppress(OSError):  # the disk may be the very thing that is full
                 append_to_log(run_dir, f"stopped: {error_line(err)}")
             raise
@@ -240,7 +241,7 @@ def user_errors() -> Iterator[None]:
     one line and an exit code instead of a traceback: for every command that trains."""
     try:
         yield
-    except (DataError, CheckpointError, RunFolderError) as err:
+    except (DataError, CheckpointError, OutputError, RunFolderError) as err:
         raise SystemExit(error_line(err)) from None
 
 
@@ -250,6 +251,8 @@ def error_line(err: Exception) -> str:
         return f"data error: {err}"
     if isinstance(err, CheckpointError):
         return f"checkpoint error: {err}"
+    if isinstance(err, OutputError):
+        return f"output error: {err}"
     return str(err)
 
 

@@ -595,6 +595,8 @@ def test_an_unfinished_run_cannot_be_exported_or_evaluated(tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     with pytest.raises(SystemExit, match=r"--out .*afile is a file"):
         evaluate_main([str(run_dir), "--out", str(tmp_path / "afile")])
+    with pytest.raises(SystemExit, match=r"cannot write the report in /proc/cifar10-report \("):
+        evaluate_main([str(run_dir), "--out", "/proc/cifar10-report"])  # nobody writes there
 
 
 def test_export_names_a_missing_run_folder_and_a_base_path_that_is_a_file(tmp_path, capsys):
@@ -717,3 +719,33 @@ def test_a_newest_version_folder_that_is_no_model_is_named(finished_run, tmp_pat
     with pytest.raises(SystemExit) as exited:
         evaluate_main([str(base)])
     assert message.format(base) in str(exited.value)
+
+
+def test_a_failed_final_write_is_a_sentence_and_the_same_command_finishes(tiny_data, tmp_path):
+    """A full disk while the outputs were written (model.keras, the curves) ended in a
+    traceback; the write fails for real here on a folder in the file's way."""
+    run_dir = tmp_path / "r"
+    (run_dir / "model.keras").mkdir(parents=True)
+    failed = run(train_cmd(tiny_data, run_dir, "--epochs", "1"), timeout=300)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    expected = f"output error: could not write {run_dir / 'model.keras'} ("
+    assert expected in failed.stderr and "re-run the same command to finish" in failed.stderr
+    assert f"stopped: {expected}" in (run_dir / "train.log").read_text()
+    assert not (run_dir / "meta.json").exists()
+    (run_dir / "model.keras").rmdir()
+    again = run(train_cmd(tiny_data, run_dir, "--epochs", "1"), timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"resumed from checkpoint at step (\d+)/\1\b", again.stdout)  # all done
+    assert (run_dir / "meta.json").is_file() and (run_dir / "model.keras").is_file()
+
+
+def test_a_run_dir_that_cannot_be_written_gets_a_sentence(tmp_path):
+    """A read-only mount raised OSError, not PermissionError: a traceback, as did an existing
+    folder the lock file cannot be made in. /proc stands in for a folder nobody can write."""
+    from training.run_folder import RunFolderError, claim_run_dir, make_run_dir
+
+    with pytest.raises(RunFolderError, match=r"--run-dir /proc/cifar10-run: cannot create it"):
+        make_run_dir("/proc/cifar10-run")
+    lock_refused = pytest.raises(RunFolderError, match=r"/proc/self: cannot write in it")
+    with lock_refused, claim_run_dir(Path("/proc/self")):
+        pass
