@@ -18,7 +18,12 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from proxy.errors import ApiError
 
-USAGE = 'send images as multipart field "file" or as JSON {"images": ["<base64>", ...]}'
+FILE_FIELD, JSON_KEY = "file", "images"
+USAGE = (
+    f'send images as multipart field "{FILE_FIELD}" or as JSON {{"{JSON_KEY}": ["<base64>", ...]}}'
+)
+# ASCII whitespace, which line-wrapped base64 (`base64 cat.jpg`, encodebytes) carries.
+_WRAPPING = str.maketrans("", "", " \t\n\r\v\f")
 
 
 class InMemoryRequest(Request):
@@ -43,9 +48,10 @@ class Upload:
 def read_uploads(request: Request, max_images: int) -> list[Upload]:
     """The images of a predict request: multipart `file` fields or JSON base64 strings."""
     if request.mimetype == "multipart/form-data":
+        _refuse_unknown("form field", [*request.files, *request.form], FILE_FIELD)
         uploads = [
             Upload(f.filename or f"image-{i + 1}", f.read())
-            for i, f in enumerate(request.files.getlist("file"))
+            for i, f in enumerate(request.files.getlist(FILE_FIELD))
         ]
     elif request.is_json:
         uploads = _from_json(_json_body(request), max_images)
@@ -77,21 +83,34 @@ def _json_body(request: Request) -> object:
         return None
 
 
+def _refuse_unknown(what: str, names: list[str], known: str) -> None:
+    """A misspelt field (`files`, or `version` sent in the body rather than the query) was
+    dropped without a word: its images lost, or the default version answering."""
+    unknown = sorted(set(names) - {known})
+    if unknown:
+        raise ApiError(
+            f"unknown {what} {', '.join(map(repr, unknown))}: {USAGE}; options (k, version, "
+            "label) go in the query string"
+        )
+
+
 def _from_json(body: object, max_images: int) -> list[Upload]:
-    if not isinstance(body, dict) or not isinstance(body.get("images"), list):
+    if not isinstance(body, dict) or not isinstance(body.get(JSON_KEY), list):
         raise ApiError(f"the JSON body is not valid: {USAGE}")
-    if len(body["images"]) > max_images:  # before decoding millions of them
+    _refuse_unknown("JSON key", list(body), JSON_KEY)
+    if len(body[JSON_KEY]) > max_images:  # before decoding millions of them
         raise _too_many(max_images)
-    return [Upload(f"image-{i + 1}", _b64decode(item, i)) for i, item in enumerate(body["images"])]
+    return [Upload(f"image-{i + 1}", _b64decode(item, i)) for i, item in enumerate(body[JSON_KEY])]
 
 
 def _b64decode(item: object, index: int) -> bytes:
-    """Standard base64, with or without a `data:image/...;base64,` prefix."""
+    """Standard base64, line-wrapped or not, with or without a `data:image/...;base64,`
+    prefix."""
     if not isinstance(item, str):
         raise ApiError(f"images[{index}] is not a base64 string")
     if item.startswith("data:"):
         item = item.partition(",")[2]
     try:
-        return base64.b64decode(item, validate=True)
+        return base64.b64decode(item.translate(_WRAPPING), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ApiError(f"images[{index}] is not valid base64") from exc

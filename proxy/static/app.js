@@ -156,7 +156,7 @@ function newCard(blob, name, after = null) {
   const url = URL.createObjectURL(blob);
   image.src = url;
   image.alt = `Uploaded image ${name}`;
-  image.addEventListener("load", () => drawThumb(image, node.querySelector(".card-thumb")), { once: true });
+  image.addEventListener("load", () => drawThumb(blob, image, node.querySelector(".card-thumb")), { once: true });
   image.addEventListener("error", () => node.classList.add("no-preview"), { once: true });
   const nameNode = node.querySelector(".card-name");
   nameNode.textContent = name;
@@ -184,9 +184,33 @@ function reveal(card) {
 }
 
 // The 32x32 center crop the model sees, drawn pixelated in the corner of the preview.
-function drawThumb(image, canvas) {
+async function drawThumb(blob, image, canvas) {
   if (!image.naturalWidth) return;
-  drawCentreSquare(image, image.naturalWidth, image.naturalHeight, 32, canvas);
+  await drawScaledSquare(blob, image, 32, canvas);
+}
+
+// The centre square of a picture, `side` pixels a side. Scaled by createImageBitmap, off the
+// main thread: drawn straight from the <img>, each 12-megapixel photo was decoded on the main
+// thread, and ten dropped at once froze the page (and its round-trip figures) for seconds.
+// The <img> itself where this browser cannot.
+async function drawScaledSquare(blob, image, side, canvas = document.createElement("canvas")) {
+  const width = image.naturalWidth, height = image.naturalHeight; // EXIF orientation applied
+  const scale = side / Math.min(width, height);
+  let bitmap = null;
+  try {
+    bitmap = await createImageBitmap(blob, {
+      resizeWidth: Math.max(side, Math.round(width * scale)),
+      resizeHeight: Math.max(side, Math.round(height * scale)),
+      resizeQuality: "high",
+    });
+  } catch {
+    return drawCentreSquare(image, width, height, side, canvas);
+  }
+  try {
+    return drawCentreSquare(bitmap, bitmap.width, bitmap.height, side, canvas);
+  } finally {
+    bitmap.close();
+  }
 }
 
 // The centre square of a picture or video frame (the part the proxy crops and the model sees),
@@ -462,7 +486,7 @@ async function classifyFile(file, name, card) {
   }
   if (!card.isConnected) return { ok: false, text: "" };
   if (!size) return showError(card, `Too large: the limit is ${mebibytes(settings.maxUploadBytes)} MiB per image.`);
-  const square = await centreSquare(image, size);
+  const square = await centreSquare(file, image, size);
   if (!square) return showError(card, "This image is too large for this browser to shrink before upload.");
   card.dataset.sent = `sent as ${square.side}×${square.side}: the centre square of ${size.width}×${size.height}, shrunk here`;
   return classifyOne(square.blob, name, card);
@@ -481,9 +505,9 @@ function shownSize(image) {
 // The centre square the model sees (the proxy crops the same one), at most settings.shrinkSide
 // a side, as a JPEG with transparency over white, as the proxy flattens it. Only the square:
 // a panorama's whole width could pass a canvas's size limit.
-async function centreSquare(image, { width, height }) {
+async function centreSquare(file, image, { width, height }) {
   const side = Math.min(width, height, settings.shrinkSide);
-  const canvas = drawCentreSquare(image, width, height, side);
+  const canvas = await drawScaledSquare(file, image, side);
   const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
   return blob && { blob, side };
 }
@@ -722,7 +746,7 @@ async function liveTick() {
       URL.revokeObjectURL(card.dataset.url);
       card.dataset.url = URL.createObjectURL(blob);
       image.src = card.dataset.url;
-      image.addEventListener("load", () => drawThumb(image, card.querySelector(".card-thumb")), { once: true });
+      image.addEventListener("load", () => drawThumb(blob, image, card.querySelector(".card-thumb")), { once: true });
     }
     // Twice a second: announce only a change (another top class, failing, recovering), and
     // nothing once continuous mode was turned off, or off and on again, meanwhile.

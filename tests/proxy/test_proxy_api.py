@@ -170,6 +170,10 @@ def test_json_base64_body(client, sample_jpegs) -> None:
     assert [r["filename"] for r in results] == ["image-1", "image-2"]
     multipart = post_files(client, {"x.jpg": second}).get_json()["results"][0]
     assert results[1]["top"] == multipart["top"]
+    # Line-wrapped, as `base64 cat.jpg` and base64.encodebytes write it: was a 400.
+    wrapped = client.post("/api/predict", json={"images": [base64.encodebytes(second).decode()]})
+    assert wrapped.status_code == 200, wrapped.get_json()
+    assert wrapped.get_json()["results"][0]["top"] == multipart["top"]
 
 
 @pytest.mark.parametrize("k", [1, 5, 10])
@@ -208,6 +212,21 @@ def test_a_misspelt_query_parameter_is_refused_not_ignored(client, sample_jpegs)
     files = {"photo0.jpg": sample_jpegs["photo0.jpg"]}
     response = post_files(client, files, "?lable=canary")
     assert_error(response, 400, "unknown query parameter lable", "k, version, label")
+
+
+def test_a_misspelt_body_field_is_refused_not_ignored(client, sample_jpegs) -> None:
+    """`-F files=@a.jpg` was dropped without a word (its image lost), and `version` or `k` in
+    the body answered from the default version, where only the query string counts."""
+    image = sample_jpegs["photo0.jpg"]
+    files = {"file": (io.BytesIO(image), "a.jpg"), "files": (io.BytesIO(image), "b.jpg")}
+    response = client.post("/api/predict", data=files, content_type="multipart/form-data")
+    assert_error(response, 400, "unknown form field 'files'", "query string")
+    form = {"file": (io.BytesIO(image), "a.jpg"), "version": "99"}
+    response = client.post("/api/predict", data=form, content_type="multipart/form-data")
+    assert_error(response, 400, "unknown form field 'version'")
+    body = {"images": [base64.b64encode(image).decode()], "k": 1, "label": "canary"}
+    response = client.post("/api/predict", json=body)
+    assert_error(response, 400, "unknown JSON key 'k', 'label'", "query string")
 
 
 def test_unknown_version_and_label_are_404(client, sample_jpegs) -> None:
