@@ -26,6 +26,7 @@ const PROTOCOLS = { grpc: "gRPC", rest: "REST" }; // how the proxy reaches the m
 const $ = (id) => document.getElementById(id);
 const ui = {
   badge: $("model-badge"),
+  badgeDetail: $("badge-detail"),
   dropzone: $("dropzone"),
   fileInput: $("file-input"),
   pick: $("pick-button"),
@@ -103,15 +104,17 @@ async function refreshModel() {
   }
 }
 
-// The badge is a live region: it is written only when it changes, or a screen reader would
-// read it again at every poll.
+// The badge and its detail (why the default is not served) are a live region: written only
+// when they change, or a screen reader would read them again at every poll. The detail is
+// shown under the badge: as a tooltip, touch screens and keyboards never reached it.
 function setBadge(kind, text, detail = "") {
   const label = ui.badge.querySelector(".badge-text");
-  if (ui.badge.classList.contains(kind) && label.textContent === text && ui.badge.title === detail) return;
+  if (ui.badge.classList.contains(kind) && label.textContent === text && ui.badgeDetail.textContent === detail) return;
   ui.badge.classList.remove("ok", "down");
   ui.badge.classList.add(kind);
   label.textContent = text;
-  ui.badge.title = detail;
+  ui.badgeDetail.textContent = detail;
+  ui.badgeDetail.hidden = !detail;
 }
 
 function renderClassCloud(classes) {
@@ -475,20 +478,24 @@ async function classifyFiles(fileList, earlier = "") {
 // Sends the file as it is when the proxy takes it. A photo over its byte or pixel limit (a
 // 48-megapixel phone photo) is first shrunk here, if this browser can draw it (not TIFF); so is
 // one the proxy refuses with 413 under its lower limits (a large WebP or 16-bit PNG decodes at
-// more bytes a pixel), once.
+// more bytes a pixel), once. A format the proxy does not read (415) but this browser shows
+// (AVIF, SVG; HEIC in Safari) is sent again as a JPEG of its centre square.
 async function classifyFile(file, name, card) {
   const image = card.querySelector(".card-image");
   const tooLarge = file.size + settings.multipartOverheadBytes > settings.maxUploadBytes;
   const size = await shownSize(image);
+  let status = 413;
   if (!tooLarge && !(size && size.width * size.height > settings.maxPixels)) {
     const outcome = await classifyOne(file, name, card);
-    if (outcome.status !== 413 || !size || !card.isConnected) return outcome;
+    status = outcome.status;
+    if (![413, 415].includes(status) || !size || !card.isConnected) return outcome;
   }
   if (!card.isConnected) return { ok: false, text: "" };
   if (!size) return showError(card, `Too large: the limit is ${mebibytes(settings.maxUploadBytes)} MiB per image.`);
   const square = await centreSquare(file, image, size);
   if (!square) return showError(card, "This image is too large for this browser to shrink before upload.");
-  card.dataset.sent = `sent as ${square.side}×${square.side}: the centre square of ${size.width}×${size.height}, shrunk here`;
+  const how = status === 415 ? "converted to JPEG here" : "shrunk here";
+  card.dataset.sent = `sent as ${square.side}×${square.side}: the centre square of ${size.width}×${size.height}, ${how}`;
   return classifyOne(square.blob, name, card);
 }
 

@@ -679,6 +679,27 @@ def test_an_oversized_file_is_refused_in_the_page_with_the_limit_in_mib(open_pag
     assert page.console_errors == []
 
 
+def test_a_format_the_browser_shows_but_the_proxy_does_not_read_is_sent_as_jpeg(
+    open_page, browser, site, photos
+) -> None:
+    """An AVIF showed its preview, then "cannot be read here" (the proxy's 415): the page now
+    sends the centre square it shows as a JPEG, and says so on the card."""
+    from PIL import Image
+
+    avif = io.BytesIO()
+    Image.open(photos[1]).convert("RGB").resize((96, 64)).save(avif, "AVIF", quality=90)
+    page = open_page(browser, DESKTOP)
+    page.set_input_files(
+        "#file-input", [{"name": "ship.avif", "mimeType": "image/avif", "buffer": avif.getvalue()}]
+    )
+    card = page.locator(".card").first
+    assert_top3(card)
+    expect(card.locator(".card-meta")).to_contain_text(
+        "sent as 64×64: the centre square of 96×64, converted to JPEG here"
+    )
+    assert [e for e in page.console_errors if "415" not in e] == []
+
+
 def test_photos_over_the_proxys_limits_are_shrunk_in_the_page_and_classified(
     open_page, browser, site, photos
 ) -> None:
@@ -898,7 +919,12 @@ def test_the_badge_names_the_version_plain_requests_get(open_page, browser) -> N
     answer_with({"version": None, "label": "stable", "serves": None, "error": problem})
     expect(badge).to_contain_text("default label stable not served")
     expect(badge).to_have_class(re.compile(r"\bdown\b"))
-    expect(badge).to_have_attribute("title", problem)
+    # Shown under the badge, not only as a tooltip (out of reach on a phone or a keyboard).
+    expect(page.locator("#badge-detail")).to_have_text(problem)
+    expect(page.locator("#badge-detail")).to_be_visible()
+    answer_with({"version": None, "label": "stable", "serves": 6, "error": None})
+    expect(badge).to_have_class(re.compile(r"\bok\b"))
+    expect(page.locator("#badge-detail")).to_be_hidden()
     assert page.console_errors == []
 
 
