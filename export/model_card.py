@@ -24,6 +24,7 @@ from export.config import DEFAULT_BASE_PATH
 from export.info import check_exported_from, read_info
 from export.publish import latest_version_dir, version_dirs
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
+from training.evaluate import share
 from training.run_folder import META, read_meta
 
 CARD_NAME = "MODEL_CARD.md"
@@ -265,7 +266,7 @@ def _per_class(evaluation: dict, tta: int) -> str:
     key, level = _served_evaluation(evaluation, tta)
     per_class = level["per_class"]
     rows = [
-        f"| {name} | {c['recall']:.2%} | {c['precision']:.2%} | {c['support']} |"
+        f"| {name} | {share(c['recall'])} | {share(c['precision'])} | {c['support']} |"
         for name, c in per_class.items()
     ]
     return "\n".join(

@@ -153,6 +153,18 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+# What --help says of each recipe: its figures on this project's 2-core CPU, an AMD EPYC
+# without AMX (docs/BENCHMARKS.md); "%%" is argparse's "%".
+RECIPE_HELP = {
+    "fast": "the default: ~20 min on 2 CPU cores, 90.2 %% plain / 91.3 %% with TTA (mean of "
+    "2 seeds)",
+    "tiny": "seconds, to try the pipeline (a toy accuracy)",
+    "long": "7.7x the work (~2.5 h on 2 cores), 92.7 %% with TTA",
+    "wide": "the long preset before `long`: 5.2x the work, 91.9 %% with TTA (one seed)",
+    "vgg": "the reference VGG: 3-4x the work, 87.5 %% / 88.5 %% with TTA",
+}
+
+
 @dataclass
 class RunOptions:
     """What a single invocation of the training CLI asks for: a recipe and a few overrides."""

@@ -37,17 +37,25 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
 def summarize(labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> dict:
     """Accuracy, per-class precision/recall and the confusion matrix of one set of predictions."""
     matrix = confusion_matrix(labels, predicted, len(class_names))
-    tp = np.diag(matrix).astype(float)
-    precision = tp / np.maximum(matrix.sum(0), 1)
-    recall = tp / np.maximum(matrix.sum(1), 1)
+    tp = np.diag(matrix)
     return {
         "accuracy": float(tp.sum() / max(matrix.sum(), 1)),
         "per_class": {
-            name: {"precision": float(p), "recall": float(r), "support": int(s)}
-            for name, p, r, s in zip(class_names, precision, recall, matrix.sum(1))
+            name: {"precision": _ratio(t, called), "recall": _ratio(t, s), "support": int(s)}
+            for name, t, called, s in zip(class_names, tp, matrix.sum(0), matrix.sum(1))
         },
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    """None where undefined: the precision of a class never predicted is 0/0, not 0 %."""
+    return float(part / whole) if whole else None
+
+
+def share(value: float | None) -> str:
+    """A precision or recall as the reports print it; a dash where it is undefined."""
+    return "–" if value is None else f"{value:.2%}"
 
 
 def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
@@ -123,7 +131,7 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
         "| class | precision | recall | images |",
         "| --- | --- | --- | --- |",
         *[
-            f"| {name} | {c['precision']:.2%} | {c['recall']:.2%} | {c['support']} |"
+            f"| {name} | {share(c['precision'])} | {share(c['recall'])} | {c['support']} |"
             for name, c in best["per_class"].items()
         ],
         "",

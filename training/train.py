@@ -19,7 +19,7 @@ from pathlib import Path
 
 from training.checkpoint import CheckpointError
 from training.cli_args import positive
-from training.config import DEFAULT_RUN_DIR, RECIPES, RunOptions, default_data
+from training.config import DEFAULT_RUN_DIR, RECIPE_HELP, RECIPES, RunOptions, default_data
 from training.data import DataError, check_source, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 from training.run_folder import (
@@ -46,7 +46,10 @@ def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     ap.add_argument(
-        "--recipe", choices=sorted(RECIPES), default="fast", help="(default: %(default)s)"
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="fast",
+        help="; ".join(f"{name}: {RECIPE_HELP[name]}" for name in RECIPES),
     )
     ap.add_argument(
         "--epochs", type=positive(float), help="override the recipe's epochs (fractions allowed)"
@@ -59,7 +62,12 @@ def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
         "short conv timing here finds faster",
     )
     # below 2**31: the step's seed is a tf.int32 (trainer.py)
-    ap.add_argument("--seed", type=positive(int, zero=True, below=2**31), default=0)
+    ap.add_argument(
+        "--seed",
+        type=positive(int, zero=True, below=2**31),
+        default=0,
+        help="initial weights, data order and augmentation (default: %(default)s, the one shipped)",
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> RunOptions:
@@ -70,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
         default=DEFAULT_RUN_DIR,
         help="output folder; re-use it to resume (default: %(default)s)",
     )
-    ap.add_argument("--batch-size", type=positive(int))
+    ap.add_argument("--batch-size", type=positive(int), help="override the recipe's batch size")
     ap.add_argument("--train-subset", type=positive(int), help="use only this many training images")
     ap.add_argument("--test-subset", type=positive(int), help="use only this many test images")
     ap.add_argument(
@@ -78,7 +86,8 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
         type=positive(float),
         default=60.0,
         metavar="SECONDS",
-        help="also save the whole state this often (and at every epoch end, and on Ctrl-C)",
+        help="also save the whole state this often (and at every epoch end, and on Ctrl-C; "
+        "default: %(default)s)",
     )
     a = ap.parse_args(argv)
     return RunOptions(

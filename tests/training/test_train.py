@@ -387,6 +387,17 @@ def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_d
     assert report["tta_none"]["accuracy"] == pytest.approx(meta["test_accuracy"], abs=1e-9)
 
 
+def test_a_class_never_predicted_has_no_precision_not_zero():
+    """Its precision is 0/0: the reports printed 0.00 %, as if every call of it were wrong."""
+    from training.evaluate import share, summarize
+
+    report = summarize(np.array([0, 0, 1]), np.array([0, 0, 0]), ["a", "b", "c"])["per_class"]
+    assert report["a"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "support": 2}
+    assert report["b"] == {"precision": None, "recall": 0.0, "support": 1}
+    assert report["c"] == {"precision": None, "recall": None, "support": 0}  # none in the test set
+    assert [share(report["b"][k]) for k in ("precision", "recall")] == ["–", "0.00%"]
+
+
 def test_the_recorded_command_repeats_the_run_whoever_started_it(tmp_path):
     from training.train import command_line, parse_args
 
