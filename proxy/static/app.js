@@ -32,6 +32,8 @@ const ui = {
   pick: $("pick-button"),
   cameraButton: $("camera-button"),
   clear: $("clear-button"),
+  retryAll: $("retry-all-button"),
+  results: $("results"),
   cameraPanel: $("camera-panel"),
   video: $("camera-video"),
   capture: $("capture-button"),
@@ -59,6 +61,9 @@ const state = {
 };
 // The request in flight for a card, so that Clear can cancel it.
 const inflight = new WeakMap();
+// How to send a card's image again, for the cards whose failure was the server's (not the
+// file's): their own Try again, and the results' "Try N again" once the server is back.
+const resend = new WeakMap();
 
 // ---------- model badge ----------
 
@@ -375,6 +380,9 @@ async function predict(blob, name, signal) {
 function updateStats() {
   const cards = [...ui.grid.children];
   const count = (name) => cards.filter((card) => card.classList.contains(name)).length;
+  const retryable = failedByServer().length;
+  ui.retryAll.hidden = retryable < 2; // one card has its own Try again
+  ui.retryAll.textContent = `Try ${retryable} again`;
   const parts = [`${cards.length} image${cards.length === 1 ? "" : "s"}`];
   if (count("loading")) parts.push(`${count("loading")} in progress`);
   if (count("failed")) parts.push(`${count("failed")} failed`);
@@ -414,6 +422,8 @@ async function classifyOne(blob, name, card) {
     const fileError = FILE_ERRORS.includes(error.status);
     // The live camera card retries by itself with the next frame.
     const retry = fileError || card === state.liveCard ? null : () => retryCard(blob, name, card);
+    if (retry) resend.set(card, () => classifyOne(blob, name, card));
+    else resend.delete(card);
     outcome = { ...showError(card, error.message, retry), status: error.status };
     if (!fileError && !ui.badge.classList.contains("down")) checkModelSoon();
   } finally {
@@ -421,6 +431,20 @@ async function classifyOne(blob, name, card) {
   }
   updateStats();
   return outcome;
+}
+
+const failedByServer = () => [...ui.grid.children].filter((card) => card.classList.contains("failed") && resend.has(card));
+
+// "Try N again": every card the server failed (it was down, or overloaded), a few at a time as
+// a drop is sent; the results panel keeps the focus of the button about to hide.
+async function retryAll() {
+  const cards = failedByServer();
+  if (!cards.length) return;
+  ui.results.focus();
+  const action = newAction();
+  const outcomes = await runLimited(cards.map((card) => resend.get(card)), settings.parallel);
+  const kept = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected);
+  if (kept.length) announce(spoken(kept), action);
 }
 
 // Try again: the button about to hide keeps no focus, so the card takes it (and reads out the
@@ -609,6 +633,7 @@ function wireInputs() {
   });
 
   ui.clear.addEventListener("click", clearResults);
+  ui.retryAll.addEventListener("click", retryAll);
 }
 
 // The names of dropped folders: the browser lists them among the files, and reading one fails
@@ -638,6 +663,7 @@ function clearResults() {
   }
   state.latencies = [];
   ui.stats.textContent = "";
+  ui.retryAll.hidden = true;
   inputMessage("");
   announce(["Results cleared."]);
 }

@@ -892,6 +892,28 @@ def test_a_failed_request_rechecks_the_model_badge_at_once(open_page, browser, p
     expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bdown\b"), timeout=5_000)
 
 
+def test_the_images_an_outage_failed_are_sent_again_in_one_click(open_page, browser, photos):
+    """After an outage every failed card needed its own Try again. The outage is played by
+    routing (503 for each request); a file the proxy refuses (not an image) is not retried."""
+    page = open_page(browser, DESKTOP)
+    outage = {"status": 503, "content_type": "application/json",
+              "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.set_input_files("#file-input", [str(p) for p in photos[:3]])
+    button = page.locator("#retry-all-button")
+    expect(button).to_have_text("Try 3 again")
+    page.unroute("**/api/predict*")
+    bad = {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not an image"}
+    page.set_input_files("#file-input", [bad])
+    expect(page.locator(".card.failed")).to_have_count(4)
+    expect(button).to_have_text("Try 3 again")  # the file's own fault: not counted
+    button.click()
+    expect(page.locator(".bar-row")).to_have_count(9)
+    expect(page.locator(".card.failed")).to_have_count(1)
+    expect(button).to_be_hidden()
+    expect(page.locator("#results")).to_be_focused()
+
+
 def test_the_badge_names_the_version_plain_requests_get(open_page, browser) -> None:
     """During a canary the newest loaded version is not the one a plain request gets; the
     badge once showed the newest. The proxy's real /api/model answer is rewritten by
