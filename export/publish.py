@@ -209,8 +209,12 @@ def _sweep_leftovers(base: Path) -> list[str]:
             continue
         else:
             shutil.rmtree(entry, ignore_errors=True)
-            swept.append(entry.name)
-            log.warning("removed %s, left in %s by an interrupted publish", entry.name, base)
+            if entry.exists():  # another user's, say: say so, and leave it
+                log.warning("could not remove %s, left in %s by an interrupted publish",
+                            entry.name, base)  # fmt: skip
+            else:
+                swept.append(entry.name)
+                log.warning("removed %s, left in %s by an interrupted publish", entry.name, base)
         finally:
             os.close(fd)
     return swept

@@ -171,13 +171,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.run_dir.exists():
         raise SystemExit(f"evaluate: {args.run_dir} not found")
     run = is_run_folder(args.run_dir)
-    if args.out or run:
-        check_out(args.out or args.run_dir)  # before the minutes of work
     if not run and (args.test_subset or args.headline != "none"):
         raise SystemExit(
             "evaluate: --test-subset and --headline apply to a run folder; a SavedModel is "
             "scored on the whole test set, without per-class tables"
         )
+    if args.out or run:
+        check_out(args.out or args.run_dir)  # before the minutes of work
     import_tensorflow()
     if run:
         from training.run_model import UnfinishedRunError

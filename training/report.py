@@ -33,9 +33,11 @@ def write_run_outputs(
         return _write_run_outputs(trainer, ds, run_dir, extra, log)
     except OSError as error:
         where = error.filename or run_dir
+        (run_dir / f"{META}.tmp").unlink(missing_ok=True)
         raise OutputError(
-            f"could not write {where} ({error.strerror or error}); the checkpoint holds the "
-            f"trained weights: {fix_for(error)} and re-run the same command to finish the run"
+            f"the run's outputs stopped at {where} ({error.strerror or error}); the checkpoint "
+            f"holds the trained weights: {fix_for(error)} and re-run the same command to finish "
+            "the run"
         ) from error
 
 

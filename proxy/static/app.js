@@ -442,7 +442,16 @@ async function retryAll() {
   if (!cards.length) return;
   ui.results.focus();
   const action = newAction();
-  const outcomes = await runLimited(cards.map((card) => resend.get(card)), settings.parallel);
+  const jobs = cards.map((card) => resend.get(card));
+  // Queued from now on, not failed: neither this button nor their own Try again sends them
+  // a second time while they wait for a free slot.
+  for (const card of cards) {
+    resend.delete(card);
+    card.classList.replace("failed", "loading");
+    card.querySelector(".card-retry").hidden = true;
+  }
+  updateStats();
+  const outcomes = await runLimited(jobs, settings.parallel);
   const kept = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected);
   if (kept.length) announce(spoken(kept), action);
 }

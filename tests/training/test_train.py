@@ -739,7 +739,7 @@ def test_a_failed_final_write_is_a_sentence_and_the_same_command_finishes(tiny_d
     (run_dir / "model.keras").mkdir(parents=True)
     failed = run(train_cmd(tiny_data, run_dir, "--epochs", "1"), timeout=300)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
-    expected = f"output error: could not write {run_dir / 'model.keras'} ("
+    expected = f"output error: the run's outputs stopped at {run_dir / 'model.keras'} ("
     assert expected in failed.stderr and "re-run the same command to finish" in failed.stderr
     assert f"stopped: {expected}" in (run_dir / "train.log").read_text()
     assert not (run_dir / "meta.json").exists()
