@@ -192,10 +192,9 @@ def prune(base_path: str | Path, keep: int) -> list[int]:
     return doomed
 
 
-def _sweep_leftovers(base: Path) -> list[str]:
+def _sweep_leftovers(base: Path) -> None:
     """Delete the work folders no live publisher claims: what a publish or prune killed
     midway left behind (megabytes each, and never loaded). Called under the base path's lock."""
-    swept = []
     for entry in sorted(base.iterdir()):
         if not WORK_FOLDER.fullmatch(entry.name) or entry.is_symlink() or not entry.is_dir():
             continue
@@ -213,11 +212,9 @@ def _sweep_leftovers(base: Path) -> list[str]:
                 log.warning("could not remove %s, left in %s by an interrupted publish",
                             entry.name, base)  # fmt: skip
             else:
-                swept.append(entry.name)
                 log.warning("removed %s, left in %s by an interrupted publish", entry.name, base)
         finally:
             os.close(fd)
-    return swept
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from modelserver.servable import (
 from modelserver.status import (
     ServingError,
     failed_precondition,
-    internal_error,
+    handler_error,
     invalid_argument,
 )
 from modelserver.tensors import ndarray_to_proto
@@ -62,19 +62,15 @@ def answer(
     handler: Callable[[], object],
     on_error: Callable[[str], None] = lambda code: None,
 ):
-    """`handler`'s response, or the call aborted with its ServingError's status. Any other
-    exception is a bug here: logged and answered INTERNAL (status.internal_error). `on_error`
-    gets the status code's name (for request_count)."""
+    """`handler`'s response, or the call aborted with the status its exception answers
+    (status.handler_error: INTERNAL for a bug here). `on_error` gets the status code's name
+    (for request_count)."""
     try:
         return handler()
-    except ServingError as error:
+    except Exception as caught:  # noqa: BLE001 - handler_error logs a bug's traceback
+        error = handler_error(caught, log, api)
         on_error(error.code.name)
         context.abort(error.code, error.grpc_message)
-    except Exception as error:
-        log.exception("%s failed", api)
-        on_error("INTERNAL")
-        internal = internal_error(error)
-        context.abort(internal.code, internal.grpc_message)
 
 
 def model_spec_target(spec) -> tuple[str, int | None, str | None]:
@@ -228,9 +224,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         except ServingError as error:
             log.error("ReloadConfig failed: %s", error.message)
             return reload_failed(context, error)
-        except Exception as error:  # a bug here: INTERNAL, as `answer` does for the others
-            log.exception("ReloadConfig failed")
-            return reload_failed(context, internal_error(error))
+        except Exception as caught:  # noqa: BLE001 - a bug here: INTERNAL, as in `answer`
+            return reload_failed(context, handler_error(caught, log, "ReloadConfig"))
         return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto())
 
 

@@ -33,7 +33,7 @@ from modelserver.servable import (
     Servable,
     classify_or_regress_unimplemented,
 )
-from modelserver.status import ServingError, internal_error, invalid_argument
+from modelserver.status import ServingError, handler_error, invalid_argument
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,8 @@ class RestApi:
             text = self._dispatch(method, path, route, body)
         except _EmptyBodyError as error:
             return Response(400), error.model, "", "INVALID_ARGUMENT"
-        except Exception as error:
-            if not isinstance(error, ServingError):
-                log.exception("%s %s failed", method, path)
-                error = internal_error(error)
+        except Exception as caught:  # noqa: BLE001 - handler_error logs a bug's traceback
+            error = handler_error(caught, log, f"{method} {path}")
             model = route.model if route else ""
             verb = route.verb if route and method == "POST" else ""
             return self._error(error), model, verb, error.code.name

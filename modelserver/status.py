@@ -6,6 +6,7 @@ agree on codes and messages (reference §3.2, §4).
 
 from __future__ import annotations
 
+import logging
 import re
 
 import grpc
@@ -80,9 +81,13 @@ def failed_precondition(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
 
 
-def internal_error(error: BaseException) -> ServingError:
-    """A bug in this server, caught at a handler's edge: INTERNAL, the code TF Serving's own
+def handler_error(error: Exception, log: logging.Logger, what: str) -> ServingError:
+    """What a handler's exception answers: its own status, or, for a bug in this server (any
+    other exception, logged with its traceback), INTERNAL, the code TF Serving's own
     unexpected failures carry (never grpcio's UNKNOWN "Exception calling application")."""
+    if isinstance(error, ServingError):
+        return error
+    log.exception("%s failed", what)
     return ServingError(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")
 
 
