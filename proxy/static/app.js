@@ -401,8 +401,10 @@ function updateStats() {
 const FILE_ERRORS = [400, 413, 415];
 
 // Classifies into `card`; returns {ok, label, text}: text is for the screen-reader announcement
-// (empty when Clear removed the card before it was sent or answered).
-async function classifyOne(blob, name, card) {
+// (empty when Clear removed the card before it was sent or answered). `again`: what Try again
+// runs after a failure of the server; a file's first sending passes its whole path, so a
+// format or size the proxy then refuses still gets the page's conversion.
+async function classifyOne(blob, name, card, again = () => classifyOne(blob, name, card)) {
   if (!card.isConnected) return { ok: false, text: "" }; // cleared while queued: not sent
   const controller = new AbortController();
   inflight.set(card, controller);
@@ -421,8 +423,8 @@ async function classifyOne(blob, name, card) {
     if (!card.isConnected) return { ok: false, text: "" };
     const fileError = FILE_ERRORS.includes(error.status);
     // The live camera card retries by itself with the next frame.
-    const retry = fileError || card === state.liveCard ? null : () => retryCard(blob, name, card);
-    if (retry) resend.set(card, () => classifyOne(blob, name, card));
+    const retry = fileError || card === state.liveCard ? null : () => retryCard(again, card);
+    if (retry) resend.set(card, again);
     else resend.delete(card);
     outcome = { ...showError(card, error.message, retry), status: error.status };
     if (!fileError && !ui.badge.classList.contains("down")) checkModelSoon();
@@ -458,10 +460,10 @@ async function retryAll() {
 
 // Try again: the button about to hide keeps no focus, so the card takes it (and reads out the
 // outcome when it comes).
-async function retryCard(blob, name, card) {
+async function retryCard(again, card) {
   card.focus();
   const action = newAction();
-  const outcome = await classifyOne(blob, name, card);
+  const outcome = await again();
   if (outcome.text) announce([outcome.text], action);
 }
 
@@ -519,7 +521,7 @@ async function classifyFile(file, name, card) {
   const size = await shownSize(image);
   let status = 413;
   if (!tooLarge && !(size && size.width * size.height > settings.maxPixels)) {
-    const outcome = await classifyOne(file, name, card);
+    const outcome = await classifyOne(file, name, card, () => classifyFile(file, name, card));
     status = outcome.status;
     if (![413, 415].includes(status) || !size || !card.isConnected) return outcome;
   }

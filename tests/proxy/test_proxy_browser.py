@@ -700,6 +700,31 @@ def test_a_format_the_browser_shows_but_the_proxy_does_not_read_is_sent_as_jpeg(
     assert [e for e in page.console_errors if "415" not in e] == []
 
 
+def test_try_again_after_an_outage_still_converts_what_the_proxy_cannot_read(
+    open_page, browser, site, photos
+) -> None:
+    """An AVIF sent during an outage (a routed 503) failed before the proxy could say 415, so
+    the page had not converted it yet: Try again sends it the whole way again, and the 415 then
+    gets its JPEG conversion (it used to re-send the AVIF and stop at "cannot be read")."""
+    from PIL import Image
+
+    avif = io.BytesIO()
+    Image.open(photos[1]).convert("RGB").resize((96, 64)).save(avif, "AVIF", quality=90)
+    page = open_page(browser, DESKTOP)
+    outage = {"status": 503, "content_type": "application/json",
+              "body": json.dumps({"error": "The model server cannot be reached."})}  # fmt: skip
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.set_input_files(
+        "#file-input", [{"name": "ship.avif", "mimeType": "image/avif", "buffer": avif.getvalue()}]
+    )
+    card = page.locator(".card").first
+    expect(card.locator(".card-retry")).to_be_visible()
+    page.unroute("**/api/predict*")
+    card.locator(".card-retry").click()
+    assert_top3(card)
+    expect(card.locator(".card-meta")).to_contain_text("converted to JPEG here")
+
+
 def test_photos_over_the_proxys_limits_are_shrunk_in_the_page_and_classified(
     open_page, browser, site, photos
 ) -> None:
