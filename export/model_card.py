@@ -27,6 +27,9 @@ from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_p
 from training.evaluate import share
 from training.run_folder import META, read_meta
 
+# Why a data set has no served-accuracy figure: there are no image files to send.
+NO_IMAGE_FILES = "n/a (the data set has no image files)"
+
 CARD_NAME = "MODEL_CARD.md"
 CURVES, CONFUSION = "curves.png", "confusion.png"
 IMAGES = (CURVES, CONFUSION)
@@ -296,7 +299,7 @@ def _export(report: dict | None, info: dict) -> str:
             f"| SavedModel via `pixels` (TTA {info['tta_name']}) | {saved['bytes'] / 1e6:.1f} MB "
             f"| {saved['pixels_accuracy']:.2%} |",
             f"| SavedModel via `serving_default` on the JPEG files | | "
-            f"{_share(saved['serving_default_accuracy'])} |",
+            f"{share(saved['serving_default_accuracy'], NO_IMAGE_FILES)} |",
             *[
                 f"| TFLite {kind} (no TTA) | {lite[kind]['bytes'] / 1e6:.1f} MB "
                 f"| {lite[kind]['test_accuracy']:.2%} |"
@@ -304,11 +307,6 @@ def _export(report: dict | None, info: dict) -> str:
             ],
         ]
     return "\n".join(lines)
-
-
-def _share(value: float | None) -> str:
-    """A measured share, or why there is none (a data set without image files to send)."""
-    return "n/a (the data set has no image files)" if value is None else f"{value:.2%}"
 
 
 def _images(names: tuple) -> str:

@@ -53,9 +53,10 @@ def _ratio(part: int, whole: int) -> float | None:
     return float(part / whole) if whole else None
 
 
-def share(value: float | None) -> str:
-    """A precision or recall as the reports print it; a dash where it is undefined."""
-    return "–" if value is None else f"{value:.2%}"
+def share(value: float | None, missing: str = "–") -> str:
+    """A share (precision, recall, accuracy) as the reports print it; `missing` where there is
+    none (a precision of a class never predicted is 0/0)."""
+    return missing if value is None else f"{value:.2%}"
 
 
 def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:

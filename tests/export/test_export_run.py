@@ -502,10 +502,16 @@ def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
 def test_the_model_card_names_the_data_set_the_run_trained_on():
     """The card said "CIFAR-10 (JPEG q75 mirror)" whatever --data was, and a run on the
     official archive (no image files to send to serving_default) crashed it."""
-    from export.model_card import _share, data_name
+    from export.model_card import _export, data_name
 
     assert data_name("../shared/data/cifar10-jpeg.tar.gz") == "CIFAR-10 (JPEG q75 mirror)"
     assert data_name("keras") == "CIFAR-10 (the Keras download)"
     assert data_name("/data/cifar-10-python.tar.gz") == "CIFAR-10 (the official python archive)"
     assert data_name("/photos/pets") == "the image set `pets`"
-    assert _share(None).startswith("n/a") and _share(0.9101) == "91.01%"
+    tflite = {kind: {"bytes": 8e6, "test_accuracy": 0.9} for kind in ("float32", "int8")}
+    saved = {"bytes": 8e6, "pixels_accuracy": 0.9101, "serving_default_accuracy": None}
+    table = _export({"savedmodel": saved, "tflite": tflite}, {"tta_name": "flip"})
+    assert "| 91.01% |" in table
+    assert (
+        "`serving_default` on the JPEG files | | n/a (the data set has no image files) |" in table
+    )
