@@ -74,11 +74,15 @@ def served_accuracy(card_text: str) -> float:
 
 
 def render(
-    run_dir: Path, version_dir: Path, evaluated: tuple[dict | None, str], note: str, images: tuple
+    meta: dict,
+    info: dict,
+    version_dir: Path,
+    evaluated: tuple[dict | None, str],
+    note: str,
+    images: tuple,
 ) -> str:
-    """The card's text; `evaluated`: run_evaluation's answer."""
-    meta = read_meta(run_dir)
-    info = read_info(version_dir)
+    """The card's text from the run's meta.json and the version's model_info.json;
+    `evaluated`: run_evaluation's answer."""
     evaluation, why_not = evaluated
     export_report = _optional_json(version_dir / "export_report.json")
     tta = info["tta"]
@@ -110,12 +114,13 @@ def write_card(
         raise FileNotFoundError(f"{run_dir} holds no finished training run ({META})")
     check_exported_from(run_dir, version_dir)
     # The text first: a run folder it cannot render (a missing figure) changes nothing.
-    evaluation, why_not = evaluated = run_evaluation(run_dir, read_meta(run_dir))
+    meta, info = read_meta(run_dir), read_info(version_dir)
+    evaluation, why_not = evaluated = run_evaluation(run_dir, meta)
     if why_not:
         print(f"model_card: {why_not}", file=sys.stderr)
     drawn = {CURVES: (run_dir / CURVES).exists(), CONFUSION: evaluation is not None}
     images = tuple(name for name in IMAGES if drawn[name])
-    text = render(run_dir, version_dir, evaluated, note, images)
+    text = render(meta, info, version_dir, evaluated, note, images)
     card = base_path / CARD_NAME
     archive_card(card, version_dir.name)
     for name in IMAGES:
@@ -123,7 +128,7 @@ def write_card(
     if CURVES in images:
         shutil.copyfile(run_dir / CURVES, base_path / CURVES)
     if evaluation:
-        draw_confusion(evaluation, read_info(version_dir)["tta"], base_path / CONFUSION)
+        draw_confusion(evaluation, info["tta"], base_path / CONFUSION)
     partial = card.with_name(f".{CARD_NAME}.tmp")
     partial.write_text(text)
     os.replace(partial, card)
