@@ -184,7 +184,7 @@ def run_proxy(protocol: str, stack: processes.Stack, args, log) -> LoadResult:
     )
     proxy = processes.start(processes.proxy_command(), env, log)
     try:
-        processes.wait_for(lambda: processes.proxy_ready(stack), [proxy], f"proxy ({protocol})")
+        processes.wait_for(lambda: processes.proxy_ready(stack), {"the proxy": proxy}, "the proxy")
         workers = children_of(proxy.pid)
         return measure(f"proxy, {protocol} client", stack.proxy_port, "/api/predict", args, workers)
     finally:
@@ -199,7 +199,7 @@ def run_baseline(run_dir: Path, args, log) -> LoadResult:
     try:
         url = f"http://127.0.0.1:{port}/ready"
         processes.wait_for(
-            lambda: processes.get_json(url) is not None, [baseline], "naive baseline"
+            lambda: processes.get_json(url) is not None, {"the baseline": baseline}, "the baseline"
         )
         return measure("naive Flask + model.predict", port, "/predict", args, [baseline.pid])
     finally:
@@ -331,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
         model_server = processes.start(stack.model_server_command(), None, log)
         try:
             processes.wait_for(
-                lambda: processes.model_available(stack), [model_server], "model server"
+                lambda: processes.model_available(stack),
+                {"the model server": model_server},
+                "the model server",
             )
             for protocol in args.protocols:
                 results.append(run_proxy(protocol, stack, args, log))

@@ -164,7 +164,7 @@ class Server:
         def loaded() -> bool:
             return bool(processes.model_states(self.rest_port, self.model))
 
-        processes.wait_for(loaded, [self.proc], "the model server")
+        processes.wait_for(loaded, {"the model server": self.proc}, "the model server")
         return time.monotonic() - started
 
     def stop(self) -> None:

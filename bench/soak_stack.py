@@ -91,7 +91,9 @@ class SoakStack:
         self._log = (self.run_dir / "servers.log").open("a")
         self.start_model_server()
         self.proxy = processes.start(processes.proxy_command(), self._proxy_env(), self._log)
-        processes.wait_for(lambda: processes.proxy_ready(self.ports), [self.proxy], "the proxy")
+        processes.wait_for(
+            lambda: processes.proxy_ready(self.ports), {"the proxy": self.proxy}, "the proxy"
+        )
         return self
 
     def stop(self) -> None:
@@ -109,8 +111,8 @@ class SoakStack:
 
     def start_model_server(self) -> None:
         self.model_server = processes.start(self._model_server_command(), self._env(), self._log)
-        processes.wait_for(lambda: processes.model_available(self.ports), [self.model_server],
-                       "the model server")  # fmt: skip
+        processes.wait_for(lambda: processes.model_available(self.ports),
+                           {"the model server": self.model_server}, "the model server")  # fmt: skip
 
     def kill_model_server(self) -> None:
         """SIGKILL: no shutdown code runs, in-flight requests are cut."""

@@ -193,14 +193,9 @@ def stop(child: subprocess.Popen) -> bool:
     return True
 
 
-CHILD_NAMES = ("the model server", "the proxy")  # in the order main() starts them
-
-
-def exited(
-    children: list[subprocess.Popen], names: tuple[str, ...] = CHILD_NAMES
-) -> tuple[str, subprocess.Popen] | None:
+def exited(children: dict[str, subprocess.Popen]) -> tuple[str, subprocess.Popen] | None:
     """The first child that has exited, with its name; None while all run."""
-    return next(((n, c) for n, c in zip(names, children) if c.poll() is not None), None)
+    return next(((n, c) for n, c in children.items() if c.poll() is not None), None)
 
 
 def how_it_ended(child: subprocess.Popen) -> str:
@@ -217,11 +212,12 @@ def how_it_ended(child: subprocess.Popen) -> str:
 
 def wait_for(
     ready: Callable[[], bool],
-    children: list[subprocess.Popen],
+    children: dict[str, subprocess.Popen],
     what: str,
     check: Callable[[], None] = lambda: None,
 ) -> None:
-    """Until `ready()`, or a RuntimeError when a child exits or START_TIMEOUT_S passes.
+    """Until `ready()`, or a RuntimeError when a child exits or START_TIMEOUT_S passes;
+    `children`: every process whose exit means `what` cannot start, by the name to blame.
     `check` runs before and after each try and may raise to give up (make serve's stop
     signal: a ready() answered after the signal does not count)."""
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -21,7 +21,6 @@ import time
 
 from modelserver.version_names import parse_version
 from scripts.processes import (
-    CHILD_NAMES,
     SETTINGS,
     STOP_TIMEOUT_S,
     Stack,
@@ -78,20 +77,20 @@ def main(argv: list[str] | None = None) -> int:
         if signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, request_stop)
     metrics_dir = tempfile.mkdtemp(prefix="proxy-metrics-")
-    children: list[subprocess.Popen] = []
+    children: dict[str, subprocess.Popen] = {}
     try:
         ports = f"gRPC {stack.grpc_port}, REST {stack.rest_port}"
         served = stack.config_file or stack.base_path
         say(f"starting the model server on {ports} with {served}")
         say("(without a GPU, TensorFlow's start-up lines include a 'failed call to cuInit' "
             "error: expected, and harmless)")  # fmt: skip
-        children.append(start(stack.model_server_command()))
+        children["the model server"] = start(stack.model_server_command())
         wait_for(lambda: model_settled(stack.rest_port), children, "the model server", check_stop)
         say(f"starting the proxy on port {stack.proxy_port}")
-        children.append(start(proxy_command(), proxy_env(stack, metrics_dir)))
+        children["the proxy"] = start(proxy_command(), proxy_env(stack, metrics_dir))
         wait_for(lambda: proxy_ready(stack), children, "the proxy", check_stop)
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
-        while all(child.poll() is None for child in children):
+        while all(child.poll() is None for child in children.values()):
             check_stop()
             time.sleep(0.5)
         name, dead = exited(children)
@@ -105,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         ignore_stop_signals()  # a second Ctrl-C must not cut the shutdown short
-        for name, child in reversed(list(zip(CHILD_NAMES, children))):  # the proxy first
+        for name, child in reversed(children.items()):  # the proxy first
             if not stop(child):
                 say(f"{name} did not stop within {STOP_TIMEOUT_S} s of SIGTERM: killed")
         shutil.rmtree(metrics_dir, ignore_errors=True)

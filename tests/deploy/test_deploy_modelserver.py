@@ -57,7 +57,7 @@ def server(tiny_model_base, tmp_path):
 
     try:
         try:
-            processes.wait_for(available, [proc], "the model server")
+            processes.wait_for(available, {"the model server": proc}, "the model server")
         except RuntimeError as error:
             raise AssertionError(f"{error}:\n{log_path.read_text()}") from None
         yield rest_port

@@ -48,7 +48,11 @@ class ServerProcess:
     def wait_ready(self, model: str = MODEL) -> ServerProcess:
         """Until REST answers for `model` (ports open only once its newest version loaded)."""
         try:
-            processes.wait_for(lambda: bool(self.states(model)), [self.proc], "the model server")
+            processes.wait_for(
+                lambda: bool(self.states(model)),
+                {"the model server": self.proc},
+                "the model server",
+            )
         except RuntimeError as error:
             raise AssertionError(f"{error}:\n{self.log()}") from None
         return self

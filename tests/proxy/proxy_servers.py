@@ -61,7 +61,9 @@ class ModelServerProcess:
         with self.log_path.open("a") as log:
             self.process = processes.start(self.command(), None, log, own_session=False)
         try:
-            processes.wait_for(self.is_ready, [self.process], "the model server")
+            processes.wait_for(
+                self.is_ready, {"the model server": self.process}, "the model server"
+            )
         except RuntimeError as error:
             processes.stop(self.process)
             raise RuntimeError(f"{error}:\n{tail(self.log_path)}") from None

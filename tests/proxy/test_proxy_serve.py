@@ -197,6 +197,17 @@ def test_a_child_killed_by_a_signal_without_a_name_is_still_described() -> None:
     assert how_it_ended(SimpleNamespace(returncode=3)) == "exited with code 3"
 
 
+def test_a_child_that_dies_while_starting_is_blamed_by_its_own_name() -> None:
+    """A real child process that exits at once: the error names the one that died (a lone
+    proxy that crashed was reported as "the model server exited")."""
+    from scripts.processes import wait_for
+
+    proxy = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    proxy.wait()
+    with pytest.raises(RuntimeError, match=r"^the proxy exited with code 3 while the proxy"):
+        wait_for(lambda: False, {"the proxy": proxy}, "the proxy")
+
+
 def test_serve_explains_a_missing_model(tmp_path) -> None:
     done = run_serve(MODEL_BASE_PATH=str(tmp_path / "nothing"), PROXY_PORT=str(free_port()))
     assert done.returncode == 2
