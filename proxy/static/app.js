@@ -4,9 +4,9 @@
 "use strict";
 
 const settings = {
-  topK: Number(document.body.dataset.topK) || 3,
-  maxUploadBytes: Number(document.body.dataset.maxUploadBytes) || 10 * 1024 * 1024,
-  maxPixels: Number(document.body.dataset.maxPixels) || 40_000_000,
+  // The proxy's own limits, rendered into the page by its template.
+  maxUploadBytes: Number(document.body.dataset.maxUploadBytes),
+  maxPixels: Number(document.body.dataset.maxPixels),
   // A photo over the proxy's limits is sent as its centre square at most this many pixels a
   // side: the model sees a 32x32 centre square, so nothing it could use is lost.
   shrinkSide: 1024,
@@ -160,12 +160,8 @@ function checkModelSoon() {
 // one batch keep their selection order, which is the order they are sent in.
 function newCard(blob, name, after = null) {
   const node = ui.template.content.firstElementChild.cloneNode(true);
-  const image = node.querySelector(".card-image");
-  const url = URL.createObjectURL(blob);
-  image.src = url;
-  image.alt = `Uploaded image ${name}`;
-  image.addEventListener("load", () => drawThumb(blob, image, node.querySelector(".card-thumb")), { once: true });
-  image.addEventListener("error", () => node.classList.add("no-preview"), { once: true });
+  node.querySelector(".card-image").alt = `Uploaded image ${name}`;
+  setCardImage(node, blob);
   const nameNode = node.querySelector(".card-name");
   nameNode.textContent = name;
   nameNode.title = name; // shown cut short with "…" when long
@@ -173,7 +169,6 @@ function newCard(blob, name, after = null) {
   nameNode.id = `card-name-${++state.cards}`;
   node.setAttribute("aria-labelledby", nameNode.id);
   node.classList.add("loading");
-  node.dataset.url = url;
   ui.empty.hidden = true;
   ui.clear.disabled = false;
   const live = state.liveCard && state.liveCard.isConnected ? state.liveCard : null;
@@ -181,6 +176,18 @@ function newCard(blob, name, after = null) {
   else if (live) live.after(node); // the live camera card stays first
   else ui.grid.prepend(node);
   return node;
+}
+
+// Shows `blob` as the card's picture, and the 32x32 square the model sees once it has loaded;
+// a picture this browser cannot show (TIFF) gets a plain card. A live card's next frame
+// replaces the handlers of the one before.
+function setCardImage(card, blob) {
+  const image = card.querySelector(".card-image");
+  if (card.dataset.url) URL.revokeObjectURL(card.dataset.url);
+  card.dataset.url = URL.createObjectURL(blob);
+  image.onload = () => drawThumb(blob, image, card.querySelector(".card-thumb"));
+  image.onerror = () => card.classList.add("no-preview");
+  image.src = card.dataset.url;
 }
 
 // On a phone the results sit below the inputs and the camera: bring a new card into view.
@@ -785,12 +792,7 @@ async function liveTick() {
       state.liveCard.classList.add("live");
       reveal(state.liveCard);
     } else {
-      const card = state.liveCard; // live mode may be off by the time the frame has loaded
-      const image = card.querySelector(".card-image");
-      URL.revokeObjectURL(card.dataset.url);
-      card.dataset.url = URL.createObjectURL(blob);
-      image.src = card.dataset.url;
-      image.addEventListener("load", () => drawThumb(blob, image, card.querySelector(".card-thumb")), { once: true });
+      setCardImage(state.liveCard, blob);
     }
     // Twice a second: announce only a change (another top class, failing, recovering), and
     // nothing once continuous mode was turned off, or off and on again, meanwhile.

@@ -17,7 +17,8 @@ def test_page_renders_with_settings_for_the_script(offline_client) -> None:
     response = offline_client.get("/")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    assert 'data-top-k="3"' in html and 'data-max-upload-bytes="10485760"' in html
+    assert 'data-max-upload-bytes="10485760"' in html and 'data-max-pixels="40000000"' in html
+    assert "the 3 most likely classes" in html
     for needed in ('id="file-input"', 'id="dropzone"', 'aria-live="polite"', "/static/app.js"):
         assert needed in html
 
