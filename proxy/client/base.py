@@ -83,6 +83,9 @@ class ModelServerTimeout(ModelServerUnavailable):
 # its deadline (RESOURCE_EXHAUSTED, REST 429).
 QUEUE_FULL = "batch scheduling queue"
 QUEUE_WAIT = "waiting in batching queue"
+# An unknown version label is INVALID_ARGUMENT (REST 400) in TF Serving, not NOT_FOUND
+# (server_core.cc GetModelVersionForLabel): only its words say the model is not served so.
+UNKNOWN_LABEL = "Unrecognized servable version label"
 
 
 def overloaded(message: str) -> ModelServerUnavailable | None:

@@ -16,6 +16,7 @@ from proxy.client.base import (
     OUTPUTS,
     PIXELS_INPUT,
     PIXELS_SIGNATURE,
+    UNKNOWN_LABEL,
     ModelClient,
     ModelNotFound,
     ModelServerError,
@@ -116,6 +117,6 @@ def _error_from_rpc(exc: grpc.RpcError, target: ModelTarget) -> ModelServerError
         return ModelServerTimeout("the model server did not answer in time")
     if code == grpc.StatusCode.UNAVAILABLE:
         return ModelServerUnavailable("the model server cannot be reached")
-    if code == grpc.StatusCode.NOT_FOUND or "version label" in details:
+    if code == grpc.StatusCode.NOT_FOUND or UNKNOWN_LABEL in details:
         return ModelNotFound(details or f"{target.describe()} is not being served")
     return ModelServerError(details or code.name)

@@ -19,6 +19,7 @@ from requests.adapters import HTTPAdapter
 from proxy.client.base import (
     PIXELS_INPUT,
     PIXELS_SIGNATURE,
+    UNKNOWN_LABEL,
     ModelClient,
     ModelNotFound,
     ModelServerError,
@@ -29,8 +30,6 @@ from proxy.client.base import (
     VersionStatus,
     overloaded,
 )
-
-_NOT_FOUND_HINTS = ("Unrecognized servable version label",)
 
 
 class RestClient(ModelClient):
@@ -134,7 +133,7 @@ def _error_from_response(response: requests.Response) -> ModelServerError:
     message = message or f"HTTP {response.status_code}"
     if response.status_code in (503, 429) and (busy := overloaded(message)):
         return busy
-    if response.status_code == 404 or any(h in message for h in _NOT_FOUND_HINTS):
+    if response.status_code == 404 or UNKNOWN_LABEL in message:
         return ModelNotFound(message)
     if response.status_code == 504:  # its own deadline passed (--rest_api_timeout_in_ms)
         return ModelServerTimeout(f"the model server did not answer in time ({message})")
