@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from training.checkpoint import CHECKPOINT_NAME
 from training.config import SHARED_DATA
-from training.run_folder import read_meta
+from training.run_folder import HISTORY, read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TAR = SHARED_DATA
@@ -77,7 +78,7 @@ def train(spec: TrainSpec, run_dir: Path, seed: int) -> dict:
 
 def finished(run_dir: Path) -> dict:
     meta = read_meta(run_dir)
-    meta["history"] = json.loads((run_dir / "history.json").read_text())
+    meta["history"] = json.loads((run_dir / HISTORY).read_text())
     return meta
 
 
@@ -102,7 +103,7 @@ def train_with_kills(
 def checkpoint_step(run_dir: Path) -> int:
     """The step of the last checkpoint written (-1 when there is none yet)."""
     try:
-        with np.load(run_dir / "checkpoint.npz") as saved:
+        with np.load(run_dir / CHECKPOINT_NAME) as saved:
             return int(json.loads(str(saved["state"]))["step"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return -1

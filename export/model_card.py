@@ -25,13 +25,12 @@ from export.info import check_exported_from, read_info
 from export.publish import latest_version_dir, version_dirs
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.evaluate import share
-from training.run_folder import META, read_meta
+from training.run_folder import CONFUSION, CURVES, EVALUATION, META, read_meta
 
 # Why a data set has no served-accuracy figure: there are no image files to send.
 NO_IMAGE_FILES = "n/a (the data set has no image files)"
 
 CARD_NAME = "MODEL_CARD.md"
-CURVES, CONFUSION = "curves.png", "confusion.png"
 IMAGES = (CURVES, CONFUSION)
 CARD_VERSION = re.compile(r"^# Model card: `[^`]*` version (\d+)", re.M)
 SERVED_LINE = re.compile(r"Test accuracy of the served model[^*]*\*\*([0-9.]+) %\*\*")
@@ -169,7 +168,7 @@ def run_evaluation(run_dir: Path, meta: dict) -> tuple[dict | None, str]:
     and why: a report of other images (`evaluate --data my_photos`, a smaller --test-subset)
     would sit under the card's accuracy heading as if it were of the same test set. (A subset
     of the same size is the same pick: evaluate draws it with the run's seed.)"""
-    evaluation = _optional_json(run_dir / "evaluation.json")
+    evaluation = _optional_json(run_dir / EVALUATION)
     if evaluation is None:
         return None, "No evaluation.json in the run folder: run `make evaluate` first."
     data, images = data_name(evaluation.get("data", "")), evaluation.get("test_images")

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from modelserver.version_names import parse_version
-from training.run_folder import is_run_folder
+from training.run_folder import TRAIN_LOG, is_run_folder
 
 LOCK_NAME = ".publish.lock"
 KEEP_AT_LEAST_ONE = "--keep must be at least 1: a base path without versions serves nothing"
@@ -78,7 +78,7 @@ def latest_version_dir(base_path: str | Path) -> Path:
             raise FileNotFoundError(
                 f"{base_path} is a file; name a version folder or the base path that holds them"
             )
-        if (Path(base_path) / "train.log").is_file():
+        if (Path(base_path) / TRAIN_LOG).is_file():
             raise FileNotFoundError(
                 f"{base_path} is a training run folder that has not finished (see its "
                 "train.log): no model to use yet"

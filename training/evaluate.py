@@ -21,7 +21,7 @@ import numpy as np
 from training.cli_args import positive
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, check_source, load_dataset, tree_members
-from training.run_folder import is_run_folder, read_run_options
+from training.run_folder import CONFUSION, EVALUATION, is_run_folder, read_run_options
 from training.tf_startup import import_tensorflow
 
 # --headline: the TTA level the per-class table and matrix show.
@@ -104,12 +104,12 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
     from training.plots import plot_confusion
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (out_dir / EVALUATION).write_text(json.dumps(report, indent=2))
     best = report[f"tta_{headline}"]
     plot_confusion(
         np.array(best["confusion_matrix"]),
         report["class_names"],
-        out_dir / "confusion.png",
+        out_dir / CONFUSION,
         f"confusion matrix (TTA {headline}), accuracy {best['accuracy']:.2%}",
     )
     mirror = " (the CIFAR-10 JPEG q75 mirror)" if "cifar10-jpeg" in report["data"] else ""

@@ -17,7 +17,7 @@ from training.config import TTA_ACCURACY_KEYS
 from training.data import Dataset
 from training.inference import predict_each_tta, top1_accuracy
 from training.plots import plot_curves
-from training.run_folder import FINAL_WEIGHTS, META, OutputError
+from training.run_folder import CURVES, FINAL_WEIGHTS, HISTORY, META, MODEL_FILE, OutputError
 from training.run_model import build_for_inference, network_constants
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def _write_run_outputs(
 ) -> dict:
     model = trainer.model
     model.save_weights(run_dir / FINAL_WEIGHTS)
-    model.save(run_dir / "model.keras")
+    model.save(run_dir / MODEL_FILE)
     meta = {
         "arch": trainer.recipe.arch,
         "widths": list(trainer.recipe.widths),
@@ -71,11 +71,11 @@ def _write_run_outputs(
         log(f"  TTA {name}: accuracy {test_acc[level]:.4f} ({seconds:.0f} s)")
     meta.update({TTA_ACCURACY_KEYS[level]: value for level, value in test_acc.items()})
     meta["final_evaluation_seconds"] = time.monotonic() - started
-    (run_dir / "history.json").write_text(json.dumps(trainer.progress.history, indent=2))
+    (run_dir / HISTORY).write_text(json.dumps(trainer.progress.history, indent=2))
     if trainer.progress.history:
         plot_curves(
             trainer.progress.history,
-            run_dir / "curves.png",
+            run_dir / CURVES,
             f"{extra.get('recipe_name', trainer.recipe.arch)} · seed {extra.get('seed')} · "
             f"{extra.get('precision')}",
             label_smoothing=trainer.recipe.label_smoothing,

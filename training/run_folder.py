@@ -17,6 +17,20 @@ from modelserver.version_names import parse_version
 from training.checkpoint import CHECKPOINT_NAME
 from training.config import RECIPES, Recipe, RunOptions
 
+# The files of a run folder, with who writes them (the checkpoint's is CHECKPOINT_NAME).
+TRAIN_LOG = "train.log"  # every line the run printed, across its sittings (run_logger)
+RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
+RECIPE_SETTINGS = "recipe_settings"  # run.json's copy of the recipe as the run began
+FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.report)
+MODEL_FILE = "model.keras"  # the whole Keras model, for Keras users (training.report)
+HISTORY = "history.json"  # per-epoch figures (training.report)
+CURVES = "curves.png"  # the training curves (training.report)
+EVALUATION = "evaluation.json"  # python -m training.evaluate's report
+CONFUSION = "confusion.png"  # its confusion matrix
+# What a finished run records: written last, whole or not at all (training.report), so with
+# FINAL_WEIGHTS beside it, it marks the run finished.
+META = "meta.json"
+
 
 def run_logger(run_dir: Path) -> Callable[[str], None]:
     """A log function: each line to the terminal and appended to the run's train.log."""
@@ -30,7 +44,7 @@ def run_logger(run_dir: Path) -> Callable[[str], None]:
 
 def append_to_log(run_dir: Path, msg: str) -> None:
     """A line in train.log only: for what the terminal is told otherwise (an error message)."""
-    with (run_dir / "train.log").open("a") as f:
+    with (run_dir / TRAIN_LOG).open("a") as f:
         f.write(msg + "\n")
 
 
@@ -39,14 +53,6 @@ def show(text: str, end: str = "\n") -> None:
     the training must still save its checkpoint and say so in train.log."""
     with contextlib.suppress(OSError):
         print(text, end=end, flush=True)
-
-
-RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
-RECIPE_SETTINGS = "recipe_settings"  # run.json's copy of the recipe as the run began
-FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.report)
-# What a finished run records: written last, whole or not at all (training.report), so with
-# FINAL_WEIGHTS beside it, it marks the run finished.
-META = "meta.json"
 
 
 def is_finished(run_dir: Path) -> bool:
