@@ -112,6 +112,14 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     return wanted
 
 
+def options_as_started(opts: RunOptions, pinned: dict) -> RunOptions:
+    """A re-run's options with the epochs and batch size its run started with where it left
+    them out (pin_run_options took it as the same run): the recipe it goes on with and the
+    command meta.json records are then the run's, not the recipe's defaults."""
+    given = {k: pinned.get(k) for k in ("epochs", "batch_size") if getattr(opts, k) is None}
+    return replace(opts, **given)
+
+
 def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, str | None]:
     """The recipe's settings as the run started with them, and a line for its log when the
     code's recipe of that name differs now. A resumed run finishes as it began, even when the

@@ -29,6 +29,7 @@ from training.run_folder import (
     claim_run_dir,
     is_finished,
     make_run_dir,
+    options_as_started,
     pin_run_options,
     recipe_as_started,
     record_run_options,
@@ -136,6 +137,7 @@ def train(opts: RunOptions) -> Path:
 def _train(opts: RunOptions, run_dir: Path) -> Path:
     log = run_logger(run_dir)
     pinned = pin_run_options(run_dir, opts)
+    opts = options_as_started(opts, pinned)
     if is_finished(run_dir):
         log(f"{run_dir} already holds a finished run; pick a new --run-dir to train again")
         return run_dir
