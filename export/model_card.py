@@ -236,7 +236,9 @@ def _training(meta: dict, note: str = "") -> str:
         f"{meta.get('last_invocation_wall_seconds', 0):,.0f} s wall up to its final evaluation, "
         f"on {cpu.get('model', '?')}, "
         f"{cpu.get('cores', '?')} cores, CPU flags {', '.join(cpu.get('flags', []))}",
-        f"- resumed after interruptions at steps {resumed}" if resumed else None,
+        f"- resumed after interruptions at steps {resumed} of {meta.get('total_steps', '?')}"
+        if resumed
+        else None,
         f"- normalisation mean {_rounded(meta['mean'])}, std {_rounded(meta['std'])} "
         "(0..255 units, inside the graph)",
         f"- note: {note}" if note else None,

@@ -121,6 +121,11 @@ def command_line(opts: RunOptions, precision: str) -> str:
     return "python -m training.train " + shlex.join(args)
 
 
+# Ctrl-C outside the training steps (which save a checkpoint and stop by themselves): before the
+# first step nothing was trained; after the last, the checkpoint holds all of it.
+NOTHING_LOST = "Nothing is lost: re-run the same command to go on."
+
+
 def train(opts: RunOptions) -> Path:
     if opts.data != "keras" and not is_finished(Path(opts.run_dir)):
         check_source(opts.data)  # before seconds of start-up, and a run folder made for nothing
@@ -131,6 +136,10 @@ def train(opts: RunOptions) -> Path:
         except (DataError, CheckpointError, OutputError) as err:  # user_errors tells them
             with contextlib.suppress(OSError):  # the disk may be the very thing that is full
                 append_to_log(run_dir, f"stopped: {error_line(err)}")
+            raise
+        except KeyboardInterrupt:  # outside the steps (start-up, the final outputs): main says
+            with contextlib.suppress(OSError):
+                append_to_log(run_dir, f"interrupted: {NOTHING_LOST}")
             raise
 
 
@@ -202,6 +211,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
             "images_per_second": progress.images_seen / max(progress.train_seconds, 1e-9),
             "last_invocation_wall_seconds": time.time() - started,
             "resumed_at_steps": progress.resumed_from,
+            "total_steps": trainer.total_steps,
         },
         log=log,
     )
@@ -273,12 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         with user_errors():
             train(opts)
     except KeyboardInterrupt:
-        # Ctrl-C outside the training loop (which saves and exits by itself): before the first
-        # step nothing was trained; after the last, the checkpoint holds all of it.
-        print(
-            "\ninterrupted. Nothing is lost: re-run the same command to go on.",
-            file=sys.stderr,
-        )
+        print(f"\ninterrupted. {NOTHING_LOST}", file=sys.stderr)
         raise SystemExit(130) from None
 
 

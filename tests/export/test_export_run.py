@@ -499,6 +499,17 @@ def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
     assert err.startswith("model_card: ") and message in err and "Traceback" not in err
 
 
+def test_the_card_says_how_far_a_resumed_run_had_got() -> None:
+    """A run re-run only for its final outputs (Ctrl-C during the final evaluation) resumed
+    at its last step: the card gives the total so a reader sees nothing was retrained."""
+    from export.model_card import _training
+
+    meta = {"resumed_at_steps": [120, 256], "total_steps": 256, "mean": [1] * 3, "std": [1] * 3}
+    text = _training(meta)
+    assert "- resumed after interruptions at steps [120, 256] of 256" in text
+    assert "its last sitting" in text
+
+
 def test_the_model_card_names_the_data_set_the_run_trained_on():
     """The card said "CIFAR-10 (JPEG q75 mirror)" whatever --data was, and a run on the
     official archive (no image files to send to serving_default) crashed it."""

@@ -566,8 +566,9 @@ def test_a_run_dir_that_is_a_file_gets_a_sentence_not_a_traceback(tiny_data, tmp
 
 def test_ctrl_c_before_training_starts_exits_130_with_a_sentence(tiny_data, tmp_path):
     """SIGINT while TensorFlow loads (train.log appears once the run folder is made, before
-    that): no traceback, exit 130 as for an interrupted training loop. Started without
-    TF_CPP_MIN_LOG_LEVEL, so TensorFlow's start-up lines go to tensorflow.log, not stderr."""
+    that): no traceback, exit 130 as for an interrupted training loop, and train.log says
+    so (it ended without a word). Started without TF_CPP_MIN_LOG_LEVEL, so TensorFlow's
+    start-up lines go to tensorflow.log, not stderr."""
     run_dir = tmp_path / "r"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.Popen(
@@ -588,6 +589,8 @@ def test_ctrl_c_before_training_starts_exits_130_with_a_sentence(tiny_data, tmp_
     assert "epoch 1" not in out and "checkpoint" not in out  # it came before any training
     assert "re-run the same command" in (out + err).lower()
     assert "Traceback" not in err and "InitializeLog" not in err, err
+    last = (run_dir / "train.log").read_text().splitlines()[-1]
+    assert last == "interrupted: Nothing is lost: re-run the same command to go on."
 
 
 def test_an_unfinished_run_cannot_be_exported_or_evaluated(tmp_path, capsys):
