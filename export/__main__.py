@@ -6,11 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
 from export.publish import VersionExistsError, check_base_path, versions
-from training.cli_args import positive
+from training.cli_args import positive, stop_on_ctrl_c
 from training.config import TTA_NAMES
+
+if TYPE_CHECKING:  # export_run loads TensorFlow: only after the arguments parse
+    from export.export_run import ExportResult
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -64,12 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"export: {err}", file=sys.stderr)
         return 1
+    # publish() renames a finished folder into place: a version is whole or absent.
+    with stop_on_ctrl_c("export", "a version is published whole or not at all"):
+        return _export(args)
+
+
+def _export(args: argparse.Namespace) -> int:
     from training.tf_startup import import_tensorflow
 
     import_tensorflow()  # only after the arguments parse
     import tensorflow as tf
 
-    from export.export_run import accuracy_drop_warning, export_run
+    from export.export_run import export_run
     from training.data import DataError
 
     try:
@@ -89,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     except tf.errors.OpError as err:  # TensorFlow's own writes: a full disk, above all
         print(f"export: {err.message}", file=sys.stderr)
         return 1
+    return _report(result, args)
+
+
+def _report(result: ExportResult, args: argparse.Namespace) -> int:
+    """What the export did, and every note or warning a user should act on; the exit code."""
+    from export.export_run import accuracy_drop_warning
+
     if not result.published:
         ignored = [f for f, given in (("--version", args.version is not None),
                                       ("--keep", args.keep is not None),

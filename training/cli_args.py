@@ -1,10 +1,13 @@
-"""argparse types shared by the command-line tools (training, evaluation, export, bench)."""
+"""What the command-line tools share (training, evaluation, export, bench): argparse types,
+and how they stop on Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 
 
 def positive(
@@ -26,3 +29,14 @@ def positive(
 
     parse.__name__ = f"{'non-negative' if zero else 'positive'} {kind.__name__}"
     return parse
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c(prog: str, outcome: str) -> Iterator[None]:
+    """Ctrl-C as one line saying what it left (`outcome`) and the shell's exit code for
+    SIGINT, 130, instead of a traceback of wherever TensorFlow was."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; {outcome}", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli_args import positive
+from training.cli_args import positive, stop_on_ctrl_c
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, check_source, load_dataset, tree_members
 from training.run_folder import CONFUSION, EVALUATION, is_run_folder, read_run_options
@@ -179,6 +179,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.out or run:
         check_out(args.out or args.run_dir)  # before the minutes of work
+    with stop_on_ctrl_c("evaluate", "no report written"):
+        _evaluate(args, run)
+
+
+def _evaluate(args: argparse.Namespace, run: bool) -> None:
     import_tensorflow()
     if run:
         from training.run_model import UnfinishedRunError

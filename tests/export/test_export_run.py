@@ -499,6 +499,31 @@ def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
     assert err.startswith("model_card: ") and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("command", "outcome"),
+    [
+        (["-m", "export", "--base-path", "{tmp}/cifar10", "--run-dir"], "a version is published"),
+        (["-m", "training.evaluate", "--out", "{tmp}/report"], "no report written"),
+    ],
+)
+def test_ctrl_c_in_export_or_evaluate_is_a_line_not_a_traceback(
+    tiny_run_dir, tmp_path, command, outcome
+):
+    """SIGINT while TensorFlow loads (held until the import ends) or the work runs: a line
+    and exit code 130; both printed a 35-line traceback. Nothing half-made is left."""
+    import signal
+    import time
+
+    args = [a.format(tmp=tmp_path) for a in command] + [str(tiny_run_dir)]
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # past the argument checks, before the minutes of work end
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert f"interrupted; {outcome}" in err and "Traceback" not in err, err[-2000:]
+    assert not list(tmp_path.glob("cifar10/*")) and not list(tmp_path.glob("report/*"))
+
+
 def test_the_card_says_how_far_a_resumed_run_had_got() -> None:
     """A run re-run only for its final outputs (Ctrl-C during the final evaluation) resumed
     at its last step: the card gives the total so a reader sees nothing was retrained."""
