@@ -158,7 +158,8 @@ RECIPES: dict[str, Recipe] = {
 RECIPE_HELP = {
     "fast": "the default: ~20 min on 2 CPU cores, 90.2 %% plain / 91.3 %% with TTA (mean of "
     "2 seeds)",
-    "tiny": "seconds, to try the pipeline (a toy accuracy)",
+    "tiny": "to try the pipeline: ~1 min on 2 cores, 69 %% (11 s with --train-subset 2048 "
+    "--test-subset 500, a toy accuracy)",
     "long": "7.7x the work (~2.5 h on 2 cores), 92.7 %% with TTA",
     "wide": "the long preset before `long`: 5.2x the work, 91.9 %% with TTA (one seed)",
     "vgg": "the reference VGG: 3-4x the work, 87.5 %% / 88.5 %% with TTA",

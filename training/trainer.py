@@ -258,6 +258,8 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         if signum == signal.SIGHUP:
             _leave_closed_terminal()
+        elif self._stop_signal is None:  # at once: a step or an evaluation can take seconds
+            show("\nstopping: a checkpoint is saved when the current step or evaluation ends")
         self._stop_signal = signum
 
     def _fit(self, checkpoint_every_s: float) -> None:

@@ -317,6 +317,9 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_data, tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, out  # as a shell reports it: 143
+    # Said at once (a step or an evaluation can take seconds), then done.
+    stopping = out.index("stopping: a checkpoint is saved when the current step")
+    assert stopping < out.index("interrupted: checkpoint saved at step")
     assert "Re-run the same command to resume" in out
     assert (run_dir / "checkpoint.npz").stat().st_mtime_ns > before
 
