@@ -335,9 +335,9 @@ class Trainer:
             now = time.monotonic()
             if rate_from is None:
                 rate_from = (now, seen_here)
-            if now - last_print > 5 or p.step == epoch_end:
+            timed = now - rate_from[0]  # 0 until a step after the first: no rate to tell yet
+            if (now - last_print > 5 and timed > 0) or p.step == epoch_end:
                 done, total = p.step - epoch * spe, epoch_end - epoch * spe
-                timed = now - rate_from[0]
                 ips = (seen_here - rate_from[1]) / timed if timed > 0 else seen_here / (now - t0)
                 left = (self.total_steps - p.step) * self.batch_size / ips
                 self._print_inline(epoch, done, total, ips, p.epoch_loss_sum / p.epoch_seen, left)

@@ -254,30 +254,32 @@ def test_a_small_data_set_steps_as_far_as_the_recipe_batch(tmp_path):
 
 
 def test_the_speed_shown_leaves_out_the_first_step_which_traces(tmp_path, monkeypatch):
-    """The first step of a sitting also traces the step function (seconds here); counted in,
-    the first progress lines' img/s and time left were far off. Played with a step that
-    takes 1.5 s the first time and 10 ms after."""
-    import time
-
+    """The first step of a sitting also traces the step function (seconds); counted in, the
+    progress lines' img/s and time left were far off, and a first step over the 5 s between
+    lines printed its own rate at once. Played on a clock where the first step takes 6 s and
+    the others 10 ms: every rate shown is the 10 ms steps'."""
+    import training.trainer as trainer_module
     from training.trainer import Trainer
 
     recipe = replace(RECIPES["tiny"], batch_size=8, epochs=1.0)  # 64 images: 8 steps
     trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    clock = [1000.0]
     calls = []
 
     def step(perm, index):
-        time.sleep(1.5 if not calls else 0.01)
+        clock[0] += 6.0 if not calls else 0.01
         calls.append(index)
         trainer.progress.step += 1
         return 0.0, 0.0
 
     shown = []
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(trainer, "_one_step", step)
     monkeypatch.setattr(trainer, "_print_inline", lambda *args: shown.append(args[3]))
-    trainer._last_save = time.monotonic()  # fit() sets it before the first epoch
+    trainer._last_save = clock[0]  # fit() sets it before the first epoch
     trainer._run_epoch(checkpoint_every_s=1e9)
     assert len(calls) == 8 and shown
-    assert shown[-1] > 8 / 0.05  # 8 images a ~10 ms step, not 64 images over 1.6 s (~40/s)
+    assert min(shown) == pytest.approx(8 / 0.01)  # 8 images a 10 ms step, never 8 over 6 s
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
