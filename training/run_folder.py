@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -43,9 +44,10 @@ def run_logger(run_dir: Path) -> Callable[[str], None]:
 
 
 def append_to_log(run_dir: Path, msg: str) -> None:
-    """A line in train.log only: for what the terminal is told otherwise (an error message)."""
+    """A line in train.log only: for what the terminal is told otherwise (an error message).
+    Dated, local time: a run's sittings can be days apart, and the log is all that says when."""
     with (run_dir / TRAIN_LOG).open("a") as f:
-        f.write(msg + "\n")
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {msg}\n")
 
 
 def show(text: str, end: str = "\n") -> None:
