@@ -366,21 +366,27 @@ _CACHE_FORMAT = 2  # 2: files decoded by imaging.decode (EXIF, transparency over
 
 
 def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:
-    st = path.stat()
-    if path.is_dir():  # a folder's own mtime misses edits deep inside; hash the file listing
-        stamp = hashlib.sha256()
-        for f in sorted(path.rglob("*")):
-            if f.is_file():
-                fs = f.stat()
-                # relative: two spellings of one folder share one cache, not two that
-                # would supersede each other at every load
-                stamp.update(f"{f.relative_to(path)}:{fs.st_size}:{fs.st_mtime_ns}".encode())
-        sig = stamp.hexdigest()
-    else:
-        sig = f"{st.st_size}:{st.st_mtime_ns}"
     origin = hashlib.sha256(f"{path.resolve()}|{size}".encode()).hexdigest()[:8]
-    state = hashlib.sha256(f"{sig}|{_CACHE_FORMAT}".encode()).hexdigest()[:12]
+    state = hashlib.sha256(f"{_source_state(path)}|{_CACHE_FORMAT}".encode()).hexdigest()[:12]
     return cache_dir / f"{path.name}-{origin}-{state}.npz"
+
+
+def _source_state(path: Path) -> str:
+    """What a cache of `path` is valid for. A file: its content (a copy of the same archive
+    made again, as each session's shared data is, has a new mtime, and re-decoding it cost
+    13 s and a 185 MB rewrite; hashing 19 MB takes well under a second). A folder: the image
+    files the loader reads (name, size, mtime: hashing every image would cost more than
+    decoding), so a run folder or notes kept inside it change nothing."""
+    if not path.is_dir():
+        with path.open("rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    stamp = hashlib.sha256()
+    for f in sorted(path.rglob("*")):
+        relative = f.relative_to(path)  # two spellings of one folder share one cache
+        if f.is_file() and _split_and_class(relative.parts):
+            fs = f.stat()
+            stamp.update(f"{relative}:{fs.st_size}:{fs.st_mtime_ns}".encode())
+    return stamp.hexdigest()
 
 
 def _drop_superseded(file: Path) -> None:
