@@ -121,6 +121,7 @@ def _report(result: ExportResult, args: argparse.Namespace) -> int:
         return 0
     tta = f"TTA {result.tta} = {TTA_NAMES[result.tta]}, in the graph"
     print(f"wrote {result.version_dir} (signatures serving_default, pixels; {tta})")
+    print(f"  TTA: {result.tta_reason}")
     if result.copy_of:
         print(
             f"note: {result.copy_of} was already exported from these weights; this version is "

@@ -20,7 +20,7 @@ from export.info import find_published, info_if_any, weights_digest
 from export.publish import latest_version_dir, publish, versions
 from export.savedmodel import save_savedmodel
 from export.tflite import calibration_sample, export_tflite
-from export.tta import choose_tta
+from export.tta import choose_tta, tta_reason
 from training.data import load_dataset
 from training.run_folder import FINAL_WEIGHTS
 from training.run_model import load_for_inference
@@ -46,6 +46,7 @@ class ExportResult:
     published: bool = True  # False: skip_if_published found these weights already published
     created_base: bool = False  # the base path did not exist: perhaps a mistyped one
     copy_of: Path | None = None  # published anyway: a version already exported these weights
+    tta_reason: str = ""  # why this TTA level (export.tta.tta_reason)
 
 
 def _newest(base_path: Path) -> Path | None:
@@ -139,7 +140,15 @@ def export_run(
         )
     created = not Path(base_path).exists()
     version_dir = publish(write, base_path, version, keep)
-    return ExportResult(version_dir, level, report, previous, created_base=created, copy_of=found)
+    return ExportResult(
+        version_dir,
+        level,
+        report,
+        previous,
+        created_base=created,
+        copy_of=found,
+        tta_reason=tta_reason(meta, tta, level),
+    )
 
 
 def _measure_with_tflite(model, saved_model_dir: Path, data: str) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from training.config import TTA_ACCURACY_KEYS
+from training.config import TTA_ACCURACY_KEYS, TTA_NAMES
 
 
 def choose_tta(meta: dict, requested: str = "auto") -> int:
@@ -25,6 +25,28 @@ def choose_tta(meta: dict, requested: str = "auto") -> int:
         if recorded[level] - recorded[chosen] > noise(recorded[chosen], meta.get("test_images")):
             chosen = level
     return chosen
+
+
+def tta_reason(meta: dict, requested: str, level: int) -> str:
+    """Why `level` was baked in, and the accuracy it serves: export prints it, since "TTA 0"
+    alone reads like a mistake when flip scored higher on a small test set."""
+    accuracy = meta.get(TTA_ACCURACY_KEYS[level])
+    serves = f"; serves {accuracy:.2%} on the run's test images" if accuracy is not None else ""
+    if requested != "auto":
+        return f"--tta {requested}{serves}"
+    recorded = {lv: meta[key] for lv, key in TTA_ACCURACY_KEYS.items() if key in meta}
+    if not recorded:
+        return "auto: the run recorded no test accuracies, so no TTA"
+    images = meta.get("test_images")
+    scores = ", ".join(f"{TTA_NAMES[lv]} {a:.2%}" for lv, a in sorted(recorded.items()))
+    margin = (
+        f"a costlier level must gain more than about "
+        f"{100 * noise(recorded[min(recorded)], images):.2f} points (two standard errors on "
+        f"{images:,} test images)"
+        if images
+        else "no test-image count recorded, so the best"
+    )
+    return f"auto: {scores}; {margin}{serves}"
 
 
 def noise(accuracy: float, images: int | None) -> float:

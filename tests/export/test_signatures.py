@@ -125,7 +125,7 @@ def test_metadata_lives_in_the_savedmodel(loaded, version_dir):
     ],
 )
 def test_auto_tta_pays_for_a_costlier_level_only_beyond_test_set_noise(accuracies, images, level):
-    from export.tta import choose_tta
+    from export.tta import choose_tta, tta_reason
     from training.config import TTA_ACCURACY_KEYS
 
     meta = dict(zip(TTA_ACCURACY_KEYS.values(), accuracies, strict=True))
@@ -133,3 +133,9 @@ def test_auto_tta_pays_for_a_costlier_level_only_beyond_test_set_noise(accuracie
         meta["test_images"] = images
     assert choose_tta(meta) == level
     assert choose_tta(meta, "2") == 2
+    # export prints why, with what the level serves
+    served = f"serves {accuracies[level]:.2%} on the run's test images"
+    assert tta_reason(meta, "auto", level).endswith(served)
+    assert (f"on {images:,} test images" if images else "no test-image count recorded") in (
+        tta_reason(meta, "auto", level)
+    )
