@@ -28,6 +28,8 @@ HISTORY = "history.json"  # per-epoch figures (training.report)
 CURVES = "curves.png"  # the training curves (training.report)
 EVALUATION = "evaluation.json"  # python -m training.evaluate's report
 CONFUSION = "confusion.png"  # its confusion matrix
+# How a refusal of a run folder ends: the way out, for the CLI and for make alike.
+NEW_RUN_DIR = "pick a new --run-dir (make: RUN=runs/<name>)"
 # What a finished run records: written last, whole or not at all (training.report), so with
 # FINAL_WEIGHTS beside it, it marks the run finished.
 META = "meta.json"
@@ -104,11 +106,11 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
             if is_finished(run_dir):
                 raise RunFolderError(
                     f"{run_dir} holds a finished run made with other options ({changes}); "
-                    "pick a new --run-dir to train with these"
+                    f"{NEW_RUN_DIR} to train with these"
                 )
             raise RunFolderError(
                 f"{run_dir} was started with other options ({changes}); re-run with the options "
-                "it started with to resume (its run.json lists them), or pick a new --run-dir"
+                f"it started with to resume (its run.json lists them), or {NEW_RUN_DIR}"
             )
         return {**before, "run_dir": opts.run_dir}
     return wanted
@@ -149,7 +151,7 @@ def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, str | Non
     except ValueError as err:  # a choice the code no longer offers (Recipe.__post_init__)
         raise RunFolderError(
             f"{opts.run_dir} started with recipe settings this code refuses ({err}); resume it "
-            "with the code it started with, or pick a new --run-dir"
+            f"with the code it started with, or {NEW_RUN_DIR}"
         ) from None
     changes = [
         f"{k} {getattr(recipe, k)!r} then, {v!r} now" if k in started

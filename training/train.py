@@ -23,6 +23,7 @@ from training.config import DEFAULT_RUN_DIR, RECIPE_HELP, RECIPES, RunOptions, d
 from training.data import DataError, check_source, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
 from training.run_folder import (
+    NEW_RUN_DIR,
     OutputError,
     RunFolderError,
     append_to_log,
@@ -148,7 +149,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     pinned = pin_run_options(run_dir, opts)
     opts = options_as_started(opts, pinned)
     if is_finished(run_dir):
-        log(f"{run_dir} already holds a finished run; pick a new --run-dir to train again")
+        log(f"{run_dir} already holds a finished run; {NEW_RUN_DIR} to train again")
         return run_dir
     started = time.time()
     recipe, changed = recipe_as_started(pinned, opts)
@@ -222,7 +223,7 @@ def _log_plan(log, opts: RunOptions, trainer, n_train: int, flops: int, precisio
     """What the run is about to do, in train.log's words: the network, the steps, the split."""
     recipe = trainer.recipe
     log(
-        f"recipe {opts.recipe}: {recipe.arch}, {trainer.model.count_params():,} params, "
+        f"recipe {opts.recipe} (network {recipe.arch}): {trainer.model.count_params():,} params, "
         f"{flops / 1e6:.1f} MFLOP/image forward, {recipe.epochs} epochs = "
         f"{trainer.total_steps} steps of {trainer.batch_size} ({trainer.steps_per_epoch} "
         "per epoch), "
