@@ -77,13 +77,14 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     if list(ds.class_names) != meta["class_names"]:
         raise DataError(f"{data} has classes {ds.class_names}, the model {meta['class_names']}")
     report = {"model": str(run_dir), "data": ds.source, "test_images": len(ds.test.labels)}
+    print(f"evaluating {run_dir} on {len(ds.test.labels):,} test images of {ds.source}")
     if test_subset:
         report["test_subset"] = test_subset
         report["test_subset_of_the_run"] = own_pick
     for _, name, predicted, seconds in predict_each_tta(model, ds.test.images):
         report[f"tta_{name}"] = summarize(ds.test.labels, predicted, ds.class_names)
         report[f"tta_{name}"]["seconds"] = seconds
-        print(f"  TTA {name:15s} accuracy {report[f'tta_{name}']['accuracy']:.4f}", flush=True)
+        print(f"  TTA {name:15s} accuracy {report[f'tta_{name}']['accuracy']:.2%}", flush=True)
     report["class_names"] = list(ds.class_names)
     return report
 

@@ -62,13 +62,15 @@ def _write_run_outputs(
         "test_images": len(ds.test.labels),
         **extra,
     }
+    if trainer.ends_on_ema and trainer.steps_after_last_ema_update:  # before the figures
+        log("final weights: the lookahead EMA (the epoch lines measured the raw weights)")
     log(f"final evaluation: {len(ds.test.labels)} test images, TTA none, flip, flip+translate")
     started = time.monotonic()
     served = build_for_inference(meta, run_dir / FINAL_WEIGHTS)
     test_acc = {}
     for level, name, predicted, seconds in predict_each_tta(served, ds.test.images):
         test_acc[level] = top1_accuracy(predicted, ds.test.labels)
-        log(f"  TTA {name}: accuracy {test_acc[level]:.4f} ({seconds:.0f} s)")
+        log(f"  TTA {name}: accuracy {test_acc[level]:.2%} ({seconds:.0f} s)")
     meta.update({TTA_ACCURACY_KEYS[level]: value for level, value in test_acc.items()})
     meta["final_evaluation_seconds"] = time.monotonic() - started
     (run_dir / HISTORY).write_text(json.dumps(trainer.progress.history, indent=2))
@@ -85,11 +87,9 @@ def _write_run_outputs(
     tmp = run_dir / f"{META}.tmp"
     tmp.write_text(json.dumps(meta, indent=2))
     tmp.replace(run_dir / META)
-    if trainer.ends_on_ema and trainer.steps_after_last_ema_update:
-        log("final weights: the lookahead EMA (the epoch lines measured the raw weights)")
     log(
-        f"test accuracy (float32, as served): {test_acc[0]:.4f} plain · "
-        f"{test_acc[1]:.4f} flip TTA · {test_acc[2]:.4f} flip+translate TTA · "
+        f"test accuracy (float32, as served): {test_acc[0]:.2%} plain · "
+        f"{test_acc[1]:.2%} flip TTA · {test_acc[2]:.2%} flip+translate TTA · "
         f"trained {meta['train_seconds']:.0f} s at {meta['images_per_second']:,.0f} img/s · "
         f"outputs in {run_dir}"
     )

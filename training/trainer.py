@@ -416,8 +416,8 @@ class Trainer:
         self.log(
             f"epoch {epoch + 1}/{math.ceil(self.total_steps / self.steps_per_epoch)} · "
             f"train loss{self._loss_note} {row['train_loss']:.3f} "
-            f"acc {row['train_accuracy']:.4f} · "
-            f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.4f} · "
+            f"acc {row['train_accuracy']:.2%} · "
+            f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.2%} · "
             f"{p.images_seen / max(p.train_seconds, 1e-9):,.0f} img/s on average · "
             f"{duration(p.train_seconds)} of steps"
         )

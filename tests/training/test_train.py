@@ -654,7 +654,7 @@ def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path, mon
     assert done.returncode == 0, done.stdout + done.stderr
     assert "final evaluation: 40 test images" in done.stdout
     # Each TTA level says its figure as it is done (minutes each on the full test set).
-    level_line = r"  TTA flip\+translate: accuracy \d\.\d{4} \(\d+ s\)"
+    level_line = r"  TTA flip\+translate: accuracy \d{1,3}\.\d\d% \(\d+ s\)"
     assert re.search(level_line, done.stdout), done.stdout
     meta = json.loads((run_dir / "meta.json").read_text())
     report = evaluate_run(run_dir)
