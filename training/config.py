@@ -51,7 +51,7 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("DATASET_CACHE_DIR") or ".cache/datasets
 
 # Test-time augmentation levels, as in airbench: 0 = plain, 1 = + horizontal flip, 2 = + flip
 # of 1-pixel shifts (training.inference runs them), and the meta.json key of each level's test
-# accuracy (written by training.report, read by export). Here, not in training.inference, so
+# accuracy (written by training.run_outputs, read by export). Here, not in training.inference, so
 # that the command-line tools can offer them without loading TensorFlow.
 TTA_NAMES = {0: "none", 1: "flip", 2: "flip+translate"}
 TTA_ACCURACY_KEYS = {0: "test_accuracy", 1: "test_accuracy_flip", 2: "test_accuracy_tta"}

@@ -22,15 +22,15 @@ from training.config import RECIPES, Recipe, RunOptions
 TRAIN_LOG = "train.log"  # every line the run printed, across its sittings (run_logger)
 RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
 RECIPE_SETTINGS = "recipe_settings"  # run.json's copy of the recipe as the run began
-FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.report)
-MODEL_FILE = "model.keras"  # the whole Keras model, for Keras users (training.report)
-HISTORY = "history.json"  # per-epoch figures (training.report)
-CURVES = "curves.png"  # the training curves (training.report)
+FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.run_outputs)
+MODEL_FILE = "model.keras"  # the whole Keras model, for Keras users (training.run_outputs)
+HISTORY = "history.json"  # per-epoch figures (training.run_outputs)
+CURVES = "curves.png"  # the training curves (training.run_outputs)
 EVALUATION = "evaluation.json"  # python -m training.evaluate's report
 CONFUSION = "confusion.png"  # its confusion matrix
 # How a refusal of a run folder ends: the way out, for the CLI and for make alike.
 NEW_RUN_DIR = "pick a new --run-dir (make: RUN=runs/<name>)"
-# What a finished run records: written last, whole or not at all (training.report), so with
+# What a finished run records: written last, whole or not at all (training.run_outputs), so with
 # FINAL_WEIGHTS beside it, it marks the run finished.
 META = "meta.json"
 

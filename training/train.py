@@ -179,7 +179,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     record_run_options(run_dir, pinned, precision)
 
     from training.flops import forward_flops
-    from training.report import write_run_outputs
+    from training.run_outputs import write_run_outputs
     from training.trainer import Interrupted, Trainer
 
     trainer = Trainer(recipe, ds, run_dir, opts.seed, log=log)

@@ -137,9 +137,9 @@ def test_ctrl_c_while_the_outputs_are_written_loses_none_of_them(tiny_data, tmp_
     drawn once left a "finished" run without curves.png that no re-run would draw."""
     run_dir = tmp_path / "r"
     stop_while_plotting = (
-        "import sys, training.report as report\n"
+        "import sys, training.run_outputs as run_outputs\n"
         "def interrupt(*args, **kwargs): raise KeyboardInterrupt\n"
-        "report.plot_curves = interrupt\n"
+        "run_outputs.plot_curves = interrupt\n"
         "from training.train import main\n"
         "main(sys.argv[1:])"
     )
