@@ -33,12 +33,13 @@ from deploy_files import (
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from export.config import MODEL_NAME
 from modelserver.config import parse_flags
 from modelserver.protos_gen import tfs_monitoring_config_pb2
 from proxy.config import ProxyConfig
 from scripts.processes import free_port
 
-MODEL = "cifar10"
+MODEL = MODEL_NAME  # the name compose, k8s and serving_config/ serve
 GRPC, REST, PROXY = 8500, 8501, 5000
 
 

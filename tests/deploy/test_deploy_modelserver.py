@@ -19,10 +19,11 @@ import pytest
 import requests
 from deploy_files import bind_mounts, compose_service, container, flags
 
+from export.config import MODEL_NAME
 from scripts import processes
 from scripts.processes import free_port
 
-MODEL = "cifar10"
+MODEL = MODEL_NAME  # the name compose, k8s and serving_config/ serve
 
 
 def local_args(grpc_port: int, rest_port: int, models_root) -> list[str]:

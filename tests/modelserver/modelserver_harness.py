@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import requests
 
+from export.config import MODEL_NAME
 from modelserver.config import models_config_text
 from scripts import processes
 from scripts.processes import free_port
@@ -20,8 +21,8 @@ from scripts.processes import free_port
 if TYPE_CHECKING:
     from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
 
-MODEL = "cifar10"
-START_TIMEOUT_S = 120  # generous: two shared cores, maybe a training run beside us
+MODEL = MODEL_NAME
+EXIT_TIMEOUT_S = 120  # for a server expected to exit (a bad flag): generous on two shared cores
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 
 
@@ -57,7 +58,7 @@ class ServerProcess:
             raise AssertionError(f"{error}:\n{self.log()}") from None
         return self
 
-    def wait_exit(self, timeout: float = START_TIMEOUT_S) -> int:
+    def wait_exit(self, timeout: float = EXIT_TIMEOUT_S) -> int:
         return self.proc.wait(timeout=timeout)
 
     def channel(self):
