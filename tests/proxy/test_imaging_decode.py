@@ -26,8 +26,9 @@ from imaging.decode import (
     UnsupportedImage,
     to_pixels,
 )
+from proxy.config import ProxyConfig
 
-LIMIT = 40_000_000
+LIMIT = ProxyConfig().max_pixels  # the proxy's default pixel limit
 RED, GREEN, BLUE, WHITE = (220, 20, 30), (20, 200, 40), (30, 40, 210), (255, 255, 255)
 
 
