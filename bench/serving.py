@@ -24,7 +24,6 @@ import base64
 import io
 import json
 import multiprocessing as mp
-import os
 import queue
 import sys
 import time
@@ -33,7 +32,6 @@ from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, MODEL_NAME
 from scripts import processes
-from scripts.processes import free_port
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,12 +136,11 @@ def rest_payloads(pixels, jpeg: bytes) -> dict[str, bytes]:
 # ----- the server under test --------------------------------------------------------------------
 
 
-class Server:
+class Server(processes.ModelServer):
     """The model server under test, in its own process, started and stopped as `make serve`
     does it."""
 
     def __init__(self, settings: Settings, batching: bool) -> None:
-        self.grpc_port, self.rest_port = free_port(), free_port()
         flags = [
             *processes.model_flags(settings.model_base_path, settings.model_name),
             "--file_system_poll_wait_seconds=0",
@@ -152,24 +149,13 @@ class Server:
         ]
         if batching:
             flags += ["--enable_batching", f"--batching_parameters_file={settings.batching_file}"]
-        command = processes.model_server_command(self.grpc_port, self.rest_port, *flags)
-        self.log = open(os.devnull, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = processes.start(command, None, self.log)
+        super().__init__(flags)
         self.model = settings.model_name
+        self.start()
 
     def wait_ready(self) -> float:
         """Seconds until the model's status answers (the ports open once it has loaded)."""
-        started = time.monotonic()
-
-        def loaded() -> bool:
-            return bool(processes.model_states(self.rest_port, self.model))
-
-        processes.wait_for(loaded, {"the model server": self.proc}, "the model server")
-        return time.monotonic() - started
-
-    def stop(self) -> None:
-        processes.stop(self.proc)
-        self.log.close()
+        return super().wait_ready(lambda port: bool(processes.model_states(port, self.model)))
 
 
 # ----- clients ----------------------------------------------------------------------------------

@@ -254,6 +254,67 @@ def model_settled(rest_port: int) -> bool:
     return "AVAILABLE" in states and states <= {"AVAILABLE", "END"}
 
 
+class ModelServer:
+    """`python -m modelserver` on two free loopback ports, kept across a restart, its output
+    appended to `log_path` (None: discarded): how the tests and benchmarks run one. (`make
+    serve` starts its own with the proxy, and watches both.) `nice`: behind the work it
+    serves, on two shared cores; `own_session`: see start()."""
+
+    def __init__(
+        self,
+        flags: list[str],
+        log_path: Path | None = None,
+        *,
+        nice: bool = False,
+        own_session: bool = True,
+    ) -> None:
+        self.flags = flags
+        self.log_path = log_path
+        self.nice = nice
+        self.own_session = own_session
+        self.grpc_port, self.rest_port = free_port(), free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    def start(self) -> ModelServer:
+        command = model_server_command(self.grpc_port, self.rest_port, *self.flags)
+        if self.nice:
+            command = ["nice", "-n", "19", *command]
+        log = self.log_path.open("a") if self.log_path else open(os.devnull, "w")  # noqa: SIM115
+        with log:  # the child has its own copy of the file
+            self.process = start(command, None, log, own_session=self.own_session)
+        return self
+
+    def wait_ready(self, ready: Callable[[int], bool] = model_settled) -> float:
+        """Seconds until `ready(rest_port)`. A server that exits or is not ready within
+        START_TIMEOUT_S is stopped, and a RuntimeError gives the tail of its log."""
+        assert self.process is not None, "start() first"
+        started = time.monotonic()
+        try:
+            wait_for(lambda: ready(self.rest_port), {"the model server": self.process},
+                     "the model server")  # fmt: skip
+        except RuntimeError as error:
+            self.stop()
+            raise RuntimeError(f"{error}:\n{self.log_tail()}") from None
+        return time.monotonic() - started
+
+    def log_tail(self, chars: int = 4000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+
 def proxy_ready(stack: Stack) -> bool:
     return get_json(f"http://127.0.0.1:{stack.proxy_port}/readyz") is not None
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import json
 import subprocess
-import sys
 import threading
 from pathlib import PurePosixPath
 
@@ -21,49 +20,38 @@ from deploy_files import bind_mounts, compose_service, container, flags
 
 from export.config import MODEL_NAME
 from scripts import processes
-from scripts.processes import free_port
 
 MODEL = MODEL_NAME  # the name compose, k8s and serving_config/ serve
 
 
-def local_args(grpc_port: int, rest_port: int, models_root) -> list[str]:
-    """compose's tfserving command, translated for a process on this machine."""
+def local_args(models_root) -> list[str]:
+    """compose's tfserving command, translated for a process on this machine (its ports are
+    the harness's free loopback ones)."""
     mounts = bind_mounts(compose_service("tfserving"))
     args = []
     for name, value in flags(compose_service("tfserving")["command"]).items():
         parent = str(PurePosixPath(value).parent)
-        if name == "port":
-            value = str(grpc_port)
-        elif name == "rest_api_port":
-            value = str(rest_port)
-        elif parent in mounts:
+        if name in ("port", "rest_api_port"):
+            continue
+        if parent in mounts:
             value = str(mounts[parent][0] / PurePosixPath(value).name)
         args.append(f"--{name}={value}")
-    return [*args, "--host=127.0.0.1", f"--model_base_path_prefix_map=/models={models_root}"]
+    return [*args, f"--model_base_path_prefix_map=/models={models_root}"]
 
 
 @pytest.fixture
 def server(tiny_model_base, tmp_path):
     """`python -m modelserver` with compose's flags; yields its REST port once the model is
     AVAILABLE."""
-    grpc_port, rest_port = free_port(), free_port()
-    args = local_args(grpc_port, rest_port, tiny_model_base.parent)
-    log_path = tmp_path / "modelserver.log"
-    with log_path.open("w") as log:
-        command = [sys.executable, "-m", "modelserver", *args]
-        proc = processes.start(command, None, log, own_session=False)
-
-    def available() -> bool:
-        return "AVAILABLE" in processes.model_states(rest_port, MODEL).values()
-
+    args = local_args(tiny_model_base.parent)
+    server = processes.ModelServer(args, tmp_path / "modelserver.log", own_session=False)
     try:
-        try:
-            processes.wait_for(available, {"the model server": proc}, "the model server")
-        except RuntimeError as error:
-            raise AssertionError(f"{error}:\n{log_path.read_text()}") from None
-        yield rest_port
+        server.start().wait_ready(
+            lambda port: "AVAILABLE" in processes.model_states(port, MODEL).values()
+        )
+        yield server.rest_port
     finally:
-        processes.stop(proc)
+        server.stop()
 
 
 def test_server_started_like_compose_serves_the_model(server):

@@ -16,7 +16,6 @@ import requests
 from export.config import MODEL_NAME
 from modelserver.config import models_config_text
 from scripts import processes
-from scripts.processes import free_port
 
 if TYPE_CHECKING:
     from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
@@ -26,22 +25,18 @@ EXIT_TIMEOUT_S = 120  # for a server expected to exit (a bad flag): generous on 
 PROMETHEUS_PATH = "/monitoring/prometheus/metrics"
 
 
-class ServerProcess:
-    """One `python -m modelserver` process and clients for it."""
+class ServerProcess(processes.ModelServer):
+    """A started `python -m modelserver` (behind the tests' own work on two shared cores), with
+    clients for it and waits on its state."""
 
     def __init__(self, args: list[str], log_path: Path) -> None:
-        self.grpc_port, self.rest_port = free_port(), free_port()
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        command = processes.model_server_command(self.grpc_port, self.rest_port, *args)
-        self.proc = processes.start(
-            ["nice", "-n", "19", *command], None, self._log, own_session=False
-        )
+        super().__init__(args, log_path, nice=True, own_session=False)
+        self.start()
         self._channel = None
 
     @property
     def rest(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        return self.rest_url
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -49,17 +44,13 @@ class ServerProcess:
     def wait_ready(self, model: str = MODEL) -> ServerProcess:
         """Until REST answers for `model` (ports open only once its newest version loaded)."""
         try:
-            processes.wait_for(
-                lambda: bool(self.states(model)),
-                {"the model server": self.proc},
-                "the model server",
-            )
+            super().wait_ready(lambda port: bool(processes.model_states(port, model, timeout=10)))
         except RuntimeError as error:
-            raise AssertionError(f"{error}:\n{self.log()}") from None
+            raise AssertionError(f"{error}\n(whole log: {self.log_path})") from None
         return self
 
     def wait_exit(self, timeout: float = EXIT_TIMEOUT_S) -> int:
-        return self.proc.wait(timeout=timeout)
+        return self.process.wait(timeout=timeout)
 
     def channel(self):
         import grpc
@@ -89,7 +80,7 @@ class ServerProcess:
             states = self.states(model)
             if all(states.get(v) == s for v, s in expected.items()):
                 return states
-            assert self.proc.poll() is None, self.log()
+            assert self.process.poll() is None, self.log()
             time.sleep(0.2)
         raise AssertionError(f"states {self.states(model)} never reached {expected}:\n{self.log()}")
 
@@ -110,8 +101,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self._channel is not None:
             self._channel.close()
-        processes.stop(self.proc)
-        self._log.close()
+        super().stop()
 
 
 @contextlib.contextmanager

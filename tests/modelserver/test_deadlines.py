@@ -136,13 +136,13 @@ def test_the_grpc_deadline_cancels_the_model_run(spin_server, spin_base):
     spin_server.wait_metric("request_count", REQUESTS + '"DEADLINE_EXCEEDED"', timed_out + 1)
     # Cancelled, not abandoned: an answer given while the run went on spinning would leave a
     # core busy for the rest of its 60 s.
-    assert cpu_seconds_during(spin_server.proc.pid, 1.0) < 0.3
+    assert cpu_seconds_during(spin_server.process.pid, 1.0) < 0.3
     # Without a deadline there is no limit; and the measure above does see a spin.
     runs = started_runs(spin_base)
     running = threading.Thread(target=lambda: stub.Predict(spin_request(2.5)))
     running.start()
     wait_for_runs(spin_base, runs + 1)
-    assert cpu_seconds_during(spin_server.proc.pid, 1.0) > 0.5
+    assert cpu_seconds_during(spin_server.process.pid, 1.0) > 0.5
     running.join()
 
 
@@ -253,7 +253,7 @@ def test_a_stop_lets_short_requests_finish_refuses_new_ones_and_does_not_wait_ou
             thread.start()
         wait_for_runs(spin_base, runs_before + 3)  # all three are being answered
         stopped = time.monotonic()
-        server.proc.terminate()
+        server.process.terminate()
         assert refuses_connections(server.rest, within=1.5)  # while the short one runs
         assert server.wait_exit(timeout=60) == 0
         exited = time.monotonic() - stopped

@@ -373,8 +373,8 @@ def test_the_log_names_what_loaded_and_sigterm_stops_the_server_cleanly(
     assert "Successfully loaded servable version {name: cifar10 version: 1}" in log
     # The callable signatures only: the init op is in the metadata, as TF Serving's, not here.
     assert f"Signatures of {MODEL} version 1: ['pixels', 'serving_default']" in log
-    server.proc.terminate()
-    assert server.proc.wait(timeout=20) == 0
+    server.process.terminate()
+    assert server.process.wait(timeout=20) == 0
     assert "Shutting down" in server.log()
     for port in (server.grpc_port, server.rest_port):
         with pytest.raises(requests.ConnectionError):
@@ -401,7 +401,7 @@ def test_a_busy_rest_port_leaves_grpc_serving_as_tf_serving_does(start_server, t
                               f"--rest_api_port={port}", ready=False)  # fmt: skip
         deadline = time.monotonic() + 120
         while "Failed to start HTTP Server" not in server.log() and time.monotonic() < deadline:
-            assert server.proc.poll() is None, server.log()
+            assert server.process.poll() is None, server.log()
             time.sleep(0.2)
         assert f"Failed to start HTTP Server at 127.0.0.1:{port}" in server.log()
         request = get_model_status_pb2.GetModelStatusRequest()
@@ -464,9 +464,9 @@ def test_a_stop_before_the_first_version_loads_opens_no_port(start_server, tmp_p
     server = start_server(f"--model_name={MODEL}", f"--model_base_path={empty}", ready=False)
     deadline = time.monotonic() + 60
     while "No versions of model" not in server.log():
-        assert time.monotonic() < deadline and server.proc.poll() is None, server.log()
+        assert time.monotonic() < deadline and server.process.poll() is None, server.log()
         time.sleep(0.2)
-    server.proc.terminate()
+    server.process.terminate()
     assert server.wait_exit() == 0, server.log()
     log = server.log()
     assert "Shutting down" in log

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from scripts import processes
-from scripts.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "cifar10"
@@ -19,8 +17,9 @@ MODEL_NAME = "cifar10"
 LABELS = {"stable": 1, "canary": 2}
 
 
-class ModelServerProcess:
-    """`python -m modelserver` on free ports; stop() and start() again keep the same ports."""
+class ModelServerProcess(processes.ModelServer):
+    """A model server of a base path or a models.config for the proxy tests; start() waits
+    until it serves, and stop() and start() again keep the same ports."""
 
     def __init__(
         self,
@@ -29,57 +28,20 @@ class ModelServerProcess:
         config_file: Path | None = None,
         extra_flags: tuple[str, ...] = (),
     ) -> None:
-        self.base_path = base_path
-        self.config_file = config_file
-        self.extra_flags = extra_flags
-        self.log_path = log_path
-        self.grpc_port = free_port()
-        self.rest_port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def grpc_address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    def command(self) -> list[str]:
-        if self.config_file:
+        if config_file:
             flags = [
-                f"--model_config_file={self.config_file}",
+                f"--model_config_file={config_file}",
                 "--allow_version_labels_for_unavailable_models=true",
             ]
         else:
-            flags = processes.model_flags(self.base_path)
-        return processes.model_server_command(
-            self.grpc_port, self.rest_port, *flags, *self.extra_flags
-        )
+            flags = processes.model_flags(base_path)
+        super().__init__([*flags, *extra_flags], log_path, own_session=False)
+        self.base_path = base_path  # where a test drops or parks version folders
 
     def start(self) -> ModelServerProcess:
-        with self.log_path.open("a") as log:
-            self.process = processes.start(self.command(), None, log, own_session=False)
-        try:
-            processes.wait_for(
-                self.is_ready, {"the model server": self.process}, "the model server"
-            )
-        except RuntimeError as error:
-            processes.stop(self.process)
-            raise RuntimeError(f"{error}:\n{tail(self.log_path)}") from None
+        super().start()
+        self.wait_ready()
         return self
-
-    def is_ready(self) -> bool:
-        return processes.model_settled(self.rest_port)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            processes.stop(self.process)
-        self.process = None
-
-
-def tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
 def publish_copy(source: Path, base_path: Path, version: int) -> Path:
