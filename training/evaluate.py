@@ -192,7 +192,7 @@ def _evaluate(args: argparse.Namespace, run: bool) -> None:
         try:
             report = evaluate_run(args.run_dir, args.data, args.test_subset)
         except DataError as err:
-            raise SystemExit(f"data error: {err}") from None
+            raise SystemExit(f"evaluate: data error: {err}") from None
         except UnfinishedRunError as err:
             raise SystemExit(f"evaluate: {err}") from None
     else:
@@ -238,14 +238,14 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     try:
         path = saved_model_dir(path)
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"cannot evaluate {path}: {err}") from None
+        raise SystemExit(f"evaluate: cannot evaluate {path}: {err}") from None
     try:
         if test_files_only(data):
             report = evaluate_saved_model_on_files(path, read_encoded(data, "test"))
         else:
             report = evaluate_saved_model(path, load_dataset(data))
     except (DataError, ValueError, OSError) as err:  # OSError: no servable files in test/
-        raise SystemExit(f"data error: {err}") from None
+        raise SystemExit(f"evaluate: data error: {err}") from None
     for line in report.get("skipped", [])[:20]:
         print(f"skipped, not a readable image: {line}", file=sys.stderr)
     print(json.dumps(report, indent=2))

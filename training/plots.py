@@ -14,9 +14,15 @@ from matplotlib.ticker import MaxNLocator
 
 
 def plot_curves(
-    history: list[dict], path: Path, title: str = "", label_smoothing: float = 0.0
+    history: list[dict],
+    path: Path,
+    title: str = "",
+    label_smoothing: float = 0.0,
+    final_accuracy: float | None = None,
 ) -> Path:
-    """Loss and accuracy per epoch, train against the monitored split (val or test)."""
+    """Loss and accuracy per epoch, train against the monitored split (val or test), and the
+    final weights' test accuracy as a line: with the lookahead EMA they are not the last
+    epoch's weights, so the last point and the reported figure differ."""
     epochs = [row["epoch"] for row in history]
     monitor = "val" if "val_loss" in history[0] else "test"
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
@@ -31,6 +37,9 @@ def plot_curves(
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are rows, not a scale
         ax.set_ylabel(metric)
+        if metric == "accuracy" and final_accuracy is not None:
+            ax.axhline(final_accuracy, color="0.3", linestyle="--", linewidth=1,
+                       label=f"final weights, test: {final_accuracy:.2%}")  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)

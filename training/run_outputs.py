@@ -81,6 +81,7 @@ def _write_run_outputs(
             f"{extra.get('recipe_name', trainer.recipe.arch)} · seed {extra.get('seed')} · "
             f"{extra.get('precision')}",
             label_smoothing=trainer.recipe.label_smoothing,
+            final_accuracy=test_acc[0],
         )
     # meta.json last, whole or not at all: with the final weights it marks the run finished
     # (run_folder.is_finished), and a re-run would not write the other outputs again.

@@ -776,3 +776,24 @@ def test_a_run_dir_that_cannot_be_written_gets_a_sentence(tmp_path):
     lock_refused = pytest.raises(RunFolderError, match=r"/proc/self: cannot write in it")
     with lock_refused, claim_run_dir(Path("/proc/self")):
         pass
+
+
+def test_the_curves_show_the_final_weights_accuracy(tmp_path, monkeypatch):
+    """With the lookahead EMA the final weights are not the last epoch's, so the reported
+    accuracy was nowhere on the curves that sit beside it in the model card."""
+    import matplotlib.pyplot as plt
+
+    from training import plots
+
+    drawn = []
+    monkeypatch.setattr(plots.plt, "close", drawn.append)
+    rows = [
+        {"epoch": e, "train_loss": 1 / e, "test_loss": 1 / e, "train_accuracy": 0.5 + e / 10,
+         "test_accuracy": 0.4 + e / 10}
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    plots.plot_curves(rows, tmp_path / "curves.png", final_accuracy=0.7512)
+    [figure] = drawn
+    legend = [t.get_text() for t in figure.axes[1].get_legend().get_texts()]
+    assert legend == ["train (augmented)", "test", "final weights, test: 75.12%"]
+    plt.close(figure)
