@@ -367,12 +367,13 @@ _CACHE_FORMAT = 2  # 2: files decoded by imaging.decode (EXIF, transparency over
 
 def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:
     origin = hashlib.sha256(f"{path.resolve()}|{size}".encode()).hexdigest()[:8]
-    state = hashlib.sha256(f"{_source_state(path)}|{_CACHE_FORMAT}".encode()).hexdigest()[:12]
+    state = hashlib.sha256(f"{fingerprint(path)}|{_CACHE_FORMAT}".encode()).hexdigest()[:12]
     return cache_dir / f"{path.name}-{origin}-{state}.npz"
 
 
-def _source_state(path: Path) -> str:
-    """What a cache of `path` is valid for. A file: its content (a copy of the same archive
+def fingerprint(path: Path) -> str:
+    """What a data set's cache is valid for, and how a resumed run knows its data after a
+    move (`mv` keeps the mtimes). A file: its content (a copy of the same archive
     made again, as each session's shared data is, has a new mtime, and re-decoding it cost
     13 s and a 185 MB rewrite; hashing 19 MB takes well under a second). A folder: the image
     files the loader reads (name, size, mtime: hashing every image would cost more than

@@ -17,11 +17,13 @@ from typing import IO
 from modelserver.version_names import parse_version
 from training.checkpoint import CHECKPOINT_NAME
 from training.config import RECIPES, Recipe, RunOptions
+from training.data import fingerprint
 
 # The files of a run folder, with who writes them (the checkpoint's is CHECKPOINT_NAME).
 TRAIN_LOG = "train.log"  # every line the run printed, across its sittings (run_logger)
 RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
 RECIPE_SETTINGS = "recipe_settings"  # run.json's copy of the recipe as the run began
+DATA_FINGERPRINT = "data_fingerprint"  # run.json's: the data wherever it is (data.fingerprint)
 FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.run_outputs)
 MODEL_FILE = "model.keras"  # the whole Keras model, for Keras users (training.run_outputs)
 HISTORY = "history.json"  # per-epoch figures (training.run_outputs)
@@ -96,6 +98,7 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
             for k, v in wanted.items()
             if k not in ("precision", "run_dir", RECIPE_SETTINGS)
             and _as_run(k, before.get(k), recipe) != _as_run(k, v, recipe)
+            and not (k == "data" and _same_data(before, v))
         }
         if diff:
             changes = "; ".join(
@@ -112,7 +115,7 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
                 f"{run_dir} was started with other options ({changes}); re-run with the options "
                 f"it started with to resume (its run.json lists them), or {NEW_RUN_DIR}"
             )
-        return {**before, "run_dir": opts.run_dir}
+        return {**before, "run_dir": opts.run_dir, "data": opts.data}  # the data where it is now
     return wanted
 
 
@@ -172,6 +175,14 @@ def _from_json(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def _same_data(before: dict, data: str | None) -> bool:
+    """The data the run recorded, found at another path (moved, or mounted elsewhere)."""
+    recorded = before.get(DATA_FINGERPRINT)
+    if recorded is None or data in (None, "keras") or not Path(data).expanduser().exists():
+        return False
+    return fingerprint(Path(data).expanduser()) == recorded
+
+
 def _code_recipe(name: str) -> dict:
     """The code's recipe of that name, as run.json records one ({} for an unknown name)."""
     return RECIPES[name].to_dict() if name in RECIPES else {}
@@ -196,8 +207,11 @@ def _as_run(key: str, value, recipe: dict):
 
 
 def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
-    """What pin_run_options compares a re-run against, written once the data has loaded."""
+    """What pin_run_options compares a re-run against, written once the data has loaded; with
+    the data's fingerprint, so that the data moved elsewhere still resumes the run."""
     record = {**pinned, "resolved_precision": precision}
+    if record.get("data") not in (None, "keras"):
+        record[DATA_FINGERPRINT] = fingerprint(Path(record["data"]).expanduser())
     (run_dir / RUN_OPTIONS).write_text(json.dumps(record, indent=2))
 
 

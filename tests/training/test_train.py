@@ -292,6 +292,31 @@ def test_recipe_settings_the_code_no_longer_has_or_never_recorded(tmp_path):
     assert recipe == tiny and "recorded no recipe settings" in note and "may differ" in note
 
 
+def test_the_data_moved_elsewhere_still_resumes_its_run(tiny_data, tmp_path):
+    """`mv` of the data (or another mount point for it) was refused as other options; its
+    fingerprint (a file's content, a folder's image files) says it is the same data. Other
+    data elsewhere (one image differs) is still refused."""
+    import shutil
+
+    from training.config import RunOptions
+    from training.run_folder import pin_run_options, read_run_options, record_run_options
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    opts = RunOptions(str(data), str(run_dir), recipe="tiny")
+    record_run_options(run_dir, pin_run_options(run_dir, opts), "float32")
+    (run_dir / "checkpoint.npz").write_bytes(b"")
+    moved = data.rename(tmp_path / "moved")
+    pinned = pin_run_options(run_dir, replace(opts, data=str(moved)))
+    record_run_options(run_dir, pinned, "float32")
+    assert read_run_options(run_dir)["data"] == str(moved)  # where it is now
+    other = shutil.copytree(moved, tmp_path / "other")
+    (other / "train/red/0.png").write_bytes((tiny_data / "test/red/0.png").read_bytes())
+    with pytest.raises(RunFolderError, match=r"was started with other options \(--data"):
+        pin_run_options(run_dir, replace(opts, data=str(other)))
+
+
 def test_an_option_left_out_is_the_recipe_as_the_run_recorded_it(tmp_path, monkeypatch):
     """After the code's recipe changed its epochs, spelling out the epochs the run started
     with is the same run (it was refused), and the message shows the recorded value."""
