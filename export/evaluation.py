@@ -77,6 +77,17 @@ def evaluate_saved_model_on_files(path: str | Path, encoded: EncodedImages) -> d
     readable images are left out and listed under "skipped"."""
     served = ServedModel(path)
     names = list(served.info["class_names"])
+    images, labels, readable, skipped = decode_for_model(encoded, names)
+    files = replace(encoded.take(readable), labels=labels, class_names=tuple(names))
+    return {**_report(served, images, labels, files), "skipped": skipped}
+
+
+def decode_for_model(
+    encoded: EncodedImages, names: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[int], list[str]]:
+    """Labelled image files as a model with classes `names` sees them: uint8 images, labels
+    in the model's class order, which files those are, and "name: reason" for each file that
+    is not a readable image. Any subset of the model's classes; another class is an error."""
     unknown = sorted(set(encoded.class_names) - set(names))
     if unknown:
         raise ValueError(f"the data's classes {unknown} are not among the model's: {names}")
@@ -90,8 +101,7 @@ def evaluate_saved_model_on_files(path: str | Path, encoded: EncodedImages) -> d
     if not images:
         raise ValueError(f"none of the {len(encoded)} files is a readable image: {skipped[0]}")
     labels = np.array([names.index(encoded.class_names[encoded.labels[i]]) for i in readable])
-    files = replace(encoded.take(readable), labels=labels, class_names=tuple(names))
-    return {**_report(served, np.stack(images), labels, files), "skipped": skipped}
+    return np.stack(images), labels.astype(np.int32), readable, skipped
 
 
 def _report(

@@ -20,7 +20,7 @@ import numpy as np
 
 from training.cli_args import positive, stop_on_ctrl_c
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
-from training.data import DataError, check_source, load_dataset, tree_members
+from training.data import DataError, Dataset, Split, check_source, load_dataset, tree_members
 from training.run_folder import CONFUSION, EVALUATION, is_run_folder, read_run_options
 from training.tf_startup import import_tensorflow
 
@@ -70,7 +70,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     own_pick = test_subset is None
     if own_pick:
         test_subset = read_run_options(run_dir).get("test_subset")
-    full = load_dataset(data)
+    full = _test_files(data, meta) if test_files_only(data) else load_dataset(data)
     ds = full.subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
     if test_subset and test_subset >= len(full.test.labels):
         test_subset = None  # the whole test set: the report must not claim a subset
@@ -87,6 +87,24 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
         print(f"  TTA {name:15s} accuracy {report[f'tta_{name}']['accuracy']:.2%}", flush=True)
     report["class_names"] = list(ds.class_names)
     return report
+
+
+def _test_files(data: str, meta: dict) -> Dataset:
+    """Your own labelled photos (`<root>/test/<class>/`, no train/ split) as a data set of the
+    run's classes: any subset of them, each file decoded as the proxy would send it."""
+    from export.encoded import read_encoded
+    from export.evaluation import decode_for_model
+
+    try:
+        images, labels, _, skipped = decode_for_model(
+            read_encoded(data, "test"), meta["class_names"]
+        )
+    except (ValueError, OSError) as err:  # OSError: no servable files in test/
+        raise DataError(str(err)) from None
+    for line in skipped[:20]:
+        print(f"skipped, not a readable image: {line}", file=sys.stderr)
+    empty = Split(np.zeros((0, *images.shape[1:]), np.uint8), np.zeros((0,), np.int32))
+    return Dataset(empty, Split(images, labels), tuple(meta["class_names"]), data, tuple(skipped))
 
 
 def _run_data(meta: dict) -> str:

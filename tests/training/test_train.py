@@ -385,6 +385,34 @@ def _drain(fd: int, reading: threading.Event) -> None:
                 os.read(fd, 4096)
 
 
+def test_a_run_is_evaluated_on_your_own_photos_of_some_of_its_classes(
+    finished_run, tiny_data, tmp_path
+):
+    """A folder of test/<class>/ photos without a train/ split (your own) was refused for a
+    run folder ("no usable training images"); a SavedModel took it. Two of the run's four
+    classes, and a text file named .png that is skipped and named."""
+    import shutil
+
+    from training.evaluate import evaluate_run
+    from training.run_model import load_for_inference
+
+    photos = tmp_path / "photos"
+    for cls in ("blue", "red"):
+        shutil.copytree(tiny_data / "test" / cls, photos / "test" / cls)
+    (photos / "test/red/notes.png").write_text("not an image")
+    report = evaluate_run(finished_run, str(photos))
+    assert report["test_images"] == 48 and report["data"] == str(photos)
+    per_class = report["tta_none"]["per_class"]
+    assert [per_class[c]["support"] for c in ("blue", "gray", "green", "red")] == [24, 0, 0, 24]
+    model, meta = load_for_inference(finished_run)
+    images = np.stack([np.array(Image.open(f).convert("RGB"))
+                       for c in ("blue", "red") for f in sorted((photos / "test" / c).glob("*"))
+                       if f.name != "notes.png"])  # fmt: skip
+    labels = np.repeat([meta["class_names"].index(c) for c in ("blue", "red")], 24)
+    direct = np.mean(np.argmax(model.predict(images.astype("float32"), verbose=0), 1) == labels)
+    assert report["tta_none"]["accuracy"] == pytest.approx(direct)
+
+
 def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_data, tmp_path):
     result = run(
         [
