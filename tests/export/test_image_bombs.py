@@ -18,6 +18,8 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
+from image_cases import CASES, encode  # noqa: E402
+
 from export.config import GIF_BLOCK_STEPS, GIF_WALK_STEPS, MAX_PIXELS  # noqa: E402
 from export.image_graph import (  # noqa: E402
     _check_pixel_count,
@@ -25,7 +27,6 @@ from export.image_graph import (  # noqa: E402
     _gif_layout,
     _header_size,
 )
-from tests.export.test_preprocessing import CASES  # noqa: E402
 
 
 def png(width: int, height: int) -> bytes:
@@ -42,21 +43,21 @@ def png(width: int, height: int) -> bytes:
 
 def gif(width: int, height: int) -> bytes:
     """A real 1x1 GIF whose logical screen (what TensorFlow allocates) is width x height."""
-    data = bytearray(_encode(Image.new("P", (1, 1)), "GIF"))
+    data = bytearray(encode(Image.new("P", (1, 1)), "GIF"))
     data[6:10] = struct.pack("<HH", width, height)
     return bytes(data)
 
 
 def bmp(width: int, height: int) -> bytes:
     """A real 2x2 BMP whose BITMAPINFOHEADER says width x height (height < 0: top-down)."""
-    data = bytearray(_encode(Image.new("RGB", (2, 2)), "BMP"))
+    data = bytearray(encode(Image.new("RGB", (2, 2)), "BMP"))
     data[18:26] = struct.pack("<ii", width, height)
     return bytes(data)
 
 
 def jpeg(width: int, height: int) -> bytes:
     """A real 8x8 JPEG whose SOF0 frame header says width x height."""
-    data = bytearray(_encode(Image.new("RGB", (8, 8)), "JPEG"))
+    data = bytearray(encode(Image.new("RGB", (8, 8)), "JPEG"))
     sof = data.index(b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
@@ -64,16 +65,10 @@ def jpeg(width: int, height: int) -> bytes:
 
 def webp(width: int, height: int) -> bytes:
     """An extended WebP whose VP8X canvas says width x height (a 1x1 lossless image inside)."""
-    inner = _encode(Image.new("RGB", (1, 1)), "WEBP", lossless=True)[12:]
+    inner = encode(Image.new("RGB", (1, 1)), "WEBP", lossless=True)[12:]
     size = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     body = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + b"\0" * 4 + size + inner
     return b"RIFF" + struct.pack("<I", len(body)) + body
-
-
-def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kwargs)
-    return buf.getvalue()
 
 
 MAKERS = {"png": png, "gif": gif, "bmp": bmp, "jpeg": jpeg, "webp": webp}
@@ -95,8 +90,8 @@ def test_header_size_of_real_files():
             assert header_size(CASES[name]) == list(img.size), name
     rgb = Image.new("RGB", (90, 60))
     for kwargs in [{}, {"lossless": True}]:  # lossy "VP8 " and lossless "VP8L" chunks
-        assert header_size(_encode(rgb, "WEBP", **kwargs)) == [90, 60]
-    assert header_size(_encode(rgb, "JPEG", progressive=True)) == [90, 60]
+        assert header_size(encode(rgb, "WEBP", **kwargs)) == [90, 60]
+    assert header_size(encode(rgb, "JPEG", progressive=True)) == [90, 60]
 
 
 def test_top_down_bmp_counts_its_rows():
@@ -151,7 +146,7 @@ def test_truncated_headers_get_the_decoders_error(serving_default, fmt):
 
 def test_truncated_progressive_jpeg_is_invalid_argument(serving_default):
     photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 90, 3), np.uint8))
-    data = _encode(photo, "JPEG", progressive=True)
+    data = encode(photo, "JPEG", progressive=True)
     for cut in (len(data) // 2, 300, 150):
         with pytest.raises(tf.errors.InvalidArgumentError, match="JPEG"):
             serving_default(image_bytes=tf.constant([data[:cut]]))
@@ -188,7 +183,7 @@ def test_gif_walk_reads_every_frame_of_a_real_animation():
     """Pillow writes local colour tables, extensions and 255-byte sub-blocks; sizes differ."""
     rng = np.random.default_rng(0)
     frames = [Image.fromarray(rng.integers(0, 256, (60, 80, 3), np.uint8)) for _ in range(3)]
-    data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:], disposal=2)
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], disposal=2)
     width, height, pixels, complete = gif_layout(data)
     with Image.open(io.BytesIO(data)) as img:
         assert img.n_frames == 3

@@ -11,6 +11,8 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
+from image_cases import CASES, RGB, encode  # noqa: E402
+
 from export.image_graph import decode_to_square  # noqa: E402
 
 
@@ -32,50 +34,6 @@ def pillow_reference(data: bytes) -> np.ndarray:
         else:
             img = img.crop(box)
         return np.asarray(img, np.int32)
-
-
-def _photo(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """A smooth gradient with noise: photo-like, with an off-centre bright square."""
-    y, x = np.mgrid[0:h, 0:w]
-    base = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (w + h)], -1)
-    base[h // 3 : h // 2, w // 3 : w // 2] = 250
-    noise = np.random.default_rng(seed).normal(0, 12, base.shape)
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kwargs)
-    return buf.getvalue()
-
-
-def _rgba(h: int, w: int) -> Image.Image:
-    alpha = np.tile(np.linspace(0, 255, w, dtype=np.uint8), (h, 1))
-    return Image.fromarray(np.dstack([_photo(h, w), alpha]), "RGBA")
-
-
-RGB = Image.fromarray(_photo(60, 90))
-CASES = {
-    "jpeg_wide": _encode(RGB, "JPEG", quality=90),
-    "jpeg_tall": _encode(Image.fromarray(_photo(97, 41)), "JPEG"),
-    "jpeg_grayscale": _encode(RGB.convert("L"), "JPEG"),
-    "jpeg_large": _encode(Image.fromarray(_photo(900, 1200)), "JPEG"),
-    "png_rgb": _encode(RGB, "PNG"),
-    "png_grayscale": _encode(RGB.convert("L"), "PNG"),
-    "png_rgba": _encode(_rgba(60, 90), "PNG"),
-    "png_grey_alpha": _encode(_rgba(60, 90).convert("LA"), "PNG"),
-    "png_palette": _encode(RGB.convert("P"), "PNG"),
-    "png_16bit": _encode(Image.fromarray(_photo(40, 40)[..., 0].astype(np.uint16) * 257), "PNG"),
-    "gif": _encode(RGB.convert("P"), "GIF"),
-    "bmp_rgb": _encode(RGB, "BMP"),
-    "bmp_grayscale": _encode(RGB.convert("L"), "BMP"),
-    "bmp_palette": _encode(RGB.convert("P"), "BMP"),
-    "bmp_32bit": _encode(RGB.convert("RGBA"), "BMP"),
-    "upscaled_small": _encode(Image.fromarray(_photo(20, 25)), "PNG"),
-    "one_pixel": _encode(Image.fromarray(_photo(1, 1)), "PNG"),
-    "square_32": _encode(Image.fromarray(_photo(32, 32)), "PNG"),
-    "crop_only_32x50": _encode(Image.fromarray(_photo(32, 50)), "PNG"),
-}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -125,7 +83,7 @@ BAD = {
     "two_bytes": (b"\xff\xd8", "Unknown image file format"),
     "truncated_jpeg": (CASES["jpeg_wide"][:200], "JPEG"),
     "truncated_png": (CASES["png_rgb"][:100], "PNG|png"),
-    "one_bit_bmp": (_encode(RGB.convert("1"), "BMP"), "channels"),
+    "one_bit_bmp": (encode(RGB.convert("1"), "BMP"), "channels"),
 }
 
 

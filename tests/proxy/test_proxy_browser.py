@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import requests
 from proxy_images import upscaled_jpeg
-from proxy_servers import ROOT
-from test_proxy_serve import start_stack
+from proxy_servers import ROOT, start_stack
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.sync_api")
