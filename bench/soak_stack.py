@@ -29,7 +29,7 @@ from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
 
 from bench.soak_load import CANARY
 from export.config import MODEL_NAME
-from export.publish import publish, versions
+from export.publish import publish_copy, versions
 from modelserver.config import model_config, models_config_text
 from proxy.config import ProxyConfig
 from scripts import processes
@@ -155,8 +155,7 @@ class SoakStack:
         """Publish the served model again as the next version (temp folder + rename)."""
         current = max(versions(self.base_path))
         source = self.base_path / str(current)
-        publish(lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True),
-                self.base_path, current + 1)  # fmt: skip
+        publish_copy(source, self.base_path, current + 1)
         return current + 1
 
     def roll_back(self, version: int) -> None:

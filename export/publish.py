@@ -171,6 +171,12 @@ def publish(
     return final
 
 
+def publish_copy(source: str | Path, base_path: str | Path, version: int | None = None) -> Path:
+    """Publish a copy of a SavedModel folder (another version's, a test model) as `version`,
+    as export publishes: written beside the versions, then renamed into place."""
+    return publish(lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True), base_path, version)
+
+
 def prune(base_path: str | Path, keep: int) -> list[int]:
     """Remove all but the `keep` highest versions; returns the removed version numbers."""
     if keep < 1:

@@ -15,7 +15,6 @@ pay for it at collection.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -101,15 +100,29 @@ def tiny_savedmodel(tmp_path_factory) -> Callable[[int], Path]:
 @pytest.fixture
 def add_model_version(tiny_savedmodel) -> Callable[..., Path]:
     """Publish a tiny model as `version` under a base path (atomically, like `export`)."""
-    from export.publish import publish
+    from export.publish import publish_copy
 
     def add(base_path: Path, version: int, seed: int | None = None) -> Path:
-        source = tiny_savedmodel(version if seed is None else seed)
-        return publish(
-            lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True), base_path, version
-        )
+        return publish_copy(tiny_savedmodel(version if seed is None else seed), base_path, version)
 
     return add
+
+
+@pytest.fixture(scope="session")
+def make_tiny_base(tmp_path_factory, tiny_savedmodel) -> Callable[..., Path]:
+    """A new base path `<tmp>/cifar10` with tiny models as its versions (1 by default; each
+    version's seed is its number), published as export publishes; for fixtures of any scope.
+    Tests that share one must not change it."""
+    from export.config import MODEL_NAME
+    from export.publish import publish_copy
+
+    def make(*versions: int) -> Path:
+        base = tmp_path_factory.mktemp("models") / MODEL_NAME
+        for version in versions or (1,):
+            publish_copy(tiny_savedmodel(version), base, version)
+        return base
+
+    return make
 
 
 @pytest.fixture

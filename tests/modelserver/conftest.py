@@ -4,7 +4,6 @@ area's real signatures and warm-up file. Helpers live in modelserver_harness.py.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,21 +28,18 @@ def start_server(tmp_path) -> Iterator[Callable[..., ServerProcess]]:
 
 
 @pytest.fixture(scope="module")
-def model_base_v1(tmp_path_factory, tiny_savedmodel) -> Path:
+def model_base_v1(make_tiny_base) -> Path:
     """A module-wide base path `<tmp>/cifar10/1` (tests must not change it)."""
-    base = tmp_path_factory.mktemp("models") / MODEL
-    shutil.copytree(tiny_savedmodel(1), base / "1")
-    return base
+    return make_tiny_base()
 
 
 @pytest.fixture(scope="session")
-def api_server(tmp_path_factory, tiny_savedmodel) -> Iterator[ServerProcess]:
+def api_server(make_tiny_base) -> Iterator[ServerProcess]:
     """One server for the read-only API tests: version 1 of the tiny model, monitoring on,
     the gRPC health service on, a 1 MiB request limit, no batching, no file-system polling
     after start-up."""
-    folder = tmp_path_factory.mktemp("api")
-    base = folder / MODEL
-    shutil.copytree(tiny_savedmodel(1), base / "1")
+    base = make_tiny_base()
+    folder = base.parent
     args = [
         f"--model_name={MODEL}", f"--model_base_path={base}", monitoring_flag(folder),
         "--max_request_bytes=1048576", "--file_system_poll_wait_seconds=0",

@@ -5,21 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from proxy_servers import LABELS, MODEL_NAME, ModelServerProcess, proxy_config, publish_copy
+from proxy_servers import LABELS, MODEL_NAME, ModelServerProcess, proxy_config
 
 from proxy.app import create_app
 from proxy.config import ProxyConfig
 
 
 @pytest.fixture(scope="session")
-def two_version_server(tiny_savedmodel, tmp_path_factory) -> Iterator[ModelServerProcess]:
+def two_version_server(make_tiny_base) -> Iterator[ModelServerProcess]:
     """One model server for the whole session: versions 1 and 2, labels stable/canary."""
     from modelserver.config import model_config, models_config_text  # needs TF Serving's protos
 
-    root = tmp_path_factory.mktemp("served")
-    base = root / "cifar10"
-    for version in (1, 2):
-        publish_copy(tiny_savedmodel(version), base, version)
+    base = make_tiny_base(1, 2)
+    root = base.parent
     config = root / "models.config"
     policy = "specific { versions: 1 versions: 2 }"
     served = model_config(MODEL_NAME, base, policy=policy, labels=LABELS)

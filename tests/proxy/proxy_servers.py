@@ -6,7 +6,6 @@ Everything here starts actual subprocesses on free loopback ports; nothing is mo
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -50,13 +49,6 @@ class ModelServerProcess(processes.ModelServer):
         super().start()
         self.wait_ready()
         return self
-
-
-def publish_copy(source: Path, base_path: Path, version: int) -> Path:
-    """Publish a SavedModel folder as `version` atomically (as `export` does)."""
-    from export.publish import publish
-
-    return publish(lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True), base_path, version)
 
 
 def child_env(**overrides: str) -> dict[str, str]:

@@ -45,15 +45,12 @@ STACK_OUTPUT: list[list[str]] = []
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, tiny_savedmodel):
+def site(make_tiny_base):
     """The whole stack; with the shipped model when there is one (better screenshots),
     else the tiny untrained one."""
-    from proxy_servers import publish_copy
-
     base = ROOT / "models" / "cifar10"
     if not any(p.name.isdigit() for p in base.glob("*")):
-        base = tmp_path_factory.mktemp("browser") / "cifar10"
-        publish_copy(tiny_savedmodel(1), base, 1)
+        base = make_tiny_base()
     stack = start_stack(base)
     stack.wait_for_line("ready: open")
     STACK_OUTPUT.append(stack.lines)

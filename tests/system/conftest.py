@@ -12,7 +12,6 @@ ones. The longer run in docs/RELIABILITY.md is
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,11 +21,9 @@ from bench.soak_stack import SoakStack
 
 
 @pytest.fixture(scope="session")
-def tiny_base_path(tmp_path_factory, tiny_savedmodel) -> Path:
+def tiny_base_path(make_tiny_base) -> Path:
     """A base path `<tmp>/cifar10/1` holding the tiny untrained model (seed 1)."""
-    base = tmp_path_factory.mktemp("system-model") / "cifar10"
-    shutil.copytree(tiny_savedmodel(1), base / "1")
-    return base
+    return make_tiny_base()
 
 
 @pytest.fixture(scope="session")
