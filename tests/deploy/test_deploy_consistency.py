@@ -476,15 +476,63 @@ def test_each_image_holds_every_project_module_its_commands_import(image, entrie
         )
 
 
-def _trainer_entrypoint(*extra: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """The trainer image's ENTRYPOINT script run by sh, its `python` a stub that prints its
-    arguments (the image itself needs Docker, absent here)."""
+def _trainer_entrypoint_command(python_stub: str, tmp_path: Path) -> tuple[list[str], dict]:
+    """The trainer image's ENTRYPOINT (its script from this checkout, not /app) and the
+    image's environment, with `python` a stub shell script (the image itself needs Docker,
+    absent here)."""
     entrypoint = next(c for c in final_stage("trainer") if c.cmd == "ENTRYPOINT").value
+    command = [arg.replace("/app/", f"{REPO}/", 1) for arg in entrypoint]
     stub = tmp_path / "python"
-    stub.write_text('#!/bin/sh\necho "python $*"\n')
+    stub.write_text(f"#!/bin/sh\n{python_stub}\n")
     stub.chmod(0o755)
-    env = {**image_env("trainer"), "PATH": f"{tmp_path}:/usr/bin:/bin"}
-    return subprocess.run([*entrypoint, *extra], capture_output=True, text=True, env=env)
+    return command, {**image_env("trainer"), "PATH": f"{tmp_path}:/usr/bin:/bin"}
+
+
+def _trainer_entrypoint(*extra: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The entry point run with a `python` that prints its arguments."""
+    command, env = _trainer_entrypoint_command('echo "python $*"', tmp_path)
+    return subprocess.run([*command, *extra], capture_output=True, text=True, env=env)
+
+
+def test_docker_stop_reaches_the_training_through_the_entry_point_as_pid_1(tmp_path):
+    """A container's PID 1 gets no signal it has no handler for: the entry point, a plain
+    `sh -c`, ignored `docker stop`'s SIGTERM, and Docker killed the training 10 s later
+    without its checkpoint. The real script as PID 1 of a new PID namespace, its training a
+    stub that saves on SIGTERM: the signal reaches it, and no export follows."""
+    import shutil
+    import signal
+    import time
+
+    from scripts.processes import children_of
+
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(
+            ["unshare", "-fp", "--mount-proc", "true"], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("no PID namespaces here (unshare needs CAP_SYS_ADMIN)")
+    training = (
+        'case "$*" in *training.train*) trap "echo saved; exit 143" TERM; echo started; '
+        'while :; do sleep 0.1; done;; *) echo "export ran";; esac'
+    )
+    command, env = _trainer_entrypoint_command(training, tmp_path)
+    output = tmp_path / "output"
+    with output.open("w") as out:
+        proc = subprocess.Popen(["unshare", "-fp", "--mount-proc", *command], stdout=out, env=env)
+    deadline = time.monotonic() + 30
+    while "started" not in output.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, output.read_text()
+        time.sleep(0.05)
+    [pid_1] = children_of(proc.pid)  # the entry point's shell, PID 1 in its namespace
+    os.kill(pid_1, signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"SIGTERM was ignored; output: {output.read_text()!r}") from None
+    assert output.read_text().splitlines() == ["started", "saved"]
+    assert code == 143
 
 
 def test_the_trainer_trains_and_exports_the_same_run_folder(tmp_path):
