@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import requests
+from polling import eventually
 
 from export.config import MODEL_NAME
 from modelserver.config import models_config_text
@@ -75,14 +75,15 @@ class ServerProcess(processes.ModelServer):
 
     def wait_states(self, expected: dict[int, str], model: str = MODEL, timeout: float = 90):
         """Until every version in `expected` has that state (others may exist)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            states = self.states(model)
-            if all(states.get(v) == s for v, s in expected.items()):
-                return states
+
+        def read() -> dict[int, str]:
             assert self.process.poll() is None, self.log()
-            time.sleep(0.2)
-        raise AssertionError(f"states {self.states(model)} never reached {expected}:\n{self.log()}")
+            return self.states(model)
+
+        def reached(states: dict[int, str]) -> bool:
+            return all(states.get(v) == s for v, s in expected.items())
+
+        return eventually(read, reached, timeout, f"states {expected}")
 
     def metrics(self) -> str:
         return requests.get(f"{self.rest}{PROMETHEUS_PATH}", timeout=10).text
@@ -90,13 +91,11 @@ class ServerProcess(processes.ModelServer):
     def wait_metric(self, name: str, labels: str, at_least: float, timeout: float = 30) -> str:
         """Until metric `name{labels}` reaches `at_least` (the server records an answer just
         after sending it); returns that metrics page."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            page = self.metrics()
-            if metric(page, name, labels) >= at_least:
-                return page
-            time.sleep(0.1)
-        raise AssertionError(f"{name}{{{labels}}} never reached {at_least}:\n{self.metrics()}")
+
+        def reached(page: str) -> bool:
+            return metric(page, name, labels) >= at_least
+
+        return eventually(self.metrics, reached, timeout, f"{name}{{{labels}}} >= {at_least}")
 
     def stop(self) -> None:
         if self._channel is not None:

@@ -13,6 +13,7 @@ import grpc
 import pytest
 import requests
 from modelserver_harness import ServerProcess, metric, monitoring_flag, running_server
+from polling import eventually
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow.python.eager import cancellation  # noqa: E402
@@ -65,10 +66,7 @@ def started_runs(spin_base: Path) -> int:
 
 def wait_for_runs(spin_base: Path, count: int, timeout: float = 30) -> None:
     """Until the spin model has started `count` runs in all."""
-    deadline = time.monotonic() + timeout
-    while started_runs(spin_base) < count:
-        assert time.monotonic() < deadline, f"{count - started_runs(spin_base)} runs never began"
-        time.sleep(0.05)
+    eventually(lambda: started_runs(spin_base), lambda n: n >= count, timeout, f"{count} runs")
 
 
 @pytest.fixture(scope="module")

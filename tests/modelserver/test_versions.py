@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 from modelserver_harness import MODEL, pixels_request, write_models_config
+from polling import eventually
 
 from modelserver.config import model_config
 
@@ -286,11 +287,11 @@ def test_config_files_and_base_paths_that_cannot_be_read_do_not_stop_the_polling
     server = start_server(f"--model_config_file={config}", FAST_POLL,
                           "--model_config_file_poll_wait_seconds=0.3")  # fmt: skip
     config.write_bytes(b"model_config_list {\xff\xfe garbage")
-    _wait_for(server.log, lambda log: "not UTF-8 text" in log)
+    eventually(server.log, lambda log: "not UTF-8 text" in log)
     write_models_config(
         config, model_config(MODEL, tiny_model_base), model_config("other", "/tmp/x\x00y")
     )
-    _wait_for(server.log, lambda log: "Unable to list base path /tmp/x" in log)
+    eventually(server.log, lambda log: "Unable to list base path /tmp/x" in log)
     add_model_version(tiny_model_base, 2)  # both pollers still run: the new version is served
     server.wait_states({2: "AVAILABLE", 1: "END"})
     assert "Traceback" not in server.log()
@@ -344,25 +345,15 @@ def test_aspired_versions_are_listed_as_start_before_their_turn(tiny_model_base,
     config.model_config_list.config.append(model_config(MODEL, tiny_model_base, policy="all {}"))
     try:
         manager.apply_config(config, wait=False)
-        states = _wait_for(lambda: {v: s.state for v, s in manager.status(MODEL)},
+        states = eventually(lambda: {v: s.state for v, s in manager.status(MODEL)},
                            lambda states: states.get(3) == "LOADING")  # fmt: skip
         assert states == {3: "LOADING", 2: "START", 1: "START"}  # newest first, one at a time
         gate.set()
-        _wait_for(lambda: {s.state for _, s in manager.status(MODEL)},
+        eventually(lambda: {s.state for _, s in manager.status(MODEL)},
                   lambda states: states == {"AVAILABLE"})  # fmt: skip
     finally:
         gate.set()
         manager.stop()
-
-
-def _wait_for(read, done, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = read()
-        if done(value):
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"last value {value!r}")
 
 
 def test_the_log_names_what_loaded_and_sigterm_stops_the_server_cleanly(
@@ -517,7 +508,7 @@ def test_an_empty_config_starts_a_server_with_no_models_until_a_real_one(
     config.write_text("")
     server = start_server(f"--model_config_file={config}", FAST_POLL,
                           "--model_config_file_poll_wait_seconds=0.5", ready=False)  # fmt: skip
-    answer = _wait_for(lambda: _get_or_none(f"{server.rest}/v1/models/{MODEL}"),
+    answer = eventually(lambda: _get_or_none(f"{server.rest}/v1/models/{MODEL}"),
                        lambda response: response is not None)  # fmt: skip
     assert answer.status_code == 404
     assert answer.json() == {"error": f"Could not find any versions of model {MODEL}"}
@@ -525,7 +516,7 @@ def test_an_empty_config_starts_a_server_with_no_models_until_a_real_one(
     write_models_config(config, model_config(MODEL, tiny_model_base))
     server.wait_states({1: "AVAILABLE"})
     config.write_text("")
-    _wait_for(server.log, lambda log: "Cannot transition to requested config" in log)
+    eventually(server.log, lambda log: "Cannot transition to requested config" in log)
     assert server.states() == {1: "AVAILABLE"}
 
 

@@ -9,9 +9,9 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
+from polling import eventually
 from proxy_images import photo_like
 from proxy_servers import ModelServerProcess
 
@@ -29,13 +29,6 @@ def predict(client) -> tuple[int, dict]:
         content_type="multipart/form-data",
     )
     return response.status_code, response.get_json()
-
-
-def eventually(check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 @pytest.fixture
