@@ -199,7 +199,8 @@ def test_two_exports_publishing_at_once_get_two_numbers(tmp_path):
 def test_what_a_killed_publisher_left_is_swept_and_a_live_ones_work_is_not(tmp_path):
     """An export killed mid-write (kill -9, a stopped container) left its hidden folder in
     the base path for good: megabytes each time, and, with a container's repeated pids, a
-    name the next export once tried to make again. Publishers are real subprocesses here."""
+    name the next export once tried to make again; so did a prune killed before it deleted.
+    Publishers are real subprocesses here."""
     import signal
     import subprocess
     import sys
@@ -214,6 +215,8 @@ def test_what_a_killed_publisher_left_is_swept_and_a_live_ones_work_is_not(tmp_p
     )
     manual = tmp_path / ".tmp-6"  # DEPLOY.md's hand copy: not the publisher's to remove
     manual.mkdir()
+    pruned = tmp_path / ".deleting-3-4242"  # what a prune killed before its rmtree left
+    (pruned / "variables").mkdir(parents=True)
     try:
 
         def work_folders() -> set[str]:
@@ -234,6 +237,7 @@ def test_what_a_killed_publisher_left_is_swept_and_a_live_ones_work_is_not(tmp_p
             ".tmp-6",
             *live,
         }
+        assert not pruned.exists()
     finally:
         for child in (killed, alive):
             child.kill()
