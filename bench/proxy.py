@@ -175,7 +175,9 @@ def measure(name: str, port: int, path: str, args, pids: list[int]) -> LoadResul
 # ---------- the systems under test ----------
 
 
-def run_proxy(protocol: str, stack: processes.Stack, args, log) -> LoadResult:
+def run_proxy(
+    protocol: str, stack: processes.Stack, args, log, model_server: subprocess.Popen
+) -> LoadResult:
     env = processes.proxy_env(stack, tempfile.mkdtemp(prefix="bench-metrics-"))
     env.update(
         PROXY_PROTOCOL=protocol,
@@ -184,7 +186,8 @@ def run_proxy(protocol: str, stack: processes.Stack, args, log) -> LoadResult:
     )
     proxy = processes.start(processes.proxy_command(), env, log)
     try:
-        processes.wait_for(lambda: processes.proxy_ready(stack), {"the proxy": proxy}, "the proxy")
+        both = {"the model server": model_server, "the proxy": proxy}  # ready needs both
+        processes.wait_for(lambda: processes.proxy_ready(stack), both, "the proxy")
         workers = children_of(proxy.pid)
         return measure(f"proxy, {protocol} client", stack.proxy_port, "/api/predict", args, workers)
     finally:
@@ -336,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                 "the model server",
             )
             for protocol in args.protocols:
-                results.append(run_proxy(protocol, stack, args, log))
+                results.append(run_proxy(protocol, stack, args, log, model_server))
                 print(results[-1], flush=True)
         finally:
             processes.stop(model_server)  # the baseline runs alone, as it would in production

@@ -91,9 +91,8 @@ class SoakStack:
         self._log = (self.run_dir / "servers.log").open("a")
         self.start_model_server()
         self.proxy = processes.start(processes.proxy_command(), self._proxy_env(), self._log)
-        processes.wait_for(
-            lambda: processes.proxy_ready(self.ports), {"the proxy": self.proxy}, "the proxy"
-        )
+        both = {"the model server": self.model_server, "the proxy": self.proxy}
+        processes.wait_for(lambda: processes.proxy_ready(self.ports), both, "the proxy")
         return self
 
     def stop(self) -> None:

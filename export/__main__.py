@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export: {err}", file=sys.stderr)
         return 1
     # publish() renames a finished folder into place: a version is whole or absent.
-    with stop_on_ctrl_c("export", "a version is published whole or not at all"):
+    where = f"a version is published whole or not at all: see {args.base_path}"
+    with stop_on_ctrl_c("export", where):
         return _export(args)
 
 

@@ -39,14 +39,14 @@ def tta_reason(meta: dict, requested: str, level: int) -> str:
         return "auto: the run recorded no test accuracies, so no TTA"
     images = meta.get("test_images")
     scores = ", ".join(f"{TTA_NAMES[lv]} {a:.2%}" for lv, a in sorted(recorded.items()))
-    margin = (
-        f"a costlier level must gain more than about "
-        f"{100 * noise(recorded[min(recorded)], images):.2f} points (two standard errors on "
-        f"{images:,} test images)"
+    rule = (
+        f"a costlier level must beat the one chosen before it by more than two standard "
+        f"errors on {images:,} test images (about "
+        f"{100 * noise(recorded[min(recorded)], images):.2f} points)"
         if images
-        else "no test-image count recorded, so the best"
+        else "no test-image count recorded, so the best wins"
     )
-    return f"auto: {scores}; {margin}{serves}"
+    return f"auto chose {TTA_NAMES[level]} ({scores}; {rule}){serves}"
 
 
 def noise(accuracy: float, images: int | None) -> float:

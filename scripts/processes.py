@@ -215,6 +215,7 @@ def wait_for(
     children: dict[str, subprocess.Popen],
     what: str,
     check: Callable[[], None] = lambda: None,
+    log_is: str = "above",
 ) -> None:
     """Until `ready()`, or a RuntimeError when a child exits or START_TIMEOUT_S passes;
     `children`: every process whose exit means `what` cannot start, by the name to blame.
@@ -229,7 +230,7 @@ def wait_for(
         if gone := exited(children):
             name, dead = gone
             raise RuntimeError(f"{name} {how_it_ended(dead)} while {what} started "
-                               "(see its log above)")  # fmt: skip
+                               f"(its log: {log_is})")  # fmt: skip
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} was not ready after {START_TIMEOUT_S} s")
         time.sleep(0.3)
@@ -296,18 +297,19 @@ class ModelServer:
         """Seconds until `ready(rest_port)`. A server that exits or is not ready within
         START_TIMEOUT_S is stopped, and a RuntimeError gives the tail of its log."""
         assert self.process is not None, "start() first"
+        where = f"{self.log_path}, its end below" if self.log_path else "not kept"
         started = time.monotonic()
         try:
             wait_for(lambda: ready(self.rest_port), {"the model server": self.process},
-                     "the model server")  # fmt: skip
+                     "the model server", log_is=where)  # fmt: skip
         except RuntimeError as error:
             self.stop()
-            raise RuntimeError(f"{error}:\n{self.log_tail()}") from None
+            raise RuntimeError(f"{error}\n{self.log_tail()}") from None
         return time.monotonic() - started
 
     def log_tail(self, chars: int = 4000) -> str:
         if self.log_path is None or not self.log_path.exists():
-            return "(no log)"
+            return ""
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:

@@ -13,6 +13,7 @@ keyed by the source's path, size and mtime, so the second load takes well under 
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import hashlib
 import logging
@@ -373,21 +374,31 @@ def _cache_file(path: Path, cache_dir: Path, size: int) -> Path:
 
 def fingerprint(path: Path) -> str:
     """What a data set's cache is valid for, and how a resumed run knows its data after a
-    move (`mv` keeps the mtimes). A file: its content (a copy of the same archive
-    made again, as each session's shared data is, has a new mtime, and re-decoding it cost
-    13 s and a 185 MB rewrite; hashing 19 MB takes well under a second). A folder: the image
-    files the loader reads (name, size, mtime: hashing every image would cost more than
-    decoding), so a run folder or notes kept inside it change nothing."""
+    move (`mv` keeps the mtimes). A file: its content (a copy of the same archive made again,
+    as each session's shared data is, has a new mtime, and re-decoding it cost 13 s and a
+    185 MB rewrite; hashing the 19 MB archive takes 15 ms). A folder: the image files the
+    loader reads, by name, size and mtime (hashing every image would cost more than decoding),
+    so a run folder or notes kept inside it change nothing; a folder without any (the official
+    archive unpacked) by all its files."""
+    path = Path(path).resolve()
     if not path.is_dir():
-        with path.open("rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        st = path.stat()
+        return _file_digest(path, st.st_size, st.st_mtime_ns)
+    files = [f for f in sorted(path.rglob("*")) if f.is_file()]
+    images = [f for f in files if _split_and_class(f.relative_to(path).parts)]
     stamp = hashlib.sha256()
-    for f in sorted(path.rglob("*")):
-        relative = f.relative_to(path)  # two spellings of one folder share one cache
-        if f.is_file() and _split_and_class(relative.parts):
-            fs = f.stat()
-            stamp.update(f"{relative}:{fs.st_size}:{fs.st_mtime_ns}".encode())
+    for f in images or files:
+        fs = f.stat()  # relative names: two spellings of one folder share one cache
+        stamp.update(f"{f.relative_to(path)}:{fs.st_size}:{fs.st_mtime_ns}".encode())
     return stamp.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, once per state of the file in a process (the loader and the run's
+    record both ask: a multi-gigabyte archive of your own would take seconds)."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _drop_superseded(file: Path) -> None:

@@ -66,8 +66,8 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     from training.run_model import load_for_inference
 
     model, meta = load_for_inference(run_dir)
+    own_pick = test_subset is None and data is None  # other data: all of its test images
     data = data or _run_data(meta)
-    own_pick = test_subset is None
     if own_pick:
         test_subset = read_run_options(run_dir).get("test_subset")
     full = _test_files(data, meta) if test_files_only(data) else load_dataset(data)
@@ -123,7 +123,6 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
     from training.plots import plot_confusion
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / EVALUATION).write_text(json.dumps(report, indent=2))
     best = report[f"tta_{headline}"]
     plot_confusion(
         np.array(best["confusion_matrix"]),
@@ -159,6 +158,11 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
         "",
     ]
     (out_dir / "evaluation.md").write_text("\n".join(lines))
+    # evaluation.json last, whole or not at all: the model card reads it, and a Ctrl-C before
+    # this point leaves the report of an earlier evaluation as it was.
+    partial = out_dir / f".{EVALUATION}.tmp"
+    partial.write_text(json.dumps(report, indent=2))
+    partial.replace(out_dir / EVALUATION)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.out or run:
         check_out(args.out or args.run_dir)  # before the minutes of work
-    with stop_on_ctrl_c("evaluate", "no report written"):
+    with stop_on_ctrl_c("evaluate", "no new evaluation.json written"):
         _evaluate(args, run)
 
 

@@ -31,7 +31,9 @@ CURVES = "curves.png"  # the training curves (training.run_outputs)
 EVALUATION = "evaluation.json"  # python -m training.evaluate's report
 CONFUSION = "confusion.png"  # its confusion matrix
 # How a refusal of a run folder ends: the way out, for the CLI and for make alike.
-NEW_RUN_DIR = "pick a new --run-dir (make: RUN=runs/<name>)"
+NEW_RUN_DIR = (
+    "pick a new --run-dir (make: RUN=runs/<name>; the trainer image: -e RUN_DIR=/runs/<name>)"
+)
 # What a finished run records: written last, whole or not at all (training.run_outputs), so with
 # FINAL_WEIGHTS beside it, it marks the run finished.
 META = "meta.json"
@@ -57,7 +59,8 @@ def append_to_log(run_dir: Path, msg: str) -> None:
 def show(text: str, end: str = "\n") -> None:
     """Print, unless the terminal is gone: after a hang-up, writing to it fails (EIO), and
     the training must still save its checkpoint and say so in train.log."""
-    with contextlib.suppress(OSError):
+    # RuntimeError: a signal handler's line that came in the middle of another print.
+    with contextlib.suppress(OSError, RuntimeError):
         print(text, end=end, flush=True)
 
 
@@ -146,8 +149,7 @@ def recipe_as_started(pinned: dict, opts: RunOptions) -> tuple[Recipe, str | Non
     if unknown:
         raise RunFolderError(
             f"{opts.run_dir} started with recipe settings this code no longer has "
-            f"({', '.join(unknown)}); resume it with the code it started with, or pick a new "
-            "--run-dir"
+            f"({', '.join(unknown)}); resume it with the code it started with, or {NEW_RUN_DIR}"
         )
     try:
         recipe = replace(current, **{k: _from_json(v) for k, v in started.items()})
@@ -210,8 +212,9 @@ def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
     """What pin_run_options compares a re-run against, written once the data has loaded; with
     the data's fingerprint, so that the data moved elsewhere still resumes the run."""
     record = {**pinned, "resolved_precision": precision}
-    if record.get("data") not in (None, "keras"):
-        record[DATA_FINGERPRINT] = fingerprint(Path(record["data"]).expanduser())
+    data = Path(record.get("data") or "keras").expanduser()
+    if record.get("data") != "keras" and data.exists():
+        record[DATA_FINGERPRINT] = fingerprint(data)
     (run_dir / RUN_OPTIONS).write_text(json.dumps(record, indent=2))
 
 
@@ -260,7 +263,7 @@ def _lock(run_dir: Path) -> IO:
         handle.close()
         raise RunFolderError(
             f"{run_dir} is in use by another training (pid {holder}); let it finish or stop "
-            "it (Ctrl-C saves a checkpoint) before resuming here, or pick another --run-dir"
+            f"it (Ctrl-C saves a checkpoint) before resuming here, or {NEW_RUN_DIR}"
         ) from None
     handle.seek(0)
     handle.truncate()

@@ -14,16 +14,22 @@ done
 
 # As the container's PID 1, this shell would ignore `docker stop`'s SIGTERM (the kernel gives
 # PID 1 no signal it has no handler for), and Docker would kill the training 10 s later
-# without its checkpoint. So the training runs in the background and gets the signal passed
-# on as SIGTERM: a background job ignores SIGINT, and Ctrl-C reaches this shell's trap too.
-python -m training.train --data "$DATA" --run-dir "$RUN_DIR" "$@" &
-training=$!
-trap 'kill -TERM "$training" 2>/dev/null' TERM INT
-status=0
-wait "$training" || status=$?
-while kill -0 "$training" 2>/dev/null; do  # a signal ended the wait: the checkpoint is saving
+# without its checkpoint. So each step runs in the background and gets the signal passed on
+# as SIGTERM (a background job ignores SIGINT, and Ctrl-C reaches this shell's trap too).
+# Its exit code is the step's.
+passing_signals_on() {
+  "$@" &
+  step=$!
+  trap 'kill -TERM "$step" 2>/dev/null' TERM INT
   status=0
-  wait "$training" || status=$?
-done
-[ "$status" -eq 0 ] || exit "$status"
-python -m export --run-dir "$RUN_DIR" --base-path "$MODEL_BASE_PATH" --skip-if-published
+  wait "$step" || status=$?
+  while kill -0 "$step" 2>/dev/null; do  # a signal ended the wait: the step is stopping
+    status=0
+    wait "$step" || status=$?
+  done
+  trap - TERM INT
+  return "$status"
+}
+
+passing_signals_on python -m training.train --data "$DATA" --run-dir "$RUN_DIR" "$@" || exit
+passing_signals_on python -m export --run-dir "$RUN_DIR" --base-path "$MODEL_BASE_PATH" --skip-if-published

@@ -494,11 +494,20 @@ def _trainer_entrypoint(*extra: str, tmp_path: Path) -> subprocess.CompletedProc
     return subprocess.run([*command, *extra], capture_output=True, text=True, env=env)
 
 
-def test_docker_stop_reaches_the_training_through_the_entry_point_as_pid_1(tmp_path):
+def test_a_training_that_fails_publishes_nothing(tmp_path):
+    command, env = _trainer_entrypoint_command(
+        'case "$*" in *training.train*) exit 1;; *) echo "export ran";; esac', tmp_path
+    )
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert (done.returncode, done.stdout) == (1, "")
+
+
+@pytest.mark.parametrize("step", ["training.train", "export"])
+def test_docker_stop_reaches_each_step_through_the_entry_point_as_pid_1(tmp_path, step):
     """A container's PID 1 gets no signal it has no handler for: the entry point, a plain
     `sh -c`, ignored `docker stop`'s SIGTERM, and Docker killed the training 10 s later
-    without its checkpoint. The real script as PID 1 of a new PID namespace, its training a
-    stub that saves on SIGTERM: the signal reaches it, and no export follows."""
+    without its checkpoint. The real script as PID 1 of a new PID namespace, the step under
+    way a stub that saves on SIGTERM: the signal reaches it, and nothing runs after it."""
     import shutil
     import signal
     import time
@@ -512,11 +521,11 @@ def test_docker_stop_reaches_the_training_through_the_entry_point_as_pid_1(tmp_p
         ).returncode
     ):
         pytest.skip("no PID namespaces here (unshare needs CAP_SYS_ADMIN)")
-    training = (
-        'case "$*" in *training.train*) trap "echo saved; exit 143" TERM; echo started; '
-        'while :; do sleep 0.1; done;; *) echo "export ran";; esac'
+    stub = (
+        f'case "$*" in *"-m {step} "*) trap "echo saved; exit 143" TERM; echo started; '
+        'while :; do sleep 0.1; done;; *) echo "ran $2";; esac'
     )
-    command, env = _trainer_entrypoint_command(training, tmp_path)
+    command, env = _trainer_entrypoint_command(stub, tmp_path)
     output = tmp_path / "output"
     with output.open("w") as out:
         proc = subprocess.Popen(["unshare", "-fp", "--mount-proc", *command], stdout=out, env=env)
@@ -531,7 +540,8 @@ def test_docker_stop_reaches_the_training_through_the_entry_point_as_pid_1(tmp_p
     except subprocess.TimeoutExpired:
         proc.kill()
         raise AssertionError(f"SIGTERM was ignored; output: {output.read_text()!r}") from None
-    assert output.read_text().splitlines() == ["started", "saved"]
+    before = ["ran training.train"] if step == "export" else []
+    assert output.read_text().splitlines() == [*before, "started", "saved"]
     assert code == 143
 
 

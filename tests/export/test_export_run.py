@@ -33,7 +33,7 @@ def exported(tiny_run_dir, tmp_path_factory) -> Path:
     done = run_cli("-m", "export", "--run-dir", str(tiny_run_dir), "--base-path", str(base))
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"wrote {base / '1'}" in done.stdout
-    assert "\n  TTA: auto: none " in done.stdout  # why the level, and what it serves
+    assert "\n  TTA: auto chose " in done.stdout  # why the level, and what it serves
     # A new base path is fine (the first version), but it is said: it may be a typo.
     assert f"note: {base.resolve()} did not exist and was created" in done.stderr
     return base
@@ -504,7 +504,7 @@ def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
     ("command", "outcome"),
     [
         (["-m", "export", "--base-path", "{tmp}/cifar10", "--run-dir"], "a version is published"),
-        (["-m", "training.evaluate", "--out", "{tmp}/report"], "no report written"),
+        (["-m", "training.evaluate", "--out", "{tmp}/report"], "no new evaluation.json"),
     ],
 )
 def test_ctrl_c_in_export_or_evaluate_is_a_line_not_a_traceback(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from proxy_servers import LABELS, MODEL_NAME, ModelServerProcess, proxy_config
+from proxy_servers import LABELS, ModelServerProcess, proxy_config
 
+from export.config import MODEL_NAME
 from proxy.app import create_app
 from proxy.config import ProxyConfig
 

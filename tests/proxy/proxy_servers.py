@@ -19,7 +19,6 @@ from scripts.processes import free_port
 from scripts.processes import stop as stop_child
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL_NAME = "cifar10"
 # Versions 1 and 2 are different tiny models (seeds 1 and 2), both served, with labels.
 LABELS = {"stable": 1, "canary": 2}
 

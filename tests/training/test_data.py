@@ -157,6 +157,19 @@ def test_the_cache_follows_the_images_not_file_times_or_other_files(tmp_path):
     assert _cache_file(archive, cache, 32) != keys["tar"]
 
 
+def test_a_folder_without_image_files_is_fingerprinted_by_all_its_files(tmp_path):
+    """The unpacked official archive holds no image files: its fingerprint was the hash of
+    nothing, so any two such folders were "the same data" to a resumed run and its cache."""
+    from training.data import fingerprint
+
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    (batches / "data_batch_1").write_bytes(b"one")
+    before = fingerprint(batches)
+    (batches / "data_batch_1").write_bytes(b"other bytes")
+    assert fingerprint(batches) != before
+
+
 def test_two_spellings_of_one_folder_share_one_cache(tmp_path, monkeypatch):
     root = make_tree(tmp_path / "d")
     cache = tmp_path / "cache"

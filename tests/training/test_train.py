@@ -505,7 +505,7 @@ def test_options_are_compared_as_the_run_uses_them(tmp_path, monkeypatch):
     tiny = RECIPES["tiny"]
     same = RunOptions(str(tmp_path / "data.tar"), str(run_dir), recipe="tiny",
                       epochs=tiny.epochs, batch_size=tiny.batch_size)  # fmt: skip
-    assert pin_run_options(run_dir, same)["data"] == "data.tar"
+    assert pin_run_options(run_dir, same)["data"] == same.data  # run.json: where it is now
     with pytest.raises(RunFolderError, match="epochs"):
         pin_run_options(run_dir, RunOptions("data.tar", str(run_dir), recipe="tiny", epochs=9))
 
