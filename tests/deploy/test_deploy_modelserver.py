@@ -41,15 +41,14 @@ def local_args(models_root) -> list[str]:
 
 @pytest.fixture
 def server(tiny_model_base, tmp_path):
-    """`python -m modelserver` with compose's flags; yields its REST port once the model is
-    AVAILABLE."""
+    """`python -m modelserver` with compose's flags, once the model is AVAILABLE."""
     args = local_args(tiny_model_base.parent)
     server = processes.ModelServer(args, tmp_path / "modelserver.log", own_session=False)
     try:
         server.start().wait_ready(
             lambda port: "AVAILABLE" in processes.model_states(port, MODEL).values()
         )
-        yield server.rest_port
+        yield server
     finally:
         server.stop()
 
@@ -57,12 +56,12 @@ def server(tiny_model_base, tmp_path):
 def test_server_started_like_compose_serves_the_model(server):
     # compose's own healthcheck command (bash, /dev/tcp), aimed at our REST port.
     _, *healthcheck = compose_service("tfserving")["healthcheck"]["test"]
-    healthcheck[-1] = healthcheck[-1].replace("/8501", f"/{server}")
+    healthcheck[-1] = healthcheck[-1].replace("/8501", f"/{server.rest_port}")
     assert subprocess.run(healthcheck, timeout=10).returncode == 0
 
     image = [[[0, 0, 0]] * 32] * 32
     answer = requests.post(
-        f"http://127.0.0.1:{server}/v1/models/{MODEL}:predict",
+        f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}:predict",
         json={"signature_name": "pixels", "inputs": {"images": [image]}},
         timeout=30,
     )
@@ -70,7 +69,9 @@ def test_server_started_like_compose_serves_the_model(server):
     assert len(answer.json()["outputs"]["probabilities"][0]) == 10
 
     # monitoring.config was read: the Prometheus page is on, at its path.
-    metrics = requests.get(f"http://127.0.0.1:{server}/monitoring/prometheus/metrics", timeout=5)
+    metrics = requests.get(
+        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=5
+    )
     assert metrics.status_code == 200
     assert ":tensorflow:serving:request_count" in metrics.text
 
@@ -83,9 +84,11 @@ def test_the_tfserving_alert_rules_name_metrics_and_labels_the_server_exports(se
     import yaml
     from deploy_files import REPO
 
-    url = f"http://127.0.0.1:{server}/v1/models/{MODEL}:predict"
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}:predict"
     requests.post(url, json={"signature_name": "pixels", "inputs": {"images": "x"}}, timeout=30)
-    page = requests.get(f"http://127.0.0.1:{server}/monitoring/prometheus/metrics", timeout=5)
+    page = requests.get(
+        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=5
+    )
     exported: dict[str, set[str]] = {}  # names as exposed (the parser adds "_total" to counters)
     for line in page.text.splitlines():
         if line and not line.startswith("#"):
@@ -110,7 +113,25 @@ def run_probe(command: list[str], rest_port: int) -> int:
 
 
 def test_kubernetes_startup_probe_passes_against_a_server_that_has_loaded(server):
-    assert run_probe(container("tfserving")["startupProbe"]["exec"]["command"], server) == 0
+    assert (
+        run_probe(container("tfserving")["startupProbe"]["exec"]["command"], server.rest_port) == 0
+    )
+
+
+def test_kubernetes_liveness_probe_asks_the_grpc_health_service_the_flags_turn_on(server):
+    """A TCP connect, the probe before, succeeds while a wedged server answers nothing. The
+    liveness probe asks grpc.health.v1 on the gRPC port, which compose's and the pod's
+    `--enable_grpc_healthcheck_service` turn on; the server started with those flags answers
+    SERVING for the server as a whole (the probe's empty service name)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    probe = container("tfserving")["livenessProbe"]["grpc"]
+    assert probe["port"] == int(flags(container("tfserving")["args"])["port"])
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        request = health_pb2.HealthCheckRequest(service=probe.get("service", ""))
+        answer = health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
+    assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
 class _StatusStub(http.server.BaseHTTPRequestHandler):
