@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import sys
@@ -25,7 +24,7 @@ from export.info import check_exported_from, read_info
 from export.publish import latest_version_dir, version_dirs
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.evaluate import share
-from training.run_folder import CONFUSION, CURVES, EVALUATION, META, read_meta
+from training.run_folder import CONFUSION, CURVES, EVALUATION, META, read_meta, write_whole
 
 # Why a data set has no served-accuracy figure: there are no image files to send.
 NO_IMAGE_FILES = "n/a (the data set has no image files)"
@@ -128,9 +127,7 @@ def write_card(
         shutil.copyfile(run_dir / CURVES, base_path / CURVES)
     if evaluation:
         draw_confusion(evaluation, info["tta"], base_path / CONFUSION)
-    partial = card.with_name(f".{CARD_NAME}.tmp")
-    partial.write_text(text)
-    os.replace(partial, card)
+    write_whole(card, text)
     return card
 
 

@@ -21,7 +21,13 @@ import numpy as np
 from training.cli_args import positive, stop_on_ctrl_c
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, Dataset, Split, check_source, load_dataset, tree_members
-from training.run_folder import CONFUSION, EVALUATION, is_run_folder, read_run_options
+from training.run_folder import (
+    CONFUSION,
+    EVALUATION,
+    is_run_folder,
+    read_run_options,
+    write_whole,
+)
 from training.tf_startup import import_tensorflow
 
 # --headline: the TTA level the per-class table and matrix show.
@@ -101,10 +107,15 @@ def _test_files(data: str, meta: dict) -> Dataset:
         )
     except (ValueError, OSError) as err:  # OSError: no servable files in test/
         raise DataError(str(err)) from None
-    for line in skipped[:20]:
-        print(f"skipped, not a readable image: {line}", file=sys.stderr)
+    _say_skipped(skipped)
     empty = Split(np.zeros((0, *images.shape[1:]), np.uint8), np.zeros((0,), np.int32))
     return Dataset(empty, Split(images, labels), tuple(meta["class_names"]), data, tuple(skipped))
+
+
+def _say_skipped(lines: list[str]) -> None:
+    """The files of your own photos that are not readable images (the first 20)."""
+    for line in lines[:20]:
+        print(f"skipped, not a readable image: {line}", file=sys.stderr)
 
 
 def _run_data(meta: dict) -> str:
@@ -158,11 +169,9 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
         "",
     ]
     (out_dir / "evaluation.md").write_text("\n".join(lines))
-    # evaluation.json last, whole or not at all: the model card reads it, and a Ctrl-C before
-    # this point leaves the report of an earlier evaluation as it was.
-    partial = out_dir / f".{EVALUATION}.tmp"
-    partial.write_text(json.dumps(report, indent=2))
-    partial.replace(out_dir / EVALUATION)
+    # evaluation.json last: the model card reads it, and a Ctrl-C before this point leaves the
+    # report of an earlier evaluation as it was.
+    write_whole(out_dir / EVALUATION, json.dumps(report, indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -268,8 +277,7 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
             report = evaluate_saved_model(path, load_dataset(data))
     except (DataError, ValueError, OSError) as err:  # OSError: no servable files in test/
         raise SystemExit(f"evaluate: data error: {err}") from None
-    for line in report.get("skipped", [])[:20]:
-        print(f"skipped, not a readable image: {line}", file=sys.stderr)
+    _say_skipped(report.get("skipped", []))
     print(json.dumps(report, indent=2))
     if out:
         out.mkdir(parents=True, exist_ok=True)

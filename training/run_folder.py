@@ -180,9 +180,13 @@ def _from_json(value):
 def _same_data(before: dict, data: str | None) -> bool:
     """The data the run recorded, found at another path (moved, or mounted elsewhere)."""
     recorded = before.get(DATA_FINGERPRINT)
-    if recorded is None or data in (None, "keras") or not Path(data).expanduser().exists():
-        return False
-    return fingerprint(Path(data).expanduser()) == recorded
+    return recorded is not None and _data_fingerprint(data) == recorded
+
+
+def _data_fingerprint(data: str | None) -> str | None:
+    """data.fingerprint of a --data that names a path here; None for keras or a missing path."""
+    path = Path(data).expanduser() if data not in (None, "keras") else None
+    return fingerprint(path) if path is not None and path.exists() else None
 
 
 def _code_recipe(name: str) -> dict:
@@ -212,10 +216,21 @@ def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
     """What pin_run_options compares a re-run against, written once the data has loaded; with
     the data's fingerprint, so that the data moved elsewhere still resumes the run."""
     record = {**pinned, "resolved_precision": precision}
-    data = Path(record.get("data") or "keras").expanduser()
-    if record.get("data") != "keras" and data.exists():
-        record[DATA_FINGERPRINT] = fingerprint(data)
+    if found := _data_fingerprint(record.get("data")):
+        record[DATA_FINGERPRINT] = found
     (run_dir / RUN_OPTIONS).write_text(json.dumps(record, indent=2))
+
+
+def write_whole(path: Path, text: str) -> None:
+    """`text` as `path`, whole or not at all: written beside it, then renamed over it (a reader,
+    or a Ctrl-C or a full disk midway, never leaves a half-written file under that name)."""
+    partial = path.with_name(f".{path.name}.tmp")
+    try:
+        partial.write_text(text)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def read_run_options(run_dir: Path) -> dict:

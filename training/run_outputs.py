@@ -17,7 +17,15 @@ from training.config import TTA_ACCURACY_KEYS
 from training.data import Dataset
 from training.inference import predict_each_tta, top1_accuracy
 from training.plots import plot_curves
-from training.run_folder import CURVES, FINAL_WEIGHTS, HISTORY, META, MODEL_FILE, OutputError
+from training.run_folder import (
+    CURVES,
+    FINAL_WEIGHTS,
+    HISTORY,
+    META,
+    MODEL_FILE,
+    OutputError,
+    write_whole,
+)
 from training.run_model import build_for_inference, network_constants
 
 if TYPE_CHECKING:
@@ -33,7 +41,6 @@ def write_run_outputs(
         return _write_run_outputs(trainer, ds, run_dir, extra, log)
     except OSError as error:
         where = error.filename or run_dir
-        (run_dir / f"{META}.tmp").unlink(missing_ok=True)
         raise OutputError(
             f"the run's outputs stopped at {where} ({error.strerror or error}); the checkpoint "
             f"holds the trained weights: {fix_for(error)} and re-run the same command to finish "
@@ -85,9 +92,7 @@ def _write_run_outputs(
         )
     # meta.json last, whole or not at all: with the final weights it marks the run finished
     # (run_folder.is_finished), and a re-run would not write the other outputs again.
-    tmp = run_dir / f"{META}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(run_dir / META)
+    write_whole(run_dir / META, json.dumps(meta, indent=2))
     log(
         f"test accuracy (float32, as served): {test_acc[0]:.2%} plain · "
         f"{test_acc[1]:.2%} flip TTA · {test_acc[2]:.2%} flip+translate TTA · "
