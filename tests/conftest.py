@@ -15,6 +15,7 @@ pay for it at collection.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -41,6 +42,13 @@ settings.register_profile(
     database=None,  # write nothing into the repository
 )
 settings.load_profile("project")
+
+# A shell starts a background job with SIGINT ignored (`nohup`, or `cmd &` without job
+# control), and every child inherits that: the tests that press Ctrl-C on a training or an
+# export then saw nothing happen and failed. Python's handler here is reset to the default at
+# exec, so the children start as they would from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_TAR = SHARED_DATA
