@@ -2,7 +2,11 @@
 
 Same code path as `python -m bench.soak` (run_soak + failures); only the sizes differ. The
 one timing bound is the promise itself: while the model server is down, the proxy answers
-503 within its model-server timeout (plus 2 s of margin), instead of hanging.
+503 within its model-server timeout (plus 2 s of margin), instead of hanging. The memory
+figures are printed, not checked: within one minute on this shared machine the proxy's floor
+moved by 10 % between identical runs (45 % in one CI run), so the benchmark checks them over
+its longer run, and tests/proxy/test_proxy_memory.py checks the proxy's Python memory per
+request exactly.
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ SHORT = Settings(
 
 @pytest.mark.skipif(not CIFAR_TAR.exists(), reason=f"{CIFAR_TAR} is absent")
 def test_short_soak_keeps_every_promise(tmp_path, tiny_base_path) -> None:
-    """Every promise but accuracy: the tiny untrained model has no card to state one, so that
-    check is tested on its own below and run for real by `make soak` on the shipped model."""
+    """Every promise but accuracy and memory: the tiny untrained model has no card to state
+    an accuracy, so that check is tested on its own below and run for real by `make soak` on
+    the shipped model, as is the memory check (see the module's docstring)."""
     settings = replace(SHORT, run_dir=tmp_path / "soak", model_base_path=tiny_base_path)
     result = run_soak(settings)
     report = f"{summary(result)}\n\n{table(result)}"
@@ -52,7 +57,7 @@ def test_short_soak_keeps_every_promise(tmp_path, tiny_base_path) -> None:
     down = [r for r in result.records if r.status == 503]
     assert down, "no request saw the model server down"
     assert any(r.status == 200 and "label=canary" in r.query for r in result.records)
-    problems = failures(result)
+    problems = failures(result, memory=False)
     assert not problems, "\n".join(problems[:40]) + "\n\n" + report
 
 
