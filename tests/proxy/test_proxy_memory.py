@@ -22,8 +22,9 @@ ROUND = 20  # requests of each kind per round, four kinds
 MEASURED_ROUNDS = 7
 # Bytes a request may leave behind, in the median round. Measured here: 6-40 (free lists and
 # caches still filling, by less each round; one step, protobuf's, held 74 KB at once, which
-# the median ignores). A request's pixels are 3,072 bytes and its upload, reply or an error's traceback
-# more, so a list that kept any of them, even for one kind of request in four, fails this.
+# the median ignores). A request's pixels are 3,072 bytes and its upload, reply or an
+# error's traceback more: a list that kept any of them, even for one kind of request in
+# four, fails this.
 PER_REQUEST_BYTES = 100
 
 
