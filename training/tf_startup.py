@@ -48,16 +48,19 @@ def import_tensorflow(log_path: Path | None = None) -> None:
 
 
 def _load() -> None:
-    with ctrl_c_after_import():
+    with stops_after_import():
         import keras  # noqa: F401
         import tensorflow as tf
 
         tf.config.list_logical_devices()  # the device search logs too (cuInit)
 
 
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def ctrl_c_after_import() -> Iterator[None]:
-    """Hold a Ctrl-C until the block ends, then act on it as the handler before would have.
+def stops_after_import() -> Iterator[None]:
+    """Hold a Ctrl-C or SIGTERM until the block ends, then deliver it to the handler before.
 
     A KeyboardInterrupt in the middle of an import leaves a module half made, and Keras then
     reports a missing package ("you need to have `optree` installed") instead of the interrupt.
@@ -66,13 +69,18 @@ def ctrl_c_after_import() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    before = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    before = {
+        s: signal.signal(s, lambda signum, _frame: caught.append(signum))
+        for s in HELD_SIGNALS
+        if signal.getsignal(s) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, before)
-    if caught and callable(before):
-        before(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt here
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    for s in dict.fromkeys(caught):
+        signal.raise_signal(s)  # Python's SIGINT handler raises KeyboardInterrupt here
 
 
 def _stderr_is_a_file() -> bool:

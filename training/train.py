@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from training.checkpoint import CheckpointError
-from training.cli_args import positive
+from training.cli_args import Terminated, positive, sigterm_as_ctrl_c
 from training.config import DEFAULT_RUN_DIR, RECIPE_HELP, RECIPES, RunOptions, default_data
 from training.data import DataError, check_source, load_dataset
 from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
@@ -281,11 +281,11 @@ def error_line(err: Exception) -> str:
 def main(argv: list[str] | None = None) -> None:
     opts = parse_args(argv)
     try:
-        with user_errors():
+        with user_errors(), sigterm_as_ctrl_c():
             train(opts)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(f"\ninterrupted. {NOTHING_LOST}", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(stop.exit_code if isinstance(stop, Terminated) else 130) from None
 
 
 if __name__ == "__main__":

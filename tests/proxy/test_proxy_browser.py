@@ -99,7 +99,14 @@ def open_page(site):
         contexts.append(context)
         page = context.new_page()
         page.console_errors = []
-        page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+        # With the URL: Chromium's "Failed to load resource: ... 503" names no resource.
+        page.on(
+            "console",
+            lambda m: (
+                m.type == "error"
+                and page.console_errors.append(f"{m.text} [{m.location.get('url', '')}]")
+            ),
+        )
         page.on("pageerror", lambda e: page.console_errors.append(str(e)))
         page.goto(site)
         expect(page.locator("#model-badge")).to_contain_text(re.compile(r"version \d+"))

@@ -67,18 +67,37 @@ def test_setting_the_log_level_yourself_turns_the_capture_off(tmp_path) -> None:
 
 def test_a_ctrl_c_during_the_import_is_acted_on_after_it():
     """A Ctrl-C that lands inside Keras's import made it report 'you need to have optree
-    installed' (a CI failure of test_ctrl_c_before_training_starts_exits_130_with_a_sentence)."""
+    installed' (a CI failure of the test now called
+    test_a_stop_before_training_starts_is_a_sentence_and_a_log_line)."""
     import signal
     import time
 
     import pytest
 
-    from training.tf_startup import ctrl_c_after_import
+    from training.tf_startup import stops_after_import
 
     finished = False
-    with pytest.raises(KeyboardInterrupt), ctrl_c_after_import():
+    with pytest.raises(KeyboardInterrupt), stops_after_import():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
         finished = True  # the "import" ran to its end
     assert finished
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_sigterm_during_the_import_is_acted_on_after_it():
+    """As Ctrl-C: held until the import ends, then given to the handler there before (the
+    training's, which raises Terminated so that train.log can say so)."""
+    import signal
+
+    import pytest
+
+    from training.cli_args import Terminated, sigterm_as_ctrl_c
+    from training.tf_startup import stops_after_import
+
+    finished = False
+    with pytest.raises(Terminated), sigterm_as_ctrl_c(), stops_after_import():
+        os.kill(os.getpid(), signal.SIGTERM)
+        finished = True
+    assert finished
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -620,11 +620,15 @@ def test_a_run_dir_that_is_a_file_gets_a_sentence_not_a_traceback(tiny_data, tmp
     assert "a file is in the way" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_ctrl_c_before_training_starts_exits_130_with_a_sentence(tiny_data, tmp_path):
-    """SIGINT while TensorFlow loads (train.log appears once the run folder is made, before
-    that): no traceback, exit 130 as for an interrupted training loop, and train.log says
-    so (it ended without a word). Started without TF_CPP_MIN_LOG_LEVEL, so TensorFlow's
-    start-up lines go to tensorflow.log, not stderr."""
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_before_training_starts_is_a_sentence_and_a_log_line(
+    tiny_data, tmp_path, stop, code
+):
+    """Ctrl-C or SIGTERM (`docker stop`) while TensorFlow loads (train.log appears once the
+    run folder is made, before that): no traceback, the shell's code for the signal as for an
+    interrupted training loop, and train.log says so (it ended without a word; SIGTERM ended
+    the process at once). Started without TF_CPP_MIN_LOG_LEVEL, so TensorFlow's start-up
+    lines go to tensorflow.log, not stderr."""
     run_dir = tmp_path / "r"
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.Popen(
@@ -639,9 +643,9 @@ def test_ctrl_c_before_training_starts_exits_130_with_a_sentence(tiny_data, tmp_
     while not (run_dir / "tensorflow.log").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (run_dir / "tensorflow.log").exists(), "TensorFlow's start-up never began"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == code, out + err
     assert "epoch 1" not in out and "checkpoint" not in out  # it came before any training
     assert "re-run the same command" in (out + err).lower()
     assert "Traceback" not in err and "InitializeLog" not in err, err
