@@ -12,6 +12,9 @@ const settings = {
   shrinkSide: 1024,
   parallel: 4,
   liveIntervalMs: 500,
+  // A request with no answer by then fails with Try again (a stuck or swamped server left its
+  // card spinning for good). Long enough for a photo at the upload limit on a slow uplink.
+  answerTimeoutMs: 60000,
   // The proxy's limit is on the whole request body: the file plus its multipart headers.
   multipartOverheadBytes: 1024,
 };
@@ -355,6 +358,7 @@ const percent = (p) => (p >= 0.9995 ? ">99.9%" : p < 0.0005 ? "<0.1%" : `${(p * 
 
 // ---------- talking to the proxy ----------
 
+// `signal` aborts the request: Clear (the error goes on as it is) or the answer's timeout.
 async function predict(blob, name, signal) {
   const form = new FormData();
   form.append("file", blob, name);
@@ -363,14 +367,13 @@ async function predict(blob, name, signal) {
   try {
     response = await fetch("/api/predict", { method: "POST", body: form, signal });
   } catch (error) {
-    if (signal && signal.aborted) throw error;
-    throw new Error("The proxy cannot be reached. Is the server running?");
+    throw abortedBy(signal) || new Error("The proxy cannot be reached. Is the server running?");
   }
   let body;
   try {
     body = await response.json();
   } catch (error) {
-    throw new Error(`Unexpected answer from the server (HTTP ${response.status}).`);
+    throw abortedBy(signal) || new Error(`Unexpected answer from the server (HTTP ${response.status}).`);
   }
   if (!response.ok) {
     const error = new Error(body.error || `HTTP ${response.status}`);
@@ -380,6 +383,16 @@ async function predict(blob, name, signal) {
   state.latencies.push(performance.now() - started);
   if (state.latencies.length > 50) state.latencies.shift();
   return body;
+}
+
+// Why an aborted request stopped, as the error to throw; null when it was not aborted.
+function abortedBy(signal) {
+  if (!signal || !signal.aborted) return null;
+  if (signal.reason && signal.reason.name === "TimeoutError") {
+    const seconds = settings.answerTimeoutMs / 1000;
+    return new Error(`No answer from the server within ${seconds} s: it may be overloaded. Try again in a moment.`);
+  }
+  return signal.reason;
 }
 
 // Cards on the page (how many wait or failed), and the page's round trips: request sent to
@@ -414,6 +427,10 @@ const FILE_ERRORS = [400, 413, 415];
 async function classifyOne(blob, name, card, again = () => classifyOne(blob, name, card)) {
   if (!card.isConnected) return { ok: false, text: "" }; // cleared while queued: not sent
   const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DOMException("no answer in time", "TimeoutError")),
+    settings.answerTimeoutMs,
+  );
   inflight.set(card, controller);
   card.classList.add("loading");
   card.classList.remove("failed");
@@ -436,6 +453,7 @@ async function classifyOne(blob, name, card, again = () => classifyOne(blob, nam
     outcome = { ...showError(card, error.message, retry), status: error.status };
     if (!fileError && !ui.badge.classList.contains("down")) checkModelSoon();
   } finally {
+    clearTimeout(timer);
     if (inflight.get(card) === controller) inflight.delete(card);
   }
   updateStats();

@@ -294,6 +294,36 @@ def test_clear_cancels_the_requests_still_in_flight(open_page, browser, photos) 
     expect(page.locator("#dropzone")).to_be_focused()
 
 
+def test_a_request_never_answered_fails_after_its_timeout_and_can_be_sent_again(
+    open_page, browser, photos
+) -> None:
+    """A proxy that takes the request and never answers (its workers stuck or swamped) left
+    the card spinning for good. The page's clock is Playwright's, so the minute passes at
+    once."""
+    page = open_page(browser, DESKTOP)
+    page.clock.install()
+    held = []
+    page.route("**/api/predict*", lambda route: held.append(route))
+    page.set_input_files("#file-input", str(photos[0]))
+    card = page.locator(".card").first
+    expect(card).to_have_class(re.compile(r"\bloading\b"))
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never sent the request"
+    page.clock.run_for(59_000)
+    expect(card).to_have_class(re.compile(r"\bloading\b"))  # a minute is allowed
+    page.clock.run_for(2_000)
+    expect(card.locator(".card-error")).to_have_text(
+        "No answer from the server within 60 s: it may be overloaded. Try again in a moment."
+    )
+    expect(page.locator("#stats")).to_have_text("1 image · 1 failed")
+    page.unroute("**/api/predict*")
+    card.locator(".card-retry").click()
+    assert_top3(card)
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [
