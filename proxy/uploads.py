@@ -55,13 +55,26 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
         ]
     elif request.is_json:
         uploads = _from_json(_json_body(request), max_images)
+    elif not request.get_data(cache=True):  # (capped at the upload limit, as every body)
+        uploads = []  # an empty body: no image, whatever its Content-Type says
     else:
-        raise ApiError(USAGE, 415, "unsupported_media")
+        raise _unsupported(request.mimetype)
     if not uploads:
         raise ApiError(f"no image in the request: {USAGE}")
     if len(uploads) > max_images:
         raise _too_many(max_images)
     return uploads
+
+
+def _unsupported(mimetype: str) -> ApiError:
+    """The Content-Type named: `curl -d @body.json` sends its JSON as a form (and a raw image
+    body is no form either), and a bare usage line told the client it had done what it did."""
+    got = f"Content-Type {mimetype}" if mimetype else "no Content-Type"
+    return ApiError(
+        f"the request has {got}: {USAGE}, the JSON with Content-Type: application/json",
+        415,
+        "unsupported_media",
+    )
 
 
 def _too_many(max_images: int) -> ApiError:

@@ -356,8 +356,20 @@ def test_bad_uploads(client, sample_jpegs) -> None:
 
 
 def test_missing_or_malformed_bodies(client) -> None:
-    assert_error(client.post("/api/predict"), 415, "multipart")
-    assert_error(client.post("/api/predict", data="x", content_type="text/plain"), 415)
+    assert_error(client.post("/api/predict"), 400, "no image in the request")
+    assert_error(client.post("/api/predict", data=b"", content_type="image/jpeg"), 400, "no image")
+    assert_error(
+        client.post("/api/predict", data="x", content_type="text/plain"),
+        415,
+        "the request has Content-Type text/plain",
+    )
+    # What `curl -d @body.json` sends: the JSON as a form. The answer names the header to set.
+    as_form = client.post(
+        "/api/predict",
+        data='{"images": ["aGk="]}',
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert_error(as_form, 415, "with Content-Type: application/json")
     empty_form = client.post("/api/predict", data={}, content_type="multipart/form-data")
     assert_error(empty_form, 400, "no image")
     assert_error(client.post("/api/predict", json={"pictures": []}), 400, "json")
