@@ -80,6 +80,15 @@ def predict() -> Response:
     )
 
 
+def _unknown_model(name: str, exc: ModelServerError) -> ModelNotFound:
+    """The model server has no status for the model: a MODEL_NAME typo, or no version folder
+    found yet. Said so, with what to check; the server's own words are about its internals."""
+    return ModelNotFound(
+        f"the model server knows no model named {name!r}, or has not found any version of it "
+        f"yet (check MODEL_NAME and the model's base path; it says: {exc})"
+    )
+
+
 def _not_served(svc: Services, target: ModelTarget, exc: ModelNotFound) -> ModelServerError:
     """What to tell a client whose target the model server does not serve right now.
 
@@ -94,10 +103,7 @@ def _not_served(svc: Services, target: ModelTarget, exc: ModelNotFound) -> Model
         try:
             svc.client.status(target.name)
         except ModelNotFound:
-            return ModelNotFound(
-                f"the model server knows no model named {target.name!r}, or has not found any "
-                f"version of it yet (check MODEL_NAME and the model's base path; it says: {exc})"
-            )
+            return _unknown_model(target.name, exc)
         except Exception:  # noqa: BLE001 - gone meanwhile, or an odd answer: a 503 either way
             pass
         return ModelServerUnavailable(
@@ -115,7 +121,10 @@ def model() -> Response:
     """Versions and their states, labels that resolve, class names, and the proxy's limits."""
     svc = services()
     config = svc.config
-    versions = svc.client.status(config.model_name)
+    try:
+        versions = svc.client.status(config.model_name)
+    except ModelNotFound as exc:
+        raise _unknown_model(config.model_name, exc) from exc
     default = default_target(config)
     available = available_versions(versions)
     serves, problem = resolve_default(svc, available)

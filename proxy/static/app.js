@@ -88,8 +88,15 @@ async function refreshModel() {
     setBadge("down", "Server unreachable · retrying");
     return false;
   }
+  if (!response.ok) {
+    // The proxy's sentence says what is wrong: the model unknown to the model server (a
+    // MODEL_NAME typo, no version folder yet) is not the model server being down.
+    const text = response.status === 404 ? "Model not found · retrying" : "Model server unavailable · retrying";
+    setBadge("down", text, (body && body.error) || `HTTP ${response.status}`);
+    return false;
+  }
   try {
-    if (!body || !response.ok) throw new Error((body && body.error) || response.statusText);
+    if (!body) throw new Error(response.statusText);
     // The version a plain request goes to (the latest, or the proxy's MODEL_LABEL / _VERSION),
     // not the newest loaded one: during a canary those differ.
     const { serves, label, version, error: reason } = body.default;

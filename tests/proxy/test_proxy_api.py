@@ -313,6 +313,9 @@ def test_a_model_name_the_server_does_not_know_is_a_404_not_a_retry(
     assert answer.get_json()["kind"] == "not_found"
     assert "knows no model named 'dogs'" in answer.get_json()["error"]
     assert "check MODEL_NAME" in answer.get_json()["error"]
+    # The page's badge asks /api/model, which said only the model server's own words.
+    info = client.get("/api/model")
+    assert_error(info, 404, "knows no model named 'dogs'", "check MODEL_NAME", kind="not_found")
 
 
 # ---------- refused requests ----------

@@ -935,6 +935,22 @@ def test_the_model_sees_transparency_as_white_in_the_thumbnail(open_page, browse
     assert pixel == [255, 255, 255, 255]
 
 
+def test_the_badge_says_what_the_proxy_says_is_wrong(open_page, browser) -> None:
+    """A proxy whose MODEL_NAME the model server does not know (played by routing) answers
+    /api/model with a 404 and a sentence; the badge said "Model server unavailable", though
+    the server was up, and dropped the sentence."""
+    page = open_page(browser, DESKTOP)
+    problem = "the model server knows no model named 'cifar100' (check MODEL_NAME)"
+    unknown = {"status": 404, "content_type": "application/json",
+               "body": json.dumps({"error": problem, "kind": "not_found"})}  # fmt: skip
+    page.route("**/api/model", lambda route: route.fulfill(**unknown))
+    page.reload()
+    expect(page.locator("#model-badge")).to_contain_text("Model not found")
+    expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bdown\b"))
+    expect(page.locator("#badge-detail")).to_have_text(problem)
+    expect(page.locator("#badge-detail")).to_be_visible()
+
+
 def test_a_failed_request_rechecks_the_model_badge_at_once(open_page, browser, photos) -> None:
     """The badge polls every 30 s; after a failure it must not stay green that long. The
     model server's outage is played by Playwright's request routing (the real one is stopped
