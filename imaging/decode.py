@@ -91,12 +91,7 @@ def to_pixels(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> np.ndarra
     """Decode one image and return its uint8 [size, size, 3] tensor."""
     image = open_image(data, max_pixels)
     try:
-        # A progressive JPEG keeps every coefficient of the full image while it decodes,
-        # whatever the size it is drafted to: it counts at its full size.
-        full = image.width * image.height
-        _draft_jpeg(image, DRAFT_FACTOR * size)  # header only: sets the size it will decode to
-        drafted = full if image.info.get("progressive") else image.width * image.height
-        big = drafted > BIG_DECODE_PIXELS
+        big = _pixels_to_decode(image, size) > BIG_DECODE_PIXELS
         with _big_decodes if big else contextlib.nullcontext():
             ImageOps.exif_transpose(image, in_place=True)  # in place: a copy costs ~2 ms
             rgb = to_rgb(image)
@@ -107,6 +102,21 @@ def to_pixels(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> np.ndarra
             struct.error) as exc:  # fmt: skip
         # Pillow's plugins raise all of these for some damaged files.
         raise ImageError("the image file is corrupt or truncated") from exc
+
+
+def decode_cost(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> int:
+    """The pixels `to_pixels` will decode `data` to, from its header (a JPEG shrinks while it
+    decodes): the time and memory the image will take. Refuses what `to_pixels` refuses."""
+    return _pixels_to_decode(open_image(data, max_pixels), size)
+
+
+def _pixels_to_decode(image: Image.Image, size: int) -> int:
+    """Sets a JPEG's draft size (header only) and counts the pixels it will decode to. A
+    progressive JPEG keeps every coefficient of the full image while it decodes, whatever the
+    size it is drafted to: it counts at its full size."""
+    full = image.width * image.height
+    _draft_jpeg(image, DRAFT_FACTOR * size)
+    return full if image.info.get("progressive") else image.width * image.height
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:

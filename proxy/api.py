@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from imaging.decode import IMAGE_SIZE, ImageError, to_pixels
+from imaging.decode import IMAGE_SIZE, ImageError, ImageTooLarge, decode_cost, to_pixels
 from proxy.client import (
     ModelNotFound,
     ModelServerError,
@@ -48,7 +50,10 @@ def predict() -> Response:
     k = top_k_from_query(request.args, svc.config.top_k)
     uploads = read_uploads(request, svc.config.max_images)
     received = time.perf_counter()  # the body arrives as it is parsed: a slow client's time
-    pixels = np.stack([_pixels_of(upload, svc.config.max_pixels) for upload in uploads])
+    max_pixels = svc.config.max_pixels
+    if len(uploads) > 1:
+        _check_decode_budget(uploads, max_pixels)
+    pixels = np.stack([_of_file(upload, to_pixels, max_pixels) for upload in uploads])
     decoded = time.perf_counter()
     model_latency = svc.metrics.model_latency
     try:
@@ -199,12 +204,29 @@ def top_k(prediction: Prediction, row: int, k: int) -> list[dict]:
     ]
 
 
-def _pixels_of(upload: Upload, max_pixels: int) -> np.ndarray:
-    """Preprocess one upload; errors name the file so a batch says which image failed."""
+T = TypeVar("T")
+
+
+def _of_file(upload: Upload, read: Callable[[bytes, int], T], max_pixels: int) -> T:
+    """`read` of one upload; its errors name the file so a batch says which image failed."""
     try:
-        return to_pixels(upload.data, max_pixels)
+        return read(upload.data, max_pixels)
     except ImageError as exc:
         raise type(exc)(f"{upload.filename}: {exc}") from exc
+
+
+def _check_decode_budget(uploads: list[Upload], max_pixels: int) -> None:
+    """A request decodes at most MAX_PIXELS in all, read from the headers before any image is
+    decoded. The limit was per image: sixteen 39-megapixel PNGs (163 KB each) made one
+    request decode 640 megapixels, and eight such requests held every worker thread for
+    seconds while a small photo waited (a hostile-input audit)."""
+    total = sum(_of_file(upload, decode_cost, max_pixels) for upload in uploads)
+    if total > max_pixels:
+        raise ImageTooLarge(
+            f"the {len(uploads)} images of this request decode to {total / 1e6:.1f} megapixels "
+            f"together, more than the {max_pixels / 1e6:g} megapixels one request may decode: "
+            "send them in separate requests"
+        )
 
 
 def _resolve_labels(svc: Services) -> dict[str, int]:

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import requests
-from proxy_images import encode, png_header_only, solid
+from proxy_images import encode, photo_like, png_header_only, solid
 from proxy_servers import LABELS, proxy_config
 
 from imaging.decode import to_pixels
@@ -319,6 +319,25 @@ def test_a_model_name_the_server_does_not_know_is_a_404_not_a_retry(
 
 
 # ---------- refused requests ----------
+
+
+def test_one_request_decodes_at_most_max_pixels_in_all(two_version_server, protocol) -> None:
+    """Each image under the limit, together over it: refused from the headers. JPEGs count
+    at the size they decode to (a 900 x 900 one at half scale), so photos still go in
+    batches."""
+    config = proxy_config(two_version_server, protocol, max_pixels=1_000_000)
+    client = create_app(config).test_client()
+    png = encode(solid((200, 30, 30), (800, 800)))  # 0.64 megapixels, decoded whole
+    assert post_files(client, {"a.png": png}).status_code == 200
+    both = post_files(client, {"a.png": png, "b.png": png})
+    assert_error(
+        both, 413, "the 2 images of this request decode to 1.3 megapixels together",
+        "more than the 1 megapixels one request may decode", "separate requests", kind="too_large",
+    )  # fmt: skip
+    photo = photo_like(1, (900, 900))  # 0.81 megapixels, decoded as 450 x 450
+    photos = post_files(client, {f"{i}.jpg": photo for i in range(4)})
+    assert photos.status_code == 200, photos.get_json()
+    assert len(photos.get_json()["results"]) == 4
 
 
 @pytest.mark.parametrize(
