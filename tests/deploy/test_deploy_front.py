@@ -8,6 +8,7 @@ listen addresses moved to free loopback ports. No model server: /healthz does no
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from deploy_files import REPO, compose_service, manifest, require_tool
+from PIL import Image
 from polling import eventually
 
 from scripts.processes import free_port
@@ -49,7 +51,7 @@ def test_the_front_is_what_compose_publishes_and_lets_the_ingress_body_size_thro
     assert front["ports"] == ["${PROXY_PUBLISH:-5000}:8080"]
     assert "./proxy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in front["volumes"]
     site = SITE.read_text()
-    assert re.search(r"^\s*server proxy:5000;", site, re.M)
+    assert re.search(r"^\s*set \$proxy_upstream http://proxy:5000;", site, re.M)
     assert re.search(r"^\s*listen 8080;", site, re.M)
     ingress = manifest("Ingress", "proxy")["metadata"]["annotations"]
     body = re.search(r"client_max_body_size (\S+);", site).group(1)
@@ -73,6 +75,14 @@ def test_uploads_that_stall_hold_the_proxys_threads_but_not_through_the_front(tm
             answer = requests.get(front, timeout=3)
             assert answer.status_code == 200, answer.text
             assert requests.get(direct, timeout=3).status_code == 200
+        # An upload goes through whole, and the proxy's own JSON answer comes back (a 503:
+        # its model server address has nothing listening).
+        photo = io.BytesIO()
+        Image.new("RGB", (64, 48), (200, 30, 30)).save(photo, "JPEG")
+        upload = {"file": ("a.jpg", photo.getvalue(), "image/jpeg")}
+        answer = requests.post(front.replace("/healthz", "/api/predict"), files=upload, timeout=10)
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["kind"] == "model_unavailable", answer.text
 
 
 @contextlib.contextmanager
@@ -102,6 +112,7 @@ def _gunicorn(port: int, tmp_path: Path) -> Iterator[None]:
         "PROXY_PORT": str(port),
         "GUNICORN_WORKERS": "1",
         "GUNICORN_THREADS": str(THREADS),
+        "MODEL_SERVER_GRPC": f"127.0.0.1:{free_port()}",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     command = ["gunicorn", "--config", "proxy/gunicorn_conf.py", "proxy.app:create_app()"]
@@ -119,7 +130,7 @@ def _gunicorn(port: int, tmp_path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _nginx(nginx: str, proxy_port: int, front_port: int, tmp_path: Path) -> Iterator[None]:
     site = SITE.read_text()
-    for was, now in [("server proxy:5000;", f"server 127.0.0.1:{proxy_port};"),
+    for was, now in [("http://proxy:5000;", f"http://127.0.0.1:{proxy_port};"),
                      ("listen 8080;", f"listen 127.0.0.1:{front_port};")]:  # fmt: skip
         assert site.count(was) == 1, was
         site = site.replace(was, now)
