@@ -74,6 +74,9 @@ def install(app: Flask) -> None:
             )
         else:
             message = f"the upload is larger than the {limit / 2**20:.3g} MiB limit"
+            if request.is_json:  # an image in base64 is a third larger than its file
+                message += "; base64 in JSON makes an image a third larger: send a big one as "
+                message += "multipart field `file`"
         return error_response(message, 413, "too_large")
 
     @app.errorhandler(MethodNotAllowed)

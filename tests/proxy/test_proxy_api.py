@@ -409,6 +409,10 @@ def test_size_limits(two_version_server, protocol, sample_jpegs) -> None:
     client = create_app(config).test_client()
     big = encode(solid((1, 2, 3), (10, 10)), "PNG") + b"\0" * 70_000
     assert_error(post_files(client, {"big.png": big}), 413, "the 0.0625 MiB limit")
+    as_json = client.post(
+        "/api/predict", json={"images": [base64.b64encode(big[:50_000]).decode()]}
+    )
+    assert_error(as_json, 413, "the 0.0625 MiB limit", "a third larger", "multipart field `file`")
     small = encode(solid((1, 2, 3), (10, 10)), "PNG")
     assert_error(post_files(client, {"a.png": small, "b.png": small, "c.png": small}), 413, "2")
     assert post_files(client, {"a.png": small, "b.png": small}).status_code == 200
