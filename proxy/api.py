@@ -160,13 +160,17 @@ QUERY_PARAMETERS = ("k", "version", "label")
 
 
 def check_query(args) -> None:
-    """A misspelt parameter (`?lable=canary`) would silently ask the default version: refuse."""
+    """A misspelt parameter (`?lable=canary`) would silently ask the default version, and a
+    repeated one (`?version=5&version=99`) answered with its first value: refuse both."""
     unknown = sorted(set(args) - set(QUERY_PARAMETERS))
     if unknown:
         raise ApiError(
             f"unknown query parameter {', '.join(unknown)}; this API takes "
             f"{', '.join(QUERY_PARAMETERS)}"
         )
+    repeated = sorted(name for name in args if len(args.getlist(name)) > 1)
+    if repeated:
+        raise ApiError(f"query parameter {', '.join(repeated)} given more than once")
 
 
 def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:

@@ -212,6 +212,9 @@ def test_a_misspelt_query_parameter_is_refused_not_ignored(client, sample_jpegs)
     files = {"photo0.jpg": sample_jpegs["photo0.jpg"]}
     response = post_files(client, files, "?lable=canary")
     assert_error(response, 400, "unknown query parameter lable", "k, version, label")
+    # Repeated, the first value answered and the second was dropped without a word.
+    response = post_files(client, files, "?version=1&version=99")
+    assert_error(response, 400, "query parameter version given more than once")
 
 
 def test_a_misspelt_body_field_is_refused_not_ignored(client, sample_jpegs) -> None:
