@@ -49,6 +49,11 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
     """The images of a predict request: multipart `file` fields or JSON base64 strings."""
     if request.mimetype == "multipart/form-data":
         _refuse_unknown("form field", [*request.files, *request.form], FILE_FIELD)
+        if FILE_FIELD in request.form:  # `curl -F file=cat.jpg` sends the name as text
+            raise ApiError(
+                f'form field "{FILE_FIELD}" holds text, not a file: with curl, '
+                f"-F {FILE_FIELD}=@cat.jpg (the @ sends the file)"
+            )
         uploads = [
             Upload(f.filename or f"image-{i + 1}", f.read())
             for i, f in enumerate(request.files.getlist(FILE_FIELD))

@@ -397,6 +397,10 @@ def test_missing_or_malformed_bodies(client) -> None:
     assert_error(as_form, 415, "with Content-Type: application/json")
     empty_form = client.post("/api/predict", data={}, content_type="multipart/form-data")
     assert_error(empty_form, 400, "no image")
+    as_text = client.post(
+        "/api/predict", data={"file": "cat.jpg"}, content_type="multipart/form-data"
+    )
+    assert_error(as_text, 400, 'form field "file" holds text, not a file', "-F file=@cat.jpg")
     assert_error(client.post("/api/predict", json={"pictures": []}), 400, "json")
     assert_error(client.post("/api/predict", json={"images": []}), 400, "no image")
     assert_error(client.post("/api/predict", json={"images": ["***"]}), 400, "base64")
