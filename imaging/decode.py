@@ -105,8 +105,9 @@ def to_pixels(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> np.ndarra
 
 
 def decode_cost(data: bytes, max_pixels: int, size: int = IMAGE_SIZE) -> int:
-    """The pixels `to_pixels` will decode `data` to, from its header (a JPEG shrinks while it
-    decodes): the time and memory the image will take. Refuses what `to_pixels` refuses."""
+    """The pixels `to_pixels` will decode `data` to, from its header (a baseline JPEG shrinks
+    while it decodes). A count, not a cost: WebP and 16- or 32-bit images take 2-4x the bytes
+    a pixel, which open_image's per-image limit allows for. Refuses what open_image refuses."""
     return _pixels_to_decode(open_image(data, max_pixels), size)
 
 

@@ -60,8 +60,8 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
         ]
     elif request.is_json:
         uploads = _from_json(_json_body(request), max_images)
-    elif not request.get_data(cache=True):  # (capped at the upload limit, as every body)
-        uploads = []  # an empty body: no image, whatever its Content-Type says
+    elif _body_is_empty(request):
+        uploads = []  # no image, whatever its Content-Type says
     else:
         raise _unsupported(request.mimetype)
     if not uploads:
@@ -69,6 +69,13 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
     if len(uploads) > max_images:
         raise _too_many(max_images)
     return uploads
+
+
+def _body_is_empty(request: Request) -> bool:
+    """Without reading a body that is there (up to the upload limit) only to refuse it."""
+    if request.content_length is not None:
+        return request.content_length == 0
+    return not request.stream.read(1)
 
 
 def _unsupported(mimetype: str) -> ApiError:

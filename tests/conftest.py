@@ -43,8 +43,8 @@ settings.register_profile(
 )
 settings.load_profile("project")
 
-# A shell starts a background job with SIGINT ignored (`nohup`, or `cmd &` without job
-# control), and every child inherits that: the tests that press Ctrl-C on a training or an
+# A shell without job control starts a background job (`cmd &`) with SIGINT ignored, and
+# every child inherits that: the tests that press Ctrl-C on a training or an
 # export then saw nothing happen and failed. Python's handler here is reset to the default at
 # exec, so the children start as they would from a terminal.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:

@@ -69,16 +69,13 @@ def stops_after_import() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    before = {
-        s: signal.signal(s, lambda signum, _frame: caught.append(signum))
-        for s in HELD_SIGNALS
-        if signal.getsignal(s) is not signal.SIG_IGN
-    }
-    try:
+    # Every handler is put back even if a restored one raises at once (a second Ctrl-C).
+    with contextlib.ExitStack() as restore:
+        for s in HELD_SIGNALS:
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                before = signal.signal(s, lambda signum, _frame: caught.append(signum))
+                restore.callback(signal.signal, s, before)
         yield
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
     for s in dict.fromkeys(caught):
         signal.raise_signal(s)  # Python's SIGINT handler raises KeyboardInterrupt here
 

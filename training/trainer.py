@@ -253,6 +253,10 @@ class Trainer:
         finally:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
+        if self._stop_signal is not None:
+            # It came after the last step's check (the EMA's final weights): nothing is left
+            # to save, so it goes to the handler of the code around, as if it came now.
+            signal.raise_signal(self._stop_signal)
         return self.progress
 
     def _on_signal(self, signum, frame) -> None:

@@ -13,8 +13,10 @@ const settings = {
   parallel: 4,
   liveIntervalMs: 500,
   // A request with no answer by then fails with Try again (a stuck or swamped server left its
-  // card spinning for good). Long enough for a photo at the upload limit on a slow uplink.
-  answerTimeoutMs: 60000,
+  // card spinning for good): 30 s, plus the upload's time at 256 kbit/s (a 10 MiB photo: 6
+  // minutes more), since the timer cannot tell a slow upload from a stuck server.
+  answerBaseMs: 30000,
+  uploadBytesPerMs: 32,
   // The proxy's limit is on the whole request body: the file plus its multipart headers.
   multipartOverheadBytes: 1024,
 };
@@ -396,11 +398,13 @@ async function predict(blob, name, signal) {
 function abortedBy(signal) {
   if (!signal || !signal.aborted) return null;
   if (signal.reason && signal.reason.name === "TimeoutError") {
-    const seconds = settings.answerTimeoutMs / 1000;
+    const seconds = Math.round(signal.reason.waitedMs / 1000);
     return new Error(`No answer from the server within ${seconds} s: it may be overloaded. Try again in a moment.`);
   }
   return signal.reason;
 }
+
+const answerTimeoutMs = (blob) => settings.answerBaseMs + blob.size / settings.uploadBytesPerMs;
 
 // Cards on the page (how many wait or failed), and the page's round trips: request sent to
 // answer read, for the last 50 answered requests. A card's own "server time" is the proxy's.
@@ -434,9 +438,10 @@ const FILE_ERRORS = [400, 413, 415];
 async function classifyOne(blob, name, card, again = () => classifyOne(blob, name, card)) {
   if (!card.isConnected) return { ok: false, text: "" }; // cleared while queued: not sent
   const controller = new AbortController();
+  const waitedMs = answerTimeoutMs(blob);
   const timer = setTimeout(
-    () => controller.abort(new DOMException("no answer in time", "TimeoutError")),
-    settings.answerTimeoutMs,
+    () => controller.abort(Object.assign(new DOMException("no answer in time", "TimeoutError"), { waitedMs })),
+    waitedMs,
   );
   inflight.set(card, controller);
   card.classList.add("loading");

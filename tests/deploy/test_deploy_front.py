@@ -2,7 +2,9 @@
 
 No Docker engine runs here, so the nginx image's main configuration is played by a small one
 that includes the project's file inside `http {}`, as the image's does, with the upstream and
-listen addresses moved to free loopback ports. No model server: /healthz does not need one.
+listen addresses moved to free loopback ports. The proxy's address becomes an IP literal, so
+the resolver (Docker's DNS, asked again every 10 s) is not exercised here. No model server:
+/healthz does not need one.
 """
 
 from __future__ import annotations
@@ -83,6 +85,23 @@ def test_uploads_that_stall_hold_the_proxys_threads_but_not_through_the_front(tm
         answer = requests.post(front.replace("/healthz", "/api/predict"), files=upload, timeout=10)
         assert answer.status_code == 503, answer.text
         assert answer.json()["kind"] == "model_unavailable", answer.text
+        # Over the front's own limit: its refusal, in the proxy's JSON.
+        huge = {"file": ("a.jpg", b"\xff" * (13 * 2**20), "image/jpeg")}
+        answer = requests.post(front.replace("/healthz", "/api/predict"), files=huge, timeout=30)
+        assert answer.status_code == 413, answer.text
+        assert answer.json()["kind"] == "too_large", answer.text
+
+
+def test_the_front_answers_json_while_the_proxy_is_down(tmp_path):
+    """Nothing listens at the proxy's address (starting, restarting): a 503 in the proxy's
+    JSON with Retry-After, not nginx's HTML 502, which the page showed as 'Unexpected
+    answer'."""
+    front_port = free_port()
+    with _nginx(require_tool("nginx"), free_port(), front_port, tmp_path, wait_for=None):
+        answer = requests.get(f"http://127.0.0.1:{front_port}/api/model", timeout=10)
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["kind"] == "proxy_unavailable", answer.text
+    assert answer.headers["Retry-After"] == "5"
 
 
 @contextlib.contextmanager
@@ -128,7 +147,11 @@ def _gunicorn(port: int, tmp_path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _nginx(nginx: str, proxy_port: int, front_port: int, tmp_path: Path) -> Iterator[None]:
+def _nginx(
+    nginx: str, proxy_port: int, front_port: int, tmp_path: Path, wait_for: str | None = "/healthz"
+) -> Iterator[None]:
+    """nginx with the project's site file; ready once `wait_for` answers through it (None:
+    once its port accepts a connection)."""
     site = SITE.read_text()
     for was, now in [("http://proxy:5000;", f"http://127.0.0.1:{proxy_port};"),
                      ("listen 8080;", f"listen 127.0.0.1:{front_port};")]:  # fmt: skip
@@ -140,8 +163,11 @@ def _nginx(nginx: str, proxy_port: int, front_port: int, tmp_path: Path) -> Iter
     command = [nginx, "-p", str(tmp_path), "-c", str(main), "-g", "daemon off;"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        url = f"http://127.0.0.1:{front_port}/healthz"
-        eventually(lambda: _answers(url, process), timeout=30, what="nginx")
+        if wait_for is None:
+            eventually(lambda: _listens(front_port, process), timeout=30, what="nginx")
+        else:
+            url = f"http://127.0.0.1:{front_port}{wait_for}"
+            eventually(lambda: _answers(url, process), timeout=30, what="nginx")
         yield
     finally:
         _stop(process)
@@ -154,6 +180,13 @@ def _answers(url: str, process: subprocess.Popen | None = None) -> bool:
         return requests.get(url, timeout=2).ok
     except requests.RequestException:
         return False
+
+
+def _listens(port: int, process: subprocess.Popen) -> bool:
+    assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 def _stop(process: subprocess.Popen) -> None:

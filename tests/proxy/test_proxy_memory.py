@@ -4,8 +4,10 @@ The whole processes' memory under load is `make soak`'s check (bench/soak.py); o
 machine that floor moves by 10 % between identical runs, too much for a one-minute test. The
 proxy's own code leaks by keeping Python objects, and tracemalloc counts those (numpy's
 buffers too) to the byte, so here the real app sends good and refused requests to the real
-model server and the Python memory still held after them must not grow with their number.
-(A leak inside a C library, Pillow or grpcio, is the soak's to find.)
+model server and the Python memory still held after them must not grow by more than 100
+bytes a request in the median round. That catches a kept array, upload, reply or traceback;
+a few small objects a request (a float, an id) stay under what caches still filling leave
+here. (A leak inside a C library, Pillow or grpcio, is the soak's to find.)
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ def test_short_soak_keeps_every_promise(tmp_path, tiny_base_path) -> None:
     down = [r for r in result.records if r.status == 503]
     assert down, "no request saw the model server down"
     assert any(r.status == 200 and "label=canary" in r.query for r in result.records)
-    problems = failures(result, memory=False)
+    problems = failures(result, memory_growth=False)
     assert not problems, "\n".join(problems[:40]) + "\n\n" + report
 
 

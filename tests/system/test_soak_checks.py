@@ -84,3 +84,10 @@ def test_a_sample_taken_while_a_process_was_gone_is_left_out() -> None:
     clean = result(samples=gone)
     assert failures(clean) == []
     assert clean.rss_end["proxy"] == pytest.approx(np.percentile(SWINGS, 25))
+
+
+def test_the_one_minute_variant_leaves_out_growth_but_not_a_missing_sampler() -> None:
+    grown = result(samples=((3.5, 200, 700), (13, 200, 700), (17, 260, 700)))
+    assert failures(grown, memory_growth=False) == []
+    unsampled = failures(result(samples=((17, 200, 700),)), memory_growth=False)
+    assert any("no memory samples" in problem for problem in unsampled), unsampled

@@ -319,3 +319,25 @@ def test_the_whitening_filters_see_every_class_of_a_class_sorted_data_set(tmp_pa
     sample = trainer._whitening_sample()
     assert len(sample) == 16
     assert set(np.unique(sample[:, 0, 0, 0])) == {0, 60, 120, 180}
+
+
+def test_a_stop_after_the_last_steps_check_is_acted_on_when_fit_returns(tmp_path):
+    """A Ctrl-C while the final weights are taken (after the last check for a stop) said
+    "stopping: a checkpoint is saved..." and was then dropped: the run wrote its outputs
+    and exited 0. It goes on to the handler around fit, which for training is Ctrl-C's."""
+    import signal
+
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["tiny"], batch_size=16, epochs=1)
+    trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    take_ema_weights = trainer._take_ema_weights
+
+    def interrupted_while_taking_them() -> None:
+        trainer._on_signal(signal.SIGINT, None)
+        take_ema_weights()
+
+    trainer._take_ema_weights = interrupted_while_taking_them
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
