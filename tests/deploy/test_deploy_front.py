@@ -97,7 +97,7 @@ def test_the_front_answers_json_while_the_proxy_is_down(tmp_path):
     JSON with Retry-After, not nginx's HTML 502, which the page showed as 'Unexpected
     answer'."""
     front_port = free_port()
-    with _nginx(require_tool("nginx"), free_port(), front_port, tmp_path, wait_for=None):
+    with _nginx(require_tool("nginx"), free_port(), front_port, tmp_path):
         answer = requests.get(f"http://127.0.0.1:{front_port}/api/model", timeout=10)
     assert answer.status_code == 503, answer.text
     assert answer.json()["kind"] == "proxy_unavailable", answer.text
@@ -139,7 +139,7 @@ def _gunicorn(port: int, tmp_path: Path) -> Iterator[None]:
     process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
     try:
         url = f"http://127.0.0.1:{port}/healthz"
-        eventually(lambda: _answers(url, process), timeout=60, what="gunicorn")
+        eventually(lambda: _running(process) and _answers(url), timeout=60, what="gunicorn")
         yield
     finally:
         _stop(process)
@@ -147,11 +147,8 @@ def _gunicorn(port: int, tmp_path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _nginx(
-    nginx: str, proxy_port: int, front_port: int, tmp_path: Path, wait_for: str | None = "/healthz"
-) -> Iterator[None]:
-    """nginx with the project's site file; ready once `wait_for` answers through it (None:
-    once its port accepts a connection)."""
+def _nginx(nginx: str, proxy_port: int, front_port: int, tmp_path: Path) -> Iterator[None]:
+    """nginx with the project's site file, once its port accepts connections."""
     site = SITE.read_text()
     for was, now in [("http://proxy:5000;", f"http://127.0.0.1:{proxy_port};"),
                      ("listen 8080;", f"listen 127.0.0.1:{front_port};")]:  # fmt: skip
@@ -163,27 +160,25 @@ def _nginx(
     command = [nginx, "-p", str(tmp_path), "-c", str(main), "-g", "daemon off;"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        if wait_for is None:
-            eventually(lambda: _listens(front_port, process), timeout=30, what="nginx")
-        else:
-            url = f"http://127.0.0.1:{front_port}{wait_for}"
-            eventually(lambda: _answers(url, process), timeout=30, what="nginx")
+        eventually(lambda: _running(process) and _listens(front_port), timeout=30, what="nginx")
         yield
     finally:
         _stop(process)
 
 
-def _answers(url: str, process: subprocess.Popen | None = None) -> bool:
-    if process is not None:
-        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+def _running(process: subprocess.Popen) -> bool:
+    assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+    return True
+
+
+def _answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=2).ok
     except requests.RequestException:
         return False
 
 
-def _listens(port: int, process: subprocess.Popen) -> bool:
-    assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+def _listens(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         return True
     return False
