@@ -10,12 +10,11 @@ the resolver (Docker's DNS, asked again every 10 s) is not exercised here. No mo
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from deploy_files import REPO, compose_service, manifest, require_tool
 from PIL import Image
 from polling import eventually
 
-from scripts.processes import free_port
+from scripts import processes
 
 SITE = REPO / "proxy" / "nginx.conf"
 MAIN_CONF = """
@@ -65,7 +64,7 @@ def test_uploads_that_stall_hold_the_proxys_threads_but_not_through_the_front(tm
     serve` or compose: a photo went unanswered, /healthz for 75 s (a hostile-input audit).
     Straight to gunicorn that still happens here; through the front, /healthz answers."""
     nginx = require_tool("nginx")
-    proxy_port, front_port = free_port(), free_port()
+    proxy_port, front_port = processes.free_port(), processes.free_port()
     with _gunicorn(proxy_port, tmp_path), _nginx(nginx, proxy_port, front_port, tmp_path):
         direct = f"http://127.0.0.1:{proxy_port}/healthz"
         front = f"http://127.0.0.1:{front_port}/healthz"
@@ -96,8 +95,8 @@ def test_the_front_answers_json_while_the_proxy_is_down(tmp_path):
     """Nothing listens at the proxy's address (starting, restarting): a 503 in the proxy's
     JSON with Retry-After, not nginx's HTML 502, which the page showed as 'Unexpected
     answer'."""
-    front_port = free_port()
-    with _nginx(require_tool("nginx"), free_port(), front_port, tmp_path):
+    front_port = processes.free_port()
+    with _nginx(require_tool("nginx"), processes.free_port(), front_port, tmp_path):
         answer = requests.get(f"http://127.0.0.1:{front_port}/api/model", timeout=10)
     assert answer.status_code == 503, answer.text
     assert answer.json()["kind"] == "proxy_unavailable", answer.text
@@ -125,30 +124,28 @@ def _stalled_uploads(port: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _gunicorn(port: int, tmp_path: Path) -> Iterator[None]:
+    """The proxy's gunicorn (processes.proxy_command), its model server address unused."""
     env = {
         **os.environ,
         "PROXY_HOST": "127.0.0.1",
         "PROXY_PORT": str(port),
         "GUNICORN_WORKERS": "1",
         "GUNICORN_THREADS": str(THREADS),
-        "MODEL_SERVER_GRPC": f"127.0.0.1:{free_port()}",
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MODEL_SERVER_GRPC": f"127.0.0.1:{processes.free_port()}",
     }
-    command = ["gunicorn", "--config", "proxy/gunicorn_conf.py", "proxy.app:create_app()"]
-    log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log)
-    try:
-        url = f"http://127.0.0.1:{port}/healthz"
-        eventually(lambda: _running(process) and _answers(url), timeout=60, what="gunicorn")
-        yield
-    finally:
-        _stop(process)
-        log.close()
+    with (tmp_path / "gunicorn.log").open("w") as log:
+        process = processes.start(processes.proxy_command(), env, log, own_session=False)
+        try:
+            url = f"http://127.0.0.1:{port}/healthz"
+            processes.wait_for(lambda: _answers(url), {"gunicorn": process}, "gunicorn")
+            yield
+        finally:
+            processes.stop(process)
 
 
 @contextlib.contextmanager
 def _nginx(nginx: str, proxy_port: int, front_port: int, tmp_path: Path) -> Iterator[None]:
-    """nginx with the project's site file, once its port accepts connections."""
+    """nginx with the project's site file, once its port is taken."""
     site = SITE.read_text()
     for was, now in [("http://proxy:5000;", f"http://127.0.0.1:{proxy_port};"),
                      ("listen 8080;", f"listen 127.0.0.1:{front_port};")]:  # fmt: skip
@@ -158,17 +155,14 @@ def _nginx(nginx: str, proxy_port: int, front_port: int, tmp_path: Path) -> Iter
     main = tmp_path / "nginx.conf"
     main.write_text(MAIN_CONF.format(tmp=tmp_path, site=tmp_path / "site.conf"))
     command = [nginx, "-p", str(tmp_path), "-c", str(main), "-g", "daemon off;"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        eventually(lambda: _running(process) and _listens(front_port), timeout=30, what="nginx")
-        yield
-    finally:
-        _stop(process)
-
-
-def _running(process: subprocess.Popen) -> bool:
-    assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
-    return True
+    with (tmp_path / "nginx.out").open("w") as log:
+        process = processes.start(command, log=log, own_session=False)
+        try:
+            listening = functools.partial(processes.port_in_use, front_port)
+            processes.wait_for(listening, {"nginx": process}, "nginx")
+            yield
+        finally:
+            processes.stop(process)
 
 
 def _answers(url: str) -> bool:
@@ -176,18 +170,3 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=2).ok
     except requests.RequestException:
         return False
-
-
-def _listens(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-        return True
-    return False
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

@@ -61,7 +61,7 @@ def test_server_started_like_compose_serves_the_model(server):
 
     image = [[[0, 0, 0]] * 32] * 32
     answer = requests.post(
-        f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}:predict",
+        f"{server.rest_url}/v1/models/{MODEL}:predict",
         json={"signature_name": "pixels", "inputs": {"images": [image]}},
         timeout=30,
     )
@@ -69,9 +69,7 @@ def test_server_started_like_compose_serves_the_model(server):
     assert len(answer.json()["outputs"]["probabilities"][0]) == 10
 
     # monitoring.config was read: the Prometheus page is on, at its path.
-    metrics = requests.get(
-        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=5
-    )
+    metrics = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=5)
     assert metrics.status_code == 200
     assert ":tensorflow:serving:request_count" in metrics.text
 
@@ -84,11 +82,9 @@ def test_the_tfserving_alert_rules_name_metrics_and_labels_the_server_exports(se
     import yaml
     from deploy_files import REPO
 
-    url = f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}:predict"
+    url = f"{server.rest_url}/v1/models/{MODEL}:predict"
     requests.post(url, json={"signature_name": "pixels", "inputs": {"images": "x"}}, timeout=30)
-    page = requests.get(
-        f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=5
-    )
+    page = requests.get(f"{server.rest_url}/monitoring/prometheus/metrics", timeout=5)
     exported: dict[str, set[str]] = {}  # names as exposed (the parser adds "_total" to counters)
     for line in page.text.splitlines():
         if line and not line.startswith("#"):
