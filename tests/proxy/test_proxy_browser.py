@@ -128,11 +128,18 @@ def assert_top3(card) -> None:
         raise AssertionError(
             f"card [{state}] shows {card.inner_text()!r}; the stack's last lines:\n{log}"
         ) from missing
-    for i in range(3):
-        assert rows.nth(i).locator(".bar-label").inner_text().strip()
-        value = rows.nth(i).locator(".bar-value").inner_text().strip()
+    # One read of all three rows: a live card's next answer may land between separate reads.
+    shown = rows.evaluate_all(
+        """rows => rows.map(row => [
+            row.querySelector('.bar-label').innerText.trim(),
+            row.querySelector('.bar-value').innerText.trim(),
+            row.querySelector('.bar-track').getAttribute('aria-valuetext'),
+        ])"""
+    )
+    for label, value, spoken in shown:
+        assert label
         assert PERCENT.match(value)
-        assert rows.nth(i).locator(".bar-track").get_attribute("aria-valuetext") == value
+        assert spoken == value
     expect(card.locator(".card-meta")).to_contain_text(re.compile(r"model v\d+"))
 
 
