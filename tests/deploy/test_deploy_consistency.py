@@ -129,6 +129,14 @@ def test_models_config_names_the_model_at_the_mounted_absolute_base_path():
     assert seed["args"][-1] == model.base_path
 
 
+def test_tfserving_runs_as_the_same_unprivileged_user_in_compose_and_kubernetes():
+    pod = manifest("Deployment", "tfserving")["spec"]["template"]["spec"]["securityContext"]
+    assert pod["runAsNonRoot"] and pod["runAsUser"] != 0
+    uid, gid = compose_service("tfserving")["user"].split(":")
+    assert (int(uid), int(gid)) == (pod["runAsUser"], pod["runAsGroup"])
+    assert compose_service("tfserving")["cap_drop"] == ["ALL"]
+
+
 def test_health_checks_wait_for_an_available_model_on_the_rest_port():
     compose_test = compose_service("tfserving")["healthcheck"]["test"]
     readiness = container("tfserving")["readinessProbe"]["exec"]["command"]
