@@ -51,6 +51,9 @@ _big_decodes = threading.Lock()
 # - pixels allowed, as a share of max_pixels, for formats that need more bytes a pixel while
 #   decoding (a 40-megapixel 32-bit TIFF peaked at 833 MB, a lossless WebP at 642 MB);
 PIXEL_SHARE = {"F": 4, "I": 4, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "WEBP": 2}
+# How the refusal names those kinds to a user, instead of Pillow's mode names.
+SHARE_KIND = {"F": "32-bit float", "I": "32-bit", "I;16": "16-bit", "I;16L": "16-bit",
+              "I;16B": "16-bit", "I;16N": "16-bit"}  # fmt: skip
 # - a TIFF tile is decoded whole: one of 26000 x 26000 in a 16 x 16 image took 2 GB;
 TILE_SLACK = 16
 # - every scan of a progressive JPEG is a pass over the whole image (libjpeg's default
@@ -148,7 +151,7 @@ def _refuse_costly_decodes(image: Image.Image, data: bytes, max_pixels: int) -> 
     width, height = image.size
     share = PIXEL_SHARE.get(image.mode) or PIXEL_SHARE.get(image.format, 1)
     if width * height > max_pixels // share:
-        kind = f"a {image.format} image in mode {image.mode}"
+        kind = " ".join(filter(None, ("a", SHARE_KIND.get(image.mode), image.format, "image")))
         raise ImageTooLarge(
             f"{kind} may have at most {max_pixels // share:,} pixels (it decodes at several "
             f"bytes a pixel); this one has {width} x {height}"
