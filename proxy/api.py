@@ -124,6 +124,8 @@ def _not_served(svc: Services, target: ModelTarget, exc: ModelNotFound) -> Model
 @bp.get("/model")
 def model() -> Response:
     """Versions and their states, labels that resolve, class names, and the proxy's limits."""
+    # It describes every version at once: `?version=3` would be ignored, so it is refused.
+    check_query(request.args, allowed=())
     svc = services()
     config = svc.config
     try:
@@ -159,15 +161,13 @@ def model() -> Response:
 QUERY_PARAMETERS = ("k", "version", "label")
 
 
-def check_query(args) -> None:
+def check_query(args, allowed: tuple[str, ...] = QUERY_PARAMETERS) -> None:
     """A misspelt parameter (`?lable=canary`) would silently ask the default version, and a
     repeated one (`?version=5&version=99`) answered with its first value: refuse both."""
-    unknown = sorted(set(args) - set(QUERY_PARAMETERS))
+    unknown = sorted(set(args) - set(allowed))
     if unknown:
-        raise ApiError(
-            f"unknown query parameter {', '.join(unknown)}; this API takes "
-            f"{', '.join(QUERY_PARAMETERS)}"
-        )
+        takes = f"takes {', '.join(allowed)}" if allowed else "takes no query parameters"
+        raise ApiError(f"unknown query parameter {', '.join(unknown)}; this endpoint {takes}")
     repeated = sorted(name for name in args if len(args.getlist(name)) > 1)
     if repeated:
         raise ApiError(f"query parameter {', '.join(repeated)} given more than once")

@@ -215,6 +215,9 @@ def test_a_misspelt_query_parameter_is_refused_not_ignored(client, sample_jpegs)
     # Repeated, the first value answered and the second was dropped without a word.
     response = post_files(client, files, "?version=1&version=99")
     assert_error(response, 400, "query parameter version given more than once")
+    # /api/model describes every version: ?version=1 answered as if it had been heeded.
+    response = client.get("/api/model?version=1")
+    assert_error(response, 400, "unknown query parameter version", "takes no query parameters")
 
 
 def test_a_misspelt_body_field_is_refused_not_ignored(client, sample_jpegs) -> None:
