@@ -74,6 +74,9 @@ const resend = new WeakMap();
 
 // Whether the default version is served; null when a newer poll started meanwhile (its answer,
 // not this older one, sets the badge and the next poll).
+// The proxy's error kinds (proxy/errors.py) that mean the model server, not the proxy, failed.
+const MODEL_SERVER_KINDS = ["model_unavailable", "model_timeout", "model_error"];
+
 async function refreshModel() {
   const poll = ++state.modelPolls;
   let response, body;
@@ -92,8 +95,12 @@ async function refreshModel() {
   }
   if (!response.ok) {
     // The proxy's sentence says what is wrong: the model unknown to the model server (a
-    // MODEL_NAME typo, no version folder yet) is not the model server being down.
-    const text = response.status === 404 ? "Model not found · retrying" : "Model server unavailable · retrying";
+    // MODEL_NAME typo, no version folder yet) is not the model server being down, and a
+    // proxy that is itself restarting (compose's nginx front answers for it) is neither.
+    const kind = body && body.kind;
+    const text = response.status === 404 ? "Model not found · retrying"
+      : MODEL_SERVER_KINDS.includes(kind) ? "Model server unavailable · retrying"
+      : "Service unavailable · retrying";
     setBadge("down", text, (body && body.error) || `HTTP ${response.status}`);
     return false;
   }

@@ -945,17 +945,30 @@ def test_the_model_sees_transparency_as_white_in_the_thumbnail(open_page, browse
     assert pixel == [255, 255, 255, 255]
 
 
-def test_the_badge_says_what_the_proxy_says_is_wrong(open_page, browser) -> None:
-    """A proxy whose MODEL_NAME the model server does not know (played by routing) answers
-    /api/model with a 404 and a sentence; the badge said "Model server unavailable", though
-    the server was up, and dropped the sentence."""
+@pytest.mark.parametrize(
+    ("status", "kind", "problem", "badge"),
+    [
+        (404, "not_found", "the model server knows no model named 'cifar100' (check MODEL_NAME)",
+         "Model not found"),
+        (503, "model_unavailable", "the model server is unavailable", "Model server unavailable"),
+        # compose's nginx front, for a proxy that is down or restarting (proxy/nginx.conf)
+        (503, "proxy_unavailable", "the service is starting or restarting: try again in a moment",
+         "Service unavailable"),
+    ],
+)  # fmt: skip
+def test_the_badge_says_what_the_proxy_says_is_wrong(
+    open_page, browser, status, kind, problem, badge
+) -> None:
+    """Failures of /api/model, played by routing. A proxy whose MODEL_NAME the model server
+    does not know answers 404 with a sentence; the badge said "Model server unavailable",
+    though the server was up, and dropped the sentence. So it did for compose's front
+    answering for a proxy that was restarting."""
     page = open_page(browser, DESKTOP)
-    problem = "the model server knows no model named 'cifar100' (check MODEL_NAME)"
-    unknown = {"status": 404, "content_type": "application/json",
-               "body": json.dumps({"error": problem, "kind": "not_found"})}  # fmt: skip
-    page.route("**/api/model", lambda route: route.fulfill(**unknown))
+    answer = {"status": status, "content_type": "application/json",
+              "body": json.dumps({"error": problem, "kind": kind})}  # fmt: skip
+    page.route("**/api/model", lambda route: route.fulfill(**answer))
     page.reload()
-    expect(page.locator("#model-badge")).to_contain_text("Model not found")
+    expect(page.locator("#model-badge")).to_contain_text(badge)
     expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bdown\b"))
     expect(page.locator("#badge-detail")).to_have_text(problem)
     expect(page.locator("#badge-detail")).to_be_visible()
