@@ -39,10 +39,16 @@ def save(run_dir: Path, groups: Mapping[str, Sequence], state: dict) -> Path:
         tmp.unlink(missing_ok=True)
         kept = "the previous one is intact" if path.exists() else "there is none yet"
         raise CheckpointError(
-            f"could not write the checkpoint {path} ({error.strerror or error}); {kept}: "
+            f"could not write the checkpoint {path} ({reason(error)}); {kept}: "
             f"{fix_for(error)} and re-run the same command to resume"
         ) from error
     return path
+
+
+def reason(error: OSError) -> str:
+    """A failed write's cause in a few words: h5py's OSErrors carry a paragraph of internals
+    as their strerror, and the errno, from which the usual sentence is made."""
+    return os.strerror(error.errno) if error.errno else (error.strerror or str(error))
 
 
 def fix_for(error: OSError) -> str:

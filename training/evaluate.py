@@ -24,6 +24,7 @@ from training.data import DataError, Dataset, Split, check_source, load_dataset,
 from training.run_folder import (
     CONFUSION,
     EVALUATION,
+    RunFolderError,
     is_run_folder,
     read_run_options,
     write_whole,
@@ -224,7 +225,7 @@ def _evaluate(args: argparse.Namespace, run: bool) -> None:
             report = evaluate_run(args.run_dir, args.data, args.test_subset)
         except DataError as err:
             raise SystemExit(f"evaluate: data error: {err}") from None
-        except UnfinishedRunError as err:
+        except (UnfinishedRunError, RunFolderError) as err:  # RunFolderError: a bad run.json
             raise SystemExit(f"evaluate: {err}") from None
     else:
         evaluate_export(args.run_dir, args.data or default_data(), args.out)

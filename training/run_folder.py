@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from modelserver.version_names import parse_version
-from training.checkpoint import CHECKPOINT_NAME
+from training.checkpoint import CHECKPOINT_NAME, fix_for, reason
 from training.config import RECIPES, Recipe, RunOptions
 from training.data import fingerprint
 
@@ -24,6 +24,7 @@ TRAIN_LOG = "train.log"  # every line the run printed, across its sittings (run_
 RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
 RECIPE_SETTINGS = "recipe_settings"  # run.json's copy of the recipe as the run began
 DATA_FINGERPRINT = "data_fingerprint"  # run.json's: the data wherever it is (data.fingerprint)
+BEST_WEIGHTS = "best.weights.h5"  # the vgg recipe's best validation weights (training.trainer)
 FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.run_outputs)
 MODEL_FILE = "model.keras"  # the whole Keras model, for Keras users (training.run_outputs)
 HISTORY = "history.json"  # per-epoch figures (training.run_outputs)
@@ -40,10 +41,22 @@ META = "meta.json"
 
 
 def run_logger(run_dir: Path) -> Callable[[str], None]:
-    """A log function: each line to the terminal and appended to the run's train.log."""
+    """A log function: each line to the terminal and appended to the run's train.log. A line
+    train.log cannot take (a full disk) still reaches the terminal, with one warning: the
+    training goes on, and the checkpoint's own write says what to do if the disk stays full."""
+    warned = False
 
     def log(msg: str) -> None:
-        append_to_log(run_dir, msg)  # first: the file outlives a closed terminal
+        nonlocal warned
+        try:
+            append_to_log(run_dir, msg)  # first: the file outlives a closed terminal
+        except OSError as error:
+            if not warned:
+                show(f"warning: cannot write {run_dir / TRAIN_LOG} ({reason(error)}); "
+                     "its lines go to the terminal only until it can")  # fmt: skip
+            warned = True
+        else:
+            warned = False
         show(f"\r\x1b[K{msg}" if sys.stdout.isatty() else msg)  # over a progress line
 
     return log
@@ -100,15 +113,14 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
             k: (before.get(k), v)
             for k, v in wanted.items()
             if k not in ("precision", "run_dir", RECIPE_SETTINGS)
-            and _as_run(k, before.get(k), recipe) != _as_run(k, v, recipe)
-            and not (k == "data" and _same_data(before, v))
+            and (
+                _data_changed(before, v)
+                if k == "data"
+                else _as_run(k, before.get(k), recipe) != _as_run(k, v, recipe)
+            )
         }
         if diff:
-            changes = "; ".join(
-                f"--{k.replace('_', '-')} {_shown(k, then, recipe)} then, "
-                f"{_shown(k, now, recipe)} now"
-                for k, (then, now) in diff.items()
-            )
+            changes = "; ".join(_change(k, then, now, recipe) for k, (then, now) in diff.items())
             if is_finished(run_dir):
                 raise RunFolderError(
                     f"{run_dir} holds a finished run made with other options ({changes}); "
@@ -177,10 +189,29 @@ def _from_json(value):
     return tuple(value) if isinstance(value, list) else value
 
 
-def _same_data(before: dict, data: str | None) -> bool:
-    """The data the run recorded, found at another path (moved, or mounted elsewhere)."""
-    recorded = before.get(DATA_FINGERPRINT)
-    return recorded is not None and _data_fingerprint(data) == recorded
+def _data_changed(before: dict, data: str | None) -> bool:
+    """Whether --data names other data than the run started on. Where the run recorded the
+    data's fingerprint, the contents decide wherever the path points: the data moved (or
+    mounted elsewhere) resumes the run; a file replaced in place, or a relative path typed
+    from another folder, would mix two data sets in one run and is refused."""
+    recorded, found = before.get(DATA_FINGERPRINT), _data_fingerprint(data)
+    if recorded is not None and found is not None:
+        return found != recorded
+    return _as_run("data", before.get("data"), {}) != _as_run("data", data, {})
+
+
+def _change(key: str, then, now, recipe: dict) -> str:
+    """One refused option, for the message: both values, or for data at the same path, why."""
+    shown_then, shown_now = _shown(key, then, recipe), _shown(key, now, recipe)
+    resolved = _as_run(key, now, recipe)
+    if key == "data" and _as_run(key, then, recipe) == resolved:
+        where = f" ({resolved})" if resolved != shown_now else ""
+        return (
+            f"--data {shown_now}{where} holds other files than when the run started (if they "
+            f"are the same images copied without their dates, delete {DATA_FINGERPRINT} from "
+            f"{RUN_OPTIONS} to resume)"
+        )
+    return f"--{key.replace('_', '-')} {shown_then} then, {shown_now} now"
 
 
 def _data_fingerprint(data: str | None) -> str | None:
@@ -218,15 +249,25 @@ def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
     record = {**pinned, "resolved_precision": precision}
     if found := _data_fingerprint(record.get("data")):
         record[DATA_FINGERPRINT] = found
-    (run_dir / RUN_OPTIONS).write_text(json.dumps(record, indent=2))
+    try:
+        write_whole(run_dir / RUN_OPTIONS, json.dumps(record, indent=2))
+    except OSError as error:
+        raise RunFolderError(
+            f"could not write {run_dir / RUN_OPTIONS} ({reason(error)}); "
+            f"{fix_for(error)} and re-run the same command"
+        ) from error
 
 
 def write_whole(path: Path, text: str) -> None:
-    """`text` as `path`, whole or not at all: written beside it, then renamed over it (a reader,
-    or a Ctrl-C or a full disk midway, never leaves a half-written file under that name)."""
+    """`text` as `path`, whole or not at all: written beside it, flushed to the disk, then
+    renamed over it (a reader, a Ctrl-C, a full disk or a power cut midway never leaves a
+    half-written file under that name)."""
     partial = path.with_name(f".{path.name}.tmp")
     try:
-        partial.write_text(text)
+        with partial.open("w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -236,7 +277,16 @@ def write_whole(path: Path, text: str) -> None:
 def read_run_options(run_dir: Path) -> dict:
     """The options a run was started with; {} for a folder that holds none."""
     path = run_dir / RUN_OPTIONS
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:  # cut short by older code's in-place write, or edited by hand
+        raise RunFolderError(
+            f"{path} cannot be read ({err}); its checkpoint is intact: write the options the "
+            f"run was started with back into it (or delete it to resume with the options given "
+            f"now, unchecked), or {NEW_RUN_DIR}"
+        ) from None
 
 
 LOCK = ".lock"  # held by the training that writes the folder (claim_run_dir)

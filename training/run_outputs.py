@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from training.checkpoint import fix_for
+from training.checkpoint import fix_for, reason
 from training.config import TTA_ACCURACY_KEYS
 from training.data import Dataset
 from training.inference import predict_each_tta, top1_accuracy
@@ -42,7 +42,7 @@ def write_run_outputs(
     except OSError as error:
         where = error.filename or run_dir
         raise OutputError(
-            f"the run's outputs stopped at {where} ({error.strerror or error}); the checkpoint "
+            f"the run's outputs stopped at {where} ({reason(error)}); the checkpoint "
             f"holds the trained weights: {fix_for(error)} and re-run the same command to finish "
             "the run"
         ) from error

@@ -247,14 +247,19 @@ def _log_plan(log, opts: RunOptions, trainer, n_train: int, flops: int, precisio
 
 def _position(trainer) -> str:
     """Where a run stands, in the run's steps and in the progress lines' epoch terms."""
-    step, spe = trainer.progress.step, trainer.steps_per_epoch
-    epoch, done = divmod(step, spe)
-    within = (
-        f"the end of epoch {epoch}"
-        if done == 0 and step
-        else f"epoch {epoch + 1}: step {done}/{spe}"
-    )
-    return f"step {step}/{trainer.total_steps} ({within})"
+    return describe_position(trainer.progress.step, trainer.steps_per_epoch, trainer.total_steps)
+
+
+def describe_position(step: int, steps_per_epoch: int, total_steps: int) -> str:
+    """A fractional epoch count (the fast recipe's 9.9) makes the last epoch short: 44 steps
+    of 48 end it, and "step 44/48" read as a run stopped mid-epoch."""
+    epoch, done = divmod(step, steps_per_epoch)
+    size = min((epoch + 1) * steps_per_epoch, total_steps) - epoch * steps_per_epoch
+    if step and done in (0, size):
+        within = f"the end of epoch {epoch + (done == size)}"
+    else:
+        within = f"epoch {epoch + 1}: step {done}/{size}"
+    return f"step {step}/{total_steps} ({within})"
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from training.data import DataError, Dataset, Split
 from training.inference import make_logits_fn, predict_logits, top1_accuracy
 from training.models import FROZEN_KERNELS, build_model, init_whitening
 from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
-from training.run_folder import show
+from training.run_folder import BEST_WEIGHTS, show
 
 
 def duration(seconds: float) -> str:
@@ -432,6 +432,21 @@ class Trainer:
         schedule = triangle_lr(self.progress.step, self.total_steps, self.recipe)
         return self.optimizer.learning_rate_at(schedule)
 
+    def _save_best_weights(self) -> None:
+        """Written beside the old file and renamed over it, as the checkpoint is: a stop or a
+        full disk midway keeps the previous best whole."""
+        path = self.run_dir / BEST_WEIGHTS
+        partial = self.run_dir / f".partial.{BEST_WEIGHTS}"  # Keras wants the .weights.h5 end
+        try:
+            self.model.save_weights(partial)
+            os.replace(partial, path)
+        except OSError as error:
+            partial.unlink(missing_ok=True)
+            raise checkpoint.CheckpointError(
+                f"could not write {path} ({checkpoint.reason(error)}); "
+                f"{checkpoint.fix_for(error)} and re-run the same command to resume"
+            ) from error
+
     def _plateau_logic(self, row: dict) -> None:
         """ReduceLROnPlateau and EarlyStopping on the validation split. The best validation
         weights are saved (best.weights.h5) but the run reports and exports its final ones,
@@ -439,7 +454,7 @@ class Trainer:
         p, r = self.progress, self.recipe
         if row["val_accuracy"] > p.best_val_accuracy:
             p.best_val_accuracy = row["val_accuracy"]
-            self.model.save_weights(self.run_dir / "best.weights.h5")
+            self._save_best_weights()
         if row["val_loss"] < p.best_val_loss - r.plateau_min_delta:
             p.best_val_loss, p.plateau_wait, p.early_stop_wait = row["val_loss"], 0, 0
             return

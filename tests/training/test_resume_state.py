@@ -341,3 +341,23 @@ def test_a_stop_after_the_last_steps_check_is_acted_on_when_fit_returns(tmp_path
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_full_disk_while_saving_the_best_weights_keeps_the_previous_ones(tmp_path):
+    """best.weights.h5 was written in place, and a full disk ended the run in a traceback.
+    The partial file is pointed at /dev/full, whose writes fail with ENOSPC."""
+    import os
+
+    from training.checkpoint import CheckpointError
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["vgg"], val_split=16, batch_size=16)
+    trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    trainer._plateau_logic({"val_loss": 1.0, "val_accuracy": 0.5})
+    best = tmp_path / "best.weights.h5"
+    before = best.read_bytes()
+    os.symlink("/dev/full", tmp_path / ".partial.best.weights.h5")
+    with pytest.raises(CheckpointError, match=r"best.weights.h5 \(No space left on device\); free some space and re-run"):
+        trainer._plateau_logic({"val_loss": 0.9, "val_accuracy": 0.6})
+    assert best.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.weights.h5"]

@@ -317,6 +317,58 @@ def test_the_data_moved_elsewhere_still_resumes_its_run(tiny_data, tmp_path):
         pin_run_options(run_dir, replace(opts, data=str(other)))
 
 
+def test_other_data_at_the_same_path_is_refused(tiny_data, tmp_path, monkeypatch):
+    """The fingerprint was compared only when the path differed: data replaced in place, or
+    the same relative path typed in another folder, resumed the run on other images and the
+    new fingerprint was written over the old one."""
+    import shutil
+
+    from training.config import RunOptions
+    from training.run_folder import pin_run_options, record_run_options
+
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.chdir(tmp_path)
+    opts = RunOptions("data", str(run_dir), recipe="tiny")  # relative, as typed
+    record_run_options(run_dir, pin_run_options(run_dir, opts), "float32")
+    (run_dir / "checkpoint.npz").write_bytes(b"")
+    pin_run_options(run_dir, opts)  # the same files: resumes
+    elsewhere = tmp_path / "elsewhere"
+    other = shutil.copytree(tiny_data, elsewhere / "data")
+    (other / "train/red/0.png").write_bytes((tiny_data / "test/red/0.png").read_bytes())
+    monkeypatch.chdir(elsewhere)  # "data" now names other images
+    with pytest.raises(RunFolderError, match=r"--data data \(.*elsewhere/data\) holds other"):
+        pin_run_options(run_dir, opts)
+    monkeypatch.chdir(tmp_path)
+    (data / "train/red/0.png").write_bytes((tiny_data / "test/red/0.png").read_bytes())
+    with pytest.raises(
+        RunFolderError, match=r"--data data \(.*/data\) holds other files .*data_fingerprint"
+    ):
+        pin_run_options(run_dir, opts)  # replaced in place
+
+
+def test_a_damaged_run_json_is_a_sentence_and_is_written_whole(tmp_path, monkeypatch):
+    """run.json was rewritten in place at every sitting: cut short by a kill at start-up, the
+    next run stopped with a JSONDecodeError traceback though its checkpoint was intact."""
+    from training.config import RunOptions
+    from training.run_folder import pin_run_options, record_run_options
+
+    opts = RunOptions("x", str(tmp_path), recipe="tiny")
+    record_run_options(tmp_path, pin_run_options(tmp_path, opts), "float32")
+    (tmp_path / "checkpoint.npz").write_bytes(b"")
+    (tmp_path / "run.json").write_text('{"data": "x", "re')
+    with pytest.raises(RunFolderError, match=r"run.json cannot be read .* checkpoint is intact"):
+        pin_run_options(tmp_path, opts)
+    written = []  # the record goes through a file beside it, renamed into place
+    real = Path.replace
+    monkeypatch.setattr(
+        Path, "replace", lambda p, t: written.append((p.name, t.name)) or real(p, t)
+    )
+    record_run_options(tmp_path, {"data": "x"}, "float32")
+    assert written == [(".run.json.tmp", "run.json")]
+
+
 def test_an_option_left_out_is_the_recipe_as_the_run_recorded_it(tmp_path, monkeypatch):
     """After the code's recipe changed its epochs, spelling out the epochs the run started
     with is the same run (it was refused), and the message shows the recorded value."""
@@ -854,3 +906,37 @@ def test_the_curves_show_the_final_weights_accuracy(tmp_path, monkeypatch):
     legend = [t.get_text() for t in figure.axes[1].get_legend().get_texts()]
     assert legend == ["train (augmented)", "test", "final weights, test: 75.12%"]
     plt.close(figure)
+
+
+@pytest.mark.parametrize(
+    ("step", "said"),
+    [
+        (0, "step 0/476 (epoch 1: step 0/48)"),
+        (48, "step 48/476 (the end of epoch 1)"),
+        (100, "step 100/476 (epoch 3: step 4/48)"),
+        (450, "step 450/476 (epoch 10: step 18/44)"),
+        # The fast recipe's 9.9 epochs: its tenth has 44 steps, and the 44th ends the run.
+        (476, "step 476/476 (the end of epoch 10)"),
+    ],
+)
+def test_a_position_counts_the_short_last_epoch_as_the_run_does(step, said):
+    from training.train import describe_position
+
+    assert describe_position(step, 48, 476) == said
+
+
+def test_a_train_log_that_cannot_be_written_warns_once_and_the_lines_still_show(
+    tmp_path, capsys
+):
+    """A full disk made every log line a traceback that ended the run; the checkpoint's own
+    write is what tells the user to free space. train.log is a folder here, so every append
+    fails as it would on a full disk."""
+    from training.run_folder import run_logger
+
+    (tmp_path / "train.log").mkdir()
+    log = run_logger(tmp_path)
+    log("epoch 1")
+    log("epoch 2")
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0].startswith(f"warning: cannot write {tmp_path / 'train.log'} (Is a directory)")
+    assert shown[1:] == ["epoch 1", "epoch 2"]
