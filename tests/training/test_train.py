@@ -925,9 +925,7 @@ def test_a_position_counts_the_short_last_epoch_as_the_run_does(step, said):
     assert describe_position(step, 48, 476) == said
 
 
-def test_a_train_log_that_cannot_be_written_warns_once_and_the_lines_still_show(
-    tmp_path, capsys
-):
+def test_a_train_log_that_cannot_be_written_warns_once_and_the_lines_still_show(tmp_path, capsys):
     """A full disk made every log line a traceback that ended the run; the checkpoint's own
     write is what tells the user to free space. train.log is a folder here, so every append
     fails as it would on a full disk."""
