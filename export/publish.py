@@ -160,15 +160,31 @@ def publish(
                 _refuse_existing(base, target)
                 final = _version_dir(base, target)
                 os.rename(tmp, final)
-                if target > _last_published(base):
-                    (base / LAST_VERSION).write_text(f"{target}\n")
-                _fsync_dir(base)
+                _record_published(base, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     if keep is not None:
-        prune(base, keep)
+        try:
+            prune(base, keep)
+        except OSError as err:
+            log.warning("published %s, but --keep %d could not remove older versions: %s",
+                        final, keep, err)  # fmt: skip
     return final
+
+
+def _record_published(base: Path, target: int) -> None:
+    """Once renamed, the version is live and a server may load it: a failure after that (a
+    full disk) is a warning. Raised, it told the user the export failed, and exporting again
+    published the same weights a second time as the next version."""
+    try:
+        if target > _last_published(base):
+            (base / LAST_VERSION).write_text(f"{target}\n")
+        _fsync_dir(base)
+    except OSError as err:
+        log.warning("published %s, but could not record it in %s (%s): a version deleted "
+                    "later may have its number used again", _version_dir(base, target),
+                    base / LAST_VERSION, err)  # fmt: skip
 
 
 def publish_copy(source: str | Path, base_path: str | Path, version: int | None = None) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import threading
@@ -88,6 +89,26 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         publish(broken, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name != ".publish.lock"] == []
+
+
+def test_a_failure_after_the_rename_is_a_warning_and_the_version_stays(
+    tmp_path, caplog, monkeypatch
+):
+    """Once renamed the version is live. A failure to record it (a full disk, played by
+    failing the write of .last-version with ENOSPC) was raised as a failed export, and
+    exporting again published the same weights a second time as the next version."""
+    real = Path.write_text
+
+    def disk_full(path: Path, *args, **kwargs):
+        if path.name == ".last-version":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with caplog.at_level("WARNING", logger="export.publish"):
+        published = publish(slow_writer(1), tmp_path)
+    assert published == tmp_path / "1" and (published / MARKER).is_file()
+    assert "published" in caplog.text and "could not record it" in caplog.text
 
 
 def test_keep_prunes_oldest_versions(tmp_path):
