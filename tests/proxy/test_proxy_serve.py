@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from proxy_images import photo_like
+from proxy_images import encode, photo_like, solid
 from proxy_servers import ROOT, child_env, start_stack
+from readme_blocks import block_after, json_documents
 
 from scripts.processes import children_of, free_port
 
@@ -54,6 +55,23 @@ def test_serve_starts_prints_the_url_and_stops_both(stack) -> None:
     assert "stopping" in "".join(stack.lines)
     for name, port in stack.ports.items():
         assert not listening(port), f"{name} {port} still open after serve exited"
+
+
+def test_readmes_proxy_examples_answer_as_it_says(stack, tmp_path) -> None:
+    """README's curl lines for the proxy's JSON API, run as written on the port serve chose."""
+    stack.wait_for_line("ready: open")
+    (tmp_path / "cat.jpg").write_bytes(photo_like(0))
+    (tmp_path / "dog.png").write_bytes(encode(solid((120, 90, 60))))
+    port = stack.ports["proxy_port"]
+    curl = block_after("The proxy's JSON API").replace("localhost:5000", f"localhost:{port}")
+    done = subprocess.run(
+        ["bash", "-e", "-c", curl], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    predicted, model = json_documents(done.stdout)
+    assert [p["filename"] for p in predicted["results"]] == ["cat.jpg", "dog.png"]
+    assert all(len(p["top"]) == 3 for p in predicted["results"])
+    assert [v["state"] for v in model["versions"]] == ["AVAILABLE"] and len(model["classes"]) == 10
 
 
 def test_serve_with_a_models_config_answers_its_labels(tiny_model_base, add_model_version):
