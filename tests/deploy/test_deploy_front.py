@@ -96,11 +96,17 @@ def test_the_front_answers_json_while_the_proxy_is_down(tmp_path):
     JSON with Retry-After, not nginx's HTML 502, which the page showed as 'Unexpected
     answer'."""
     front_port = processes.free_port()
+    url = f"http://127.0.0.1:{front_port}/api/model"
     with _nginx(require_tool("nginx"), processes.free_port(), front_port, tmp_path):
-        answer = requests.get(f"http://127.0.0.1:{front_port}/api/model", timeout=10)
+        answer = requests.get(url, timeout=10)
+        # nginx's other refusals of its own, in JSON too: a URL or a header past its buffers.
+        too_long = requests.get(f"{url}?k={'9' * 20_000}", timeout=10)
+        big_header = requests.get(url, headers={"X-Note": "a" * 20_000}, timeout=10)
     assert answer.status_code == 503, answer.text
     assert answer.json()["kind"] == "proxy_unavailable", answer.text
     assert answer.headers["Retry-After"] == "5"
+    assert too_long.status_code == 414 and "query string" in too_long.json()["error"]
+    assert big_header.status_code == 431 and "header" in big_header.json()["error"]
 
 
 @contextlib.contextmanager
