@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from modelserver.version_names import parse_version
-from training.run_folder import TRAIN_LOG, is_run_folder
+from training.run_folder import TRAIN_LOG, is_run_folder, write_whole
 
 LOCK_NAME = ".publish.lock"
 KEEP_AT_LEAST_ONE = "--keep must be at least 1: a base path without versions serves nothing"
@@ -179,7 +179,7 @@ def _record_published(base: Path, target: int) -> None:
     published the same weights a second time as the next version."""
     try:
         if target > _last_published(base):
-            (base / LAST_VERSION).write_text(f"{target}\n")
+            write_whole(base / LAST_VERSION, f"{target}\n")  # never emptied by a full disk
         _fsync_dir(base)
     except OSError as err:
         log.warning("published %s, but could not record it in %s (%s): a version deleted "

@@ -10,7 +10,7 @@ import errno
 import json
 import os
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,21 +28,30 @@ def save(run_dir: Path, groups: Mapping[str, Sequence], state: dict) -> Path:
         for i, v in enumerate(variables):
             arrays[f"{group}/{i}"] = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
     path = run_dir / CHECKPOINT_NAME
-    tmp = run_dir / f".{CHECKPOINT_NAME}.tmp"
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as error:  # a full disk, above all: leave no partial file to fill it more
-        tmp.unlink(missing_ok=True)
+
+    write_beside(path, run_dir / f".{CHECKPOINT_NAME}.tmp", write, "the checkpoint")
+    return path
+
+
+def write_beside(path: Path, partial: Path, write: Callable[[Path], None], what: str) -> None:
+    """`write(partial)`, then renamed over `path`: a stop or a full disk midway keeps the
+    previous file whole, and leaves no partial one to fill the disk more."""
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
         kept = "the previous one is intact" if path.exists() else "there is none yet"
         raise CheckpointError(
-            f"could not write the checkpoint {path} ({reason(error)}); {kept}: "
+            f"could not write {what} {path} ({reason(error)}); {kept}: "
             f"{fix_for(error)} and re-run the same command to resume"
         ) from error
-    return path
 
 
 def reason(error: OSError) -> str:

@@ -76,7 +76,13 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     own_pick = test_subset is None and data is None  # other data: all of its test images
     data = data or _run_data(meta)
     if own_pick:
-        test_subset = read_run_options(run_dir).get("test_subset")
+        try:
+            test_subset = read_run_options(run_dir).get("test_subset")
+        except RunFolderError as err:  # without it, the run's pick of test images is unknown
+            raise RunFolderError(
+                f"{err}, so the run's pick of test images is unknown: give --test-subset as "
+                "the run was trained with, or --data to score all of a data set's test images"
+            ) from None
     full = _test_files(data, meta) if test_files_only(data) else load_dataset(data)
     ds = full.subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
     if test_subset and test_subset >= len(full.test.labels):

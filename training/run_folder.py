@@ -24,6 +24,7 @@ TRAIN_LOG = "train.log"  # every line the run printed, across its sittings (run_
 RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
 RECIPE_SETTINGS = "recipe_settings"  # run.json's copy of the recipe as the run began
 DATA_FINGERPRINT = "data_fingerprint"  # run.json's: the data wherever it is (data.fingerprint)
+DATA_PATH = "data_path"  # run.json's: --data as an absolute path (a relative one names a cwd's)
 BEST_WEIGHTS = "best.weights.h5"  # the vgg recipe's best validation weights (training.trainer)
 FINAL_WEIGHTS = "final.weights.h5"  # the weights export serves (training.run_outputs)
 MODEL_FILE = "model.keras"  # the whole Keras model, for Keras users (training.run_outputs)
@@ -105,7 +106,14 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
     wanted[RECIPE_SETTINGS] = opts.resolve_recipe().to_dict()
     if (run_dir / RUN_OPTIONS).exists() and (run_dir / CHECKPOINT_NAME).exists():
-        before = read_run_options(run_dir)
+        try:
+            before = read_run_options(run_dir)
+        except RunFolderError as err:
+            raise RunFolderError(
+                f"{err}; its checkpoint is intact: write the options the run was started with "
+                f"back into it (or delete it to resume with the options given now, unchecked), "
+                f"or {NEW_RUN_DIR}"
+            ) from None
         # An option not given is the recipe's: as the run recorded it, which a resumed run
         # keeps (recipe_as_started), else as the code has it.
         recipe = before.get(RECIPE_SETTINGS) or _code_recipe(opts.recipe)
@@ -120,7 +128,7 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
             )
         }
         if diff:
-            changes = "; ".join(_change(k, then, now, recipe) for k, (then, now) in diff.items())
+            changes = "; ".join(_change(k, before, now, recipe) for k, (_, now) in diff.items())
             if is_finished(run_dir):
                 raise RunFolderError(
                     f"{run_dir} holds a finished run made with other options ({changes}); "
@@ -193,25 +201,41 @@ def _data_changed(before: dict, data: str | None) -> bool:
     """Whether --data names other data than the run started on. Where the run recorded the
     data's fingerprint, the contents decide wherever the path points: the data moved (or
     mounted elsewhere) resumes the run; a file replaced in place, or a relative path typed
-    from another folder, would mix two data sets in one run and is refused."""
+    from another folder, would mix two data sets in one run and is refused. Without one (keras,
+    older runs), the paths decide, as the run resolved its own."""
     recorded, found = before.get(DATA_FINGERPRINT), _data_fingerprint(data)
     if recorded is not None and found is not None:
         return found != recorded
-    return _as_run("data", before.get("data"), {}) != _as_run("data", data, {})
+    return _data_path_then(before) != _as_run("data", data, {})
 
 
-def _change(key: str, then, now, recipe: dict) -> str:
+def _data_path_then(before: dict) -> str | None:
+    """The run's --data as it resolved it (older runs recorded only what was typed)."""
+    return before.get(DATA_PATH) or _as_run("data", before.get("data"), {})
+
+
+def _change(key: str, before: dict, now, recipe: dict) -> str:
     """One refused option, for the message: both values, or for data at the same path, why."""
-    shown_then, shown_now = _shown(key, then, recipe), _shown(key, now, recipe)
-    resolved = _as_run(key, now, recipe)
-    if key == "data" and _as_run(key, then, recipe) == resolved:
-        where = f" ({resolved})" if resolved != shown_now else ""
-        return (
-            f"--data {shown_now}{where} holds other files than when the run started (if they "
-            f"are the same images copied without their dates, delete {DATA_FINGERPRINT} from "
-            f"{RUN_OPTIONS} to resume)"
-        )
-    return f"--{key.replace('_', '-')} {shown_then} then, {shown_now} now"
+    if key == "data":
+        return _data_change(before, now)
+    then, flag = before.get(key), key.replace("_", "-")
+    return f"--{flag} {_shown(key, then, recipe)} then, {_shown(key, now, recipe)} now"
+
+
+def _data_change(before: dict, now: str | None) -> str:
+    """Other data: at another path (shown resolved, where typed relative), or other files at
+    the same one; only a folder's fingerprint reads dates, so only there may a copy be the same
+    images."""
+    then_path, now_path = _data_path_then(before), _as_run("data", now, {})
+    if then_path != now_path:
+        return f"--data {then_path} then, {now_path} now"
+    same_images = (
+        f" (if they are the same images, copied without their dates, delete {DATA_FINGERPRINT} "
+        f"from {RUN_OPTIONS} to resume)"
+        if now_path and Path(now_path).is_dir()
+        else ""
+    )
+    return f"--data {now_path} holds other files than when the run started{same_images}"
 
 
 def _data_fingerprint(data: str | None) -> str | None:
@@ -247,6 +271,9 @@ def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
     """What pin_run_options compares a re-run against, written once the data has loaded; with
     the data's fingerprint, so that the data moved elsewhere still resumes the run."""
     record = {**pinned, "resolved_precision": precision}
+    record.pop(DATA_PATH, None)
+    if path := _as_run("data", record.get("data"), {}):
+        record[DATA_PATH] = path
     if found := _data_fingerprint(record.get("data")):
         record[DATA_FINGERPRINT] = found
     try:
@@ -282,11 +309,7 @@ def read_run_options(run_dir: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except ValueError as err:  # cut short by older code's in-place write, or edited by hand
-        raise RunFolderError(
-            f"{path} cannot be read ({err}); its checkpoint is intact: write the options the "
-            f"run was started with back into it (or delete it to resume with the options given "
-            f"now, unchecked), or {NEW_RUN_DIR}"
-        ) from None
+        raise RunFolderError(f"{path} cannot be read ({err})") from None
 
 
 LOCK = ".lock"  # held by the training that writes the folder (claim_run_dir)

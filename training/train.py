@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import shlex
 import sys
 import time
@@ -134,7 +135,7 @@ def train(opts: RunOptions) -> Path:
     with claim_run_dir(run_dir):
         try:
             return _train(opts, run_dir)
-        except (DataError, CheckpointError, OutputError) as err:  # user_errors tells them
+        except (DataError, CheckpointError, OutputError, RunFolderError) as err:  # user_errors says
             with contextlib.suppress(OSError):  # the disk may be the very thing that is full
                 append_to_log(run_dir, f"stopped: {error_line(err)}")
             raise
@@ -254,10 +255,10 @@ def describe_position(step: int, steps_per_epoch: int, total_steps: int) -> str:
     """A fractional epoch count (the fast recipe's 9.9) makes the last epoch short: 44 steps
     of 48 end it, and "step 44/48" read as a run stopped mid-epoch."""
     epoch, done = divmod(step, steps_per_epoch)
-    size = min((epoch + 1) * steps_per_epoch, total_steps) - epoch * steps_per_epoch
-    if step and done in (0, size):
-        within = f"the end of epoch {epoch + (done == size)}"
+    if step and (done == 0 or step == total_steps):
+        within = f"the end of epoch {math.ceil(step / steps_per_epoch)}"
     else:
+        size = min((epoch + 1) * steps_per_epoch, total_steps) - epoch * steps_per_epoch
         within = f"epoch {epoch + 1}: step {done}/{size}"
     return f"step {step}/{total_steps} ({within})"
 

@@ -433,19 +433,13 @@ class Trainer:
         return self.optimizer.learning_rate_at(schedule)
 
     def _save_best_weights(self) -> None:
-        """Written beside the old file and renamed over it, as the checkpoint is: a stop or a
-        full disk midway keeps the previous best whole."""
-        path = self.run_dir / BEST_WEIGHTS
-        partial = self.run_dir / f".partial.{BEST_WEIGHTS}"  # Keras wants the .weights.h5 end
-        try:
-            self.model.save_weights(partial)
-            os.replace(partial, path)
-        except OSError as error:
-            partial.unlink(missing_ok=True)
-            raise checkpoint.CheckpointError(
-                f"could not write {path} ({checkpoint.reason(error)}); "
-                f"{checkpoint.fix_for(error)} and re-run the same command to resume"
-            ) from error
+        """Written beside the old file and renamed over it, as the checkpoint is."""
+        checkpoint.write_beside(
+            self.run_dir / BEST_WEIGHTS,
+            self.run_dir / f".partial.{BEST_WEIGHTS}",  # Keras wants the .weights.h5 ending
+            self.model.save_weights,
+            "the best weights",
+        )
 
     def _plateau_logic(self, row: dict) -> None:
         """ReduceLROnPlateau and EarlyStopping on the validation split. The best validation

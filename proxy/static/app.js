@@ -72,11 +72,11 @@ const resend = new WeakMap();
 
 // ---------- model badge ----------
 
-// Whether the default version is served; null when a newer poll started meanwhile (its answer,
-// not this older one, sets the badge and the next poll).
 // The proxy's error kinds (proxy/errors.py) that mean the model server, not the proxy, failed.
 const MODEL_SERVER_KINDS = ["model_unavailable", "model_timeout", "model_error"];
 
+// Whether the default version is served; null when a newer poll started meanwhile (its answer,
+// not this older one, sets the badge and the next poll).
 async function refreshModel() {
   const poll = ++state.modelPolls;
   let response, body;

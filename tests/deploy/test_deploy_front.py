@@ -105,7 +105,7 @@ def test_the_front_answers_json_while_the_proxy_is_down(tmp_path):
     assert answer.status_code == 503, answer.text
     assert answer.json()["kind"] == "proxy_unavailable", answer.text
     assert answer.headers["Retry-After"] == "5"
-    assert too_long.status_code == 414 and "query string" in too_long.json()["error"]
+    assert too_long.status_code == 414 and "URL is longer" in too_long.json()["error"]
     assert big_header.status_code == 431 and "header" in big_header.json()["error"]
 
 

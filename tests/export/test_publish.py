@@ -91,24 +91,33 @@ def test_failed_write_leaves_nothing(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name != ".publish.lock"] == []
 
 
-def test_a_failure_after_the_rename_is_a_warning_and_the_version_stays(
-    tmp_path, caplog, monkeypatch
-):
-    """Once renamed the version is live. A failure to record it (a full disk, played by
-    failing the write of .last-version with ENOSPC) was raised as a failed export, and
-    exporting again published the same weights a second time as the next version."""
-    real = Path.write_text
-
-    def disk_full(path: Path, *args, **kwargs):
-        if path.name == ".last-version":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", disk_full)
+def test_a_failure_after_the_rename_is_a_warning_and_the_version_stays(tmp_path, caplog):
+    """Once renamed the version is live. A failure to record it (a full disk: the file that
+    would replace .last-version points at /dev/full, whose writes fail with ENOSPC) was raised
+    as a failed export, and exporting again published the same weights as the next version.
+    .last-version itself keeps its number (it was rewritten in place, so could be emptied)."""
+    publish(slow_writer(1), tmp_path)
+    (tmp_path / "..last-version.tmp").symlink_to("/dev/full")
     with caplog.at_level("WARNING", logger="export.publish"):
         published = publish(slow_writer(1), tmp_path)
+    assert published == tmp_path / "2" and (published / MARKER).is_file()
+    assert "published" in caplog.text and "No space left on device" in caplog.text
+    assert (tmp_path / ".last-version").read_text() == "1\n"
+
+
+def test_a_keep_that_cannot_prune_is_a_warning_after_the_publish(tmp_path, caplog, monkeypatch):
+    """The pruning's failure is played by raising ENOSPC from prune (a real one would need a
+    file system that refuses a rename)."""
+    import export.publish
+
+    def refuses(base, keep):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(export.publish, "prune", refuses)
+    with caplog.at_level("WARNING", logger="export.publish"):
+        published = publish(slow_writer(1), tmp_path, keep=1)
     assert published == tmp_path / "1" and (published / MARKER).is_file()
-    assert "published" in caplog.text and "could not record it" in caplog.text
+    assert "--keep 1 could not remove older versions" in caplog.text
 
 
 def test_keep_prunes_oldest_versions(tmp_path):

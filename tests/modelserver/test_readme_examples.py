@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "cifar10"
 NEWEST = max(int(p.name) for p in SHIPPED.iterdir() if p.name.isdigit())
 
+pytestmark = [pytest.mark.slow, pytest.mark.fulldata]  # two servers; a real photo
+
 
 def start_commands() -> list[str]:
     """The two ways README starts the model server alone (split at its '# or with' line)."""
@@ -28,12 +30,16 @@ def start_commands() -> list[str]:
 
 
 @pytest.fixture(params=["base path", "config files"])
-def readme_server(request):
-    """The README command, with free ports: replaced where it names them, added where it
-    leaves them at TF Serving's defaults."""
+def readme_server(request, cat_jpg):
+    """The README command, with free ports (replaced where it names them, added where it
+    leaves them at TF Serving's defaults) and this test run's Python for `.venv/bin/python`
+    (make test VENV=... may name another). Started after the photo: no data, no server."""
     grpc, rest = free_port(), free_port()
     command = start_commands()[request.param == "config files"]
-    if "--port 8500" in command:
+    assert command.startswith(".venv/bin/python -m modelserver"), command
+    command = command.replace(".venv/bin/python", sys.executable, 1)
+    if "--port" in command:
+        assert "--port 8500" in command and "--rest_api_port 8501" in command, command
         command = command.replace("--port 8500", f"--port {grpc}")
         command = command.replace("--rest_api_port 8501", f"--rest_api_port {rest}")
     else:

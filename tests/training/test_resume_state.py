@@ -357,7 +357,7 @@ def test_a_full_disk_while_saving_the_best_weights_keeps_the_previous_ones(tmp_p
     best = tmp_path / "best.weights.h5"
     before = best.read_bytes()
     os.symlink("/dev/full", tmp_path / ".partial.best.weights.h5")
-    full = r"best.weights.h5 \(No space left on device\); free some space and re-run"
+    full = r"best.weights.h5 \(No space left on device\); the previous one is intact: free some"
     with pytest.raises(CheckpointError, match=full):
         trainer._plateau_logic({"val_loss": 0.9, "val_accuracy": 0.6})
     assert best.read_bytes() == before

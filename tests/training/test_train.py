@@ -338,14 +338,39 @@ def test_other_data_at_the_same_path_is_refused(tiny_data, tmp_path, monkeypatch
     other = shutil.copytree(tiny_data, elsewhere / "data")
     (other / "train/red/0.png").write_bytes((tiny_data / "test/red/0.png").read_bytes())
     monkeypatch.chdir(elsewhere)  # "data" now names other images
-    with pytest.raises(RunFolderError, match=r"--data data \(.*elsewhere/data\) holds other"):
+    with pytest.raises(RunFolderError, match=r"--data \S*\d/data then, \S*/elsewhere/data now"):
         pin_run_options(run_dir, opts)
     monkeypatch.chdir(tmp_path)
     (data / "train/red/0.png").write_bytes((tiny_data / "test/red/0.png").read_bytes())
-    with pytest.raises(
-        RunFolderError, match=r"--data data \(.*/data\) holds other files .*data_fingerprint"
-    ):
+    with pytest.raises(RunFolderError, match=r"--data \S*/data holds other files .*fingerprint"):
         pin_run_options(run_dir, opts)  # replaced in place
+    # Older code recorded no fingerprint and the path as typed: "data" is resolved as the run
+    # resolved it (its data_path), not in today's folder.
+    record = json.loads((run_dir / "run.json").read_text())
+    del record["data_fingerprint"]
+    (run_dir / "run.json").write_text(json.dumps(record))
+    pin_run_options(run_dir, opts)  # here, the same folder: the same run as far as can be told
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(RunFolderError, match=r"then, \S*/elsewhere/data now"):
+        pin_run_options(run_dir, opts)
+
+
+def test_an_archive_replaced_in_place_is_refused_without_a_dates_hint(tmp_path):
+    """An archive's fingerprint is its content, so no copy of the same images differs: the
+    hint to delete the fingerprint (which would resume on the other archive) is not given."""
+    from training.config import RunOptions
+    from training.run_folder import pin_run_options, record_run_options
+
+    archive = tmp_path / "data.tar.gz"
+    archive.write_bytes(b"first")
+    opts = RunOptions(str(archive), str(tmp_path), recipe="tiny")
+    record_run_options(tmp_path, pin_run_options(tmp_path, opts), "float32")
+    (tmp_path / "checkpoint.npz").write_bytes(b"")
+    archive.write_bytes(b"other")
+    with pytest.raises(RunFolderError) as refused:
+        pin_run_options(tmp_path, opts)
+    assert "data.tar.gz holds other files than when the run started)" in str(refused.value)
+    assert "fingerprint" not in str(refused.value)
 
 
 def test_a_damaged_run_json_is_a_sentence_and_is_written_whole(tmp_path, monkeypatch):
@@ -909,20 +934,23 @@ def test_the_curves_show_the_final_weights_accuracy(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("step", "said"),
+    ("step", "total", "said"),
     [
-        (0, "step 0/476 (epoch 1: step 0/48)"),
-        (48, "step 48/476 (the end of epoch 1)"),
-        (100, "step 100/476 (epoch 3: step 4/48)"),
-        (450, "step 450/476 (epoch 10: step 18/44)"),
+        (0, 476, "step 0/476 (epoch 1: step 0/48)"),
+        (48, 476, "step 48/476 (the end of epoch 1)"),
+        (100, 476, "step 100/476 (epoch 3: step 4/48)"),
+        (450, 476, "step 450/476 (epoch 10: step 18/44)"),
         # The fast recipe's 9.9 epochs: its tenth has 44 steps, and the 44th ends the run.
-        (476, "step 476/476 (the end of epoch 10)"),
+        (476, 476, "step 476/476 (the end of epoch 10)"),
+        # Whole epochs: the last step ends the last epoch, not one more.
+        (96, 96, "step 96/96 (the end of epoch 2)"),
+        (95, 96, "step 95/96 (epoch 2: step 47/48)"),
     ],
 )
-def test_a_position_counts_the_short_last_epoch_as_the_run_does(step, said):
+def test_a_position_counts_the_short_last_epoch_as_the_run_does(step, total, said):
     from training.train import describe_position
 
-    assert describe_position(step, 48, 476) == said
+    assert describe_position(step, 48, total) == said
 
 
 def test_a_train_log_that_cannot_be_written_warns_once_and_the_lines_still_show(tmp_path, capsys):
