@@ -216,7 +216,15 @@ def _of_file(upload: Upload, read: Callable[[bytes, int], T], max_pixels: int) -
     try:
         return read(upload.data, max_pixels)
     except ImageError as exc:
-        raise type(exc)(f"{upload.filename}: {exc}") from exc
+        raise type(exc)(f"{_short_name(upload.filename)}: {exc}") from exc
+
+
+def _short_name(filename: str, keep: int = 80) -> str:
+    """A filename for an error message: a name of kilobytes (the multipart header allows
+    8 KiB) buried the sentence; its start and its extension say which file it was."""
+    if len(filename) <= keep:
+        return filename
+    return f"{filename[: keep - 20]}…{filename[-19:]}"
 
 
 def _check_decode_budget(uploads: list[Upload], max_pixels: int) -> None:

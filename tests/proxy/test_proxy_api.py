@@ -377,6 +377,11 @@ def test_bad_uploads(client, sample_jpegs) -> None:
     assert_error(post_files(client, {"bomb.png": png_header_only(9000, 9000)}), 413, "megapixels")
     both = post_files(client, {"ok.jpg": jpeg, "bad.txt": b"nope"})
     assert_error(both, 415, "bad.txt")
+    # A name of kilobytes is shortened in the sentence (its start and its end kept).
+    long_name = f"{'holiday-' * 500}last.txt"
+    answer = post_files(client, {long_name: b"nope"})
+    assert_error(answer, 415, "holiday-holiday-", "…", "y-last.txt: ", "not an image")
+    assert len(answer.get_json()["error"]) < 400
     # Under the body limit, Werkzeug's own form limits: said as such, not as the byte limit.
     parts = {f"field{i}": "x" for i in range(1001)}
     crowded = client.post("/api/predict", data=parts, content_type="multipart/form-data")
