@@ -3,9 +3,11 @@
 Starts `python -m modelserver` on $GRPC_PORT/$REST_PORT with the model in $MODEL_BASE_PATH
 (or the models.config in $MODEL_CONFIG_FILE, for labels and version policies),
 waits until a version is AVAILABLE, starts the proxy under gunicorn on $PROXY_PORT, waits
-for /readyz, prints the URL, and on Ctrl-C / SIGTERM / SIGHUP (a closed terminal), or if
-either child dies, stops the proxy, then the model server. Both children run in their own
-session, so a Ctrl-C or a hang-up reaches only this script, which shuts them down in order.
+for /readyz, prints the URL, and on Ctrl-C / SIGTERM / SIGHUP (a closed terminal) stops the
+proxy, then the model server. A model server that exits is started again (the proxy answers
+503 meanwhile), up to RESTARTS_ALLOWED times in RESTART_WINDOW_S; past that, or if the proxy
+exits, the stack stops. Both children run in their own session, so a Ctrl-C or a hang-up
+reaches only this script, which shuts them down in order.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ from scripts.processes import (
 # us). A signal already ignored when we start (SIGHUP under `nohup`) stays ignored.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _stop_requested = False  # set by the handler of STOP_SIGNALS, read by the waiting loops
+MODEL_SERVER, PROXY = "the model server", "the proxy"
+# A model server that exits (killed for memory, a crash) is started again, as compose's
+# `restart: unless-stopped` and Kubernetes do; one that keeps exiting is a fault to see, not
+# to hide, so after this many restarts within the window the stack stops.
+RESTARTS_ALLOWED = 3
+RESTART_WINDOW_S = 300.0
 
 
 class Stopped(Exception):
@@ -84,18 +92,27 @@ def main(argv: list[str] | None = None) -> int:
         say(f"starting the model server on {ports} with {served}")
         say("(without a GPU, TensorFlow's start-up lines include a 'failed call to cuInit' "
             "error: expected, and harmless)")  # fmt: skip
-        children["the model server"] = start(stack.model_server_command())
-        wait_for(lambda: model_settled(stack.rest_port), children, "the model server", check_stop)
+        start_model_server(stack, children)
         say(f"starting the proxy on port {stack.proxy_port}")
-        children["the proxy"] = start(proxy_command(), proxy_env(stack, metrics_dir))
-        wait_for(lambda: proxy_ready(stack), children, "the proxy", check_stop)
+        children[PROXY] = start(proxy_command(), proxy_env(stack, metrics_dir))
+        wait_for(lambda: proxy_ready(stack), children, PROXY, check_stop)
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
-        while all(child.poll() is None for child in children.values()):
-            check_stop()
-            time.sleep(0.5)
-        name, dead = exited(children)
-        say(f"{name} {how_it_ended(dead)} (see its log above); stopping the other")
-        return 1
+        restarts: list[float] = []
+        window = f"{RESTART_WINDOW_S / 60:.0f} minutes"
+        while True:
+            name, dead = wait_for_exit(children)
+            ended = f"{name} {how_it_ended(dead)} (see its log above)"
+            if name == MODEL_SERVER and may_restart(restarts, time.monotonic()):
+                say(f"{ended}; starting it again (restart {len(restarts)} of {RESTARTS_ALLOWED} "
+                    f"allowed in {window}; the proxy answers 503 meanwhile)")  # fmt: skip
+                start_model_server(stack, children)
+                say("the model server is back")
+            elif name == MODEL_SERVER:
+                say(f"{ended}, its {RESTARTS_ALLOWED + 1}th exit in {window}; stopping the proxy")
+                return 1
+            else:
+                say(f"{ended}; stopping the other")
+                return 1
     except Stopped:
         say("stopping")
         return 0
@@ -108,6 +125,31 @@ def main(argv: list[str] | None = None) -> int:
             if not stop(child):
                 say(f"{name} did not stop within {STOP_TIMEOUT_S} s of SIGTERM: killed")
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def start_model_server(stack: Stack, children: dict[str, subprocess.Popen]) -> None:
+    """Started (or started again, in its place among the children: the proxy stops first),
+    and waited for until its model has settled."""
+    children[MODEL_SERVER] = start(stack.model_server_command())
+    wait_for(lambda: model_settled(stack.rest_port), children, MODEL_SERVER, check_stop)
+
+
+def wait_for_exit(children: dict[str, subprocess.Popen]) -> tuple[str, subprocess.Popen]:
+    """The first child to exit, with its name (Stopped if a stop signal comes first)."""
+    while (gone := exited(children)) is None:
+        check_stop()
+        time.sleep(0.5)
+    return gone
+
+
+def may_restart(restarts: list[float], now: float) -> bool:
+    """Whether another restart fits RESTARTS_ALLOWED within RESTART_WINDOW_S; if so, it is
+    counted (`restarts` keeps the times of those within the window)."""
+    restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW_S]
+    if len(restarts) >= RESTARTS_ALLOWED:
+        return False
+    restarts.append(now)
+    return True
 
 
 def preflight(stack: Stack) -> str | None:

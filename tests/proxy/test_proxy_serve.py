@@ -102,14 +102,49 @@ def test_serve_with_a_models_config_answers_its_labels(tiny_model_base, add_mode
     missing.wait_for_line("is not a file")
 
 
-def test_when_the_model_server_dies_serve_names_it_and_stops_the_proxy(stack) -> None:
+def test_a_model_server_that_dies_is_started_again_until_it_keeps_dying(stack) -> None:
+    """As compose's restart policy and Kubernetes do: the stack stopped at the first exit
+    (an OOM kill, a crash), though the proxy only needed its model server back. One that
+    keeps exiting stops the stack, named, after RESTARTS_ALLOWED restarts."""
+    from scripts.serve import RESTARTS_ALLOWED
+
     stack.wait_for_line("ready: open")
-    children = children_of(stack.process.pid)  # in start order: model server, then proxy
-    assert len(children) == 2, children
-    os.kill(children[0], signal.SIGKILL)
+    proxy = _child(stack, "gunicorn")
+    for restart in range(1, RESTARTS_ALLOWED + 1):
+        os.kill(_child(stack, "modelserver"), signal.SIGKILL)
+        stack.wait_for_line(f"restart {restart} of {RESTARTS_ALLOWED} allowed")
+        wait_until = time.monotonic() + 120
+        while sum("the model server is back" in line for line in stack.lines) < restart:
+            assert time.monotonic() < wait_until, "".join(stack.lines)[-3000:]
+            time.sleep(0.2)
+        files = {"file": ("a.jpg", io.BytesIO(photo_like(restart)), "image/jpeg")}
+        answer = requests.post(f"{stack.url}/api/predict", files=files, timeout=30)
+        assert answer.status_code == 200, answer.text  # the same proxy, answering again
+        assert _child(stack, "gunicorn") == proxy
+    os.kill(_child(stack, "modelserver"), signal.SIGKILL)
     assert stack.wait_exit(60) == 1
-    stack.wait_for_line("the model server was killed by signal 9 (SIGKILL)")
+    stack.wait_for_line(f"its {RESTARTS_ALLOWED + 1}th exit in 5 minutes; stopping the proxy")
+    assert "the model server was killed by signal 9 (SIGKILL)" in "".join(stack.lines)
     assert not listening(stack.ports["proxy_port"]), "the proxy outlived the stack"
+
+
+def _child(stack, name: str) -> int:
+    """The pid of serve's child whose command line holds `name`."""
+    (pid,) = [
+        pid
+        for pid in children_of(stack.process.pid)
+        if name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return pid
+
+
+def test_a_model_server_restart_is_counted_within_its_window() -> None:
+    from scripts.serve import RESTART_WINDOW_S, RESTARTS_ALLOWED, may_restart
+
+    restarts: list[float] = []
+    assert all(may_restart(restarts, float(t)) for t in range(RESTARTS_ALLOWED))
+    assert not may_restart(restarts, float(RESTARTS_ALLOWED))
+    assert may_restart(restarts, RESTART_WINDOW_S + 0.5)  # the first one has left the window
 
 
 def test_a_hang_up_stops_both(stack) -> None:
