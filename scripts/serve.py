@@ -98,21 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         wait_for(lambda: proxy_ready(stack), children, PROXY, check_stop)
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
         restarts: list[float] = []
-        window = f"{RESTART_WINDOW_S / 60:.0f} minutes"
+        window = f"{RESTART_WINDOW_S:.0f} s"
         while True:
             name, dead = wait_for_exit(children)
             ended = f"{name} {how_it_ended(dead)} (see its log above)"
-            if name == MODEL_SERVER and may_restart(restarts, time.monotonic()):
-                say(f"{ended}; starting it again (restart {len(restarts)} of {RESTARTS_ALLOWED} "
-                    f"allowed in {window}; the proxy answers 503 meanwhile)")  # fmt: skip
-                start_model_server(stack, children)
-                say("the model server is back")
-            elif name == MODEL_SERVER:
-                say(f"{ended}, its {RESTARTS_ALLOWED + 1}th exit in {window}; stopping the proxy")
-                return 1
-            else:
+            if name == PROXY:
                 say(f"{ended}; stopping the other")
                 return 1
+            if not may_restart(restarts, time.monotonic()):
+                say(f"{ended}, after {RESTARTS_ALLOWED} restarts within {window}; stopping "
+                    "the proxy")  # fmt: skip
+                return 1
+            say(f"{ended}; starting it again (restart {len(restarts)} of {RESTARTS_ALLOWED} "
+                f"allowed within {window}; the proxy answers 503 meanwhile)")  # fmt: skip
+            restart_model_server(stack, children)
     except Stopped:
         say("stopping")
         return 0
@@ -134,11 +133,27 @@ def start_model_server(stack: Stack, children: dict[str, subprocess.Popen]) -> N
     wait_for(lambda: model_settled(stack.rest_port), children, MODEL_SERVER, check_stop)
 
 
+def restart_model_server(stack: Stack, children: dict[str, subprocess.Popen]) -> None:
+    """start_model_server; a model server that exits again while it starts is left for the
+    main loop, which counts that exit against RESTARTS_ALLOWED like any other."""
+    try:
+        start_model_server(stack, children)
+    except RuntimeError as error:
+        if children[MODEL_SERVER].poll() is None or children[PROXY].poll() is not None:
+            raise  # not ready in time, or the proxy gone: the stack stops
+        say(str(error))
+        return
+    say("the model server is back")
+
+
 def wait_for_exit(children: dict[str, subprocess.Popen]) -> tuple[str, subprocess.Popen]:
-    """The first child to exit, with its name (Stopped if a stop signal comes first)."""
-    while (gone := exited(children)) is None:
+    """The first child to exit, with its name: the proxy before the model server when both
+    have (the stack stops either way), and Stopped when a stop signal came meanwhile (a
+    shutdown that ends the children too must not restart one)."""
+    while (gone := exited(dict(reversed(children.items())))) is None:
         check_stop()
         time.sleep(0.5)
+    check_stop()
     return gone
 
 
