@@ -39,14 +39,23 @@ def save(run_dir: Path, groups: Mapping[str, Sequence], state: dict) -> Path:
     return path
 
 
-def write_beside(path: Path, partial: Path, write: Callable[[Path], None], what: str) -> None:
-    """`write(partial)`, then renamed over `path`: a stop or a full disk midway keeps the
-    previous file whole, and leaves no partial one to fill the disk more."""
+def replace_whole(path: Path, partial: Path, write: Callable[[Path], None]) -> None:
+    """`write(partial)`, then renamed over `path`: whatever stops it midway (a Ctrl-C, a full
+    disk) keeps the previous file whole, and leaves no partial one to fill the disk more."""
     try:
         write(partial)
-        os.replace(partial, path)
-    except OSError as error:
+        partial.replace(path)
+    except BaseException:
         partial.unlink(missing_ok=True)
+        raise
+
+
+def write_beside(path: Path, partial: Path, write: Callable[[Path], None], what: str) -> None:
+    """replace_whole, with a failed write told as a CheckpointError: what to do, and that the
+    previous file is intact."""
+    try:
+        replace_whole(path, partial, write)
+    except OSError as error:
         kept = "the previous one is intact" if path.exists() else "there is none yet"
         raise CheckpointError(
             f"could not write {what} {path} ({reason(error)}); {kept}: "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from modelserver.version_names import parse_version
-from training.checkpoint import CHECKPOINT_NAME, fix_for, reason
+from training.checkpoint import CHECKPOINT_NAME, fix_for, reason, replace_whole
 from training.config import RECIPES, Recipe, RunOptions
 from training.data import fingerprint
 
@@ -206,12 +206,12 @@ def _data_changed(before: dict, data: str | None) -> bool:
     recorded, found = before.get(DATA_FINGERPRINT), _data_fingerprint(data)
     if recorded is not None and found is not None:
         return found != recorded
-    return _data_path_then(before) != _as_run("data", data, {})
+    return _data_path_then(before) != _data_path(data)
 
 
 def _data_path_then(before: dict) -> str | None:
     """The run's --data as it resolved it (older runs recorded only what was typed)."""
-    return before.get(DATA_PATH) or _as_run("data", before.get("data"), {})
+    return before.get(DATA_PATH) or _data_path(before.get("data"))
 
 
 def _change(key: str, before: dict, now, recipe: dict) -> str:
@@ -226,7 +226,7 @@ def _data_change(before: dict, now: str | None) -> str:
     """Other data: at another path (shown resolved, where typed relative), or other files at
     the same one; only a folder's fingerprint reads dates, so only there may a copy be the same
     images."""
-    then_path, now_path = _data_path_then(before), _as_run("data", now, {})
+    then_path, now_path = _data_path_then(before), _data_path(now)
     if then_path != now_path:
         return f"--data {then_path} then, {now_path} now"
     same_images = (
@@ -262,9 +262,14 @@ def _as_run(key: str, value, recipe: dict):
     the data file itself however its path is spelled."""
     if key in ("epochs", "batch_size") and value is None:
         return recipe.get(key)
-    if key == "data" and value not in (None, "keras"):
-        return str(Path(value).expanduser().resolve())
+    if key == "data":
+        return _data_path(value)
     return value
+
+
+def _data_path(data: str | None) -> str | None:
+    """--data as the run uses it: the file or folder itself however its path is spelled."""
+    return str(Path(data).expanduser().resolve()) if data not in (None, "keras") else data
 
 
 def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
@@ -272,7 +277,7 @@ def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
     the data's fingerprint, so that the data moved elsewhere still resumes the run."""
     record = {**pinned, "resolved_precision": precision}
     record.pop(DATA_PATH, None)
-    if path := _as_run("data", record.get("data"), {}):
+    if path := _data_path(record.get("data")):
         record[DATA_PATH] = path
     if found := _data_fingerprint(record.get("data")):
         record[DATA_FINGERPRINT] = found
@@ -289,16 +294,14 @@ def write_whole(path: Path, text: str) -> None:
     """`text` as `path`, whole or not at all: written beside it, flushed to the disk, then
     renamed over it (a reader, a Ctrl-C, a full disk or a power cut midway never leaves a
     half-written file under that name)."""
-    partial = path.with_name(f".{path.name}.tmp")
-    try:
+
+    def write(partial: Path) -> None:
         with partial.open("w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        partial.replace(path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+
+    replace_whole(path, path.with_name(f".{path.name}.tmp"), write)
 
 
 def read_run_options(run_dir: Path) -> dict:
