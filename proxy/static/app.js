@@ -82,9 +82,16 @@ async function refreshModel() {
   let response, body;
   try {
     // A hung request would stop the polling for good: each poll waits for the one before.
-    const signal = AbortSignal.timeout(10000);
-    response = await fetch("/api/model", { headers: { Accept: "application/json" }, signal });
-    body = await response.json();
+    // (A timer, not AbortSignal.timeout: Safari before 16 lacks it, and its TypeError read as
+    // "Server unreachable" for good.)
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 10000);
+    try {
+      response = await fetch("/api/model", { headers: { Accept: "application/json" }, signal: controller.signal });
+      body = await response.json();
+    } finally {
+      clearTimeout(timer);
+    }
   } catch (error) {
     body = null;
   }
@@ -326,9 +333,10 @@ function showError(card, message, retry = null) {
   card.classList.remove("loading");
   card.classList.add("failed");
   const name = card.querySelector(".card-name").textContent;
-  // The proxy names the file in its errors (a batch must say which image failed); the card
-  // already shows the name above the message.
-  const bare = message.startsWith(`${name}: `) ? message.slice(name.length + 2) : message;
+  // The proxy names the file in its errors (a batch must say which image failed), a long name
+  // shortened; the card already shows the name above the message.
+  const named = [`${name}: `, `${proxyShortName(name)}: `].find((prefix) => message.startsWith(prefix));
+  const bare = named ? message.slice(named.length) : message;
   const text = bare.charAt(0).toUpperCase() + bare.slice(1); // the proxy's start in lower case
   const error = card.querySelector(".card-error");
   error.textContent = text;
@@ -341,6 +349,13 @@ function showError(card, message, retry = null) {
   card.querySelector(".bars").hidden = true; // no empty "Top classes" list for a screen reader
   card.querySelector(".card-meta").textContent = "";
   return { ok: false, text: `${name}: ${text}` };
+}
+
+// A filename as the proxy's error sentences write it (proxy/api.py, _short_name): its start
+// and its extension, 80 characters in all.
+function proxyShortName(name, keep = 80) {
+  const chars = [...name]; // Python counts code points, as this does
+  return chars.length <= keep ? name : `${chars.slice(0, keep - 20).join("")}…${chars.slice(-19).join("")}`;
 }
 
 // One polite announcement per action (a drop of several files, a captured frame), not one per
@@ -389,16 +404,30 @@ async function predict(blob, name, signal) {
   try {
     body = await response.json();
   } catch (error) {
-    throw abortedBy(signal) || new Error(`Unexpected answer from the server (HTTP ${response.status}).`);
+    // An HTML page from a front in between (a TLS proxy's 413 or 502): its status still says
+    // what happened, so a 413 is shrunk and sent again as the proxy's own would be.
+    const aborted = abortedBy(signal);
+    if (aborted) throw aborted;
+    throw Object.assign(new Error(unparsedAnswerText(response.status)), { status: response.status });
   }
   if (!response.ok) {
     const error = new Error(body.error || `HTTP ${response.status}`);
     error.status = response.status;
+    error.kind = body.kind;
     throw error;
   }
   state.latencies.push(performance.now() - started);
   if (state.latencies.length > 50) state.latencies.shift();
   return body;
+}
+
+// The sentence for an answer that is not the proxy's JSON.
+function unparsedAnswerText(status) {
+  if (status === 413) return `Too large for the server in front of the proxy (HTTP 413).`;
+  if ([502, 503, 504].includes(status)) {
+    return `The service is unavailable for the moment (HTTP ${status}). Try again in a moment.`;
+  }
+  return `Unexpected answer from the server (HTTP ${status}).`;
 }
 
 // Why an aborted request stopped, as the error to throw; null when it was not aborted.
@@ -434,9 +463,14 @@ function updateStats() {
   ui.stats.textContent = parts.join(" · ");
 }
 
-// The answers that say the file is at fault (bad image, too large, unsupported type): sending
-// it again cannot help. Anything else (no version served, the server down or slow) can pass.
-const FILE_ERRORS = [400, 413, 415];
+// The answers that say the request is at fault (bad image, too large, unsupported type, a URL
+// or header the front refuses): sending it again cannot help. Anything else (no version served
+// yet, the server down or slow) can pass. By the proxy's kind where the answer has one; by
+// status for a front's own page.
+const REQUEST_ERROR_KINDS = ["bad_request", "bad_image", "too_large", "unsupported_media"];
+const REQUEST_ERROR_STATUSES = [400, 413, 414, 415, 431];
+const isRequestError = (error) =>
+  error.kind ? REQUEST_ERROR_KINDS.includes(error.kind) : REQUEST_ERROR_STATUSES.includes(error.status);
 
 // Classifies into `card`; returns {ok, label, text}: text is for the screen-reader announcement
 // (empty when Clear removed the card before it was sent or answered). `again`: what Try again
@@ -454,6 +488,7 @@ async function classifyOne(blob, name, card, again = () => classifyOne(blob, nam
   card.classList.add("loading");
   card.classList.remove("failed");
   card.querySelector(".card-retry").hidden = true;
+  card.querySelector(".card-error").hidden = true; // Try again: not the old failure under the spinner
   updateStats();
   let outcome;
   try {
@@ -464,13 +499,13 @@ async function classifyOne(blob, name, card, again = () => classifyOne(blob, nam
     if (stale || ui.badge.classList.contains("down")) checkModelSoon();
   } catch (error) {
     if (!card.isConnected) return { ok: false, text: "" };
-    const fileError = FILE_ERRORS.includes(error.status);
+    const requestError = isRequestError(error);
     // The live camera card retries by itself with the next frame.
-    const retry = fileError || card === state.liveCard ? null : () => retryCard(again, card);
+    const retry = requestError || card === state.liveCard ? null : () => retryCard(again, card);
     if (retry) resend.set(card, again);
     else resend.delete(card);
     outcome = { ...showError(card, error.message, retry), status: error.status };
-    if (!fileError && !ui.badge.classList.contains("down")) checkModelSoon();
+    if (!requestError && !ui.badge.classList.contains("down")) checkModelSoon();
   } finally {
     clearTimeout(timer);
     if (inflight.get(card) === controller) inflight.delete(card);
@@ -760,6 +795,15 @@ async function toggleCamera() {
     return;
   }
   state.stream = stream;
+  // A camera unplugged, taken by another application or its permission revoked ends the track:
+  // without this the panel stayed open on a frozen frame that continuous mode kept sending.
+  stream.getVideoTracks().forEach((track) =>
+    track.addEventListener("ended", () => {
+      if (state.stream !== stream) return; // stopped by the page itself
+      stopCamera();
+      cameraMessage("The camera stopped (unplugged, or taken by another application). Press Use camera to turn it on again.");
+    }),
+  );
   ui.video.srcObject = state.stream;
   await ui.video.play().catch(() => {});
   if (state.stream !== stream) return; // stopped meanwhile (a press, or the page was left)

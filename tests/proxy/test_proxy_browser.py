@@ -1068,3 +1068,132 @@ def test_screenshots_for_the_readme(open_page, browser, photos, scheme: str, tmp
         page.screenshot(path=str(path))
         assert path.stat().st_size > 10_000
         assert page.console_errors == []
+
+
+# ----- answers from a front in between, and what Try again offers (a page review, 2026-11-28)
+
+HTML_PAGE = {"content_type": "text/html", "body": "<html><body><h1>nginx</h1></body></html>"}
+
+
+def route_first(page, answer: dict) -> None:
+    """The first /api/predict request gets `answer`; later ones reach the proxy."""
+    answered = []
+
+    def handle(route) -> None:
+        if answered:
+            route.continue_()
+        else:
+            answered.append(route)
+            route.fulfill(**answer)
+
+    page.route("**/api/predict*", handle)
+
+
+def test_a_fronts_html_413_gets_the_photo_shrunk_and_sent_again(open_page, browser, photos):
+    """A TLS front with nginx's default 1 MiB body limit answers 413 as HTML: the page used to
+    stop at "Unexpected answer (HTTP 413)"; it now shrinks the photo as for the proxy's 413."""
+    page = open_page(browser, DESKTOP)
+    route_first(page, {"status": 413, **HTML_PAGE})
+    page.set_input_files("#file-input", str(photos[0]))
+    card = page.locator(".card").first
+    assert_top3(card)
+    expect(card.locator(".card-meta")).to_contain_text("shrunk here")
+
+
+def test_a_fronts_html_502_says_the_service_is_unavailable_and_can_be_retried(
+    open_page, browser, photos
+):
+    page = open_page(browser, DESKTOP)
+    route_first(page, {"status": 502, **HTML_PAGE})
+    page.set_input_files("#file-input", str(photos[0]))
+    card = page.locator(".card").first
+    expect(card.locator(".card-error")).to_have_text(
+        "The service is unavailable for the moment (HTTP 502). Try again in a moment."
+    )
+    card.locator(".card-retry").click()
+    assert_top3(card)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retry"),
+    [(414, "bad_request", False), (431, "bad_request", False), (404, "not_found", True)],
+)
+def test_try_again_is_offered_by_the_kind_of_error(open_page, browser, photos, status, kind, retry):
+    """A request the front refuses (a URL or header too long) fails again however often it is
+    sent; a version not served yet may be served by the next try."""
+    page = open_page(browser, DESKTOP)
+    answer = {"status": status, "content_type": "application/json",
+              "body": json.dumps({"error": f"refused ({status})", "kind": kind})}  # fmt: skip
+    page.route("**/api/predict*", lambda route: route.fulfill(**answer))
+    page.set_input_files("#file-input", str(photos[0]))
+    card = page.locator(".card").first
+    expect(card.locator(".card-error")).to_have_text(f"Refused ({status})")
+    if retry:
+        expect(card.locator(".card-retry")).to_be_visible()
+    else:
+        expect(card.locator(".card-retry")).to_be_hidden()
+
+
+def test_try_again_hides_the_old_error_while_it_waits(open_page, browser, photos) -> None:
+    page = open_page(browser, DESKTOP)
+    outage = {"status": 503, "content_type": "application/json",
+              "body": json.dumps({"error": "The model server cannot be reached."})}  # fmt: skip
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.set_input_files("#file-input", str(photos[0]))
+    card = page.locator(".card").first
+    expect(card.locator(".card-error")).to_be_visible()
+    page.unroute("**/api/predict*")
+    held = []
+    page.route("**/api/predict*", lambda route: held.append(route))
+    card.locator(".card-retry").click()
+    expect(card).to_have_class(re.compile(r"\bloading\b"))
+    expect(card.locator(".card-error")).to_be_hidden()  # not under the spinner
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1, held
+    held[0].continue_()
+    page.unroute("**/api/predict*")
+    assert_top3(card)
+
+
+def test_a_long_file_name_is_not_repeated_in_its_error(open_page, browser) -> None:
+    """The proxy shortens a long name in its sentence; the card (titled with the whole name)
+    still shows the sentence without it, and the error wraps inside the card."""
+    page = open_page(browser, PHONE)
+    name = "photo-" + "x" * 110 + ".jpg"
+    page.set_input_files("#file-input", [{"name": name, "mimeType": "image/jpeg", "buffer": b"no"}])
+    error = page.locator(".card .card-error")
+    expect(error).to_have_text(re.compile(r"^This file is not an image"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_a_camera_that_stops_by_itself_closes_the_panel_and_says_so(open_page, browser) -> None:
+    """Unplugged, or taken by another application: the track ends (played by dispatching its
+    `ended` event, which is what the browser fires; stop() by the page fires none)."""
+    page = open_page(browser, DESKTOP)
+    page.click("#camera-button")
+    expect(page.locator("#camera-panel")).to_be_visible()
+    page.click("label.switch")
+    expect(page.locator(".card.live")).to_have_count(1)
+    page.evaluate(
+        "document.querySelector('#camera-video').srcObject.getVideoTracks()[0]"
+        ".dispatchEvent(new Event('ended'))"
+    )
+    expect(page.locator("#camera-panel")).to_be_hidden()
+    expect(page.locator("#camera-message")).to_contain_text("The camera stopped")
+    expect(page.locator("#live-toggle")).not_to_be_checked()
+    expect(page.locator("#camera-button")).to_have_attribute("aria-expanded", "false")
+
+
+def test_the_badge_works_without_abortsignal_timeout(site, browser) -> None:
+    """Safari before 16 has no AbortSignal.timeout: the badge stayed "Server unreachable"."""
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        context.add_init_script("delete AbortSignal.timeout")
+        page = context.new_page()
+        page.goto(site)
+        expect(page.locator("#model-badge")).to_contain_text(re.compile(r"version \d+"))
+    finally:
+        context.close()
