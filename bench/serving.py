@@ -10,6 +10,9 @@ Measures, in one run and beside the CPU model and its flags:
     and `serving_default` (a JPEG), and gRPC `pixels` once more from the asyncio client below;
   * gRPC throughput (images/s) with 1, 8 and 32 concurrent clients, batching off and on.
 
+The server and the ceiling run in the same oneDNN math mode, chosen as `python -m modelserver`
+chooses it (modelserver/cpu_math.py: bfloat16 on a CPU with AMX); the report prints it.
+
 Load generation is kept cheap so that, on 2 cores shared with the server, the clients are not
 the bottleneck: requests are serialised once up front and sent as raw bytes through a generic
 gRPC method (client processes import neither TensorFlow nor the protos), and concurrency comes
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, MODEL_NAME
+from modelserver.cpu_math import apply_fpmath
 from scripts import processes
 from training.hardware import describe_cpu
 
@@ -350,11 +354,12 @@ def measure_server(settings: Settings, batching: bool, grpc_requests, rest_reque
         server.stop()
 
 
-def report(settings: Settings, ceiling: dict[int, float], off: dict, on: dict) -> str:
+def report(settings: Settings, ceiling: dict[int, float], off: dict, on: dict, fpmath: str) -> str:
     lines = [
         f"Model server benchmark ({time.strftime('%Y-%m-%d %H:%M')}), model "
         f"{settings.model_base_path}",
         f"CPU: {describe_cpu()}",
+        fpmath,
         f"TF threads: intra {settings.intra_op or 'auto'}, inter {settings.inter_op or 'auto'}; "
         f"batching file {settings.batching_file.name}; {settings.duration_s:g} s per cell",
         "",
@@ -385,7 +390,9 @@ def report(settings: Settings, ceiling: dict[int, float], off: dict, on: dict) -
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
-    print(f"CPU: {describe_cpu()}", flush=True)
+    # Before TensorFlow loads here: the ceiling's process inherits the server's math mode.
+    fpmath = apply_fpmath()
+    print(f"CPU: {describe_cpu()}\n{fpmath}", flush=True)
     pixels, jpeg = sample_images(1)
     grpc_requests = grpc_payloads(settings.model_name, pixels, jpeg)
     rest_requests = rest_payloads(pixels, jpeg)
@@ -396,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     print("batching on ...", flush=True)
     on = measure_server(settings, True, grpc_requests, rest_requests)
     print()
-    print(report(settings, ceiling, off, on))
+    print(report(settings, ceiling, off, on, fpmath))
     return 0
 
 

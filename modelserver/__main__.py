@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     from modelserver.config import parse_flags
 
     options = parse_flags(argv)  # before TensorFlow loads: --help and flag errors come at once
+    from modelserver.cpu_math import apply_fpmath
+
+    logging.getLogger("modelserver").info(apply_fpmath())  # before TensorFlow runs an op
     # Before any other thread exists (TensorFlow's and gRPC's come with the imports below), so
     # that every thread inherits the block and only the "signals" thread takes them. A Python
     # handler runs on the main thread only, when it next runs Python code: a SIGTERM that the

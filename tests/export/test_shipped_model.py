@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +38,31 @@ def test_shipped_model_meets_its_card(cifar_sample):  # cifar_sample: skips with
     assert f"Test accuracy of the served model (version {newest}," in card
     promised = served_accuracy(card)
     report = evaluate_saved_model(SHIPPED / str(newest), load_dataset(CIFAR_TAR))
+    assert report["test_images"] == 10_000
+    assert report["pixels_accuracy"] >= promised - TOLERANCE
+    assert report["serving_default_accuracy"] >= promised - TOLERANCE
+
+
+def test_the_model_servers_bfloat16_math_keeps_the_cards_accuracy(cifar_sample):
+    """On a CPU with AMX the model server runs float32 ops in oneDNN's bfloat16 math
+    (modelserver/cpu_math.py); the card's promise must hold for the model served that way."""
+    from modelserver.cpu_math import FPMATH_ENV, choose_fpmath
+    from training.hardware import cpu_info
+
+    environ = {k: v for k, v in os.environ.items() if k != FPMATH_ENV}
+    if choose_fpmath(environ, cpu_info()["flags"])[0] != "BF16":
+        pytest.skip("no AMX on this CPU: the model server keeps float32 math (the test above)")
+    if not versions(SHIPPED) or not (SHIPPED / CARD_NAME).exists():
+        pytest.skip(f"no shipped version with a {CARD_NAME} in {SHIPPED}")
+    from tests.conftest import CIFAR_TAR
+
+    # A process of its own: the mode is read when TensorFlow runs its first op.
+    newest = SHIPPED / str(versions(SHIPPED)[-1])
+    command = [sys.executable, "-m", "training.evaluate", str(newest), "--data", str(CIFAR_TAR)]
+    done = subprocess.run(command, env=environ, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    promised = served_accuracy((SHIPPED / CARD_NAME).read_text())
     assert report["test_images"] == 10_000
     assert report["pixels_accuracy"] >= promised - TOLERANCE
     assert report["serving_default_accuracy"] >= promised - TOLERANCE
