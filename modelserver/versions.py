@@ -451,12 +451,14 @@ class VersionManager:
         """Version states newest first; END entries are kept forever (reference §3.4)."""
         with self._lock:
             states = dict(self._states.get(name, {}))
-        if not states:
-            raise not_found(f"Could not find any versions of model {name}")
+        # A version asked for is looked up first, so an unknown model with a version gets the
+        # per-version sentence, as get_model_status_impl.cc answers (reference §3.4).
         if version is not None:
             if version not in states:
                 raise not_found(f"Could not find version {version} of model {name}")
             return [(version, states[version])]
+        if not states:
+            raise not_found(f"Could not find any versions of model {name}")
         return sorted(states.items(), reverse=True)
 
     def stop(self) -> None:

@@ -38,12 +38,15 @@ def readme_server(request, cat_jpg):
     command = start_commands()[request.param == "config files"]
     assert command.startswith(".venv/bin/python -m modelserver"), command
     command = command.replace(".venv/bin/python", sys.executable, 1)
+    # Every value joined by "=", the only form tensorflow_model_server's flag parser reads (a
+    # "--port 8500" there is an unknown argument, and the server starts on its default).
+    assert not re.search(r"--\w+ [^-\s\\]", command), command
     if "--port" in command:
-        assert "--port 8500" in command and "--rest_api_port 8501" in command, command
-        command = command.replace("--port 8500", f"--port {grpc}")
-        command = command.replace("--rest_api_port 8501", f"--rest_api_port {rest}")
+        assert "--port=8500" in command and "--rest_api_port=8501" in command, command
+        command = command.replace("--port=8500", f"--port={grpc}")
+        command = command.replace("--rest_api_port=8501", f"--rest_api_port={rest}")
     else:
-        command += f" --port {grpc} --rest_api_port {rest}"
+        command += f" --port={grpc} --rest_api_port={rest}"
     child = start(["bash", "-c", f"exec {command}"], own_session=False)
     try:
         wait_for(lambda: bool(model_states(rest)), {"the model server": child}, "README's server")

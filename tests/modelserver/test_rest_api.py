@@ -65,6 +65,8 @@ def test_model_status_is_tf_serving_protobuf_json(rest):
     [
         ("/v1/models/nope", "Could not find any versions of model nope"),
         (f"/v1/models/{MODEL}/versions/9", f"Could not find version 9 of model {MODEL}"),
+        # A version of an unknown model: the version is looked up first (reference §3.4).
+        ("/v1/models/nope/versions/1", "Could not find version 1 of model nope"),
     ],
 )
 def test_status_of_unknown_model_or_version_is_404(rest, path, message):
@@ -468,6 +470,9 @@ def test_prometheus_page_counts_rest_requests(rest, api_server):
     page = response.text
     assert "# TYPE :tensorflow:serving:request_count counter" in page
     assert "# TYPE :tensorflow:serving:request_latency histogram" in page
+    # Every metric of reference §5 is on the page, the two tf.Example counts included.
+    assert "# TYPE :tensorflow:serving:request_example_counts histogram" in page
+    assert "# TYPE :tensorflow:serving:request_example_count_total counter" in page
     # http_server.cc's handler serves the page whatever the method.
     assert rest("POST", "/monitoring/prometheus/metrics").status_code == 200
     # It is found by the path, then compares the path with the query (below).
