@@ -17,7 +17,7 @@ Module map, in the order a run uses them:
   checkpoint.py  the whole training state in one file, replaced atomically
   run_model.py   a finished run's network rebuilt for inference from meta.json and its weights
   inference.py   batched prediction with test-time augmentation (training, export, evaluate)
-  report.py      what a finished run leaves: model, weights, meta.json, history, curves
+  run_outputs.py what a finished run leaves: model, weights, meta.json, history, curves
   plots.py       training curves and the confusion matrix
   evaluate.py    `python -m training.evaluate`: the evaluation report of a run or a SavedModel
 """

@@ -7,7 +7,8 @@ Three sources, one result type (`Dataset`):
   * the Keras download (``keras``), only when asked for.
 
 Decoding 60,000 JPEGs takes ~10-20 s; the decoded arrays are cached in ``.cache/datasets``
-keyed by the source's path, size and mtime, so the second load takes well under a second.
+keyed by the source's path and its `fingerprint` (an archive's content; a folder's image
+names, sizes and mtimes), so the second load takes well under a second.
 """
 
 from __future__ import annotations

@@ -258,12 +258,10 @@ def _shown(key: str, value, recipe: dict) -> str:
 
 
 def _as_run(key: str, value, recipe: dict):
-    """An option as the run uses it: the recipe's own epochs or batch size when not given, and
-    the data file itself however its path is spelled."""
+    """An option as the run uses it: the recipe's own epochs or batch size when not given.
+    (--data is compared by its resolved path and fingerprint elsewhere: _data_change.)"""
     if key in ("epochs", "batch_size") and value is None:
         return recipe.get(key)
-    if key == "data":
-        return _data_path(value)
     return value
 
 

@@ -135,7 +135,7 @@ def train(opts: RunOptions) -> Path:
     with claim_run_dir(run_dir):
         try:
             return _train(opts, run_dir)
-        except (DataError, CheckpointError, OutputError, RunFolderError) as err:  # user_errors says
+        except USER_ERRORS as err:  # user_errors says
             with contextlib.suppress(OSError):  # the disk may be the very thing that is full
                 append_to_log(run_dir, f"stopped: {error_line(err)}")
             raise
@@ -263,13 +263,17 @@ def describe_position(step: int, steps_per_epoch: int, total_steps: int) -> str:
     return f"step {step}/{total_steps} ({within})"
 
 
+# The errors a person fixes; every other one is a defect and keeps its traceback.
+USER_ERRORS = (DataError, CheckpointError, OutputError, RunFolderError)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """The errors a person fixes (bad data, a full disk, a busy or mismatched run folder), as
     one line and an exit code instead of a traceback: for every command that trains."""
     try:
         yield
-    except (DataError, CheckpointError, OutputError, RunFolderError) as err:
+    except USER_ERRORS as err:
         raise SystemExit(error_line(err)) from None
 
 
