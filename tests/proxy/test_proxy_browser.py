@@ -1197,3 +1197,47 @@ def test_the_badge_works_without_abortsignal_timeout(site, browser) -> None:
         expect(page.locator("#model-badge")).to_contain_text(re.compile(r"version \d+"))
     finally:
         context.close()
+
+
+def test_a_heavy_photo_within_the_limits_is_shrunk_before_upload(open_page, browser, photos):
+    """A 12-megapixel phone photo of several MB was uploaded whole for a model that sees 32x32
+    pixels: seconds on a phone's uplink. Over 1 MiB and 1024 pixels a side, the page sends its
+    centre square; a light photo still goes as it is."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    ship = Image.open(photos[1]).convert("RGB").resize((3000, 2000), Image.Resampling.BICUBIC)
+    noisy = np.clip(np.asarray(ship, np.int16) + rng.integers(-40, 40, (2000, 3000, 3)), 0, 255)
+    heavy = io.BytesIO()
+    Image.fromarray(noisy.astype(np.uint8)).save(heavy, "JPEG", quality=95)
+    assert 1 << 20 < len(heavy.getvalue()) < 10 << 20
+    light = io.BytesIO()
+    ship.resize((1500, 1000)).save(light, "JPEG", quality=80)
+    assert len(light.getvalue()) < 1 << 20
+    page = open_page(browser, DESKTOP)
+    # The files the page puts in its requests (Playwright does not expose a multipart body).
+    page.evaluate("""() => {
+      window.sentSizes = [];
+      const fetch0 = window.fetch;
+      window.fetch = (url, init) => {
+        const file = init && init.body instanceof FormData && init.body.get("file");
+        if (file) window.sentSizes.push(file.size);
+        return fetch0(url, init);
+      };
+    }""")
+    page.set_input_files(
+        "#file-input",
+        [
+            {"name": "heavy.jpg", "mimeType": "image/jpeg", "buffer": heavy.getvalue()},
+            {"name": "light.jpg", "mimeType": "image/jpeg", "buffer": light.getvalue()},
+        ],
+    )
+    cards = page.locator(".card")
+    assert_top3(cards.nth(0))
+    assert_top3(cards.nth(1))
+    expect(cards.nth(0).locator(".card-meta")).to_contain_text(
+        "sent as 1024×1024: the centre square of 3000×2000, shrunk here"
+    )
+    expect(cards.nth(1).locator(".card-meta")).not_to_contain_text("sent as")
+    sent = page.evaluate("window.sentSizes")
+    assert len(sent) == 2 and min(sent) > 10_000 and max(sent) < 1 << 20, sent  # none heavy
