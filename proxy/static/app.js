@@ -67,6 +67,7 @@ const state = {
   badgeVersion: null, // the version the badge names: an answer from another one re-checks it
   cards: 0, // numbers the cards, for their names' ids
   actions: 0, announced: 0, // numbers each action (a drop, a capture) when it starts: see announce
+  announcements: 0, // counts the announcer's writes, so a delayed one yields to a newer
 };
 // The request in flight for a card, so that Clear can cancel it.
 const inflight = new WeakMap();
@@ -366,14 +367,30 @@ function proxyShortName(name, keep = 80) {
 // card: each would cut off the one before it. `action` (from newAction, taken when the action
 // started): an action whose answers come after a newer one's were read stays silent, so the
 // last thing read is about the newest action; its cards show the rest.
+// The live camera card's changes (action LIVE) are read whatever their order: they come twice
+// a second, and counted as actions they silenced the answers of a drop made just before.
 const newAction = () => ++state.actions;
+const LIVE = "live";
 function announce(lines, action = newAction()) {
-  if (action < state.announced) return;
-  state.announced = action;
+  if (action !== LIVE) {
+    if (action < state.announced) return;
+    state.announced = action;
+  }
   // A full stop before the next line goes: "…TIFF).; 2 images" read badly.
   const kept = lines.filter(Boolean);
   const last = kept.length - 1;
-  ui.announcer.textContent = kept.map((line, i) => (i < last ? line.replace(/\.$/, "") : line)).join("; ");
+  const text = kept.map((line, i) => (i < last ? line.replace(/\.$/, "") : line)).join("; ");
+  // The same words again (Try again failing as before) are no change to a screen reader:
+  // emptied first, and written a moment later, they are read again.
+  const turn = ++state.announcements;
+  if (ui.announcer.textContent !== text) {
+    ui.announcer.textContent = text;
+    return;
+  }
+  ui.announcer.textContent = "";
+  setTimeout(() => {
+    if (turn === state.announcements) ui.announcer.textContent = text;
+  }, 150);
 }
 
 // A few outcomes are read out one by one; a large batch as a count and its failures, so that a
@@ -893,11 +910,10 @@ async function liveTick() {
     }
     // Twice a second: announce only a change (another top class, failing, recovering), and
     // nothing once continuous mode was turned off, or off and on again, meanwhile.
-    const action = newAction();
     const outcome = await classifyOne(blob, "Live camera", state.liveCard);
     if (session !== state.liveSession) return;
     const key = outcome.ok ? outcome.label : "failed";
-    if (key !== state.liveKey) announce([outcome.text], action);
+    if (key !== state.liveKey) announce([outcome.text], LIVE);
     state.liveKey = key;
   } finally {
     state.liveBusy = false;

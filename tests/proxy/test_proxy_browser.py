@@ -1241,3 +1241,61 @@ def test_a_heavy_photo_within_the_limits_is_shrunk_before_upload(open_page, brow
     expect(cards.nth(1).locator(".card-meta")).not_to_contain_text("sent as")
     sent = page.evaluate("window.sentSizes")
     assert len(sent) == 2 and min(sent) > 10_000 and max(sent) < 1 << 20, sent  # none heavy
+
+
+def held_routes(page, held: list, count: int) -> None:
+    """Until `count` requests are held by a routing that appends them to `held`."""
+    for _ in range(200):
+        if len(held) >= count:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"{len(held)} requests held, not {count}")
+
+
+def test_a_drop_answered_after_a_live_change_is_still_announced(open_page, browser, photos):
+    """With continuous mode on, a live change read out first silenced the answer of a drop
+    made before it (the live frame counted as a newer action)."""
+    page = open_page(browser, DESKTOP)
+    page.click("#camera-button")
+    expect(page.locator("#camera-video")).to_have_js_property("readyState", 4)
+    page.click("label.switch")
+    assert_top3(page.locator(".card.live"))
+    held = []
+    page.route("**/api/predict*", lambda route: held.append(route))
+    held_routes(page, held, 1)  # a live frame sent before the drop: answered as it is
+    page.set_input_files("#file-input", str(photos[0]))
+    held_routes(page, held, 2)  # the drop
+    held[0].continue_()
+    held_routes(page, held, 3)  # the next live frame, sent after the drop
+    outage = json.dumps({"error": "The model server cannot be reached."})
+    held[2].fulfill(status=503, body=outage, content_type="application/json")  # a live change
+    expect(page.locator("#announcer")).to_contain_text("Live camera")
+    held[1].continue_()
+    expect(page.locator("#announcer")).to_have_text(re.compile(r"^cat\.jpg: "))
+
+
+def test_the_same_failure_twice_is_announced_twice(open_page, browser, photos) -> None:
+    """Try again failing with the same words left the live region unchanged, so a screen reader
+    said nothing: the region is emptied first and written again."""
+    page = open_page(browser, DESKTOP)
+    outage = {"status": 503, "content_type": "application/json",
+              "body": json.dumps({"error": "The model server cannot be reached."})}  # fmt: skip
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.set_input_files("#file-input", str(photos[0]))
+    announcer = page.locator("#announcer")
+    expect(announcer).to_have_text(re.compile(r"^cat\.jpg: The model server"))
+    # Record every text the region takes from now on.
+    page.evaluate(
+        """() => {
+          window.spoken = [];
+          new MutationObserver(() => window.spoken.push(
+            document.getElementById("announcer").textContent
+          )).observe(document.getElementById("announcer"), { childList: true, subtree: true,
+                                                              characterData: true });
+        }"""
+    )
+    page.locator(".card .card-retry").click()
+    expect(page.locator(".card .card-retry")).to_be_visible()
+    wait_in_page(page, "window.spoken.length >= 2")
+    spoken = page.evaluate("window.spoken")
+    assert spoken[0] == "" and spoken[-1].startswith("cat.jpg: The model server"), spoken
