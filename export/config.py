@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # The side the model sees: the proxy's decoder and the graph share the one figure.
-from imaging.decode import IMAGE_SIZE  # noqa: F401 - re-exported for export/
+from imaging.decode import IMAGE_SIZE, MAX_PIXELS  # noqa: F401 - re-exported for export/
 from training.config import TTA_NAMES
 
 MODEL_NAME = "cifar10"
@@ -34,11 +34,10 @@ MIN_SERVING_DEFAULT_AGREEMENT = 0.99
 
 # serving_default refuses, from the header and before decoding, an image of more pixels than
 # this (width * height): decoders allocate from the header alone, so a 389 kB PNG claiming
-# 20000x20000 would cost tens of GB and seconds. Same figure and test (>) as the proxy's
-# MAX_PIXELS default (proxy/config.py). The proxy refuses more besides: a lower share of it for
+# 20000x20000 would cost tens of GB and seconds: MAX_PIXELS (imaging/decode.py), the proxy's
+# default too, with the same test (>). The proxy refuses more besides: a lower share of it for
 # images that decode at more bytes a pixel, and headers that promise a costly decode
 # (imaging/decode.py); the graph has only TensorFlow's decoders and this limit.
-MAX_PIXELS = 40_000_000
 # A GIF's frame sizes are only found by walking its blocks (giflib decodes every frame, each at
 # its own size, even when the graph keeps only the first). The walk's cost is bounded by a budget
 # of loop steps: a data sub-block costs 1 (about 7 us here), a block header (an extension or a

@@ -30,6 +30,9 @@ from PIL import (
 )
 
 IMAGE_SIZE = 32
+# The most pixels (width * height) an image may have: the proxy's MAX_PIXELS default and the
+# exported graph's fixed limit (export/config.py) are this one figure.
+MAX_PIXELS = 40_000_000
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
 # JPEGs whose square crop is at least 2x this many times the output side are decoded at
 # 1/2..1/8 scale in the DCT domain (libjpeg "draft" mode): much faster for camera photos, and

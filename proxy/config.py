@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from imaging.decode import MAX_PIXELS
+
 PROTOCOLS = ("grpc", "rest")
 MAX_TOP_K = 10  # TOP_K and a request's ?k= (the model has ten classes)
 
@@ -40,7 +42,7 @@ class ProxyConfig:
     known_labels: tuple[str, ...] = ("stable", "canary")
     timeout_s: float = 5.0
     max_upload_bytes: int = 10 * 1024 * 1024
-    max_pixels: int = 40_000_000
+    max_pixels: int = MAX_PIXELS
     max_images: int = 16
     top_k: int = 3
 
