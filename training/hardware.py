@@ -2,8 +2,8 @@
 
 The answer differs between machines that print the same flags: with AMX tiles,
 `mixed_bfloat16` trained ~2.5x faster than float32 (the project brief's figure; issue 10's
-is a 4096^3 matmul 3.9x faster in bfloat16; on this project's one AMX host, its bfloat16
-kernels ran 2.3-2.6x float32, docs/BENCHMARKS.md). Without AMX, issue 10
+is a 4096^3 matmul 3.9x faster in bfloat16; on this project's one AMX host, bfloat16
+convolutions ran 2.3-2.6x float32 and matmuls 3.5x, docs/BENCHMARKS.md). Without AMX, issue 10
 reports TF's bfloat16 convolutions ~2x *slower* than float32 on one AVX512-BF16 machine; on
 this project's, a convolution measured 1.26x slower in one session and training 1.31x
 *faster* in later ones (docs/BENCHMARKS.md). So `auto` takes bfloat16 on AMX and otherwise
