@@ -69,7 +69,7 @@ def share(value: float | None, missing: str = "–") -> str:
 def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
     """By default on the run's own data and test images (its --test-subset pick, if it made
     one), so that the report repeats the figures in its meta.json."""
-    from training.inference import predict_each_tta
+    from training.inference import predict_every_tta
     from training.run_model import load_for_inference
 
     model, meta = load_for_inference(run_dir)
@@ -94,9 +94,9 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     if test_subset:
         report["test_subset"] = test_subset
         report["test_subset_of_the_run"] = own_pick
-    for _, name, predicted, seconds in predict_each_tta(model, ds.test.images):
-        report[f"tta_{name}"] = summarize(ds.test.labels, predicted, ds.class_names)
-        report[f"tta_{name}"]["seconds"] = seconds
+    predicted, report["seconds"] = predict_every_tta(model, ds.test.images)
+    for level, name in TTA_NAMES.items():
+        report[f"tta_{name}"] = summarize(ds.test.labels, predicted[level], ds.class_names)
         print(f"  TTA {name:15s} accuracy {report[f'tta_{name}']['accuracy']:.2%}", flush=True)
     report["class_names"] = list(ds.class_names)
     return report

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.checkpoint import fix_for, reason
-from training.config import TTA_ACCURACY_KEYS
+from training.config import TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.data import Dataset
-from training.inference import predict_each_tta, top1_accuracy
+from training.inference import predict_every_tta, top1_accuracy
 from training.plots import plot_curves
 from training.run_folder import (
     CURVES,
@@ -71,13 +71,18 @@ def _write_run_outputs(
     }
     if trainer.ends_on_ema and trainer.steps_after_last_ema_update:  # before the figures
         log("final weights: the lookahead EMA (the epoch lines measured the raw weights)")
-    log(f"final evaluation: {len(ds.test.labels)} test images, TTA none, flip, flip+translate")
+    log(
+        f"final evaluation: {len(ds.test.labels)} test images, TTA none, flip, flip+translate "
+        f"in one sweep ({tta_passes(max(TTA_NAMES))} passes per image, shared by the levels)"
+    )
     started = time.monotonic()
     served = build_for_inference(meta, run_dir / FINAL_WEIGHTS)
-    test_acc = {}
-    for level, name, predicted, seconds in predict_each_tta(served, ds.test.images):
-        test_acc[level] = top1_accuracy(predicted, ds.test.labels)
-        log(f"  TTA {name}: accuracy {test_acc[level]:.2%} ({seconds:.0f} s)")
+    predicted, seconds = predict_every_tta(served, ds.test.images)
+    test_acc = {level: top1_accuracy(p, ds.test.labels) for level, p in predicted.items()}
+    for level, name in TTA_NAMES.items():
+        log(f"  TTA {name}: accuracy {test_acc[level]:.2%}")
+    passes = tta_passes(max(TTA_NAMES))
+    log(f"  ({seconds:.0f} s for all {len(TTA_NAMES)} levels, {passes} passes per image)")
     meta.update({TTA_ACCURACY_KEYS[level]: value for level, value in test_acc.items()})
     meta["final_evaluation_seconds"] = time.monotonic() - started
     (run_dir / HISTORY).write_text(json.dumps(trainer.progress.history, indent=2))

@@ -282,6 +282,30 @@ def test_flip_tta_is_the_mean_of_the_image_and_its_mirror():
     np.testing.assert_allclose(make_logits_fn(model, 1)(x), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_every_tta_level_in_one_sweep_scores_as_each_level_alone():
+    """The final report's shared passes give each level's own predictions; level 2 is the
+    flip mean weighted 1/2 and the two reflect-shifted images' flip means 1/4 each."""
+    from training.inference import make_logits_fn, predict_every_tta, predict_logits
+
+    model = build_model("fast", 10, MEAN, STD, widths=(16, 32, 32))
+    x = np.random.default_rng(1).integers(0, 256, (40, 32, 32, 3)).astype(np.uint8)
+
+    def flip_mean(images):
+        images = images.astype(np.float32)
+        return 0.5 * (model(images, training=False) + model(images[:, :, ::-1], training=False))
+
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    level2 = 0.5 * flip_mean(x) + 0.25 * (
+        flip_mean(padded[:, :32, :32]) + flip_mean(padded[:, 2:, 2:])
+    )
+    np.testing.assert_allclose(make_logits_fn(model, 2)(x), level2, rtol=1e-4, atol=1e-5)
+    predicted, seconds = predict_every_tta(model, x, batch_size=16)  # 3 batches, the last short
+    assert sorted(predicted) == [0, 1, 2] and seconds > 0
+    for level in (0, 1, 2):
+        alone = predict_logits(model, x, tta=level, batch_size=16)  # the same batches
+        np.testing.assert_array_equal(predicted[level], alone.argmax(1))
+
+
 def test_a_run_of_deeper_groups_reloads_for_inference_from_its_meta(tmp_path):
     """meta.json's widths and depth rebuild the net that the weights file was saved from."""
     import json
