@@ -9,13 +9,19 @@ each gets both cores), and prints GFLOP/s per pass beside bench.train's ceiling,
 same run. Passes a training step never runs (the first conv's input gradient, a frozen
 kernel's filter gradient) are left out. The last line says what MFU the convs alone would
 allow if nothing else ran.
+
+A fourth column times the same filter gradient computed another way, as nine matmuls (one per
+kernel tap, each over the shifted input): not what training runs, but a measure of how far
+TensorFlow's own filter-gradient kernel is from this CPU's matmul speed. A last row does all of
+it for the ceiling's conv (batch 512, 8x8, 256->256).
 """
 
 from __future__ import annotations
 
 import argparse
 
-PASSES = ("forward", "input grad", "filter grad")
+PASSES = ("forward", "input grad", "filter grad", "as 9 matmuls")
+CEILING_CONV = (512, 8, 256)  # batch, side, channels: bench.train's conv kernel
 
 
 def layer_passes(layer, batch: int) -> dict:
@@ -30,6 +36,19 @@ def layer_passes(layer, batch: int) -> dict:
         kernel=tf.random.normal(layer.kernel.shape, dtype=dtype),
         grad=tf.random.normal([batch, oh, ow, cout], dtype=dtype),
         padding=layer.padding.upper(),
+    )
+
+
+def ceiling_passes(dtype) -> dict:
+    """The passes of bench.train's ceiling conv, in `dtype`."""
+    import tensorflow as tf
+
+    batch, side, channels = CEILING_CONV
+    return conv_passes(
+        x=tf.random.normal([batch, side, side, channels], dtype=dtype),
+        kernel=tf.random.normal([3, 3, channels, channels], dtype=dtype),
+        grad=tf.random.normal([batch, side, side, channels], dtype=dtype),
+        padding="SAME",
     )
 
 
@@ -50,7 +69,30 @@ def conv_passes(x, kernel, grad, padding: str) -> dict:
                 input=x, filter_sizes=tf.shape(kernel), out_backprop=grad, **conv
             )
         ),
+        **(
+            {"as 9 matmuls": tf.function(lambda: filter_grad_as_matmuls(x, grad))}
+            if padding == "SAME" and kernel.shape[:2] == (3, 3)
+            else {}
+        ),
     }
+
+
+def filter_grad_as_matmuls(x, grad):
+    """The filter gradient of a 3x3 SAME stride-1 conv, tap by tap: for tap (i, j), the input
+    shifted by (i - 1, j - 1), flattened to [pixels, in], transposed times the output gradient
+    flattened to [pixels, out]."""
+    import tensorflow as tf
+
+    _, h, w, cin = x.shape
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    flat_grad = tf.reshape(grad, [-1, grad.shape[-1]])
+    taps = [
+        tf.matmul(tf.reshape(padded[:, i : i + h, j : j + w, :], [-1, cin]), flat_grad,
+                  transpose_a=True)
+        for i in range(3)
+        for j in range(3)
+    ]  # fmt: skip
+    return tf.reshape(tf.stack(taps), [3, 3, cin, grad.shape[-1]])
 
 
 def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
@@ -68,14 +110,14 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
             recipe.arch, 10, [0.0] * 3, [1.0] * 3, widths=recipe.widths, depth=recipe.depth
         )
     rows = []
-    for layer in model.layers:
-        if not isinstance(layer, layers.Conv2D):
-            continue
+    convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+    for layer in convs:
         passes = layer_passes(layer, recipe.batch_size)
         if not rows:  # the first conv's input is the image: no gradient wanted for it
             del passes["input grad"]
         if layer.name in FROZEN_KERNELS.get(recipe.arch, ()):  # never trained: no gradient
-            del passes["filter grad"]
+            passes.pop("filter grad")
+            passes.pop("as 9 matmuls", None)
         rows.append(
             {
                 "layer": layer.name,
@@ -85,6 +127,18 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
                 "seconds": {name: seconds_per_call(fn, repeats) for name, fn in passes.items()},
             }
         )
+    batch, side, channels = CEILING_CONV
+    dtype = convs[-1].compute_dtype  # the policy's (the whitening conv's is always float32)
+    rows.append(
+        {
+            "layer": "ceiling conv",
+            "shape": f"{side}x{side} {channels}->{channels} {dtype}, batch {batch}",
+            "gflop": 2 * batch * side * side * channels * channels * 9 / 1e9,
+            "seconds": {
+                name: seconds_per_call(fn, repeats) for name, fn in ceiling_passes(dtype).items()
+            },
+        }
+    )
     return rows
 
 
@@ -108,14 +162,23 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         cells = "".join(_cell(row, p) for p in PASSES)
         print(f"  {row['layer']:14s} {row['shape']:28s}{cells}")
-    flops = sum(row["gflop"] * len(row["seconds"]) for row in rows)
-    seconds = sum(sum(row["seconds"].values()) for row in rows)
-    per_pass = {p: sum(r["seconds"].get(p, 0.0) for r in rows) for p in PASSES}
+    layers, ceiling_row = rows[:-1], rows[-1]
+    trained = PASSES[:3]  # what a training step runs
+    flops = sum(row["gflop"] * sum(p in row["seconds"] for p in trained) for row in layers)
+    seconds = sum(row["seconds"].get(p, 0.0) for row in layers for p in trained)
+    per_pass = {p: sum(r["seconds"].get(p, 0.0) for r in layers) for p in PASSES}
     print(
         "  all convs: "
         + ", ".join(f"{p} {ms * 1e3:,.0f} ms" for p, ms in per_pass.items())
         + f"; {flops / seconds:,.0f} GFLOP/s = {flops / seconds / best:.0%} of the ceiling"
     )
+    times = ceiling_row["seconds"]
+    for grad in ("filter grad", "as 9 matmuls"):
+        total = times["forward"] + times["input grad"] + times[grad]
+        print(
+            f"  ceiling conv, passes one after another, filter gradient {grad}: "
+            f"{3 * ceiling_row['gflop'] / total:,.0f} GFLOP/s"
+        )
 
 
 def _cell(row: dict, name: str) -> str:

@@ -1,4 +1,5 @@
-"""bench.conv_passes: the timed kernels are a conv layer's real three passes, for every conv."""
+"""bench.conv_passes: the timed kernels are a conv layer's real three passes, for every conv, and
+the nine-matmul filter gradient computes the same gradient."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ def test_the_three_passes_are_a_convs_forward_and_gradients(padding):
     g = tf.random.normal(y.shape)
     dx, dk = tape.gradient(y, [x, k], output_gradients=g)
     passes = conv_passes(x, k, g, padding)
-    for name, expected in (("forward", y), ("input grad", dx), ("filter grad", dk)):
-        np.testing.assert_allclose(passes[name](), expected, rtol=1e-4, atol=1e-4)
+    expected = {"forward": y, "input grad": dx, "filter grad": dk}
+    if padding == "SAME":  # the nine-matmul form exists for 3x3 SAME convs only
+        expected["as 9 matmuls"] = dk
+    assert set(passes) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(passes[name](), value, rtol=1e-4, atol=1e-4)
 
 
 def test_layer_passes_take_the_layers_shapes_and_dtype():
@@ -34,7 +39,7 @@ def test_layer_passes_take_the_layers_shapes_and_dtype():
     layer = keras.layers.Conv2D(8, 2, padding="valid", dtype="mixed_bfloat16")
     layer(keras.Input((6, 6, 4)))
     shapes = {name: (f().shape, f().dtype) for name, f in layer_passes(layer, batch=3).items()}
-    assert shapes == {
+    assert shapes == {  # a 2x2 VALID conv: no nine-matmul form
         "forward": ((3, 5, 5, 8), "bfloat16"),
         "input grad": ((3, 6, 6, 4), "bfloat16"),
         "filter grad": ((2, 2, 4, 8), "bfloat16"),
@@ -48,6 +53,7 @@ def test_every_conv_of_the_recipe_is_measured():
     from training.models import build_model
 
     rows = measure("tiny", "float32", repeats=1)
+    rows, ceiling_row = rows[:-1], rows[-1]
     recipe = RECIPES["tiny"]
     model = build_model("fast", 10, [0.0] * 3, [1.0] * 3, widths=recipe.widths)
     head_flops = 2 * model.get_layer("head").kernel.shape[0] * 10
@@ -57,3 +63,5 @@ def test_every_conv_of_the_recipe_is_measured():
     assert sum(r["gflop"] for r in rows) == pytest.approx(conv_gflop)
     assert set(rows[0]["seconds"]) == {"forward"}  # image input, frozen whitening filters
     assert all(r["seconds"][p] > 0 for r in rows[1:] for p in PASSES)
+    assert ceiling_row["layer"] == "ceiling conv" and set(ceiling_row["seconds"]) == set(PASSES)
+    assert ceiling_row["gflop"] == pytest.approx(2 * 512 * 8 * 8 * 256 * 256 * 9 / 1e9)
