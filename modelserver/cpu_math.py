@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 
-from training.hardware import cpu_info  # the CPU facts every figure of the project prints
+from training.hardware import cpu_info, has_amx  # the CPU facts every figure prints
 
 FPMATH_ENV = "ONEDNN_DEFAULT_FPMATH_MODE"
 
@@ -25,7 +25,7 @@ def choose_fpmath(environ: MutableMapping[str, str], flags: list[str]) -> tuple[
     """(mode, why), setting FPMATH_ENV in `environ` when the CPU has AMX and it is unset."""
     if environ.get(FPMATH_ENV):
         return environ[FPMATH_ENV], f"{FPMATH_ENV} set"
-    if "amx_tile" in flags:
+    if has_amx(flags):
         environ[FPMATH_ENV] = "BF16"
         return "BF16", f"the CPU has AMX; {FPMATH_ENV}=STRICT turns it off"
     return "STRICT", "no AMX on this CPU"
