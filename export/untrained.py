@@ -15,6 +15,7 @@ import keras
 from training.data import CIFAR10_CLASSES
 from training.models import build_model
 from training.run_folder import FINAL_WEIGHTS, META
+from training.run_model import inference_meta
 
 # CIFAR-10 training statistics (0..255 units), rounded: close enough for an untrained model.
 CIFAR_MEAN = [125.3, 123.0, 113.9]
@@ -25,17 +26,8 @@ def untrained_model(seed: int, widths: Sequence[int] = (8, 16, 16)) -> tuple[ker
     """The model and the run metadata that export and `load_for_inference` read."""
     keras.utils.set_random_seed(seed)
     model = build_model("fast", len(CIFAR10_CLASSES), CIFAR_MEAN, CIFAR_STD, widths=widths)
-    meta = {
-        "class_names": list(CIFAR10_CLASSES),
-        "mean": CIFAR_MEAN,
-        "std": CIFAR_STD,
-        "arch": "fast",
-        "widths": list(widths),
-        "image_size": 32,
-        "seed": seed,
-        "params": model.count_params(),
-    }
-    return model, meta
+    meta = inference_meta(model, "fast", widths, 2, CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD, 32)
+    return model, {**meta, "seed": seed}
 
 
 def write_untrained_run(folder: Path) -> tuple[Path, Path]:

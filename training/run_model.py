@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -45,6 +46,31 @@ def build_for_inference(meta: dict, weights: Path) -> keras.Model:
         )
     model.load_weights(weights)
     return model
+
+
+def inference_meta(
+    model: keras.Model,
+    arch: str,
+    widths: Sequence[int],
+    depth: int,
+    class_names: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_size: int,
+) -> dict:
+    """The part of meta.json that `build_for_inference` reads back (and the parameter count
+    beside it): one place for every writer of a run folder, so none leaves a key out."""
+    return {
+        "arch": arch,
+        "widths": list(widths),
+        "depth": depth,
+        **network_constants(model),
+        "class_names": list(class_names),
+        "mean": mean,
+        "std": std,
+        "image_size": image_size,
+        "params": model.count_params(),
+    }
 
 
 def network_constants(model: keras.Model) -> dict:

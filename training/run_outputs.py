@@ -26,7 +26,7 @@ from training.run_folder import (
     OutputError,
     write_whole,
 )
-from training.run_model import build_for_inference, network_constants
+from training.run_model import build_for_inference, inference_meta
 
 if TYPE_CHECKING:
     from training.trainer import Trainer
@@ -54,16 +54,10 @@ def _write_run_outputs(
     model = trainer.model
     model.save_weights(run_dir / FINAL_WEIGHTS)
     model.save(run_dir / MODEL_FILE)
+    recipe = trainer.recipe
+    network = (recipe.arch, recipe.widths, recipe.depth)
     meta = {
-        "arch": trainer.recipe.arch,
-        "widths": list(trainer.recipe.widths),
-        "depth": trainer.recipe.depth,
-        **network_constants(model),
-        "class_names": list(ds.class_names),
-        "mean": trainer.mean,
-        "std": trainer.std,
-        "image_size": ds.image_size,
-        "params": model.count_params(),
+        **inference_meta(model, *network, ds.class_names, trainer.mean, trainer.std, ds.image_size),
         "data": ds.source,
         "train_images": len(trainer.train.labels),
         "test_images": len(ds.test.labels),
