@@ -486,12 +486,12 @@ function updateStats() {
 
 // The answers that say the request is at fault (bad image, too large, unsupported type, a URL
 // or header the front refuses): sending it again cannot help. Anything else (no version served
-// yet, the server down or slow) can pass. By the proxy's kind where the answer has one; by
-// status for a front's own page.
+// yet, the server down or slow) can pass. By the proxy's kind, or by status: a front's own page
+// has no kind, and the proxy's generic kind "http" (a request Werkzeug refused) says nothing.
 const REQUEST_ERROR_KINDS = ["bad_request", "bad_image", "too_large", "unsupported_media"];
 const REQUEST_ERROR_STATUSES = [400, 413, 414, 415, 431];
 const isRequestError = (error) =>
-  error.kind ? REQUEST_ERROR_KINDS.includes(error.kind) : REQUEST_ERROR_STATUSES.includes(error.status);
+  REQUEST_ERROR_KINDS.includes(error.kind) || REQUEST_ERROR_STATUSES.includes(error.status);
 
 // Classifies into `card`; returns {ok, label, text}: text is for the screen-reader announcement
 // (empty when Clear removed the card before it was sent or answered). `again`: what Try again
