@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import shlex
 import sys
 import time
@@ -187,12 +186,12 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     flops = forward_flops(trainer.model)
     _log_plan(log, opts, trainer, len(ds.train.labels), flops, precision)
     if trainer.resume():
-        log(f"resumed from checkpoint at {_position(trainer)}")
+        log(f"resumed from checkpoint at {trainer.position()}")
     try:
         progress = trainer.fit(opts.checkpoint_every_s)
     except Interrupted as stop:
         log(
-            f"interrupted: checkpoint saved at {_position(trainer)}. "
+            f"interrupted: checkpoint saved at {trainer.position()}. "
             "Re-run the same command to resume."
         )
         raise SystemExit(128 + stop.signum) from None  # the shell's code for that signal
@@ -244,23 +243,6 @@ def _log_plan(log, opts: RunOptions, trainer, n_train: int, flops: int, precisio
             "(the last partial batch), a different set each epoch"
         )
     log(f"cpu: {describe_cpu()}")
-
-
-def _position(trainer) -> str:
-    """Where a run stands, in the run's steps and in the progress lines' epoch terms."""
-    return describe_position(trainer.progress.step, trainer.steps_per_epoch, trainer.total_steps)
-
-
-def describe_position(step: int, steps_per_epoch: int, total_steps: int) -> str:
-    """A fractional epoch count (the fast recipe's 9.9) makes the last epoch short: 44 steps
-    of 48 end it, and "step 44/48" read as a run stopped mid-epoch."""
-    epoch, done = divmod(step, steps_per_epoch)
-    if step and (done == 0 or step == total_steps):
-        within = f"the end of epoch {math.ceil(step / steps_per_epoch)}"
-    else:
-        size = min((epoch + 1) * steps_per_epoch, total_steps) - epoch * steps_per_epoch
-        within = f"epoch {epoch + 1}: step {done}/{size}"
-    return f"step {step}/{total_steps} ({within})"
 
 
 # The errors a person fixes; every other one is a defect and keeps its traceback.

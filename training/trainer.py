@@ -99,6 +99,24 @@ def split_validation(ds: Dataset, n: int, seed: int) -> tuple[Split, Split | Non
     )
 
 
+def epoch_end(epoch: int, steps_per_epoch: int, total_steps: int) -> int:
+    """The step that ends `epoch` (counted from 0): a fractional epoch count (the fast recipe's
+    9.9) makes the last epoch short."""
+    return min((epoch + 1) * steps_per_epoch, total_steps)
+
+
+def describe_position(step: int, steps_per_epoch: int, total_steps: int) -> str:
+    """A step in the progress lines' epoch terms. The short last epoch ends after 44 steps of
+    48, and "step 44/48" read as a run stopped mid-epoch."""
+    epoch, done = divmod(step, steps_per_epoch)
+    if step and (done == 0 or step == total_steps):
+        within = f"the end of epoch {math.ceil(step / steps_per_epoch)}"
+    else:
+        size = epoch_end(epoch, steps_per_epoch, total_steps) - epoch * steps_per_epoch
+        within = f"epoch {epoch + 1}: step {done}/{size}"
+    return f"step {step}/{total_steps} ({within})"
+
+
 class Trainer:
     def __init__(
         self,
@@ -308,9 +326,18 @@ class Trainer:
             self._lookahead(tf.constant(decay, tf.float32))
         self._lookahead(tf.constant(1.0))
 
+    @property
+    def epochs(self) -> int:
+        """Epochs the run's steps make, the short last one counted."""
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def position(self) -> str:
+        """Where the run stands, in steps and in the progress lines' epoch terms."""
+        return describe_position(self.progress.step, self.steps_per_epoch, self.total_steps)
+
     def _epochs_done(self) -> int:
         if self.progress.step >= self.total_steps:
-            return math.ceil(self.total_steps / self.steps_per_epoch)
+            return self.epochs
         return self.progress.step // self.steps_per_epoch
 
     def _finish_epoch_if_due(self) -> None:
@@ -324,13 +351,13 @@ class Trainer:
         p, spe = self.progress, self.steps_per_epoch
         epoch = p.step // spe
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.train.labels))
-        epoch_end = min((epoch + 1) * spe, self.total_steps)
+        end = epoch_end(epoch, spe, self.total_steps)
         t0 = mark = last_print = time.monotonic()
         seen_here = 0
         # Speed is timed from the end of each epoch's first step: a sitting's first also traces
         # the step function (seconds), and counted in, it made the first estimates far too long.
         rate_from: tuple[float, int] | None = None
-        while p.step < epoch_end:
+        while p.step < end:
             loss, hits = self._one_step(perm, p.step - epoch * spe)
             p.epoch_loss_sum += loss
             p.epoch_correct += hits
@@ -340,8 +367,8 @@ class Trainer:
             if rate_from is None:
                 rate_from = (now, seen_here)
             timed = now - rate_from[0]  # 0 until a step after the first: no rate to tell yet
-            if (now - last_print > 5 and timed > 0) or p.step == epoch_end:
-                done, total = p.step - epoch * spe, epoch_end - epoch * spe
+            if (now - last_print > 5 and timed > 0) or p.step == end:
+                done, total = p.step - epoch * spe, end - epoch * spe
                 ips = (seen_here - rate_from[1]) / timed if timed > 0 else seen_here / (now - t0)
                 left = (self.total_steps - p.step) * self.batch_size / ips
                 self._print_inline(epoch, done, total, ips, p.epoch_loss_sum / p.epoch_seen, left)
@@ -418,7 +445,7 @@ class Trainer:
         }
         p.history.append(row)
         self.log(
-            f"epoch {epoch + 1}/{math.ceil(self.total_steps / self.steps_per_epoch)} · "
+            f"epoch {epoch + 1}/{self.epochs} · "
             f"train loss{self._loss_note} {row['train_loss']:.3f} "
             f"acc {row['train_accuracy']:.2%} · "
             f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.2%} · "

@@ -949,7 +949,7 @@ def test_the_curves_show_the_final_weights_accuracy(tmp_path, monkeypatch):
     ],
 )
 def test_a_position_counts_the_short_last_epoch_as_the_run_does(step, total, said):
-    from training.train import describe_position
+    from training.trainer import describe_position
 
     assert describe_position(step, 48, total) == said
 
