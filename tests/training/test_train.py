@@ -794,6 +794,7 @@ def test_evaluate_scores_the_test_images_the_run_picked(tiny_data, tmp_path, mon
     meta = json.loads((run_dir / "meta.json").read_text())
     report = evaluate_run(run_dir)
     assert report["test_images"] == 40 and report["data"] == str(tiny_data)
+    assert report["seconds"] > 0  # one time for the sweep that scored every level
     assert [report[f"tta_{n}"]["accuracy"] for n in ("none", "flip", "flip+translate")] == [
         pytest.approx(meta[k], abs=1e-9)
         for k in ("test_accuracy", "test_accuracy_flip", "test_accuracy_tta")
