@@ -8,7 +8,9 @@ const settings = {
   maxUploadBytes: Number(document.body.dataset.maxUploadBytes),
   maxPixels: Number(document.body.dataset.maxPixels),
   // A photo over the proxy's limits is sent as its centre square at most this many pixels a
-  // side: the model sees a 32x32 centre square, so nothing it could use is lost.
+  // side: the model sees a 32x32 centre square, so nothing it could use is lost. (Its colours
+  // do change a little: the browser applies the photo's colour profile, which the proxy's
+  // decoder does not, so a wide-gamut photo may score a little differently than through the API.)
   shrinkSide: 1024,
   // A photo within the limits is shrunk so too when its file is over this size and its sides
   // over shrinkSide: a 5 MB phone photo took about 8 s to upload at 5 Mbit/s, its 1024-pixel
@@ -444,7 +446,7 @@ async function predict(blob, name, signal) {
 
 // The sentence for an answer that is not the proxy's JSON.
 function unparsedAnswerText(status) {
-  if (status === 413) return `Too large for the server in front of the proxy (HTTP 413).`;
+  if (status === 413) return `Too large for the server in front of the proxy (HTTP 413): choose a smaller image, or a JPEG.`;
   if ([502, 503, 504].includes(status)) {
     return `The service is unavailable for the moment (HTTP ${status}). Try again in a moment.`;
   }
@@ -509,7 +511,9 @@ async function classifyOne(blob, name, card, again = () => classifyOne(blob, nam
   card.classList.add("loading");
   card.classList.remove("failed");
   card.querySelector(".card-retry").hidden = true;
-  card.querySelector(".card-error").hidden = true; // Try again: not the old failure under the spinner
+  // Try again: not the old failure under the spinner. The live card keeps its reason up while
+  // the next frame is sent (twice a second, it would only flash).
+  if (card !== state.liveCard) card.querySelector(".card-error").hidden = true;
   updateStats();
   let outcome;
   try {
@@ -551,6 +555,7 @@ async function retryAll() {
     resend.delete(card);
     card.classList.replace("failed", "loading");
     card.querySelector(".card-retry").hidden = true;
+    card.querySelector(".card-error").hidden = true; // nor the old failure while it waits its turn
   }
   updateStats();
   const outcomes = await runLimited(jobs, settings.parallel);
@@ -833,8 +838,7 @@ async function toggleCamera() {
   stream.getVideoTracks().forEach((track) =>
     track.addEventListener("ended", () => {
       if (state.stream !== stream) return; // stopped by the page itself
-      stopCamera();
-      cameraMessage("The camera stopped (unplugged, or taken by another application). Press Use camera to turn it on again.");
+      closeCamera("The camera stopped (unplugged, or taken by another application). Press Use camera to turn it on again.");
     }),
   );
   ui.video.srcObject = state.stream;
@@ -940,11 +944,17 @@ function wireCamera() {
   // Leaving the page turns the camera off (its light too), not only continuous mode.
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden || !state.stream) return;
-    const hadFocus = ui.cameraPanel.contains(document.activeElement);
-    stopCamera();
-    if (hadFocus) ui.cameraButton.focus(); // the hidden panel would drop it to the page
-    cameraMessage("The camera was turned off when you left the page. Press Use camera to turn it on again.");
+    closeCamera("The camera was turned off when you left the page. Press Use camera to turn it on again.");
   });
+}
+
+// The camera turned off by something other than its button (the page left, the camera gone):
+// focus inside the panel moves to the button, which the hidden panel would drop to the page.
+function closeCamera(message) {
+  const hadFocus = ui.cameraPanel.contains(document.activeElement);
+  stopCamera();
+  if (hadFocus) ui.cameraButton.focus();
+  cameraMessage(message);
 }
 
 // ---------- start ----------

@@ -1016,6 +1016,33 @@ def test_the_images_an_outage_failed_are_sent_again_in_one_click(open_page, brow
     assert len(sent) == len(photos)
 
 
+def test_try_all_again_hides_the_old_failures_of_the_cards_that_wait(open_page, browser, photos):
+    """Six failed cards, four sent at a time: the two that wait for a free slot showed their
+    old failure under the spinner."""
+    page = open_page(browser, DESKTOP)
+    outage = {"status": 503, "content_type": "application/json",
+              "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.set_input_files("#file-input", [str(p) for p in photos])
+    button = page.locator("#retry-all-button")
+    expect(button).to_have_text(f"Try {len(photos)} again")
+    page.unroute("**/api/predict*")
+    held, holding = [], [True]
+    page.route("**/api/predict*", lambda r: held.append(r) if holding else r.continue_())
+    button.click()
+    expect(page.locator(".card.loading")).to_have_count(len(photos))
+    expect(page.locator(".card.loading .card-error:visible")).to_have_count(0)
+    for _ in range(100):
+        if len(held) == 4:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 4, held  # settings.parallel: the other two wait their turn
+    holding.clear()
+    for route in held:
+        route.continue_()
+    expect(page.locator(".bar-row")).to_have_count(3 * len(photos))
+
+
 def test_the_badge_names_the_version_plain_requests_get(open_page, browser) -> None:
     """During a canary the newest loaded version is not the one a plain request gets; the
     badge once showed the newest. The proxy's real /api/model answer is rewritten by
@@ -1139,6 +1166,19 @@ def test_try_again_is_offered_by_the_kind_of_error(open_page, browser, photos, s
         expect(card.locator(".card-retry")).to_be_hidden()
 
 
+@pytest.mark.parametrize("status", [414, 431])
+def test_a_fronts_own_refusal_page_is_not_offered_try_again(open_page, browser, photos, status):
+    """A front's HTML page has no kind: its status alone says the request is at fault."""
+    page = open_page(browser, DESKTOP)
+    route_first(page, {"status": status, **HTML_PAGE})
+    page.set_input_files("#file-input", str(photos[0]))
+    card = page.locator(".card").first
+    expect(card.locator(".card-error")).to_have_text(
+        f"Unexpected answer from the server (HTTP {status})."
+    )
+    expect(card.locator(".card-retry")).to_be_hidden()
+
+
 def test_try_again_hides_the_old_error_while_it_waits(open_page, browser, photos) -> None:
     page = open_page(browser, DESKTOP)
     outage = {"status": 503, "content_type": "application/json",
@@ -1190,6 +1230,38 @@ def test_a_camera_that_stops_by_itself_closes_the_panel_and_says_so(open_page, b
     expect(page.locator("#camera-message")).to_contain_text("The camera stopped")
     expect(page.locator("#live-toggle")).not_to_be_checked()
     expect(page.locator("#camera-button")).to_have_attribute("aria-expanded", "false")
+    # The continuous switch had the focus; hidden with its panel, it dropped it to the page.
+    expect(page.locator("#camera-button")).to_be_focused()
+
+
+def test_the_live_card_keeps_its_failure_up_while_the_next_frame_is_sent(open_page, browser):
+    """Try again hides a card's old failure under its spinner; the live camera card, sending a
+    frame twice a second, showed its reason only in flashes that way."""
+    page = open_page(browser, DESKTOP)
+    outage = {"status": 503, "content_type": "application/json",
+              "body": json.dumps({"error": "The model server cannot be reached."})}  # fmt: skip
+    failed, held = [], []
+
+    def fail_then_hold(route) -> None:  # the first frame fails, the next one waits
+        if failed:
+            held.append(route)
+        else:
+            failed.append(route)
+            route.fulfill(**outage)
+
+    page.route("**/api/predict*", fail_then_hold)
+    page.click("#camera-button")
+    page.click("label.switch")
+    live = page.locator(".card.live")
+    expect(live.locator(".card-error")).to_have_text("The model server cannot be reached.")
+    for _ in range(100):  # the next frame's request, held unanswered
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "no second frame was sent"
+    expect(live).to_have_class(re.compile(r"\bloading\b"))
+    expect(live.locator(".card-error")).to_be_visible()
+    page.click("label.switch")  # continuous mode off: the held request is not answered
 
 
 def test_the_badge_works_without_abortsignal_timeout(site, browser) -> None:
