@@ -500,6 +500,16 @@ def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
     assert err.startswith("model_card: ") and message in err and "Traceback" not in err
 
 
+def wait_for_library(pid: int, name: str, timeout_s: float = 60) -> None:
+    """Until process `pid` has mapped a shared library whose path holds `name`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while name not in Path(f"/proc/{pid}/maps").read_text():
+        assert time.monotonic() < deadline, f"{name} never loaded"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize(
     ("command", "outcome"),
     [
@@ -510,16 +520,18 @@ def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
 def test_ctrl_c_in_export_or_evaluate_is_a_line_not_a_traceback(
     tiny_run_dir, tmp_path, command, outcome
 ):
-    """SIGINT while TensorFlow loads (held until the import ends) or the work runs: a line
-    and exit code 130; both printed a 35-line traceback. Nothing half-made is left."""
+    """SIGINT while TensorFlow loads (held until the import ends): a line and exit code 130;
+    both printed a 35-line traceback. Nothing half-made is left."""
     import signal
-    import time
 
     from export.publish import LOCK_NAME
 
     args = [a.format(tmp=tmp_path) for a in command] + [str(tiny_run_dir)]
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)  # past the argument checks, before the minutes of work end
+    # Past the argument checks: TensorFlow is imported after them, inside the Ctrl-C handling,
+    # and takes seconds more once its library is mapped. (A fixed 3 s wait was a race: on a
+    # fast machine the tiny run's whole evaluation ended before it.)
+    wait_for_library(proc.pid, "libtensorflow")
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 130, err[-2000:]
