@@ -989,12 +989,9 @@ def test_a_failed_request_rechecks_the_model_badge_at_once(open_page, browser, p
     expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bdown\b"), timeout=5_000)
 
 
-def test_the_images_an_outage_failed_are_sent_again_in_one_click(open_page, browser, photos):
-    """After an outage every failed card needed its own Try again. The outage is played by
-    routing (503 for each request); a file the proxy refuses (not an image) is not retried.
-    Six images, more than the page sends at once: the ones still queued are not failed
-    cards any more, so nothing offers to send them a second time."""
-    page = open_page(browser, DESKTOP)
+def fail_in_an_outage(page, photos):
+    """Drops `photos` while every request answers 503 (the outage played by routing), then
+    ends the outage; returns the Try N again button, showing all of them."""
     outage = {"status": 503, "content_type": "application/json",
               "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
     page.route("**/api/predict*", lambda route: route.fulfill(**outage))
@@ -1002,6 +999,16 @@ def test_the_images_an_outage_failed_are_sent_again_in_one_click(open_page, brow
     button = page.locator("#retry-all-button")
     expect(button).to_have_text(f"Try {len(photos)} again")
     page.unroute("**/api/predict*")
+    return button
+
+
+def test_the_images_an_outage_failed_are_sent_again_in_one_click(open_page, browser, photos):
+    """After an outage every failed card needed its own Try again. The outage is played by
+    routing (503 for each request); a file the proxy refuses (not an image) is not retried.
+    Six images, more than the page sends at once: the ones still queued are not failed
+    cards any more, so nothing offers to send them a second time."""
+    page = open_page(browser, DESKTOP)
+    button = fail_in_an_outage(page, photos)
     bad = {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not an image"}
     page.set_input_files("#file-input", [bad])
     expect(page.locator(".card.failed")).to_have_count(len(photos) + 1)
@@ -1020,13 +1027,7 @@ def test_try_all_again_hides_the_old_failures_of_the_cards_that_wait(open_page, 
     """Six failed cards, four sent at a time: the two that wait for a free slot showed their
     old failure under the spinner."""
     page = open_page(browser, DESKTOP)
-    outage = {"status": 503, "content_type": "application/json",
-              "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
-    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
-    page.set_input_files("#file-input", [str(p) for p in photos])
-    button = page.locator("#retry-all-button")
-    expect(button).to_have_text(f"Try {len(photos)} again")
-    page.unroute("**/api/predict*")
+    button = fail_in_an_outage(page, photos)
     held, holding = [], [True]
     page.route("**/api/predict*", lambda r: held.append(r) if holding else r.continue_())
     button.click()
