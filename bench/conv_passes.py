@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import argparse
 
+from bench.train import CEILING_CONV, ceiling_conv_flops, measure_ceiling
+
 PASSES = ("forward", "input grad", "filter grad", "as 9 matmuls")
-CEILING_CONV = (512, 8, 256)  # batch, side, channels: bench.train's conv kernel
 
 
 def layer_passes(layer, batch: int) -> dict:
@@ -133,7 +134,7 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
         {
             "layer": "ceiling conv",
             "shape": f"{side}x{side} {channels}->{channels} {dtype}, batch {batch}",
-            "gflop": 2 * batch * side * side * channels * channels * 9 / 1e9,
+            "gflop": ceiling_conv_flops() / 1e9,
             "seconds": {
                 name: seconds_per_call(fn, repeats) for name, fn in ceiling_passes(dtype).items()
             },
@@ -149,7 +150,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
 
-    from bench.train import measure_ceiling
     from training.hardware import describe_cpu
 
     ceiling = measure_ceiling()

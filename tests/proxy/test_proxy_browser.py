@@ -1033,10 +1033,7 @@ def test_try_all_again_hides_the_old_failures_of_the_cards_that_wait(open_page, 
     button.click()
     expect(page.locator(".card.loading")).to_have_count(len(photos))
     expect(page.locator(".card.loading .card-error:visible")).to_have_count(0)
-    for _ in range(100):
-        if len(held) == 4:
-            break
-        page.wait_for_timeout(50)
+    held_routes(page, held, 4)
     assert len(held) == 4, held  # settings.parallel: the other two wait their turn
     holding.clear()
     for route in held:
@@ -1255,11 +1252,7 @@ def test_the_live_card_keeps_its_failure_up_while_the_next_frame_is_sent(open_pa
     page.click("label.switch")
     live = page.locator(".card.live")
     expect(live.locator(".card-error")).to_have_text("The model server cannot be reached.")
-    for _ in range(100):  # the next frame's request, held unanswered
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "no second frame was sent"
+    held_routes(page, held, 1)  # the next frame's request, held unanswered
     expect(live).to_have_class(re.compile(r"\bloading\b"))
     expect(live.locator(".card-error")).to_be_visible()
     page.click("label.switch")  # continuous mode off: the held request is not answered
