@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from export.config import INFO_ASSET
-from export.publish import rolled_back_dirs, version_dirs
+from export.publish import rolled_back_dirs
+from modelserver.version_names import version_dirs
 from training.run_folder import FINAL_WEIGHTS
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from export.config import DEFAULT_BASE_PATH
 from export.info import check_exported_from, read_info
-from export.publish import latest_version_dir, version_dirs
+from export.publish import latest_version_dir
+from modelserver.version_names import version_dirs
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.evaluate import share
 from training.run_folder import CONFUSION, CURVES, EVALUATION, META, read_meta, write_whole

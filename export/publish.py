@@ -27,7 +27,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from modelserver.version_names import parse_version
+from modelserver.version_names import parse_version, version_dirs
 from training.run_folder import TRAIN_LOG, is_run_folder, write_whole
 
 LOCK_NAME = ".publish.lock"
@@ -42,21 +42,6 @@ log = logging.getLogger(__name__)
 
 class VersionExistsError(FileExistsError):
     """The requested version folder already exists: publishing never overwrites one."""
-
-
-def version_dirs(base_path: str | Path) -> dict[int, Path]:
-    """The version folders of a base path by number, ascending, named as TF Serving parses
-    them ("7", and also "007" or "+7"); of two names for one number, the first in sorted
-    order, as the local model server keeps."""
-    base = Path(base_path)
-    if not base.is_dir():
-        return {}
-    found: dict[int, Path] = {}
-    for path in sorted(base.iterdir()):
-        version = parse_version(path.name)
-        if version is not None and version not in found and path.is_dir():
-            found[version] = path
-    return dict(sorted(found.items()))
 
 
 def versions(base_path: str | Path) -> list[int]:

@@ -9,6 +9,8 @@ tools can use it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from pathlib import Path
 
 # absl::SimpleAtoi (file_system_storage_path_source.cc ParseVersionNumber): optional
 # surrounding whitespace and sign, then ASCII digits, within int64 (reference §2).
@@ -22,3 +24,31 @@ def parse_version(name: str) -> int | None:
         return None
     number = int(name.strip())
     return number if -_INT64_MAX - 1 <= number <= _INT64_MAX else None
+
+
+def index_versions(names: Iterable[str]) -> tuple[dict[int, str], list[tuple[int, str]]]:
+    """Base-path children by version number, ascending, as TF Serving indexes them: of two
+    names for one number ("7" and "007") the first in sorted order wins; the others come back
+    as (number, name) duplicates for the caller to report, as IndexChildrenByVersion logs."""
+    found: dict[int, str] = {}
+    duplicates: list[tuple[int, str]] = []
+    for name in sorted(names):
+        version = parse_version(name)
+        if version is None:
+            continue
+        if version in found:
+            duplicates.append((version, name))
+        else:
+            found[version] = name
+    return dict(sorted(found.items())), duplicates
+
+
+def version_dirs(base_path: str | Path) -> dict[int, Path]:
+    """The version folders of a base path by number, ascending (files with a version name
+    are left out: the exporter and `make serve` want models, not whatever the server would
+    try and fail to load)."""
+    base = Path(base_path)
+    if not base.is_dir():
+        return {}
+    found, _ = index_versions(path.name for path in base.iterdir() if path.is_dir())
+    return {version: base / name for version, name in found.items()}

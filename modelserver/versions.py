@@ -23,7 +23,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from modelserver.config import validate_model_config_list
 from modelserver.servable import Servable
 from modelserver.status import ServingError, failed_precondition, invalid_argument, not_found
-from modelserver.version_names import parse_version
+from modelserver.version_names import index_versions
 
 log = logging.getLogger(__name__)
 
@@ -257,17 +257,10 @@ class VersionManager:
         except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
             log.error("Unable to list base path %s of model %s: %s", base_path, name, error)
             return
-        folders: dict[int, Path] = {}
-        for child in sorted(children):
-            version = parse_version(child)
-            if version is None:
-                continue
-            if version in folders:
-                log.warning(
-                    "Duplicate version %d of model %s (%s); ignoring it", version, name, child
-                )
-                continue
-            folders[version] = base_path / child
+        names, duplicates = index_versions(children)
+        for version, child in duplicates:
+            log.warning("Duplicate version %d of model %s (%s); ignoring it", version, name, child)
+        folders = {version: base_path / child for version, child in names.items()}
         aspired = aspired_versions(policy, list(folders), name)
         with self._lock:
             if self._models.get(name) is not model:  # replaced by a config reload meanwhile

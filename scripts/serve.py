@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from modelserver.version_names import parse_version
+from modelserver.version_names import version_dirs
 from scripts.processes import (
     SETTINGS,
     STOP_TIMEOUT_S,
@@ -172,8 +172,7 @@ def preflight(stack: Stack) -> str | None:
     if stack.config_file is not None:  # the server finds its folders (and names a missing one)
         if not stack.config_file.is_file():
             return f"MODEL_CONFIG_FILE={stack.config_file} is not a file"
-    elif not any(p.is_dir() and parse_version(p.name) is not None
-                 for p in stack.base_path.glob("*")):  # fmt: skip
+    elif not version_dirs(stack.base_path):
         return (
             f"no model version folder in {stack.base_path}: train and export one "
             "(make train && make export) or set MODEL_BASE_PATH"

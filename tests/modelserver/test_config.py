@@ -29,7 +29,7 @@ from modelserver.config import (
     validate_model_config_list,
 )
 from modelserver.status import ServingError
-from modelserver.version_names import parse_version
+from modelserver.version_names import index_versions, parse_version, version_dirs
 from modelserver.versions import aspired_versions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,6 +238,19 @@ def test_version_folder_names_parse_like_simple_atoi():
         parse_version(n)
         for n in ["1.tmp", ".tmp-3", "tmp", "", "1_0", "99999999999999999999", "٣", "²"]
     ] == [None] * 8
+
+
+def test_two_names_for_one_version_keep_the_first_in_sorted_order(tmp_path):
+    """The server, the exporter and make serve's preflight index a base path alike: "007"
+    sorts before "7", so it is version 7, and "7" is reported as a duplicate; a file with a
+    version name is a version to the server (TF Serving does not check) but not a folder."""
+    names = ["7", "007", "tmp", "3", ".tmp-9-x", "+3"]
+    assert index_versions(names) == ({3: "+3", 7: "007"}, [(3, "3"), (7, "7")])
+    for name in ("7", "007", "2"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "5").write_text("not a model")
+    assert version_dirs(tmp_path) == {2: tmp_path / "2", 7: tmp_path / "007"}
+    assert version_dirs(tmp_path / "missing") == {}
 
 
 @pytest.mark.parametrize(
