@@ -616,6 +616,23 @@ def test_an_older_badge_answer_does_not_overwrite_a_newer_one(open_page, browser
     expect(badge).to_have_class(re.compile(r"\bdown\b"))
 
 
+def test_a_hung_badge_poll_gives_up_after_10_s_and_polling_goes_on(open_page, browser) -> None:
+    """Each poll waits for the one before, so a /api/model request that never answers (a
+    proxy wedged behind a front that keeps the connection) would have stopped the polling for
+    good and left the badge green. Routing holds every poll; the page's timer must abort it."""
+    page = open_page(browser, DESKTOP)
+    badge = page.locator("#model-badge")
+    expect(badge).to_have_class(re.compile(r"\bok\b"))
+    held = []
+    page.route("**/api/model", lambda route: held.append(route))
+    page.evaluate("() => { watchModel(); }")  # not awaited: the poll is what hangs
+    held_routes(page, held, 1)
+    expect(badge).to_have_class(re.compile(r"\bok\b"))  # still waiting, within its 10 s
+    expect(badge).to_contain_text("Server unreachable", timeout=12_000)
+    page.unroute("**/api/model")
+    expect(badge).to_have_class(re.compile(r"\bok\b"), timeout=8_000)  # the 5 s retry
+
+
 def test_a_dropped_link_stays_on_the_page_with_a_sentence(open_page, browser) -> None:
     """A link dragged from another tab: the page must take the drop (else the browser opens
     the link in its place and the results are gone) and say what to do instead."""
@@ -1312,6 +1329,62 @@ def test_a_heavy_photo_within_the_limits_is_shrunk_before_upload(open_page, brow
     expect(cards.nth(1).locator(".card-meta")).not_to_contain_text("sent as")
     sent = page.evaluate("window.sentSizes")
     assert len(sent) == 2 and min(sent) > 10_000 and max(sent) < 1 << 20, sent  # none heavy
+
+
+def test_a_heavy_photo_taken_sideways_is_shrunk_upright(open_page, browser) -> None:
+    """A phone stores a portrait photo as landscape pixels with an EXIF orientation tag. The
+    proxy turns such a file upright before it crops; the page's shrinking must too, or a heavy
+    portrait photo is classified lying on its side. The displayed picture has four coloured
+    quadrants in its centre square; the square the page sends must show them where they are."""
+    from PIL import Image, ImageOps
+
+    rng = np.random.default_rng(1)
+    upright = np.zeros((3000, 2000, 3), np.int16)  # portrait, as shown
+    colours = {
+        (0, 0): (220, 40, 40),
+        (0, 1): (40, 200, 40),
+        (1, 0): (40, 40, 220),
+        (1, 1): (230, 220, 40),
+    }
+    for (row, col), colour in colours.items():
+        upright[500 + row * 1000 : 1500 + row * 1000, col * 1000 : (col + 1) * 1000] = colour
+    upright = np.clip(upright + rng.integers(-30, 30, upright.shape), 0, 255).astype(np.uint8)
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # landscape pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to show
+    heavy = io.BytesIO()
+    stored.save(heavy, "JPEG", quality=95, exif=exif)
+    assert 1 << 20 < len(heavy.getvalue()) < 10 << 20
+    shown = ImageOps.exif_transpose(Image.open(io.BytesIO(heavy.getvalue())))
+    assert shown.size == (2000, 3000)  # the tag is read as intended
+    page = open_page(browser, DESKTOP)
+    page.evaluate("""() => {
+      window.sentFiles = [];
+      const fetch0 = window.fetch;
+      window.fetch = async (url, init) => {
+        const file = init && init.body instanceof FormData && init.body.get("file");
+        if (file) {
+          const bytes = new Uint8Array(await file.arrayBuffer());
+          window.sentFiles.push(btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join("")));
+        }
+        return fetch0(url, init);
+      };
+    }""")
+    page.set_input_files(
+        "#file-input",
+        [{"name": "portrait.jpg", "mimeType": "image/jpeg", "buffer": heavy.getvalue()}],
+    )
+    card = page.locator(".card").first
+    assert_top3(card)
+    expect(card.locator(".card-meta")).to_contain_text(
+        "sent as 1024×1024: the centre square of 2000×3000, shrunk here"
+    )
+    (sent,) = page.evaluate("window.sentFiles")
+    square = Image.open(io.BytesIO(base64.b64decode(sent)))
+    assert square.size == (1024, 1024)
+    got = np.asarray(square.convert("RGB").resize((2, 2), Image.Resampling.BOX), np.float32)
+    for (row, col), colour in colours.items():
+        assert np.abs(got[row, col] - colour).max() < 25, (row, col, got[row, col], colour)
 
 
 def held_routes(page, held: list, count: int) -> None:
