@@ -1229,6 +1229,28 @@ def test_a_long_file_name_is_not_repeated_in_its_error(open_page, browser) -> No
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
 
+def test_an_error_with_a_long_unbroken_word_wraps_inside_its_card(open_page, browser, photos):
+    """The proxy's sentences quote what they were given (a model name, a path); one unbroken
+    word longer than a phone card must wrap, not run past the card's edge. Routing plays the
+    answer, as the name the proxy quotes is shortened before it gets this long."""
+    page = open_page(browser, PHONE)
+    word = "models/" + "cifar10_experimental_" * 8 + "v7"
+    body = json.dumps({"error": f"The model server does not know {word}", "kind": "http"})
+    page.route(
+        "**/api/predict*",
+        lambda route: route.fulfill(status=400, body=body, content_type="application/json"),
+    )
+    page.set_input_files("#file-input", str(photos[0]))
+    error = page.locator(".card .card-error")
+    expect(error).to_contain_text("cifar10_experimental_")
+    card_width, error_width = page.evaluate(
+        """() => [document.querySelector(".card").clientWidth,
+                 document.querySelector(".card .card-error").scrollWidth]"""
+    )
+    assert error_width <= card_width, (error_width, card_width)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
 def test_a_camera_that_stops_by_itself_closes_the_panel_and_says_so(open_page, browser) -> None:
     """Unplugged, or taken by another application: the track ends (played by dispatching its
     `ended` event, which is what the browser fires; stop() by the page fires none)."""
