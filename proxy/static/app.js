@@ -481,7 +481,8 @@ function updateStats() {
     const sorted = [...state.latencies].sort((a, b) => a - b);
     const median = (sorted[(n - 1) >> 1] + sorted[n >> 1]) / 2;
     const last = state.latencies[n - 1].toFixed(0);
-    parts.push(n === 1 ? `round trip ${last} ms` : `round trip: last ${last} ms, median ${median.toFixed(0)} ms of ${n}`);
+    // No-break spaces keep "83 ms" and "of 6" whole when a phone wraps the line.
+    parts.push(n === 1 ? `round trip ${last}\u00a0ms` : `round trip: last ${last}\u00a0ms, median ${median.toFixed(0)}\u00a0ms of\u00a0${n}`);
   }
   ui.stats.textContent = parts.join(" · ");
 }
