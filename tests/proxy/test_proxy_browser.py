@@ -1314,6 +1314,27 @@ def test_the_badge_works_without_abortsignal_timeout(site, browser) -> None:
         context.close()
 
 
+def record_uploads(page) -> None:
+    """Keep a copy of each file the page puts in a request (Playwright does not expose a
+    multipart body); sent_uploads reads them back."""
+    page.evaluate("""() => {
+      window.sentFiles = [];
+      const fetch0 = window.fetch;
+      window.fetch = async (url, init) => {
+        const file = init && init.body instanceof FormData && init.body.get("file");
+        if (file) {
+          const bytes = new Uint8Array(await file.arrayBuffer());
+          window.sentFiles.push(btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join("")));
+        }
+        return fetch0(url, init);
+      };
+    }""")
+
+
+def sent_uploads(page) -> list[bytes]:
+    return [base64.b64decode(text) for text in page.evaluate("window.sentFiles")]
+
+
 def test_a_heavy_photo_within_the_limits_is_shrunk_before_upload(open_page, browser, photos):
     """A 12-megapixel phone photo of several MB was uploaded whole for a model that sees 32x32
     pixels: seconds on a phone's uplink. Over 1 MiB and 1024 pixels a side, the page sends its
@@ -1330,16 +1351,7 @@ def test_a_heavy_photo_within_the_limits_is_shrunk_before_upload(open_page, brow
     ship.resize((1500, 1000)).save(light, "JPEG", quality=80)
     assert len(light.getvalue()) < 1 << 20
     page = open_page(browser, DESKTOP)
-    # The files the page puts in its requests (Playwright does not expose a multipart body).
-    page.evaluate("""() => {
-      window.sentSizes = [];
-      const fetch0 = window.fetch;
-      window.fetch = (url, init) => {
-        const file = init && init.body instanceof FormData && init.body.get("file");
-        if (file) window.sentSizes.push(file.size);
-        return fetch0(url, init);
-      };
-    }""")
+    record_uploads(page)
     page.set_input_files(
         "#file-input",
         [
@@ -1354,7 +1366,7 @@ def test_a_heavy_photo_within_the_limits_is_shrunk_before_upload(open_page, brow
         "sent as 1024×1024: the centre square of 3000×2000, shrunk here"
     )
     expect(cards.nth(1).locator(".card-meta")).not_to_contain_text("sent as")
-    sent = page.evaluate("window.sentSizes")
+    sent = [len(upload) for upload in sent_uploads(page)]
     assert len(sent) == 2 and min(sent) > 10_000 and max(sent) < 1 << 20, sent  # none heavy
 
 
@@ -1385,18 +1397,7 @@ def test_a_heavy_photo_taken_sideways_is_shrunk_upright(open_page, browser) -> N
     shown = ImageOps.exif_transpose(Image.open(io.BytesIO(heavy.getvalue())))
     assert shown.size == (2000, 3000)  # the tag is read as intended
     page = open_page(browser, DESKTOP)
-    page.evaluate("""() => {
-      window.sentFiles = [];
-      const fetch0 = window.fetch;
-      window.fetch = async (url, init) => {
-        const file = init && init.body instanceof FormData && init.body.get("file");
-        if (file) {
-          const bytes = new Uint8Array(await file.arrayBuffer());
-          window.sentFiles.push(btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join("")));
-        }
-        return fetch0(url, init);
-      };
-    }""")
+    record_uploads(page)
     page.set_input_files(
         "#file-input",
         [{"name": "portrait.jpg", "mimeType": "image/jpeg", "buffer": heavy.getvalue()}],
@@ -1406,8 +1407,8 @@ def test_a_heavy_photo_taken_sideways_is_shrunk_upright(open_page, browser) -> N
     expect(card.locator(".card-meta")).to_contain_text(
         "sent as 1024×1024: the centre square of 2000×3000, shrunk here"
     )
-    (sent,) = page.evaluate("window.sentFiles")
-    square = Image.open(io.BytesIO(base64.b64decode(sent)))
+    (sent,) = sent_uploads(page)
+    square = Image.open(io.BytesIO(sent))
     assert square.size == (1024, 1024)
     got = np.asarray(square.convert("RGB").resize((2, 2), Image.Resampling.BOX), np.float32)
     for (row, col), colour in colours.items():
