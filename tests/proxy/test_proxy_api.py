@@ -158,6 +158,17 @@ def test_several_files_keep_their_order_and_names(client, sample_jpegs) -> None:
         assert [t["label"] for t in batch["top"]] == [t["label"] for t in single["top"]]
 
 
+def test_one_unreadable_file_fails_its_request_by_name(client, sample_jpegs) -> None:
+    """A request's images are one batch for the model server, so they succeed or fail together
+    (as TF Serving's batch does); the sentence names the file to drop (proxy/README.md)."""
+    files = dict(list(sample_jpegs.items())[:2])
+    files["notes.jpg"] = b"shopping list, not a photo"
+    response = post_files(client, files)
+    assert response.status_code == 415, response.get_json()
+    assert response.get_json()["kind"] == "unsupported_media"
+    assert response.get_json()["error"].startswith("notes.jpg: ")
+
+
 def test_json_base64_body(client, sample_jpegs) -> None:
     first, second = list(sample_jpegs.values())[:2]
     images = [
