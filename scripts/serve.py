@@ -172,11 +172,16 @@ def preflight(stack: Stack) -> str | None:
     if stack.config_file is not None:  # the server finds its folders (and names a missing one)
         if not stack.config_file.is_file():
             return f"MODEL_CONFIG_FILE={stack.config_file} is not a file"
-    elif not version_dirs(stack.base_path):
-        return (
-            f"no model version folder in {stack.base_path}: train and export one "
-            "(make train && make export) or set MODEL_BASE_PATH"
-        )
+    else:
+        try:
+            found = version_dirs(stack.base_path)
+        except OSError as error:  # a folder this user may not read
+            return f"cannot read MODEL_BASE_PATH={stack.base_path} ({error.strerror})"
+        if not found:
+            return (
+                f"no model version folder in {stack.base_path}: train and export one "
+                "(make train && make export) or set MODEL_BASE_PATH"
+            )
     names = ("grpc_port", "rest_port", "proxy_port")
     ports = [getattr(stack, name) for name in names]
     if len(set(ports)) < len(ports):

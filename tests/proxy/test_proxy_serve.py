@@ -219,6 +219,20 @@ def test_serve_explains_a_missing_model(tmp_path) -> None:
     assert "no model version folder" in done.stderr and "make export" in done.stderr
 
 
+def test_serve_explains_a_base_path_it_cannot_read(tmp_path, monkeypatch) -> None:
+    """A folder of another user's, mode 700: a one-line reason, not a traceback. Played by
+    making the listing fail, as root (which this CI runs as) reads any folder."""
+    from scripts.processes import Stack
+    from scripts.serve import preflight
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refused)
+    stack = Stack(tmp_path, free_port(), free_port(), free_port(), "127.0.0.1")
+    assert preflight(stack) == f"cannot read MODEL_BASE_PATH={tmp_path} (Permission denied)"
+
+
 def test_serve_explains_a_busy_port(tiny_model_base) -> None:
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
