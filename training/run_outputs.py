@@ -93,7 +93,7 @@ def _write_run_outputs(
     # (run_folder.is_finished), and a re-run would not write the other outputs again.
     write_whole(run_dir / META, json.dumps(meta, indent=2))
     log(
-        f"test accuracy (float32, as served): {test_acc[0]:.2%} plain · "
+        f"test accuracy (float32, as exported): {test_acc[0]:.2%} plain · "
         f"{test_acc[1]:.2%} flip TTA · {test_acc[2]:.2%} flip+translate TTA · "
         f"trained {meta['train_seconds']:.0f} s at {meta['images_per_second']:,.0f} img/s · "
         f"outputs in {run_dir}"

@@ -676,7 +676,7 @@ def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tm
     assert second.returncode == 0, second.stdout + second.stderr
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["data"] == str(tiny_data) and meta["precision"] == "mixed_bfloat16"
-    assert "test accuracy (float32, as served)" in second.stdout
+    assert "test accuracy (float32, as exported)" in second.stdout
 
     from training.data import load_dataset
     from training.inference import predict_logits
