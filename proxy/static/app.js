@@ -509,12 +509,7 @@ async function classifyOne(blob, name, card, again = () => classifyOne(blob, nam
     waitedMs,
   );
   inflight.set(card, controller);
-  card.classList.add("loading");
-  card.classList.remove("failed");
-  card.querySelector(".card-retry").hidden = true;
-  // Try again: not the old failure under the spinner. The live card keeps its reason up while
-  // the next frame is sent (twice a second, it would only flash).
-  if (card !== state.liveCard) card.querySelector(".card-error").hidden = true;
+  showWaiting(card);
   updateStats();
   let outcome;
   try {
@@ -540,6 +535,16 @@ async function classifyOne(blob, name, card, again = () => classifyOne(blob, nam
   return outcome;
 }
 
+// A card sent (or queued to be sent) again: the spinner, not its old failure and Try again
+// under it. The live card keeps its reason up while the next frame is sent (twice a second,
+// it would only flash); it is never in `resend`, so "Try N again" never queues it.
+function showWaiting(card) {
+  card.classList.add("loading");
+  card.classList.remove("failed");
+  card.querySelector(".card-retry").hidden = true;
+  if (card !== state.liveCard) card.querySelector(".card-error").hidden = true;
+}
+
 const failedByServer = () => [...ui.grid.children].filter((card) => card.classList.contains("failed") && resend.has(card));
 
 // "Try N again": every card the server failed (it was down, or overloaded), a few at a time as
@@ -554,9 +559,7 @@ async function retryAll() {
   // a second time while they wait for a free slot.
   for (const card of cards) {
     resend.delete(card);
-    card.classList.replace("failed", "loading");
-    card.querySelector(".card-retry").hidden = true;
-    card.querySelector(".card-error").hidden = true; // nor the old failure while it waits its turn
+    showWaiting(card);
   }
   updateStats();
   const outcomes = await runLimited(jobs, settings.parallel);

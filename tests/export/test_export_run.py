@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from polling import eventually
 
 tf = pytest.importorskip("tensorflow")
 
@@ -500,14 +501,10 @@ def test_model_card_cli_answers_ordinary_mistakes_in_one_line(
     assert err.startswith("model_card: ") and message in err and "Traceback" not in err
 
 
-def wait_for_library(pid: int, name: str, timeout_s: float = 60) -> None:
+def wait_for_library(pid: int, name: str) -> None:
     """Until process `pid` has mapped a shared library whose path holds `name`."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while name not in Path(f"/proc/{pid}/maps").read_text():
-        assert time.monotonic() < deadline, f"{name} never loaded"
-        time.sleep(0.02)
+    maps = Path(f"/proc/{pid}/maps")
+    eventually(lambda: name in maps.read_text(), what=f"{name} mapped")
 
 
 @pytest.mark.parametrize(

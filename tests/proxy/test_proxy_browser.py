@@ -37,6 +37,12 @@ FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-st
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
+# The model server down, as the proxy answers it (503, its JSON sentence), played by routing.
+OUTAGE = {
+    "status": 503,
+    "content_type": "application/json",
+    "body": json.dumps({"error": "The model server cannot be reached."}),
+}
 PERCENT = re.compile(r"^[<>]?\d{1,3}(\.\d)?%$")
 
 
@@ -775,9 +781,7 @@ def test_try_again_after_an_outage_still_converts_what_the_proxy_cannot_read(
     avif = io.BytesIO()
     Image.open(photos[1]).convert("RGB").resize((96, 64)).save(avif, "AVIF", quality=90)
     page = open_page(browser, DESKTOP)
-    outage = {"status": 503, "content_type": "application/json",
-              "body": json.dumps({"error": "The model server cannot be reached."})}  # fmt: skip
-    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.route("**/api/predict*", lambda route: route.fulfill(**OUTAGE))
     page.set_input_files(
         "#file-input", [{"name": "ship.avif", "mimeType": "image/avif", "buffer": avif.getvalue()}]
     )
@@ -1201,9 +1205,7 @@ def test_a_fronts_own_refusal_page_is_not_offered_try_again(open_page, browser, 
 
 def test_try_again_hides_the_old_error_while_it_waits(open_page, browser, photos) -> None:
     page = open_page(browser, DESKTOP)
-    outage = {"status": 503, "content_type": "application/json",
-              "body": json.dumps({"error": "The model server cannot be reached."})}  # fmt: skip
-    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.route("**/api/predict*", lambda route: route.fulfill(**OUTAGE))
     page.set_input_files("#file-input", str(photos[0]))
     card = page.locator(".card").first
     expect(card.locator(".card-error")).to_be_visible()
@@ -1280,8 +1282,6 @@ def test_the_live_card_keeps_its_failure_up_while_the_next_frame_is_sent(open_pa
     """Try again hides a card's old failure under its spinner; the live camera card, sending a
     frame twice a second, showed its reason only in flashes that way."""
     page = open_page(browser, DESKTOP)
-    outage = {"status": 503, "content_type": "application/json",
-              "body": json.dumps({"error": "The model server cannot be reached."})}  # fmt: skip
     failed, held = [], []
 
     def fail_then_hold(route) -> None:  # the first frame fails, the next one waits
@@ -1289,7 +1289,7 @@ def test_the_live_card_keeps_its_failure_up_while_the_next_frame_is_sent(open_pa
             held.append(route)
         else:
             failed.append(route)
-            route.fulfill(**outage)
+            route.fulfill(**OUTAGE)
 
     page.route("**/api/predict*", fail_then_hold)
     page.click("#camera-button")
@@ -1439,8 +1439,7 @@ def test_a_drop_answered_after_a_live_change_is_still_announced(open_page, brows
     held_routes(page, held, 2)  # the drop
     held[0].continue_()
     held_routes(page, held, 3)  # the next live frame, sent after the drop
-    outage = json.dumps({"error": "The model server cannot be reached."})
-    held[2].fulfill(status=503, body=outage, content_type="application/json")  # a live change
+    held[2].fulfill(**OUTAGE)  # a live change
     expect(page.locator("#announcer")).to_contain_text("Live camera")
     held[1].continue_()
     expect(page.locator("#announcer")).to_have_text(re.compile(r"^cat\.jpg: "))
@@ -1450,9 +1449,7 @@ def test_the_same_failure_twice_is_announced_twice(open_page, browser, photos) -
     """Try again failing with the same words left the live region unchanged, so a screen reader
     said nothing: the region is emptied first and written again."""
     page = open_page(browser, DESKTOP)
-    outage = {"status": 503, "content_type": "application/json",
-              "body": json.dumps({"error": "The model server cannot be reached."})}  # fmt: skip
-    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.route("**/api/predict*", lambda route: route.fulfill(**OUTAGE))
     page.set_input_files("#file-input", str(photos[0]))
     announcer = page.locator("#announcer")
     expect(announcer).to_have_text(re.compile(r"^cat\.jpg: The model server"))
