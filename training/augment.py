@@ -33,22 +33,36 @@ def _flip_parity(seed: int, n_images: int) -> np.ndarray:
 def augment(
     images: tf.Tensor, flip: tf.Tensor, seed: tf.Tensor, translate: int, cutout: int = 0
 ) -> tf.Tensor:
-    """uint8 [B,H,W,C] -> uint8 [B,H,W,C]: mirror where `flip` [B] is true, shift, cut out."""
+    """uint8 [B,H,W,C] -> uint8 [B,H,W,C]: mirror where `flip` [B] is true, shift, cut out.
+
+    The shift crops the mirrored image, reflect-padded by `translate` pixels, at a random
+    offset. Mirror, padding and crop are all index arithmetic, gathered from the batch in one
+    pass per axis: a padded copy and a mirrored one took about 2 % of a training step on an
+    AMX CPU (docs/BENCHMARKS.md).
+    """
     b, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
-    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-    if translate:
-        p = translate
-        padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+    p = translate
+    offsets = tf.zeros([b, 2], tf.int32)
+    if p:
         offsets = tf.random.stateless_uniform(
             [b, 2], seed=seed + 1, minval=0, maxval=2 * p + 1, dtype=tf.int32
         )
-        rows = offsets[:, :1] + tf.range(h)[None, :]  # [B, H]
-        cols = offsets[:, 1:] + tf.range(w)[None, :]  # [B, W]
-        images = tf.gather(padded, rows, axis=1, batch_dims=1)
-        images = tf.gather(images, cols, axis=2, batch_dims=1)
+    rows = _reflect(offsets[:, :1] - p + tf.range(h)[None, :], h)  # [B, H]
+    cols = _reflect(offsets[:, 1:] - p + tf.range(w)[None, :], w)  # [B, W]
+    cols = tf.where(flip[:, None], w - 1 - cols, cols)
+    if p:
+        images = tf.gather(images, rows, axis=1, batch_dims=1)
+    images = tf.gather(images, cols, axis=2, batch_dims=1)
     if cutout:
         images = _cut_out(images, seed, cutout)
     return images
+
+
+def _reflect(index: tf.Tensor, size: int) -> tf.Tensor:
+    """Positions outside 0..size-1 mirrored back in, edge pixel not repeated (numpy's and
+    tf.pad's "reflect"), for shifts of less than `size`."""
+    index = tf.abs(index)
+    return tf.where(index >= size, 2 * (size - 1) - index, index)
 
 
 def _cut_out(images: tf.Tensor, seed: tf.Tensor, side: int) -> tf.Tensor:

@@ -59,9 +59,9 @@ _INV_SQRT_2PI = 0.3989422804014327
 
 
 @tf.function(jit_compile=True)
-def _gelu_xla(x):
+def _gelu_xla(x, out_dtype):
     xf = tf.cast(x, tf.float32)
-    return tf.cast(0.5 * xf * (1.0 + tf.math.erf(xf * _SQRT_HALF)), x.dtype)
+    return tf.cast(0.5 * xf * (1.0 + tf.math.erf(xf * _SQRT_HALF)), out_dtype)
 
 
 @tf.function(jit_compile=True)
@@ -72,9 +72,12 @@ def _gelu_grad_xla(x, dy):
     return tf.cast(tf.cast(dy, tf.float32) * (cdf + xf * pdf), x.dtype)
 
 
-@tf.custom_gradient
-def _fused_gelu(x):
-    return _gelu_xla(x), lambda dy: _gelu_grad_xla(x, dy)
+def _fused_gelu(x, out_dtype):
+    @tf.custom_gradient
+    def gelu(x):
+        return _gelu_xla(x, out_dtype), lambda dy: _gelu_grad_xla(x, dy)
+
+    return gelu(x)
 
 
 @keras.saving.register_keras_serializable(package="cifar10")
@@ -88,9 +91,21 @@ class Gelu(layers.Layer):
     12-13 % less (docs/BENCHMARKS.md). Inference and export run plain TensorFlow ops, so a
     SavedModel needs no XLA. No weights: `.weights.h5` files written with Keras's
     `Activation("gelu")` load unchanged and give the same logits.
+
+    `output_dtype` (default: the input's) rounds the float32 result once to another dtype
+    inside the same kernel: the float32 whitening stage hands bfloat16 to the conv groups
+    without a separate cast each way.
     """
 
+    def __init__(self, output_dtype: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.output_dtype = output_dtype
+
     def call(self, inputs, training=None):
+        out_dtype = self.output_dtype or inputs.dtype
         if training:
-            return _fused_gelu(inputs)
-        return tf.cast(tf.nn.gelu(tf.cast(inputs, tf.float32)), inputs.dtype)
+            return _fused_gelu(inputs, out_dtype)
+        return tf.cast(tf.nn.gelu(tf.cast(inputs, tf.float32)), out_dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "output_dtype": self.output_dtype}

@@ -2,6 +2,7 @@
 and the alternating flip. Tensors are small; no training runs here."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from training.augment import augment, flip_mask
@@ -86,6 +87,32 @@ def test_augment_mirrors_exactly_the_masked_images():
     out = augment(images, tf.constant([True, False]), tf.constant([0, 0]), translate=0).numpy()
     np.testing.assert_array_equal(out[0], images.numpy()[0, :, ::-1])
     np.testing.assert_array_equal(out[1], images.numpy()[1])
+
+
+@pytest.mark.parametrize("shift", [1, 2, 4])
+def test_translate_crops_the_reflect_padded_mirrored_image_at_a_random_offset(shift):
+    """Each image is a crop of itself (mirrored where the mask says), reflect-padded by
+    `shift` as numpy pads, at an offset anywhere from 0 to 2 * shift on each axis."""
+    rng = np.random.default_rng(shift)
+    images = rng.integers(0, 256, (64, 9, 7, 3)).astype(np.uint8)  # distinct crops, not square
+    flips = rng.random(64) < 0.5
+    seed = tf.constant([5, 11])
+    out = augment(tf.constant(images), tf.constant(flips), seed, translate=shift).numpy()
+    offsets = set()
+    for image, flip, result in zip(images, flips, out):
+        source = image[:, ::-1] if flip else image
+        padded = np.pad(source, [(shift, shift), (shift, shift), (0, 0)], mode="reflect")
+        found = [
+            (dy, dx)
+            for dy in range(2 * shift + 1)
+            for dx in range(2 * shift + 1)
+            if np.array_equal(padded[dy : dy + 9, dx : dx + 7], result)
+        ]
+        assert len(found) == 1, found
+        offsets.add(found[0])
+    assert len(offsets) > min(10, (2 * shift + 1) ** 2 // 2)  # random, not one fixed shift
+    again = augment(tf.constant(images), tf.constant(flips), seed, translate=shift).numpy()
+    assert np.array_equal(again, out)  # seeded: a resumed run sees the same batches
 
 
 def _cut(images: np.ndarray, seed: int, side: int) -> np.ndarray:
