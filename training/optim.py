@@ -48,14 +48,12 @@ class AirbenchSGD:
         recipe: Recipe,
         whiten_bias: tf.Variable | None,
         batch_size: int | None = None,
-        muon_dtype: tf.DType = tf.float32,
     ):
         batch_size = batch_size or recipe.batch_size
         scale = batch_size * (1 + 1 / (1 - recipe.momentum))  # airbench's kilostep scale
         self.momentum = recipe.momentum
         self.muon_lr, self.muon_momentum = recipe.muon_lr, recipe.muon_momentum
         self.muon_normalize = recipe.muon_normalize
-        self.muon_dtype = muon_dtype
         self.base_lr = recipe.lr / scale
         wd = recipe.weight_decay * batch_size / scale
         self.vars = variables
@@ -100,29 +98,27 @@ class AirbenchSGD:
         update = g + self.muon_momentum * buf  # Nesterov
         kh, kw, cin, cout = v.shape
         matrix = tf.transpose(tf.reshape(update, [kh * kw * cin, cout]))  # [out, fan-in]
-        step = tf.reshape(tf.transpose(orthogonalize(matrix, dtype=self.muon_dtype)), v.shape)
+        step = tf.reshape(tf.transpose(orthogonalize(matrix)), v.shape)
         if self.muon_normalize:  # the filters' scale is free under BatchNorm: pin it
             v.assign(v * tf.cast(cout**0.5 / tf.norm(tf.cast(v, tf.float32)), v.dtype))
         v.assign_sub(tf.cast(lr * max(1.0, cout / (kh * kw * cin)) ** 0.5 * step, v.dtype))
 
 
-def orthogonalize(matrix: tf.Tensor, steps: int = 5, dtype: tf.DType = tf.float32) -> tf.Tensor:
+def orthogonalize(matrix: tf.Tensor, steps: int = 5) -> tf.Tensor:
     """Approximately U V^T of the SVD of `matrix`, by the quintic Newton-Schulz iteration.
 
     The coefficients are Muon's: they push every singular value towards 1 fast, without
     converging exactly (it does not need to), in a few matrix products and no decomposition.
-    The products run in `dtype`; bfloat16 is enough for that (Muon's own choice), and took 15-17
-    ms a step instead of 34 for the `fast` net's filters on an AMX CPU (docs/BENCHMARKS.md).
     """
     a, b, c = 3.4445, -4.7750, 2.0315
-    x = tf.cast(matrix / (tf.norm(matrix) + 1e-7), dtype)
+    x = matrix / (tf.norm(matrix) + 1e-7)
     tall = matrix.shape[0] > matrix.shape[1]
     if tall:
         x = tf.transpose(x)
     for _ in range(steps):
         gram = x @ tf.transpose(x)
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return tf.cast(tf.transpose(x) if tall else x, matrix.dtype)
+    return tf.transpose(x) if tall else x
 
 
 class KerasAdam:

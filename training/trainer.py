@@ -175,13 +175,8 @@ class Trainer:
             v for v in self.model.trainable_variables if not any(v is f for f in frozen)
         ]
         if self.recipe.optimizer == "sgd":
-            # Newton-Schulz in the training's compute dtype, as Muon runs it under autocast
             self.optimizer = AirbenchSGD(
-                self.trainable,
-                self.recipe,
-                whiten_bias,
-                batch_size=self.batch_size,
-                muon_dtype=tf.as_dtype(self.model.compute_dtype),
+                self.trainable, self.recipe, whiten_bias, batch_size=self.batch_size
             )
         else:
             self.optimizer = KerasAdam(self.trainable, self.recipe)

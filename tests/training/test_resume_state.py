@@ -45,21 +45,6 @@ def test_the_recipe_names_the_optimizer_whatever_the_arch(tmp_path, optimizer, k
     assert isinstance(trainer.optimizer, kind)
 
 
-@pytest.mark.parametrize(
-    ("policy", "dtype"), [("float32", "float32"), ("mixed_bfloat16", "bfloat16")]
-)
-def test_muon_orthogonalises_in_the_training_compute_dtype(tmp_path, policy, dtype):
-    """As Muon under autocast (and the GPU mirror the recipe was chosen in): bfloat16 matrix
-    products when the network trains in bfloat16."""
-    from training.models import precision_policy
-    from training.trainer import Trainer
-
-    recipe = replace(RECIPES["tiny"], batch_size=16)
-    with precision_policy(policy):
-        trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
-    assert trainer.optimizer.muon_dtype == dtype
-
-
 def test_unknown_recipe_choices_are_refused():
     with pytest.raises(ValueError, match="optimizer"):
         Recipe(optimizer="rmsprop")
