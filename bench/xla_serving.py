@@ -59,12 +59,11 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from export.fold import fold_for_serving
     from export.publish import saved_model_dir
     from training.hardware import describe_cpu
     from training.run_model import load_for_inference
 
-    folded = fold_for_serving(load_for_inference(args.run_dir)[0])
+    folded = load_for_inference(args.run_dir, served=True)[0]
     served = tf.saved_model.load(str(saved_model_dir(args.model))).signatures[PIXELS_SIGNATURE]
     variants = {
         "savedmodel": lambda x: served(images=x)["probabilities"],

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export.evaluation import evaluate_saved_model
-from export.fold import fold_for_serving
 from export.info import find_published, info_if_any, weights_digest
 from export.publish import latest_version_dir, publish, versions
 from export.savedmodel import save_savedmodel
@@ -111,10 +110,9 @@ def export_run(
     found = find_published(Path(base_path), digest) if digest else None
     if found and skip_if_published:  # decided before the model loads: it costs a file hash
         return ExportResult(found, info_if_any(found).get("tta", 0), {}, published=False)
-    model, meta = load_for_inference(run_dir)  # an unfinished run fails here, with its reason
-    folded = meta["arch"] == "fast"
-    if folded:
-        model = fold_for_serving(model)
+    # an unfinished run fails here, with its reason
+    model, meta = load_for_inference(run_dir, served=True)
+    folded = meta["arch"] == "fast"  # build_for_inference folds that network
     level = choose_tta(meta, tta)
     extra = {
         "graph": "BatchNorm folded into the convs" if folded else "as trained",

@@ -12,7 +12,7 @@ Signatures (names and dtypes are DESIGN.md's contract; N is a free batch dimensi
   sends, e.g. the proxy: EXIF-transpose, RGB with transparency over white, center-crop,
   antialiased resize).
   A ``fast`` model comes with its input normalisation, BatchNorms and logit scale folded into
-  its convs and head (``export.fold.fold_for_serving``: the same function in fewer ops);
+  its convs and head (``training.fold.fold_for_serving``: the same function in fewer ops);
   other models normalise in their first layer. Either way the raw 0..255 pixels go in; with
   test-time augmentation the logits of the flipped (and 1-pixel reflect-shifted) copies are
   averaged, exactly as ``training.inference.make_logits_fn``.

@@ -72,7 +72,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     from training.inference import predict_every_tta
     from training.run_model import load_for_inference
 
-    model, meta = load_for_inference(run_dir)
+    model, meta = load_for_inference(run_dir, served=True)
     own_pick = test_subset is None and data is None  # other data: all of its test images
     data = data or _run_data(meta)
     if own_pick:

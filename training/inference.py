@@ -67,11 +67,12 @@ def top1_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
 
 
 def predict_every_tta(
-    model: keras.Model, images: np.ndarray, batch_size: int = 1000
+    model: keras.Model, images: np.ndarray, batch_size: int = 250
 ) -> tuple[dict[int, np.ndarray], float]:
     """({level: predicted classes} for every TTA level, seconds): what a run's final report and
     `training.evaluate` both score. One sweep over the images: the levels share their passes
-    (6 per image, not 1 + 2 + 6 level by level)."""
+    (6 per image, not 1 + 2 + 6 level by level). Batches of 250 took 5-9 % less time than
+    batches of 1,000 on an AMX CPU (docs/BENCHMARKS.md)."""
     top = max(TTA_NAMES)
     fn = tf.function(lambda x: tta_logits(model, x, top), reduce_retracing=True)
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Every model takes float32 pixels in 0..255 ``[N, 32, 32, 3]`` and returns float32 logits
 ``[N, C]``. Normalisation is inside the model, so no client can forget it: the first layer of a
-trained model, and folded into the whitening conv of the serving form (`export.fold`).
+trained model, and folded into the whitening conv of the serving form (`training.fold`).
 """
 
 from __future__ import annotations

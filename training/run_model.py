@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 
+from training.fold import fold_for_serving
 from training.models import LOGIT_SCALE, build_model, precision_policy
 from training.run_folder import FINAL_WEIGHTS, RUN_OPTIONS, is_finished, read_meta
 
@@ -16,8 +17,9 @@ class UnfinishedRunError(FileNotFoundError):
     """A run folder without a finished run's outputs (still training, or interrupted)."""
 
 
-def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
-    """Rebuild a run's model in float32 (fast on every CPU) with its final weights."""
+def load_for_inference(run_dir: str | Path, served: bool = False) -> tuple[keras.Model, dict]:
+    """Rebuild a run's model in float32 (fast on every CPU) with its final weights; `served`:
+    in the form export serves (`build_for_inference`)."""
     run_dir = Path(run_dir)
     if not is_finished(run_dir):
         hint = (
@@ -27,12 +29,13 @@ def load_for_inference(run_dir: str | Path) -> tuple[keras.Model, dict]:
         )
         raise UnfinishedRunError(f"{run_dir} holds no finished run ({hint})")
     meta = read_meta(run_dir)
-    return build_for_inference(meta, run_dir / FINAL_WEIGHTS), meta
+    return build_for_inference(meta, run_dir / FINAL_WEIGHTS, served), meta
 
 
-def build_for_inference(meta: dict, weights: Path) -> keras.Model:
-    """The model a run's meta.json describes, in float32, with `weights` loaded: what export
-    serves and evaluation measures."""
+def build_for_inference(meta: dict, weights: Path, served: bool = False) -> keras.Model:
+    """The model a run's meta.json describes, in float32, with `weights` loaded. `served`: as
+    export serves it and evaluation measures it, a `fast` network with its BatchNorms folded
+    into the convs (`training.fold`: the same function to float rounding, in fewer ops)."""
     with precision_policy("float32"):
         model = build_model(
             meta["arch"],
@@ -45,7 +48,7 @@ def build_for_inference(meta: dict, weights: Path) -> keras.Model:
             meta.get("logit_scale", LOGIT_SCALE),
         )
     model.load_weights(weights)
-    return model
+    return fold_for_serving(model) if served and meta["arch"] == "fast" else model
 
 
 def inference_meta(

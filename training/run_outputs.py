@@ -70,7 +70,7 @@ def _write_run_outputs(
         f"in one sweep ({tta_passes(max(TTA_NAMES))} passes per image, shared by the levels)"
     )
     started = time.monotonic()
-    served = build_for_inference(meta, run_dir / FINAL_WEIGHTS)
+    served = build_for_inference(meta, run_dir / FINAL_WEIGHTS, served=True)
     predicted, seconds = predict_every_tta(served, ds.test.images)
     test_acc = {level: top1_accuracy(p, ds.test.labels) for level, p in predicted.items()}
     for level, name in TTA_NAMES.items():

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from export.fold import fold_for_serving
 from training.flops import forward_flops
+from training.fold import fold_for_serving
 from training.models import build_model, init_whitening
 
 MEAN, STD = [125.0, 123.0, 114.0], [63.0, 62.0, 67.0]

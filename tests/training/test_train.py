@@ -662,7 +662,8 @@ def test_a_folder_without_image_folders_is_refused_with_what_it_holds(tmp_path):
 
 def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tmp_path):
     """Nothing trained yet, so nothing is pinned: the second try trains. It also trains in
-    bfloat16 and checks that meta.json's accuracy is the float32 (served) model's."""
+    bfloat16 and checks that meta.json's accuracy is the float32 model's in the form export
+    serves (BatchNorm folded into the convs)."""
     run_dir = tmp_path / "r"
     cmd = train_cmd(tiny_data, run_dir, "--epochs", "2")
     cmd[cmd.index("float32")] = "mixed_bfloat16"
@@ -682,8 +683,8 @@ def test_a_wrong_data_path_can_be_corrected_in_the_same_run_folder(tiny_data, tm
     from training.inference import predict_logits
     from training.run_model import load_for_inference
 
-    model, _ = load_for_inference(run_dir)
-    assert model.dtype_policy.name == "float32"
+    model, _ = load_for_inference(run_dir, served=True)
+    assert model.dtype_policy.name == "float32" and model.name == "fast_folded"  # as exported
     ds = load_dataset(tiny_data, cache_dir=None)
     served = float(np.mean(predict_logits(model, ds.test.images).argmax(1) == ds.test.labels))
     assert meta["test_accuracy"] == served
