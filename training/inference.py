@@ -11,6 +11,11 @@ import tensorflow as tf
 
 from training.config import TTA_NAMES
 
+# Images per forward call. On an AMX CPU batches of 250 took 5-9 % less time than batches of
+# 1,000 for the final evaluation (float32) and about 20 % less for the per-epoch test check
+# (bfloat16); docs/BENCHMARKS.md.
+BATCH = 250
+
 
 def make_logits_fn(model: keras.Model, tta: int = 0) -> Callable[[tf.Tensor], tf.Tensor]:
     """A compiled function uint8/float images [N,H,W,3] -> float32 logits [N,C]."""
@@ -51,7 +56,7 @@ def predict_logits(
     model: keras.Model,
     images: np.ndarray,
     tta: int = 0,
-    batch_size: int = 1000,
+    batch_size: int = BATCH,
     logits_fn=None,
 ) -> np.ndarray:
     """Logits of `images` in batches. A caller that predicts again and again (once per epoch)
@@ -67,12 +72,11 @@ def top1_accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
 
 
 def predict_every_tta(
-    model: keras.Model, images: np.ndarray, batch_size: int = 250
+    model: keras.Model, images: np.ndarray, batch_size: int = BATCH
 ) -> tuple[dict[int, np.ndarray], float]:
     """({level: predicted classes} for every TTA level, seconds): what a run's final report and
     `training.evaluate` both score. One sweep over the images: the levels share their passes
-    (6 per image, not 1 + 2 + 6 level by level). Batches of 250 took 5-9 % less time than
-    batches of 1,000 on an AMX CPU (docs/BENCHMARKS.md)."""
+    (6 per image, not 1 + 2 + 6 level by level)."""
     top = max(TTA_NAMES)
     fn = tf.function(lambda x: tta_logits(model, x, top), reduce_retracing=True)
     started = time.perf_counter()
