@@ -6,11 +6,11 @@ import keras
 import numpy as np
 from keras import layers
 
-from training.models import build_fast
+from training.models import build_fast, precision_policy
 
 
 def fold_for_serving(model: keras.Model) -> keras.Model:
-    """The same function as a trained `fast` model (to float rounding) in fewer ops.
+    """The same function as a trained `fast` model (to float rounding) in fewer ops, in float32.
 
     In inference every BN (scale frozen at 1) is x * inv + (beta - mean * inv) with inv > 0, so
     it moves into the conv before it, through the max-pool between them (max commutes with a
@@ -29,9 +29,10 @@ def fold_for_serving(model: keras.Model) -> keras.Model:
     blocks = range(1, sum(layer.name.endswith("_conv1") for layer in model.layers) + 1)
     widths = [model.get_layer(f"block{i}_conv1").filters for i in blocks]
     depth = sum(layer.name.startswith("block1_conv") for layer in model.layers)
-    folded = build_fast(
-        model.output_shape[-1], mean, std, model.input_shape[1], widths, depth, folded=True
-    )
+    with precision_policy("float32"):  # whatever the caller's: a training run's is bfloat16
+        folded = build_fast(
+            model.output_shape[-1], mean, std, model.input_shape[1], widths, depth, folded=True
+        )
     whiten = model.get_layer("whiten")
     kernel = whiten.kernel.numpy().astype(np.float64)
     _set(

@@ -368,6 +368,25 @@ def test_a_run_of_deeper_groups_reloads_for_inference_from_its_meta(tmp_path):
     assert loaded.get_layer("block3_conv3").filters == 24
 
 
+def test_the_served_form_is_folded_and_float32_inside_a_bfloat16_training_run(tmp_path):
+    """A training run scores its final weights as export serves them, while its own policy is
+    mixed_bfloat16: the folded net must still be float32 (it was bfloat16 once, and the run
+    reported bfloat16 accuracies as float32 ones)."""
+    from training.models import precision_policy
+    from training.run_model import build_for_inference
+
+    model = build_model("fast", 10, MEAN, STD, widths=(8, 16, 24))
+    model.save_weights(tmp_path / "final.weights.h5")
+    meta = {"arch": "fast", "class_names": [str(i) for i in range(10)], "mean": MEAN}
+    meta |= {"std": STD, "widths": [8, 16, 24], "depth": 2}
+    with precision_policy("mixed_bfloat16"):
+        served = build_for_inference(meta, tmp_path / "final.weights.h5", served=True)
+    assert served.name == "fast_folded"
+    assert {layer.compute_dtype for layer in served.layers} == {"float32"}
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(served(images), model(images), rtol=1e-4, atol=1e-4)
+
+
 def test_a_run_is_rebuilt_with_the_logit_scale_its_meta_records(tmp_path):
     """The scale is no weight: a run must not be served with a later default of the code."""
     import json
