@@ -112,8 +112,8 @@ def build_fast(
     # (test accuracy in inference mode 24 % after epoch 1 instead of 68 %).
     x = inputs if folded else _normalize(inputs, mean, std, dtype="float32")
     x = layers.Conv2D(24, 2, padding="valid", name="whiten", dtype="float32")(x)
-    # ... but handed on in the conv groups' dtype: the cast inside the GELU's kernel, where a
-    # separate cast each way took about 4 % of a training step on an AMX CPU.
+    # ... but handed on in the conv groups' dtype, cast inside the GELU's kernel: a separate
+    # cast each way took 41 ms of traced op time a step on an AMX CPU (docs/BENCHMARKS.md).
     groups_dtype = keras.mixed_precision.global_policy().compute_dtype
     x = Gelu(name="whiten_act", dtype="float32", output_dtype=groups_dtype)(x)
     for i, width in enumerate(widths, start=1):
