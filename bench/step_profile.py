@@ -1,12 +1,13 @@
 """Where a training step's time goes: TensorFlow's profiler over a few real steps, by op kind.
 
-    python -m bench.step_profile [--recipe fast] [--precision mixed_bfloat16] [--steps 3]
+    python -m bench.step_profile [--recipe fast] [--precision mixed_bfloat16] [--steps 3] [--by-op]
 
 Builds the recipe's Trainer on 10,240 training images of the data set, runs warm-up steps,
 times `--timed` steps without the profiler, then traces `--steps` steps and sums the traced op
 time per kind (conv, GELU, BatchNorm, matmul, cast, pooling, other). Op times are wall times
 of each kernel on its executor thread, so with two executor threads their sum can exceed the
-step time; the shares are what to compare.
+step time; the shares are what to compare. `--by-op` splits the two catch-all kinds: "other"
+by op type, "cast" by the cast's name (which says what it casts).
 """
 
 from __future__ import annotations
@@ -37,17 +38,20 @@ KINDS = (  # (kind, test on "layer/op name:OpType"), first match wins
 XLA_RUN = "CpuExecutable::ExecuteAsyncOnStream"
 
 
-def op_kind(event_name: str) -> str | None:
+def op_kind(event_name: str, by_op: bool = False) -> str | None:
     """The kind of a traced TF op event ("scope/op:OpType"), None for non-op events."""
     if event_name == XLA_RUN:
         return "GELU"
     if ":" not in event_name or "::" in event_name:  # e.g. ExecutorState::Process
         return None
     name, op = event_name.rsplit(":", 1)
-    return next((kind for kind, test in KINDS if test(name, op)), "other")
+    kind = next((kind for kind, test in KINDS if test(name, op)), "other")
+    if by_op and kind in ("other", "cast"):
+        return f"{kind}: {op if kind == 'other' else name}"
+    return kind
 
 
-def traced_op_ms(xplane_file: Path) -> collections.Counter:
+def traced_op_ms(xplane_file: Path, by_op: bool = False) -> collections.Counter:
     """Milliseconds of traced kernel time per op kind, over the whole trace."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
@@ -59,13 +63,15 @@ def traced_op_ms(xplane_file: Path) -> collections.Counter:
             if not line.name.startswith("tf_Compute"):  # executor threads run the kernels
                 continue
             for event in line.events:
-                kind = op_kind(plane.event_metadata[event.metadata_id].name)
+                kind = op_kind(plane.event_metadata[event.metadata_id].name, by_op)
                 if kind:
                     totals[kind] += event.duration_ps / 1e9
     return totals
 
 
-def profile(recipe_name: str, precision: str, data: str, steps: int, timed: int) -> dict:
+def profile(
+    recipe_name: str, precision: str, data: str, steps: int, timed: int, by_op: bool = False
+) -> dict:
     import tensorflow as tf
 
     from training.config import RECIPES
@@ -91,7 +97,7 @@ def profile(recipe_name: str, precision: str, data: str, steps: int, timed: int)
         run(steps)
         tf.profiler.experimental.stop()
         trace = next(Path(tmp, "trace").rglob("*.xplane.pb"))
-        per_step = {k: v / steps for k, v in traced_op_ms(trace).items()}
+        per_step = {k: v / steps for k, v in traced_op_ms(trace, by_op).items()}
     return {
         "step_ms": step_s * 1000,
         "batch": trainer.batch_size,
@@ -109,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", default="mixed_bfloat16")
     ap.add_argument("--steps", type=int, default=3, help="steps traced")
     ap.add_argument("--timed", type=int, default=5, help="steps timed without the profiler")
+    ap.add_argument("--by-op", action="store_true", help='split "other" and "cast" by op')
     a = ap.parse_args(argv)
-    result = profile(a.recipe, a.precision, a.data, a.steps, a.timed)
+    result = profile(a.recipe, a.precision, a.data, a.steps, a.timed, a.by_op)
     total = sum(result["ops"].values())
     print(f"{describe_cpu()}")
     print(

@@ -26,6 +26,18 @@ def test_op_events_are_sorted_into_kinds(event, kind):
     assert op_kind(event) == kind
 
 
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        ("MirrorPad:MirrorPad", "other: MirrorPad"),
+        ("gradient_tape/fast_1/Cast/Cast:Cast", "cast: gradient_tape/fast_1/Cast/Cast"),
+        ("fast_1/block1_bn1_1/FusedBatchNormV3:_MklFusedBatchNormV3", "BatchNorm"),
+    ],
+)  # fmt: skip
+def test_by_op_splits_only_the_catch_all_kinds(event, kind):
+    assert op_kind(event, by_op=True) == kind
+
+
 def test_a_traced_step_of_the_tiny_recipe_finds_its_kernels():
     if not CIFAR_TAR.exists():
         pytest.skip(f"{CIFAR_TAR} is absent")
