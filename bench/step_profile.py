@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{a.recipe}, {a.precision}: {result['step_ms']:.0f} ms per step of {result['batch']} "
         f"({result['images_s']:.0f} images/s, untraced); traced op time per step:"
     )
+    width = max(map(len, result["ops"]), default=0)
     for kind, ms in sorted(result["ops"].items(), key=lambda kv: -kv[1]):
-        print(f"  {kind:22s} {ms:7.0f} ms  {100 * ms / total:5.1f} %")
+        print(f"  {kind:{width}s} {ms:7.0f} ms  {100 * ms / total:5.1f} %")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,7 @@
 
 Module map:
   __main__.py    the CLI
-  export_run.py  one export: load, fold, choose the TTA level, write, publish, report
-  fold.py        the trained `fast` net in its serving form: BatchNorms and scales in the convs
+  export_run.py  one export: load in serving form, choose the TTA level, write, publish, report
   savedmodel.py  the SavedModel: the `serving_default` (encoded images) and `pixels`
                  signatures, assets
   image_graph.py the in-graph decoding of `serving_default`: limits, formats, crop, resize

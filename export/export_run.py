@@ -112,7 +112,7 @@ def export_run(
         return ExportResult(found, info_if_any(found).get("tta", 0), {}, published=False)
     # an unfinished run fails here, with its reason
     model, meta = load_for_inference(run_dir, served=True)
-    folded = meta["arch"] == "fast"  # build_for_inference folds that network
+    folded = model.name == "fast_folded"
     level = choose_tta(meta, tta)
     extra = {
         "graph": "BatchNorm folded into the convs" if folded else "as trained",

@@ -16,6 +16,7 @@ Module map, in the order a run uses them:
   trainer.py     the resumable step loop: progress lines, epoch history, checkpoints
   checkpoint.py  the whole training state in one file, replaced atomically
   run_model.py   a finished run's network rebuilt for inference from meta.json and its weights
+  fold.py        the `fast` net in its serving form: BatchNorms and scales in the convs
   inference.py   batched prediction with test-time augmentation (training, export, evaluate)
   run_outputs.py what a finished run leaves: model, weights, meta.json, history, curves
   plots.py       training curves and the confusion matrix

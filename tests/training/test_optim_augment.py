@@ -115,6 +115,40 @@ def test_translate_crops_the_reflect_padded_mirrored_image_at_a_random_offset(sh
     assert np.array_equal(again, out)  # seeded: a resumed run sees the same batches
 
 
+def _augment_with_copies(images, flip, seed, translate, cutout):
+    """The augmentation as it was written before the thirtieth session: a mirrored copy, a
+    reflect-padded copy, then the crop. Kept here as the reference that the index form must
+    equal, so that a checkpoint from an older run resumes on the same batches."""
+    from training.augment import _cut_out
+
+    b, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    if translate:
+        p = translate
+        padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+        offsets = tf.random.stateless_uniform(
+            [b, 2], seed=seed + 1, minval=0, maxval=2 * p + 1, dtype=tf.int32
+        )
+        rows = offsets[:, :1] + tf.range(h)[None, :]
+        cols = offsets[:, 1:] + tf.range(w)[None, :]
+        images = tf.gather(padded, rows, axis=1, batch_dims=1)
+        images = tf.gather(images, cols, axis=2, batch_dims=1)
+    return _cut_out(images, seed, cutout) if cutout else images
+
+
+@pytest.mark.parametrize("translate", [0, 2, 4])
+@pytest.mark.parametrize("cutout", [0, 8])
+def test_augment_gives_the_same_batches_as_before_bit_for_bit(translate, cutout):
+    rng = np.random.default_rng(translate + cutout)
+    images = tf.constant(rng.integers(0, 256, (96, 32, 32, 3)).astype(np.uint8))
+    flips = tf.constant(rng.random(96) < 0.5)
+    for seed in ([0, 0], [3, 17], [9, 400]):
+        seed = tf.constant(seed)
+        new = augment(images, flips, seed, translate, cutout).numpy()
+        old = _augment_with_copies(images, flips, seed, translate, cutout).numpy()
+        np.testing.assert_array_equal(new, old)
+
+
 def _cut(images: np.ndarray, seed: int, side: int) -> np.ndarray:
     flips = tf.zeros([len(images)], tf.bool)
     return augment(tf.constant(images), flips, tf.constant([seed, 0]), 0, cutout=side).numpy()
