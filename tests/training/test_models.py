@@ -389,12 +389,12 @@ def test_the_served_form_is_folded_and_float32_inside_a_bfloat16_training_run(tm
     mixed_bfloat16: the folded net must still be float32 (it was bfloat16 once, and the run
     reported bfloat16 accuracies as float32 ones)."""
     from training.models import precision_policy
-    from training.run_model import build_for_inference
+    from training.run_model import build_for_inference, inference_meta
 
     model = build_model("fast", 10, MEAN, STD, widths=(8, 16, 24))
     model.save_weights(tmp_path / "final.weights.h5")
-    meta = {"arch": "fast", "class_names": [str(i) for i in range(10)], "mean": MEAN}
-    meta |= {"std": STD, "widths": [8, 16, 24], "depth": 2}
+    names = [str(i) for i in range(10)]
+    meta = inference_meta(model, "fast", (8, 16, 24), 2, names, MEAN, STD, 32)
     with precision_policy("mixed_bfloat16"):
         served = build_for_inference(meta, tmp_path / "final.weights.h5", served=True)
     assert served.name == "fast_folded"
