@@ -11,8 +11,8 @@ kernel's filter gradient) are left out. The last line says what MFU the convs al
 allow if nothing else ran.
 
 A fourth column times the same filter gradient computed another way, as nine matmuls (one per
-kernel tap, each over the shifted input): not what training runs, but a measure of how far
-TensorFlow's own filter-gradient kernel is from this CPU's matmul speed. A last row does all of
+kernel tap, each over the shifted input), which training runs for the wide convs in bfloat16
+on an AMX CPU (training.layers.Conv2D, training.hardware.choose_filter_grad). A last row does all of
 it for the ceiling's conv (batch 512, 8x8, 256->256).
 """
 
@@ -57,6 +57,8 @@ def conv_passes(x, kernel, grad, padding: str) -> dict:
     """tf.functions of the kernels a conv's forward and backward run: name -> function."""
     import tensorflow as tf
 
+    from training.layers import filter_grad_as_matmuls
+
     conv = dict(strides=[1, 1, 1, 1], padding=padding)
     return {
         "forward": tf.function(lambda: tf.nn.conv2d(x, kernel, **conv)),
@@ -76,24 +78,6 @@ def conv_passes(x, kernel, grad, padding: str) -> dict:
             else {}
         ),
     }
-
-
-def filter_grad_as_matmuls(x, grad):
-    """The filter gradient of a 3x3 SAME stride-1 conv, tap by tap: for tap (i, j), the input
-    shifted by (i - 1, j - 1), flattened to [pixels, in], transposed times the output gradient
-    flattened to [pixels, out]."""
-    import tensorflow as tf
-
-    _, h, w, cin = x.shape
-    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    flat_grad = tf.reshape(grad, [-1, grad.shape[-1]])
-    taps = [
-        tf.matmul(tf.reshape(padded[:, i : i + h, j : j + w, :], [-1, cin]), flat_grad,
-                  transpose_a=True)
-        for i in range(3)
-        for j in range(3)
-    ]  # fmt: skip
-    return tf.reshape(tf.stack(taps), [3, 3, cin, grad.shape[-1]])
 
 
 def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:

@@ -1,6 +1,7 @@
 """Where a training step's time goes: TensorFlow's profiler over a few real steps, by op kind.
 
     python -m bench.step_profile [--recipe fast] [--precision mixed_bfloat16] [--steps 3] [--by-op]
+        [--filter-grad auto|kernel|matmuls]
 
 Builds the recipe's Trainer on 10,240 training images of the data set, runs warm-up steps,
 times `--timed` steps without the profiler, then traces `--steps` steps and sums the traced op
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from training.config import default_data
-from training.hardware import describe_cpu
+from training.hardware import FILTER_GRADS, choose_filter_grad, describe_cpu
 
 SUBSET = 10_240  # 10 steps at batch 1024, more at smaller ones: enough distinct batches
 KINDS = (  # (kind, test on "layer/op name:OpType"), first match wins
@@ -70,7 +71,13 @@ def traced_op_ms(xplane_file: Path, by_op: bool = False) -> collections.Counter:
 
 
 def profile(
-    recipe_name: str, precision: str, data: str, steps: int, timed: int, by_op: bool = False
+    recipe_name: str,
+    precision: str,
+    data: str,
+    steps: int,
+    timed: int,
+    by_op: bool = False,
+    filter_grad: str = "kernel",
 ) -> dict:
     import tensorflow as tf
 
@@ -81,7 +88,10 @@ def profile(
 
     ds = load_dataset(data).subset(SUBSET, 1000, seed=0)
     with precision_policy(precision), tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(RECIPES[recipe_name], ds, Path(tmp) / "run", 0, log=lambda _: None)
+        trainer = Trainer(
+            RECIPES[recipe_name], ds, Path(tmp) / "run", 0, log=lambda _: None,
+            filter_grad=filter_grad,
+        )  # fmt: skip
         perm = np.random.default_rng(0).permutation(len(trainer.train.labels))
         batches = itertools.count()
 
@@ -116,12 +126,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=3, help="steps traced")
     ap.add_argument("--timed", type=int, default=5, help="steps timed without the profiler")
     ap.add_argument("--by-op", action="store_true", help='split "other" and "cast" by op')
+    ap.add_argument("--filter-grad", default="auto", choices=FILTER_GRADS)
     a = ap.parse_args(argv)
-    result = profile(a.recipe, a.precision, a.data, a.steps, a.timed, a.by_op)
+    filter_grad, why = choose_filter_grad(a.filter_grad, a.precision)
+    result = profile(a.recipe, a.precision, a.data, a.steps, a.timed, a.by_op, filter_grad)
     total = sum(result["ops"].values())
     print(f"{describe_cpu()}")
     print(
-        f"{a.recipe}, {a.precision}: {result['step_ms']:.0f} ms per step of {result['batch']} "
+        f"{a.recipe}, {a.precision}, filter gradients {filter_grad} ({why}): "
+        f"{result['step_ms']:.0f} ms per step of {result['batch']} "
         f"({result['images_s']:.0f} images/s, untraced); traced op time per step:"
     )
     width = max(map(len, result["ops"]), default=0)

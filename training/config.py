@@ -9,9 +9,11 @@ label-smoothed loss with a triangular LR schedule, lookahead-EMA of weights, fli
 augmentation and flip + translate test-time augmentation; on top of it, Muon steps for the conv
 filters (rescaled before each step, as airbench94_muon does), an alternating flip and a
 whitening bias trained all run. Result on the CIFAR-10 JPEG mirror, 2 seeds, 0.36 PFLOP each:
-90.21 % plain, 91.33 % with TTA, 18.5-20.6 minutes of steps on a 2-core CPU in bfloat16, 69-73 %
-of the machine's peak measured in the same run (the same recipe without the rescale: 89.80 % /
-91.04 %; airbench94's own settings: 89.64 % / 90.54 %, one seed; docs/BENCHMARKS.md).
+90.21 % plain, 91.33 % with TTA, 18.5-20.6 minutes of steps on a 2-core AMD EPYC in bfloat16,
+69-73 % of the machine's peak measured in the same run (the same recipe without the rescale:
+89.80 % / 91.04 %; airbench94's own settings: 89.64 % / 90.54 %, one seed); on a 2-core Intel
+Xeon with AMX, 5 seeds: 90.19 % / 91.20 %, 342-380 s of steps, 66-69 % of issue 10's four
+ceiling kernels (46-52 % of the fastest conv form, training.layers.Conv2D's); docs/BENCHMARKS.md.
 Every choice here (the GPU-mirror sweeps, the epoch counts) compared accuracies on the same
 test set these figures are measured on, with no held-out split: they are somewhat optimistic.
 `vgg` reproduces the project's original reference recipe (Adam 5e-4, ReduceLROnPlateau,
@@ -177,6 +179,7 @@ class RunOptions:
     epochs: float | None = None
     batch_size: int | None = None
     precision: str = "auto"  # auto | float32 | mixed_bfloat16
+    filter_grad: str = "auto"  # auto | kernel | matmuls (training.hardware.choose_filter_grad)
     seed: int = 0
     train_subset: int | None = None
     test_subset: int | None = None

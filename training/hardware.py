@@ -73,6 +73,29 @@ def choose_precision(requested: str) -> tuple[str, str]:
     return fastest, f"auto: 5 steps of a 3x3 conv forward+backward took {measured}"
 
 
+FILTER_GRADS = ("auto", "kernel", "matmuls")
+
+
+def choose_filter_grad(requested: str, precision: str, arch: str = "fast") -> tuple[str, str]:
+    """(form, why) of the wide convs' filter gradients: `auto` -> "matmuls" (nine matmuls,
+    training.layers.Conv2D) in bfloat16 on an AMX CPU with no GPU, where it made a training
+    step about a tenth faster; else TensorFlow's own kernel, which was faster in float32 here
+    and which a GPU's cuDNN is tuned for. Only the `fast` net has the matmul form."""
+    if arch != "fast":
+        return "kernel", f"the {arch} net has only TensorFlow's"
+    if requested in ("kernel", "matmuls"):
+        return requested, "asked for"
+    if requested != "auto":
+        raise ValueError(f"unknown filter gradient {requested!r}: {', '.join(FILTER_GRADS)}")
+    if precision != "mixed_bfloat16" or not has_amx():
+        return "kernel", "auto: nine matmuls are measured faster only in bfloat16 on AMX"
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "kernel", "auto: a GPU is visible"
+    return "matmuls", "auto: bfloat16 on an AMX CPU"
+
+
 def time_conv_step() -> dict[str, float]:
     """Seconds for 5 steps of a 3x3 conv forward+backward (the bulk of training), per precision."""
     import tensorflow as tf
@@ -91,13 +114,22 @@ def conv_step_seconds(
     repeats: int,
     input_grad: bool = False,
     min_seconds: float = 0.0,
+    matmul_filter_grad: bool = False,
 ) -> float:
     """Mean seconds of one 3x3 SAME conv forward + backward (filter gradient, and the input's
-    with `input_grad`) on [batch, size, size, channels], after one warm-up call.
+    with `input_grad`) on [batch, size, size, channels], after one warm-up call; the filter
+    gradient as nine matmuls with `matmul_filter_grad`, as training.layers.Conv2D can train.
 
     The one conv timing both `auto` precision and bench.train's ceiling rely on.
     """
     import tensorflow as tf
+
+    from training.layers import conv3x3_matmul_filter_grad
+
+    def conv(x, k):
+        if matmul_filter_grad:
+            return conv3x3_matmul_filter_grad(x, k)
+        return tf.nn.conv2d(x, k, 1, "SAME")
 
     x = tf.Variable(tf.random.normal([batch, size, size, channels], dtype=dtype))
     k = tf.Variable(tf.random.normal([3, 3, channels, channels], dtype=dtype) * 0.01)
@@ -106,7 +138,7 @@ def conv_step_seconds(
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(tf.cast(tf.nn.conv2d(x, k, 1, "SAME"), tf.float32))
+            loss = tf.reduce_sum(tf.cast(conv(x, k), tf.float32))
         return tape.gradient(loss, wrt)
 
     return seconds_per_call(step, repeats, min_seconds)

@@ -1,6 +1,6 @@
-"""The custom Keras layers of the networks: faster kernels for two standard layers.
+"""The custom Keras layers of the networks: faster kernels for three standard layers.
 
-Both are registered with Keras (package "cifar10"), so `import training.layers` (done by
+All are registered with Keras (package "cifar10"), so `import training.layers` (done by
 `training.models`) is what opening a run's `model.keras` needs.
 """
 
@@ -109,3 +109,72 @@ class Gelu(layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "output_dtype": self.output_dtype}
+
+
+def filter_grad_as_matmuls(x, dy):
+    """The filter gradient of a 3x3 SAME stride-1 conv, tap by tap: for tap (i, j), the input
+    shifted by (i - 1, j - 1), flattened to [pixels, in], transposed times the output gradient
+    flattened to [pixels, out]."""
+    _, h, w, cin = x.shape
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    flat_dy = tf.reshape(dy, [-1, dy.shape[-1]])
+    taps = [
+        tf.matmul(tf.reshape(padded[:, i : i + h, j : j + w, :], [-1, cin]), flat_dy,
+                  transpose_a=True)
+        for i in range(3)
+        for j in range(3)
+    ]  # fmt: skip
+    return tf.reshape(tf.stack(taps), [3, 3, cin, dy.shape[-1]])
+
+
+@tf.custom_gradient
+def conv3x3_matmul_filter_grad(x, kernel):
+    """tf.nn.conv2d(x, kernel, 1, "SAME") with TensorFlow's own forward and input gradient, and
+    the filter gradient as nine matmuls (filter_grad_as_matmuls)."""
+
+    def grad(dy):
+        dx = tf.raw_ops.Conv2DBackpropInput(
+            input_sizes=tf.shape(x), filter=kernel, out_backprop=dy, strides=[1, 1, 1, 1],
+            padding="SAME",
+        )  # fmt: skip
+        return dx, filter_grad_as_matmuls(x, dy)
+
+    return tf.nn.conv2d(x, kernel, 1, "SAME"), grad
+
+
+@keras.saving.register_keras_serializable(package="cifar10")
+class Conv2D(layers.Conv2D):
+    """Keras's Conv2D; with `matmul_filter_grad`, a 3x3 SAME one computes its filter gradient as
+    nine matmuls, one per kernel tap, instead of with TensorFlow's kernel for it.
+
+    On an AMX CPU in bfloat16, TensorFlow's filter-gradient kernel is the slowest pass of the
+    convs with 256 input channels (190-590 GFLOP/s against 1,500-2,400 for their forward and
+    input-gradient passes); as nine matmuls those gradients took 14-91 ms instead of 58-113,
+    and a training step about a tenth less time. For the 64-channel convs, and in float32, the
+    matmuls are slower (docs/BENCHMARKS.md, "Where an AMX step's time goes" and "Filter
+    gradients as nine matmuls"). The forward pass is TensorFlow's, so inference and export are
+    unchanged. Named as Keras's layer for the reason BatchNormalization is: weights files key
+    layers by class name.
+    """
+
+    def __init__(self, *args, matmul_filter_grad: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.matmul_filter_grad = matmul_filter_grad
+        plain_3x3 = (
+            self.kernel_size == (3, 3)
+            and self.strides == (1, 1)
+            and self.dilation_rate == (1, 1)
+            and self.padding == "same"
+            and self.data_format == "channels_last"
+            and self.groups == 1
+        )
+        if matmul_filter_grad and not plain_3x3:
+            raise ValueError("matmul_filter_grad needs a 3x3, stride-1, SAME, channels-last conv")
+
+    def convolution_op(self, inputs, kernel):
+        if self.matmul_filter_grad:
+            return conv3x3_matmul_filter_grad(inputs, tf.convert_to_tensor(kernel))
+        return super().convolution_op(inputs, kernel)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "matmul_filter_grad": self.matmul_filter_grad}

@@ -15,7 +15,7 @@ import numpy as np
 from keras import layers
 
 from training.config import ARCHITECTURES
-from training.layers import BatchNormalization, Gelu
+from training.layers import BatchNormalization, Conv2D, Gelu
 
 # Conv layers whose filters are set from the data (init_whitening) and never trained, as in
 # airbench: the trainer leaves them out of the optimizer, bench.conv_passes out of its timings.
@@ -25,6 +25,11 @@ FROZEN_KERNELS: dict[str, tuple[str, ...]] = {"fast": ("whiten",)}
 # changed default must not change an old run's served probabilities. Runs from before it was
 # recorded were all trained with 1/9.
 LOGIT_SCALE = 1 / 9
+
+# The nine-matmul filter gradient is faster for convs with this many input channels or more:
+# on an AMX CPU in bfloat16 the 64-channel convs ran it 2.9-4.4x slower than TensorFlow's
+# kernel, the 256-channel ones 1.2-4.1x faster (docs/BENCHMARKS.md).
+MATMUL_GRAD_MIN_CHANNELS = 256
 
 
 def build_model(
@@ -36,11 +41,15 @@ def build_model(
     widths: Sequence[int] = (64, 256, 256),
     depth: int = 2,
     logit_scale: float = LOGIT_SCALE,
+    matmul_filter_grad: bool = False,
 ) -> keras.Model:
+    """`matmul_filter_grad`: the `fast` net's wide convs train with training.layers.Conv2D's
+    nine-matmul filter gradient (the vgg net has no measurement of it, so never)."""
     if arch == "fast":
         return build_fast(
-            num_classes, mean, std, image_size, widths, depth, logit_scale=logit_scale
-        )
+            num_classes, mean, std, image_size, widths, depth, logit_scale=logit_scale,
+            matmul_filter_grad=matmul_filter_grad,
+        )  # fmt: skip
     if arch == "vgg":
         return build_vgg(num_classes, mean, std, image_size)
     raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")
@@ -56,11 +65,21 @@ def _normalize(x, mean: Sequence[float], std: Sequence[float], dtype: str | None
 # ---------------------------------------------------------------- fast (airbench94 shape)
 
 
-def _conv_block(x, width: int, name: str, bn_momentum: float, depth: int = 2, folded: bool = False):
+def _conv_block(
+    x,
+    width: int,
+    name: str,
+    bn_momentum: float,
+    depth: int = 2,
+    folded: bool = False,
+    matmul_filter_grad: bool = False,
+):
     """conv -> maxpool -> BN -> GELU, then (depth - 1) x [conv -> BN -> GELU] (airbench's
     ConvGroup has depth 2; airbench96's, 3).
 
     `folded`: the serving form, each BN merged into its conv's kernel and bias (`fold_for_serving`).
+    `matmul_filter_grad`: convs with at least MATMUL_GRAD_MIN_CHANNELS inputs train with the
+    nine-matmul filter gradient (training.layers.Conv2D).
     """
 
     def bn(y, suffix: str):
@@ -77,9 +96,10 @@ def _conv_block(x, width: int, name: str, bn_momentum: float, depth: int = 2, fo
         return Gelu(name=f"{name}_act{suffix}")(y)
 
     def conv(y, suffix: str):
-        return layers.Conv2D(
-            width, 3, padding="same", use_bias=folded, name=f"{name}_conv{suffix}"
-        )(y)
+        return Conv2D(
+            width, 3, padding="same", use_bias=folded, name=f"{name}_conv{suffix}",
+            matmul_filter_grad=matmul_filter_grad and y.shape[-1] >= MATMUL_GRAD_MIN_CHANNELS,
+        )(y)  # fmt: skip
 
     x = layers.MaxPooling2D(2, name=f"{name}_pool")(conv(x, "1"))
     x = gelu(bn(x, "1"), "1")
@@ -98,6 +118,7 @@ def build_fast(
     bn_momentum: float = 0.4,
     logit_scale: float = LOGIT_SCALE,
     folded: bool = False,
+    matmul_filter_grad: bool = False,
 ) -> keras.Model:
     """2x2 patch-whitening conv, three conv groups of `depth` convs, global max-pool, scaled
     linear head.
@@ -117,7 +138,7 @@ def build_fast(
     groups_dtype = keras.mixed_precision.global_policy().compute_dtype
     x = Gelu(name="whiten_act", dtype="float32", output_dtype=groups_dtype)(x)
     for i, width in enumerate(widths, start=1):
-        x = _conv_block(x, width, f"block{i}", bn_momentum, depth, folded)
+        x = _conv_block(x, width, f"block{i}", bn_momentum, depth, folded, matmul_filter_grad)
     x = layers.GlobalMaxPooling2D(name="pool")(x)
     x = layers.Dense(num_classes, use_bias=False, name="head")(x)
     if not folded:

@@ -102,7 +102,8 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
 
     Before that, nothing is lost by changing them: a first try with a wrong --data path is
     simply run again with the right one. Not compared: the precision (`auto` resolves once,
-    when the run starts) and the folder's own name (a renamed run folder still resumes)."""
+    when the run starts), the form of the filter gradients (a sitting may take either: they
+    compute the same gradient) and the folder's own name (a renamed run folder still resumes)."""
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
     wanted[RECIPE_SETTINGS] = opts.resolve_recipe().to_dict()
     if (run_dir / RUN_OPTIONS).exists() and (run_dir / CHECKPOINT_NAME).exists():
@@ -120,7 +121,7 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
         diff = {
             k: (before.get(k), v)
             for k, v in wanted.items()
-            if k not in ("precision", "run_dir", RECIPE_SETTINGS)
+            if k not in ("precision", "filter_grad", "run_dir", RECIPE_SETTINGS)
             and (
                 _data_changed(before, v)
                 if k == "data"

@@ -21,7 +21,14 @@ from training.checkpoint import CheckpointError
 from training.cli_args import Terminated, positive, sigterm_as_ctrl_c
 from training.config import DEFAULT_RUN_DIR, RECIPE_HELP, RECIPES, RunOptions, default_data
 from training.data import DataError, check_source, load_dataset
-from training.hardware import PRECISIONS, choose_precision, cpu_info, describe_cpu
+from training.hardware import (
+    FILTER_GRADS,
+    PRECISIONS,
+    choose_filter_grad,
+    choose_precision,
+    cpu_info,
+    describe_cpu,
+)
 from training.run_folder import (
     NEW_RUN_DIR,
     OutputError,
@@ -63,6 +70,14 @@ def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
         help="auto (default): mixed_bfloat16 with AMX, else float32 or bfloat16, whichever a "
         "short conv timing here finds faster",
     )
+    ap.add_argument(
+        "--filter-grad",
+        default="auto",
+        choices=FILTER_GRADS,
+        help="how the wide convs' filter gradients are computed: auto (default): as nine "
+        "matmuls in bfloat16 on an AMX CPU (about a tenth faster there), else TensorFlow's "
+        "kernel",
+    )
     # below 2**31: the step's seed is a tf.int32 (trainer.py)
     ap.add_argument(
         "--seed",
@@ -99,6 +114,7 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
         epochs=a.epochs,
         batch_size=a.batch_size,
         precision=a.precision,
+        filter_grad=a.filter_grad,
         seed=a.seed,
         train_subset=a.train_subset,
         test_subset=a.test_subset,
@@ -106,11 +122,11 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     )
 
 
-def command_line(opts: RunOptions, precision: str) -> str:
+def command_line(opts: RunOptions, precision: str, filter_grad: str) -> str:
     """The `training.train` command that repeats this run, whichever program started it
-    (`make train`, bench.train), with the precision it resolved to."""
+    (`make train`, bench.train), with the precision and filter gradients it resolved to."""
     args = ["--data", opts.data, "--run-dir", opts.run_dir, "--recipe", opts.recipe]
-    args += ["--seed", str(opts.seed), "--precision", precision]
+    args += ["--seed", str(opts.seed), "--precision", precision, "--filter-grad", filter_grad]
     for flag, value in (
         ("--epochs", opts.epochs),
         ("--batch-size", opts.batch_size),
@@ -167,6 +183,8 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
         precision, why = choose_precision(opts.precision)
     log(f"precision {precision} ({why})")
     keras.mixed_precision.set_global_policy(precision)
+    filter_grad, why = choose_filter_grad(opts.filter_grad, precision, recipe.arch)
+    log(f"filter gradients of the wide convs: {filter_grad} ({why})")
 
     t = time.time()
     ds = load_dataset(opts.data).subset(opts.train_subset, opts.test_subset, seed=opts.seed)
@@ -182,7 +200,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     from training.run_outputs import write_run_outputs
     from training.trainer import Interrupted, Trainer
 
-    trainer = Trainer(recipe, ds, run_dir, opts.seed, log=log)
+    trainer = Trainer(recipe, ds, run_dir, opts.seed, log=log, filter_grad=filter_grad)
     flops = forward_flops(trainer.model)
     _log_plan(log, opts, trainer, len(ds.train.labels), flops, precision)
     if trainer.resume():
@@ -200,11 +218,12 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
         ds,
         run_dir,
         extra={
-            "command": command_line(opts, precision),
+            "command": command_line(opts, precision, filter_grad),
             "recipe_name": opts.recipe,
             "recipe": recipe.to_dict(),
             "seed": opts.seed,
             "precision": precision,
+            "filter_grad": filter_grad,
             "cpu": cpu_info(),
             "forward_flops_per_image": flops,
             "train_seconds": progress.train_seconds,

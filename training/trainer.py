@@ -125,7 +125,10 @@ class Trainer:
         run_dir: Path,
         seed: int,
         log: Callable[[str], None] = print,
+        filter_grad: str = "kernel",
     ):
+        """`filter_grad`: "matmuls" trains the wide convs with training.layers.Conv2D's
+        nine-matmul filter gradient (training.hardware.choose_filter_grad)."""
         self.recipe, self.ds, self.run_dir, self.seed, self.log = recipe, ds, run_dir, seed, log
         self.train, self.val = split_validation(ds, recipe.val_split, seed)
         n = len(self.train.labels)
@@ -143,6 +146,7 @@ class Trainer:
             ds.image_size,
             recipe.widths,
             recipe.depth,
+            matmul_filter_grad=filter_grad == "matmuls",
         )
         self._setup_optimizer()
         # Lookahead-EMA covers every float weight, BN statistics included (airbench).

@@ -62,7 +62,7 @@ def test_a_resumed_run_marks_its_wall_time():
 
 
 def test_mfu_is_taken_against_the_fastest_ceiling_of_any_sitting(tmp_path):
-    from bench.train import add_ceiling, summarize
+    from bench.train import add_ceiling, mfu_cell, summarize
 
     add_ceiling(tmp_path, {"matmul": 300.0, "conv": 500.0})
     sittings = add_ceiling(tmp_path, {"matmul": 310.0, "conv": 400.0})  # a slow resume
@@ -79,7 +79,62 @@ def test_mfu_is_taken_against_the_fastest_ceiling_of_any_sitting(tmp_path):
     assert s["sittings"] == 2 and s["ceiling_gflops"] == 500.0
     assert s["achieved_gflops"] == pytest.approx(300.0)  # 3 x 1e8 x 1000 in 1 s
     assert s["mfu"] == pytest.approx(0.6)
+    assert mfu_cell(s) == "60%"  # no fifth kernel: one figure
     assert s["work_pflop"] == pytest.approx((3e11 + 6e10) / 1e15)  # + 6 TTA passes x 100
+
+
+def test_the_mfu_is_also_given_against_the_issues_four_kernels():
+    """The project's own conv form (nine-matmul filter gradient) is the fastest kernel: the row
+    shows the MFU against it, and against issue 10's four kernels beside it."""
+    from bench.train import OWN_CONV_KERNEL, mfu_cell, summarize
+
+    meta = {
+        "forward_flops_per_image": 1e8,
+        "images_seen": 1000,
+        "test_images": 100,
+        "train_seconds": 1.0,
+        "test_accuracy": 0.9,
+        "test_accuracy_tta": 0.91,
+        "images_per_second": 1000.0,
+    }
+    sittings = [
+        {"matmul": 400.0, "conv": 450.0, OWN_CONV_KERNEL: 600.0},
+        {"matmul": 500.0, "conv": 420.0, OWN_CONV_KERNEL: 580.0},
+    ]
+    s = summarize(meta, sittings)
+    assert s["ceiling_kernel"] == OWN_CONV_KERNEL and s["mfu"] == pytest.approx(0.5)
+    assert s["mfu_issue_kernels"] == pytest.approx(0.6)  # 300 of the best other kernel, 500
+    assert mfu_cell(s) == "50% (of issue 10's four kernels: 60%)"
+
+
+def test_the_ceiling_includes_the_conv_as_training_can_run_it(monkeypatch):
+    """Issue 10's four kernels, and the bfloat16 conv with the nine-matmul filter gradient
+    (training.layers.Conv2D): a ceiling without it could be beaten by the training's convs."""
+    from bench import train
+
+    monkeypatch.setattr(train, "CEILING_SECONDS", 0.0)
+    monkeypatch.setattr(train, "CEILING_CONV", (4, 8, 32))  # small: the kinds, not the speeds
+    kernels = train.measure_ceiling()
+    assert set(kernels) == {
+        "matmul_float32",
+        "matmul_bfloat16",
+        "conv3x3_fwd_bwd_float32",
+        "conv3x3_fwd_bwd_bfloat16",
+        train.OWN_CONV_KERNEL,
+    }
+    assert all(v > 0 for v in kernels.values())
+
+
+def test_a_row_says_when_the_filter_gradients_were_nine_matmuls():
+    from bench.train import precision_cell
+
+    assert precision_cell({"precision": "float32"}) == "float32"  # runs from before the choice
+    assert precision_cell({"precision": "mixed_bfloat16", "filter_grad": "kernel"}) == (
+        "mixed_bfloat16"
+    )
+    assert precision_cell({"precision": "mixed_bfloat16", "filter_grad": "matmuls"}) == (
+        "mixed_bfloat16, filter gradients as nine matmuls"
+    )
 
 
 def test_a_finished_run_folder_is_refused_before_any_measuring(tmp_path, monkeypatch):

@@ -41,6 +41,29 @@ def test_auto_with_amx_takes_bfloat16_without_timing(monkeypatch):
     assert hardware.choose_precision("auto") == ("mixed_bfloat16", "auto: the CPU has AMX")
 
 
+def test_the_filter_gradient_form_follows_the_precision_and_the_cpu(monkeypatch):
+    """Nine matmuls only where they were measured faster: bfloat16 on AMX, no GPU. cpu_info is
+    faked, as above: one machine is not both kinds."""
+    import tensorflow as tf
+
+    assert hardware.choose_filter_grad("kernel", "mixed_bfloat16") == ("kernel", "asked for")
+    assert hardware.choose_filter_grad("matmuls", "float32") == ("matmuls", "asked for")
+    with pytest.raises(ValueError, match="auto, kernel, matmuls"):
+        hardware.choose_filter_grad("im2col", "float32")
+    amx = {"model": "x", "cores": 2, "flags": ["amx_tile"]}
+    monkeypatch.setattr(hardware, "cpu_info", lambda: amx)
+    assert hardware.choose_filter_grad("auto", "mixed_bfloat16")[0] == "matmuls"
+    assert hardware.choose_filter_grad("auto", "float32")[0] == "kernel"
+    assert hardware.choose_filter_grad("matmuls", "mixed_bfloat16", "vgg")[0] == "kernel"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["a GPU"])
+    assert hardware.choose_filter_grad("auto", "mixed_bfloat16") == (
+        "kernel",
+        "auto: a GPU is visible",
+    )
+    monkeypatch.setattr(hardware, "cpu_info", lambda: {**amx, "flags": ["avx512_bf16"]})
+    assert hardware.choose_filter_grad("auto", "mixed_bfloat16")[0] == "kernel"
+
+
 def test_a_timing_lasts_its_minimum_seconds_however_few_the_calls():
     """bench.train's ceiling kernels are timed for 5 s each: a 1 s timing read low."""
     from training.hardware import seconds_per_call

@@ -273,22 +273,92 @@ def test_weights_saved_with_keras_layers_load_into_the_fused_ones(tmp_path, monk
     def keras_gelu(name: str, dtype: str | None = None, output_dtype=None) -> keras.layers.Layer:
         return keras.layers.Activation("gelu", name=name, dtype="float32")  # as before
 
+    def keras_conv(*args, matmul_filter_grad=False, **kwargs) -> keras.layers.Layer:
+        return keras.layers.Conv2D(*args, **kwargs)
+
     images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
     with monkeypatch.context() as patch:
         patch.setattr(models, "BatchNormalization", keras.layers.BatchNormalization)
         patch.setattr(models, "Gelu", keras_gelu)
+        patch.setattr(models, "Conv2D", keras_conv)
         old = build_model("fast", 10, MEAN, STD)
     assert type(old.get_layer("block1_bn1")) is keras.layers.BatchNormalization
     assert type(old.get_layer("block1_act1")) is keras.layers.Activation
+    assert type(old.get_layer("block3_conv2")) is keras.layers.Conv2D
     for layer in old.layers:  # trained-looking statistics, so a failed load would show
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.3, np.float32))
     old.save_weights(tmp_path / "old.weights.h5")
-    new = build_model("fast", 10, MEAN, STD)
+    new = build_model("fast", 10, MEAN, STD, matmul_filter_grad=True)
+    assert type(new.get_layer("block3_conv2")) is models.Conv2D
     assert type(new.get_layer("block1_bn1")) is models.BatchNormalization
     assert type(new.get_layer("block1_act1")) is models.Gelu
     new.load_weights(tmp_path / "old.weights.h5")
     np.testing.assert_allclose(new(images), old(images), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_the_nine_matmul_filter_gradient_is_the_convs_own(policy):
+    """Forward pass and input gradient unchanged, and the filter gradient the same as
+    TensorFlow's kernel computes (to float rounding): every tap in its place."""
+    import tensorflow as tf
+
+    from training.layers import conv3x3_matmul_filter_grad
+
+    dtype = tf.as_dtype(policy.replace("mixed_", ""))
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(4, 7, 5, 24)), dtype)  # not square: h and w kept apart
+    kernel = tf.constant(rng.normal(size=(3, 3, 24, 16)), dtype)
+    weight = tf.constant(rng.normal(size=(4, 7, 5, 16)), tf.float32)
+    results = []
+    for conv in (lambda x, k: tf.nn.conv2d(x, k, 1, "SAME"), conv3x3_matmul_filter_grad):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel])
+            y = conv(x, kernel)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * weight)
+        results.append([y, *tape.gradient(loss, [x, kernel])])
+    tol = 1e-5 if policy == "float32" else 2e-2
+    for name, ref, ours in zip(("forward", "input grad", "filter grad"), *results):
+        ref, ours = (np.asarray(tf.cast(v, tf.float32)) for v in (ref, ours))
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(ours / scale, ref / scale, atol=tol, err_msg=name)
+
+
+def test_only_the_wide_convs_train_with_the_matmul_filter_gradient(tmp_path):
+    """The 64-channel convs ran it slower (training.models.MATMUL_GRAD_MIN_CHANNELS); a run's
+    model.keras keeps the choice; the gradients of a whole model are the same either way."""
+    import keras
+    import tensorflow as tf
+
+    import training.layers  # noqa: F401  (registers the custom layers)
+
+    model = build_model("fast", 10, MEAN, STD, matmul_filter_grad=True)
+    wide = {layer.name for layer in model.layers if getattr(layer, "matmul_filter_grad", False)}
+    assert wide == {"block2_conv2", "block3_conv1", "block3_conv2"}
+    plain = build_model("fast", 10, MEAN, STD)
+    assert not any(getattr(layer, "matmul_filter_grad", False) for layer in plain.layers)
+    model.save(tmp_path / "model.keras")
+    reopened = keras.saving.load_model(tmp_path / "model.keras")
+    assert reopened.get_layer("block3_conv2").matmul_filter_grad
+    plain.set_weights(model.get_weights())
+    images = np.random.default_rng(2).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    grads = []
+    for net in (plain, model):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(net(images, training=True) ** 2)
+        grads.append(tape.gradient(loss, net.trainable_variables))
+    for var, ref, ours in zip(model.trainable_variables, *grads):
+        scale = np.abs(ref).max() + 1e-12
+        np.testing.assert_allclose(ours / scale, ref / scale, atol=1e-5, err_msg=var.path)
+
+
+def test_the_matmul_filter_gradient_is_refused_for_other_convs():
+    from training.layers import Conv2D
+
+    for kwargs in ({"kernel_size": 2}, {"kernel_size": 3, "strides": 2}, {"kernel_size": 3}):
+        with pytest.raises(ValueError, match="3x3, stride-1, SAME"):
+            Conv2D(8, matmul_filter_grad=True, **kwargs)  # the last: padding "valid"
+    assert Conv2D(8, 3, padding="same", matmul_filter_grad=True).matmul_filter_grad
 
 
 @pytest.mark.parametrize("depth", [2, 3])

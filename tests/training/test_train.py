@@ -105,7 +105,8 @@ def test_a_finished_run_has_every_output(finished_run, tiny_data):
     from training.train import command_line, parse_args
 
     argv = train_cmd(tiny_data, finished_run, "--epochs", "3")[3:]
-    assert meta["command"] == command_line(parse_args(argv), "float32")
+    assert meta["command"] == command_line(parse_args(argv), "float32", "kernel")
+    assert meta["filter_grad"] == "kernel"  # auto: float32
     history = json.loads((finished_run / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert meta["test_accuracy"] > 0.5  # 4 colour classes: far above 25 % chance
@@ -543,10 +544,10 @@ def test_the_recorded_command_repeats_the_run_whoever_started_it(tmp_path):
     argv = ["--data", "d dir/x.tar", "--run-dir", str(tmp_path), "--recipe", "long"]
     argv += ["--seed", "3", "--epochs", "0.5", "--test-subset", "100"]
     opts = parse_args(argv)
-    command = command_line(opts, "mixed_bfloat16")
+    command = command_line(opts, "mixed_bfloat16", "matmuls")
     assert command.startswith("python -m training.train ")
     again = parse_args(shlex.split(command)[3:])
-    assert again == replace(opts, precision="mixed_bfloat16")
+    assert again == replace(opts, precision="mixed_bfloat16", filter_grad="matmuls")
 
 
 def test_options_pin_once_a_run_has_trained_and_a_renamed_folder_still_resumes(tmp_path):
