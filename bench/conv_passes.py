@@ -12,8 +12,9 @@ allow if nothing else ran.
 
 A fourth column times the same filter gradient computed another way, as nine matmuls (one per
 kernel tap, each over the shifted input), which training runs for the wide convs in bfloat16
-on an AMX CPU (training.layers.Conv2D, training.hardware.choose_filter_grad). A last row does all of
-it for the ceiling's conv (batch 512, 8x8, 256->256).
+on an AMX CPU (training.layers.Conv2D, training.hardware.choose_filter_grad); the "all convs"
+line counts, for each conv, the filter gradient in the form training runs there. A last row
+does all of it for the ceiling's conv (batch 512, 8x8, 256->256).
 """
 
 from __future__ import annotations
@@ -80,20 +81,28 @@ def conv_passes(x, kernel, grad, padding: str) -> dict:
     }
 
 
+def trained_passes(layer) -> tuple[str, ...]:
+    """The passes a training step runs for `layer` as built (--filter-grad auto)."""
+    matmuls = getattr(layer, "matmul_filter_grad", False)
+    return (*PASSES[:2], "as 9 matmuls" if matmuls else "filter grad")
+
+
 def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
     """Per conv layer: its shapes, forward GFLOP per batch and seconds per pass."""
     from keras import layers
 
     from training.config import RECIPES
     from training.flops import conv_flops
-    from training.hardware import seconds_per_call
+    from training.hardware import choose_filter_grad, seconds_per_call
     from training.models import FROZEN_KERNELS, build_model, precision_policy
 
     recipe = RECIPES[recipe_name]
+    filter_grad, _ = choose_filter_grad("auto", precision, recipe.arch)
     with precision_policy(precision):
         model = build_model(
-            recipe.arch, 10, [0.0] * 3, [1.0] * 3, widths=recipe.widths, depth=recipe.depth
-        )
+            recipe.arch, 10, [0.0] * 3, [1.0] * 3, widths=recipe.widths, depth=recipe.depth,
+            matmul_filter_grad=filter_grad == "matmuls",
+        )  # fmt: skip
     rows = []
     convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
     for layer in convs:
@@ -110,6 +119,7 @@ def measure(recipe_name: str, precision: str, repeats: int) -> list[dict]:
                 f"{layer.input.shape[3]}->{layer.output.shape[3]} {layer.compute_dtype}",
                 "gflop": conv_flops(layer) * recipe.batch_size / 1e9,
                 "seconds": {name: seconds_per_call(fn, repeats) for name, fn in passes.items()},
+                "trained": trained_passes(layer),
             }
         )
     batch, side, channels = CEILING_CONV
@@ -147,12 +157,11 @@ def main(argv: list[str] | None = None) -> None:
         cells = "".join(_cell(row, p) for p in PASSES)
         print(f"  {row['layer']:14s} {row['shape']:28s}{cells}")
     layers, ceiling_row = rows[:-1], rows[-1]
-    trained = PASSES[:3]  # what a training step runs
-    flops = sum(row["gflop"] * sum(p in row["seconds"] for p in trained) for row in layers)
-    seconds = sum(row["seconds"].get(p, 0.0) for row in layers for p in trained)
+    flops = sum(row["gflop"] * sum(p in row["seconds"] for p in row["trained"]) for row in layers)
+    seconds = sum(row["seconds"].get(p, 0.0) for row in layers for p in row["trained"])
     per_pass = {p: sum(r["seconds"].get(p, 0.0) for r in layers) for p in PASSES}
     print(
-        "  all convs: "
+        "  all convs, each pass as training runs it here: "
         + ", ".join(f"{p} {ms * 1e3:,.0f} ms" for p, ms in per_pass.items())
         + f"; {flops / seconds:,.0f} GFLOP/s = {flops / seconds / best:.0%} of the ceiling"
     )

@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--by-op", action="store_true", help='split "other" and "cast" by op')
     ap.add_argument("--filter-grad", default="auto", choices=FILTER_GRADS)
     a = ap.parse_args(argv)
-    filter_grad, why = choose_filter_grad(a.filter_grad, a.precision)
+    from training.config import RECIPES
+
+    filter_grad, why = choose_filter_grad(a.filter_grad, a.precision, RECIPES[a.recipe].arch)
     result = profile(a.recipe, a.precision, a.data, a.steps, a.timed, a.by_op, filter_grad)
     total = sum(result["ops"].values())
     print(f"{describe_cpu()}")

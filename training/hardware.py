@@ -81,12 +81,12 @@ def choose_filter_grad(requested: str, precision: str, arch: str = "fast") -> tu
     training.layers.Conv2D) in bfloat16 on an AMX CPU with no GPU, where it made a training
     step about a tenth faster; else TensorFlow's own kernel, which was faster in float32 here
     and which a GPU's cuDNN is tuned for. Only the `fast` net has the matmul form."""
+    if requested not in FILTER_GRADS:
+        raise ValueError(f"unknown filter gradient {requested!r}: {', '.join(FILTER_GRADS)}")
     if arch != "fast":
         return "kernel", f"the {arch} net has only TensorFlow's"
-    if requested in ("kernel", "matmuls"):
-        return requested, "asked for"
     if requested != "auto":
-        raise ValueError(f"unknown filter gradient {requested!r}: {', '.join(FILTER_GRADS)}")
+        return requested, "asked for"
     if precision != "mixed_bfloat16" or not has_amx():
         return "kernel", "auto: nine matmuls are measured faster only in bfloat16 on AMX"
     import tensorflow as tf
@@ -124,10 +124,10 @@ def conv_step_seconds(
     """
     import tensorflow as tf
 
-    from training.layers import conv3x3_matmul_filter_grad
-
     def conv(x, k):
         if matmul_filter_grad:
+            from training.layers import conv3x3_matmul_filter_grad
+
             return conv3x3_matmul_filter_grad(x, k)
         return tf.nn.conv2d(x, k, 1, "SAME")
 

@@ -101,9 +101,10 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     """Once a run has trained (it has a checkpoint), a re-run must ask for the same options.
 
     Before that, nothing is lost by changing them: a first try with a wrong --data path is
-    simply run again with the right one. Not compared: the precision (`auto` resolves once,
-    when the run starts), the form of the filter gradients (a sitting may take either: they
-    compute the same gradient) and the folder's own name (a renamed run folder still resumes)."""
+    simply run again with the right one. Not compared: the precision and the filter-gradient
+    form (`auto` resolves each once, when the run starts, and a resumed run keeps what it
+    resolved to: training.train.machine_choices) and the folder's own name (a renamed run
+    folder still resumes)."""
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
     wanted[RECIPE_SETTINGS] = opts.resolve_recipe().to_dict()
     if (run_dir / RUN_OPTIONS).exists() and (run_dir / CHECKPOINT_NAME).exists():
@@ -271,10 +272,13 @@ def _data_path(data: str | None) -> str | None:
     return str(Path(data).expanduser().resolve()) if data not in (None, "keras") else data
 
 
-def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
+def record_run_options(
+    run_dir: Path, pinned: dict, precision: str, filter_grad: str = "kernel"
+) -> None:
     """What pin_run_options compares a re-run against, written once the data has loaded; with
-    the data's fingerprint, so that the data moved elsewhere still resumes the run."""
-    record = {**pinned, "resolved_precision": precision}
+    the data's fingerprint, so that the data moved elsewhere still resumes the run, and the
+    precision and filter-gradient form `auto` resolved to, which a resumed run keeps."""
+    record = {**pinned, "resolved_precision": precision, "resolved_filter_grad": filter_grad}
     record.pop(DATA_PATH, None)
     if path := _data_path(record.get("data")):
         record[DATA_PATH] = path
@@ -287,6 +291,20 @@ def record_run_options(run_dir: Path, pinned: dict, precision: str) -> None:
             f"could not write {run_dir / RUN_OPTIONS} ({reason(error)}); "
             f"{fix_for(error)} and re-run the same command"
         ) from error
+
+
+def setting_as_started(
+    pinned: dict, key: str, flag: str, requested: str, before_it: str | None = None
+) -> tuple[str, str]:
+    """(value, why) of a setting a resumed run keeps from its start (`key` in run.json);
+    `before_it`: the value of runs recorded before the setting was."""
+    if key not in pinned:
+        value, why = before_it, "as every run before it was recorded"
+    else:
+        value, why = pinned[key], "fixed when this run started"
+    if requested not in ("auto", value):
+        why += f"; {flag} {requested} applies to a new run folder only"
+    return value, why
 
 
 def write_whole(path: Path, text: str) -> None:

@@ -42,6 +42,7 @@ from training.run_folder import (
     recipe_as_started,
     record_run_options,
     run_logger,
+    setting_as_started,
 )
 from training.tf_startup import import_tensorflow
 
@@ -160,6 +161,23 @@ def train(opts: RunOptions) -> Path:
             raise
 
 
+def machine_choices(
+    pinned: dict, opts: RunOptions, arch: str
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """((precision, why), (filter gradients, why)): `auto` resolves each once, when a run
+    starts, and a resumed run keeps both, so that a run is one arithmetic from start to end
+    (a run from before --filter-grad trained with TensorFlow's kernel)."""
+    if pinned.get("resolved_precision"):
+        return (
+            setting_as_started(pinned, "resolved_precision", "--precision", opts.precision),
+            setting_as_started(
+                pinned, "resolved_filter_grad", "--filter-grad", opts.filter_grad, "kernel"
+            ),
+        )
+    precision, why = choose_precision(opts.precision)
+    return (precision, why), choose_filter_grad(opts.filter_grad, precision, arch)
+
+
 def _train(opts: RunOptions, run_dir: Path) -> Path:
     log = run_logger(run_dir)
     pinned = pin_run_options(run_dir, opts)
@@ -175,16 +193,10 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     import_tensorflow(run_dir / "tensorflow.log")  # after argument errors had their chance
     import keras
 
-    if pinned.get("resolved_precision"):
-        precision, why = pinned["resolved_precision"], "fixed when this run started"
-        if opts.precision not in ("auto", precision):
-            why += f"; --precision {opts.precision} applies to a new run folder only"
-    else:
-        precision, why = choose_precision(opts.precision)
+    (precision, why), (filter_grad, grad_why) = machine_choices(pinned, opts, recipe.arch)
     log(f"precision {precision} ({why})")
+    log(f"filter gradients of the wide convs: {filter_grad} ({grad_why})")
     keras.mixed_precision.set_global_policy(precision)
-    filter_grad, why = choose_filter_grad(opts.filter_grad, precision, recipe.arch)
-    log(f"filter gradients of the wide convs: {filter_grad} ({why})")
 
     t = time.time()
     ds = load_dataset(opts.data).subset(opts.train_subset, opts.test_subset, seed=opts.seed)
@@ -194,7 +206,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     )
     if ds.skipped:
         log(f"  skipped {len(ds.skipped)} unreadable files, e.g. {ds.skipped[0]}")
-    record_run_options(run_dir, pinned, precision)
+    record_run_options(run_dir, pinned, precision, filter_grad)
 
     from training.flops import forward_flops
     from training.run_outputs import write_run_outputs

@@ -61,21 +61,24 @@ def test_a_resumed_run_marks_its_wall_time():
     assert wall_cell({"bench_wall_seconds": 812.0, "resumed_at_steps": [54]}) == "812 (resumed)"
 
 
+# A run's meta.json, as much of it as summarize reads: 300 GFLOP/s achieved (3 x 1e8 x 1000 in 1 s).
+RUN_META = {
+    "forward_flops_per_image": 1e8,
+    "images_seen": 1000,
+    "test_images": 100,
+    "train_seconds": 1.0,
+    "test_accuracy": 0.9,
+    "test_accuracy_tta": 0.91,
+    "images_per_second": 1000.0,
+}
+
+
 def test_mfu_is_taken_against_the_fastest_ceiling_of_any_sitting(tmp_path):
     from bench.train import add_ceiling, mfu_cell, summarize
 
     add_ceiling(tmp_path, {"matmul": 300.0, "conv": 500.0})
     sittings = add_ceiling(tmp_path, {"matmul": 310.0, "conv": 400.0})  # a slow resume
-    meta = {
-        "forward_flops_per_image": 1e8,
-        "images_seen": 1000,
-        "test_images": 100,
-        "train_seconds": 1.0,
-        "test_accuracy": 0.9,
-        "test_accuracy_tta": 0.91,
-        "images_per_second": 1000.0,
-    }
-    s = summarize(meta, sittings)
+    s = summarize(RUN_META, sittings)
     assert s["sittings"] == 2 and s["ceiling_gflops"] == 500.0
     assert s["achieved_gflops"] == pytest.approx(300.0)  # 3 x 1e8 x 1000 in 1 s
     assert s["mfu"] == pytest.approx(0.6)
@@ -86,23 +89,14 @@ def test_mfu_is_taken_against_the_fastest_ceiling_of_any_sitting(tmp_path):
 def test_the_mfu_is_also_given_against_the_issues_four_kernels():
     """The project's own conv form (nine-matmul filter gradient) is the fastest kernel: the row
     shows the MFU against it, and against issue 10's four kernels beside it."""
-    from bench.train import OWN_CONV_KERNEL, mfu_cell, summarize
+    from bench.train import NINE_MATMUL_CONV_KERNEL, mfu_cell, summarize
 
-    meta = {
-        "forward_flops_per_image": 1e8,
-        "images_seen": 1000,
-        "test_images": 100,
-        "train_seconds": 1.0,
-        "test_accuracy": 0.9,
-        "test_accuracy_tta": 0.91,
-        "images_per_second": 1000.0,
-    }
     sittings = [
-        {"matmul": 400.0, "conv": 450.0, OWN_CONV_KERNEL: 600.0},
-        {"matmul": 500.0, "conv": 420.0, OWN_CONV_KERNEL: 580.0},
+        {"matmul": 400.0, "conv": 450.0, NINE_MATMUL_CONV_KERNEL: 600.0},
+        {"matmul": 500.0, "conv": 420.0, NINE_MATMUL_CONV_KERNEL: 580.0},
     ]
-    s = summarize(meta, sittings)
-    assert s["ceiling_kernel"] == OWN_CONV_KERNEL and s["mfu"] == pytest.approx(0.5)
+    s = summarize(RUN_META, sittings)
+    assert s["ceiling_kernel"] == NINE_MATMUL_CONV_KERNEL and s["mfu"] == pytest.approx(0.5)
     assert s["mfu_issue_kernels"] == pytest.approx(0.6)  # 300 of the best other kernel, 500
     assert mfu_cell(s) == "50% (of issue 10's four kernels: 60%)"
 
@@ -114,13 +108,14 @@ def test_the_ceiling_includes_the_conv_as_training_can_run_it(monkeypatch):
 
     monkeypatch.setattr(train, "CEILING_SECONDS", 0.0)
     monkeypatch.setattr(train, "CEILING_CONV", (4, 8, 32))  # small: the kinds, not the speeds
+    monkeypatch.setattr(train, "CEILING_MATMUL", 64)
     kernels = train.measure_ceiling()
     assert set(kernels) == {
         "matmul_float32",
         "matmul_bfloat16",
         "conv3x3_fwd_bwd_float32",
         "conv3x3_fwd_bwd_bfloat16",
-        train.OWN_CONV_KERNEL,
+        train.NINE_MATMUL_CONV_KERNEL,
     }
     assert all(v > 0 for v in kernels.values())
 

@@ -65,3 +65,12 @@ def test_every_conv_of_the_recipe_is_measured():
     assert all(r["seconds"][p] > 0 for r in rows[1:] for p in PASSES)
     assert ceiling_row["layer"] == "ceiling conv" and set(ceiling_row["seconds"]) == set(PASSES)
     assert ceiling_row["gflop"] == pytest.approx(2 * 512 * 8 * 8 * 256 * 256 * 9 / 1e9)
+
+
+def test_the_summary_counts_each_convs_filter_gradient_as_training_runs_it():
+    from bench.conv_passes import trained_passes
+    from training.layers import Conv2D
+
+    assert trained_passes(Conv2D(8, 3, padding="same")) == ("forward", "input grad", "filter grad")
+    wide = Conv2D(8, 3, padding="same", matmul_filter_grad=True)
+    assert trained_passes(wide) == ("forward", "input grad", "as 9 matmuls")

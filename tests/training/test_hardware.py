@@ -50,8 +50,11 @@ def test_the_filter_gradient_form_follows_the_precision_and_the_cpu(monkeypatch)
     assert hardware.choose_filter_grad("matmuls", "float32") == ("matmuls", "asked for")
     with pytest.raises(ValueError, match="auto, kernel, matmuls"):
         hardware.choose_filter_grad("im2col", "float32")
+    with pytest.raises(ValueError, match="auto, kernel, matmuls"):
+        hardware.choose_filter_grad("im2col", "mixed_bfloat16", "vgg")
     amx = {"model": "x", "cores": 2, "flags": ["amx_tile"]}
     monkeypatch.setattr(hardware, "cpu_info", lambda: amx)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     assert hardware.choose_filter_grad("auto", "mixed_bfloat16")[0] == "matmuls"
     assert hardware.choose_filter_grad("auto", "float32")[0] == "kernel"
     assert hardware.choose_filter_grad("matmuls", "mixed_bfloat16", "vgg")[0] == "kernel"

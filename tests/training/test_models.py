@@ -352,6 +352,29 @@ def test_only_the_wide_convs_train_with_the_matmul_filter_gradient(tmp_path):
         np.testing.assert_allclose(ours / scale, ref / scale, atol=1e-5, err_msg=var.path)
 
 
+def test_a_bfloat16_model_trains_with_the_matmul_filter_gradient():
+    """As training runs it: mixed_bfloat16, each float32 kernel cast to bfloat16 before the
+    custom gradient. Every kernel gets a gradient, close to TensorFlow's kernel's."""
+    import tensorflow as tf
+
+    from training.models import precision_policy
+
+    with precision_policy("mixed_bfloat16"):
+        nets = [build_model("fast", 10, MEAN, STD, matmul_filter_grad=m) for m in (False, True)]
+    nets[1].set_weights(nets[0].get_weights())
+    images = np.random.default_rng(4).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    grads = []
+    for net in nets:
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(net(images, training=True), tf.float32) ** 2)
+        grads.append(tape.gradient(loss, net.trainable_variables))
+    for var, ref, ours in zip(nets[1].trainable_variables, *grads):
+        assert ours is not None, var.path
+        ref, ours = np.asarray(ref, np.float32), np.asarray(ours, np.float32)
+        scale = np.abs(ref).max() + 1e-12
+        np.testing.assert_allclose(ours / scale, ref / scale, atol=3e-2, err_msg=var.path)
+
+
 def test_the_matmul_filter_gradient_is_refused_for_other_convs():
     from training.layers import Conv2D
 

@@ -567,6 +567,37 @@ def test_options_pin_once_a_run_has_trained_and_a_renamed_folder_still_resumes(t
         pin_run_options(renamed, RunOptions("x", str(renamed), seed=2))
 
 
+def test_a_resumed_run_keeps_the_precision_and_filter_gradients_it_started_with(tmp_path):
+    """`auto` resolves once: a run started with TensorFlow's filter-gradient kernel is not
+    switched to the nine matmuls halfway by a plain re-run, whatever this machine would pick."""
+    from training.config import RunOptions
+    from training.run_folder import pin_run_options, record_run_options
+    from training.train import machine_choices
+
+    opts = RunOptions("x", str(tmp_path), precision="float32", filter_grad="kernel")
+    record_run_options(tmp_path, pin_run_options(tmp_path, opts), "mixed_bfloat16", "kernel")
+    (tmp_path / "checkpoint.npz").write_bytes(b"")
+    again = replace(opts, precision="auto", filter_grad="auto")
+    pinned = pin_run_options(tmp_path, again)
+    fixed = "fixed when this run started"
+    assert machine_choices(pinned, again, "fast") == (
+        ("mixed_bfloat16", fixed),
+        ("kernel", fixed),
+    )
+    asked = replace(again, filter_grad="matmuls")
+    assert machine_choices(pinned, asked, "fast")[1] == (
+        "kernel",
+        f"{fixed}; --filter-grad matmuls applies to a new run folder only",
+    )
+    del pinned["resolved_filter_grad"]  # a run recorded before the option: TensorFlow's kernel
+    assert machine_choices(pinned, again, "fast")[1][0] == "kernel"
+    # A new run resolves both now.
+    assert machine_choices({}, replace(opts, filter_grad="matmuls"), "fast") == (
+        ("float32", "asked for"),
+        ("matmuls", "asked for"),
+    )
+
+
 def test_options_are_compared_as_the_run_uses_them(tmp_path, monkeypatch):
     """The recipe's own epochs spelt out, or the same data file by another path, is the same
     run (both were refused); another number of epochs is not."""
