@@ -716,6 +716,7 @@ def test_keyboard_reaches_the_controls(open_page, browser) -> None:
         page.keyboard.press("Tab")
         reached.append(page.evaluate("document.activeElement.id"))
     assert reached == ["", "dropzone", "pick-button", "camera-button"]  # "" = skip link
+    expect(page.get_by_role("button", name="Choose files")).to_be_visible()  # hidden on phones
 
 
 def test_the_model_info_link_leaves_the_results_where_they_are(open_page, browser) -> None:
@@ -908,6 +909,9 @@ def test_phone_wording_without_drop_or_paste(site, browser) -> None:
         page.goto(site)
         dropzone = page.get_by_role("button", name="Tap to choose photos")
         expect(dropzone).to_be_visible()
+        # The zone is the chooser: no second "Choose files" button beside "Use camera".
+        expect(page.locator("#pick-button")).to_be_hidden()
+        expect(page.get_by_role("button", name="Use camera")).to_be_visible()
         expect(page.locator("#dropzone-hint")).not_to_contain_text("paste", use_inner_text=True)
         # Out of sight on a phone, but still a heading a screen reader can jump to.
         expect(page.get_by_role("heading", name="Add images")).to_have_count(1)
