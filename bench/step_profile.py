@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.config import default_data
+from training.config import RECIPES, default_data
 from training.hardware import FILTER_GRADS, choose_filter_grad, describe_cpu
 
 SUBSET = 10_240  # 10 steps at batch 1024, more at smaller ones: enough distinct batches
@@ -81,7 +81,6 @@ def profile(
 ) -> dict:
     import tensorflow as tf
 
-    from training.config import RECIPES
     from training.data import load_dataset
     from training.models import precision_policy
     from training.trainer import Trainer
@@ -128,8 +127,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--by-op", action="store_true", help='split "other" and "cast" by op')
     ap.add_argument("--filter-grad", default="auto", choices=FILTER_GRADS)
     a = ap.parse_args(argv)
-    from training.config import RECIPES
-
     filter_grad, why = choose_filter_grad(a.filter_grad, a.precision, RECIPES[a.recipe].arch)
     result = profile(a.recipe, a.precision, a.data, a.steps, a.timed, a.by_op, filter_grad)
     total = sum(result["ops"].values())
