@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
 from export.publish import VersionExistsError, check_base_path, versions
-from training.cli_args import positive, stop_on_ctrl_c
+from training.cli_args import positive
 from training.config import TTA_NAMES
+from training.interrupts import stop_on_ctrl_c
 
 if TYPE_CHECKING:  # export_run loads TensorFlow: only after the arguments parse
     from export.export_run import ExportResult

@@ -3,13 +3,15 @@
 Module map, in the order a run uses them:
   train.py       the CLI: options, precision, data, then the trainer and the outputs
   cli_args.py    argparse types shared by the command-line tools (training, export, bench)
+  interrupts.py  how they stop on Ctrl-C or SIGTERM: one line and the shell's exit code
   run_folder.py  making the run folder, pinning its options for resume, train.log
   config.py      every recipe and hyper-parameter in one place (`fast`, `long`, `vgg`...)
   hardware.py    the CPU, its flags, and the precision that trains fastest on it
   tf_startup.py  TensorFlow imported with its start-up lines sent to a file
   data.py        image-folder trees, tars and the CIFAR-10 archive -> uint8 arrays, cached
   models.py      the `fast` and `vgg` networks, built from the recipe's widths and depth
-  layers.py      their custom layers: the fused BatchNorm and the XLA-fused GELU
+  layers.py      their custom layers: the fused BatchNorm, the XLA-fused GELU and the conv
+                 whose filter gradient can run as nine matmuls
   flops.py       forward FLOPs per image, the work unit of the benchmarks
   augment.py     flip, translate and cutout on the training batches
   optim.py       the recipes' optimizers and learning-rate schedules

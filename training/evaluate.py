@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli_args import positive, stop_on_ctrl_c
+from training.cli_args import positive
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, Dataset, Split, check_source, load_dataset, tree_members
+from training.interrupts import stop_on_ctrl_c
 from training.run_folder import (
     CONFUSION,
     EVALUATION,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from training.checkpoint import CheckpointError
-from training.cli_args import Terminated, positive, sigterm_as_ctrl_c
+from training.cli_args import positive
 from training.config import DEFAULT_RUN_DIR, RECIPE_HELP, RECIPES, RunOptions, default_data
 from training.data import DataError, check_source, load_dataset
 from training.hardware import (
@@ -29,6 +29,7 @@ from training.hardware import (
     cpu_info,
     describe_cpu,
 )
+from training.interrupts import Terminated, sigterm_as_ctrl_c
 from training.run_folder import (
     NEW_RUN_DIR,
     OutputError,

@@ -92,7 +92,7 @@ def test_a_sigterm_during_the_import_is_acted_on_after_it():
 
     import pytest
 
-    from training.cli_args import Terminated, sigterm_as_ctrl_c
+    from training.interrupts import Terminated, sigterm_as_ctrl_c
     from training.tf_startup import stops_after_import
 
     finished = False
