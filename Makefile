@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 venv: $(VENV)/.installed ## create/update the virtual environment
 
 serve: venv ## run the shipped model behind the local model server + proxy (Ctrl-C stops both)
-	$(PY) -m scripts.serve
+	$(PY) -m stack.serve
 
 test: venv ## run the whole test suite
 	$(PY) -m pytest -q $(ARGS)

@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.procmem import rss_mb
 from bench.soak_load import MULTIPART, multipart
 from export.config import DEFAULT_BASE_PATH
-from scripts import processes
-from scripts.processes import children_of, free_port, rss_mb
+from stack import processes
+from stack.processes import children_of, free_port
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, MODEL_NAME
 from modelserver.cpu_math import apply_fpmath
-from scripts import processes
+from stack import processes
 from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]

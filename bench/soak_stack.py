@@ -7,7 +7,7 @@ the soak run injects: roll a version out and back, reload the config with a `can
 over gRPC, SIGKILL and restart the model server. Everything the stack writes (logs, metrics,
 temp files, the model copy) stays under one run folder, which `FileSnapshot` verifies.
 
-Process plumbing is `scripts.processes`'s (the same start/stop/wait code as `make serve`), so
+Process plumbing is `stack.processes`'s (the same start/stop/wait code as `make serve`), so
 the soak exercises the real start-up path rather than a test double of it.
 """
 
@@ -27,13 +27,14 @@ from typing import IO
 
 from tensorflow_serving.config.model_server_config_pb2 import ModelConfig
 
+from bench.procmem import pss_mb, rss_mb
 from bench.soak_load import CANARY
 from export.config import MODEL_NAME
 from export.publish import publish_copy, versions
 from modelserver.config import model_config, models_config_text
 from proxy.config import ProxyConfig
-from scripts import processes
-from scripts.processes import children_of, free_port, pss_mb, rss_mb
+from stack import processes
+from stack.processes import children_of, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shared-machine neighbours the file check cannot tell apart from us by path alone: other

@@ -21,7 +21,7 @@ MAX_TOP_K = 10  # TOP_K and a request's ?k= (the model has ten classes)
 # one malloc arena for all threads. With one arena each, a worker's four threads kept the
 # freed buffers of their big decodes: 1,297 MiB after 40-megapixel PNGs, with one 0 MiB
 # (`python -m bench.decode_memory`), at the same request latency (`python -m bench.proxy`;
-# a fixed mmap threshold instead cost 1.4-2.6 ms a request). make serve (scripts/serve.py)
+# a fixed mmap threshold instead cost 1.4-2.6 ms a request). make serve (stack/serve.py)
 # and proxy/Dockerfile set it; a deploy test keeps them equal.
 PROCESS_ENV = {"MALLOC_ARENA_MAX": "1"}
 

@@ -1,6 +1,6 @@
 """Prometheus metrics: requests, latency, errors by kind, model server time.
 
-Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (scripts/serve.py does) so
+Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR (stack/serve.py does) so
 /metrics adds up every worker; without it each worker reports only its own counts.
 """
 

@@ -37,7 +37,7 @@ from export.config import MODEL_NAME
 from modelserver.config import parse_flags
 from modelserver.protos_gen import tfs_monitoring_config_pb2
 from proxy.config import ProxyConfig
-from scripts.processes import free_port
+from stack.processes import free_port
 
 MODEL = MODEL_NAME  # the name compose, k8s and serving_config/ serve
 GRPC, REST, PROXY = 8500, 8501, 5000
@@ -346,7 +346,7 @@ def test_images_share_one_pinned_base_and_run_as_non_root():
 
 def test_the_proxy_starts_with_its_process_environment_in_the_image_and_in_make_serve():
     from proxy.config import PROCESS_ENV
-    from scripts.processes import Stack, proxy_env
+    from stack.processes import Stack, proxy_env
 
     assert PROCESS_ENV.items() <= image_env("proxy").items()
     stack = Stack(Path("models/cifar10"), 1, 2, 3, "127.0.0.1")
@@ -436,7 +436,7 @@ def test_selectors_and_references_resolve_to_rendered_resources():
 def _project_imports(entry: str) -> set[Path]:
     """Every project source file `entry` (a module name) imports, directly or not, at the top
     or inside functions: what its image must hold."""
-    packages = {"training", "export", "proxy", "modelserver", "bench", "scripts"}
+    packages = {"training", "export", "proxy", "modelserver", "bench", "stack"}
     seen: set[Path] = set()
     todo = [entry]
     while todo:
@@ -522,7 +522,7 @@ def test_docker_stop_reaches_each_step_through_the_entry_point_as_pid_1(tmp_path
     import signal
     import time
 
-    from scripts.processes import children_of
+    from stack.processes import children_of
 
     if (
         shutil.which("unshare") is None

@@ -24,7 +24,7 @@ from deploy_files import REPO, compose_service, manifest, require_tool
 from PIL import Image
 from polling import eventually
 
-from scripts import processes
+from stack import processes
 
 SITE = REPO / "proxy" / "nginx.conf"
 MAIN_CONF = """

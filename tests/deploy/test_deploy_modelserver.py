@@ -19,7 +19,7 @@ import requests
 from deploy_files import bind_mounts, compose_service, container, flags
 
 from export.config import MODEL_NAME
-from scripts import processes
+from stack import processes
 
 MODEL = MODEL_NAME  # the name compose, k8s and serving_config/ serve
 

@@ -15,7 +15,7 @@ from polling import eventually
 
 from export.config import MODEL_NAME
 from modelserver.config import models_config_text
-from scripts import processes
+from stack import processes
 
 if TYPE_CHECKING:
     from tensorflow_serving.config.model_server_config_pb2 import ModelConfig

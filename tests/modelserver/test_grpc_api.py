@@ -362,7 +362,7 @@ def test_channel_arguments_reach_the_grpc_server():
     and no call fails. In-process, since only the server sees its peers' ports."""
     from tensorflow_serving.apis import model_service_pb2_grpc
 
-    from scripts.processes import free_port
+    from stack.processes import free_port
 
     def peers_seen(arguments: str, enough: int, seconds: float) -> set[str]:
         """Calls for `seconds`, or until `enough` peers were seen."""
@@ -448,7 +448,7 @@ def test_a_bug_in_any_handler_answers_internal_not_unknown():
     from tensorflow_serving.apis import model_service_pb2_grpc
 
     from modelserver.grpc_api import ModelService, PredictionService
-    from scripts.processes import free_port
+    from stack.processes import free_port
 
     buggy, address = _Buggy(), f"127.0.0.1:{free_port()}"
     server = start_grpc_server(address, PredictionService(buggy),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from readme_blocks import block_after, json_documents
 
-from scripts.processes import free_port, model_states, start, stop, wait_for
+from stack.processes import free_port, model_states, start, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "cifar10"

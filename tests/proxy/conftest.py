@@ -45,7 +45,7 @@ def client(two_version_server, protocol):
 def offline_client():
     """A proxy whose model server address has nothing listening (for requests refused
     before any model call, and for the 'model server down' answer)."""
-    from scripts.processes import free_port
+    from stack.processes import free_port
 
     port = free_port()
     config = ProxyConfig(

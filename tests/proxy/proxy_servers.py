@@ -14,9 +14,9 @@ from pathlib import Path
 
 from hangup import with_hangup
 
-from scripts import processes
-from scripts.processes import free_port
-from scripts.processes import stop as stop_child
+from stack import processes
+from stack.processes import free_port
+from stack.processes import stop as stop_child
 
 ROOT = Path(__file__).resolve().parents[2]
 # Versions 1 and 2 are different tiny models (seeds 1 and 2), both served, with labels.
@@ -66,7 +66,7 @@ def proxy_config(server: ModelServerProcess, protocol: str, **overrides):
 
 
 class ServeProcess:
-    """`python -m scripts.serve` with its output collected line by line."""
+    """`python -m stack.serve` with its output collected line by line."""
 
     def __init__(
         self, base_path: Path, ignore_hangup: bool = False, extra_env: dict | None = None,
@@ -78,7 +78,7 @@ class ServeProcess:
         # SIGHUP set either way: a runner started under nohup would pass it on ignored, and
         # serve rightly keeps an ignored SIGHUP ignored (CI runs began that way here).
         self.process = subprocess.Popen(
-            with_hangup([sys.executable, "-m", "scripts.serve"], ignored=ignore_hangup),
+            with_hangup([sys.executable, "-m", "stack.serve"], ignored=ignore_hangup),
             cwd=ROOT,
             env=child_env(MODEL_BASE_PATH=str(base_path), **env),
             stdout=subprocess.PIPE,

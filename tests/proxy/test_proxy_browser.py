@@ -1,4 +1,4 @@
-"""The page in headless Chromium against the whole stack (`scripts.serve`: model server +
+"""The page in headless Chromium against the whole stack (`stack.serve`: model server +
 gunicorn proxy): file input, a synthetic drop, the camera (Chromium's fake device), console
 errors, keyboard focus, and the README screenshots (docs/screenshots/)."""
 

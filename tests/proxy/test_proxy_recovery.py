@@ -17,7 +17,7 @@ from proxy_servers import ModelServerProcess
 
 from proxy.app import create_app
 from proxy.config import ProxyConfig
-from scripts.processes import free_port
+from stack.processes import free_port
 
 PROTOCOLS = ("grpc", "rest")
 

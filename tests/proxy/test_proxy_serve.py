@@ -1,4 +1,4 @@
-"""scripts/serve.py (`make serve`): both servers up, the URL printed, both stopped cleanly."""
+"""stack/serve.py (`make serve`): both servers up, the URL printed, both stopped cleanly."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from proxy_images import encode, photo_like, solid
 from proxy_servers import ROOT, child_env, start_stack
 from readme_blocks import block_after, json_documents
 
-from scripts.processes import children_of, free_port
+from stack.processes import children_of, free_port
 
 
 def listening(port: int) -> bool:
@@ -108,7 +108,7 @@ def test_a_model_server_that_dies_is_started_again_until_it_keeps_dying(stack) -
     """As compose's restart policy and Kubernetes do: the stack stopped at the first exit
     (an OOM kill, a crash), though the proxy only needed its model server back. One that
     keeps exiting stops the stack, named, after RESTARTS_ALLOWED restarts."""
-    from scripts.serve import RESTART_WINDOW_S, RESTARTS_ALLOWED
+    from stack.serve import RESTART_WINDOW_S, RESTARTS_ALLOWED
 
     stack.wait_for_line("ready: open")
     began, proxy = time.monotonic(), _child(stack, "gunicorn")
@@ -157,7 +157,7 @@ def _child(stack, module: str) -> int:
 
 
 def test_a_model_server_restart_is_counted_within_its_window() -> None:
-    from scripts.serve import RESTART_WINDOW_S, RESTARTS_ALLOWED, may_restart
+    from stack.serve import RESTART_WINDOW_S, RESTARTS_ALLOWED, may_restart
 
     restarts: list[float] = []
     assert all(may_restart(restarts, float(t)) for t in range(RESTARTS_ALLOWED))
@@ -195,7 +195,7 @@ def test_under_nohup_a_hang_up_is_still_ignored(tiny_model_base) -> None:
 def test_a_child_killed_by_a_signal_without_a_name_is_still_described() -> None:
     from types import SimpleNamespace
 
-    from scripts.processes import how_it_ended
+    from stack.processes import how_it_ended
 
     assert how_it_ended(SimpleNamespace(returncode=-9)) == "was killed by signal 9 (SIGKILL)"
     assert how_it_ended(SimpleNamespace(returncode=-40)) == "was killed by signal 40"
@@ -205,7 +205,7 @@ def test_a_child_killed_by_a_signal_without_a_name_is_still_described() -> None:
 def test_a_child_that_dies_while_starting_is_blamed_by_its_own_name() -> None:
     """A real child process that exits at once: the error names the one that died (a lone
     proxy that crashed was reported as "the model server exited")."""
-    from scripts.processes import wait_for
+    from stack.processes import wait_for
 
     proxy = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     proxy.wait()
@@ -222,8 +222,8 @@ def test_serve_explains_a_missing_model(tmp_path) -> None:
 def test_serve_explains_a_base_path_it_cannot_read(tmp_path, monkeypatch) -> None:
     """A folder of another user's, mode 700: a one-line reason, not a traceback. Played by
     making the listing fail, as root (which this CI runs as) reads any folder."""
-    from scripts.processes import Stack
-    from scripts.serve import preflight
+    from stack.processes import Stack
+    from stack.serve import preflight
 
     def refused(self):
         raise PermissionError(13, "Permission denied", str(self))
@@ -263,7 +263,7 @@ def test_free_port_never_hands_out_the_same_port_twice(monkeypatch) -> None:
     that offers the same port twice: the second call must find another."""
     import socket
 
-    from scripts import processes
+    from stack import processes
 
     offered = iter([41001, 41001, 41002])
 
@@ -286,7 +286,7 @@ def test_free_port_never_hands_out_the_same_port_twice(monkeypatch) -> None:
 
 
 def test_help_names_every_setting_and_starts_nothing() -> None:
-    from scripts.processes import SETTINGS
+    from stack.processes import SETTINGS
 
     shown = run_serve("--help")
     assert shown.returncode == 0
@@ -298,7 +298,7 @@ def test_help_names_every_setting_and_starts_nothing() -> None:
 
 def test_a_port_answered_by_something_else_is_just_not_ready() -> None:
     """A foreign, non-HTTP service on a port: the readiness probe says 'not ready', no crash."""
-    from scripts.processes import get_json
+    from stack.processes import get_json
 
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
@@ -317,7 +317,7 @@ def test_a_port_answered_by_something_else_is_just_not_ready() -> None:
 
 def run_serve(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "scripts.serve", *args],
+        [sys.executable, "-m", "stack.serve", *args],
         cwd=ROOT,
         env=child_env(**env),
         capture_output=True,

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from modelserver.version_names import version_dirs
-from scripts.processes import (
+from stack.processes import (
     SETTINGS,
     STOP_TIMEOUT_S,
     Stack,
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> None:
         for name, (default, what) in SETTINGS.items()
     )
     argparse.ArgumentParser(
-        prog="python -m scripts.serve",
+        prog="python -m stack.serve",
         description=__doc__.split("\n\n")[0],
         epilog=f"environment variables:\n{settings}",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -1,6 +1,6 @@
 """The processes of the stack: start, watch and stop the local model server and the proxy.
 
-`make serve` (scripts/serve.py) is one user; the benchmarks and the tests start their servers
+`make serve` (stack/serve.py) is one user; the benchmarks and the tests start their servers
 with the same commands and the same start/stop/wait code, so that what they measure and check
 is what `make serve` runs.
 """
@@ -328,24 +328,6 @@ def get_json(url: str, timeout: float = 2) -> dict | None:
             return json.load(response)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return None  # also a port that some other, non-HTTP service answers
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process in MB (from /proc; OSError once it is gone)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def pss_mb(pid: int) -> float:
-    """Proportional set size in MB: the process's private pages plus its share of those it
-    shares. Summed over a gunicorn master and its workers it counts the shared libraries once,
-    where summed RSS counts them once per process, and grows as workers touch more of them."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def children_of(pid: int) -> list[int]:
