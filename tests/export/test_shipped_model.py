@@ -66,3 +66,26 @@ def test_the_model_servers_bfloat16_math_keeps_the_cards_accuracy(cifar_sample):
     assert report["test_images"] == 10_000
     assert report["pixels_accuracy"] >= promised - TOLERANCE
     assert report["serving_default_accuracy"] >= promised - TOLERANCE
+
+
+def test_the_pages_guess_threshold_says_what_the_shipped_model_does(cifar_sample):
+    """The page marks a best class under `unsureBelow` as "Just a guess: answers under 50% were
+    right about half the time": that sentence must hold for the shipped model."""
+    if not versions(SHIPPED):
+        pytest.skip(f"no shipped version in {SHIPPED}")
+    import re
+
+    from bench.confidence import split_at
+    from export.evaluation import ServedModel
+    from tests.conftest import CIFAR_TAR
+    from training.data import load_dataset
+
+    script = (ROOT / "proxy" / "static" / "app.js").read_text()
+    threshold = float(re.search(r"unsureBelow: ([0-9.]+),", script).group(1))
+    assert "under ${Math.round(settings.unsureBelow * 100)}% were right about half" in script
+    dataset = load_dataset(CIFAR_TAR)
+    served = ServedModel(SHIPPED / str(versions(SHIPPED)[-1]))
+    split = split_at(served.pixels(dataset.test.images), dataset.test.labels, threshold)
+    assert 0.4 <= split["accuracy_under"] <= 0.65, split  # "about half"
+    assert split["accuracy_rest"] >= 0.9, split  # well above: the mark is not on every answer
+    assert 0.02 <= split["share"] <= 0.25, split

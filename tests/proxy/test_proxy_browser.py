@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from PIL import Image
 from proxy_images import upscaled_jpeg
 from proxy_servers import ROOT, start_stack
 
@@ -190,6 +191,37 @@ def drop_file(page, path: Path) -> None:
         }""",
         [path.name, base64.b64encode(path.read_bytes()).decode()],
     )
+
+
+def test_a_weak_answer_is_marked_as_a_guess_that_names_the_classes(
+    open_page, browser, photos, tmp_path
+) -> None:
+    """Every answer is one of the model's classes, so a picture of nothing gets one too (a
+    plain blue square: 25-36 % for every shipped version). Under 50 % the card says it is a
+    guess and names the classes; at or over 50 % it shows no hint."""
+    page = open_page(browser, DESKTOP)
+    blank = tmp_path / "plain.png"
+    Image.new("RGB", (64, 64), (90, 140, 220)).save(blank)
+    page.set_input_files("#file-input", [str(blank), *map(str, photos)])
+    cards = page.locator(".card")
+    expect(cards).to_have_count(1 + len(photos))
+    guesses = {}
+    for i in range(cards.count()):
+        card = cards.nth(i)
+        assert_top3(card)
+        top = float(card.locator(".bar-track").first.get_attribute("aria-valuenow"))
+        hint = card.locator(".card-hint")
+        guesses[card.locator(".card-name").inner_text()] = hint.is_visible()
+        assert hint.is_visible() == (top < 50), (top, card.inner_text())
+        if top < 50:
+            expect(hint).to_contain_text("Just a guess")
+            expect(hint).to_contain_text("airplane, automobile, bird")
+            expect(hint).to_contain_text("ship and truck.")
+    assert guesses[blank.name], guesses  # a blank picture is a guess
+    assert not all(guesses.values()), guesses  # and real photos are not all guesses
+    page.set_input_files("#file-input", str(blank))  # alone: announced by name, as a guess
+    expect(page.locator("#announcer")).to_contain_text(f"{blank.name}: ")
+    expect(page.locator("#announcer")).to_contain_text("(a guess)")
 
 
 def test_bad_file_shows_a_readable_error(open_page, browser, tmp_path) -> None:
@@ -755,7 +787,6 @@ def test_a_format_the_browser_shows_but_the_proxy_does_not_read_is_sent_as_jpeg(
 ) -> None:
     """An AVIF showed its preview, then "cannot be read here" (the proxy's 415): the page now
     sends the centre square it shows as a JPEG, and says so on the card."""
-    from PIL import Image
 
     avif = io.BytesIO()
     Image.open(photos[1]).convert("RGB").resize((96, 64)).save(avif, "AVIF", quality=90)
@@ -777,7 +808,6 @@ def test_try_again_after_an_outage_still_converts_what_the_proxy_cannot_read(
     """An AVIF sent during an outage (a routed 503) failed before the proxy could say 415, so
     the page had not converted it yet: Try again sends it the whole way again, and the 415 then
     gets its JPEG conversion (it used to re-send the AVIF and stop at "cannot be read")."""
-    from PIL import Image
 
     avif = io.BytesIO()
     Image.open(photos[1]).convert("RGB").resize((96, 64)).save(avif, "AVIF", quality=90)
@@ -801,7 +831,6 @@ def test_photos_over_the_proxys_limits_are_shrunk_in_the_page_and_classified(
     30-megapixel WebP (under MAX_PIXELS, over the proxy's half of it for WebP: its 413 comes
     back) were refused; the page now sends their centre square at 1,024 pixels a side, says so
     on the card, and the answer is the proxy's for the same square cut by Pillow."""
-    from PIL import Image
 
     page = open_page(browser, DESKTOP)
     ship = Image.open(photos[1])
@@ -954,7 +983,6 @@ def test_a_file_without_a_preview_gets_a_plain_card(open_page, browser) -> None:
 def test_the_model_sees_transparency_as_white_in_the_thumbnail(open_page, browser) -> None:
     """The proxy flattens transparency over white before classifying; the 32x32 preview of
     what the model sees must show the same, not black."""
-    from PIL import Image
 
     clear = io.BytesIO()
     Image.new("RGBA", (64, 64), (0, 0, 0, 0)).save(clear, "PNG")
@@ -1343,7 +1371,6 @@ def test_a_heavy_photo_within_the_limits_is_shrunk_before_upload(open_page, brow
     """A 12-megapixel phone photo of several MB was uploaded whole for a model that sees 32x32
     pixels: seconds on a phone's uplink. Over 1 MiB and 1024 pixels a side, the page sends its
     centre square; a light photo still goes as it is."""
-    from PIL import Image
 
     rng = np.random.default_rng(0)
     ship = Image.open(photos[1]).convert("RGB").resize((3000, 2000), Image.Resampling.BICUBIC)
