@@ -20,21 +20,6 @@ from training.config import DEFAULT_RUN_DIR
 CALLS = {1: 300, 32: 30, 256: 6}  # timed calls per batch size, after warm-up
 
 
-def flip_tta_logits(model, jit: bool):
-    """The served graph's flip TTA (training.inference.make_logits_fn, level 1), compiled or not."""
-    import tensorflow as tf
-
-    def plain(x):
-        return tf.cast(model(x, training=False), tf.float32)
-
-    @tf.function(jit_compile=jit, reduce_retracing=True)
-    def logits(images):
-        x = tf.cast(images, tf.float32)
-        return 0.5 * (plain(x) + plain(tf.reverse(x, axis=[2])))
-
-    return logits
-
-
 def median_seconds(fn, images, calls: int) -> float:
     for _ in range(10 if len(images) == 1 else 2):
         fn(images).numpy()
@@ -61,14 +46,15 @@ def main(argv: list[str] | None = None) -> None:
 
     from export.publish import saved_model_dir
     from training.hardware import describe_cpu
+    from training.inference import make_logits_fn
     from training.run_model import load_for_inference
 
     folded = load_for_inference(args.run_dir, served=True)[0]
     served = tf.saved_model.load(str(saved_model_dir(args.model))).signatures[PIXELS_SIGNATURE]
     variants = {
         "savedmodel": lambda x: served(images=x)["probabilities"],
-        "tf.function": flip_tta_logits(folded, jit=False),
-        "xla": flip_tta_logits(folded, jit=True),
+        "tf.function": make_logits_fn(folded, tta=1),  # the served graph's flip TTA
+        "xla": make_logits_fn(folded, tta=1, jit_compile=True),
     }
     print(f"cpu: {describe_cpu()}")
     rng = np.random.default_rng(0)

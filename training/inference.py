@@ -17,10 +17,13 @@ from training.config import TTA_NAMES
 BATCH = 250
 
 
-def make_logits_fn(model: keras.Model, tta: int = 0) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A compiled function uint8/float images [N,H,W,3] -> float32 logits [N,C]."""
+def make_logits_fn(
+    model: keras.Model, tta: int = 0, jit_compile: bool = False
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A compiled function uint8/float images [N,H,W,3] -> float32 logits [N,C]; `jit_compile`
+    (bench.xla_serving only) as one XLA program."""
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
     def logits(images):
         return tta_logits(model, images, tta)[tta]
 

@@ -9,6 +9,11 @@ import sys
 import threading
 from collections.abc import Iterator
 
+# What stops a long job cleanly (a training with a checkpoint first, `make serve` with both
+# servers): Ctrl-C, `kill`, and the hang-up of a closed terminal or dropped SSH session (a
+# SIGHUP already ignored, as under nohup, stays ignored).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 @contextlib.contextmanager
 def stop_on_ctrl_c(prog: str, outcome: str) -> Iterator[None]:

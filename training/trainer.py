@@ -25,6 +25,7 @@ from training.augment import augment, flip_mask
 from training.config import Recipe
 from training.data import DataError, Dataset, Split
 from training.inference import make_logits_fn, predict_logits, top1_accuracy
+from training.interrupts import STOP_SIGNALS
 from training.models import FROZEN_KERNELS, build_model, init_whitening
 from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
 from training.run_folder import BEST_WEIGHTS, show
@@ -38,11 +39,6 @@ def duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
-
-
-# What stops a training with a checkpoint first: Ctrl-C, `kill`, and the hang-up of a closed
-# terminal or dropped SSH session (a SIGHUP already ignored, as under nohup, stays ignored).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _leave_closed_terminal() -> None:
