@@ -123,7 +123,7 @@ def add_ceiling(run_dir: Path, ceiling: dict[str, float]) -> list[dict[str, floa
 
 
 def run_recipe(opts) -> dict:
-    from training.train import train
+    from training.run import train
 
     start = time.perf_counter()
     run_dir = train(opts)
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
 
+    from training.run import user_errors
     from training.run_folder import claim_run_dir, make_run_dir, pin_run_options
-    from training.train import user_errors
 
     opts = run_options(args)
     startup_log = None

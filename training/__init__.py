@@ -1,7 +1,8 @@
 """Training: data set -> run folder (`python -m training.train`, `make train`).
 
 Module map, in the order a run uses them:
-  train.py       the CLI: options, precision, data, then the trainer and the outputs
+  train.py       the CLI: options in, then run.py
+  run.py         one run: the folder claimed, precision and data, the trainer, the outputs
   cli_args.py    argparse types shared by the command-line tools (training, export, bench)
   interrupts.py  how they stop on Ctrl-C or SIGTERM: one line and the shell's exit code
   run_folder.py  making the run folder, pinning its options for resume, train.log

@@ -103,7 +103,7 @@ def pin_run_options(run_dir: Path, opts: RunOptions) -> dict:
     Before that, nothing is lost by changing them: a first try with a wrong --data path is
     simply run again with the right one. Not compared: the precision and the filter-gradient
     form (`auto` resolves each once, when the run starts, and a resumed run keeps what it
-    resolved to: training.train.machine_choices) and the folder's own name (a renamed run
+    resolved to: training.run.machine_choices) and the folder's own name (a renamed run
     folder still resumes)."""
     wanted = {k: v for k, v in asdict(opts).items() if k != "checkpoint_every_s"}
     wanted[RECIPE_SETTINGS] = opts.resolve_recipe().to_dict()

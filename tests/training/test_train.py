@@ -102,7 +102,8 @@ def test_a_finished_run_has_every_output(finished_run, tiny_data):
     assert meta["class_names"] == sorted(COLORS)
     assert len(meta["mean"]) == 3 and len(meta["std"]) == 3
     assert meta["seed"] == 0 and meta["images_per_second"] > 0
-    from training.train import command_line, parse_args
+    from training.run import command_line
+    from training.train import parse_args
 
     argv = train_cmd(tiny_data, finished_run, "--epochs", "3")[3:]
     assert meta["command"] == command_line(parse_args(argv), "float32", "kernel")
@@ -539,7 +540,8 @@ def test_a_class_never_predicted_has_no_precision_not_zero():
 
 
 def test_the_recorded_command_repeats_the_run_whoever_started_it(tmp_path):
-    from training.train import command_line, parse_args
+    from training.run import command_line
+    from training.train import parse_args
 
     argv = ["--data", "d dir/x.tar", "--run-dir", str(tmp_path), "--recipe", "long"]
     argv += ["--seed", "3", "--epochs", "0.5", "--test-subset", "100"]
@@ -571,8 +573,8 @@ def test_a_resumed_run_keeps_the_precision_and_filter_gradients_it_started_with(
     """`auto` resolves once: a run started with TensorFlow's filter-gradient kernel is not
     switched to the nine matmuls halfway by a plain re-run, whatever this machine would pick."""
     from training.config import RunOptions
+    from training.run import machine_choices
     from training.run_folder import pin_run_options, record_run_options
-    from training.train import machine_choices
 
     opts = RunOptions("x", str(tmp_path), precision="float32", filter_grad="kernel")
     record_run_options(tmp_path, pin_run_options(tmp_path, opts), "mixed_bfloat16", "kernel")
