@@ -23,7 +23,7 @@ import os
 import pickle
 import tarfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,14 @@ class Split:
     images: np.ndarray  # uint8 [N, H, W, 3]
     labels: np.ndarray  # int32 [N]
 
+    def sample(self, n: int | None, seed: Sequence[int]) -> Split:
+        """`n` of the images at random, in their order (all of them when `n` is None or not
+        smaller); the pick depends only on `seed`."""
+        if n is None or n >= len(self.labels):
+            return self
+        idx = np.sort(np.random.default_rng(list(seed)).choice(len(self.labels), n, replace=False))
+        return Split(self.images[idx], self.labels[idx])
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -80,11 +88,7 @@ class Dataset:
                     "a subset of %d %s images asked for; %s has %d: using them all",
                     n, name, self.source, len(split.labels),
                 )  # fmt: skip
-            if n is None or n >= len(split.labels):
-                return split
-            rng = np.random.default_rng([seed, stream])
-            idx = np.sort(rng.choice(len(split.labels), n, replace=False))
-            return Split(split.images[idx], split.labels[idx])
+            return split.sample(n, [seed, stream])
 
         return Dataset(
             pick(self.train, train, 0),

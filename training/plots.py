@@ -33,7 +33,12 @@ def plot_curves(
         if metric == "loss" and label_smoothing > 0:
             train = f"train (augmented, label smoothing {label_smoothing:g})"
         ax.plot(epochs, [r[f"train_{metric}"] for r in history], "o-", label=train)
-        ax.plot(epochs, [r[f"{monitor}_{metric}"] for r in history], "s-", label=monitor)
+        ax.plot(
+            epochs,
+            [r[f"{monitor}_{metric}"] for r in history],
+            "s-",
+            label=_checked(history, monitor),
+        )
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are rows, not a scale
         ax.set_ylabel(metric)
@@ -46,6 +51,13 @@ def plot_curves(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _checked(history: list[dict], monitor: str) -> str:
+    """The monitored split's legend, with the images each epoch's check scored (runs from
+    before the count was recorded: the split's name alone)."""
+    images = history[-1].get("checked_images")
+    return f"{monitor} ({images:,} images a check)" if images else monitor
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from training import checkpoint
 from training.augment import augment, flip_mask
-from training.config import Recipe
+from training.config import MONITOR_SEED, MONITOR_TEST_IMAGES, Recipe
 from training.data import DataError, Dataset, Split
 from training.inference import make_logits_fn, predict_logits, top1_accuracy
 from training.interrupts import STOP_SIGNALS
@@ -127,6 +127,12 @@ class Trainer:
         nine-matmul filter gradient (training.hardware.choose_filter_grad)."""
         self.recipe, self.ds, self.run_dir, self.seed, self.log = recipe, ds, run_dir, seed, log
         self.train, self.val = split_validation(ds, recipe.val_split, seed)
+        # What each epoch's check scores (MONITOR_TEST_IMAGES says why a sample of the test).
+        self.monitor, self.monitor_name = (
+            (self.val, "val")
+            if self.val is not None
+            else (ds.test.sample(MONITOR_TEST_IMAGES, MONITOR_SEED), "test")
+        )
         n = len(self.train.labels)
         self.batch_size = min(recipe.batch_size, n)
         self.steps_per_epoch = n // self.batch_size
@@ -298,6 +304,12 @@ class Trainer:
         self._take_ema_weights()
 
     @property
+    def _monitor_note(self) -> str:
+        """Says so when the epoch's check scored a sample of the test images, not all."""
+        checked, whole = len(self.monitor.labels), len(self.ds.test.labels)
+        return f" ({checked:,} of {whole:,} images)" if self.val is None and checked < whole else ""
+
+    @property
     def _loss_note(self) -> str:
         """The training loss is label-smoothed where the recipe says so; the test loss is not."""
         return f" (smoothed {self.recipe.label_smoothing:g})" if self.recipe.label_smoothing else ""
@@ -429,7 +441,7 @@ class Trainer:
         p.epoch_loss_sum = p.epoch_correct = p.epoch_seen = 0.0
         if sys.stdout.isatty():
             print()
-        monitor, name = (self.val, "val") if self.val is not None else (self.ds.test, "test")
+        monitor, name = self.monitor, self.monitor_name
         logits = predict_logits(self.model, monitor.images, logits_fn=self._monitor_logits)
         ce = keras.losses.sparse_categorical_crossentropy(monitor.labels, logits, from_logits=True)
         row = {
@@ -439,6 +451,7 @@ class Trainer:
             "train_accuracy": correct / max(seen, 1),
             f"{name}_loss": float(np.mean(ce)),
             f"{name}_accuracy": top1_accuracy(logits.argmax(1), monitor.labels),
+            "checked_images": len(monitor.labels),
             "lr": self._current_lr(),
             "train_seconds": p.train_seconds,
             "images_seen": p.images_seen,
@@ -448,7 +461,8 @@ class Trainer:
             f"epoch {epoch + 1}/{self.epochs} · "
             f"train loss{self._loss_note} {row['train_loss']:.3f} "
             f"acc {row['train_accuracy']:.2%} · "
-            f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.2%} · "
+            f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.2%}"
+            f"{self._monitor_note} · "
             f"{p.images_seen / max(p.train_seconds, 1e-9):,.0f} img/s on average · "
             f"{duration(p.train_seconds)} of steps"
         )

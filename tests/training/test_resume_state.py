@@ -362,3 +362,48 @@ def test_a_full_disk_while_saving_the_best_weights_keeps_the_previous_ones(tmp_p
         trainer._plateau_logic({"val_loss": 0.9, "val_accuracy": 0.6})
     assert best.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.weights.h5"]
+
+
+def test_each_epoch_checks_a_fixed_sample_of_the_test_and_training_is_the_same(
+    tmp_path, monkeypatch
+):
+    """The per-epoch check scores MONITOR_TEST_IMAGES of the test split (the final evaluation
+    scores all of it): the same pick every run, said in train.log and history, and with no
+    effect on training: a run checking 16 images ends on the same weights as one checking 64."""
+    import training.trainer as trainer_module
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["tiny"], batch_size=16, epochs=2.0)
+    ends, lines = {}, {}
+    for checked in (16, 64):
+        monkeypatch.setattr(trainer_module, "MONITOR_TEST_IMAGES", checked)
+        log = []
+        (tmp_path / str(checked)).mkdir()
+        trainer = Trainer(recipe, _dataset(), tmp_path / str(checked), seed=0, log=log.append)
+        assert len(trainer.monitor.labels) == checked
+        trainer.fit()
+        ends[checked] = _arrays(trainer.model.weights)
+        lines[checked] = [line for line in log if line.startswith("epoch ")]
+        assert [row["checked_images"] for row in trainer.progress.history] == [checked] * 2
+    assert all(np.array_equal(a, b) for a, b in zip(ends[16], ends[64], strict=True))
+    assert all("(16 of 64 images)" in line for line in lines[16]), lines[16]
+    assert not any(" of 64 images)" in line for line in lines[64]), lines[64]
+    # The same pick whatever the run's seed: checks of two runs compare like with like.
+    picks = [
+        Trainer(
+            recipe, _dataset(), tmp_path / f"seed{seed}", seed=seed, log=lambda _: None
+        ).monitor.images
+        for seed in (0, 1)
+    ]
+    assert np.array_equal(*picks)
+    assert len(np.unique(picks[0].reshape(16, -1), axis=0)) == 16  # 16 different images
+
+
+def test_a_validation_split_is_checked_whole(tmp_path, monkeypatch):
+    import training.trainer as trainer_module
+    from training.trainer import Trainer
+
+    monkeypatch.setattr(trainer_module, "MONITOR_TEST_IMAGES", 4)
+    recipe = replace(RECIPES["vgg"], val_split=16, batch_size=16)
+    trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    assert trainer.monitor_name == "val" and len(trainer.monitor.labels) == 16
