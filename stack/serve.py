@@ -39,9 +39,9 @@ from stack.processes import (
 )
 from training.interrupts import STOP_SIGNALS
 
-# What stops the stack: Ctrl-C, `kill`, and the hang-up of a closed terminal or SSH session
-# (the children, in their own sessions, do not get it, so without a handler they would outlive
-# us). A signal already ignored when we start (SIGHUP under `nohup`) stays ignored.
+# STOP_SIGNALS stop the stack: Ctrl-C, `kill`, and the hang-up of a closed terminal or SSH
+# session (the children, in their own sessions, do not get them, so without a handler they would
+# outlive us). A signal already ignored when we start (SIGHUP under `nohup`) stays ignored.
 _stop_requested = False  # set by the handler of STOP_SIGNALS, read by the waiting loops
 MODEL_SERVER, PROXY = "the model server", "the proxy"
 # A model server that exits (killed for memory, a crash) is started again, as compose's

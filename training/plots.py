@@ -54,10 +54,15 @@ def plot_curves(
 
 
 def _checked(history: list[dict], monitor: str) -> str:
-    """The monitored split's legend, with the images each epoch's check scored (runs from
-    before the count was recorded: the split's name alone)."""
-    images = history[-1].get("checked_images")
-    return f"{monitor} ({images:,} images a check)" if images else monitor
+    """The monitored split's legend, with the images each epoch's check scored: a run resumed
+    across the change to a sample of the test has whole-split rows (no count recorded) first."""
+    counts = [row.get("checked_images") for row in history]
+    if counts[-1] is None:
+        return monitor
+    if counts[0] == counts[-1]:
+        return f"{monitor} ({counts[-1]:,} images a check)"
+    first = next(i for i, n in enumerate(counts) if n == counts[-1])
+    return f"{monitor} ({counts[-1]:,} images a check from epoch {history[first]['epoch']})"
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:

@@ -20,12 +20,12 @@ def test_split_at_counts_each_side():
     assert math.isnan(split_at(probabilities, labels, 0.1)["accuracy_under"])
 
 
-def test_by_confidence_bins_cover_every_image_once():
-    rng = np.random.default_rng(0)
-    probabilities = rng.dirichlet(np.ones(10) * 0.3, size=1000)
-    probabilities[0] = np.eye(10)[3]  # a top probability of exactly 1 falls in the last bin
-    lines = by_confidence(probabilities, rng.integers(0, 10, 1000))
-    bins = [line for line in lines if line.startswith("top probability")]
-    shares = [float(line.split(": ")[1].split("%")[0]) for line in bins]
-    assert len(shares) == 8
-    assert abs(sum(shares) - 100) < 0.5  # each share rounded to 0.1
+def test_by_confidence_puts_each_image_in_one_bin_a_certain_one_in_the_last():
+    tops = [1.0, 0.95, 0.85, 0.75, 0.65, 0.55, 0.45, 0.35, 0.2, 0.2]
+    probabilities = np.array([[p] + [(1 - p) / 9] * 9 for p in tops])  # class 0 on top
+    labels = np.array([0, 1, 0, 0, 0, 0, 0, 0, 0, 1])  # the 0.95 and the last 0.2 are wrong
+    lines = [line for line in by_confidence(probabilities, labels) if line.startswith("top")]
+    shares = [line.split(": ")[1].split(" of images")[0].strip() for line in lines]
+    assert shares == ["20.0%", "10.0%", "10.0%", "10.0%", "10.0%", "10.0%", "10.0%", "20.0%"]
+    assert lines[-1].endswith("right on 50.0%")  # 1.0 right, 0.95 wrong
+    assert lines[0].endswith("right on 50.0%")  # the two 0.2s: one right, one wrong

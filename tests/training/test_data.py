@@ -232,7 +232,7 @@ def test_the_cache_folder_follows_DATASET_CACHE_DIR(tmp_path):
 
 
 def test_a_subset_still_names_the_skipped_files():
-    """train.py logs the skipped files of the subset it trains on: they were dropped there."""
+    """training/run.py logs the skipped files of the subset it trains on: dropped there."""
     from training.data import Dataset, Split
 
     split = Split(np.zeros((10, 32, 32, 3), np.uint8), np.arange(10) % 2)

@@ -970,6 +970,23 @@ def test_the_curves_show_the_final_weights_accuracy(tmp_path, monkeypatch):
     plt.close(figure)
 
 
+def test_the_curves_say_how_many_test_images_each_check_scored():
+    """Each epoch's check scores a sample of the test split; a run resumed across that change
+    has whole-split rows (no count recorded) before the sampled ones."""
+    from training.plots import _checked
+
+    def rows(*counts):
+        return [
+            {"epoch": e} | ({"checked_images": n} if n else {})
+            for e, n in enumerate(counts, start=1)
+        ]
+
+    assert _checked(rows(None, None), "test") == "test"
+    assert _checked(rows(2500, 2500), "test") == "test (2,500 images a check)"
+    assert _checked(rows(None, 2500, 2500), "test") == "test (2,500 images a check from epoch 2)"
+    assert _checked(rows(5000), "val") == "val (5,000 images a check)"
+
+
 @pytest.mark.parametrize(
     ("step", "total", "said"),
     [
