@@ -60,11 +60,12 @@ TTA_ACCURACY_KEYS = {0: "test_accuracy", 1: "test_accuracy_flip", 2: "test_accur
 
 
 # The test images each epoch's progress line and the curves score: a fixed random sample of the
-# test split (all of it when smaller). All 10,000 took 3.4 s a check in bfloat16 on a 2-core
-# AMX host, about 35 s of a 430 s `make train`; 2,500 draw the same curve (a standard error of
-# about 0.6 points at 90 %) in a quarter of the time. The final evaluation scores the whole test
-# split, and a validation split (vgg's plateau and early stopping read it) is always checked
-# whole. The sample does not touch training: a run's weights are the same either way.
+# test split (all of it when smaller). All 10,000 took 2.4-4.7 s a check in bfloat16 on a
+# 2-core AMX host, 24-47 s of a 430-540 s `make train`; 2,500 draw the same curve (a standard
+# error of about 0.6 points at 90 %) in a quarter of the time (docs/BENCHMARKS.md). The final
+# evaluation scores the whole test split, and a validation split (vgg's plateau and early
+# stopping read it) is always checked whole. The sample does not touch training: a run's
+# weights are the same either way.
 MONITOR_TEST_IMAGES = 2500
 # Its pick: three numbers, so that no (seed, n) stream of the trainer's own draws is the same.
 MONITOR_SEED = (2500, 0, 1)
