@@ -225,9 +225,39 @@ function setCardImage(card, blob) {
   const image = card.querySelector(".card-image");
   if (card.dataset.url) URL.revokeObjectURL(card.dataset.url);
   card.dataset.url = URL.createObjectURL(blob);
-  image.onload = () => drawThumb(blob, image, card.querySelector(".card-thumb"));
+  image.removeAttribute("title");
+  image.onload = () => {
+    image.onload = null; // the still below loads into the same <img>
+    drawThumb(blob, image, card.querySelector(".card-thumb"));
+    if (blob.type === "image/gif") showFirstFrame(card, image, blob);
+  };
   image.onerror = () => card.classList.add("no-preview");
   image.src = card.dataset.url;
+}
+
+// An animated GIF would play in the preview while its first frame is what gets classified (by
+// the proxy as by the served graph): the preview shows that frame, still, at most
+// settings.shrinkSide pixels a side. A card whose picture changed meanwhile is left alone.
+async function showFirstFrame(card, image, blob) {
+  const url = card.dataset.url;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob); // an animated image's first frame
+  } catch {
+    return;
+  }
+  const scale = Math.min(1, settings.shrinkSide / Math.max(bitmap.width, bitmap.height));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.round(bitmap.height * scale));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  bitmap.close();
+  const still = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+  if (!still || card.dataset.url !== url) return;
+  URL.revokeObjectURL(url);
+  card.dataset.url = URL.createObjectURL(still);
+  image.src = card.dataset.url;
+  image.title = "The animation's first frame: the one classified";
 }
 
 // On a phone the results sit below the inputs and the camera: bring a new card into view.

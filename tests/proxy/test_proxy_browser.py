@@ -224,6 +224,32 @@ def test_a_weak_answer_is_marked_as_a_guess_that_names_the_classes(
     expect(page.locator("#announcer")).to_contain_text("(a guess)")
 
 
+def test_an_animated_gif_is_previewed_as_the_frame_that_is_classified(
+    open_page, browser, tmp_path
+) -> None:
+    """The proxy (as the served graph) classifies a GIF's first frame; a preview that played
+    the animation showed frames the answer was not about."""
+    page = open_page(browser, DESKTOP)
+    gif = tmp_path / "red-then-blue.gif"
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ((220, 30, 30), (30, 30, 220))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    page.set_input_files("#file-input", str(gif))
+    card = page.locator(".card").first
+    assert_top3(card)
+    image = card.locator(".card-image")
+    expect(image).to_have_attribute("title", re.compile("first frame"))
+    page.wait_for_function("document.querySelector('.card .card-image').complete")
+    # What the screen shows over 400 ms, eight frames' worth of the animation (a canvas would
+    # not tell: drawImage always takes an animated image's first frame).
+    seen = []
+    for _ in range(8):
+        shot = Image.open(io.BytesIO(image.screenshot(animations="allow"))).convert("RGB")
+        seen.append(shot.getpixel((shot.width // 2, shot.height // 4)))
+        page.wait_for_timeout(50)
+    assert all(r > 150 and b < 100 for r, _, b in seen), seen  # red: the first frame only
+    assert page.console_errors == []
+
+
 def test_bad_file_shows_a_readable_error(open_page, browser, tmp_path) -> None:
     page = open_page(browser, DESKTOP)
     fake = tmp_path / "notes.jpg"
