@@ -64,13 +64,14 @@ def main(argv: list[str] | None = None) -> None:
     from export.evaluation import ServedModel
     from training.data import load_dataset
     from training.hardware import describe_cpu
+    from training.inference import top1_accuracy
 
     dataset = load_dataset(args.data)
     served = ServedModel(args.saved_model)
     probabilities = served.pixels(dataset.test.images)
     print(f"{args.saved_model} (TTA {served.info['tta']}), {len(dataset.test.labels):,} test "
           f"images of {args.data}; {describe_cpu()}")  # fmt: skip
-    print(f"accuracy {(probabilities.argmax(1) == dataset.test.labels).mean():.2%}")
+    print(f"accuracy {top1_accuracy(probabilities.argmax(1), dataset.test.labels):.2%}")
     for line in by_confidence(probabilities, dataset.test.labels):
         print(line)
 
