@@ -63,19 +63,30 @@ class ProxyConfig:
         def get(name: str, default: str) -> str:
             return env.get(name) or default
 
-        version = env.get("MODEL_VERSION") or None
+        def number(name: str, default: float | None, kind: type = int):
+            """The variable as a number, or a start-up error that names it (int() alone said
+            only "invalid literal for int() with base 10")."""
+            text = get(name, "" if default is None else str(default))
+            if not text:
+                return None
+            try:
+                return kind(text)
+            except ValueError:
+                what = "a whole number" if kind is int else "a number"
+                raise ValueError(f"{name} must be {what}, not {text!r}") from None
+
         labels = get("MODEL_LABELS", ",".join(d.known_labels))
         return cls(
             grpc_address=get("MODEL_SERVER_GRPC", d.grpc_address),
             rest_url=get("MODEL_SERVER_REST", d.rest_url).rstrip("/"),
             protocol=get("PROXY_PROTOCOL", d.protocol).lower(),
             model_name=get("MODEL_NAME", d.model_name),
-            default_version=int(version) if version else None,
+            default_version=number("MODEL_VERSION", None),
             default_label=env.get("MODEL_LABEL") or None,
             known_labels=tuple(x.strip() for x in labels.split(",") if x.strip()),
-            timeout_s=float(get("MODEL_SERVER_TIMEOUT_S", str(d.timeout_s))),
-            max_upload_bytes=int(get("MAX_UPLOAD_BYTES", str(d.max_upload_bytes))),
-            max_pixels=int(get("MAX_PIXELS", str(d.max_pixels))),
-            max_images=int(get("MAX_IMAGES", str(d.max_images))),
-            top_k=int(get("TOP_K", str(d.top_k))),
+            timeout_s=number("MODEL_SERVER_TIMEOUT_S", d.timeout_s, float),
+            max_upload_bytes=number("MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            max_pixels=number("MAX_PIXELS", d.max_pixels),
+            max_images=number("MAX_IMAGES", d.max_images),
+            top_k=number("TOP_K", d.top_k),
         )

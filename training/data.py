@@ -22,6 +22,7 @@ import lzma
 import os
 import pickle
 import tarfile
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ def load_dataset(
             return _read_cache(cache_file, str(path))
         except FileNotFoundError:
             pass  # the first load of this source
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            # a cache cut short or damaged (BadZipFile: no directory, or a member's CRC wrong)
             log.warning("ignoring unreadable cache %s (%s)", cache_file, err)
     dataset = _load_uncached(path, size)
     if cache_file:

@@ -38,6 +38,7 @@ from modelserver.config import parse_flags
 from modelserver.protos_gen import tfs_monitoring_config_pb2
 from proxy.config import ProxyConfig
 from stack.processes import free_port
+from tests.conftest import HOST_LIMIT
 
 MODEL = MODEL_NAME  # the name compose, k8s and serving_config/ serve
 GRPC, REST, PROXY = 8500, 8501, 5000
@@ -530,7 +531,7 @@ def test_docker_stop_reaches_each_step_through_the_entry_point_as_pid_1(tmp_path
             ["unshare", "-fp", "--mount-proc", "true"], capture_output=True
         ).returncode
     ):
-        pytest.skip("no PID namespaces here (unshare needs CAP_SYS_ADMIN)")
+        pytest.skip(f"{HOST_LIMIT} PID namespaces (unshare needs CAP_SYS_ADMIN)")
     stub = (
         f'case "$*" in *"-m {step} "*) trap "echo saved; exit 143" TERM; echo started; '
         'while :; do sleep 0.1; done;; *) echo "ran $2";; esac'

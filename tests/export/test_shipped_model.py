@@ -12,6 +12,7 @@ import pytest
 
 from export.model_card import CARD_NAME, served_accuracy
 from export.publish import versions
+from tests.conftest import HOST_LIMIT
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "models" / "cifar10"
@@ -51,7 +52,7 @@ def test_the_model_servers_bfloat16_math_keeps_the_cards_accuracy(cifar_sample):
 
     environ = {k: v for k, v in os.environ.items() if k != FPMATH_ENV}
     if choose_fpmath(environ, cpu_info()["flags"])[0] != "BF16":
-        pytest.skip("no AMX on this CPU: the model server keeps float32 math (the test above)")
+        pytest.skip(f"{HOST_LIMIT} AMX: the model server keeps float32 math (the test above)")
     if not versions(SHIPPED) or not (SHIPPED / CARD_NAME).exists():
         pytest.skip(f"no shipped version with a {CARD_NAME} in {SHIPPED}")
     from tests.conftest import CIFAR_TAR

@@ -75,7 +75,8 @@ def test_bulk_number_path_takes_a_json_image():
     ],
 )
 def test_bulk_number_path_agrees_with_the_per_value_path(value, dtype_name):
-    """The fast path may only decline (None); whatever it returns, `_fill` returns too."""
+    """The fast path declines (None) what `_fill` refuses and returns what `_fill` returns
+    for the rest."""
     from tensorflow.core.framework import types_pb2
 
     from modelserver.rest_json import _dense_shape, _flat_values, _numbers_in_bulk
@@ -88,7 +89,7 @@ def test_bulk_number_path_agrees_with_the_per_value_path(value, dtype_name):
         with pytest.raises(type(expected), match=re.escape(str(expected))):
             _flat_values(value, dtype, _dense_shape(value))
     else:
-        assert bulk is None or bulk == expected
+        assert bulk == expected  # every valid case here is one the fast path must take
         assert _flat_values(value, dtype, _dense_shape(value)) == expected
 
 

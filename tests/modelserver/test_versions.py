@@ -19,6 +19,7 @@ from modelserver_harness import MODEL, pixels_request, write_models_config
 from polling import eventually
 
 from modelserver.config import model_config
+from modelserver.servable import WARMUP_FILE
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import (  # noqa: E402
@@ -362,6 +363,10 @@ def test_the_log_names_what_loaded_and_sigterm_stops_the_server_cleanly(
     server = start_server(f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}")
     log = server.log()
     assert "Successfully loaded servable version {name: cifar10 version: 1}" in log
+    # The version's warm-up records were replayed before it served (TF Serving's log line).
+    records = sum(1 for _ in tf.data.TFRecordDataset(str(tiny_model_base / "1" / WARMUP_FILE)))
+    assert records > 0
+    assert f"Finished reading {records} warmup records for {MODEL} version 1" in log
     # The callable signatures only: the init op is in the metadata, as TF Serving's, not here.
     assert f"Signatures of {MODEL} version 1: ['pixels', 'serving_default']" in log
     server.process.terminate()
@@ -370,6 +375,16 @@ def test_the_log_names_what_loaded_and_sigterm_stops_the_server_cleanly(
     for port in (server.grpc_port, server.rest_port):
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+
+
+def test_warmup_off_replays_no_records(start_server, tiny_model_base):
+    server = start_server(
+        f"--model_name={MODEL}",
+        f"--model_base_path={tiny_model_base}",
+        "--enable_model_warmup=false",
+    )
+    assert "Successfully loaded servable version {name: cifar10 version: 1}" in server.log()
+    assert "warmup records" not in server.log()
 
 
 def test_a_busy_grpc_port_fails_the_start_with_tf_servings_error(start_server, tiny_model_base):

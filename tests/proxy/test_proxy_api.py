@@ -29,21 +29,23 @@ def post_files(client, files: dict[str, bytes], query: str = ""):
     return client.post(f"/api/predict{query}", data=data, content_type="multipart/form-data")
 
 
-def assert_error(response, status: int, *fragments: str, kind: str | None = None) -> None:
+def assert_error(response, status: int, kind: str, *fragments: str) -> None:
+    """The status, the kind (the page branches on it: whether to offer "Try again", app.js)
+    and fragments of the sentence."""
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
     assert set(body) == {"error", "kind"} and body["error"] and body["kind"], body
     for fragment in fragments:
         assert fragment.lower() in body["error"].lower(), body["error"]
-    assert kind is None or body["kind"] == kind, body
+    assert body["kind"] == kind, body
 
 
 def test_a_wrong_method_names_the_right_one_and_an_unknown_path_is_a_json_404(client) -> None:
     response = client.get("/api/predict")
-    assert_error(response, 405, "GET is not allowed here; use POST", kind="method_not_allowed")
+    assert_error(response, 405, "method_not_allowed", "GET is not allowed here; use POST")
     assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}  # RFC 9110
-    assert_error(client.post("/api/model"), 405, "use GET", kind="method_not_allowed")
-    assert_error(client.get("/api/nope"), 404, "/api/nope", kind="no_route")
+    assert_error(client.post("/api/model"), 405, "method_not_allowed", "use GET")
+    assert_error(client.get("/api/nope"), 404, "no_route", "/api/nope")
 
 
 def test_a_views_own_404_message_is_kept() -> None:
@@ -54,7 +56,7 @@ def test_a_views_own_404_message_is_kept() -> None:
 
     app = create_app(ProxyConfig())
     app.add_url_rule("/gone", "gone", lambda: abort(404, "version 7 was deleted"))
-    assert_error(app.test_client().get("/gone"), 404, "version 7 was deleted", kind="not_found")
+    assert_error(app.test_client().get("/gone"), 404, "not_found", "version 7 was deleted")
 
 
 def test_a_chunked_json_body_over_the_limit_is_too_large_not_invalid(client) -> None:
@@ -69,7 +71,7 @@ def test_a_chunked_json_body_over_the_limit_is_too_large_not_invalid(client) -> 
         headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
         environ_overrides={"wsgi.input_terminated": True},
     )
-    assert_error(response, 413, "larger than", kind="too_large")
+    assert_error(response, 413, "too_large", "larger than")
 
 
 # ---------- predictions ----------
@@ -222,13 +224,15 @@ def test_a_misspelt_query_parameter_is_refused_not_ignored(client, sample_jpegs)
     # ?lable=canary answered from the default version: a canary check that tested stable
     files = {"photo0.jpg": sample_jpegs["photo0.jpg"]}
     response = post_files(client, files, "?lable=canary")
-    assert_error(response, 400, "unknown query parameter lable", "k, version, label")
+    assert_error(response, 400, "bad_request", "unknown query parameter lable", "k, version, label")
     # Repeated, the first value answered and the second was dropped without a word.
     response = post_files(client, files, "?version=1&version=99")
-    assert_error(response, 400, "query parameter version given more than once")
+    assert_error(response, 400, "bad_request", "query parameter version given more than once")
     # /api/model describes every version: ?version=1 answered as if it had been heeded.
     response = client.get("/api/model?version=1")
-    assert_error(response, 400, "unknown query parameter version", "takes no query parameters")
+    assert_error(
+        response, 400, "bad_request", "unknown query parameter version", "takes no query parameters"
+    )
 
 
 def test_a_misspelt_body_field_is_refused_not_ignored(client, sample_jpegs) -> None:
@@ -237,21 +241,29 @@ def test_a_misspelt_body_field_is_refused_not_ignored(client, sample_jpegs) -> N
     image = sample_jpegs["photo0.jpg"]
     files = {"file": (io.BytesIO(image), "a.jpg"), "files": (io.BytesIO(image), "b.jpg")}
     response = client.post("/api/predict", data=files, content_type="multipart/form-data")
-    assert_error(response, 400, "unknown form field 'files'", "query string")
+    assert_error(response, 400, "bad_request", "unknown form field 'files'", "query string")
     form = {"file": (io.BytesIO(image), "a.jpg"), "version": "99"}
     response = client.post("/api/predict", data=form, content_type="multipart/form-data")
-    assert_error(response, 400, "unknown form field 'version'")
+    assert_error(response, 400, "bad_request", "unknown form field 'version'")
     body = {"images": [base64.b64encode(image).decode()], "k": 1, "label": "canary"}
     response = client.post("/api/predict", json=body)
-    assert_error(response, 400, "unknown JSON key 'k', 'label'", "query string")
+    assert_error(response, 400, "bad_request", "unknown JSON key 'k', 'label'", "query string")
 
 
 def test_unknown_version_and_label_are_404(client, sample_jpegs) -> None:
     files = {"a.jpg": sample_jpegs["photo0.jpg"]}
     # what was asked, and where to look: the model server's own words name its internals
     see = "GET /api/model lists"
-    assert_error(post_files(client, files, "?version=9"), 404, "version 9 of model", see)
-    assert_error(post_files(client, files, "?label=nosuchlabel"), 404, "label 'nosuchlabel'", see)
+    assert_error(
+        post_files(client, files, "?version=9"), 404, "not_found", "version 9 of model", see
+    )
+    assert_error(
+        post_files(client, files, "?label=nosuchlabel"),
+        404,
+        "not_found",
+        "label 'nosuchlabel'",
+        see,
+    )
 
 
 def test_model_info(client) -> None:
@@ -332,7 +344,7 @@ def test_a_model_name_the_server_does_not_know_is_a_404_not_a_retry(
     assert "check MODEL_NAME" in answer.get_json()["error"]
     # The page's badge asks /api/model, which said only the model server's own words.
     info = client.get("/api/model")
-    assert_error(info, 404, "knows no model named 'dogs'", "check MODEL_NAME", kind="not_found")
+    assert_error(info, 404, "not_found", "knows no model named 'dogs'", "check MODEL_NAME")
 
 
 # ---------- refused requests ----------
@@ -348,8 +360,8 @@ def test_one_request_decodes_at_most_max_pixels_in_all(two_version_server, proto
     assert post_files(client, {"a.png": png}).status_code == 200
     both = post_files(client, {"a.png": png, "b.png": png})
     assert_error(
-        both, 413, "the 2 images of this request decode to 1.3 megapixels together",
-        "more than the 1 megapixels one request may decode", "separate requests", kind="too_large",
+        both, 413, "too_large", "the 2 images of this request decode to 1.3 megapixels together",
+        "more than the 1 megapixels one request may decode", "separate requests",
     )  # fmt: skip
     photo = photo_like(1, (900, 900))  # 0.81 megapixels, decoded as 450 x 450
     photos = post_files(client, {f"{i}.jpg": photo for i in range(4)})
@@ -377,34 +389,60 @@ def test_one_request_decodes_at_most_max_pixels_in_all(two_version_server, proto
     ],
 )
 def test_bad_query_parameters_are_400(client, sample_jpegs, query: str, fragment: str) -> None:
-    assert_error(post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]}, query), 400, fragment)
+    assert_error(
+        post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]}, query),
+        400,
+        "bad_request",
+        fragment,
+    )
 
 
 def test_bad_uploads(client, sample_jpegs) -> None:
     jpeg = sample_jpegs["photo0.jpg"]
-    assert_error(post_files(client, {"notes.txt": b"just text"}), 415, "notes.txt", "not an image")
-    assert_error(post_files(client, {"half.jpg": jpeg[: len(jpeg) // 3]}), 400, "half.jpg")
-    assert_error(post_files(client, {"empty.jpg": b""}), 400, "empty")
-    assert_error(post_files(client, {"bomb.png": png_header_only(9000, 9000)}), 413, "megapixels")
+    assert_error(
+        post_files(client, {"notes.txt": b"just text"}),
+        415,
+        "unsupported_media",
+        "notes.txt",
+        "not an image",
+    )
+    assert_error(
+        post_files(client, {"half.jpg": jpeg[: len(jpeg) // 3]}), 400, "bad_image", "half.jpg"
+    )
+    assert_error(post_files(client, {"empty.jpg": b""}), 400, "bad_image", "empty")
+    assert_error(
+        post_files(client, {"bomb.png": png_header_only(9000, 9000)}),
+        413,
+        "too_large",
+        "megapixels",
+    )
     both = post_files(client, {"ok.jpg": jpeg, "bad.txt": b"nope"})
-    assert_error(both, 415, "bad.txt")
+    assert_error(both, 415, "unsupported_media", "bad.txt")
     # A name of kilobytes is shortened in the sentence (its start and its end kept).
     long_name = f"{'holiday-' * 500}last.txt"
     answer = post_files(client, {long_name: b"nope"})
-    assert_error(answer, 415, "holiday-holiday-", "…", "y-last.txt: ", "not an image")
+    assert_error(
+        answer, 415, "unsupported_media", "holiday-holiday-", "…", "y-last.txt: ", "not an image"
+    )
     assert len(answer.get_json()["error"]) < 400
     # Under the body limit, Werkzeug's own form limits: said as such, not as the byte limit.
     parts = {f"field{i}": "x" for i in range(1001)}
     crowded = client.post("/api/predict", data=parts, content_type="multipart/form-data")
-    assert_error(crowded, 413, "more than 1000 parts")
+    assert_error(crowded, 413, "too_large", "more than 1000 parts")
 
 
 def test_missing_or_malformed_bodies(client) -> None:
-    assert_error(client.post("/api/predict"), 400, "no image in the request")
-    assert_error(client.post("/api/predict", data=b"", content_type="image/jpeg"), 400, "no image")
+    assert_error(client.post("/api/predict"), 400, "bad_request", "no image in the request")
+    assert_error(
+        client.post("/api/predict", data=b"", content_type="image/jpeg"),
+        400,
+        "bad_request",
+        "no image",
+    )
     assert_error(
         client.post("/api/predict", data="x", content_type="text/plain"),
         415,
+        "unsupported_media",
         "the request has Content-Type text/plain",
     )
     # What `curl -d @body.json` sends: the JSON as a form. The answer names the header to set.
@@ -413,45 +451,60 @@ def test_missing_or_malformed_bodies(client) -> None:
         data='{"images": ["aGk="]}',
         content_type="application/x-www-form-urlencoded",
     )
-    assert_error(as_form, 415, "with Content-Type: application/json")
+    assert_error(as_form, 415, "unsupported_media", "with Content-Type: application/json")
     empty_form = client.post("/api/predict", data={}, content_type="multipart/form-data")
-    assert_error(empty_form, 400, "no image")
+    assert_error(empty_form, 400, "bad_request", "no image")
     as_text = client.post(
         "/api/predict", data={"file": "cat.jpg"}, content_type="multipart/form-data"
     )
-    assert_error(as_text, 400, 'form field "file" holds text, not a file', "-F file=@cat.jpg")
-    assert_error(client.post("/api/predict", json={"pictures": []}), 400, "json")
-    assert_error(client.post("/api/predict", json={"images": []}), 400, "no image")
-    assert_error(client.post("/api/predict", json={"images": ["***"]}), 400, "base64")
-    assert_error(client.post("/api/predict", json={"images": [42]}), 400, "base64")
+    assert_error(
+        as_text, 400, "bad_request", 'form field "file" holds text, not a file', "-F file=@cat.jpg"
+    )
+    assert_error(client.post("/api/predict", json={"pictures": []}), 400, "bad_request", "json")
+    assert_error(client.post("/api/predict", json={"images": []}), 400, "bad_request", "no image")
+    assert_error(
+        client.post("/api/predict", json={"images": ["***"]}), 400, "bad_request", "base64"
+    )
+    assert_error(client.post("/api/predict", json={"images": [42]}), 400, "bad_request", "base64")
     bad_json = client.post("/api/predict", data="{nope", content_type="application/json")
-    assert_error(bad_json, 400, "json")
+    assert_error(bad_json, 400, "bad_request", "json")
     deep = "[" * 100_000 + "]" * 100_000  # the json module gives up with RecursionError
-    assert_error(client.post("/api/predict", data=deep, content_type="application/json"), 400)
+    assert_error(
+        client.post("/api/predict", data=deep, content_type="application/json"), 400, "bad_request"
+    )
 
 
 def test_size_limits(two_version_server, protocol, sample_jpegs) -> None:
     config = proxy_config(two_version_server, protocol, max_upload_bytes=65_536, max_images=2)
     client = create_app(config).test_client()
     big = encode(solid((1, 2, 3), (10, 10)), "PNG") + b"\0" * 70_000
-    assert_error(post_files(client, {"big.png": big}), 413, "the 0.0625 MiB limit")
+    assert_error(post_files(client, {"big.png": big}), 413, "too_large", "the 0.0625 MiB limit")
     as_json = client.post(
         "/api/predict", json={"images": [base64.b64encode(big[:50_000]).decode()]}
     )
-    assert_error(as_json, 413, "the 0.0625 MiB limit", "a third larger", "multipart field `file`")
+    assert_error(
+        as_json,
+        413,
+        "too_large",
+        "the 0.0625 MiB limit",
+        "a third larger",
+        "multipart field `file`",
+    )
     small = encode(solid((1, 2, 3), (10, 10)), "PNG")
-    assert_error(post_files(client, {"a.png": small, "b.png": small, "c.png": small}), 413, "2")
+    assert_error(
+        post_files(client, {"a.png": small, "b.png": small, "c.png": small}), 413, "too_large", "2"
+    )
     assert post_files(client, {"a.png": small, "b.png": small}).status_code == 200
     # Counted before any is decoded: a 10 MB list of empty strings took 700 MB and 7 s to
     # refuse (these three are not even base64, and still the count is what is said).
     many = client.post("/api/predict", json={"images": ["***", "***", "***"]})
-    assert_error(many, 413, "too many images")
+    assert_error(many, 413, "too_large", "too many images")
 
 
 def test_errors_are_json_everywhere(client) -> None:
-    assert_error(client.get("/no/such/page"), 404)
-    assert_error(client.get("/api/predict"), 405)
-    assert_error(client.delete("/api/model"), 405)
+    assert_error(client.get("/no/such/page"), 404, "no_route")
+    assert_error(client.get("/api/predict"), 405, "method_not_allowed")
+    assert_error(client.delete("/api/model"), 405, "method_not_allowed")
 
 
 # ---------- metrics ----------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from proxy.config import ProxyConfig
@@ -56,14 +58,16 @@ def test_every_variable_is_read() -> None:
 
 
 @pytest.mark.parametrize(
-    "env",
+    ("env", "said"),
     [
-        {"PROXY_PROTOCOL": "carrier-pigeon"},
-        {"MODEL_VERSION": "1", "MODEL_LABEL": "stable"},
-        {"TOP_K": "11"},
-        {"MODEL_VERSION": "one"},
+        ({"PROXY_PROTOCOL": "carrier-pigeon"}, "PROXY_PROTOCOL must be one of"),
+        ({"MODEL_VERSION": "1", "MODEL_LABEL": "stable"}, "MODEL_VERSION or MODEL_LABEL, not both"),
+        ({"TOP_K": "11"}, "TOP_K must be between 1 and 10"),
+        ({"MODEL_VERSION": "one"}, "MODEL_VERSION must be a whole number, not 'one'"),
+        ({"MAX_IMAGES": "2.5"}, "MAX_IMAGES must be a whole number, not '2.5'"),
+        ({"MODEL_SERVER_TIMEOUT_S": "5s"}, "MODEL_SERVER_TIMEOUT_S must be a number, not '5s'"),
     ],
 )
-def test_bad_settings_fail_at_start(env: dict) -> None:
-    with pytest.raises(ValueError):
+def test_bad_settings_fail_at_start_naming_the_variable(env: dict, said: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(said)):
         ProxyConfig.from_env(env)

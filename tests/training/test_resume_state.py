@@ -74,7 +74,6 @@ def test_a_run_shorter_than_the_lookahead_interval_keeps_its_trained_weights(tmp
 def test_steps_after_the_last_lookahead_update_are_blended_into_the_final_weights(tmp_path):
     """6 steps, lookahead every 5: the final weights are the EMA with step 6 blended in at
     airbench's one-step decay, not the EMA as step 5 left it."""
-    from training.optim import lookahead_decay
     from training.trainer import Trainer
 
     recipe = replace(RECIPES["tiny"], batch_size=32, epochs=3.0)  # 2 steps an epoch, 6 in all
@@ -90,7 +89,8 @@ def test_steps_after_the_last_lookahead_update_are_blended_into_the_final_weight
     trainer._take_ema_weights = spy
     trainer.fit()
     assert trainer.progress.step == 6 and trainer.ends_on_ema
-    decay = lookahead_decay(6, 6, steps=1, rate=recipe.lookahead_rate)
+    # One step after the last lookahead update, at the last step: rate ** 1 * (6 / 6) ** 3.
+    decay = recipe.lookahead_rate
     final = _arrays(w for w, _ in trainer.ema_pairs)
     for ema, raw, got in zip(snapshots["ema"], snapshots["raw"], final):
         np.testing.assert_allclose(got, ema + (1 - decay) * (raw - ema), rtol=1e-5, atol=1e-6)
