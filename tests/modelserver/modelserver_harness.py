@@ -138,6 +138,17 @@ def pixels_request(
     return request
 
 
+def bytes_request(*blobs: bytes, name: str = MODEL):
+    """A gRPC PredictRequest for encoded images through `serving_default` (its default)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(list(blobs), dtype=tf.string))
+    return request
+
+
 def monitoring_flag(folder: Path) -> str:
     """`--monitoring_config_file=...` for a file in `folder` that turns the Prometheus page on."""
     path = folder / "monitoring.config"

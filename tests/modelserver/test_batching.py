@@ -11,6 +11,7 @@ import pytest
 import requests
 from modelserver_harness import (
     MODEL,
+    bytes_request,
     encode_image,
     metric,
     monitoring_flag,
@@ -53,13 +54,6 @@ def start_batching(start_server, tmp_path, base, parameters: str):
         f"--model_name={MODEL}", f"--model_base_path={base}", "--enable_batching",
         f"--batching_parameters_file={batching}", monitoring_flag(tmp_path),
     )  # fmt: skip
-
-
-def bytes_request(data: bytes) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string))
-    return request
 
 
 def concurrently(stub, requests_: list) -> list:

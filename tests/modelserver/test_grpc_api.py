@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from modelserver_harness import MODEL, encode_image, metric, pixels_request
+from modelserver_harness import MODEL, bytes_request, encode_image, metric, pixels_request
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import (  # noqa: E402
@@ -27,13 +27,6 @@ from modelserver.config import channel_arguments  # noqa: E402
 from modelserver.grpc_api import start_grpc_server  # noqa: E402
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-
-
-def bytes_request(*blobs: bytes) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(list(blobs), dtype=tf.string))
-    return request
 
 
 def rpc_error(call, request) -> grpc.RpcError:
