@@ -470,6 +470,9 @@ class Trainer:
             self._plateau_logic(row)
 
     def _current_lr(self) -> float:
+        """history.json's `lr`: the step size applied at the epoch's end. For the SGD recipes,
+        the recipe's `lr` / (batch size x (1 + 1 / (1 - momentum))), airbench's scaling, times
+        the schedule."""
         schedule = triangle_lr(self.progress.step, self.total_steps, self.recipe)
         return self.optimizer.learning_rate_at(schedule)
 
