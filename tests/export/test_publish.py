@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from polling import eventually
 
 from export.publish import VersionExistsError, latest_version_dir, prune, publish, versions
 
@@ -50,9 +51,8 @@ def test_poller_never_sees_a_partial_version(tmp_path):
     try:
         for _ in range(3):
             publish(slow_writer(), base)
-        deadline = time.monotonic() + 30  # a busy machine may not have run the poller since
-        while 3 not in seen_versions and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # a busy machine may not have run the poller since
+        eventually(lambda: 3 in seen_versions, timeout=30, what="the poller seeing version 3")
     finally:
         stop.set()
         poller.join()
@@ -216,10 +216,8 @@ def test_two_exports_publishing_at_once_get_two_numbers(tmp_path):
         )
         for name in ("a", "b")
     ]
-    deadline = time.monotonic() + 60
-    while not all((tmp_path / name).exists() for name in ("a", "b")):
-        assert time.monotonic() < deadline, "the two writers never were in their write phase"
-        time.sleep(0.05)
+    eventually(lambda: all((tmp_path / name).exists() for name in ("a", "b")), timeout=60,
+               what="the two writers in their write phase")  # fmt: skip
     go.touch()  # both folders written: now both rename
     numbers = sorted(w.communicate(timeout=60)[0].strip() for w in writers)
     assert [w.returncode for w in writers] == [0, 0] and numbers == ["1", "2"]
@@ -252,10 +250,7 @@ def test_what_a_killed_publisher_left_is_swept_and_a_live_ones_work_is_not(tmp_p
         def work_folders() -> set[str]:
             return {p.name for p in tmp_path.glob(".tmp-*-*") if (p / "part").exists()}
 
-        deadline = time.monotonic() + 60
-        while len(work_folders()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(work_folders()) == 2
+        eventually(work_folders, lambda found: len(found) == 2, 60, "two work folders")
         killed.send_signal(signal.SIGKILL)
         killed.wait(30)
         left = {p.name for p in tmp_path.glob(f".tmp-{killed.pid}-*")}

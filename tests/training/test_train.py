@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from hangup import with_hangup
 from PIL import Image
+from polling import eventually
 
 from training.data import load_dataset
 from training.run_folder import RunFolderError
@@ -751,10 +752,7 @@ def test_a_stop_before_training_starts_is_a_sentence_and_a_log_line(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not (run_dir / "tensorflow.log").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert (run_dir / "tensorflow.log").exists(), "TensorFlow's start-up never began"
+    eventually((run_dir / "tensorflow.log").exists, timeout=60, what="TensorFlow's start-up")
     proc.send_signal(stop)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == code, out + err
