@@ -61,8 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not Path(args.run_dir).is_dir():  # before TensorFlow loads: a typo answers at once
-        what = "is a file, not" if Path(args.run_dir).exists() else "not found"
-        print(f"export: --run-dir {args.run_dir} {what} (a training run folder)", file=sys.stderr)
+        what = "is a file" if Path(args.run_dir).exists() else "was not found"
+        print(f"export: --run-dir {args.run_dir} {what}; name a training run folder (make: "
+              "RUN=runs/<name>)", file=sys.stderr)  # fmt: skip
         return 1
     try:
         check_base_path(args.base_path)

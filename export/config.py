@@ -28,6 +28,10 @@ INFO_ASSET = Path("assets/model_info.json")
 # --tta: a level of training.config.TTA_NAMES, or "auto" (export.tta.choose_tta picks one).
 TTA_CHOICES = ("auto", *(str(level) for level in TTA_NAMES))
 
+# A best class under this probability is marked as a guess, by export.predict as by the page
+# (settings.unsureBelow in proxy/static/app.js; a test keeps the two equal).
+GUESS_BELOW = 0.5
+
 # Issue 3: the export must give the Keras model's top-1 class on at least these shares.
 MIN_PIXELS_AGREEMENT = 0.999
 MIN_SERVING_DEFAULT_AGREEMENT = 0.99

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.config import DEFAULT_BASE_PATH, MAX_PIXELS
+from export.config import DEFAULT_BASE_PATH, GUESS_BELOW, MAX_PIXELS
 from export.publish import saved_model_dir
 from imaging.decode import ImageError, to_pixels
 from training.cli_args import positive
@@ -24,8 +24,12 @@ from training.tf_startup import import_tensorflow
 
 
 def format_top(name: str, probabilities, class_names, k: int) -> str:
+    """The top `k` classes, and a mark where the best is under GUESS_BELOW, as the page
+    marks it: every photo gets one of the ten classes, a plain blue square too."""
     order = probabilities.argsort()[::-1][:k]
     rows = [f"  {class_names[i]:<12s} {probabilities[i]:7.2%}" for i in order]
+    if probabilities[order[0]] < GUESS_BELOW:
+        rows.append(f"  (a guess: the best class is under {GUESS_BELOW:.0%})")
     return "\n".join([name, *rows])
 
 
@@ -37,6 +41,8 @@ def short_reason(err: Exception) -> str:
     reason = lines[0] if lines else message
     if reason.startswith("assertion failed: [") and reason.endswith("]"):  # tf.debugging's frame
         reason = reason.removeprefix("assertion failed: [").removesuffix("]")
+    if isinstance(err, OSError) and err.strerror:  # not "[Errno 2] ...: 'path'"
+        return err.strerror.lower()
     if reason.startswith("Unknown image file format"):  # TF's list names JPEG XL, refused here
         return "not an image this model reads (JPEG, PNG, GIF, BMP or WebP)"
     return reason
@@ -67,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"predict: {err}", file=sys.stderr)
         return 2
+    # Named files that are not there are said before the model's seconds of loading.
+    readable = [path for path in args.images if not _unreadable(path)]
+    failed = len(args.images) - len(readable)
+    if not readable:
+        return 1
     import_tensorflow()  # a human reads this output: no start-up log lines
     import tensorflow as tf
 
@@ -75,12 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     model = ServedModel(version_dir)
     how = "bytes through serving_default" if args.serving_default else "decoded as the page does"
     print(f"model: {version_dir} (TTA {model.info['tta_name']}; {how})")
-    failed = 0
-    for path in args.images:
-        if path.is_dir():
-            print(f"{path}: cannot classify: a folder, not an image", file=sys.stderr)
-            failed += 1
-            continue
+    for path in readable:
         try:
             data = path.read_bytes()
             if args.serving_default:
@@ -93,6 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(format_top(str(path), probabilities, model.info["class_names"], args.k))
     return 1 if failed else 0
+
+
+def _unreadable(path: Path) -> bool:
+    """Says why `path` cannot be classified, if it is missing or a folder."""
+    why = "a folder, not an image" if path.is_dir() else None if path.exists() else "no such file"
+    if why:
+        print(f"{path}: cannot classify: {why}", file=sys.stderr)
+    return why is not None
 
 
 if __name__ == "__main__":

@@ -174,9 +174,9 @@ RECIPE_HELP = {
     "fast": "the default: 7-9 min on 2 CPU cores with AMX, 22-24 min without; 90.2 %% plain / "
     "91.2-91.3 %% with TTA (mean of 2-5 seeds)",
     "tiny": "to try the pipeline: ~1 min on 2 cores, 69 %% (11 s with --train-subset 2048 "
-    "--test-subset 500, a toy accuracy)",
-    "long": "7.7x the work (~2.5 h on 2 cores), 92.7 %% with TTA",
-    "wide": "the long preset before `long`: 5.2x the work, 91.9 %% with TTA (one seed)",
+    "--test-subset 500 once the data is cached, a toy accuracy)",
+    "long": "7.9x the training work (~2.5 h on 2 cores without AMX), 92.7 %% with TTA",
+    "wide": "widths 128/384/384, 20 epochs: 5.2x the training work, 91.9 %% with TTA (one seed)",
     "vgg": "the reference VGG: 3-4x the work, 87.5 %% / 88.5 %% with TTA",
 }
 

@@ -101,9 +101,13 @@ class Dataset:
 
 
 def load_dataset(
-    source: str | os.PathLike, cache_dir: Path | None = DEFAULT_CACHE_DIR, size: int = 32
+    source: str | os.PathLike,
+    cache_dir: Path | None = DEFAULT_CACHE_DIR,
+    size: int = 32,
+    announce: Callable[[str], None] | None = None,
 ) -> Dataset:
-    """Load ``source`` (folder, tar, official archive, or the word ``keras``)."""
+    """Load ``source`` (folder, tar, official archive, or the word ``keras``). `announce`
+    hears a line before a decode that the cache cannot spare (tens of seconds, once)."""
     if str(source) == "keras":
         return _load_keras_download()
     path = check_source(source)
@@ -116,6 +120,9 @@ def load_dataset(
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             # a cache cut short or damaged (BadZipFile: no directory, or a member's CRC wrong)
             log.warning("ignoring unreadable cache %s (%s)", cache_file, err)
+    if announce:
+        kept = f"; later loads read the copy cached in {cache_file.parent}" if cache_file else ""
+        announce(f"decoding the images of {path.name} once{kept}")
     dataset = _load_uncached(path, size)
     if cache_file:
         try:

@@ -252,7 +252,10 @@ def check_out(out: Path) -> None:
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as error:
-        raise SystemExit(f"evaluate: cannot write the report in {out} ({error.strerror})") from None
+        raise SystemExit(
+            f"evaluate: cannot write the report in {out} ({error.strerror}); name a folder you "
+            "can write with --out"
+        ) from None
 
 
 def test_files_only(data: str) -> bool:
@@ -277,7 +280,10 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     try:
         path = saved_model_dir(path)
     except (FileNotFoundError, ValueError) as err:
-        raise SystemExit(f"evaluate: cannot evaluate {path}: {err}") from None
+        raise SystemExit(
+            f"evaluate: cannot evaluate {path}: {err}, and it is no training run folder "
+            "(no meta.json) either"
+        ) from None
     try:
         if test_files_only(data):
             report = evaluate_saved_model_on_files(path, read_encoded(data, "test"))

@@ -113,7 +113,9 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     keras.mixed_precision.set_global_policy(precision)
 
     t = time.time()
-    ds = load_dataset(opts.data).subset(opts.train_subset, opts.test_subset, seed=opts.seed)
+    ds = load_dataset(opts.data, announce=log).subset(
+        opts.train_subset, opts.test_subset, seed=opts.seed
+    )
     log(
         f"data: {ds.source}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
         f"{len(ds.class_names)} classes, loaded in {time.time() - t:.1f} s"

@@ -412,5 +412,7 @@ def make_run_dir(path: str) -> Path:
     except (FileExistsError, NotADirectoryError):
         raise RunFolderError(f"--run-dir {path}: a file is in the way; name a folder") from None
     except OSError as error:  # no permission, a read-only mount, a full disk
-        raise RunFolderError(f"--run-dir {path}: cannot create it ({error.strerror})") from None
+        raise RunFolderError(
+            f"--run-dir {path}: cannot create it ({error.strerror}); name a --run-dir you can write"
+        ) from None
     return run_dir

@@ -215,9 +215,10 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path, mode):
     junk.write_text("not an image")
     big = tmp_path / "big.png"  # over the 40-megapixel limit, refused from its header
     Image.new("RGB", (9000, 5000), (1, 2, 3)).save(big)
+    gone = tmp_path / "gone.jpg"
     done = run_cli(
         "-m", "export.predict", *flags, str(photo), str(junk), str(big), str(tmp_path),
-        "--model", str(exported),
+        str(gone), "--model", str(exported),
     )  # fmt: skip
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"model: {exported / '1'}")
@@ -225,12 +226,39 @@ def test_predict_cli_prints_top3(exported, cifar_sample, tmp_path, mode):
     top = [line.split() for line in lines[2:5]]
     assert all(name in cifar_sample.class_names for name, _ in top)
     shares = [float(p.rstrip("%")) for _, p in top]
-    assert shares == sorted(shares, reverse=True) and len(lines) == 5
+    assert shares == sorted(shares, reverse=True)
+    guess = ["  (a guess: the best class is under 50%)"] if shares[0] < 50 else []
+    assert lines[5:] == guess
     assert done.returncode == 1
+    assert f"{gone}: cannot classify: no such file\n" in done.stderr
     assert f"{junk}: cannot classify: {not_an_image}\n" in done.stderr
     assert f"{big}: cannot classify: {too_big}\n" in done.stderr  # not in tf's assertion frame
     assert f"{tmp_path}: cannot classify: a folder, not an image\n" in done.stderr
     assert "InitializeLog" not in done.stderr  # TensorFlow's start-up lines stay out of sight
+
+
+def test_predict_marks_a_weak_best_class_as_a_guess_as_the_page_does():
+    import re
+
+    from export.config import GUESS_BELOW
+    from export.predict import format_top
+
+    script = (Path(__file__).resolve().parents[2] / "proxy/static/app.js").read_text()
+    assert float(re.search(r"unsureBelow: ([0-9.]+),", script).group(1)) == GUESS_BELOW
+    names = ["cat", "dog", "ship"]
+    sure = format_top("a.jpg", np.array([0.1, 0.7, 0.2]), names, 2)
+    assert sure.splitlines() == ["a.jpg", "  dog           70.00%", "  ship          20.00%"]
+    weak = format_top("b.jpg", np.array([0.35, 0.33, 0.32]), names, 1)
+    assert weak.splitlines()[1:] == [
+        "  cat           35.00%",
+        "  (a guess: the best class is under 50%)",
+    ]
+
+
+def test_predict_says_a_missing_file_before_loading_the_model(exported, tmp_path):
+    done = run_cli("-m", "export.predict", str(tmp_path / "gone.jpg"), "--model", str(exported))
+    assert (done.returncode, done.stdout) == (1, "")  # no "model: ..." line: it never loaded
+    assert done.stderr == f"{tmp_path / 'gone.jpg'}: cannot classify: no such file\n"
 
 
 def test_predict_cli_turns_a_phone_photo_upright_as_the_page_does(exported, tmp_path):

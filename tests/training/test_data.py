@@ -141,6 +141,17 @@ def test_the_second_load_reads_the_cache(tmp_path):
     assert len(list(cache.glob("*.npz"))) == 1
 
 
+def test_only_a_decode_the_cache_cannot_spare_is_announced(tmp_path):
+    """The first load of the shared archive ran 17 s in silence."""
+    root = make_tree(tmp_path / "d")
+    heard: list[str] = []
+    load_dataset(root, cache_dir=tmp_path / "cache", announce=heard.append)
+    assert heard == [f"decoding the images of d once; later loads read the copy cached in "
+                     f"{tmp_path / 'cache'}"]  # fmt: skip
+    load_dataset(root, cache_dir=tmp_path / "cache", announce=heard.append)
+    assert len(heard) == 1
+
+
 def test_an_unreadable_cache_is_decoded_again_and_replaced(tmp_path, caplog):
     """A cache cut short (a disk that filled, a copy interrupted) costs one decode, not the run."""
     root = make_tree(tmp_path / "d")

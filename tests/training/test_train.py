@@ -797,7 +797,9 @@ def test_export_names_a_missing_run_folder_and_a_base_path_that_is_a_file(tmp_pa
     from export.__main__ import main as export_main
 
     assert export_main(["--run-dir", str(tmp_path / "nope"), "--base-path", str(tmp_path)]) == 1
-    assert f"--run-dir {tmp_path / 'nope'} not found" in capsys.readouterr().err
+    assert f"--run-dir {tmp_path / 'nope'} was not found; name a training run folder" in (
+        capsys.readouterr().err
+    )
     (tmp_path / "file").write_text("")
     assert export_main(["--run-dir", str(tmp_path), "--base-path", str(tmp_path / "file")]) == 1
     assert "is a file, not a folder of versions" in capsys.readouterr().err
@@ -878,7 +880,7 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
     assert predict_main([str(ROOT / "README.md"), "--model", str(tmp_path / "nothing")]) == 2
     assert f"{tmp_path / 'nothing'} not found" in capsys.readouterr().err
     assert export_main(["--run-dir", str(ROOT / "README.md")]) == 1
-    assert "README.md is a file, not (a training run folder)" in capsys.readouterr().err
+    assert "README.md is a file; name a training run folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as refused:  # --data only serves --tflite
         export_main(["--run-dir", str(finished_run), "--data", "x"])
     assert refused.value.code == 2 and "add --tflite" in capsys.readouterr().err
@@ -965,6 +967,28 @@ def test_the_curves_show_the_final_weights_accuracy(tmp_path, monkeypatch):
     [figure] = drawn
     legend = [t.get_text() for t in figure.axes[1].get_legend().get_texts()]
     assert legend == ["train (augmented)", "test", "final weights, test: 75.12%"]
+    plt.close(figure)
+
+
+def test_the_final_line_above_every_point_has_room_above_it(tmp_path, monkeypatch):
+    """The usual case (the EMA beats every epoch's weights): the line lay on the axes' top
+    frame, out of sight."""
+    import matplotlib.pyplot as plt
+
+    from training import plots
+
+    drawn = []
+    monkeypatch.setattr(plots.plt, "close", drawn.append)
+    rows = [  # a `tiny` run's two epochs
+        {"epoch": 1, "train_loss": 2.3, "test_loss": 2.25, "train_accuracy": 0.128,
+         "test_accuracy": 0.2},
+        {"epoch": 2, "train_loss": 2.2, "test_loss": 2.16, "train_accuracy": 0.221,
+         "test_accuracy": 0.25},
+    ]  # fmt: skip
+    plots.plot_curves(rows, tmp_path / "curves.png", final_accuracy=0.256)
+    [figure] = drawn
+    low, high = figure.axes[1].get_ylim()
+    assert high - 0.256 >= 0.04 * (high - low), (low, high)
     plt.close(figure)
 
 
