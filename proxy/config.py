@@ -8,6 +8,7 @@ Defaults match DESIGN.md (model `cifar10`, gRPC 8500, REST 8501 on loopback), so
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,17 +64,21 @@ class ProxyConfig:
         def get(name: str, default: str) -> str:
             return env.get(name) or default
 
-        def number(name: str, default: float | None, kind: type = int):
-            """The variable as a number, or a start-up error that names it (int() alone said
-            only "invalid literal for int() with base 10")."""
+        def number(name: str, default: float | None, kind: type = int, minimum: float = 1):
+            """The variable as a number of at least `minimum`, or a start-up error that names
+            it (int() alone said only "invalid literal for int() with base 10", and a limit of
+            0 or a timeout of nan would have refused or failed every request)."""
             text = get(name, "" if default is None else str(default))
             if not text:
                 return None
             try:
-                return kind(text)
+                value = kind(text)
             except ValueError:
+                value = None
+            if value is None or not math.isfinite(value) or value < minimum:
                 what = "a whole number" if kind is int else "a number"
-                raise ValueError(f"{name} must be {what}, not {text!r}") from None
+                raise ValueError(f"{name} must be {what} of at least {minimum:g}, not {text!r}")
+            return value
 
         labels = get("MODEL_LABELS", ",".join(d.known_labels))
         return cls(
@@ -81,10 +86,10 @@ class ProxyConfig:
             rest_url=get("MODEL_SERVER_REST", d.rest_url).rstrip("/"),
             protocol=get("PROXY_PROTOCOL", d.protocol).lower(),
             model_name=get("MODEL_NAME", d.model_name),
-            default_version=number("MODEL_VERSION", None),
+            default_version=number("MODEL_VERSION", None, minimum=0),
             default_label=env.get("MODEL_LABEL") or None,
             known_labels=tuple(x.strip() for x in labels.split(",") if x.strip()),
-            timeout_s=number("MODEL_SERVER_TIMEOUT_S", d.timeout_s, float),
+            timeout_s=number("MODEL_SERVER_TIMEOUT_S", d.timeout_s, float, minimum=0.001),
             max_upload_bytes=number("MAX_UPLOAD_BYTES", d.max_upload_bytes),
             max_pixels=number("MAX_PIXELS", d.max_pixels),
             max_images=number("MAX_IMAGES", d.max_images),

@@ -121,8 +121,8 @@ def load_dataset(
             # a cache cut short or damaged (BadZipFile: no directory, or a member's CRC wrong)
             log.warning("ignoring unreadable cache %s (%s)", cache_file, err)
     if announce:
-        kept = f"; later loads read the copy cached in {cache_file.parent}" if cache_file else ""
-        announce(f"decoding the images of {path.name} once{kept}")
+        kept = f", to be cached in {cache_file.parent} for later loads" if cache_file else ""
+        announce(f"decoding the images of {path.name}{kept}")
     dataset = _load_uncached(path, size)
     if cache_file:
         try:

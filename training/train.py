@@ -68,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     ap.add_argument(
         "--run-dir",
         default=DEFAULT_RUN_DIR,
-        help="output folder; re-use it to resume (default: %(default)s)",
+        help="output folder; re-use it to resume. Once it holds a checkpoint, other options "
+        "are refused, except that --epochs or --batch-size left out mean the run's own "
+        "(default: %(default)s)",
     )
     ap.add_argument("--batch-size", type=positive(int), help="override the recipe's batch size")
     ap.add_argument("--train-subset", type=positive(int), help="use only this many training images")

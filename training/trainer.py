@@ -292,7 +292,7 @@ class Trainer:
 
     def _fit(self, checkpoint_every_s: float) -> None:
         p = self.progress
-        if p.step < self.total_steps:
+        if p.step < self.total_steps and not p.stopped_early:
             self.log(f"training step traced in {self._trace_step():.1f} s (not counted as steps)")
         self._last_save = time.monotonic()
         while True:
@@ -368,8 +368,9 @@ class Trainer:
         end = epoch_end(epoch, spe, self.total_steps)
         t0 = mark = last_print = time.monotonic()
         seen_here = 0
-        # Speed is timed from the end of each epoch's first step: a sitting's first also traces
-        # the step function (seconds), and counted in, it made the first estimates far too long.
+        # Speed is timed from the end of each epoch's first step: a sitting's first is also the
+        # step's first run (XLA compiling the GELU kernels, oneDNN setting up: seconds), and
+        # counted in, it made the first estimates far too long.
         rate_from: tuple[float, int] | None = None
         while p.step < end:
             loss, hits = self._one_step(perm, p.step - epoch * spe)

@@ -63,9 +63,15 @@ def test_every_variable_is_read() -> None:
         ({"PROXY_PROTOCOL": "carrier-pigeon"}, "PROXY_PROTOCOL must be one of"),
         ({"MODEL_VERSION": "1", "MODEL_LABEL": "stable"}, "MODEL_VERSION or MODEL_LABEL, not both"),
         ({"TOP_K": "11"}, "TOP_K must be between 1 and 10"),
-        ({"MODEL_VERSION": "one"}, "MODEL_VERSION must be a whole number, not 'one'"),
-        ({"MAX_IMAGES": "2.5"}, "MAX_IMAGES must be a whole number, not '2.5'"),
-        ({"MODEL_SERVER_TIMEOUT_S": "5s"}, "MODEL_SERVER_TIMEOUT_S must be a number, not '5s'"),
+        ({"MODEL_VERSION": "one"}, "MODEL_VERSION must be a whole number of at least 0, not 'one'"),
+        ({"MODEL_VERSION": "-3"}, "MODEL_VERSION must be a whole number of at least 0, not '-3'"),
+        ({"MAX_IMAGES": "2.5"}, "MAX_IMAGES must be a whole number of at least 1, not '2.5'"),
+        ({"MAX_IMAGES": "0"}, "MAX_IMAGES must be a whole number of at least 1, not '0'"),
+        ({"MAX_UPLOAD_BYTES": "-1"}, "MAX_UPLOAD_BYTES must be a whole number of at least 1"),
+        ({"MODEL_SERVER_TIMEOUT_S": "5s"}, "MODEL_SERVER_TIMEOUT_S must be a number of at least"),
+        ({"MODEL_SERVER_TIMEOUT_S": "0"}, "MODEL_SERVER_TIMEOUT_S must be a number of at least"),
+        ({"MODEL_SERVER_TIMEOUT_S": "nan"}, "MODEL_SERVER_TIMEOUT_S must be a number of at least"),
+        ({"TOP_K": "0"}, "TOP_K must be a whole number of at least 1, not '0'"),
     ],
 )
 def test_bad_settings_fail_at_start_naming_the_variable(env: dict, said: str) -> None:

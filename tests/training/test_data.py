@@ -146,8 +146,8 @@ def test_only_a_decode_the_cache_cannot_spare_is_announced(tmp_path):
     root = make_tree(tmp_path / "d")
     heard: list[str] = []
     load_dataset(root, cache_dir=tmp_path / "cache", announce=heard.append)
-    assert heard == [f"decoding the images of d once; later loads read the copy cached in "
-                     f"{tmp_path / 'cache'}"]  # fmt: skip
+    assert heard == [f"decoding the images of d, to be cached in {tmp_path / 'cache'} for "
+                     "later loads"]  # fmt: skip
     load_dataset(root, cache_dir=tmp_path / "cache", announce=heard.append)
     assert len(heard) == 1
 

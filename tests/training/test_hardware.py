@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from training import hardware
@@ -67,14 +65,19 @@ def test_the_filter_gradient_form_follows_the_precision_and_the_cpu(monkeypatch)
     assert hardware.choose_filter_grad("auto", "mixed_bfloat16")[0] == "kernel"
 
 
-def test_a_timing_lasts_its_minimum_seconds_however_few_the_calls():
+def test_a_timing_lasts_its_minimum_seconds_however_few_the_calls(monkeypatch):
     """bench.train's ceiling kernels are timed for 5 s each: a 1 s timing read low."""
-    from training.hardware import seconds_per_call
-
+    clock = [0.0]  # a fake clock each call moves 1/64 s on (exact in binary): no real timing
+    monkeypatch.setattr(hardware.time, "perf_counter", lambda: clock[0])
     calls = []
-    seconds = seconds_per_call(lambda: (calls.append(1), time.sleep(0.01)), 2, min_seconds=0.2)
-    assert len(calls) >= 1 + 10  # the warm-up, then calls until 0.2 s had passed
-    assert seconds >= 0.01  # per call, each sleeping 10 ms
+
+    def call():
+        calls.append(1)
+        clock[0] += 1 / 64
+
+    seconds = hardware.seconds_per_call(call, 2, min_seconds=0.25)
+    assert len(calls) == 1 + 16  # the warm-up, then calls until 0.25 s had passed
+    assert seconds == 1 / 64  # per call, not the total
     calls.clear()
-    seconds_per_call(lambda: calls.append(1), 3)
+    hardware.seconds_per_call(lambda: calls.append(1), 3)
     assert len(calls) == 1 + 3

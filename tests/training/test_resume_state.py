@@ -45,6 +45,25 @@ def test_the_recipe_names_the_optimizer_whatever_the_arch(tmp_path, optimizer, k
     assert isinstance(trainer.optimizer, kind)
 
 
+def test_each_sitting_traces_the_step_once_before_its_timed_steps(tmp_path):
+    """The step is traced ahead (not counted as seconds of steps) with the shapes and dtypes
+    `_one_step` feeds it: a mismatch would trace again inside the timed steps, unnoticed."""
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["tiny"], batch_size=32, epochs=1.0)  # 2 steps
+    said: list[str] = []
+    first = Trainer(recipe, _dataset(), tmp_path, seed=0, log=said.append)
+    first.fit()
+    assert first._train_step.experimental_get_tracing_count() == 1
+    first.save_checkpoint()
+    resumed = Trainer(replace(recipe, epochs=2.0), _dataset(), tmp_path, seed=0, log=said.append)
+    assert resumed.resume()
+    resumed.fit()
+    assert resumed.progress.step == 4
+    assert resumed._train_step.experimental_get_tracing_count() == 1
+    assert sum(line.startswith("training step traced in ") for line in said) == 2
+
+
 def test_unknown_recipe_choices_are_refused():
     with pytest.raises(ValueError, match="optimizer"):
         Recipe(optimizer="rmsprop")
