@@ -350,10 +350,7 @@ def test_clear_cancels_the_requests_still_in_flight(open_page, browser, photos) 
     page.set_input_files("#file-input", [str(p) for p in photos[:5]])
     expect(page.locator(".card.loading")).to_have_count(5)
     expect(page.locator("#stats")).to_have_text("5 images · 5 in progress")
-    for _ in range(200):
-        if len(held) == 4:
-            break
-        page.wait_for_timeout(50)
+    held_routes(page, held, 4)
     assert len(held) == 4, f"{len(held)} requests in flight, not the four the page sends at once"
     page.click("#clear-button")
     for route in held:
@@ -382,11 +379,7 @@ def test_a_request_never_answered_fails_after_its_timeout_and_can_be_sent_again(
     page.set_input_files("#file-input", str(photos[0]))
     card = page.locator(".card").first
     expect(card).to_have_class(re.compile(r"\bloading\b"))
-    for _ in range(200):
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the page never sent the request"
+    held_routes(page, held, 1)  # the page sent the request
     # 30 s, plus the upload's time at 32 bytes a millisecond.
     allowed_s = round(30 + photos[0].stat().st_size / 32_000)
     page.clock.run_for((allowed_s - 2) * 1000)
@@ -556,11 +549,7 @@ def test_a_live_answer_that_comes_after_continuous_mode_is_off_is_not_announced(
     page.click("#camera-button")
     expect(page.locator("#camera-video")).to_have_js_property("readyState", 4)
     page.click("label.switch")
-    for _ in range(100):
-        if held:
-            break
-        page.wait_for_timeout(100)
-    assert held, "no live frame was sent"
+    held_routes(page, held, 1)  # a live frame was sent
     page.click("label.switch")  # off, while that frame's answer is held back
     for route in held:
         route.continue_()
@@ -1273,10 +1262,7 @@ def test_try_again_hides_the_old_error_while_it_waits(open_page, browser, photos
     card.locator(".card-retry").click()
     expect(card).to_have_class(re.compile(r"\bloading\b"))
     expect(card.locator(".card-error")).to_be_hidden()  # not under the spinner
-    for _ in range(200):
-        if held:
-            break
-        page.wait_for_timeout(50)
+    held_routes(page, held, 1)
     assert len(held) == 1, held
     held[0].continue_()
     page.unroute("**/api/predict*")
