@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
 from export.publish import VersionExistsError, check_base_path, versions
-from training.cli_args import positive
+from training.cli_args import ArgumentParser, positive
 from training.config import TTA_NAMES
 from training.interrupts import stop_on_ctrl_c
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # export_run loads TensorFlow: only after the arguments parse
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    ap = ArgumentParser(prog="python -m export", description=__doc__)
     ap.add_argument("--run-dir", required=True, help="a finished training run folder")
     ap.add_argument(
         "--base-path",

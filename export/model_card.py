@@ -10,7 +10,6 @@ served model" is what tests/export/test_shipped_model.py holds the shipped model
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -23,6 +22,7 @@ from export.config import DEFAULT_BASE_PATH
 from export.info import check_exported_from, read_info
 from export.publish import latest_version_dir
 from modelserver.version_names import version_dirs
+from training.cli_args import ArgumentParser
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.evaluate import share
 from training.run_folder import CONFUSION, CURVES, EVALUATION, META, read_meta, write_whole
@@ -318,7 +318,7 @@ def _images(names: tuple) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m export.model_card", description=__doc__)
+    ap = ArgumentParser(prog="python -m export.model_card", description=__doc__)
     ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR, type=Path)
     ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), type=Path)
     ap.add_argument("--version", type=int, help="default: the newest version")

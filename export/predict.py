@@ -10,7 +10,6 @@ folder.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from export.config import DEFAULT_BASE_PATH, GUESS_BELOW, MAX_PIXELS
 from export.publish import saved_model_dir
 from imaging.decode import ImageError, to_pixels
-from training.cli_args import positive
+from training.cli_args import ArgumentParser, positive
 from training.tf_startup import import_tensorflow
 
 
@@ -49,7 +48,7 @@ def short_reason(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m export.predict", description=__doc__)
+    ap = ArgumentParser(prog="python -m export.predict", description=__doc__)
     ap.add_argument(
         "images", nargs="+", type=Path,
         help="JPEG, PNG, GIF, BMP or WebP files (TIFF too, without --serving-default)",

@@ -1,11 +1,20 @@
-"""The argparse types the command-line tools share (training, evaluation, export, bench); how
-they stop on Ctrl-C or SIGTERM is training.interrupts."""
+"""The argparse parser and types the command-line tools share (training, evaluation, export,
+bench); how they stop on Ctrl-C or SIGTERM is training.interrupts."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from collections.abc import Callable
+from typing import NoReturn
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with a mistake said in one line: its usage block (eleven lines for
+    training.train) came first and buried the one line that says what was wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (--help lists the options)\n")
 
 
 def positive(

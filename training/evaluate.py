@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli_args import positive
+from training.cli_args import ArgumentParser, positive
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, Dataset, Split, check_source, load_dataset, tree_members
 from training.interrupts import stop_on_ctrl_c
@@ -183,7 +183,7 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__)
+    ap = ArgumentParser(prog="python -m training.evaluate", description=__doc__)
     ap.add_argument("run_dir", type=Path, help="a finished run folder, or a SavedModel")
     ap.add_argument(
         "--data",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.cli_args import positive
+from training.cli_args import ArgumentParser, positive
 from training.config import DEFAULT_RUN_DIR, RECIPE_HELP, RECIPES, RunOptions, default_data
 from training.hardware import FILTER_GRADS, PRECISIONS
 from training.interrupts import Terminated, sigterm_as_ctrl_c
@@ -63,7 +63,7 @@ def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> RunOptions:
-    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
+    ap = ArgumentParser(prog="python -m training.train", description=__doc__)
     add_recipe_arguments(ap)
     ap.add_argument(
         "--run-dir",

@@ -646,6 +646,9 @@ def test_zero_negative_or_non_finite_numbers_are_refused(flag, capsys):
     assert caught.value.code == 2
     error = capsys.readouterr().err
     assert flag[0] in error and "must be" in error
+    # One line, not argparse's usage block first (eleven lines that buried it).
+    assert error.startswith("python -m training.train: argument ") and error.count("\n") == 1
+    assert error.endswith("(--help lists the options)\n")
 
 
 def test_a_data_error_is_told_once_and_kept_in_train_log(tmp_path):
