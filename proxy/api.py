@@ -162,8 +162,9 @@ QUERY_PARAMETERS = ("k", "version", "label")
 
 
 def check_query(args, allowed: tuple[str, ...] = QUERY_PARAMETERS) -> None:
-    """A misspelt parameter (`?lable=canary`) would silently ask the default version, and a
-    repeated one (`?version=5&version=99`) answered with its first value: refuse both."""
+    """A misspelt parameter (`?lable=canary`) would silently ask the default version, a
+    repeated one (`?version=5&version=99`) answered with its first value, and an empty one
+    (`?label=$LABEL` with LABEL unset) the default version: refuse all three."""
     unknown = sorted(set(args) - set(allowed))
     if unknown:
         takes = f"takes {', '.join(allowed)}" if allowed else "takes no query parameters"
@@ -171,6 +172,9 @@ def check_query(args, allowed: tuple[str, ...] = QUERY_PARAMETERS) -> None:
     repeated = sorted(name for name in args if len(args.getlist(name)) > 1)
     if repeated:
         raise ApiError(f"query parameter {', '.join(repeated)} given more than once")
+    empty = sorted(name for name in args if not args[name])
+    if empty:
+        raise ApiError(f"query parameter {', '.join(empty)} is empty; give a value or leave it out")
 
 
 def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:

@@ -120,9 +120,10 @@ def _refuse_unknown(what: str, names: list[str], known: str) -> None:
 
 
 def _from_json(body: object, max_images: int) -> list[Upload]:
+    if isinstance(body, dict):  # first: TF Serving's {"instances": ...} is named as such
+        _refuse_unknown("JSON key", list(body), JSON_KEY)
     if not isinstance(body, dict) or not isinstance(body.get(JSON_KEY), list):
         raise ApiError(f"the JSON body is not valid: {USAGE}")
-    _refuse_unknown("JSON key", list(body), JSON_KEY)
     if len(body[JSON_KEY]) > max_images:  # before decoding millions of them
         raise _too_many(max_images)
     return [Upload(f"image-{i + 1}", _b64decode(item, i)) for i, item in enumerate(body[JSON_KEY])]

@@ -228,6 +228,11 @@ def test_a_misspelt_query_parameter_is_refused_not_ignored(client, sample_jpegs)
     # Repeated, the first value answered and the second was dropped without a word.
     response = post_files(client, files, "?version=1&version=99")
     assert_error(response, 400, "bad_request", "query parameter version given more than once")
+    # Empty, it answered from the default version: `?label=$LABEL` with LABEL unset.
+    for query, empty in (("?label=", "label"), ("?version=&label=canary", "version"),
+                         ("?k=", "k")):  # fmt: skip
+        response = post_files(client, files, query)
+        assert_error(response, 400, "bad_request", f"query parameter {empty} is empty")
     # /api/model describes every version: ?version=1 answered as if it had been heeded.
     response = client.get("/api/model?version=1")
     assert_error(
@@ -461,6 +466,12 @@ def test_missing_or_malformed_bodies(client) -> None:
         as_text, 400, "bad_request", 'form field "file" holds text, not a file', "-F file=@cat.jpg"
     )
     assert_error(client.post("/api/predict", json={"pictures": []}), 400, "bad_request", "json")
+    # TF Serving's request body, sent to the proxy: named, not "not valid".
+    tf_serving = {"instances": [{"b64": "aGk="}]}
+    assert_error(
+        client.post("/api/predict", json=tf_serving), 400, "bad_request",
+        "unknown JSON key 'instances'", '{"images": ["<base64>", ...]}',
+    )  # fmt: skip
     assert_error(client.post("/api/predict", json={"images": []}), 400, "bad_request", "no image")
     assert_error(
         client.post("/api/predict", json={"images": ["***"]}), 400, "bad_request", "base64"
