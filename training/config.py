@@ -171,7 +171,7 @@ RECIPES: dict[str, Recipe] = {
 # What --help says of each recipe: its figures on this project's 2-core CPUs (an AMD EPYC
 # without AMX, an Intel Xeon with it; docs/BENCHMARKS.md); "%%" is argparse's "%".
 RECIPE_HELP = {
-    "fast": "the default: 7-9 min on 2 CPU cores with AMX, 22-24 min with AVX512-BF16, longer "
+    "fast": "the default: 7-10 min on 2 CPU cores with AMX, 22-24 min with AVX512-BF16, longer "
     "in float32; 90.2 %% plain / "
     "91.2-91.3 %% with TTA (mean of 2-5 seeds)",
     "tiny": "to try the pipeline: ~1 min on 2 cores, 69 %% (11 s with --train-subset 2048 "
