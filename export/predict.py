@@ -34,14 +34,14 @@ def format_top(name: str, probabilities, class_names, k: int) -> str:
 
 def short_reason(err: Exception) -> str:
     """The decoder's own sentence out of a TensorFlow graph error (or the OS error)."""
+    if isinstance(err, OSError) and err.strerror:  # not "[Errno 2] ...: 'path'"
+        return err.strerror.lower()
     message = getattr(err, "message", str(err))
     noise = ("Graph execution error", "Detected at", "<stack", "[[", " ", "\t")
     lines = [line for line in message.splitlines() if line.strip() and not line.startswith(noise)]
     reason = lines[0] if lines else message
     if reason.startswith("assertion failed: [") and reason.endswith("]"):  # tf.debugging's frame
         reason = reason.removeprefix("assertion failed: [").removesuffix("]")
-    if isinstance(err, OSError) and err.strerror:  # not "[Errno 2] ...: 'path'"
-        return err.strerror.lower()
     if reason.startswith("Unknown image file format"):  # TF's list names JPEG XL, refused here
         return "not an image this model reads (JPEG, PNG, GIF, BMP or WebP)"
     return reason

@@ -398,29 +398,21 @@ class Trainer:
         p.train_seconds += time.monotonic() - mark
 
     def _trace_step(self) -> float:
-        """Traces the step function for the batches `_one_step` feeds it, before the timed
-        steps: every sitting traces it once, so counted as steps, a run resumed twice read
-        slower than the same run uninterrupted. Seconds taken."""
+        """Traces the step function for the batches `_one_step` feeds it (the same
+        `_step_inputs`), before the timed steps: every sitting traces it once, so counted as
+        steps, a run resumed twice read slower than the same run uninterrupted. Seconds taken."""
         started = time.monotonic()
-        b, images, labels = self.batch_size, self.train.images, self.train.labels
-        self._train_step.get_concrete_function(
-            tf.TensorSpec([b, *images.shape[1:]], images.dtype),
-            tf.TensorSpec([b], labels.dtype),
-            tf.TensorSpec([b], tf.bool),
-            tf.TensorSpec([2], tf.int32),
-            tf.TensorSpec([], tf.float32),
-            tf.TensorSpec([], tf.float32),
-        )
+        self._train_step.get_concrete_function(*self._step_inputs(np.arange(self.batch_size)))
         return time.monotonic() - started
 
-    def _one_step(self, perm: np.ndarray, index_in_epoch: int) -> tuple[float, float]:
+    def _step_inputs(self, idx: np.ndarray) -> tuple:
+        """The step function's arguments for the training images `idx` at the current step."""
         p = self.progress
-        idx = perm[index_in_epoch * self.batch_size : (index_in_epoch + 1) * self.batch_size]
         epoch_float = p.step / self.steps_per_epoch
         flip = flip_mask(
             idx, int(epoch_float), p.step, self.seed, len(self.train.labels), self.recipe.alt_flip
         )
-        loss, hits = self._train_step(
+        return (
             self.train.images[idx],
             self.train.labels[idx],
             flip & self.recipe.flip,
@@ -428,6 +420,11 @@ class Trainer:
             tf.constant(triangle_lr(p.step, self.total_steps, self.recipe), tf.float32),
             tf.constant(1.0 if self._whiten_bias_trains(epoch_float) else 0.0, tf.float32),
         )
+
+    def _one_step(self, perm: np.ndarray, index_in_epoch: int) -> tuple[float, float]:
+        p = self.progress
+        idx = perm[index_in_epoch * self.batch_size : (index_in_epoch + 1) * self.batch_size]
+        loss, hits = self._train_step(*self._step_inputs(idx))
         p.step += 1
         p.images_seen += self.batch_size
         every = self.recipe.lookahead_every
