@@ -3,9 +3,8 @@ photo-like pixels, so that resizing differences show."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
+from image_files import encode
 from PIL import Image
 
 
@@ -16,12 +15,6 @@ def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
     base[h // 3 : h // 2, w // 3 : w // 2] = 250
     noise = np.random.default_rng(seed).normal(0, 12, base.shape)
     return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt, **kwargs)
-    return buf.getvalue()
 
 
 def rgba(h: int, w: int) -> Image.Image:

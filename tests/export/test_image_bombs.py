@@ -18,7 +18,8 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
-from image_cases import CASES, encode  # noqa: E402
+from image_cases import CASES  # noqa: E402
+from image_files import encode  # noqa: E402
 
 from export.config import GIF_BLOCK_STEPS, GIF_WALK_STEPS, MAX_PIXELS  # noqa: E402
 from export.image_graph import (  # noqa: E402
@@ -96,12 +97,6 @@ def test_header_size_of_real_files():
 
 def test_top_down_bmp_counts_its_rows():
     assert header_size(bmp(300, -200)) == [300, 200]
-
-
-@pytest.fixture(scope="module")
-def serving_default(tiny_savedmodel):
-    path = tiny_savedmodel(5)
-    return tf.saved_model.load(str(path)).signatures["serving_default"]
 
 
 @pytest.mark.parametrize("fmt", sorted(MAKERS))

@@ -11,7 +11,8 @@ from PIL import Image
 
 tf = pytest.importorskip("tensorflow")
 
-from image_cases import CASES, RGB, encode  # noqa: E402
+from image_cases import CASES, RGB  # noqa: E402
+from image_files import encode  # noqa: E402
 
 from export.image_graph import decode_to_square  # noqa: E402
 
@@ -63,16 +64,8 @@ def test_cifar_jpegs_decode_bit_identically_to_pillow(cifar_sample):
         np.testing.assert_array_equal(graph, pillow_reference(data))
 
 
-@pytest.fixture(scope="module")
-def serving_default(tiny_savedmodel):
-    path = tiny_savedmodel(3)
-    loaded = tf.saved_model.load(str(path))
-    return loaded, loaded.signatures["serving_default"]
-
-
 def test_every_case_through_the_loaded_signature(serving_default):
-    _, fn = serving_default
-    out = fn(image_bytes=tf.constant([CASES[name] for name in sorted(CASES)]))
+    out = serving_default(image_bytes=tf.constant([CASES[name] for name in sorted(CASES)]))
     assert out["probabilities"].shape == (len(CASES), 10)
     assert np.all(np.isfinite(out["probabilities"].numpy()))
 
@@ -89,10 +82,9 @@ BAD = {
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_input_is_invalid_argument(serving_default, name):
-    _, fn = serving_default
     data, message = BAD[name]
     batch = tf.constant([CASES["jpeg_wide"], data])  # one bad image fails the request
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        fn(image_bytes=batch)
+        serving_default(image_bytes=batch)
     # the model still answers afterwards
-    assert fn(image_bytes=tf.constant([CASES["png_rgb"]]))["classes"].shape == (1, 10)
+    assert serving_default(image_bytes=tf.constant([CASES["png_rgb"]]))["classes"].shape == (1, 10)

@@ -160,16 +160,3 @@ def write_models_config(path: Path, *models: ModelConfig) -> Path:
     """A models.config file serving `models` (entries from `modelserver.config.model_config`)."""
     path.write_text(models_config_text(*models))
     return path
-
-
-def encode_image(fmt: str = "PNG", size: tuple[int, int] = (40, 30), seed: int = 0) -> bytes:
-    """A small real image file (random pixels) as bytes."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt)
-    return buffer.getvalue()

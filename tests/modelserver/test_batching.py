@@ -9,10 +9,10 @@ import grpc
 import numpy as np
 import pytest
 import requests
+from image_files import random_image
 from modelserver_harness import (
     MODEL,
     bytes_request,
-    encode_image,
     metric,
     monitoring_flag,
     pixels_request,
@@ -201,7 +201,7 @@ def test_a_split_request_first_fills_the_open_batch(start_server, tmp_path, mode
 
 
 def test_one_bad_image_in_a_merged_batch_fails_only_its_own_request(batching_server):
-    good = [bytes_request(encode_image("PNG", seed=i)) for i in range(3)]
+    good = [bytes_request(random_image("PNG", seed=i)) for i in range(3)]
     results = concurrently(batching_server.prediction_stub(), [*good, bytes_request(b"junk")])
     assert all(isinstance(r, predict_pb2.PredictResponse) for r in results[:3]), results
     assert results[3].code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -9,7 +9,8 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from modelserver_harness import MODEL, bytes_request, encode_image, metric, pixels_request
+from image_files import random_image
+from modelserver_harness import MODEL, bytes_request, metric, pixels_request
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import (  # noqa: E402
@@ -50,7 +51,7 @@ def test_predict_pixels_fills_model_spec_and_typed_outputs(api_server):
 
 
 def test_default_signature_decodes_image_bytes(api_server):
-    request = bytes_request(encode_image("PNG"), encode_image("JPEG", (64, 48)))
+    request = bytes_request(random_image("PNG"), random_image("JPEG", (64, 48)))
     response = api_server.prediction_stub().Predict(request, timeout=30)
     assert response.model_spec.signature_name == "serving_default"
     assert [d.size for d in response.outputs["classes"].tensor_shape.dim] == [2, 10]

@@ -13,12 +13,13 @@ import time
 import numpy as np
 import pytest
 import requests
-from modelserver_harness import MODEL, encode_image, metric
+from image_files import random_image
+from modelserver_harness import MODEL, metric
 
 from training.data import CIFAR10_CLASSES
 
-B64_PNG = base64.b64encode(encode_image("PNG")).decode()
-B64_JPEG = base64.b64encode(encode_image("JPEG", seed=1)).decode()
+B64_PNG = base64.b64encode(random_image("PNG")).decode()
+B64_JPEG = base64.b64encode(random_image("JPEG", seed=1)).decode()
 PIXELS = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).tolist()
 
 
@@ -132,7 +133,7 @@ def test_row_format_b64_images_give_one_prediction_per_image(rest):
 def test_b64_is_decoded_as_absl_does_line_breaks_and_dot_padding_included(rest):
     """base64 wrapped at 76 columns (the `base64` tool, MIME encoders, Python's encodebytes)
     was refused with "Unable to base64 decode"; TF Serving's absl decoder skips whitespace."""
-    image = encode_image("PNG", (64, 48))
+    image = random_image("PNG", (64, 48))
     wrapped = base64.encodebytes(image).decode()
     assert "\n" in wrapped.rstrip("\n")
     plain = base64.b64encode(image).decode()

@@ -7,13 +7,8 @@ import struct
 import zlib
 
 import numpy as np
+from image_files import encode
 from PIL import Image
-
-
-def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
 
 
 def solid(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> Image.Image:

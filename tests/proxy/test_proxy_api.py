@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 import requests
-from proxy_images import encode, photo_like, png_header_only, solid
+from image_files import encode
+from proxy_images import photo_like, png_header_only, solid
 from proxy_servers import LABELS, proxy_config
 
 from imaging.decode import to_pixels

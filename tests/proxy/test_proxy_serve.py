@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from image_files import encode
 from polling import eventually
-from proxy_images import encode, photo_like, solid
+from proxy_images import photo_like, solid
 from proxy_servers import ROOT, child_env, start_stack
 from readme_blocks import block_after, json_documents
 
