@@ -23,6 +23,7 @@ import argparse
 import http.client
 import io
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -40,9 +41,10 @@ from PIL import Image
 from bench.procmem import rss_mb
 from bench.soak_load import MULTIPART, multipart
 from export.config import DEFAULT_BASE_PATH
+from modelserver.cpu_math import choose_fpmath
 from stack import processes
 from stack.processes import children_of, free_port
-from training.hardware import describe_cpu
+from training.hardware import cpu_info, describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"p50_ms": 15.0, "p99_ms": 40.0, "rss_mb": 150.0, "startup_s": 1.0, "speedup": 3.0}
@@ -241,9 +243,10 @@ def serve_baseline(port: int, run_dir: Path) -> None:
 # ---------- report ----------
 
 
-def report(results: list[LoadResult], startup: dict, cpu: str, args) -> str:
+def report(results: list[LoadResult], startup: dict, cpu: str, served: str, args) -> str:
     lines = [
         f"CPU: {cpu}",
+        served,
         f"proxy: gunicorn {args.workers} workers x {args.threads} threads (gthread); "
         f"{args.requests} sequential + {args.throughput_requests} concurrent requests "
         f"(concurrency {args.concurrency}), 640x480 JPEG {len(sample_jpeg()) // 1024} KiB",
@@ -252,7 +255,8 @@ def report(results: list[LoadResult], startup: dict, cpu: str, args) -> str:
         f"{startup['proxy_mb']:.0f} MB peak RSS; importing tensorflow_serving.apis.predict_pb2 "
         f"instead: {startup['tfs_s']:.2f} s / {startup['tfs_mb']:.0f} MB",
         "",
-        "| configuration | p50 ms | p90 ms | p99 ms | req/s @16 | errors | RSS MB per process |",
+        f"| configuration | p50 ms, 1 client | p90 ms | p99 ms | req/s, {args.concurrency} clients "
+        "| errors | RSS MB per process |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
@@ -320,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_server:
         serve_baseline(args.baseline_server, args.run_dir)
         return 0
-    cpu = describe_cpu()
+    mode, why = choose_fpmath(dict(os.environ), cpu_info()["flags"])  # what the server picks
+    cpu = f"{describe_cpu()}; the model server's oneDNN float32 math: {mode} ({why})"
     print(f"CPU: {cpu}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     run_dir, base = args.run_dir, args.model_base_path
@@ -339,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
                 {"the model server": model_server},
                 "the model server",
             )
+            states = processes.model_states(stack.rest_port)
+            newest = max(v for v, state in states.items() if state == "AVAILABLE")
+            served = f"served: {base}, version {newest}; the naive baseline: weights of {run_dir}"
+            print(served, flush=True)
             for protocol in args.protocols:
                 results.append(run_proxy(protocol, stack, args, log, model_server))
                 print(results[-1], flush=True)
@@ -348,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_baseline(run_dir, args, log))
             print(results[-1], flush=True)
     print()
-    print(report(results, startup, cpu, args))
+    print(report(results, startup, cpu, served, args))
     if args.json:
         args.json.write_text(
             json.dumps(

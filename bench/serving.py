@@ -183,10 +183,14 @@ def _grpc_client_process(target, payload, concurrency, duration, count, start_at
                     started = time.perf_counter()
                     try:
                         await call(payload, timeout=60)
-                        done += 1
-                        latencies.append(time.perf_counter() - started)
+                        ok = True
                     except grpc.RpcError:
-                        errors += 1
+                        ok = False
+                    if not count and time.time() > end:
+                        break  # finished after the deadline: not part of the measured seconds
+                    done, errors = done + ok, errors + (not ok)
+                    if ok:
+                        latencies.append(time.perf_counter() - started)
 
             await asyncio.gather(*(loop() for _ in range(concurrency)))
             return done, errors, latencies
@@ -331,6 +335,10 @@ def measure_server(settings: Settings, batching: bool, grpc_requests, rest_reque
     try:
         startup = server.wait_ready()
         figures: dict = {"startup_s": startup, "latency": {}, "throughput": {}}
+        figures["versions"] = sorted(
+            v for v, state in processes.model_states(server.rest_port, server.model).items()
+            if state == "AVAILABLE"
+        )  # fmt: skip
         for signature, payload in grpc_requests.items():
             latencies = grpc_latencies(server.grpc_port, payload, settings.latency_requests)
             figures["latency"][("gRPC", signature)] = percentiles(latencies)
@@ -357,7 +365,7 @@ def measure_server(settings: Settings, batching: bool, grpc_requests, rest_reque
 def report(settings: Settings, ceiling: dict[int, float], off: dict, on: dict, fpmath: str) -> str:
     lines = [
         f"Model server benchmark ({time.strftime('%Y-%m-%d %H:%M')}), model "
-        f"{settings.model_base_path}",
+        f"{settings.model_base_path}, version {_versions(off, on)}",
         f"CPU: {describe_cpu()}",
         fpmath,
         f"TF threads: intra {settings.intra_op or 'auto'}, inter {settings.inter_op or 'auto'}; "
@@ -386,6 +394,11 @@ def report(settings: Settings, ceiling: dict[int, float], off: dict, on: dict, f
         )
     lines.append(f"\nFailed requests: {off['errors'] + on['errors']}")
     return "\n".join(lines)
+
+
+def _versions(*runs: dict) -> str:
+    """The version(s) the servers answered from: the base path's newest changes over time."""
+    return " and ".join(sorted({", ".join(map(str, run["versions"])) for run in runs}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from export.savedmodel import save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from export.tta import choose_tta, tta_reason
 from training.data import load_dataset
+from training.hardware import describe_cpu
 from training.run_folder import FINAL_WEIGHTS
 from training.run_model import load_for_inference
 
@@ -162,7 +163,7 @@ def _measure_with_tflite(model, saved_model_dir: Path, data: str) -> dict:
         dataset.test.images,
         dataset.test.labels,
     )
-    return {"savedmodel": saved, "tflite": lite}
+    return {"savedmodel": saved, "tflite": lite, "measured_on": describe_cpu()}
 
 
 def _folder_bytes(folder: Path) -> int:

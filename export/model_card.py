@@ -89,7 +89,7 @@ def render(
     sections = [
         _header(meta, info, version_dir, data),
         _training(meta, note),
-        _accuracy(meta, tta, version_dir.name),
+        _accuracy(meta, tta, version_dir.name, export_report),
         _per_class(evaluation, tta) if evaluation else f"## Per class\n\n{why_not}",
         _export(export_report, info),
         _images(images),
@@ -208,8 +208,8 @@ def _header(meta: dict, info: dict, version_dir: Path, data: str) -> str:
             f"{meta.get('test_images')} test images |",
             f"| architecture | `{meta['arch']}`, widths {meta.get('widths')}, "
             f"{meta.get('depth', 2)} convs per group |",
-            f"| parameters | {meta.get('params', 0):,} |",
-            f"| work per image | {meta.get('forward_flops_per_image', 0) / 1e6:,.0f} MFLOP "
+            f"| parameters | {meta['params']:,} |",
+            f"| work per image | {meta['forward_flops_per_image'] / 1e6:,.0f} MFLOP "
             f"(x{tta_passes(info['tta'])} with the served TTA) |",
             f"| classes | {', '.join(info['class_names'])} |",
             f"| exported | {info.get('exported_at')} with TensorFlow {info['tensorflow']}, "
@@ -228,10 +228,10 @@ def _training(meta: dict, note: str = "") -> str:
         "",
         f"- recipe `{meta.get('recipe_name')}`, seed {meta.get('seed')}, "
         f"precision {meta.get('precision')}",
-        f"- training steps took {meta.get('train_seconds', 0):,.0f} s "
-        f"({meta.get('images_per_second', 0):,.0f} images/s); "
+        f"- training steps took {meta['train_seconds']:,.0f} s "
+        f"({meta['images_per_second']:,.0f} images/s); "
         f"{'its last sitting' if resumed else 'the command'} "
-        f"{meta.get('last_invocation_wall_seconds', 0):,.0f} s wall up to its final evaluation, "
+        f"{meta['last_invocation_wall_seconds']:,.0f} s wall up to its final evaluation, "
         f"on {cpu.get('model', '?')}, "
         f"{cpu.get('cores', '?')} cores, CPU flags {', '.join(cpu.get('flags', []))}",
         f"- resumed after interruptions at steps {resumed} of {meta.get('total_steps', '?')}"
@@ -248,13 +248,13 @@ def _rounded(values) -> list[float]:
     return [round(v, 2) for v in values]
 
 
-def _accuracy(meta: dict, tta: int, version: str) -> str:
+def _accuracy(meta: dict, tta: int, version: str, export_report: dict | None) -> str:
     rows = [
         f"| {TTA_NAMES[level]} | {meta[key]:.2%} |"
         for level, key in TTA_ACCURACY_KEYS.items()
         if key in meta
     ]
-    served = meta[TTA_ACCURACY_KEYS[tta]]
+    served, source = served_figure(meta, tta, export_report)
     return "\n".join(
         [
             f"## Accuracy on the {meta.get('test_images')} test images",
@@ -264,8 +264,23 @@ def _accuracy(meta: dict, tta: int, version: str) -> str:
             *rows,
             "",
             f"Test accuracy of the served model (version {version}, TTA {TTA_NAMES[tta]}, "
-            f"baked into the graph): **{served * 100:.2f} %**",
+            f"baked into the graph): **{served * 100:.2f} %**, {source}",
         ]
+    )
+
+
+def served_figure(meta: dict, tta: int, export_report: dict | None) -> tuple[float, str]:
+    """The served accuracy and where it comes from: the exported SavedModel's own figure when
+    the export measured it (`--tflite`), else the training run's on the same weights."""
+    trained = meta[TTA_ACCURACY_KEYS[tta]]
+    measured = (export_report or {}).get("savedmodel", {}).get("pixels_accuracy")
+    if measured is None:
+        return trained, (
+            "as training measured the same weights (the export did not measure the SavedModel: "
+            "`python -m export --tflite` does)"
+        )
+    return measured, (
+        f"measured on the exported SavedModel through `pixels` (training measured {trained:.2%})"
     )
 
 
@@ -310,6 +325,8 @@ def _export(report: dict | None, info: dict) -> str:
                 for kind in ("float32", "int8")
             ],
         ]
+        if "measured_on" in report:
+            lines += ["", f"Measured by the export on {report['measured_on']}."]
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from training.cli_args import ArgumentParser, positive
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, Dataset, Split, check_source, load_dataset, tree_members
+from training.hardware import describe_cpu
 from training.interrupts import stop_on_ctrl_c
 from training.run_folder import (
     CONFUSION,
@@ -91,6 +92,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
     if list(ds.class_names) != meta["class_names"]:
         raise DataError(f"{data} has classes {ds.class_names}, the model {meta['class_names']}")
     report = {"model": str(run_dir), "data": ds.source, "test_images": len(ds.test.labels)}
+    report["cpu"] = describe_cpu()  # beside `seconds`: figures of one machine
     print(f"evaluating {run_dir} on {len(ds.test.labels):,} test images of {ds.source}")
     if test_subset:
         report["test_subset"] = test_subset
@@ -155,6 +157,8 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
         f"# Evaluation of `{report['model']}`",
         "",
         f"Data: {report['data']}{mirror}, {report['test_images']} test images{pick}.",
+        "",
+        f"Predicted in {report['seconds']:.1f} s on {report['cpu']}.",
         "",
         "| test-time augmentation | accuracy |",
         "| --- | --- |",

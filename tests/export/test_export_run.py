@@ -358,6 +358,39 @@ def test_model_card_states_the_served_accuracy(exported, tiny_run_dir, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_model_card_serves_the_exported_models_own_figure():
+    """The card's served line is the SavedModel's measured figure where the export measured
+    it, and says whose figure it is either way."""
+    from export.model_card import served_figure
+
+    meta = {"test_accuracy": 0.90, "test_accuracy_flip": 0.9104}
+    report = {"savedmodel": {"pixels_accuracy": 0.9101}}
+    figure, source = served_figure(meta, 1, report)
+    assert figure == 0.9101
+    assert source == (
+        "measured on the exported SavedModel through `pixels` (training measured 91.04%)"
+    )
+    figure, source = served_figure(meta, 1, None)
+    assert figure == 0.9104 and source.startswith("as training measured the same weights")
+
+
+def test_model_card_refuses_a_run_that_does_not_record_a_figure(exported, tiny_run_dir, tmp_path):
+    """A figure missing from meta.json is named, not printed as 0."""
+    import shutil
+
+    run, base = tmp_path / "run", tmp_path / "cifar10"
+    shutil.copytree(tiny_run_dir, run)
+    shutil.copytree(exported, base)
+    meta = json.loads((run / "meta.json").read_text())
+    del meta["train_seconds"]
+    (run / "meta.json").write_text(json.dumps(meta))
+    done = run_cli("-m", "export.model_card", "--run-dir", str(run), "--base-path", str(base))
+    assert done.returncode == 1
+    missing = "model_card: the run or the version does not record 'train_seconds'"
+    assert done.stderr.strip().splitlines()[-1] == missing
+    assert not (base / "MODEL_CARD.md").exists()
+
+
 def test_model_card_draws_the_confusion_matrix_of_the_served_tta(exported, tiny_run_dir, tmp_path):
     """`make evaluate` draws the matrix of --headline (default none) into the run folder; the
     card showed that picture under a per-class table of the served flip TTA."""
@@ -592,3 +625,7 @@ def test_the_model_card_names_the_data_set_the_run_trained_on():
     assert (
         "`serving_default` on the JPEG files | | n/a (the data set has no image files) |" in table
     )
+    assert "Measured by" not in table  # a report from before the export recorded its CPU
+    cpu = "Some CPU, 2 cores, flags: avx2 fma, no AMX"
+    table = _export({"savedmodel": saved, "tflite": tflite, "measured_on": cpu}, {"tta_name": ""})
+    assert table.endswith(f"\n\nMeasured by the export on {cpu}.")
