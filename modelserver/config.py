@@ -425,24 +425,11 @@ def _validate_batching(batching: BatchingOptions) -> None:
                 f"{batching.max_execution_batch_size}"
             )
     sizes = batching.allowed_batch_sizes
-    if not sizes:
-        return
-    if list(sizes) != sorted(set(sizes)) or sizes[0] < 1:
-        raise invalid_argument("allowed_batch_sizes entries must be monotonically increasing")
-    # The messages of servables/tensorflow/bundle_factory_util.cc CreateBasicBatchingSession:
-    # with splitting, the padded sizes are those of the executed batches.
-    if batching.enable_large_batch_splitting:
-        if sizes[-1] > batching.max_batch_size:
-            raise invalid_argument(
-                "Last entry in allowed_batch_sizes must be less than or equal to max_batch_size; "
-                f"last entry was {sizes[-1]}; expected {batching.max_batch_size}"
-            )
-        if sizes[-1] != batching.max_execution_batch_size:
-            raise invalid_argument(
-                "Last entry in allowed_batch_sizes must be equal to max_execution_batch_size; "
-                f"last entry was {sizes[-1]}; expected {batching.max_execution_batch_size}"
-            )
-    elif sizes[-1] != batching.max_batch_size:
+    # The model server's check (reference §6; servables/tensorflow/bundle_factory_util.cc
+    # WrapSessionForBatching), with large-batch splitting on or off, and no check of the order.
+    # batching_session.cc's stricter checks under splitting belong to CreateBasicBatchingSession,
+    # which the model server does not call: a file they refuse still loads in TF Serving.
+    if sizes and sizes[-1] != batching.max_batch_size:
         raise invalid_argument(
             "Last entry in allowed_batch_sizes must match max_batch_size; last entry was "
             f"{sizes[-1]}; expected {batching.max_batch_size}"

@@ -575,9 +575,9 @@ def _value_writer(dtype: int, as_b64: bool):
     raise invalid_argument(f"Failed to write JSON value for tensor type: {dtype_string(dtype)}")
 
 
-def _tensor_text(value: np.ndarray, writer) -> str:
-    if value.ndim == 0:
-        return writer(value.item())
+def _tensor_text(value: np.ndarray | np.generic | bytes, writer) -> str:
+    if np.ndim(value) == 0:  # an item of a [N] string output is plain `bytes`
+        return writer(value.item() if isinstance(value, np.ndarray | np.generic) else value)
     if value.ndim == 1:
         return "[" + ", ".join(writer(v) for v in value.tolist()) + "]"
     return "[" + ", ".join(_tensor_text(row, writer) for row in value) + "]"

@@ -149,7 +149,12 @@ def _read_signature_defs(path: Path, tags: Sequence[str]) -> dict[str, meta_grap
 
 def validate_inputs(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
     """Input checks of servables/tensorflow/predict_util.cc and saved_model/util.cc, with the
-    messages TF Serving gives (reference §4 table)."""
+    messages TF Serving gives (reference §4 table); and one of this server's own: the shape.
+
+    TF Serving checks no shapes here: its session run fails on a shape the graph's kernels
+    cannot take, with the kernel's INVALID_ARGUMENT text (the same status, other words). A
+    concrete function refuses any shape off its signature, even one the graph would take, with
+    a Python error that names no input; so this server refuses it first, naming the input."""
     check_input_names(signature, list(inputs))
     for index, alias in enumerate(signature.input_names):
         _check_tensor(index, alias, signature.definition.inputs[alias], inputs[alias])

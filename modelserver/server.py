@@ -35,7 +35,7 @@ from modelserver.metrics import Metrics
 from modelserver.predict import Predictor
 from modelserver.rest_api import RestApi, start_rest_server
 from modelserver.servable import Servable
-from modelserver.status import ServingError, from_load_exception
+from modelserver.status import ServingError, from_load_exception, invalid_argument
 from modelserver.versions import ManagerOptions, VersionManager
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,11 @@ class ModelServer:
 
     def start(self) -> None:
         """Loads the models, then opens the ports. Raises ServingError on a bad start."""
+        if self.options.port == 0:  # model_servers/server.cc BuildAndStart: nowhere to listen
+            raise invalid_argument(
+                "At least one of server_options.grpc_port or server_options.grpc_socket_path "
+                "must be set."
+            )
         config = load_model_server_config(self.options)
         self.manager.apply_config(config, wait=True)  # a stop() (SIGTERM) ends the wait too
         if self._stopped.is_set():

@@ -202,14 +202,15 @@ def test_batching_file_without_enable_batching_is_a_startup_error(tmp_path):
          "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; "
          "expected 8"),
         ("max_batch_size: 8", "Could not parse"),
+        # Splitting on, the model server still wants max_batch_size last (reference §6).
         ("max_batch_size { value: 64 } enable_large_batch_splitting { value: true } "
-         "max_execution_batch_size { value: 16 } allowed_batch_sizes: 8",
-         "Last entry in allowed_batch_sizes must be equal to max_execution_batch_size; "
-         "last entry was 8; expected 16"),
+         "max_execution_batch_size { value: 16 } allowed_batch_sizes: [8, 16]",
+         "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 16; "
+         "expected 64"),
         ("max_batch_size { value: 64 } enable_large_batch_splitting { value: true } "
          "max_execution_batch_size { value: 32 } allowed_batch_sizes: 128",
-         "Last entry in allowed_batch_sizes must be less than or equal to max_batch_size; "
-         "last entry was 128; expected 64"),
+         "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 128; "
+         "expected 64"),
         ("max_batch_size { value: 64 } enable_large_batch_splitting { value: true } "
          "max_execution_batch_size { value: 128 }",
          "must be greater than or equal to max_execution_batch_size; got 64 and 128"),
@@ -221,6 +222,18 @@ def test_bad_batching_files_are_rejected(tmp_path, text, message):
     options = ServerOptions(enable_batching=True, batching_parameters_file=str(path))
     with pytest.raises(ServingError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_batching_options(options)
+
+
+def test_split_batches_may_be_padded_to_sizes_that_end_at_max_batch_size(tmp_path):
+    """What TF Serving's model server loads (bundle_factory_util.cc): the last allowed size is
+    max_batch_size, even where split batches run at most max_execution_batch_size rows."""
+    path = tmp_path / "b.config"
+    path.write_text(
+        "max_batch_size { value: 64 } enable_large_batch_splitting { value: true } "
+        "max_execution_batch_size { value: 16 } allowed_batch_sizes: [4, 16, 64]"
+    )
+    options = ServerOptions(enable_batching=True, batching_parameters_file=str(path))
+    assert load_batching_options(options).allowed_batch_sizes == (4, 16, 64)
 
 
 def test_an_unset_execution_batch_size_is_the_max_batch_size(tmp_path):

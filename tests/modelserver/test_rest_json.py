@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -113,3 +114,22 @@ def test_numbers_no_double_can_hold_are_parse_errors_as_in_rapidjson():
     with pytest.raises(ServingError, match=re.escape(too_big)) as error:
         predict_inputs(document, inputs)
     assert error.value.code.name == "INVALID_ARGUMENT"
+
+
+def test_row_format_writes_one_string_value_per_item():
+    """A string output of shape [N] (a label; `_bytes` ones in base64), one value per row, as
+    MakeRowFormatJsonFromTensors writes it. It was a 500: an item of it is `bytes`, no array."""
+    from tensorflow.core.framework import types_pb2
+
+    from modelserver.rest_json import row_response
+
+    outputs = {"label_bytes": np.array([b"ab", b"c"], object), "n": np.array([3, 4], np.int32)}
+    dtypes = {"label_bytes": types_pb2.DT_STRING, "n": types_pb2.DT_INT32}
+    assert json.loads(row_response(outputs, dtypes)) == {
+        "predictions": [
+            {"label_bytes": {"b64": "YWI="}, "n": 3},
+            {"label_bytes": {"b64": "Yw=="}, "n": 4},
+        ]
+    }
+    alone = row_response({"label": np.array([b"cat"], object)}, {"label": types_pb2.DT_STRING})
+    assert json.loads(alone) == {"predictions": ["cat"]}

@@ -311,6 +311,10 @@ def test_bad_startup_configs_exit_with_the_tf_serving_error(
         ([f"--model_config_file={labelled}"], "Request to assign label to version 1"),
         ([f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}", "--enable_batching",
           f"--batching_parameters_file={batching}"], "Last entry in allowed_batch_sizes"),
+        # model_servers/server.cc: gRPC needs a port (the last --port given wins)
+        ([f"--model_name={MODEL}", f"--model_base_path={tiny_model_base}", "--port=0"],
+         "INVALID_ARGUMENT: At least one of server_options.grpc_port or "
+         "server_options.grpc_socket_path must be set."),
     ]  # fmt: skip
     servers = [(start_server(*args, ready=False), message) for args, message in cases]
     allowed = start_server(
