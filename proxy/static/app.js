@@ -200,11 +200,9 @@ function checkModelSoon() {
 // one batch keep their selection order, which is the order they are sent in.
 function newCard(blob, name, after = null) {
   const node = ui.template.content.firstElementChild.cloneNode(true);
-  node.querySelector(".card-image").alt = `Uploaded image ${name}`;
   setCardImage(node, blob);
   const nameNode = node.querySelector(".card-name");
-  nameNode.textContent = name;
-  nameNode.title = name; // shown cut short with "…" when long
+  nameCard(node, name);
   // The card takes the focus after Try again: named by its file, not read as an empty item.
   nameNode.id = `card-name-${++state.cards}`;
   node.setAttribute("aria-labelledby", nameNode.id);
@@ -216,6 +214,13 @@ function newCard(blob, name, after = null) {
   else if (live) live.after(node); // the live camera card stays first
   else ui.grid.prepend(node);
   return node;
+}
+
+function nameCard(card, name) {
+  card.querySelector(".card-image").alt = `Uploaded image ${name}`;
+  const nameNode = card.querySelector(".card-name");
+  nameNode.textContent = name;
+  nameNode.title = name; // shown cut short with "…" when long
 }
 
 // Shows `blob` as the card's picture, and the 32x32 square the model sees once it has loaded;
@@ -348,8 +353,7 @@ function showResult(card, result, body) {
 // Why a weak answer is a guess: every answer is one of the model's classes, whatever the picture.
 function unsureHint() {
   const names = state.classes;
-  const known = names.length > 1
-    ? ` It only knows ${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}.` : "";
+  const known = names.length > 1 ? ` It only knows ${listed(names)}.` : "";
   return `Just a guess: answers under ${Math.round(settings.unsureBelow * 100)}% were right about half the time.${known}`;
 }
 
@@ -408,7 +412,7 @@ function showError(card, message, retry = null) {
   card.querySelector(".card-hint").hidden = true;
   card.classList.remove("unsure");
   card.querySelector(".card-meta").textContent = "";
-  return { ok: false, text: `${name}: ${text}` };
+  return { ok: false, text: `${name}: ${text}`, name, error: text };
 }
 
 // A filename as the proxy's error sentences write it (proxy/api.py, _short_name): its start
@@ -452,11 +456,27 @@ function announce(lines, action = newAction()) {
 // screen reader is not kept busy for a minute by forty results that the cards show anyway.
 const SPOKEN_ONE_BY_ONE = 5;
 function spoken(outcomes) {
-  if (outcomes.length <= SPOKEN_ONE_BY_ONE) return outcomes.map((o) => o.text);
+  if (outcomes.length <= SPOKEN_ONE_BY_ONE) return sameErrorsOnce(outcomes);
   const failed = outcomes.filter((o) => !o.ok);
   const summary = `${outcomes.length} images: ${outcomes.length - failed.length} classified, ${failed.length} failed`;
-  return [summary, ...failed.slice(0, SPOKEN_ONE_BY_ONE).map((o) => o.text)];
+  return [summary, ...sameErrorsOnce(failed).slice(0, SPOKEN_ONE_BY_ONE)];
 }
+
+// Failures with the same words are read once, after their names: in an outage every image of
+// a drop failed with one sentence, and it was read once per image.
+function sameErrorsOnce(outcomes) {
+  const lines = new Map();
+  for (const outcome of outcomes) {
+    const key = outcome.error ? `error:${outcome.error}` : Symbol("own line");
+    const line = lines.get(key) || { names: [], outcome };
+    line.names.push(outcome.name);
+    lines.set(key, line);
+  }
+  return [...lines.values()].map(({ names, outcome }) =>
+    names.length > 1 ? `${listed(names)}: ${outcome.error}` : outcome.text);
+}
+
+const listed = (names) => `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
 
 // Three significant digits, as the proxy's own 413 message prints the limit.
 const mebibytes = (bytes) => String(Number((bytes / 2 ** 20).toPrecision(3)));
@@ -867,6 +887,7 @@ async function toggleCamera() {
   }
   if (state.cameraStarting) return; // pressed again while the permission prompt is open
   cameraMessage("");
+  inputMessage(""); // a note about an earlier drop is not about the camera
   if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     cameraMessage("The camera needs a secure page: open this site via https:// or http://localhost, in a browser with camera support.");
     return;
@@ -946,6 +967,7 @@ function grabFrame() {
 async function captureOnce() {
   const blob = await grabFrame();
   if (!blob) return;
+  inputMessage(""); // a note about an earlier drop is not about this frame
   const action = newAction();
   const name = `camera-${++state.counter}.jpg`;
   const card = newCard(blob, name);
@@ -989,6 +1011,9 @@ function setLive(on) {
   clearInterval(state.liveTimer);
   state.liveTimer = on ? setInterval(liveTick, settings.liveIntervalMs) : null;
   if (!on && state.liveCard) {
+    // It stays as the last frame's result, named as a capture: every stopped live card was
+    // "Live camera", one more of the same name in the list each time.
+    nameCard(state.liveCard, `camera-${++state.counter}.jpg`);
     state.liveCard.classList.remove("live");
     state.liveCard = null;
   }

@@ -269,7 +269,11 @@ def test_bad_file_shows_a_readable_error(open_page, browser, tmp_path) -> None:
 
 def test_camera_capture_and_continuous_mode(open_page, browser) -> None:
     page = open_page(browser, DESKTOP)
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"x"}
+    page.set_input_files("#file-input", [notes])
+    expect(page.locator("#input-message")).to_contain_text("Skipped notes.txt")
     page.click("#camera-button")
+    expect(page.locator("#input-message")).to_be_hidden()  # that note is not about the camera
     expect(page.locator("#camera-panel")).to_be_visible()
     page.click("#capture-button")
     assert_top3(page.locator(".card").first)
@@ -289,6 +293,9 @@ def test_camera_capture_and_continuous_mode(open_page, browser) -> None:
     expect(live.locator(".bar-row").first).to_have_attribute("data-seen", "yes")
     page.click("label.switch")
     expect(page.locator("#live-toggle")).not_to_be_checked()
+    # The stopped live card stays, named as a capture: each was "Live camera" before.
+    expect(page.locator(".card-name").filter(has_text="Live camera")).to_have_count(0)
+    expect(page.locator(".card-image[alt^='Uploaded image camera-']")).to_have_count(2)
     page.click("#camera-button")
     expect(page.locator("#camera-panel")).to_be_hidden()
     assert page.console_errors == []
@@ -305,6 +312,10 @@ def test_a_phone_capture_brings_its_result_into_view(open_page, browser) -> None
     card = page.locator(".card").first
     assert_top3(card)
     expect(card.locator(".bars")).to_be_in_viewport(ratio=1)  # retried while it scrolls
+    # The preview is square, as the part classified: stretched to the card's height, it was a
+    # sliver 124 pixels wide and 349 high.
+    box = card.locator(".card-figure").bounding_box()
+    assert abs(box["width"] - box["height"]) <= 1, box
 
 
 def test_a_batch_keeps_its_order_and_the_stats_say_what_they_count(
@@ -777,6 +788,9 @@ def test_the_model_info_link_leaves_the_results_where_they_are(open_page, browse
 
 def test_drop_zone_opens_the_file_picker_from_the_keyboard(open_page, browser) -> None:
     page = open_page(browser, DESKTOP)
+    # Named for what a key press does too, not only for what a mouse can drop.
+    name = re.compile(r"^Drop photos here ?\(or press Enter to choose them\)$")
+    expect(page.get_by_role("button", name=name)).to_have_id("dropzone")
     with page.expect_file_chooser() as chooser:
         page.locator("#dropzone").press("Enter")
     assert chooser.value.is_multiple()
@@ -1081,6 +1095,12 @@ def test_the_images_an_outage_failed_are_sent_again_in_one_click(open_page, brow
     cards any more, so nothing offers to send them a second time."""
     page = open_page(browser, DESKTOP)
     button = fail_in_an_outage(page, photos)
+    # One sentence for the drop, not one per image: the outage's words are read once.
+    error = page.locator(".card-error").first.inner_text()
+    names = " and ".join([", ".join(p.name for p in photos[:-1]), photos[-1].name])
+    expect(page.locator("#announcer")).to_have_text(
+        f"{len(photos)} images: 0 classified, {len(photos)} failed; {names}: {error}"
+    )
     bad = {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not an image"}
     page.set_input_files("#file-input", [bad])
     expect(page.locator(".card.failed")).to_have_count(len(photos) + 1)
