@@ -15,8 +15,8 @@ import itertools
 
 import numpy as np
 
+from runtime.tf_startup import import_tensorflow
 from training.config import default_data
-from training.tf_startup import import_tensorflow
 
 BINS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 THRESHOLDS = (0.4, 0.5, 0.6)
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     import_tensorflow()
     from export.evaluation import ServedModel
+    from runtime.cpu import describe_cpu
     from training.data import load_dataset
-    from training.hardware import describe_cpu
     from training.inference import top1_accuracy
 
     dataset = load_dataset(args.data)

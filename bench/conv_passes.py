@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
 
-    from training.hardware import describe_cpu
+    from runtime.cpu import describe_cpu
 
     ceiling = measure_ceiling()
     best = max(ceiling.values())

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from proxy.config import PROCESS_ENV
-from training.hardware import describe_cpu
+from runtime.cpu import describe_cpu
 
 # kind -> (Pillow mode, format, pixel value); one colour: tiny files, full-size decodes.
 KINDS = {

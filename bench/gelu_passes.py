@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from training.hardware import describe_cpu
+from runtime.cpu import describe_cpu
 
 # (shape, dtype, activations of that shape per step): whiten_act, then two per conv group
 SHAPES = (

@@ -42,9 +42,9 @@ from bench.procmem import rss_mb
 from bench.soak_load import MULTIPART, multipart
 from export.config import DEFAULT_BASE_PATH
 from modelserver.cpu_math import choose_fpmath
+from runtime.cpu import cpu_info, describe_cpu
 from stack import processes
 from stack.processes import children_of, free_port
-from training.hardware import cpu_info, describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"p50_ms": 15.0, "p99_ms": 40.0, "rss_mb": 150.0, "startup_s": 1.0, "speedup": 3.0}

@@ -35,8 +35,8 @@ from pathlib import Path
 
 from export.config import DEFAULT_BASE_PATH, MODEL_NAME
 from modelserver.cpu_math import apply_fpmath
+from runtime.cpu import describe_cpu
 from stack import processes
-from training.hardware import describe_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"

@@ -57,7 +57,7 @@ from bench.soak_stack import (
     watched_roots,
 )
 from export.config import DEFAULT_BASE_PATH
-from training.hardware import describe_cpu
+from runtime.cpu import describe_cpu
 
 RSS_TOLERANCE = 0.10
 RSS_QUANTILE = 25  # percent: the floor of the RSS swings, see SoakResult.rss

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.cpu import describe_cpu
 from training.config import RECIPES, default_data
-from training.hardware import FILTER_GRADS, choose_filter_grad, describe_cpu
+from training.hardware import FILTER_GRADS, choose_filter_grad
 
 SUBSET = 10_240  # 10 steps at batch 1024, more at smaller ones: enough distinct batches
 KINDS = (  # (kind, test on "layer/op name:OpType"), first match wins

@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _measure_and_train(args: argparse.Namespace, opts, startup_log: Path | None) -> None:
-    from training.hardware import describe_cpu
-    from training.tf_startup import import_tensorflow
+    from runtime.cpu import describe_cpu
+    from runtime.tf_startup import import_tensorflow
 
     import_tensorflow(startup_log)
     cpu = describe_cpu()

@@ -38,14 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
 
-    from training.tf_startup import import_tensorflow
+    from runtime.tf_startup import import_tensorflow
 
     import_tensorflow()
     import numpy as np
     import tensorflow as tf
 
     from export.publish import saved_model_dir
-    from training.hardware import describe_cpu
+    from runtime.cpu import describe_cpu
     from training.inference import make_logits_fn
     from training.run_model import load_for_inference
 

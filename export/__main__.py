@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
 from export.publish import VersionExistsError, check_base_path, versions
-from training.cli_args import ArgumentParser, positive
+from runtime.cli_args import ArgumentParser, positive
+from runtime.interrupts import stop_on_ctrl_c
 from training.config import TTA_NAMES
-from training.interrupts import stop_on_ctrl_c
 
 if TYPE_CHECKING:  # export_run loads TensorFlow: only after the arguments parse
     from export.export_run import ExportResult
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.tf_startup import import_tensorflow
+    from runtime.tf_startup import import_tensorflow
 
     import_tensorflow()  # only after the arguments parse
     import tensorflow as tf

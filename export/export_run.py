@@ -20,8 +20,8 @@ from export.publish import latest_version_dir, publish, versions
 from export.savedmodel import save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from export.tta import choose_tta, tta_reason
+from runtime.cpu import describe_cpu
 from training.data import load_dataset
-from training.hardware import describe_cpu
 from training.run_folder import FINAL_WEIGHTS
 from training.run_model import load_for_inference
 

@@ -22,7 +22,7 @@ from export.config import DEFAULT_BASE_PATH
 from export.info import check_exported_from, read_info
 from export.publish import latest_version_dir
 from modelserver.version_names import version_dirs
-from training.cli_args import ArgumentParser
+from runtime.cli_args import ArgumentParser
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.evaluate import share
 from training.run_folder import CONFUSION, CURVES, EVALUATION, META, read_meta, write_whole

@@ -18,8 +18,8 @@ import numpy as np
 from export.config import DEFAULT_BASE_PATH, GUESS_BELOW, MAX_PIXELS
 from export.publish import saved_model_dir
 from imaging.decode import ImageError, to_pixels
-from training.cli_args import ArgumentParser, positive
-from training.tf_startup import import_tensorflow
+from runtime.cli_args import ArgumentParser, positive
+from runtime.tf_startup import import_tensorflow
 
 
 def format_top(name: str, probabilities, class_names, k: int) -> str:

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+SHUTDOWN_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     # kernel gave another thread went unhandled while the main thread slept, for good (about
     # one stop in three under load); and a handler that stops the server must not take the
     # locks of the code it interrupted.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
 
     from modelserver.server import ModelServer, configure_tensorflow
     from modelserver.status import ServingError
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stop_on_signal(server) -> None:
-    signal.sigwait(STOP_SIGNALS)
+    signal.sigwait(SHUTDOWN_SIGNALS)
     server.stop()
 
 

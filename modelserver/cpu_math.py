@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 
-from training.hardware import cpu_info, has_amx  # the CPU facts every figure prints
+from runtime.cpu import cpu_info, has_amx  # the CPU facts every figure prints
 
 FPMATH_ENV = "ONEDNN_DEFAULT_FPMATH_MODE"
 

@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from modelserver.version_names import version_dirs
+from runtime.interrupts import STOP_SIGNALS
 from stack.processes import (
     SETTINGS,
     STOP_TIMEOUT_S,
@@ -37,7 +38,6 @@ from stack.processes import (
     stop,
     wait_for,
 )
-from training.interrupts import STOP_SIGNALS
 
 # STOP_SIGNALS stop the stack: Ctrl-C, `kill`, and the hang-up of a closed terminal or SSH
 # session (the children, in their own sessions, do not get them, so without a handler they would

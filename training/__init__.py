@@ -1,14 +1,14 @@
 """Training: data set -> run folder (`python -m training.train`, `make train`).
 
+(What every command shares, its argparse types, Ctrl-C handling, TensorFlow start-up and CPU
+line, is in runtime/.)
+
 Module map, in the order a run uses them:
   train.py       the CLI: options in, then run.py
   run.py         one run: the folder claimed, precision and data, the trainer, the outputs
-  cli_args.py    argparse types shared by the command-line tools (training, export, bench)
-  interrupts.py  how they stop on Ctrl-C or SIGTERM: one line and the shell's exit code
   run_folder.py  making the run folder, pinning its options for resume, train.log
   config.py      every recipe and hyper-parameter in one place (`fast`, `long`, `vgg`...)
-  hardware.py    the CPU, its flags, and the precision that trains fastest on it
-  tf_startup.py  TensorFlow imported with its start-up lines sent to a file
+  hardware.py    the precision and filter-gradient form that train fastest on this CPU
   data.py        image-folder trees, tars and the CIFAR-10 archive -> uint8 arrays, cached
   models.py      the `fast` and `vgg` networks, built from the recipe's widths and depth
   layers.py      their custom layers: the fused BatchNorm, the XLA-fused GELU and the conv

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training.cli_args import ArgumentParser, positive
+from runtime.cli_args import ArgumentParser, positive
+from runtime.cpu import describe_cpu
+from runtime.interrupts import stop_on_ctrl_c
+from runtime.tf_startup import import_tensorflow
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
 from training.data import DataError, Dataset, Split, check_source, load_dataset, tree_members
-from training.hardware import describe_cpu
-from training.interrupts import stop_on_ctrl_c
 from training.run_folder import (
     CONFUSION,
     EVALUATION,
@@ -31,7 +32,6 @@ from training.run_folder import (
     read_run_options,
     write_whole,
 )
-from training.tf_startup import import_tensorflow
 
 # --headline: the TTA level the per-class table and matrix show.
 HEADLINES = tuple(TTA_NAMES.values())

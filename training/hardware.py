@@ -1,4 +1,4 @@
-"""What CPU this is, and which precision trains fastest on it.
+"""Which precision, and which filter-gradient form, trains fastest on this CPU.
 
 The answer differs between machines that print the same flags: with AMX tiles,
 `mixed_bfloat16` trained ~2.5x faster than float32 (the project brief's figure; issue 10's
@@ -13,48 +13,9 @@ starts.
 
 from __future__ import annotations
 
-import os
-import platform
 import time
-from functools import cache
-from pathlib import Path
 
-INTERESTING_FLAGS = ("amx_tile", "amx_bf16", "avx512_bf16", "avx512_vnni", "avx512f", "avx2", "fma")
-
-
-@cache
-def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-                break
-    return {
-        "model": model,
-        "cores": os.cpu_count(),
-        "flags": [f for f in INTERESTING_FLAGS if f in flags],
-    }
-
-
-def has_amx(flags: list[str] | None = None) -> bool:
-    """Whether the CPU (of `flags`, or this one) has AMX tiles: with them bfloat16 runs 2.3-3.5x
-    float32 here; without, it measured slower (module docstring)."""
-    return "amx_tile" in (cpu_info()["flags"] if flags is None else flags)
-
-
-def describe_cpu() -> str:
-    """One line printed beside every figure (training, benchmarks), AMX stated either way."""
-    info = cpu_info()
-    amx = "" if has_amx(info["flags"]) else ", no AMX"
-    return (
-        f"{info['model']}, {info['cores']} cores, flags: {' '.join(info['flags']) or 'none'}{amx}"
-    )
-
+from runtime import cpu
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 
@@ -65,7 +26,7 @@ def choose_precision(requested: str) -> tuple[str, str]:
         return requested, "asked for"
     if requested != "auto":
         raise ValueError(f"unknown precision {requested!r}: {', '.join(PRECISIONS)}")
-    if has_amx():
+    if cpu.has_amx():
         return "mixed_bfloat16", "auto: the CPU has AMX"
     timings = time_conv_step()
     fastest = min(timings, key=timings.get)
@@ -87,7 +48,7 @@ def choose_filter_grad(requested: str, precision: str, arch: str = "fast") -> tu
         return "kernel", f"the {arch} net has only TensorFlow's"
     if requested != "auto":
         return requested, "asked for"
-    if precision != "mixed_bfloat16" or not has_amx():
+    if precision != "mixed_bfloat16" or not cpu.has_amx():
         return "kernel", "auto: nine matmuls are measured faster only in bfloat16 on AMX"
     import tensorflow as tf
 

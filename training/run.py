@@ -15,10 +15,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from runtime.cpu import cpu_info, describe_cpu
+from runtime.tf_startup import import_tensorflow
 from training.checkpoint import CheckpointError
 from training.config import RunOptions
 from training.data import DataError, check_source, load_dataset
-from training.hardware import choose_filter_grad, choose_precision, cpu_info, describe_cpu
+from training.hardware import choose_filter_grad, choose_precision
 from training.run_folder import (
     NEW_RUN_DIR,
     OutputError,
@@ -34,7 +36,6 @@ from training.run_folder import (
     run_logger,
     setting_as_started,
 )
-from training.tf_startup import import_tensorflow
 
 
 def command_line(opts: RunOptions, precision: str, filter_grad: str) -> str:

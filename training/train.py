@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.cli_args import ArgumentParser, positive
+from runtime.cli_args import ArgumentParser, positive
+from runtime.interrupts import Terminated, sigterm_as_ctrl_c
 from training.config import DEFAULT_RUN_DIR, RECIPE_HELP, RECIPES, RunOptions, default_data
 from training.hardware import FILTER_GRADS, PRECISIONS
-from training.interrupts import Terminated, sigterm_as_ctrl_c
 from training.run import NOTHING_LOST, train, user_errors
 
 

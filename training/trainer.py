@@ -20,12 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from runtime.interrupts import STOP_SIGNALS
 from training import checkpoint
 from training.augment import augment, flip_mask
 from training.config import MONITOR_SEED, MONITOR_TEST_IMAGES, Recipe
 from training.data import DataError, Dataset, Split
 from training.inference import make_logits_fn, predict_logits, top1_accuracy
-from training.interrupts import STOP_SIGNALS
 from training.models import FROZEN_KERNELS, build_model, init_whitening
 from training.optim import AirbenchSGD, KerasAdam, lookahead_decay, triangle_lr
 from training.run_folder import BEST_WEIGHTS, show

@@ -48,7 +48,7 @@ def test_the_model_servers_bfloat16_math_keeps_the_cards_accuracy(cifar_sample):
     """On a CPU with AMX the model server runs float32 ops in oneDNN's bfloat16 math
     (modelserver/cpu_math.py); the card's promise must hold for the model served that way."""
     from modelserver.cpu_math import FPMATH_ENV, choose_fpmath
-    from training.hardware import cpu_info
+    from runtime.cpu import cpu_info
 
     environ = {k: v for k, v in os.environ.items() if k != FPMATH_ENV}
     if choose_fpmath(environ, cpu_info()["flags"])[0] != "BF16":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from runtime import cpu
 from training import hardware
 
 
@@ -20,7 +21,7 @@ def test_an_unknown_precision_lists_the_choices():
 def test_auto_without_amx_times_both_precisions_and_picks_the_faster(monkeypatch):
     # cpu_info is faked because one machine cannot be both an AMX and a non-AMX CPU; the
     # timings below are real first, then fixed, to test the choice both ways.
-    monkeypatch.setattr(hardware, "cpu_info", lambda: {"model": "x", "cores": 2, "flags": []})
+    monkeypatch.setattr(cpu, "cpu_info", lambda: {"model": "x", "cores": 2, "flags": []})
     timings = hardware.time_conv_step()
     assert set(timings) == {"float32", "mixed_bfloat16"} and min(timings.values()) > 0
     # The decision itself, on fixed timings (a real pair could flip between the two calls).
@@ -32,9 +33,7 @@ def test_auto_without_amx_times_both_precisions_and_picks_the_faster(monkeypatch
 
 
 def test_auto_with_amx_takes_bfloat16_without_timing(monkeypatch):
-    monkeypatch.setattr(
-        hardware, "cpu_info", lambda: {"model": "x", "cores": 2, "flags": ["amx_tile"]}
-    )
+    monkeypatch.setattr(cpu, "cpu_info", lambda: {"model": "x", "cores": 2, "flags": ["amx_tile"]})
     monkeypatch.setattr(hardware, "time_conv_step", lambda: pytest.fail("timed on an AMX CPU"))
     assert hardware.choose_precision("auto") == ("mixed_bfloat16", "auto: the CPU has AMX")
 
@@ -51,7 +50,7 @@ def test_the_filter_gradient_form_follows_the_precision_and_the_cpu(monkeypatch)
     with pytest.raises(ValueError, match="auto, kernel, matmuls"):
         hardware.choose_filter_grad("im2col", "mixed_bfloat16", "vgg")
     amx = {"model": "x", "cores": 2, "flags": ["amx_tile"]}
-    monkeypatch.setattr(hardware, "cpu_info", lambda: amx)
+    monkeypatch.setattr(cpu, "cpu_info", lambda: amx)
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
     assert hardware.choose_filter_grad("auto", "mixed_bfloat16")[0] == "matmuls"
     assert hardware.choose_filter_grad("auto", "float32")[0] == "kernel"
@@ -61,7 +60,7 @@ def test_the_filter_gradient_form_follows_the_precision_and_the_cpu(monkeypatch)
         "kernel",
         "auto: a GPU is visible",
     )
-    monkeypatch.setattr(hardware, "cpu_info", lambda: {**amx, "flags": ["avx512_bf16"]})
+    monkeypatch.setattr(cpu, "cpu_info", lambda: {**amx, "flags": ["avx512_bf16"]})
     assert hardware.choose_filter_grad("auto", "mixed_bfloat16")[0] == "kernel"
 
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = """
 import os, sys
 from pathlib import Path
-from training import tf_startup
+from runtime import tf_startup
 
 def fake_load():
     os.write(2, b"I0000 cuInit: no CUDA-capable device\\n")
@@ -74,7 +74,7 @@ def test_a_ctrl_c_during_the_import_is_acted_on_after_it():
 
     import pytest
 
-    from training.tf_startup import stops_after_import
+    from runtime.tf_startup import stops_after_import
 
     finished = False
     with pytest.raises(KeyboardInterrupt), stops_after_import():
@@ -92,8 +92,8 @@ def test_a_sigterm_during_the_import_is_acted_on_after_it():
 
     import pytest
 
-    from training.interrupts import Terminated, sigterm_as_ctrl_c
-    from training.tf_startup import stops_after_import
+    from runtime.interrupts import Terminated, sigterm_as_ctrl_c
+    from runtime.tf_startup import stops_after_import
 
     finished = False
     with pytest.raises(Terminated), sigterm_as_ctrl_c(), stops_after_import():

@@ -513,7 +513,7 @@ def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_d
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert (tmp_path / "confusion.png").exists()
     assert "Per class (flip):" in (tmp_path / "evaluation.md").read_text()
-    from training.hardware import describe_cpu
+    from runtime.cpu import describe_cpu
 
     assert report["cpu"] == describe_cpu()  # the machine beside its `seconds`
     assert f" s on {describe_cpu()}." in (tmp_path / "evaluation.md").read_text()

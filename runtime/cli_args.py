@@ -1,5 +1,5 @@
 """The argparse parser and types the command-line tools share (training, evaluation, export,
-bench); how they stop on Ctrl-C or SIGTERM is training.interrupts."""
+bench); how they stop on Ctrl-C or SIGTERM is runtime.interrupts."""
 
 from __future__ import annotations
 
