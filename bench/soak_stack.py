@@ -31,7 +31,7 @@ from bench.procmem import pss_mb, rss_mb
 from bench.soak_load import CANARY
 from export.config import MODEL_NAME
 from export.publish import publish_copy, versions
-from modelserver.config import model_config, models_config_text
+from modelserver.config_files import model_config, models_config_text
 from proxy.config import ProxyConfig
 from stack import processes
 from stack.processes import children_of, free_port

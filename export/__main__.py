@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
-from export.publish import VersionExistsError, check_base_path, versions
+from export.publish import ROLLBACK_PREFIX, VersionExistsError, check_base_path, versions
 from runtime.cli_args import ArgumentParser, positive
 from runtime.interrupts import stop_on_ctrl_c
 from training.config import TTA_NAMES
@@ -117,7 +117,7 @@ def _report(result: ExportResult, args: argparse.Namespace) -> int:
         if ignored:
             print(f"note: nothing published, so {', '.join(ignored)} did nothing", file=sys.stderr)
         where = result.version_dir
-        if where.name.startswith(".rollback-"):
+        if where.name.startswith(ROLLBACK_PREFIX):
             print(f"these weights were published and rolled back ({where}); nothing published")
         else:
             print(f"{where} was already exported from these weights; nothing published")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from export.evaluation import evaluate_saved_model
 from export.info import find_published, info_if_any, weights_digest
-from export.publish import latest_version_dir, publish, versions
+from export.publish import latest_version_dir, publish, rollback_dir, versions
 from export.savedmodel import save_savedmodel
 from export.tflite import calibration_sample, export_tflite
 from export.tta import choose_tta, tta_reason
@@ -71,7 +71,7 @@ def accuracy_drop_warning(result: ExportResult) -> str | None:
     if int(result.version_dir.name) < old_version or new is None or old is None or new >= old:
         return None
     base = result.version_dir.parent
-    away = f"mv -T {result.version_dir} {base / f'.rollback-{result.version_dir.name}'}"
+    away = f"mv -T {result.version_dir} {rollback_dir(result.version_dir)}"
     others = [v for v in versions(base) if v != int(result.version_dir.name)]
     if old_version in others:
         rollback = f"To roll back, move it away ({away}; docs/DEPLOY.md) or pin version "

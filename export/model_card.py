@@ -24,7 +24,7 @@ from export.publish import latest_version_dir
 from modelserver.version_names import version_dirs
 from runtime.cli_args import ArgumentParser
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
-from training.evaluate import share
+from training.metrics import share
 from training.run_folder import CONFUSION, CURVES, EVALUATION, META, read_meta, write_whole
 
 # Why a data set has no served-accuracy figure: there are no image files to send.

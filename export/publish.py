@@ -32,7 +32,8 @@ from training.run_folder import TRAIN_LOG, is_run_folder, write_whole
 
 LOCK_NAME = ".publish.lock"
 KEEP_AT_LEAST_ONE = "--keep must be at least 1: a base path without versions serves nothing"
-ROLLED_BACK = re.compile(r"\.rollback-([0-9]+)")  # DEPLOY.md's rollback: mv -T 5 .rollback-5
+ROLLBACK_PREFIX = ".rollback-"  # DEPLOY.md's rollback: mv -T 5 .rollback-5
+ROLLED_BACK = re.compile(re.escape(ROLLBACK_PREFIX) + r"([0-9]+)")
 LAST_VERSION = ".last-version"
 # The hidden folders publish() and prune() work in (DEPLOY.md's hand-made ".tmp-6" is not one).
 WORK_FOLDER = re.compile(r"\.tmp-[0-9]+-\w+|\.deleting-[0-9]+-[0-9]+")
@@ -244,6 +245,11 @@ def used_numbers(base: Path) -> set[int]:
     return _entry_numbers(base) | set(rolled_back_dirs(base)) | ({_last_published(base)} - {0})
 
 
+def rollback_dir(version_dir: Path) -> Path:
+    """Where DEPLOY.md's rollback moves a version folder: beside it, out of the server's sight."""
+    return version_dir.parent / f"{ROLLBACK_PREFIX}{version_dir.name}"
+
+
 def rolled_back_dirs(base_path: str | Path) -> dict[int, Path]:
     """Version folders taken away by DEPLOY.md's rollback (``.rollback-<N>``), by number."""
     base = Path(base_path)
@@ -279,9 +285,9 @@ def _refuse_existing(base: Path, version: int) -> None:
         raise ValueError(f"version must be a non-negative integer, got {version}")
     if version in _entry_numbers(base):  # a folder, a file or a link that TF Serving would see
         raise VersionExistsError(f"version {version} already exists in {base}; not overwriting it")
-    if version in rolled_back_dirs(base):
+    if (rolled := rolled_back_dirs(base).get(version)) is not None:
         raise VersionExistsError(
-            f"version {version} was rolled back ({base / f'.rollback-{version}'}); a new model "
+            f"version {version} was rolled back ({rolled}); a new model "
             "under its number would be confused with it: pick another number"
         )
 

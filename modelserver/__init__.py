@@ -7,7 +7,8 @@ behaviour it copies is documented, with sources, in ../shared/reference/tfservin
 
 Module map (one job each):
   __main__.py   flags -> ModelServer; signal handling
-  config.py     ServerOptions (every flag), text-proto config files, base-path mapping
+  flags.py      ServerOptions: every flag, tensorflow_model_server's names
+  config_files.py  the text-proto config files (models, batching, monitoring), base-path mapping
   server.py     wiring: version manager + gRPC + REST; config-file polling
   versions.py   base-path polling, version policies, load/unload, routing table, labels
   version_names.py  which base-path children are versions (TF Serving's rule; no TensorFlow)

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"TensorFlow ModelServer: modelserver (local)\nTensorFlow Library: {tf.__version__}")
         return 0
 
-    from modelserver.config import parse_flags
+    from modelserver.flags import parse_flags
 
     options = parse_flags(argv)  # before TensorFlow loads: --help and flag errors come at once
     from modelserver.cpu_math import apply_fpmath

@@ -32,7 +32,7 @@ import grpc
 import numpy as np
 
 from modelserver import deadlines
-from modelserver.config import BatchingOptions
+from modelserver.config_files import BatchingOptions
 from modelserver.deadlines import Deadline
 from modelserver.metrics import Metrics
 from modelserver.servable import Signature

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
+from typing import NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -86,24 +87,35 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._predictor = predictor
         self._metrics = predictor.metrics
 
-    def Predict(self, request, context):
+    def Predict(
+        self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> predict_pb2.PredictResponse:
         deadline = client_deadline(context)
         return self._call(request, context, "Predict", lambda req: self._predict(req, deadline))
 
-    def GetModelMetadata(self, request, context):
+    def GetModelMetadata(
+        self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: grpc.ServicerContext
+    ) -> get_model_metadata_pb2.GetModelMetadataResponse:
         return answer(context, "GetModelMetadata", lambda: self._metadata(request))
 
-    def Classify(self, request, context):
+    def Classify(self, request, context: grpc.ServicerContext) -> NoReturn:  # always aborts
         return self._call(request, context, "Classify", self._classify_or_regress("classify"))
 
-    def Regress(self, request, context):
+    def Regress(self, request, context: grpc.ServicerContext) -> NoReturn:  # always aborts
         return self._call(request, context, "Regress", self._classify_or_regress("regress"))
 
-    def MultiInference(self, request, context):
+    def MultiInference(self, request, context: grpc.ServicerContext) -> NoReturn:  # aborts
         name = request.tasks[0].model_spec.name if request.tasks else ""
         return self._call(request, context, "MultiInference", self._multi_inference, name)
 
-    def _call(self, request, context, api: str, handler: Callable, name: str | None = None):
+    def _call(
+        self,
+        request,
+        context: grpc.ServicerContext,
+        api: str,
+        handler: Callable,
+        name: str | None = None,
+    ):
         """Runs `handler` with TF Serving's request_count / request_latency bookkeeping
         (model_servers/prediction_service_impl.cc); `name`: the model, when the request has
         no model_spec of its own."""
@@ -207,12 +219,16 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._manager = manager
         self._reload_config = reload_config
 
-    def GetModelStatus(self, request, context):
+    def GetModelStatus(
+        self, request: get_model_status_pb2.GetModelStatusRequest, context: grpc.ServicerContext
+    ) -> get_model_status_pb2.GetModelStatusResponse:
         return answer(
             context, "GetModelStatus", lambda: model_status_response(self._manager, request)
         )
 
-    def HandleReloadConfigRequest(self, request, context):
+    def HandleReloadConfigRequest(
+        self, request: model_management_pb2.ReloadConfigRequest, context: grpc.ServicerContext
+    ) -> model_management_pb2.ReloadConfigResponse:
         """Replaces the whole model config; blocks until newly added models are loaded."""
         try:
             if request.config.WhichOneof("config") != "model_config_list":
@@ -229,7 +245,9 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto())
 
 
-def reload_failed(context: grpc.ServicerContext, error: ServingError):
+def reload_failed(
+    context: grpc.ServicerContext, error: ServingError
+) -> model_management_pb2.ReloadConfigResponse:
     """TF Serving answers a failed reload with the status both in the response and the call."""
     context.set_code(error.code)
     context.set_details(error.grpc_message)

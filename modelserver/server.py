@@ -15,16 +15,15 @@ import tensorflow as tf
 from tensorflow_serving.config import model_server_config_pb2
 
 from modelserver.batching import Batcher
-from modelserver.config import (
+from modelserver.config_files import (
     BasePathMap,
-    ServerOptions,
-    channel_arguments,
     load_batching_options,
     load_model_server_config,
     load_prometheus_path,
     read_text_proto,
     version_batching_options,
 )
+from modelserver.flags import ServerOptions, channel_arguments
 from modelserver.grpc_api import (
     ModelService,
     PredictionService,

@@ -108,8 +108,12 @@ def ndarray_to_proto(array: np.ndarray, dtype: int) -> tensor_pb2.TensorProto:
         ),
     )
     field = _VALUE_FIELD.get(dtype)
-    if field is None or dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+    if field is None:
         proto.CopyFrom(tf.make_tensor_proto(array))
         return proto
+    if dtype in (types_pb2.DT_HALF, types_pb2.DT_BFLOAT16):
+        # half_val holds each value's 16 bits (framework/tensor.cc's ProtoHelper), as TF
+        # Serving writes them; make_tensor_proto would fill tensor_content instead.
+        array = np.ascontiguousarray(array).view(np.uint16)
     getattr(proto, field).extend(array.ravel().tolist())
     return proto

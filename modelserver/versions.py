@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from modelserver.config import validate_model_config_list
+from modelserver.config_files import validate_model_config_list
 from modelserver.servable import Servable
 from modelserver.status import ServingError, failed_precondition, invalid_argument, not_found
 from modelserver.version_names import index_versions
@@ -373,19 +373,7 @@ class VersionManager:
                 servable = self._loader(name, version, path)
             except ServingError as failure:
                 error = failure
-                log.error(
-                    "Loading servable: {name: %s version: %d} failed: %s: %s",
-                    name, version, failure.code.name, failure.message,
-                )  # fmt: skip
-                cause = failure.message.splitlines()[0][:300] if failure.message else ""
-                retry = (
-                    f"retry {attempt + 1} of {attempts - 1} in "
-                    f"{self._options.load_retry_interval_seconds:g} s"
-                    if attempt + 1 < attempts
-                    else "no retry left"
-                )
-                self._note_load(name, version, f"version {version} failed to load "
-                                f"({failure.code.name}: {cause}); {retry}")  # fmt: skip
+                self._note_failure(name, version, failure, attempt, attempts)
                 continue
             with self._lock:  # one hold: a waiter never sees it routable but not AVAILABLE
                 self._loaded.setdefault(name, {})[version] = servable
@@ -397,6 +385,30 @@ class VersionManager:
                 name, version, time.monotonic() - started,
             )  # fmt: skip
             return
+        self._give_up(name, version, error, tried, cancelled)
+
+    def _note_failure(
+        self, name: str, version: int, failure: ServingError, attempt: int, attempts: int
+    ) -> None:
+        """One failed attempt, in the log and in the note the version's status carries."""
+        log.error(
+            "Loading servable: {name: %s version: %d} failed: %s: %s",
+            name, version, failure.code.name, failure.message,
+        )  # fmt: skip
+        cause = failure.message.splitlines()[0][:300] if failure.message else ""
+        retry = (
+            f"retry {attempt + 1} of {attempts - 1} in "
+            f"{self._options.load_retry_interval_seconds:g} s"
+            if attempt + 1 < attempts
+            else "no retry left"
+        )
+        self._note_load(name, version, f"version {version} failed to load "
+                        f"({failure.code.name}: {cause}); {retry}")  # fmt: skip
+
+    def _give_up(
+        self, name: str, version: int, error: ServingError | None, tried: int, cancelled: bool
+    ) -> None:
+        """END, with the last attempt's error; the log names the versions still served."""
         with self._lock:  # one hold: a waiter never sees it failed but not yet END
             self._models[name].failed.add(version)
             self._set_state(name, version, END, error)

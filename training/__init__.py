@@ -22,6 +22,7 @@ Module map, in the order a run uses them:
   fold.py        the `fast` net in its serving form: BatchNorms and scales in the convs
   inference.py   batched prediction with test-time augmentation (training, export, evaluate)
   run_outputs.py what a finished run leaves: model, weights, meta.json, history, curves
+  metrics.py     accuracy, per-class precision and recall, the confusion matrix
   plots.py       training curves and the confusion matrix
   evaluate.py    `python -m training.evaluate`: the evaluation report of a run or a SavedModel
 """

@@ -456,3 +456,16 @@ def _read_cache(file: Path, source: str) -> Dataset:
             source,
             tuple(str(s) for s in z["skipped"]),
         )
+
+
+def has_only_test_split(data: str) -> bool:
+    """A folder or tar with test/<class>/ images and no train/ split (your own labelled
+    photos): a SavedModel takes its classes from itself, so it needs no training images."""
+    if data == "keras":
+        return False
+    found_test = False
+    for split, *_ in tree_members(check_source(data), read=lambda split: False):
+        if split == "train":
+            return False  # a whole data set: stop at its first training image
+        found_test = found_test or split == "test"
+    return found_test  # the CIFAR-10 python archive has neither

@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,8 @@ from runtime.cpu import describe_cpu
 from runtime.interrupts import stop_on_ctrl_c
 from runtime.tf_startup import import_tensorflow
 from training.config import DEFAULT_DATA, TTA_NAMES, default_data
-from training.data import DataError, Dataset, Split, check_source, load_dataset, tree_members
+from training.data import DataError, Dataset, Split, has_only_test_split, load_dataset
+from training.metrics import share, summarize
 from training.run_folder import (
     CONFUSION,
     EVALUATION,
@@ -35,37 +35,6 @@ from training.run_folder import (
 
 # --headline: the TTA level the per-class table and matrix show.
 HEADLINES = tuple(TTA_NAMES.values())
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix
-
-
-def summarize(labels: np.ndarray, predicted: np.ndarray, class_names: Sequence[str]) -> dict:
-    """Accuracy, per-class precision/recall and the confusion matrix of one set of predictions."""
-    matrix = confusion_matrix(labels, predicted, len(class_names))
-    tp = np.diag(matrix)
-    return {
-        "accuracy": float(tp.sum() / max(matrix.sum(), 1)),
-        "per_class": {
-            name: {"precision": _ratio(t, called), "recall": _ratio(t, s), "support": int(s)}
-            for name, t, called, s in zip(class_names, tp, matrix.sum(0), matrix.sum(1))
-        },
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    """None where undefined: the precision of a class never predicted is 0/0, not 0 %."""
-    return float(part / whole) if whole else None
-
-
-def share(value: float | None, missing: str = "–") -> str:
-    """A share (precision, recall, accuracy) as the reports print it; `missing` where there is
-    none (a precision of a class never predicted is 0/0)."""
-    return missing if value is None else f"{value:.2%}"
 
 
 def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None = None) -> dict:
@@ -85,7 +54,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, test_subset: int | None
                 f"{err}, so the run's pick of test images is unknown: give --test-subset as "
                 "the run was trained with, or --data to score all of a data set's test images"
             ) from None
-    full = _test_files(data, meta) if test_files_only(data) else load_dataset(data)
+    full = _test_files(data, meta) if has_only_test_split(data) else load_dataset(data)
     ds = full.subset(test=test_subset, seed=meta.get("seed", 0))  # the run's pick
     if test_subset and test_subset >= len(full.test.labels):
         test_subset = None  # the whole test set: the report must not claim a subset
@@ -262,19 +231,6 @@ def check_out(out: Path) -> None:
         ) from None
 
 
-def test_files_only(data: str) -> bool:
-    """A folder or tar with test/<class>/ images and no train/ split (your own labelled
-    photos): a SavedModel takes its classes from itself, so it needs no training images."""
-    if data == "keras":
-        return False
-    found_test = False
-    for split, *_ in tree_members(check_source(data), read=lambda split: False):
-        if split == "train":
-            return False  # a whole data set: stop at its first training image
-        found_test = found_test or split == "test"
-    return found_test  # the CIFAR-10 python archive has neither
-
-
 def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     """Accuracy of a SavedModel through `pixels` and `serving_default` (original files)."""
     from export.encoded import read_encoded
@@ -289,7 +245,7 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
             "(no meta.json) either"
         ) from None
     try:
-        if test_files_only(data):
+        if has_only_test_split(data):
             report = evaluate_saved_model_on_files(path, read_encoded(data, "test"))
         else:
             report = evaluate_saved_model(path, load_dataset(data))

@@ -19,7 +19,7 @@ from runtime.cpu import cpu_info, describe_cpu
 from runtime.tf_startup import import_tensorflow
 from training.checkpoint import CheckpointError
 from training.config import RunOptions
-from training.data import DataError, check_source, load_dataset
+from training.data import DataError, Dataset, check_source, load_dataset
 from training.hardware import choose_filter_grad, choose_precision
 from training.run_folder import (
     NEW_RUN_DIR,
@@ -113,16 +113,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     log(f"filter gradients of the wide convs: {filter_grad} ({grad_why})")
     keras.mixed_precision.set_global_policy(precision)
 
-    t = time.time()
-    ds = load_dataset(opts.data, announce=log).subset(
-        opts.train_subset, opts.test_subset, seed=opts.seed
-    )
-    log(
-        f"data: {ds.source}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
-        f"{len(ds.class_names)} classes, loaded in {time.time() - t:.1f} s"
-    )
-    if ds.skipped:
-        log(f"  skipped {len(ds.skipped)} unreadable files, e.g. {ds.skipped[0]}")
+    ds = _load_data(opts, log)
     record_run_options(run_dir, pinned, precision, filter_grad)
 
     from training.flops import forward_flops
@@ -165,6 +156,22 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
         log=log,
     )
     return run_dir
+
+
+def _load_data(opts: RunOptions, log) -> Dataset:
+    """The run's data set, cut to its --train-subset and --test-subset pick, and train.log's
+    line about it."""
+    started = time.time()
+    ds = load_dataset(opts.data, announce=log).subset(
+        opts.train_subset, opts.test_subset, seed=opts.seed
+    )
+    log(
+        f"data: {ds.source}: {len(ds.train.labels)} train / {len(ds.test.labels)} test images, "
+        f"{len(ds.class_names)} classes, loaded in {time.time() - started:.1f} s"
+    )
+    if ds.skipped:
+        log(f"  skipped {len(ds.skipped)} unreadable files, e.g. {ds.skipped[0]}")
+    return ds
 
 
 def _log_plan(log, opts: RunOptions, trainer, n_train: int, flops: int, precision: str) -> None:

@@ -425,15 +425,19 @@ function proxyShortName(name, keep = 80) {
 // One polite announcement per action (a drop of several files, a captured frame), not one per
 // card: each would cut off the one before it. `action` (from newAction, taken when the action
 // started): an action whose answers come after a newer one's were read stays silent, so the
-// last thing read is about the newest action; its cards show the rest.
+// last thing read is about the newest action; its cards show the rest. Its failures, `late`,
+// are read all the same: a card that failed out of sight would otherwise never be heard of.
 // The live camera card's changes (action LIVE) are read whatever their order: they come twice
 // a second, and counted as actions they silenced the answers of a drop made just before.
 const newAction = () => ++state.actions;
 const LIVE = "live";
-function announce(lines, action = newAction()) {
+function announce(lines, action = newAction(), late = []) {
   if (action !== LIVE) {
-    if (action < state.announced) return;
-    state.announced = action;
+    if (action < state.announced) {
+      if (!late.length) return;
+      lines = late;
+    }
+    state.announced = Math.max(action, state.announced);
   }
   // A full stop before the next line goes: "…TIFF).; 2 images" read badly.
   const kept = lines.filter(Boolean);
@@ -689,7 +693,8 @@ async function classifyFiles(fileList, earlier = "") {
   const kept = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected);
   if (!kept.length) return;
   updateStats();
-  announce([...announcements, ...spoken(kept)], action);
+  const failed = kept.filter((outcome) => !outcome.ok);
+  announce([...announcements, ...spoken(kept)], action, failed.length ? spoken(failed) : []);
 }
 
 // Sends the file as it is when the proxy takes it and it is light. A photo over the proxy's byte

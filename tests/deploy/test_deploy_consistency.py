@@ -34,7 +34,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from export.config import MODEL_NAME
-from modelserver.config import parse_flags
+from modelserver.flags import parse_flags
 from modelserver.protos_gen import tfs_monitoring_config_pb2
 from proxy.config import ProxyConfig
 from stack.processes import free_port

@@ -604,6 +604,7 @@ def test_the_card_says_how_far_a_resumed_run_had_got() -> None:
     from export.model_card import _training
 
     meta = {"resumed_at_steps": [120, 256], "total_steps": 256, "mean": [1] * 3, "std": [1] * 3}
+    meta |= {"train_seconds": 300.0, "images_per_second": 1500.0, "last_invocation_wall_seconds": 9}
     text = _training(meta)
     assert "- resumed after interruptions at steps [120, 256] of 256" in text
     assert "its last sitting" in text

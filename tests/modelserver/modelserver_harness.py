@@ -14,7 +14,7 @@ import requests
 from polling import eventually
 
 from export.config import MODEL_NAME
-from modelserver.config import models_config_text
+from modelserver.config_files import models_config_text
 from stack import processes
 
 if TYPE_CHECKING:
@@ -157,6 +157,6 @@ def monitoring_flag(folder: Path) -> str:
 
 
 def write_models_config(path: Path, *models: ModelConfig) -> Path:
-    """A models.config file serving `models` (entries from `modelserver.config.model_config`)."""
+    """A models.config file serving `models` (entries from `config_files.model_config`)."""
     path.write_text(models_config_text(*models))
     return path

@@ -20,7 +20,7 @@ from modelserver_harness import (
     write_models_config,
 )
 
-from modelserver.config import model_config
+from modelserver.config_files import model_config
 
 tf = pytest.importorskip("tensorflow")
 from tensorflow_serving.apis import predict_pb2  # noqa: E402

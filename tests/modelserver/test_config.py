@@ -17,17 +17,14 @@ from tensorflow_serving.config import (
     model_server_config_pb2,
 )
 
-from modelserver.config import (
-    INERT_FLAGS,
+from modelserver.config_files import (
     BasePathMap,
-    ServerOptions,
-    build_arg_parser,
     load_batching_options,
     load_model_server_config,
     load_prometheus_path,
-    parse_flags,
     validate_model_config_list,
 )
+from modelserver.flags import INERT_FLAGS, ServerOptions, build_arg_parser, parse_flags
 from modelserver.status import ServingError
 from modelserver.version_names import index_versions, parse_version, version_dirs
 from modelserver.versions import aspired_versions

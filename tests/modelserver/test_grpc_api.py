@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     regression_pb2,
 )
 
-from modelserver.config import channel_arguments  # noqa: E402
+from modelserver.flags import channel_arguments  # noqa: E402
 from modelserver.grpc_api import start_grpc_server  # noqa: E402
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)

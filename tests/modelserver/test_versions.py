@@ -18,7 +18,7 @@ import requests
 from modelserver_harness import MODEL, pixels_request, write_models_config
 from polling import eventually
 
-from modelserver.config import model_config
+from modelserver.config_files import model_config
 from modelserver.servable import WARMUP_FILE
 
 tf = pytest.importorskip("tensorflow")

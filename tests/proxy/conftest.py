@@ -15,7 +15,10 @@ from proxy.config import ProxyConfig
 @pytest.fixture(scope="session")
 def two_version_server(make_tiny_base) -> Iterator[ModelServerProcess]:
     """One model server for the whole session: versions 1 and 2, labels stable/canary."""
-    from modelserver.config import model_config, models_config_text  # needs TF Serving's protos
+    from modelserver.config_files import (  # needs TF Serving's protos
+        model_config,
+        models_config_text,
+    )
 
     base = make_tiny_base(1, 2)
     root = base.parent

@@ -213,6 +213,10 @@ def test_a_weak_answer_is_marked_as_a_guess_that_names_the_classes(
         hint = card.locator(".card-hint")
         guesses[card.locator(".card-name").inner_text()] = hint.is_visible()
         assert hint.is_visible() == (top < 50), (top, card.inner_text())
+        tag = card.locator(".bar-label").first.evaluate(
+            "label => getComputedStyle(label, '::after').content"
+        )
+        assert (tag == '"a guess"') == (top < 50), tag  # seen at a glance, beside the class
         if top < 50:
             expect(hint).to_contain_text("Just a guess")
             expect(hint).to_contain_text("airplane, automobile, bird")
@@ -945,6 +949,29 @@ def test_an_older_drop_answered_last_is_not_announced_over_a_newer_one(
     assert_top3(page.locator(".card").nth(1))  # cat's card, answered
     page.wait_for_timeout(300)
     expect(page.locator("#announcer")).to_have_text(re.compile(r"^ship\.jpg: "))
+
+
+def test_an_older_drop_that_fails_last_is_still_announced(open_page, browser, photos) -> None:
+    """The rule above silenced a late failure too: a screen reader never heard that the
+    older image failed. Its failure is read (after the newer drop's answer)."""
+    page = open_page(browser, DESKTOP)
+    held = []
+
+    def route(route):
+        if b'filename="cat.jpg"' in (route.request.post_data_buffer or b""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/predict*", route)
+    page.set_input_files("#file-input", [str(photos[0])])  # cat.jpg, held
+    held_routes(page, held, 1)
+    page.set_input_files("#file-input", [str(photos[1])])  # ship.jpg
+    expect(page.locator("#announcer")).to_have_text(re.compile(r"^ship\.jpg: "))
+    held[0].fulfill(**OUTAGE)
+    error = page.locator(".card.failed .card-error")
+    expect(error).to_have_count(1)
+    expect(page.locator("#announcer")).to_have_text(f"cat.jpg: {error.inner_text()}")
 
 
 def test_a_file_just_inside_the_page_margin_reaches_the_proxy_within_its_limit(

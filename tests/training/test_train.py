@@ -535,7 +535,7 @@ def test_evaluation_report_agrees_with_a_direct_computation(finished_run, tiny_d
 
 def test_a_class_never_predicted_has_no_precision_not_zero():
     """Its precision is 0/0: the reports printed 0.00 %, as if every call of it were wrong."""
-    from training.evaluate import share, summarize
+    from training.metrics import share, summarize
 
     report = summarize(np.array([0, 0, 1]), np.array([0, 0, 0]), ["a", "b", "c"])["per_class"]
     assert report["a"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "support": 2}
