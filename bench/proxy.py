@@ -361,7 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"cpu": cpu, "startup": startup, "results": [asdict(r) for r in results]}, indent=2
+                {
+                    "cpu": cpu,
+                    "served": served,
+                    "startup": startup,
+                    "results": [asdict(r) for r in results],
+                },
+                indent=2,
             )
         )
     shutil.rmtree(workdir, ignore_errors=True)

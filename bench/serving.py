@@ -187,6 +187,7 @@ def _grpc_client_process(target, payload, concurrency, duration, count, start_at
                     except grpc.RpcError:
                         ok = False
                     if not count and time.time() > end:
+                        errors += not ok  # a failure is one whenever it came
                         break  # finished after the deadline: not part of the measured seconds
                     done, errors = done + ok, errors + (not ok)
                     if ok:

@@ -154,6 +154,7 @@ def _measure_with_tflite(model, saved_model_dir: Path, data: str) -> dict:
     """TFLite float/int8 files plus the test accuracy of all three formats on the same images."""
     dataset = load_dataset(data)
     saved = evaluate_saved_model(saved_model_dir, dataset)
+    saved["data"] = data  # the card states this figure only for the run's own test images
     del saved["saved_model"]  # the temp folder's name, gone once published: the report is in it
     saved["bytes"] = _folder_bytes(saved_model_dir)
     lite = export_tflite(

@@ -271,13 +271,24 @@ def _accuracy(meta: dict, tta: int, version: str, export_report: dict | None) ->
 
 def served_figure(meta: dict, tta: int, export_report: dict | None) -> tuple[float, str]:
     """The served accuracy and where it comes from: the exported SavedModel's own figure when
-    the export measured it (`--tflite`), else the training run's on the same weights."""
+    the export measured it (`--tflite`) on the run's own test images (its data, as many), else
+    the training run's on the same weights."""
     trained = meta[TTA_ACCURACY_KEYS[tta]]
-    measured = (export_report or {}).get("savedmodel", {}).get("pixels_accuracy")
+    saved = (export_report or {}).get("savedmodel", {})
+    measured = saved.get("pixels_accuracy")
     if measured is None:
         return trained, (
             "as training measured the same weights (the export did not measure the SavedModel: "
             "`python -m export --tflite` does)"
+        )
+    # A report from before the export recorded its data names none: the count must do.
+    if (saved.get("data", meta.get("data")), saved.get("test_images")) != (
+        meta.get("data"),
+        meta.get("test_images"),
+    ):
+        return trained, (
+            "as training measured the same weights (the export measured the SavedModel on "
+            "other test images)"
         )
     return measured, (
         f"measured on the exported SavedModel through `pixels` (training measured {trained:.2%})"

@@ -252,6 +252,7 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     except (DataError, ValueError, OSError) as err:  # OSError: no servable files in test/
         raise SystemExit(f"evaluate: data error: {err}") from None
     _say_skipped(report.get("skipped", []))
+    report["cpu"] = describe_cpu()
     print(json.dumps(report, indent=2))
     if out:
         out.mkdir(parents=True, exist_ok=True)

@@ -67,6 +67,7 @@ const ui = {
 
 const state = {
   stream: null, cameraStarting: false, liveTimer: null, liveBusy: false, liveCard: null, liveKey: null,
+  stoppedLiveCard: null, // a live card stopped while its frame was on the way: named once answered
   liveSession: 0, // counts turns of continuous mode on or off: a frame answered after one is stale
   latencies: [], counter: 0, modelTimer: null, modelCheck: null, lastEarlyCheck: -Infinity,
   modelPolls: 0, // numbers each /api/model request: an answer overtaken by a newer one is dropped
@@ -458,10 +459,11 @@ function announce(lines, action = newAction(), late = []) {
 
 // A few outcomes are read out one by one; a large batch as a count and its failures, so that a
 // screen reader is not kept busy for a minute by forty results that the cards show anyway.
+// `failuresOnly`: what is read of an action answered after a newer one (announce's `late`).
 const SPOKEN_ONE_BY_ONE = 5;
-function spoken(outcomes) {
-  if (outcomes.length <= SPOKEN_ONE_BY_ONE) return sameErrorsOnce(outcomes);
+function spoken(outcomes, failuresOnly = false) {
   const failed = outcomes.filter((o) => !o.ok);
+  if (outcomes.length <= SPOKEN_ONE_BY_ONE) return sameErrorsOnce(failuresOnly ? failed : outcomes);
   const summary = `${outcomes.length} images: ${outcomes.length - failed.length} classified, ${failed.length} failed`;
   return [summary, ...sameErrorsOnce(failed).slice(0, SPOKEN_ONE_BY_ONE)];
 }
@@ -478,6 +480,13 @@ function sameErrorsOnce(outcomes) {
   }
   return [...lines.values()].map(({ names, outcome }) =>
     names.length > 1 ? `${listed(names)}: ${outcome.error}` : outcome.text);
+}
+
+// An action's outcomes read out, after `before` (a note about the same drop); answered after a
+// newer action was read, only its failures are.
+function announceOutcomes(outcomes, action, before = []) {
+  const late = outcomes.some((o) => !o.ok) ? [...before, ...spoken(outcomes, true)] : [];
+  announce([...before, ...spoken(outcomes)], action, late);
 }
 
 const listed = (names) => `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
@@ -641,7 +650,7 @@ async function retryAll() {
   updateStats();
   const outcomes = await runLimited(jobs, settings.parallel);
   const kept = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected);
-  if (kept.length) announce(spoken(kept), action);
+  if (kept.length) announceOutcomes(kept, action);
 }
 
 // Try again: the button about to hide keeps no focus, so the card takes it (and reads out the
@@ -650,7 +659,7 @@ async function retryCard(again, card) {
   card.focus();
   const action = newAction();
   const outcome = await again();
-  if (outcome.text) announce([outcome.text], action);
+  if (outcome.text) announceOutcomes([outcome], action);
 }
 
 function inputMessage(text) {
@@ -693,8 +702,7 @@ async function classifyFiles(fileList, earlier = "") {
   const kept = outcomes.filter((outcome, i) => outcome.text && cards[i].isConnected);
   if (!kept.length) return;
   updateStats();
-  const failed = kept.filter((outcome) => !outcome.ok);
-  announce([...announcements, ...spoken(kept)], action, failed.length ? spoken(failed) : []);
+  announceOutcomes(kept, action, announcements);
 }
 
 // Sends the file as it is when the proxy takes it and it is light. A photo over the proxy's byte
@@ -978,7 +986,7 @@ async function captureOnce() {
   const card = newCard(blob, name);
   reveal(card);
   const outcome = await classifyOne(blob, name, card);
-  if (outcome.text) announce([outcome.text], action);
+  if (outcome.text) announceOutcomes([outcome], action);
 }
 
 async function liveTick() {
@@ -998,14 +1006,26 @@ async function liveTick() {
     }
     // Twice a second: announce only a change (another top class, failing, recovering), and
     // nothing once continuous mode was turned off, or off and on again, meanwhile.
-    const outcome = await classifyOne(blob, "Live camera", state.liveCard);
+    // Try again, offered once continuous mode is off, sends the frame under the card's name then.
+    const card = state.liveCard;
+    const again = () => classifyOne(blob, card.querySelector(".card-name").textContent, card);
+    const outcome = await classifyOne(blob, "Live camera", card, again);
     if (session !== state.liveSession) return;
     const key = outcome.ok ? `${outcome.label}${outcome.guess ? " (a guess)" : ""}` : "failed";
     if (key !== state.liveKey) announce([outcome.text], LIVE);
     state.liveKey = key;
   } finally {
     state.liveBusy = false;
+    if (state.stoppedLiveCard) nameAsCapture(state.stoppedLiveCard); // its frame answered
+    state.stoppedLiveCard = null;
   }
+}
+
+// A stopped live card stays as its last frame's result, named as a capture: every one was
+// "Live camera", one more of the same name in the list each time. Not while its frame is on
+// the way: the proxy's answer names the file as it was sent.
+function nameAsCapture(card) {
+  nameCard(card, `camera-${++state.counter}.jpg`);
 }
 
 function setLive(on) {
@@ -1016,9 +1036,8 @@ function setLive(on) {
   clearInterval(state.liveTimer);
   state.liveTimer = on ? setInterval(liveTick, settings.liveIntervalMs) : null;
   if (!on && state.liveCard) {
-    // It stays as the last frame's result, named as a capture: every stopped live card was
-    // "Live camera", one more of the same name in the list each time.
-    nameCard(state.liveCard, `camera-${++state.counter}.jpg`);
+    if (state.liveBusy) state.stoppedLiveCard = state.liveCard;
+    else nameAsCapture(state.liveCard);
     state.liveCard.classList.remove("live");
     state.liveCard = null;
   }

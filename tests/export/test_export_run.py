@@ -363,15 +363,26 @@ def test_model_card_serves_the_exported_models_own_figure():
     it, and says whose figure it is either way."""
     from export.model_card import served_figure
 
-    meta = {"test_accuracy": 0.90, "test_accuracy_flip": 0.9104}
-    report = {"savedmodel": {"pixels_accuracy": 0.9101}}
+    meta = {"test_accuracy": 0.90, "test_accuracy_flip": 0.9104, "test_images": 10000}
+    report = {"savedmodel": {"pixels_accuracy": 0.9101, "test_images": 10000}}
     figure, source = served_figure(meta, 1, report)
     assert figure == 0.9101
     assert source == (
         "measured on the exported SavedModel through `pixels` (training measured 91.04%)"
     )
     figure, source = served_figure(meta, 1, None)
-    assert figure == 0.9104 and source.startswith("as training measured the same weights")
+    assert figure == 0.9104 and "the export did not measure the SavedModel" in source
+    meta["data"] = "cifar10-jpeg.tar.gz"
+    for data, images in (("cifar10-jpeg.tar.gz", 500), ("my-photos", 10000)):
+        other = {"savedmodel": {"pixels_accuracy": 0.5, "test_images": images, "data": data}}
+        figure, source = served_figure(meta, 1, other)
+        assert (figure, source) == (
+            0.9104,
+            "as training measured the same weights (the export measured the SavedModel on "
+            "other test images)",
+        )
+    report["savedmodel"]["data"] = "cifar10-jpeg.tar.gz"
+    assert served_figure(meta, 1, report)[0] == 0.9101
 
 
 def test_model_card_refuses_a_run_that_does_not_record_a_figure(exported, tiny_run_dir, tmp_path):

@@ -793,7 +793,7 @@ def test_the_model_info_link_leaves_the_results_where_they_are(open_page, browse
 def test_drop_zone_opens_the_file_picker_from_the_keyboard(open_page, browser) -> None:
     page = open_page(browser, DESKTOP)
     # Named for what a key press does too, not only for what a mouse can drop.
-    name = re.compile(r"^Drop photos here ?\(or press Enter to choose them\)$")
+    name = re.compile(r"^Drop photos here \(or press Enter to choose them\)$")
     expect(page.get_by_role("button", name=name)).to_have_id("dropzone")
     with page.expect_file_chooser() as chooser:
         page.locator("#dropzone").press("Enter")
@@ -925,21 +925,28 @@ def test_a_long_file_name_wraps_instead_of_widening_a_phone_page(open_page, brow
     assert page.evaluate("document.documentElement.scrollWidth") <= 375  # it was 642
 
 
+def hold_the_upload_of(page, filename: str) -> list:
+    """The routes of `filename`'s uploads, held back (answer them with .continue_() or
+    .fulfill()); every other upload goes through."""
+    held = []
+
+    def route(route):
+        if f'filename="{filename}"'.encode() in (route.request.post_data_buffer or b""):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/predict*", route)
+    return held
+
+
 def test_an_older_drop_answered_last_is_not_announced_over_a_newer_one(
     open_page, browser, photos
 ) -> None:
     """Drop A (its answer held back), then B: B is read out; A's late answer fills its card
     but is not read after B (it was, and the last thing a screen reader said was the older)."""
     page = open_page(browser, DESKTOP)
-    held = []
-
-    def route(route):
-        if b'filename="cat.jpg"' in (route.request.post_data_buffer or b""):
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route("**/api/predict*", route)
+    held = hold_the_upload_of(page, "cat.jpg")
     page.set_input_files("#file-input", [str(photos[0])])  # cat.jpg, held
     expect(page.locator(".card.loading")).to_have_count(1)
     page.set_input_files("#file-input", [str(photos[1])])  # ship.jpg
@@ -955,15 +962,7 @@ def test_an_older_drop_that_fails_last_is_still_announced(open_page, browser, ph
     """The rule above silenced a late failure too: a screen reader never heard that the
     older image failed. Its failure is read (after the newer drop's answer)."""
     page = open_page(browser, DESKTOP)
-    held = []
-
-    def route(route):
-        if b'filename="cat.jpg"' in (route.request.post_data_buffer or b""):
-            held.append(route)
-        else:
-            route.continue_()
-
-    page.route("**/api/predict*", route)
+    held = hold_the_upload_of(page, "cat.jpg")
     page.set_input_files("#file-input", [str(photos[0])])  # cat.jpg, held
     held_routes(page, held, 1)
     page.set_input_files("#file-input", [str(photos[1])])  # ship.jpg
