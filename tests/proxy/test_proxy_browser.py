@@ -1545,8 +1545,8 @@ def test_the_same_failure_twice_is_announced_twice(open_page, browser, photos) -
     # Record every text the region takes from now on.
     page.evaluate(
         """() => {
-          window.spoken = [];
-          new MutationObserver(() => window.spoken.push(
+          window.readOut = [];  // not `spoken`: the page's own function of that name is global
+          new MutationObserver(() => window.readOut.push(
             document.getElementById("announcer").textContent
           )).observe(document.getElementById("announcer"), { childList: true, subtree: true,
                                                               characterData: true });
@@ -1554,6 +1554,6 @@ def test_the_same_failure_twice_is_announced_twice(open_page, browser, photos) -
     )
     page.locator(".card .card-retry").click()
     expect(page.locator(".card .card-retry")).to_be_visible()
-    wait_in_page(page, "window.spoken.length >= 2")
-    spoken = page.evaluate("window.spoken")
+    wait_in_page(page, "window.readOut.length >= 2")
+    spoken = page.evaluate("window.readOut")
     assert spoken[0] == "" and spoken[-1].startswith("cat.jpg: The model server"), spoken
