@@ -344,8 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"the model server": model_server},
                 "the model server",
             )
-            states = processes.model_states(stack.rest_port)
-            newest = max(v for v, state in states.items() if state == "AVAILABLE")
+            newest = processes.available_versions(stack.rest_port)[-1]
             served = f"served: {base}, version {newest}; the naive baseline: weights of {run_dir}"
             print(served, flush=True)
             for protocol in args.protocols:

@@ -186,10 +186,10 @@ def _grpc_client_process(target, payload, concurrency, duration, count, start_at
                         ok = True
                     except grpc.RpcError:
                         ok = False
+                    errors += not ok  # a failure is one whenever it came
                     if not count and time.time() > end:
-                        errors += not ok  # a failure is one whenever it came
                         break  # finished after the deadline: not part of the measured seconds
-                    done, errors = done + ok, errors + (not ok)
+                    done += ok
                     if ok:
                         latencies.append(time.perf_counter() - started)
 
@@ -336,10 +336,7 @@ def measure_server(settings: Settings, batching: bool, grpc_requests, rest_reque
     try:
         startup = server.wait_ready()
         figures: dict = {"startup_s": startup, "latency": {}, "throughput": {}}
-        figures["versions"] = sorted(
-            v for v, state in processes.model_states(server.rest_port, server.model).items()
-            if state == "AVAILABLE"
-        )  # fmt: skip
+        figures["versions"] = processes.available_versions(server.rest_port, server.model)
         for signature, payload in grpc_requests.items():
             latencies = grpc_latencies(server.grpc_port, payload, settings.latency_requests)
             figures["latency"][("gRPC", signature)] = percentiles(latencies)

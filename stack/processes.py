@@ -243,8 +243,13 @@ def model_states(rest_port: int, model: str = MODEL_NAME, timeout: float = 2) ->
     return {int(row["version"]): row["state"] for row in rows}
 
 
+def available_versions(rest_port: int, model: str = MODEL_NAME) -> list[int]:
+    """The versions the model server answers from now, oldest first."""
+    return sorted(v for v, state in model_states(rest_port, model).items() if state == "AVAILABLE")
+
+
 def model_available(stack: Stack) -> bool:
-    return "AVAILABLE" in model_states(stack.rest_port).values()
+    return bool(available_versions(stack.rest_port))
 
 
 def model_settled(rest_port: int) -> bool:
