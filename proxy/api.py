@@ -32,12 +32,12 @@ from proxy.uploads import Upload, read_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-# Not dots alone: "." and ".." would be path segments in the REST client's
-# /labels/<label>/ URLs (resolved away by the HTTP library: another version, or a 500).
-LABEL_PATTERN = re.compile(r"(?!\.+$)[A-Za-z0-9_.-]{1,64}")
+LABEL_CHARACTERS = re.compile(r"[A-Za-z0-9_.-]+")
+MAX_LABEL_LENGTH = 64
 # ASCII digits only (str.isdigit also accepts "²", which int() rejects), and few enough that
 # the number fits the int64 of ModelSpec.version: anything longer cannot name a version.
-VERSION_PATTERN = re.compile(r"[0-9]{1,18}")
+ASCII_DIGITS = re.compile(r"[0-9]+")
+MAX_VERSION_DIGITS = 18
 
 
 @bp.post("/predict")
@@ -62,7 +62,8 @@ def predict() -> Response:
         outcome = exc.kind  # what the model server answered (or that it did not)
         model_latency.labels(svc.config.protocol, outcome).observe(time.perf_counter() - decoded)
         if isinstance(exc, ModelNotFound):  # its words name its internals; say what to do
-            raise _not_served(svc, target, exc) from exc
+            asked = "version" in request.args or "label" in request.args
+            raise _not_served(svc, target, exc, asked) from exc
         raise
     answered = time.perf_counter()
     model_latency.labels(svc.config.protocol, "ok").observe(answered - decoded)
@@ -94,7 +95,9 @@ def _unknown_model(name: str, exc: ModelServerError) -> ModelNotFound:
     )
 
 
-def _not_served(svc: Services, target: ModelTarget, exc: ModelNotFound) -> ModelServerError:
+def _not_served(
+    svc: Services, target: ModelTarget, exc: ModelNotFound, asked: bool
+) -> ModelServerError:
     """What to tell a client whose target the model server does not serve right now.
 
     The latest version, asked for by no one in particular, of a model the server knows, and
@@ -103,7 +106,8 @@ def _not_served(svc: Services, target: ModelTarget, exc: ModelNotFound) -> Model
     served (also MODEL_VERSION, MODEL_LABEL), or a model the server has no status for (a
     MODEL_NAME typo, or a configured model none of whose version folders it has found yet;
     TF Serving answers a predict for either with the same NOT_FOUND as for a known model,
-    its status call tells them apart) stays a 404: retrying will not help."""
+    its status call tells them apart) stays a 404: retrying will not help. A target the
+    client did not `asked` for is named as the proxy's setting: the client never chose it."""
     if target.version is None and not target.label:
         try:
             svc.client.status(target.name)
@@ -115,8 +119,13 @@ def _not_served(svc: Services, target: ModelTarget, exc: ModelNotFound) -> Model
             f"the model server has no version of model {target.name!r} to serve "
             f"(it says: {exc}); GET /api/model shows what is loading"
         )
+    what = target.describe()
+    if not asked:
+        setting = (f"MODEL_VERSION={target.version}" if target.version is not None
+                   else f"MODEL_LABEL={target.label}")  # fmt: skip
+        what = f"{what}, this proxy's default ({setting}),"
     return ModelNotFound(
-        f"{target.describe()} is not being served (the model server says: {exc}); "
+        f"{what} is not being served (the model server says: {exc}); "
         "GET /api/model lists the versions and labels that are"
     )
 
@@ -183,14 +192,35 @@ def target_from_query(args: dict, config: ProxyConfig) -> ModelTarget:
     if version and label:
         raise ApiError("give either version or label, not both")
     if version:
-        if not VERSION_PATTERN.fullmatch(version):
-            raise ApiError(f"version must be a whole number such as 3, not {version!r}")
+        check_version(version)
         return ModelTarget(config.model_name, version=int(version))
     if label:
-        if not LABEL_PATTERN.fullmatch(label):
-            raise ApiError("label may only use letters, digits, '_', '-' and '.'")
+        check_label(label)
         return ModelTarget(config.model_name, label=label)
     return default_target(config)
+
+
+def check_version(version: str) -> None:
+    """Each refusal says the rule the value broke: a 19-digit number was told it was not a
+    whole number."""
+    if not ASCII_DIGITS.fullmatch(version):
+        raise ApiError(f"version must be a whole number such as 3, not {_short_name(version)!r}")
+    if len(version) > MAX_VERSION_DIGITS:
+        raise ApiError(
+            f"version has {len(version)} digits; a version number has at most "
+            f"{MAX_VERSION_DIGITS} (the model server's versions are 64-bit)"
+        )
+
+
+def check_label(label: str) -> None:
+    if not LABEL_CHARACTERS.fullmatch(label):
+        raise ApiError("label may only use letters, digits, '_', '-' and '.'")
+    if len(label) > MAX_LABEL_LENGTH:
+        raise ApiError(f"label has {len(label)} characters; the most is {MAX_LABEL_LENGTH}")
+    # "." and ".." would be path segments in the REST client's /labels/<label>/ URLs
+    # (resolved away by the HTTP library: another version, or a 500).
+    if not label.strip("."):
+        raise ApiError(f"label {label!r} is dots alone, which cannot name a label")
 
 
 def top_k_from_query(args: dict, default: int) -> int:

@@ -25,6 +25,11 @@ timeout = 60
 # balancer sends a request on it: that request would fail with a 502, and a POST is not retried.
 # gunicorn's default is 2 s.
 keepalive = 75
+# The longest request line gunicorn takes (its default, 4094, is half of nginx's 8 KiB): behind
+# compose's front, a URL of 4-8 KiB passed nginx and got gunicorn's HTML 414, not JSON. Now
+# the front refuses a longer one first, in JSON (proxy/nginx.conf). Straight to gunicorn
+# (`make serve`), a longer line still gets gunicorn's own HTML 414.
+limit_request_line = 8190
 ACCESS_LOG = os.environ.get("GUNICORN_ACCESS_LOG") == "1"
 accesslog = "-" if ACCESS_LOG else None
 # gunicorn's default line plus the request id (X-Request-ID, proxy/request_log.py), the

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -18,6 +18,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from proxy.client.base import ModelServerError, ModelServerTimeout, ModelServerUnavailable
 
@@ -34,6 +35,22 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.025, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0, 2
 # A client may send any method name; each new one would be a new series for ever (in the
 # multiprocess files too), so the rest count as "other".
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
+
+
+def _route_of(req: Request) -> str:
+    """The route's rule, also for a method the route does not take (a GET of /api/predict,
+    which counted as "unmatched" with the unknown paths); "unmatched" for an unknown path."""
+    if req.url_rule is not None:
+        return req.url_rule.rule
+    if isinstance(req.routing_exception, MethodNotAllowed) and req.routing_exception.valid_methods:
+        adapter = current_app.url_map.bind_to_environ(req.environ)
+        method = next(iter(req.routing_exception.valid_methods))
+        try:
+            rule, _ = adapter.match(method=method, return_rule=True)
+        except HTTPException:  # not expected: the method is one the route takes
+            return "unmatched"
+        return rule.rule
+    return "unmatched"
 
 
 class Metrics:
@@ -88,7 +105,7 @@ class Metrics:
 
         @app.after_request
         def _record(response: Response) -> Response:
-            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            endpoint = _route_of(request)
             started = g.get("request_started")
             if started is not None:
                 self.latency.labels(endpoint).observe(time.perf_counter() - started)

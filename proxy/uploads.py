@@ -58,6 +58,8 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
             Upload(f.filename or f"image-{i + 1}", f.read())
             for i, f in enumerate(request.files.getlist(FILE_FIELD))
         ]
+        if not uploads and not request.form:
+            _check_multipart_framing(request)
     elif request.is_json:
         uploads = _from_json(_json_body(request), max_images)
     elif _body_is_empty(request):
@@ -69,6 +71,25 @@ def read_uploads(request: Request, max_images: int) -> list[Upload]:
     if len(uploads) > max_images:
         raise _too_many(max_images)
     return uploads
+
+
+def _check_multipart_framing(request: Request) -> None:
+    """Werkzeug reads a multipart body it cannot split into no parts at all, without a word.
+    The usual cause is a Content-Type set by hand (`-H "Content-Type: multipart/form-data"`,
+    or `requests` with files= and that header): no boundary, or not the body's. "No image in
+    the request" told such a client to send the `file` field it had sent."""
+    fix = "let the HTTP library write the Content-Type header (curl -F, requests' files=)"
+    boundary = request.mimetype_params.get("boundary")
+    if not boundary:
+        raise ApiError(f"the multipart Content-Type names no boundary: {fix}")
+    # A form with no field at all is its closing boundary alone: "no image" says it.
+    closing_only = len(f"\r\n--{boundary}--\r\n")
+    length = request.content_length
+    if length is None or length > closing_only:  # chunked bodies have no length to tell by
+        raise ApiError(
+            "no part of the multipart body could be read: its parts must be separated by the "
+            f"boundary its Content-Type names and end with a closing one; {fix}"
+        )
 
 
 def _body_is_empty(request: Request) -> bool:

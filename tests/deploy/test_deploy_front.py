@@ -84,6 +84,12 @@ def test_uploads_that_stall_hold_the_proxys_threads_but_not_through_the_front(tm
         answer = requests.post(front.replace("/healthz", "/api/predict"), files=upload, timeout=10)
         assert answer.status_code == 503, answer.text
         assert answer.json()["kind"] == "model_unavailable", answer.text
+        # A URL of 4-8 KiB passes the front: the proxy's JSON answers it, not gunicorn's
+        # HTML 414 (its request line limit was 4 KiB).
+        long_url = front.replace("/healthz", f"/api/model?k={'9' * 6000}")
+        answer = requests.get(long_url, timeout=10)
+        assert answer.status_code == 400, answer.text
+        assert "takes no query parameters" in answer.json()["error"], answer.text
         # Over the front's own limit: its refusal, in the proxy's JSON.
         huge = {"file": ("a.jpg", b"\xff" * (13 * 2**20), "image/jpeg")}
         answer = requests.post(front.replace("/healthz", "/api/predict"), files=huge, timeout=30)

@@ -323,6 +323,9 @@ def test_a_default_the_server_does_not_serve_is_reported_not_fatal(
     client = create_app(proxy_config(two_version_server, protocol, **default)).test_client()
     plain = post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]})
     assert plain.status_code == 404 and plain.get_json()["kind"] == "not_found"  # no Retry-After
+    # The client asked for no version: the answer names the setting that chose one.
+    setting = "MODEL_LABEL=nosuchlabel" if "default_label" in default else "MODEL_VERSION=9"
+    assert f"this proxy's default ({setting})" in plain.get_json()["error"]
     named = post_files(client, {"a.jpg": sample_jpegs["photo0.jpg"]}, "?version=1")
     assert named.get_json()["model"]["version"] == 1
     ready = client.get("/readyz")
@@ -384,14 +387,16 @@ def test_one_request_decodes_at_most_max_pixels_in_all(two_version_server, proto
         ("?version=abc", "whole number"),
         ("?version=-1", "whole number such as 3"),
         ("?version=%C2%B2", "whole number"),  # "²": str.isdigit() says yes, int() says no
-        ("?version=99999999999999999999", "whole number"),  # beyond int64
+        # Beyond int64: said as the rule it breaks, not as "not a whole number".
+        ("?version=99999999999999999999", "version has 20 digits; a version number has at most 18"),
         ("?k=%C2%B2", "k must"),
         ("?version=1&label=stable", "not both"),
         ("?label=has/slash", "label may only"),
         # Dots alone would be path segments in the REST client's URLs: ".." answered with
         # the latest version under the label "..", "." with a 500.
-        ("?label=..", "label may only"),
-        ("?label=.", "label may only"),
+        ("?label=..", "label '..' is dots alone"),
+        ("?label=.", "label '.' is dots alone"),
+        (f"?label={'a' * 65}", "label has 65 characters; the most is 64"),
     ],
 )
 def test_bad_query_parameters_are_400(client, sample_jpegs, query: str, fragment: str) -> None:
@@ -460,6 +465,17 @@ def test_missing_or_malformed_bodies(client) -> None:
     assert_error(as_form, 415, "unsupported_media", "with Content-Type: application/json")
     empty_form = client.post("/api/predict", data={}, content_type="multipart/form-data")
     assert_error(empty_form, 400, "bad_request", "no image")
+    # A multipart body Werkzeug cannot split reads as no parts at all: said as such, not as
+    # "no image" (which told the client to send the `file` field it had sent).
+    part = (b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\nDATA\r\n")  # fmt: skip
+    for content_type, body, fragment in (
+        ("multipart/form-data", part + b"--xyz--\r\n", "names no boundary"),  # set by hand
+        ("multipart/form-data; boundary=abc", part + b"--xyz--\r\n", "no part of the multipart"),
+        ("multipart/form-data; boundary=xyz", part, "no part of the multipart"),  # cut short
+    ):
+        framed = client.post("/api/predict", data=body, content_type=content_type)
+        assert_error(framed, 400, "bad_request", fragment, "let the HTTP library write")
     as_text = client.post(
         "/api/predict", data={"file": "cat.jpg"}, content_type="multipart/form-data"
     )
@@ -534,6 +550,18 @@ def test_metrics_count_requests_latency_and_errors(client, sample_jpegs) -> None
     assert "proxy_model_server_duration_seconds_bucket" in text
     assert 'proxy_images_classified_total{version="2"} 1.0' in text  # a rollout shows here
     assert 'outcome="ok",protocol=' in text  # the model server's latency, by outcome
+
+
+def test_a_wrong_method_on_a_route_is_counted_under_that_route(client) -> None:
+    """A GET of /api/predict counted as "unmatched", with the unknown paths: a dashboard
+    could not see clients using the wrong method."""
+    client.get("/api/predict")
+    client.get("/api/nothing")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert (
+        'proxy_http_requests_total{endpoint="/api/predict",method="GET",status="405"} 1.0' in text
+    )
+    assert 'proxy_http_requests_total{endpoint="unmatched",method="GET",status="404"} 1.0' in text
 
 
 def test_made_up_http_methods_share_one_metrics_series(client) -> None:
