@@ -27,6 +27,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from runtime.cli_args import non_empty
 from training.run_folder import is_finished, read_meta
 from training.train import add_recipe_arguments
 
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     add_recipe_arguments(ap)
     ap.add_argument(
         "--run-dir",
+        type=non_empty(),
         help="default runs/bench-<recipe>-<seed>; an interrupted run there resumes, "
         "a finished one is refused",
     )
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from training.run import user_errors
-    from training.run_folder import claim_run_dir, make_run_dir, pin_run_options
+    from training.run_folder import TF_LOG, claim_run_dir, make_run_dir, pin_run_options
 
     opts = run_options(args)
     startup_log = None
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             # sitting to its ceilings nor take its CPU. train() claims it again (re-entrant).
             claim.enter_context(claim_run_dir(run_dir))
             pin_run_options(run_dir, opts)
-            startup_log = run_dir / "tensorflow.log"
+            startup_log = run_dir / TF_LOG
         _measure_and_train(args, opts, startup_log)
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from export.config import DEFAULT_BASE_PATH, TTA_CHOICES
 from export.publish import ROLLBACK_PREFIX, VersionExistsError, check_base_path, versions
-from runtime.cli_args import ArgumentParser, positive
+from runtime.cli_args import ArgumentParser, non_empty, positive
 from runtime.interrupts import stop_on_ctrl_c
 from training.config import TTA_NAMES
 
@@ -20,9 +20,12 @@ if TYPE_CHECKING:  # export_run loads TensorFlow: only after the arguments parse
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = ArgumentParser(prog="python -m export", description=__doc__)
-    ap.add_argument("--run-dir", required=True, help="a finished training run folder")
+    ap.add_argument(
+        "--run-dir", type=non_empty(), required=True, help="a finished training run folder"
+    )
     ap.add_argument(
         "--base-path",
+        type=non_empty(),
         default=str(DEFAULT_BASE_PATH),
         help="TF Serving base path (default: %(default)s, the shipped model's folder when run "
         "from the project root; a model server polling it serves the newest version)",
@@ -42,10 +45,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="test-time augmentation baked into the graph: 0 none, 1 flip, 2 flip+translate; "
         "auto (default) = a costlier level only when its test accuracy in the run's meta.json "
-        "beats the cheaper one by more than two standard errors (10,000 images: ~0.6 points)",
+        "beats the cheaper one by more than two standard errors (10,000 images at 90 %%: 0.6 "
+        "points; more at a lower accuracy)",
     )
     ap.add_argument("--tflite", action="store_true", help="also write float32 and int8 .tflite")
-    ap.add_argument("--data", help="data for --tflite calibration/accuracy (default: the run's)")
+    ap.add_argument(
+        "--data",
+        type=non_empty(),
+        help="data for --tflite calibration/accuracy (default: the run's)",
+    )
     ap.add_argument(
         "--skip-if-published",
         action="store_true",

@@ -22,7 +22,7 @@ from export.config import DEFAULT_BASE_PATH
 from export.info import check_exported_from, read_info
 from export.publish import latest_version_dir
 from modelserver.version_names import version_dirs
-from runtime.cli_args import ArgumentParser
+from runtime.cli_args import ArgumentParser, non_empty
 from training.config import DEFAULT_RUN_DIR, TTA_ACCURACY_KEYS, TTA_NAMES, tta_passes
 from training.metrics import share
 from training.run_folder import CONFUSION, CURVES, EVALUATION, META, read_meta, write_whole
@@ -347,8 +347,8 @@ def _images(names: tuple) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = ArgumentParser(prog="python -m export.model_card", description=__doc__)
-    ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR, type=Path)
-    ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), type=Path)
+    ap.add_argument("--run-dir", default=DEFAULT_RUN_DIR, type=non_empty(Path))
+    ap.add_argument("--base-path", default=str(DEFAULT_BASE_PATH), type=non_empty(Path))
     ap.add_argument("--version", type=int, help="default: the newest version")
     ap.add_argument("--note", default="", help="a remark on how the run went (conditions)")
     args = ap.parse_args(argv)

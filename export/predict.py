@@ -18,7 +18,7 @@ import numpy as np
 from export.config import DEFAULT_BASE_PATH, GUESS_BELOW, MAX_PIXELS
 from export.publish import saved_model_dir
 from imaging.decode import ImageError, to_pixels
-from runtime.cli_args import ArgumentParser, positive
+from runtime.cli_args import ArgumentParser, non_empty, positive
 from runtime.tf_startup import import_tensorflow
 
 
@@ -50,12 +50,13 @@ def short_reason(err: Exception) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = ArgumentParser(prog="python -m export.predict", description=__doc__)
     ap.add_argument(
-        "images", nargs="+", type=Path,
+        "images", nargs="+", type=non_empty(Path),
         help="JPEG, PNG, GIF, BMP or WebP files (TIFF too, without --serving-default)",
     )  # fmt: skip
     ap.add_argument(
-        "--model", "--base-path", default=str(DEFAULT_BASE_PATH),
-        help="base path (as export's --base-path) or version folder",
+        "--model", "--base-path", type=non_empty(), default=str(DEFAULT_BASE_PATH),
+        help="base path (as export's --base-path) or version folder (default: %(default)s, "
+        "from the current folder)",
     )  # fmt: skip
     ap.add_argument(
         "-k", type=positive(int), default=3, help="how many classes to show (default 3)"
@@ -70,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         version_dir = saved_model_dir(args.model)
     except FileNotFoundError as err:
-        print(f"predict: {err}", file=sys.stderr)
+        # The default is relative: run from another folder, it names nothing there.
+        hint = "; name the model with --model PATH" if args.model == str(DEFAULT_BASE_PATH) else ""
+        print(f"predict: {err}{hint}", file=sys.stderr)
         return 2
     # Named files that are not there are said before the model's seconds of loading.
     readable = [path for path in args.images if not _unreadable(path)]

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from modelserver.version_names import parse_version, version_dirs
-from training.run_folder import TRAIN_LOG, is_run_folder, write_whole
+from training.run_folder import is_finished, is_run_folder, write_whole
 
 LOCK_NAME = ".publish.lock"
 KEEP_AT_LEAST_ONE = "--keep must be at least 1: a base path without versions serves nothing"
@@ -53,6 +53,11 @@ def versions(base_path: str | Path) -> list[int]:
 def latest_version_dir(base_path: str | Path) -> Path:
     found = version_dirs(base_path)
     if not found:
+        if is_run_folder(Path(base_path)) and not is_finished(Path(base_path)):
+            raise FileNotFoundError(
+                f"{base_path} is a training run folder that has not finished (see its "
+                "train.log): no model to use yet"
+            )
         if is_run_folder(Path(base_path)):
             raise FileNotFoundError(
                 f"{base_path} is a training run folder, not a model: export it first "
@@ -63,11 +68,6 @@ def latest_version_dir(base_path: str | Path) -> Path:
         if not Path(base_path).is_dir():
             raise FileNotFoundError(
                 f"{base_path} is a file; name a version folder or the base path that holds them"
-            )
-        if (Path(base_path) / TRAIN_LOG).is_file():
-            raise FileNotFoundError(
-                f"{base_path} is a training run folder that has not finished (see its "
-                "train.log): no model to use yet"
             )
         raise FileNotFoundError(f"no numbered version folder in {base_path}")
     return found[max(found)]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, TypeVar
+
+T = TypeVar("T")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -35,4 +37,18 @@ def positive(
         return value
 
     parse.__name__ = f"{'non-negative' if zero else 'positive'} {kind.__name__}"
+    return parse
+
+
+def non_empty(kind: Callable[[str], T] = str) -> Callable[[str], T]:
+    """An argparse type for a path or a name that may not be empty: `--run-dir "$RUN"` with RUN
+    unset trained into the current folder (and export then published that), and `--data ""`
+    looked for images in it."""
+
+    def parse(text: str) -> T:
+        if not text.strip():
+            raise argparse.ArgumentTypeError("is empty (an unset shell variable?)")
+        return kind(text)
+
+    parse.__name__ = "non-empty value"
     return parse

@@ -47,9 +47,12 @@ def default_data() -> str:
 
 
 # Where decoded images are kept between runs (training, export and evaluation all load the
-# data). Relative to the working directory unless DATASET_CACHE_DIR says otherwise: the trainer
-# image points it at its writable /runs volume, since its working directory is read-only to it.
-DEFAULT_CACHE_DIR = Path(os.environ.get("DATASET_CACHE_DIR") or ".cache/datasets")
+# data): the project's own .cache/datasets, wherever a command runs from (relative to the
+# working directory, a command run elsewhere decoded the data again and left 177 MB there),
+# unless DATASET_CACHE_DIR says otherwise. The trainer image points it at its writable /runs
+# volume, since the project folder is read-only to it.
+PROJECT_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "datasets"
+DEFAULT_CACHE_DIR = Path(os.environ.get("DATASET_CACHE_DIR") or PROJECT_CACHE_DIR)
 
 # Test-time augmentation levels, as in airbench: 0 = plain, 1 = + horizontal flip, 2 = + flip
 # of 1-pixel shifts (training.inference runs them), and the meta.json key of each level's test

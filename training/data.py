@@ -6,9 +6,9 @@ Three sources, one result type (`Dataset`):
   * the official CIFAR-10 python archive (``cifar-10-python.tar.gz`` or its unpacked folder);
   * the Keras download (``keras``), only when asked for.
 
-Decoding 60,000 JPEGs takes ~10-20 s; the decoded arrays are cached in ``.cache/datasets``
-keyed by the source's path and its `fingerprint` (an archive's content; a folder's image
-names, sizes and mtimes), so the second load takes well under a second.
+Decoding 60,000 JPEGs takes ~10-20 s; the decoded arrays are cached in the project's
+``.cache/datasets`` keyed by the source's path and its `fingerprint` (an archive's content; a
+folder's image names, sizes and mtimes), so the second load takes well under a second.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.cli_args import ArgumentParser, positive
+from runtime.cli_args import ArgumentParser, non_empty, positive
 from runtime.cpu import describe_cpu
 from runtime.interrupts import stop_on_ctrl_c
 from runtime.tf_startup import import_tensorflow
@@ -157,9 +157,10 @@ def write_report(report: dict, out_dir: Path, headline: str = "none") -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = ArgumentParser(prog="python -m training.evaluate", description=__doc__)
-    ap.add_argument("run_dir", type=Path, help="a finished run folder, or a SavedModel")
+    ap.add_argument("run_dir", type=non_empty(Path), help="a finished run folder, or a SavedModel")
     ap.add_argument(
         "--data",
+        type=non_empty(),
         help=f"the data set (default: a run's own, as its meta.json records it; {DEFAULT_DATA} "
         "for a SavedModel)",
     )
@@ -254,9 +255,19 @@ def evaluate_export(path: Path, data: str, out: Path | None) -> None:
     _say_skipped(report.get("skipped", []))
     report["cpu"] = describe_cpu()
     print(json.dumps(report, indent=2))
+    print(_saved_model_summary(report, data), file=sys.stderr)  # stdout stays JSON for scripts
     if out:
         out.mkdir(parents=True, exist_ok=True)
         (out / "evaluation_saved_model.json").write_text(json.dumps(report, indent=2))
+
+
+def _saved_model_summary(report: dict, data: str) -> str:
+    """The figures a person looks for, in one sentence after the JSON."""
+    line = (f"{report['saved_model']} on {report['test_images']:,} test images of {data}: "
+            f"{report['pixels_accuracy']:.2%} through pixels")  # fmt: skip
+    if report["serving_default_accuracy"] is not None:
+        line += f", {report['serving_default_accuracy']:.2%} through serving_default"
+    return f"{line} (TTA {report['tta']} in the graph)"
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from training.data import DataError, Dataset, check_source, load_dataset
 from training.hardware import choose_filter_grad, choose_precision
 from training.run_folder import (
     NEW_RUN_DIR,
+    TF_LOG,
     OutputError,
     RunFolderError,
     append_to_log,
@@ -105,7 +106,7 @@ def _train(opts: RunOptions, run_dir: Path) -> Path:
     if changed:
         log(changed)
 
-    import_tensorflow(run_dir / "tensorflow.log")  # after argument errors had their chance
+    import_tensorflow(run_dir / TF_LOG)  # after argument errors had their chance
     import keras
 
     (precision, why), (filter_grad, grad_why) = machine_choices(pinned, opts, recipe.arch)

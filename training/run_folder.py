@@ -21,6 +21,7 @@ from training.data import fingerprint
 
 # The files of a run folder, with who writes them (the checkpoint's is CHECKPOINT_NAME).
 TRAIN_LOG = "train.log"  # every line the run printed, across its sittings (run_logger)
+TF_LOG = "tensorflow.log"  # TensorFlow's own start-up lines (runtime.tf_startup)
 RUN_OPTIONS = "run.json"  # the options a run was started with (pin_run_options)
 RECIPE_SETTINGS = "recipe_settings"  # run.json's copy of the recipe as the run began
 DATA_FINGERPRINT = "data_fingerprint"  # run.json's: the data wherever it is (data.fingerprint)
@@ -381,9 +382,10 @@ def _lock(run_dir: Path) -> IO:
 
 
 def is_run_folder(path: Path) -> bool:
-    """A training run's folder (it records its options or its results), which a model base
-    path must not be mistaken for, nor the other way round."""
-    return (path / RUN_OPTIONS).is_file() or (path / META).is_file()
+    """A training run's folder (it records its options, its results or its log: a run
+    stopped in its first seconds has only the log), which a model base path must not be
+    mistaken for, nor the other way round."""
+    return any((path / name).is_file() for name in (RUN_OPTIONS, META, TRAIN_LOG))
 
 
 def make_run_dir(path: str) -> Path:
@@ -407,6 +409,8 @@ def make_run_dir(path: str) -> Path:
             f"--run-dir {path} is inside the model base path {parent}, beside its exported "
             "versions; name a folder outside it, e.g. runs/<name>"
         )
+    if run_dir.is_dir() and not is_run_folder(run_dir):
+        _refuse_foreign_files(run_dir, path)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -416,3 +420,15 @@ def make_run_dir(path: str) -> Path:
             f"--run-dir {path}: cannot create it ({error.strerror}); name a --run-dir you can write"
         ) from None
     return run_dir
+
+
+def _refuse_foreign_files(run_dir: Path, path: str) -> None:
+    """A folder of other files (photos, a project) is no run folder: a run wrote its model
+    files among them without a word."""
+    others = sorted(p.name for p in run_dir.iterdir() if p.name not in (LOCK, TF_LOG))
+    if others:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise RunFolderError(
+            f"--run-dir {path} holds other files ({shown}) and is no training run folder; "
+            "name a new or empty folder, e.g. runs/<name>"
+        )

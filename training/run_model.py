@@ -10,7 +10,7 @@ import keras
 
 from training.fold import fold_for_serving
 from training.models import LOGIT_SCALE, build_model, precision_policy
-from training.run_folder import FINAL_WEIGHTS, RUN_OPTIONS, is_finished, read_meta
+from training.run_folder import FINAL_WEIGHTS, is_finished, is_run_folder, read_meta
 
 
 class UnfinishedRunError(FileNotFoundError):
@@ -24,7 +24,7 @@ def load_for_inference(run_dir: str | Path, served: bool = False) -> tuple[keras
     if not is_finished(run_dir):
         hint = (
             "its training has not finished: re-run its training command to resume"
-            if (run_dir / RUN_OPTIONS).is_file()
+            if is_run_folder(run_dir)
             else "it is not a training run folder"
         )
         raise UnfinishedRunError(f"{run_dir} holds no finished run ({hint})")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.cli_args import ArgumentParser, positive
+from runtime.cli_args import ArgumentParser, non_empty, positive
 from runtime.interrupts import Terminated, sigterm_as_ctrl_c
 from training.config import DEFAULT_RUN_DIR, RECIPE_HELP, RECIPES, RunOptions, default_data
 from training.hardware import FILTER_GRADS, PRECISIONS
@@ -25,6 +25,7 @@ def add_recipe_arguments(ap: argparse.ArgumentParser) -> None:
     """The flags that pick what is trained; bench.train takes the same ones, checked the same."""
     ap.add_argument(
         "--data",
+        type=non_empty(),
         default=default_data(),
         help="image-folder tree or .tar(.gz) of one, the CIFAR-10 python archive, or 'keras' "
         "(default: %(default)s)",
@@ -67,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> RunOptions:
     add_recipe_arguments(ap)
     ap.add_argument(
         "--run-dir",
+        type=non_empty(),
         default=DEFAULT_RUN_DIR,
         help="output folder; re-use it to resume. Once it holds a checkpoint, other options "
         "are refused, except that --epochs or --batch-size left out mean the run's own "

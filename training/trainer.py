@@ -444,7 +444,7 @@ class Trainer:
             f"  epoch {epoch + 1}: step {done}/{total} · {ips:,.0f} img/s this epoch"
             f" · loss {loss:.3f}"
         )
-        if left_s >= 1:
+        if left_s >= 1:  # steps only: the per-epoch checks and the final evaluation add more
             msg += f" · about {duration(left_s)} of steps left"
         if sys.stdout.isatty():  # rewrite the line, erasing the end of a longer one (ESC[K)
             show(f"\r{msg}\x1b[K", end="")
@@ -479,8 +479,10 @@ class Trainer:
             f"acc {row['train_accuracy']:.2%} · "
             f"{name} loss {row[f'{name}_loss']:.3f} acc {row[f'{name}_accuracy']:.2%}"
             f"{self._monitor_note} · "
-            f"{p.images_seen / max(p.train_seconds, 1e-9):,.0f} img/s on average · "
-            f"{duration(p.train_seconds)} of steps"
+            # The whole run's, not this epoch's: the step line above times this epoch alone
+            # (from its second step), so the two rates differ.
+            f"run so far: {duration(p.train_seconds)} of steps, "
+            f"{p.images_seen / max(p.train_seconds, 1e-9):,.0f} img/s"
         )
         if self.val is not None:
             self._plateau_logic(row)

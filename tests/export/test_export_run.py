@@ -154,6 +154,9 @@ def test_a_saved_model_scores_labelled_photos_without_training_images(
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout[done.stdout.index("{") :])
     assert report["test_images"] == report["serving_default_images"] == 60
+    # Beside the JSON, one sentence a person reads (on stderr: stdout stays JSON).
+    said = f"on 60 test images of {tmp_path / 'photos'}: {report['pixels_accuracy']:.2%} through"
+    assert said in done.stderr and "through serving_default" in done.stderr
     # The same test files in a whole data set (a training image of every class beside them):
     write(
         tmp_path / "whole", [*trains, *tests], lambda split, cls: split == "train" or cls in chosen

@@ -263,11 +263,13 @@ def test_the_cache_folder_follows_DATASET_CACHE_DIR(tmp_path):
         [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True
     )
     env.pop("DATASET_CACHE_DIR")
+    # The project's folder, also for a command run from elsewhere (it decoded the data again
+    # into the working directory's .cache).
     default = subprocess.run(
-        [sys.executable, "-c", show], cwd=root, env=env, capture_output=True, text=True
+        [sys.executable, "-c", show], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert moved.stdout.strip() == str(tmp_path / "c")
-    assert default.stdout.strip() == ".cache/datasets"
+    assert default.stdout.strip() == str(root / ".cache" / "datasets")
 
 
 def test_a_subset_still_names_the_skipped_files():

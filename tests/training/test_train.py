@@ -790,8 +790,17 @@ def test_an_unfinished_run_cannot_be_exported_or_evaluated(tmp_path, capsys):
     stopped = tmp_path / "stopped"
     stopped.mkdir()
     (stopped / "train.log").write_text("data error: ...\n")
-    with pytest.raises(SystemExit, match=r"has not finished \(see its train\.log\)"):
+    # One sentence from each tool: evaluate said "has not finished ..., and it is no training
+    # run folder either", export "it is not a training run folder".
+    with pytest.raises(SystemExit, match="training has not finished") as said:
         evaluate_main([str(stopped), "--data", str(tmp_path / "unused")])
+    assert "no training run folder" not in str(said.value)
+    assert export_main(["--run-dir", str(stopped), "--base-path", str(tmp_path / "b")]) == 1
+    assert "its training has not finished: re-run" in capsys.readouterr().err
+    from export.predict import main as predict_main
+
+    assert predict_main([str(ROOT / "README.md"), "--model", str(stopped)]) == 2
+    assert "has not finished (see its train.log)" in capsys.readouterr().err
     # --out naming a file is refused before the minutes of scoring, not after them.
     (tmp_path / "afile").write_text("")
     with pytest.raises(SystemExit, match=r"--out .*afile is a file"):
@@ -879,6 +888,21 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
     assert f"--base-path {finished_run} is a training run folder" in capsys.readouterr().err
     with pytest.raises(RunFolderError, match="holds exported model versions"):
         make_run_dir(str(ROOT / "models" / "cifar10"))
+    # A folder of other files (photos): the run's files went in among them without a word.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        (photos / name).write_bytes(b"")
+    with pytest.raises(
+        RunFolderError, match=r"holds other files \(a\.jpg, b\.jpg, c\.jpg, \.\.\.\)"
+    ):
+        make_run_dir(str(photos))
+    # An empty --run-dir (an unset shell variable) trained into the current folder, and
+    # export then published that.
+    for command in (export_main, predict_main):
+        with pytest.raises(SystemExit) as refused:
+            command(["--run-dir" if command is export_main else "--model", "", "x.jpg"])
+        assert refused.value.code == 2 and "is empty" in capsys.readouterr().err
     with pytest.raises(RunFolderError, match=r"holds the model base path .*cifar10"):
         make_run_dir(str(ROOT / "models"))  # training wrote its files beside cifar10/
     # Paths that are files or missing say so, not "no numbered version folder".
@@ -931,6 +955,7 @@ def test_a_failed_final_write_is_a_sentence_and_the_same_command_finishes(tiny_d
     traceback; the write fails for real here on a folder in the file's way."""
     run_dir = tmp_path / "r"
     (run_dir / "model.keras").mkdir(parents=True)
+    (run_dir / "train.log").write_text("")  # a run folder: one of other files is refused
     failed = run(train_cmd(tiny_data, run_dir, "--epochs", "1"), timeout=300)
     assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
     expected = f"output error: the run's outputs stopped at {run_dir / 'model.keras'} ("
