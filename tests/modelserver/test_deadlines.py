@@ -112,6 +112,15 @@ def rest_spin(server, seconds: float) -> requests.Response:
     return requests.post(f"{server.rest}/v1/models/{SPIN}:predict", json=body, timeout=60)
 
 
+def assert_proxy_reads_as_a_timeout(response: requests.Response) -> None:
+    """The proxy's REST client passes this real answer on as a gateway timeout (504)."""
+    from proxy.client.rest_client import _error_from_response
+
+    error = _error_from_response(response)
+    assert (error.kind, error.http_status) == ("model_timeout", 504), error
+    assert response.json()["error"] in str(error)
+
+
 def test_a_rest_prediction_past_the_timeout_is_cut_off_with_504(spin_server):
     started = time.monotonic()
     response = rest_spin(spin_server, 60)
@@ -119,6 +128,7 @@ def test_a_rest_prediction_past_the_timeout_is_cut_off_with_504(spin_server):
     assert response.status_code == 504
     assert response.headers["Content-Type"] == "application/json"
     assert response.json() == {"error": "Timed out waiting for notification"}
+    assert_proxy_reads_as_a_timeout(response)
     # Cancelled, not abandoned: a 504 given while the run went on spinning would leave a core
     # busy for the rest of its 60 s (the gRPC test below shows the measure sees a spin).
     assert cpu_seconds_during(spin_server.process.pid, 1.0) < 0.3
@@ -186,6 +196,8 @@ def test_requests_whose_deadline_passes_in_the_batching_queue_are_not_run(queued
     assert rest["response"].json() == {
         "error": "Run() timeout exceeded while waiting in batching queue"
     }
+    # A busy server, not a refused request (the proxy answered it 502).
+    assert_proxy_reads_as_a_timeout(rest["response"])
     assert "seconds" in running["response"].outputs
     page = server.wait_metric(
         "request_count",

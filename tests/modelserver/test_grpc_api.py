@@ -426,9 +426,13 @@ def test_channel_arguments_are_key_value_pairs_typed_as_server_cc_types_them():
 
 class _Buggy:
     """Stands in for the version manager and the predictor, raising where they would answer:
-    a bug cannot be provoked in the real ones, and the handlers' edge is what is tested."""
+    a bug cannot be provoked in the real ones, and the handlers' edge is what is tested. Its
+    metrics are the real ones: Predict's bookkeeping runs around the handler."""
 
-    metrics = None
+    def __init__(self) -> None:
+        from modelserver.metrics import Metrics
+
+        self.metrics = Metrics()
 
     def status(self, *args):
         raise KeyError("a bug")
@@ -450,7 +454,8 @@ def test_a_bug_in_any_handler_answers_internal_not_unknown():
     metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     status = get_model_status_pb2.GetModelStatusRequest()
     reload = model_management_pb2.ReloadConfigRequest()
-    for request in (metadata, status):
+    predict, classify = predict_pb2.PredictRequest(), classification_pb2.ClassificationRequest()
+    for request in (metadata, status, predict, classify):
         request.model_spec.name = MODEL
     reload.config.model_config_list.config.add(name=MODEL, base_path="/models/x")
     try:
@@ -458,6 +463,8 @@ def test_a_bug_in_any_handler_answers_internal_not_unknown():
             prediction = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             model = model_service_pb2_grpc.ModelServiceStub(channel)
             calls = [
+                (prediction.Predict, predict),
+                (prediction.Classify, classify),
                 (prediction.GetModelMetadata, metadata),
                 (model.GetModelStatus, status),
                 (model.HandleReloadConfigRequest, reload),
@@ -466,5 +473,8 @@ def test_a_bug_in_any_handler_answers_internal_not_unknown():
                 error = rpc_error(call, request)
                 assert error.code() == grpc.StatusCode.INTERNAL, call
                 assert error.details() == "KeyError: 'a bug'"
+        # Counted as TF Serving counts them (request_count by model and status).
+        lines = buggy.metrics.request_count.render()
+        assert any('status="INTERNAL"' in line and line.endswith(" 2") for line in lines), lines
     finally:
         server.stop(None)

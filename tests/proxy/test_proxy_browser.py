@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import json
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from image_files import encode
 from PIL import Image
 from proxy_images import upscaled_jpeg
 from proxy_servers import ROOT, start_stack
@@ -38,13 +40,37 @@ FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-st
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
-# The model server down, as the proxy answers it (503, its JSON sentence), played by routing.
-OUTAGE = {
-    "status": 503,
-    "content_type": "application/json",
-    "body": json.dumps({"error": "The model server cannot be reached."}),
-}
+# What the proxy says while its model server cannot be reached (outage()).
+UNREACHABLE = "The model server cannot be reached. Please try again in a moment."
 PERCENT = re.compile(r"^[<>]?\d{1,3}(\.\d)?%$")
+
+
+@functools.cache
+def outage(path: str = "/api/predict") -> dict:
+    """The proxy's own answer to `path` while its model server cannot be reached (an
+    in-process proxy whose model-server address has nothing listening), for Playwright's
+    routing to replay. The hand-written 503s it replaces had neither the `kind` the page
+    branches on nor Retry-After, so the outage tests took the page's path for answers
+    without a kind, never the one a real outage takes."""
+    from proxy.app import create_app
+    from proxy.config import ProxyConfig
+    from stack.processes import free_port
+
+    app = create_app(ProxyConfig(grpc_address=f"127.0.0.1:{free_port()}", timeout_s=2.0))
+    client = app.test_client()
+    if path == "/api/predict":
+        photo = {"file": (io.BytesIO(encode(Image.new("RGB", (64, 48)), "JPEG")), "a.jpg")}
+        answer = client.post(path, data=photo, content_type="multipart/form-data")
+    else:
+        answer = client.get(path)
+    assert answer.status_code == 503, answer.get_data(as_text=True)
+    assert answer.get_json()["kind"] == "model_unavailable", answer.get_json()
+    return {
+        "status": 503,
+        "headers": {"Retry-After": answer.headers["Retry-After"]},
+        "content_type": "application/json",
+        "body": answer.get_data(as_text=True),
+    }
 
 
 # The running stack's output lines, for a failure message to quote (assert_top3).
@@ -413,7 +439,7 @@ def test_a_request_never_answered_fails_after_its_timeout_and_can_be_sent_again(
 @pytest.mark.parametrize(
     ("status", "error"),
     [
-        (503, "The model server cannot be reached. Please try again in a moment."),
+        (503, UNREACHABLE),
         (404, "Label 'stable' of model 'cifar10' is not being served"),
     ],
 )
@@ -425,9 +451,10 @@ def test_an_image_that_failed_on_the_server_can_be_sent_again(
     the image. The picture is a photo the page can show, so the thumbnail of what the model
     sees is hidden because the model never saw it, and comes back once it has."""
     page = open_page(browser, DESKTOP)
-    outage = {"status": status, "content_type": "application/json",
-              "body": json.dumps({"error": error})}  # fmt: skip
-    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    not_served = {"status": status, "content_type": "application/json",
+                  "body": json.dumps({"error": error, "kind": "not_found"})}  # fmt: skip
+    answer = outage() if status == 503 else not_served
+    page.route("**/api/predict*", lambda route: route.fulfill(**answer))
     page.set_input_files("#file-input", str(photos[0]))
     card = page.locator(".card").first
     expect(card.locator(".card-error")).to_have_text(error)
@@ -665,7 +692,7 @@ def test_an_older_badge_answer_does_not_overwrite_a_newer_one(open_page, browser
     badge = page.locator("#model-badge")
     expect(badge).to_have_class(re.compile(r"\bok\b"))
     page.evaluate(
-        """() => {
+        """(outage) => {
             const real = window.fetch;
             let calls = 0;
             window.fetch = async (url, options) => {
@@ -676,12 +703,13 @@ def test_an_older_badge_answer_does_not_overwrite_a_newer_one(open_page, browser
                     await new Promise((resolve) => setTimeout(resolve, 1000));
                     return answer;
                 }
-                return new Response('{"error": "The model server is unavailable"}',
+                return new Response(outage,
                     { status: 503, headers: { "Content-Type": "application/json" } });
             };
             watchModel();
             setTimeout(watchModel, 100);
-        }"""
+        }""",
+        outage("/api/model")["body"],
     )
     expect(badge).to_have_class(re.compile(r"\bdown\b"), timeout=5_000)
     page.wait_for_timeout(1_500)  # past the older answer
@@ -845,7 +873,7 @@ def test_try_again_after_an_outage_still_converts_what_the_proxy_cannot_read(
     avif = io.BytesIO()
     Image.open(photos[1]).convert("RGB").resize((96, 64)).save(avif, "AVIF", quality=90)
     page = open_page(browser, DESKTOP)
-    page.route("**/api/predict*", lambda route: route.fulfill(**OUTAGE))
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage()))
     page.set_input_files(
         "#file-input", [{"name": "ship.avif", "mimeType": "image/avif", "buffer": avif.getvalue()}]
     )
@@ -967,7 +995,7 @@ def test_an_older_drop_that_fails_last_is_still_announced(open_page, browser, ph
     held_routes(page, held, 1)
     page.set_input_files("#file-input", [str(photos[1])])  # ship.jpg
     expect(page.locator("#announcer")).to_have_text(re.compile(r"^ship\.jpg: "))
-    held[0].fulfill(**OUTAGE)
+    held[0].fulfill(**outage())
     error = page.locator(".card.failed .card-error")
     expect(error).to_have_count(1)
     expect(page.locator("#announcer")).to_have_text(f"cat.jpg: {error.inner_text()}")
@@ -1092,21 +1120,17 @@ def test_a_failed_request_rechecks_the_model_badge_at_once(open_page, browser, p
     in tests/proxy/test_proxy_recovery.py): /api/predict and /api/model answer 503."""
     page = open_page(browser, DESKTOP)
     expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bok\b"))
-    outage = {"status": 503, "content_type": "application/json",
-              "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
-    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
-    page.route("**/api/model", lambda route: route.fulfill(**outage))
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage()))
+    page.route("**/api/model", lambda route: route.fulfill(**outage("/api/model")))
     page.set_input_files("#file-input", str(photos[0]))
-    expect(page.locator(".card .card-error")).to_contain_text("unavailable")
+    expect(page.locator(".card .card-error")).to_have_text(UNREACHABLE)
     expect(page.locator("#model-badge")).to_have_class(re.compile(r"\bdown\b"), timeout=5_000)
 
 
 def fail_in_an_outage(page, photos):
     """Drops `photos` while every request answers 503 (the outage played by routing), then
     ends the outage; returns the Try N again button, showing all of them."""
-    outage = {"status": 503, "content_type": "application/json",
-              "body": '{"error": "The model server is unavailable"}'}  # fmt: skip
-    page.route("**/api/predict*", lambda route: route.fulfill(**outage))
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage()))
     page.set_input_files("#file-input", [str(p) for p in photos])
     button = page.locator("#retry-all-button")
     expect(button).to_have_text(f"Try {len(photos)} again")
@@ -1298,7 +1322,7 @@ def test_a_fronts_own_refusal_page_is_not_offered_try_again(open_page, browser, 
 
 def test_try_again_hides_the_old_error_while_it_waits(open_page, browser, photos) -> None:
     page = open_page(browser, DESKTOP)
-    page.route("**/api/predict*", lambda route: route.fulfill(**OUTAGE))
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage()))
     page.set_input_files("#file-input", str(photos[0]))
     card = page.locator(".card").first
     expect(card.locator(".card-error")).to_be_visible()
@@ -1379,13 +1403,13 @@ def test_the_live_card_keeps_its_failure_up_while_the_next_frame_is_sent(open_pa
             held.append(route)
         else:
             failed.append(route)
-            route.fulfill(**OUTAGE)
+            route.fulfill(**outage())
 
     page.route("**/api/predict*", fail_then_hold)
     page.click("#camera-button")
     page.click("label.switch")
     live = page.locator(".card.live")
-    expect(live.locator(".card-error")).to_have_text("The model server cannot be reached.")
+    expect(live.locator(".card-error")).to_have_text(UNREACHABLE)
     held_routes(page, held, 1)  # the next frame's request, held unanswered
     expect(live).to_have_class(re.compile(r"\bloading\b"))
     expect(live.locator(".card-error")).to_be_visible()
@@ -1528,7 +1552,7 @@ def test_a_drop_answered_after_a_live_change_is_still_announced(open_page, brows
     held_routes(page, held, 2)  # the drop
     held[0].continue_()
     held_routes(page, held, 3)  # the next live frame, sent after the drop
-    held[2].fulfill(**OUTAGE)  # a live change
+    held[2].fulfill(**outage())  # a live change
     expect(page.locator("#announcer")).to_contain_text("Live camera")
     held[1].continue_()
     expect(page.locator("#announcer")).to_have_text(re.compile(r"^cat\.jpg: "))
@@ -1538,7 +1562,7 @@ def test_the_same_failure_twice_is_announced_twice(open_page, browser, photos) -
     """Try again failing with the same words left the live region unchanged, so a screen reader
     said nothing: the region is emptied first and written again."""
     page = open_page(browser, DESKTOP)
-    page.route("**/api/predict*", lambda route: route.fulfill(**OUTAGE))
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage()))
     page.set_input_files("#file-input", str(photos[0]))
     announcer = page.locator("#announcer")
     expect(announcer).to_have_text(re.compile(r"^cat\.jpg: The model server"))

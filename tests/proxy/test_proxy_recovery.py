@@ -226,31 +226,6 @@ def test_a_full_batching_queue_is_a_503_to_retry_not_a_refused_request(
         server.stop()
 
 
-def test_a_model_server_rest_timeout_is_a_gateway_timeout_too() -> None:
-    """TF Serving answers 504 when a REST run passes --rest_api_timeout_in_ms (the model
-    server's own test, test_deadlines.py, shows it with a slow model; the tiny model here is
-    too fast to reach one, so the answer is built by hand). The proxy passes it on as 504."""
-    import requests
-
-    from proxy.client.rest_client import _error_from_response
-
-    answers = {504: ("model_timeout", 504), 503: ("model_unavailable", 503)}
-    for upstream, (kind, status) in answers.items():
-        response = requests.Response()
-        response.status_code = upstream
-        response._content = b'{"error": "Timed out waiting for notification"}'
-        error = _error_from_response(response)
-        assert (error.kind, error.http_status) == (kind, status)
-        assert "Timed out waiting for notification" in str(error)
-    # A run that waited in the batching queue past its deadline: TF Serving's
-    # RESOURCE_EXHAUSTED, REST 429. A busy server, not a refused request (it was a 502).
-    response = requests.Response()
-    response.status_code = 429
-    response._content = b'{"error": "Run() timeout exceeded while waiting in batching queue"}'
-    error = _error_from_response(response)
-    assert (error.kind, error.http_status) == ("model_timeout", 504)
-
-
 def test_a_5xx_is_logged_with_its_cause_and_the_request_id(caplog) -> None:
     """The proxy logged nothing when the model server was down: an operator saw a 503 in the
     access log and no reason. Now one warning line names the kind, the network error behind
