@@ -26,7 +26,9 @@ def flip_mask(
 
 @functools.cache
 def _flip_parity(seed: int, n_images: int) -> np.ndarray:
-    """Each image's fixed random parity, drawn once per run rather than at every step."""
+    """Each image's fixed random parity, drawn once per run rather than at every step.
+    Its stream, [seed, 7], is also epoch 7's shuffle (Trainer._run_epoch): harmless, and
+    kept, since another would change every recorded run's weights."""
     return np.random.default_rng([seed, 7]).integers(0, 2, n_images, dtype=np.int8)
 
 

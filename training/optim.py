@@ -38,9 +38,14 @@ def lookahead_decay(step: int, total_steps: int, steps: int, rate: float) -> flo
 
 
 class AirbenchSGD:
-    """airbench's Nesterov SGD on the loss summed over the batch. The learning rate is divided
-    by the batch size the steps really run (`batch_size`: the recipe's, or a small data set's
-    whole training split), so a step moves the weights as far for 500 images as for 1024."""
+    """airbench's Nesterov SGD on the loss summed over the batch, with Muon for the conv
+    filters. The split is by rank: every 4-D variable (the conv filters: 1,967,616 of `fast`'s
+    1,971,352 trained values) takes Muon steps at `muon_lr` when it is above 0; `lr` moves the
+    rest, the head's weights and, at `bias_lr_scale` times it, every bias, the whitening
+    conv's included (airbench94 gives its whitening bias the base rate; the GPU mirror's
+    sweeps tuned the recipe with this one). The learning rate is divided by the batch size
+    the steps really run (`batch_size`: the recipe's, or a small data set's whole training
+    split), so a step moves the weights as far for 500 images as for 1024."""
 
     def __init__(
         self,
@@ -74,7 +79,8 @@ class AirbenchSGD:
         return self.buffers
 
     def learning_rate_at(self, schedule: float) -> float:
-        """The rate of a step at this point of the triangle (the weights'; biases x64)."""
+        """The rate of a step at this point of the triangle: the head's weights' (biases x
+        bias_lr_scale; the conv filters' Muon steps have their own, muon_lr)."""
         return self.base_lr * schedule
 
     def reduce_on_plateau(self, factor: float, floor: float) -> float | None:

@@ -150,7 +150,7 @@ class Trainer:
             recipe.depth,
             matmul_filter_grad=filter_grad == "matmuls",
         )
-        self._setup_optimizer()
+        self._setup_optimizer(self._init_whitening())
         # Lookahead-EMA covers every float weight, BN statistics included (airbench).
         self.ema_pairs = (
             [
@@ -169,13 +169,18 @@ class Trainer:
 
     # ------------------------------------------------------------ setup
 
-    def _setup_optimizer(self) -> None:
+    def _init_whitening(self) -> tf.Variable | None:
+        """The `fast` net's first conv, fitted before any step to whiten 2x2 patches of a
+        sample of training images (airbench), then frozen; its bias, which trains, is returned
+        (None for a net without one)."""
+        if self.recipe.arch != "fast":
+            return None
+        init_whitening(self.model, self._whitening_sample(), self.recipe.whiten_eps)
+        return self.model.get_layer("whiten").bias
+
+    def _setup_optimizer(self, whiten_bias: tf.Variable | None) -> None:
         """`recipe.optimizer` picks the update and, in `_make_train_step`, the loss reduction
         that goes with it (airbench's SGD steps on the summed loss, Adam on the mean)."""
-        whiten_bias = None
-        if self.recipe.arch == "fast":
-            init_whitening(self.model, self._whitening_sample(), self.recipe.whiten_eps)
-            whiten_bias = self.model.get_layer("whiten").bias
         frozen = [self.model.get_layer(n).kernel for n in FROZEN_KERNELS.get(self.recipe.arch, ())]
         self.trainable = [
             v for v in self.model.trainable_variables if not any(v is f for f in frozen)
@@ -488,10 +493,12 @@ class Trainer:
             self._plateau_logic(row)
 
     def _current_lr(self) -> float:
-        """history.json's `lr`: the step size applied at the epoch's end. For the SGD recipes,
+        """history.json's `lr`: the step size of the epoch's last step. For the SGD recipes,
         the recipe's `lr` / (batch size x (1 + 1 / (1 - momentum))), airbench's scaling, times
-        the schedule."""
-        schedule = triangle_lr(self.progress.step, self.total_steps, self.recipe)
+        the schedule: the rate of the head's weights (x bias_lr_scale for biases); `fast`'s
+        conv filters take Muon steps of muon_lr x the same schedule."""
+        last_step = max(self.progress.step - 1, 0)  # `step` counts the steps done
+        schedule = triangle_lr(last_step, self.total_steps, self.recipe)
         return self.optimizer.learning_rate_at(schedule)
 
     def _save_best_weights(self) -> None:

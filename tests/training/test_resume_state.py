@@ -428,3 +428,27 @@ def test_a_validation_split_is_checked_whole(tmp_path, monkeypatch):
     recipe = replace(RECIPES["vgg"], val_split=16, batch_size=16)
     trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
     assert trainer.monitor_name == "val" and len(trainer.monitor.labels) == 16
+
+
+def test_historys_lr_is_the_rate_of_the_epochs_last_step(tmp_path):
+    """history.json's `lr` was the rate of the step after the epoch (the next one's first):
+    here it is compared with the schedule each step was really given."""
+    from training.trainer import Trainer
+
+    recipe = replace(RECIPES["tiny"], batch_size=16, epochs=2.0)
+    trainer = Trainer(recipe, _dataset(), tmp_path, seed=0, log=lambda _: None)
+    given = []
+    step_inputs = trainer._step_inputs
+
+    def recording(idx):
+        inputs = step_inputs(idx)
+        given.append(float(inputs[4]))  # the schedule's value for this step
+        return inputs
+
+    trainer._step_inputs = recording
+    trainer.fit()
+    for row in trainer.progress.history:
+        # `given[0]` is the step's tracing, ahead of the steps (Trainer._trace_step).
+        expected = trainer.optimizer.learning_rate_at(given[row["step"]])
+        assert row["lr"] == pytest.approx(expected, rel=1e-6), row  # given in float32
+    assert len(given) == trainer.total_steps + 1
