@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     from training.run import user_errors
-    from training.run_folder import TF_LOG, claim_run_dir, make_run_dir, pin_run_options
+    from training.run_folder import TF_LOG, claim_run_dir, make_run_dir
+    from training.run_options import pin_run_options
 
     opts = run_options(args)
     startup_log = None

@@ -6,7 +6,8 @@ line, is in runtime/.)
 Module map, in the order a run uses them:
   train.py       the CLI: options in, then run.py
   run.py         one run: the folder claimed, precision and data, the trainer, the outputs
-  run_folder.py  making the run folder, pinning its options for resume, train.log
+  run_folder.py  the run folder's files: making and claiming it, train.log
+  run_options.py the options a run started with (run.json): what a re-run may change
   config.py      every recipe and hyper-parameter in one place (`fast`, `long`, `vgg`...)
   hardware.py    the precision and filter-gradient form that train fastest on this CPU
   data.py        image-folder trees, tars and the CIFAR-10 archive -> uint8 arrays, cached

@@ -29,9 +29,9 @@ from training.run_folder import (
     EVALUATION,
     RunFolderError,
     is_run_folder,
-    read_run_options,
     write_whole,
 )
+from training.run_options import read_run_options
 
 # --headline: the TTA level the per-class table and matrix show.
 HEADLINES = tuple(TTA_NAMES.values())

@@ -30,11 +30,13 @@ from training.run_folder import (
     claim_run_dir,
     is_finished,
     make_run_dir,
+    run_logger,
+)
+from training.run_options import (
     options_as_started,
     pin_run_options,
     recipe_as_started,
     record_run_options,
-    run_logger,
     setting_as_started,
 )
 

@@ -261,7 +261,7 @@ def test_a_resumed_run_finishes_with_the_recipe_it_started_with(tiny_data, tmp_p
 
 def test_recipe_settings_the_code_no_longer_has_or_never_recorded(tmp_path):
     from training.config import RECIPES, RunOptions
-    from training.run_folder import pin_run_options, recipe_as_started, record_run_options
+    from training.run_options import pin_run_options, recipe_as_started, record_run_options
 
     opts = RunOptions("x", str(tmp_path), recipe="tiny")
     pinned = pin_run_options(tmp_path, opts)
@@ -302,7 +302,7 @@ def test_the_data_moved_elsewhere_still_resumes_its_run(tiny_data, tmp_path):
     import shutil
 
     from training.config import RunOptions
-    from training.run_folder import pin_run_options, read_run_options, record_run_options
+    from training.run_options import pin_run_options, read_run_options, record_run_options
 
     data = shutil.copytree(tiny_data, tmp_path / "data")
     run_dir = tmp_path / "run"
@@ -327,7 +327,7 @@ def test_other_data_at_the_same_path_is_refused(tiny_data, tmp_path, monkeypatch
     import shutil
 
     from training.config import RunOptions
-    from training.run_folder import pin_run_options, record_run_options
+    from training.run_options import pin_run_options, record_run_options
 
     data = shutil.copytree(tiny_data, tmp_path / "data")
     run_dir = tmp_path / "run"
@@ -362,7 +362,7 @@ def test_an_archive_replaced_in_place_is_refused_without_a_dates_hint(tmp_path):
     """An archive's fingerprint is its content, so no copy of the same images differs: the
     hint to delete the fingerprint (which would resume on the other archive) is not given."""
     from training.config import RunOptions
-    from training.run_folder import pin_run_options, record_run_options
+    from training.run_options import pin_run_options, record_run_options
 
     archive = tmp_path / "data.tar.gz"
     archive.write_bytes(b"first")
@@ -380,7 +380,7 @@ def test_a_damaged_run_json_is_a_sentence_and_is_written_whole(tmp_path, monkeyp
     """run.json was rewritten in place at every sitting: cut short by a kill at start-up, the
     next run stopped with a JSONDecodeError traceback though its checkpoint was intact."""
     from training.config import RunOptions
-    from training.run_folder import pin_run_options, record_run_options
+    from training.run_options import pin_run_options, record_run_options
 
     opts = RunOptions("x", str(tmp_path), recipe="tiny")
     record_run_options(tmp_path, pin_run_options(tmp_path, opts), "float32")
@@ -401,7 +401,7 @@ def test_an_option_left_out_is_the_recipe_as_the_run_recorded_it(tmp_path, monke
     """After the code's recipe changed its epochs, spelling out the epochs the run started
     with is the same run (it was refused), and the message shows the recorded value."""
     from training.config import RECIPES, RunOptions
-    from training.run_folder import pin_run_options, record_run_options
+    from training.run_options import pin_run_options, record_run_options
 
     opts = RunOptions("x", str(tmp_path), recipe="tiny")
     record_run_options(tmp_path, pin_run_options(tmp_path, opts), "f")
@@ -559,7 +559,7 @@ def test_the_recorded_command_repeats_the_run_whoever_started_it(tmp_path):
 
 def test_options_pin_once_a_run_has_trained_and_a_renamed_folder_still_resumes(tmp_path):
     from training.config import RunOptions
-    from training.run_folder import pin_run_options, record_run_options
+    from training.run_options import pin_run_options, record_run_options
 
     first = tmp_path / "a"
     first.mkdir()
@@ -579,7 +579,7 @@ def test_a_resumed_run_keeps_the_precision_and_filter_gradients_it_started_with(
     switched to the nine matmuls halfway by a plain re-run, whatever this machine would pick."""
     from training.config import RunOptions
     from training.run import machine_choices
-    from training.run_folder import pin_run_options, record_run_options
+    from training.run_options import pin_run_options, record_run_options
 
     opts = RunOptions("x", str(tmp_path), precision="float32", filter_grad="kernel")
     record_run_options(tmp_path, pin_run_options(tmp_path, opts), "mixed_bfloat16", "kernel")
@@ -609,7 +609,7 @@ def test_options_are_compared_as_the_run_uses_them(tmp_path, monkeypatch):
     """The recipe's own epochs spelt out, or the same data file by another path, is the same
     run (both were refused); another number of epochs is not."""
     from training.config import RECIPES, RunOptions
-    from training.run_folder import pin_run_options, record_run_options
+    from training.run_options import pin_run_options, record_run_options
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data.tar").write_bytes(b"")
