@@ -97,21 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         children[PROXY] = start(proxy_command(), proxy_env(stack, metrics_dir))
         wait_for(lambda: proxy_ready(stack), children, PROXY, check_stop)
         say(f"ready: open {stack.url}   (Ctrl-C stops both)")
-        restarts: list[float] = []
-        window = f"{RESTART_WINDOW_S:.0f} s"
-        while True:
-            name, dead = wait_for_exit(children)
-            ended = f"{name} {how_it_ended(dead)} (see its log above)"
-            if name == PROXY:
-                say(f"{ended}; stopping the other")
-                return 1
-            if not may_restart(restarts, time.monotonic()):
-                say(f"{ended}, after {RESTARTS_ALLOWED} restarts within {window}; stopping "
-                    "the proxy")  # fmt: skip
-                return 1
-            say(f"{ended}; starting it again (restart {len(restarts)} of {RESTARTS_ALLOWED} "
-                f"allowed within {window}; the proxy answers 503 meanwhile)")  # fmt: skip
-            restart_model_server(stack, children)
+        return supervise(stack, children)
     except Stopped:
         say("stopping")
         return 0
@@ -124,6 +110,27 @@ def main(argv: list[str] | None = None) -> int:
             if not stop(child):
                 say(f"{name} did not stop within {STOP_TIMEOUT_S} s of SIGTERM: killed")
         shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def supervise(stack: Stack, children: dict[str, subprocess.Popen]) -> int:
+    """Until a child exits for good: the model server is started again, as compose and
+    Kubernetes would, up to RESTARTS_ALLOWED times within RESTART_WINDOW_S; the proxy's exit
+    stops the stack. The exit code (Stopped: a stop signal came)."""
+    restarts: list[float] = []
+    window = f"{RESTART_WINDOW_S:.0f} s"
+    while True:
+        name, dead = wait_for_exit(children)
+        ended = f"{name} {how_it_ended(dead)} (see its log above)"
+        if name == PROXY:
+            say(f"{ended}; stopping the other")
+            return 1
+        if not may_restart(restarts, time.monotonic()):
+            say(f"{ended}, after {RESTARTS_ALLOWED} restarts within {window}; stopping "
+                "the proxy")  # fmt: skip
+            return 1
+        say(f"{ended}; starting it again (restart {len(restarts)} of {RESTARTS_ALLOWED} "
+            f"allowed within {window}; the proxy answers 503 meanwhile)")  # fmt: skip
+        restart_model_server(stack, children)
 
 
 def start_model_server(stack: Stack, children: dict[str, subprocess.Popen]) -> None:
