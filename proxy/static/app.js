@@ -68,6 +68,7 @@ const ui = {
 const state = {
   stream: null, cameraStarting: false, liveTimer: null, liveBusy: false, liveCard: null, liveKey: null,
   stoppedLiveCard: null, // a live card stopped while its frame was on the way: named once answered
+  liveAgain: null, // Try again for the live card's last frame, if the server failed it
   liveSession: 0, // counts turns of continuous mode on or off: a frame answered after one is stale
   latencies: [], counter: 0, modelTimer: null, modelCheck: null, lastEarlyCheck: -Infinity,
   modelPolls: 0, // numbers each /api/model request: an answer overtaken by a newer one is dropped
@@ -267,11 +268,13 @@ async function showFirstFrame(card, image, blob) {
 }
 
 // On a phone the results sit below the inputs and the camera: bring a new card into view.
+// With the camera on, only just (and again once the answer has grown the card): scrolled to
+// the top, the card took the preview being aimed out of view.
 function reveal(card) {
   const top = card.getBoundingClientRect().top;
   if (top >= 0 && top <= window.innerHeight * 0.6) return;
   const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
-  card.scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
+  card.scrollIntoView({ block: state.stream ? "nearest" : "start", behavior: still ? "auto" : "smooth" });
 }
 
 // The 32x32 center crop the model sees, drawn pixelated in the corner of the preview.
@@ -602,12 +605,15 @@ async function classifyOne(blob, name, card, again = () => classifyOne(blob, nam
     const body = await predict(blob, name, controller.signal);
     if (!card.isConnected) return { ok: false, text: "" };
     outcome = showResult(card, body.results[0], body);
+    if (card === state.liveCard) state.liveAgain = null;
     const stale = String(body.model.version) !== String(state.badgeVersion);
     if (stale || ui.badge.classList.contains("down")) checkModelSoon();
   } catch (error) {
     if (!card.isConnected) return { ok: false, text: "" };
     const requestError = isRequestError(error);
-    // The live camera card retries by itself with the next frame.
+    // The live camera card retries by itself with the next frame; stopped, it offers Try
+    // again for its last one (nameAsCapture).
+    if (card === state.liveCard) state.liveAgain = requestError ? null : again;
     const retry = requestError || card === state.liveCard ? null : () => retryCard(again, card);
     if (retry) resend.set(card, again);
     else resend.delete(card);
@@ -986,6 +992,7 @@ async function captureOnce() {
   const card = newCard(blob, name);
   reveal(card);
   const outcome = await classifyOne(blob, name, card);
+  if (state.stream && card.isConnected) reveal(card); // grown by its answer: the bars in view too
   if (outcome.text) announceOutcomes([outcome], action);
 }
 
@@ -997,7 +1004,8 @@ async function liveTick() {
     const blob = await grabFrame();
     // Continuous mode or the camera may have been turned off while the frame was encoded.
     if (!blob || session !== state.liveSession) return;
-    if (!state.liveCard || !state.liveCard.isConnected) {
+    const first = !state.liveCard || !state.liveCard.isConnected;
+    if (first) {
       state.liveCard = newCard(blob, "Live camera");
       state.liveCard.classList.add("live");
       reveal(state.liveCard);
@@ -1011,6 +1019,7 @@ async function liveTick() {
     const again = () => classifyOne(blob, card.querySelector(".card-name").textContent, card);
     const outcome = await classifyOne(blob, "Live camera", card, again);
     if (session !== state.liveSession) return;
+    if (first && card.isConnected) reveal(card); // grown by its answer: the bars in view too
     const key = outcome.ok ? `${outcome.label}${outcome.guess ? " (a guess)" : ""}` : "failed";
     if (key !== state.liveKey) announce([outcome.text], LIVE);
     state.liveKey = key;
@@ -1025,7 +1034,19 @@ async function liveTick() {
 // "Live camera", one more of the same name in the list each time. Not while its frame is on
 // the way: the proxy's answer names the file as it was sent.
 function nameAsCapture(card) {
-  nameCard(card, `camera-${++state.counter}.jpg`);
+  const name = `camera-${++state.counter}.jpg`;
+  nameCard(card, name);
+  // Its last frame failed on the server: Try again, as any capture has. While live it had
+  // none (the next frame was its retry), and stopped it stayed failed until Clear.
+  const button = card.querySelector(".card-retry");
+  const again = state.liveAgain;
+  state.liveAgain = null;
+  if (!again || !card.classList.contains("failed") || !button.hidden) return;
+  button.onclick = () => retryCard(again, card);
+  button.setAttribute("aria-label", `Try ${name} again`);
+  button.hidden = false;
+  resend.set(card, again);
+  updateStats();
 }
 
 function setLive(on) {

@@ -243,6 +243,12 @@ def test_a_weak_answer_is_marked_as_a_guess_that_names_the_classes(
             "label => getComputedStyle(label, '::after').content"
         )
         assert (tag == '"a guess"') == (top < 50), tag  # seen at a glance, beside the class
+        if top < 50:  # one pill in its own case: it broke in two, and read "a Guess"
+            pill = card.locator(".bar-label").first.evaluate(
+                "label => { const s = getComputedStyle(label, '::after');"
+                " return [s.whiteSpace, s.textTransform, s.display]; }"
+            )
+            assert pill == ["nowrap", "none", "inline-block"], pill
         if top < 50:
             expect(hint).to_contain_text("Just a guess")
             expect(hint).to_contain_text("airplane, automobile, bird")
@@ -1414,6 +1420,84 @@ def test_the_live_card_keeps_its_failure_up_while_the_next_frame_is_sent(open_pa
     expect(live).to_have_class(re.compile(r"\bloading\b"))
     expect(live.locator(".card-error")).to_be_visible()
     page.click("label.switch")  # continuous mode off: the held request is not answered
+
+
+def test_a_stopped_live_card_whose_last_frame_failed_offers_try_again(open_page, browser):
+    """While live, the card retries with its next frame and offers no Try again; stopped after
+    a failed frame, it stayed failed, counted in the stats, with no way to send it again but
+    Clear."""
+    page = open_page(browser, DESKTOP)
+    page.route("**/api/predict*", lambda route: route.fulfill(**outage()))
+    page.click("#camera-button")
+    page.click("label.switch")
+    live = page.locator(".card.live")
+    expect(live.locator(".card-error")).to_have_text(UNREACHABLE)
+    expect(live.locator(".card-retry")).to_be_hidden()
+    page.click("label.switch")  # continuous mode off
+    card = page.locator(".card").first
+    expect(card).not_to_have_class(re.compile(r"\blive\b"))
+    name = card.locator(".card-name").inner_text()
+    assert re.fullmatch(r"camera-\d+\.jpg", name), name
+    expect(card.locator(".card-retry")).to_be_visible()
+    expect(card.locator(".card-retry")).to_have_attribute("aria-label", f"Try {name} again")
+    expect(page.locator("#retry-all-button")).to_have_text("Try 1 again")
+    page.unroute("**/api/predict*")
+    card.locator(".card-retry").click()
+    assert_top3(card)
+    expect(page.locator("#stats")).not_to_contain_text("failed")
+
+
+def test_a_capture_on_a_phone_keeps_the_camera_preview_in_view(open_page, browser, photos):
+    """Each new card scrolled to the top of the screen; on a phone, with the results below the
+    camera, that took the preview being aimed out of view (earlier results below make the
+    page long enough to scroll that far). The card still comes into view, just."""
+    page = open_page(browser, PHONE)
+    page.emulate_media(reduced_motion="reduce")  # the scroll at once, not animated
+    page.set_input_files("#file-input", [str(p) for p in photos])
+    expect(page.locator(".bar-row")).to_have_count(3 * len(photos))
+    page.click("#camera-button")
+    expect(page.locator("#camera-video")).to_have_js_property("readyState", 4)
+    # A tap where the user sees the button: no scrolling by Playwright's own click.
+    page.evaluate("window.scrollTo(0, 0); document.getElementById('capture-button').click()")
+    card = page.locator(".card").first
+    assert_top3(card)
+    expect(card.locator(".bars")).to_be_in_viewport(ratio=1)
+    video = page.locator("#camera-video").bounding_box()
+    assert video["y"] >= 0, video  # the preview still on screen, whole
+
+
+def test_on_a_phone_the_badge_stays_put_when_its_detail_appears(open_page, browser) -> None:
+    """Aligned right in the wrapped header, the badge jumped across it whenever a detail (an
+    outage) appeared under it, and back when it went."""
+    page = open_page(browser, PHONE, touch=True)
+    badge = page.locator("#model-badge")
+    before = badge.bounding_box()
+    page.route("**/api/model", lambda route: route.fulfill(**outage("/api/model")))
+    page.evaluate("watchModel()")
+    expect(page.locator("#badge-detail")).to_be_visible()
+    after = badge.bounding_box()
+    assert abs(after["x"] - before["x"]) < 1, (before, after)
+
+
+@pytest.mark.parametrize("width", [1366, 900, 390])
+def test_the_footer_has_no_dangling_separator(open_page, browser, width: int) -> None:
+    """Wrapped between 480 and 1,014 px, a "·" ended a line; on a phone the wrapped middle
+    item was aligned left under centred ones."""
+    page = open_page(browser, {"width": width, "height": 900})
+    items = page.locator(".footer > *:visible")
+    boxes = [items.nth(i).bounding_box() for i in range(items.count())]
+    rows = {round(box["y"]) for box in boxes}
+    if len(rows) == 1:  # one line: separators between every two items
+        assert items.count() == 5, items.all_inner_texts()
+        return
+    assert items.count() == 3 and len(rows) == 3, items.all_inner_texts()  # one item a line
+    footer = page.locator(".footer").bounding_box()
+    centre = footer["x"] + footer["width"] / 2
+    for box in boxes:
+        assert abs(box["x"] + box["width"] / 2 - centre) < 2, (box, width)
+    for i in range(items.count()):
+        align = items.nth(i).evaluate("item => getComputedStyle(item).textAlign")
+        assert align == "center", (i, align)
 
 
 def test_the_badge_works_without_abortsignal_timeout(site, browser) -> None:
