@@ -58,6 +58,9 @@ class _Model:
     folders: dict[int, Path] = field(default_factory=dict)
     polled: bool = False
     failed: set[int] = field(default_factory=set)  # aspired versions whose load ended in error
+    # Counts the config reloads that changed or removed this model: a poll that listed its
+    # folder under an older config must not commit what it found (see _poll).
+    generation: int = 0
 
 
 def aspired_versions(policy, available: list[int], model: str) -> set[int]:
@@ -167,6 +170,7 @@ class VersionManager:
             # An empty base path marks a model already removed (its statuses stay listed).
             if name not in wanted and model.config.base_path:
                 log.info("Model %s removed from the config: unloading all its versions", name)
+                model.generation += 1
                 model.config = model_server_config_pb2.ModelConfig(name=name, base_path="")
                 self._track_aspired(name, model.aspired, set(), model.failed)
                 model.aspired = set()
@@ -175,6 +179,7 @@ class VersionManager:
             entry = self._models.get(name)
             if entry is not None and entry.config.base_path:
                 entry.config, entry.base_path = model_config, base_path
+                entry.generation += 1
             else:
                 # New, or back after leaving the config: TF Serving starts it afresh, so a
                 # version that failed before is tried again and the reload waits for it.
@@ -252,6 +257,7 @@ class VersionManager:
                 return
             base_path = model.base_path
             policy = model.config.model_version_policy
+            generation = model.generation
         try:
             children = os.listdir(base_path)
         except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
@@ -263,7 +269,12 @@ class VersionManager:
         folders = {version: base_path / child for version, child in names.items()}
         aspired = aspired_versions(policy, list(folders), name)
         with self._lock:
-            if self._models.get(name) is not model:  # replaced by a config reload meanwhile
+            # A config reload meanwhile (the folder listed without the lock): what this poll
+            # found follows the old config. Committed, a model the reload removed was loaded
+            # again and served for good, and a version its new policy dropped came back.
+            # TF Serving cannot: file_system_storage_path_source.cc polls and takes a new
+            # config (UpdateConfig) under one mutex.
+            if self._models.get(name) is not model or model.generation != generation:
                 return
             if not model.polled or aspired != model.aspired:
                 if not folders:

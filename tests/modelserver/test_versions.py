@@ -544,3 +544,69 @@ def _get_or_none(url: str) -> requests.Response | None:
         return requests.get(url, timeout=5)
     except requests.ConnectionError:
         return None
+
+
+@pytest.mark.parametrize("reload", ["removed", "policy"])
+def test_a_poll_under_the_old_config_does_not_undo_a_reload(
+    tiny_model_base, tmp_path, monkeypatch, reload
+):
+    """The poller lists a base path without the lock. A reload that removed the model while
+    its folder was being listed got undone: the poll committed what it found, the model was
+    loaded again and served until a restart; a new policy flipped back to the old one's
+    versions for a poll's time (an operator's fault review; reference §1: the new config
+    replaces the old entirely). In-process, with the listing of one base path held at a gate:
+    the slow network disk the race needs, made certain."""
+    from modelserver import versions
+    from modelserver.servable import Servable
+    from modelserver.versions import ManagerOptions, VersionManager
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_base, other)
+    listing, release = threading.Event(), threading.Event()
+    real_listdir = os.listdir
+
+    armed = []  # once: the reload's own poll of the folder must not wait
+
+    def held_listdir(path):
+        if Path(path) == other and armed:
+            armed.clear()
+            listing.set()
+            release.wait(60)
+        return real_listdir(path)
+
+    monkeypatch.setattr(versions.os, "listdir", held_listdir)
+
+    def loader(name: str, version: int, path: Path) -> Servable:
+        return Servable(name, version, path, ["serve"])
+
+    def config_of(*models, policy=""):
+        config = model_server_config_pb2.ModelServerConfig()
+        for name, base in models:
+            config.model_config_list.config.append(
+                model_config(name, base, policy=policy if name == "other" else "")
+            )
+        return config
+
+    manager = VersionManager(loader, ManagerOptions(file_system_poll_wait_seconds=0))
+    try:
+        manager.apply_config(config_of((MODEL, tiny_model_base), ("other", other)), wait=True)
+        assert {s.state for _, s in manager.status("other")} == {"AVAILABLE"}
+        armed.append(True)
+        poll = threading.Thread(target=manager._poll, args=("other",))  # the poller's turn
+        poll.start()
+        assert listing.wait(30)  # it is listing the folder, under the config with "other"
+        if reload == "removed":
+            manager.apply_config(config_of((MODEL, tiny_model_base)), wait=False)
+        else:  # a version that is not there: nothing of "other" is wanted any more
+            both = (MODEL, tiny_model_base), ("other", other)
+            manager.apply_config(config_of(*both, policy="specific { versions: 99 }"), wait=False)
+        release.set()
+        poll.join(30)
+        # What the stale poll would have committed (synchronously, before join returned): the
+        # model's versions aspired again, to be loaded and served.
+        assert manager._models["other"].aspired == set()
+        eventually(lambda: {s.state for _, s in manager.status("other")},
+                   lambda states: states == {"END"})  # fmt: skip
+    finally:
+        release.set()
+        manager.stop()
