@@ -26,20 +26,23 @@ def parse_version(name: str) -> int | None:
     return number if -_INT64_MAX - 1 <= number <= _INT64_MAX else None
 
 
-def index_versions(names: Iterable[str]) -> tuple[dict[int, str], list[tuple[int, str]]]:
-    """Base-path children by version number, ascending, as TF Serving indexes them: of two
-    names for one number ("7" and "007") the first in sorted order wins; the others come back
-    as (number, name) duplicates for the caller to report, as IndexChildrenByVersion logs."""
+def index_versions(
+    names: Iterable[str],
+) -> tuple[dict[int, str], list[tuple[int, str, str]]]:
+    """Base-path children by version number, ascending, as TF Serving indexes them
+    (file_system_storage_path_source.cc: the children in a std::set, so in sorted order, then
+    IndexChildrenByVersion): of two names for one number ("007" and "7") the last in sorted
+    order wins. The others come back as (number, name loaded, name ignored), for the caller
+    to log as IndexChildrenByVersion does."""
     found: dict[int, str] = {}
-    duplicates: list[tuple[int, str]] = []
+    duplicates: list[tuple[int, str, str]] = []
     for name in sorted(names):
         version = parse_version(name)
         if version is None:
             continue
         if version in found:
-            duplicates.append((version, name))
-        else:
-            found[version] = name
+            duplicates.append((version, name, found[version]))
+        found[version] = name
     return dict(sorted(found.items())), duplicates
 
 

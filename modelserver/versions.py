@@ -264,8 +264,9 @@ class VersionManager:
             log.error("Unable to list base path %s of model %s: %s", base_path, name, error)
             return
         names, duplicates = index_versions(children)
-        for version, child in duplicates:
-            log.warning("Duplicate version %d of model %s (%s); ignoring it", version, name, child)
+        for version, loaded, ignored in duplicates:  # IndexChildrenByVersion's words
+            log.warning("Duplicate version directories detected. Version %d will be loaded from "
+                        "%s, %s will be ignored.", version, loaded, ignored)  # fmt: skip
         folders = {version: base_path / child for version, child in names.items()}
         aspired = aspired_versions(policy, list(folders), name)
         with self._lock:

@@ -250,16 +250,19 @@ def test_version_folder_names_parse_like_simple_atoi():
     ] == [None] * 8
 
 
-def test_two_names_for_one_version_keep_the_first_in_sorted_order(tmp_path):
+def test_two_names_for_one_version_keep_the_last_in_sorted_order(tmp_path):
     """The server, the exporter and make serve's preflight index a base path alike: "007"
-    sorts before "7", so it is version 7, and "7" is reported as a duplicate; a file with a
-    version name is a version to the server (TF Serving does not check) but not a folder."""
+    sorts before "7", so "7" is version 7 and "007" is reported as ignored (this server kept
+    the first, TF Serving the last); a file with a version name is a version to the server
+    (TF Serving does not check) but not a folder."""
     names = ["7", "007", "tmp", "3", ".tmp-9-x", "+3"]
-    assert index_versions(names) == ({3: "+3", 7: "007"}, [(3, "3"), (7, "7")])
+    # The last in sorted order wins, as in TF Serving (a std::set of the names, then a map
+    # whose entry each later name overwrites).
+    assert index_versions(names) == ({3: "3", 7: "7"}, [(3, "3", "+3"), (7, "7", "007")])
     for name in ("7", "007", "2"):
         (tmp_path / name).mkdir()
     (tmp_path / "5").write_text("not a model")
-    assert version_dirs(tmp_path) == {2: tmp_path / "2", 7: tmp_path / "007"}
+    assert version_dirs(tmp_path) == {2: tmp_path / "2", 7: tmp_path / "7"}
     assert version_dirs(tmp_path / "missing") == {}
 
 
