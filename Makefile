@@ -77,7 +77,7 @@ soak: venv ## rollout, rollback, canary and a killed model server under continuo
 
 compose-up: ## docker compose stack with the real tensorflow/serving (needs Docker); the proxy image is tagged with the commit, kept in .env
 	tag=$$(git rev-parse --short HEAD 2>/dev/null || echo 0.1.0); \
-	  { grep -v '^PROXY_TAG=' .env 2>/dev/null; echo "PROXY_TAG=$$tag"; } > .env.new && mv .env.new .env
+	  { grep -v '^PROXY_TAG=' .env 2>/dev/null; echo "PROXY_TAG=$$tag"; } > .env.new && cat .env.new > .env && rm .env.new
 	docker compose up --build
 
 clean: ## remove caches (the dataset cache in .cache/, pytest, ruff; not runs/.cache of the trainer image)

@@ -28,7 +28,7 @@ from datetime import date
 from pathlib import Path
 
 from runtime.cli_args import non_empty
-from training.run_folder import is_finished, read_meta
+from training.run_folder import BENCH_CEILINGS, is_finished, read_meta
 from training.train import add_recipe_arguments
 
 ROW_HEADER = (
@@ -86,7 +86,7 @@ def measure_ceiling() -> dict[str, float]:
     return results
 
 
-CEILINGS_FILE = "bench-ceilings.json"
+CEILINGS_FILE = BENCH_CEILINGS
 
 
 def run_options(args):

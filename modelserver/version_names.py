@@ -53,5 +53,7 @@ def version_dirs(base_path: str | Path) -> dict[int, Path]:
     base = Path(base_path)
     if not base.is_dir():
         return {}
-    found, _ = index_versions(path.name for path in base.iterdir() if path.is_dir())
-    return {version: base / name for version, name in found.items()}
+    # Every child indexed, as the server does, then the winners that are not folders dropped:
+    # filtered first, a file "7" beside a folder "007" was version 7 here and not there.
+    found, _ = index_versions(path.name for path in base.iterdir())
+    return {version: base / name for version, name in found.items() if (base / name).is_dir()}

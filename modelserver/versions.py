@@ -58,8 +58,9 @@ class _Model:
     folders: dict[int, Path] = field(default_factory=dict)
     polled: bool = False
     failed: set[int] = field(default_factory=set)  # aspired versions whose load ended in error
-    # Counts the config reloads that changed or removed this model: a poll that listed its
-    # folder under an older config must not commit what it found (see _poll).
+    # Counts the config reloads since it was configured (each may change or remove it): a poll
+    # that listed its folder under an older config must not commit what it found (_poll; the
+    # reload polls every model itself, under the new config).
     generation: int = 0
 
 

@@ -34,10 +34,9 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 LABEL_CHARACTERS = re.compile(r"[A-Za-z0-9_.-]+")
 MAX_LABEL_LENGTH = 64
-# ASCII digits only (str.isdigit also accepts "²", which int() rejects), and few enough that
-# the number fits the int64 of ModelSpec.version: anything longer cannot name a version.
+# ASCII digits only (str.isdigit also accepts "²", which int() rejects).
 ASCII_DIGITS = re.compile(r"[0-9]+")
-MAX_VERSION_DIGITS = 18
+MAX_VERSION = 2**63 - 1  # ModelSpec.version is an int64
 
 
 @bp.post("/predict")
@@ -62,7 +61,7 @@ def predict() -> Response:
         outcome = exc.kind  # what the model server answered (or that it did not)
         model_latency.labels(svc.config.protocol, outcome).observe(time.perf_counter() - decoded)
         if isinstance(exc, ModelNotFound):  # its words name its internals; say what to do
-            asked = "version" in request.args or "label" in request.args
+            asked = bool(request.args.get("version") or request.args.get("label"))
             raise _not_served(svc, target, exc, asked) from exc
         raise
     answered = time.perf_counter()
@@ -205,11 +204,9 @@ def check_version(version: str) -> None:
     whole number."""
     if not ASCII_DIGITS.fullmatch(version):
         raise ApiError(f"version must be a whole number such as 3, not {_short_name(version)!r}")
-    if len(version) > MAX_VERSION_DIGITS:
-        raise ApiError(
-            f"version has {len(version)} digits; a version number has at most "
-            f"{MAX_VERSION_DIGITS} (the model server's versions are 64-bit)"
-        )
+    significant = version.lstrip("0") or "0"  # int() of thousands of digits is refused
+    if len(significant) > len(str(MAX_VERSION)) or int(significant) > MAX_VERSION:
+        raise ApiError(f"version is above {MAX_VERSION:,}, the largest a model server takes")
 
 
 def check_label(label: str) -> None:

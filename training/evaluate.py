@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument(
         "--out",
-        type=Path,
+        type=non_empty(Path),
         help="report folder (default: the run folder; a SavedModel's report is written only "
         "when this is given)",
     )

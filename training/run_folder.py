@@ -27,6 +27,7 @@ HISTORY = "history.json"  # per-epoch figures (training.run_outputs)
 CURVES = "curves.png"  # the training curves (training.run_outputs)
 EVALUATION = "evaluation.json"  # python -m training.evaluate's report
 CONFUSION = "confusion.png"  # its confusion matrix
+BENCH_CEILINGS = "bench-ceilings.json"  # bench.train's ceiling timings, before the run starts
 # How a refusal of a run folder ends: the way out, for the CLI and for make alike.
 NEW_RUN_DIR = (
     "pick a new --run-dir (make: RUN=runs/<name>; the trainer image: -e RUN_DIR=/runs/<name>)"
@@ -197,8 +198,13 @@ def make_run_dir(path: str) -> Path:
 
 def _refuse_foreign_files(run_dir: Path, path: str) -> None:
     """A folder of other files (photos, a project) is no run folder: a run wrote its model
-    files among them without a word."""
-    others = sorted(p.name for p in run_dir.iterdir() if p.name not in (LOCK, TF_LOG))
+    files among them without a word. What a run writes before it records its options is its
+    own (bench.train's ceilings: a bench run stopped while measuring resumes), and hidden
+    files and a volume root's lost+found are no one's."""
+    own = (TF_LOG, BENCH_CEILINGS, "lost+found")
+    others = sorted(
+        p.name for p in run_dir.iterdir() if not p.name.startswith(".") and p.name not in own
+    )
     if others:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise RunFolderError(

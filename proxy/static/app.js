@@ -1017,6 +1017,9 @@ async function liveTick() {
     // Try again, offered once continuous mode is off, sends the frame under the card's name then.
     const card = state.liveCard;
     const again = () => classifyOne(blob, card.querySelector(".card-name").textContent, card);
+    // An older frame's Try again is not for this one: stopped while this frame is on its
+    // way, the card offers this frame's own, once answered (classifyOne, nameAsCapture).
+    state.liveAgain = null;
     const outcome = await classifyOne(blob, "Live camera", card, again);
     if (session !== state.liveSession) return;
     if (first && card.isConnected) reveal(card); // grown by its answer: the bars in view too

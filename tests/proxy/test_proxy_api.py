@@ -207,6 +207,11 @@ def test_version_selection(client, sample_jpegs) -> None:
         assert body["model"] == {"name": "cifar10", "version": version}
         answers[version] = body["results"][0]["top"]
     assert answers[1] != answers[2], "versions 1 and 2 are different models"
+    # Any int64 names a version, however it is written: a cap of 18 digits refused both.
+    padded = post_files(client, data, f"?version={'0' * 30}1").get_json()
+    assert padded["model"]["version"] == 1, padded
+    largest = post_files(client, data, f"?version={2**63 - 1}")
+    assert largest.status_code == 404, largest.get_json()
 
 
 @pytest.mark.parametrize(("label", "version"), sorted(LABELS.items()))
@@ -388,7 +393,8 @@ def test_one_request_decodes_at_most_max_pixels_in_all(two_version_server, proto
         ("?version=-1", "whole number such as 3"),
         ("?version=%C2%B2", "whole number"),  # "²": str.isdigit() says yes, int() says no
         # Beyond int64: said as the rule it breaks, not as "not a whole number".
-        ("?version=99999999999999999999", "version has 20 digits; a version number has at most 18"),
+        ("?version=99999999999999999999", "version is above 9,223,372,036,854,775,807"),
+        ("?version=9223372036854775808", "the largest a model server takes"),  # 2**63
         ("?k=%C2%B2", "k must"),
         ("?version=1&label=stable", "not both"),
         ("?label=has/slash", "label may only"),

@@ -897,6 +897,17 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
         RunFolderError, match=r"holds other files \(a\.jpg, b\.jpg, c\.jpg, \.\.\.\)"
     ):
         make_run_dir(str(photos))
+    # What bench.train writes before train() makes the folder again (its ceiling timings),
+    # hidden files and a volume root's lost+found are not "other files": a fresh bench run
+    # was refused after its minutes of measuring.
+    from bench.train import CEILINGS_FILE
+
+    bench = tmp_path / "bench-fast-0"
+    make_run_dir(str(bench))
+    for name in (CEILINGS_FILE, ".DS_Store"):
+        (bench / name).write_text("{}")
+    (bench / "lost+found").mkdir()
+    assert make_run_dir(str(bench)) == bench
     # An empty --run-dir (an unset shell variable) trained into the current folder, and
     # export then published that.
     for command in (export_main, predict_main):
