@@ -281,6 +281,10 @@ class VersionManager:
             if not model.polled or aspired != model.aspired:
                 if not folders:
                     log.warning("No versions of model %s found under %s", name, base_path)
+                # Why a served version goes: its folder, not the policy (a rollback by removal).
+                for version in sorted(model.aspired - set(folders)):
+                    log.info("Version %d of model %s: its folder is gone from %s; it will be "
+                             "unloaded", version, name, base_path)  # fmt: skip
                 log.info("Model %s: aspired versions %s", name, sorted(aspired))
             # A failed version that is no longer aspired may be retried if it comes back.
             model.failed &= aspired

@@ -123,6 +123,8 @@ def test_rollout_and_rollback_under_load_lose_no_request(start_server, tiny_mode
     log = server.log()
     assert "Successfully loaded servable version {name: cifar10 version: 2}" in log
     assert "Unloaded servable version {name: cifar10 version: 2}" in log
+    # Why it went, for an operator: its folder, not the policy.
+    assert f"Version 2 of model cifar10: its folder is gone from {tiny_model_base}" in log
 
 
 def _publish_broken(base: Path, version: int, source: Path, damage) -> None:
