@@ -86,9 +86,6 @@ def measure_ceiling() -> dict[str, float]:
     return results
 
 
-CEILINGS_FILE = BENCH_CEILINGS
-
-
 def run_options(args):
     """The training run this benchmark asks for (default folder runs/bench-<recipe>-<seed>)."""
     from training.config import RunOptions
@@ -116,7 +113,7 @@ def refuse_finished_run(run_dir: Path) -> None:
 
 def add_ceiling(run_dir: Path, ceiling: dict[str, float]) -> list[dict[str, float]]:
     """Appends this sitting's ceiling kernels to the run folder; returns every sitting's."""
-    path = run_dir / CEILINGS_FILE
+    path = run_dir / BENCH_CEILINGS
     sittings = json.loads(path.read_text()) if path.exists() else []
     sittings.append(ceiling)
     path.write_text(json.dumps(sittings, indent=2))

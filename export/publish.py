@@ -53,12 +53,12 @@ def versions(base_path: str | Path) -> list[int]:
 def latest_version_dir(base_path: str | Path) -> Path:
     found = version_dirs(base_path)
     if not found:
-        if is_run_folder(Path(base_path)) and not is_finished(Path(base_path)):
-            raise FileNotFoundError(
-                f"{base_path} is a training run folder that has not finished (see its "
-                "train.log): no model to use yet"
-            )
         if is_run_folder(Path(base_path)):
+            if not is_finished(Path(base_path)):
+                raise FileNotFoundError(
+                    f"{base_path} is a training run folder that has not finished (see its "
+                    "train.log): no model to use yet"
+                )
             raise FileNotFoundError(
                 f"{base_path} is a training run folder, not a model: export it first "
                 f"(python -m export --run-dir {base_path}), then name the base path it wrote"

@@ -900,11 +900,11 @@ def test_run_folders_and_model_folders_are_not_taken_for_each_other(finished_run
     # What bench.train writes before train() makes the folder again (its ceiling timings),
     # hidden files and a volume root's lost+found are not "other files": a fresh bench run
     # was refused after its minutes of measuring.
-    from bench.train import CEILINGS_FILE
+    from training.run_folder import BENCH_CEILINGS
 
     bench = tmp_path / "bench-fast-0"
     make_run_dir(str(bench))
-    for name in (CEILINGS_FILE, ".DS_Store"):
+    for name in (BENCH_CEILINGS, ".DS_Store"):
         (bench / name).write_text("{}")
     (bench / "lost+found").mkdir()
     assert make_run_dir(str(bench)) == bench
